@@ -1,0 +1,313 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdir, open, chown, readFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import net from 'node:net';
+import { ReplyxError } from '../../errors.js';
+import { isPortOpen, waitUntil } from './ports.js';
+
+// Starts the stack's OS services (Redis, Postgres, nginx) as plain child processes. Used by the
+// local stack (`npm start`, detached, pid files) and by tests (attached, torn down after).
+
+/** A service process this module started. */
+export interface ServiceProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly port: number;
+  readonly logFile: string;
+  /** Stops the process (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Options every service start takes. */
+export interface StartOptions {
+  /** Directory for data, config and logs of this service; created if missing. */
+  readonly dir: string;
+  readonly port: number;
+  /** Detached processes outlive the caller (the local stack); attached ones are for tests. */
+  readonly detached?: boolean;
+  /** How long to wait for the service to become ready. */
+  readonly readyTimeoutMs?: number;
+}
+
+const isRoot = () => process.getuid?.() === 0;
+
+/** Resolves an OS binary, searching PATH and Debian's versioned Postgres directory. */
+export function findBinary(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? '').split(':');
+  dirs.push('/usr/sbin', '/usr/local/sbin', '/sbin');
+  for (const dir of dirs) {
+    const candidate = path.join(dir, name);
+    if (existsSync(candidate)) return candidate;
+  }
+  for (const v of ['17', '16', '15', '14', '13']) {
+    const candidate = `/usr/lib/postgresql/${v}/bin/${name}`;
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+const debianPackage: Record<string, string> = {
+  'redis-server': 'redis-server',
+  nginx: 'nginx-light',
+  postgres: 'postgresql',
+  initdb: 'postgresql',
+  pg_ctl: 'postgresql',
+};
+
+/** Resolves a binary or throws an error naming the Debian package that provides it. */
+export function requireBinary(name: string): string {
+  const found = findBinary(name);
+  if (found) return found;
+  const pkg = debianPackage[name] ?? name;
+  throw new ReplyxError('RPX_MISSING_PACKAGE', `${name} is not installed`, `install it with: sudo apt-get update && sudo apt-get install -y ${pkg}`);
+}
+
+async function spawnService(
+  name: string,
+  command: string,
+  args: readonly string[],
+  opts: StartOptions & { logFile: string; uid?: number; gid?: number; env?: NodeJS.ProcessEnv },
+): Promise<ChildProcess> {
+  const log = await open(opts.logFile, 'a');
+  if (opts.uid !== undefined) await chown(opts.logFile, opts.uid, opts.gid ?? opts.uid);
+  const child = spawn(command, args, {
+    cwd: opts.dir,
+    detached: opts.detached ?? false,
+    stdio: ['ignore', log.fd, log.fd],
+    env: opts.env ?? process.env,
+    uid: opts.uid,
+    gid: opts.gid,
+  });
+  await log.close();
+  if (opts.detached) child.unref();
+  if (child.pid === undefined) {
+    throw new ReplyxError('RPX_SPAWN_FAILED', `could not start ${name} (${command})`, `check that ${command} is executable`);
+  }
+  return child;
+}
+
+function handleFor(name: string, child: ChildProcess, port: number, logFile: string): ServiceProcess {
+  const pid = child.pid!;
+  let exited = child.exitCode !== null || child.signalCode !== null;
+  child.once('exit', () => {
+    exited = true;
+  });
+  return {
+    name,
+    pid,
+    port,
+    logFile,
+    async stop(graceMs = 5000) {
+      await stopPid(pid, graceMs, () => exited);
+    },
+  };
+}
+
+/** Sends SIGTERM to `pid`, then SIGKILL after `graceMs`, and waits until it is gone. */
+export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boolean): Promise<void> {
+  const alive = () => {
+    if (hasExited?.()) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if (await waitUntil(async () => !alive(), graceMs, 25)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  await waitUntil(async () => !alive(), 5000, 25);
+}
+
+async function tail(file: string, lines = 8): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim().split('\n').slice(-lines).join(' | ');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function failedToStart(name: string, child: ChildProcess, port: number, logFile: string): Promise<never> {
+  child.kill('SIGKILL');
+  const portTaken = child.exitCode !== null && (await isPortOpen(port));
+  throw new ReplyxError(
+    'RPX_SERVICE_START_FAILED',
+    `${name} did not become ready on 127.0.0.1:${port}${portTaken ? ' (the port is taken by another process)' : ''}; log: ${await tail(logFile)}`,
+    portTaken ? `free port ${port} or choose another in the stack file` : `read ${logFile} for the cause`,
+  );
+}
+
+/** Sends one inline Redis command and resolves with the raw reply line. */
+export async function redisCommand(port: number, command: string, host = '127.0.0.1'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host });
+    socket.setTimeout(1000, () => {
+      socket.destroy();
+      reject(new Error('redis: timeout'));
+    });
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(`${command}\r\n`));
+    socket.once('data', (buf) => {
+      socket.end();
+      resolve(buf.toString('utf8').trim());
+    });
+  });
+}
+
+/** Starts redis-server bound to 127.0.0.1 with no persistence, ready when it answers PING. */
+export async function startRedis(opts: StartOptions & { maxmemoryMb?: number }): Promise<ServiceProcess> {
+  const bin = requireBinary('redis-server');
+  await mkdir(opts.dir, { recursive: true });
+  const logFile = path.join(opts.dir, 'redis.log');
+  const args = [
+    '--port', String(opts.port),
+    '--bind', '127.0.0.1',
+    '--dir', opts.dir,
+    '--save', '',
+    '--appendonly', 'no',
+    '--protected-mode', 'yes',
+    '--daemonize', 'no',
+    '--maxmemory', `${opts.maxmemoryMb ?? 256}mb`,
+    '--maxmemory-policy', 'volatile-lru',
+  ];
+  const child = await spawnService('redis', bin, args, { ...opts, logFile });
+  const ready = await waitUntil(async () => (await redisCommand(opts.port, 'PING')) === '+PONG' && child.exitCode === null, opts.readyTimeoutMs ?? 10_000);
+  if (!ready) return failedToStart('redis', child, opts.port, logFile);
+  return handleFor('redis', child, opts.port, logFile);
+}
+
+/** Connection settings for a Postgres started by `startPostgres`. */
+export interface PostgresProcess extends ServiceProcess {
+  readonly user: string;
+  readonly database: string;
+  /** `postgres://user@127.0.0.1:port/database` (trust auth on loopback). */
+  readonly url: string;
+}
+
+function postgresIds(): { uid: number; gid: number } | undefined {
+  if (!isRoot()) return undefined;
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch {
+    throw new ReplyxError('RPX_POSTGRES_USER', 'running as root but there is no "postgres" user to run Postgres as', 'install Postgres from Debian (apt-get install -y postgresql), which creates the user');
+  }
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  execFileSync('chown', ['-R', `${uid}:${gid}`, dir]);
+}
+
+/**
+ * Starts Postgres on 127.0.0.1:port with its data in `dir/data` (initdb on first use). When
+ * the caller is root it runs as the `postgres` user, which Postgres requires.
+ */
+export async function startPostgres(opts: StartOptions & { user?: string; database?: string }): Promise<PostgresProcess> {
+  const initdb = requireBinary('initdb');
+  const postgres = requireBinary('postgres');
+  const user = opts.user ?? 'replyx';
+  const database = opts.database ?? 'replyx';
+  const ids = postgresIds();
+  await mkdir(opts.dir, { recursive: true });
+  const dataDir = path.join(opts.dir, 'data');
+  const socketDir = path.join(opts.dir, 'run');
+  await mkdir(socketDir, { recursive: true });
+  if (ids) {
+    await chownTree(opts.dir, ids.uid, ids.gid);
+    // The postgres user must be able to reach its directory through every parent.
+    for (let d = path.dirname(opts.dir); d !== path.dirname(d); d = path.dirname(d)) {
+      const st = await stat(d);
+      if ((st.mode & 0o001) === 0) {
+        throw new ReplyxError('RPX_POSTGRES_DIR', `${d} is not traversable by the postgres user`, `chmod o+x ${d} or use a state directory under /tmp`);
+      }
+    }
+  }
+  const logFile = path.join(opts.dir, 'postgres.log');
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    try {
+      execFileSync(initdb, ['-D', dataDir, '-U', user, '--auth=trust', '--encoding=UTF8', '--no-instructions'], {
+        stdio: 'pipe',
+        uid: ids?.uid,
+        gid: ids?.gid,
+        env: { ...process.env, LC_ALL: 'C.UTF-8' },
+      });
+    } catch (err) {
+      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n').slice(-3).join(' | ');
+      throw new ReplyxError('RPX_SERVICE_START_FAILED', `initdb failed: ${stderr ?? (err as Error).message}`, `remove ${dataDir} and try again`);
+    }
+  }
+  const args = [
+    '-D', dataDir,
+    '-p', String(opts.port),
+    '-c', 'listen_addresses=127.0.0.1',
+    '-c', `unix_socket_directories=${socketDir}`,
+    '-c', 'fsync=off',
+    '-c', 'max_connections=200',
+    '-c', 'shared_buffers=64MB',
+  ];
+  const child = await spawnService('postgres', postgres, args, { ...opts, logFile, uid: ids?.uid, gid: ids?.gid, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+  const pg = await import('pg');
+  const canQuery = async (db: string) => {
+    const client = new pg.default.Client({ host: '127.0.0.1', port: opts.port, user, database: db, connectionTimeoutMillis: 1000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return true;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+  const ready = await waitUntil(async () => child.exitCode === null && (await canQuery('postgres')), opts.readyTimeoutMs ?? 30_000, 100);
+  if (!ready) return failedToStart('postgres', child, opts.port, logFile);
+  const admin = new pg.default.Client({ host: '127.0.0.1', port: opts.port, user, database: 'postgres' });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${database.replaceAll('"', '')}"`);
+  } finally {
+    await admin.end();
+  }
+  const handle = handleFor('postgres', child, opts.port, logFile);
+  return { ...handle, user, database, url: `postgres://${user}@127.0.0.1:${opts.port}/${database}` };
+}
+
+/** Runs `nginx -t` on a config file; resolves with nginx's output or throws with it. */
+export async function testNginxConfig(configFile: string, prefixDir: string): Promise<string> {
+  const bin = requireBinary('nginx');
+  await mkdir(path.join(prefixDir, 'logs'), { recursive: true });
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, ['-t', '-q', '-p', prefixDir, '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(out)
+        : reject(new ReplyxError('RPX_NGINX_CONFIG_INVALID', `nginx -t rejected ${configFile}: ${out.trim()}`, 'fix the topology or template that produced this config')),
+    );
+  });
+}
+
+/** Starts nginx in the foreground (`daemon off`) with `prefixDir` as its prefix. */
+export async function startNginx(opts: StartOptions & { configFile: string }): Promise<ServiceProcess> {
+  const bin = requireBinary('nginx');
+  await mkdir(path.join(opts.dir, 'logs'), { recursive: true });
+  await testNginxConfig(opts.configFile, opts.dir);
+  const logFile = path.join(opts.dir, 'logs', 'nginx.stderr.log');
+  const child = await spawnService('nginx', bin, ['-p', opts.dir, '-c', opts.configFile, '-g', 'daemon off;'], { ...opts, logFile });
+  const ready = await waitUntil(async () => child.exitCode === null && (await isPortOpen(opts.port)), opts.readyTimeoutMs ?? 10_000);
+  if (!ready) return failedToStart('nginx', child, opts.port, logFile);
+  return handleFor('nginx', child, opts.port, logFile);
+}

@@ -1,0 +1,125 @@
+import { z } from 'zod';
+
+// One schema for the whole stack. Every default here is the documented default (README's
+// configuration reference is generated from these descriptions), so keep them in sync by
+// editing only this file.
+
+const port = z.int().min(1).max(65535);
+const image = z.string().regex(/^[a-z0-9][a-z0-9._/:@-]*$/i, 'must be an image reference like "nginx:1.27-alpine"');
+
+export const backendSchema = z
+  .strictObject({
+    image: image.optional().describe('Backend image to run; unset builds examples/backend (the reference backend).'),
+    workers: z.int().min(1).max(64).default(4).describe('HTTP worker processes (exported as BACKEND_WORKERS and UVICORN_WORKERS).'),
+    port: port.default(8000).describe('Port the backend listens on.'),
+    replicas: z.int().min(1).max(50).default(1).describe('Backend containers/tasks (AWS desired count).'),
+  })
+  .describe('The multi-worker HTTP backend that serves /api/.');
+
+export const gatewaySchema = z
+  .strictObject({
+    image: image.optional().describe('Gateway image to run; unset builds gateway/.'),
+    replicas: z.int().min(1).max(50).default(1).describe('Gateway processes; more than 1 only with broker "redis".'),
+    port: port.default(8001).describe('Port the gateway listens on (WebSocket, /health, /metrics, /internal/publish).'),
+    heartbeatMs: z.int().min(1000).max(600_000).default(25_000).describe('Protocol ping interval; must be shorter than nginx.proxyReadTimeoutS.'),
+    broker: z.enum(['redis', 'memory']).default('redis').describe('Fan-out between gateway processes: "redis" (shared) or "memory" (single process only).'),
+    drainWindowMs: z.int().min(0).max(300_000).default(5_000).describe('On SIGTERM, closes with 4200 are spread over this window so clients do not reconnect at once.'),
+  })
+  .describe('The WebSocket gateway that owns every /ws/ connection.');
+
+export const nginxSchema = z
+  .strictObject({
+    image: image.default('nginx:1.27-alpine').describe('nginx image (docker and aws targets).'),
+    port: port.default(8080).describe('Public port nginx listens on: the only entry to the stack.'),
+    proxyReadTimeoutS: z.int().min(5).max(86_400).default(120).describe('proxy_read_timeout for /ws/ (seconds); must exceed the gateway heartbeat.'),
+    proxyConnectTimeoutS: z.int().min(1).max(75).default(5).describe('proxy_connect_timeout for every upstream (seconds).'),
+    apiReadTimeoutS: z.int().min(1).max(3600).default(60).describe('proxy_read_timeout for /api/ (seconds).'),
+    workerShutdownTimeoutS: z.int().min(1).max(3600).default(30).describe('worker_shutdown_timeout: how long a reload lets old workers keep WebSockets (seconds).'),
+    workerConnections: z.int().min(64).max(1_000_000).default(16_384).describe('worker_connections per nginx worker.'),
+    clientMaxBodySize: z.string().regex(/^\d+[km]?$/i, 'must be an nginx size like "1m" or "512k"').default('1m').describe('client_max_body_size for /api/.'),
+  })
+  .describe('nginx, the only public entry: routes /api/ to the backend and /ws/ to the gateway.');
+
+export const redisSchema = z
+  .strictObject({
+    image: image.default('redis:7.2-alpine').describe('Redis image (docker target).'),
+    port: port.default(6380).describe('Redis port.'),
+    maxmemoryMb: z.int().min(16).max(1_048_576).default(256).describe('Redis maxmemory in MiB.'),
+  })
+  .describe('Redis: the event bus and short history between backend and gateway.');
+
+export const postgresSchema = z
+  .strictObject({
+    image: image.default('postgres:16-alpine').describe('Postgres image (docker target).'),
+    port: port.default(5433).describe('Postgres port.'),
+    database: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('replyx').describe('Database name.'),
+    user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('replyx').describe('Database user.'),
+  })
+  .describe('Postgres: users, assistants, dialogs and messages.');
+
+export const limitsSchema = z
+  .strictObject({
+    maxPayloadBytes: z.int().min(1024).max(16 * 1024 * 1024).default(64 * 1024).describe('Largest client frame; bigger closes with 1009.'),
+    sendBufferBytes: z.int().min(16 * 1024).max(256 * 1024 * 1024).default(1024 * 1024).describe('Per-connection unsent bytes before closing with 4101 (slow consumer).'),
+    maxConnections: z.int().min(1).max(10_000_000).default(50_000).describe('Connections per gateway process; more close with 4100.'),
+    maxConnectionsPerIp: z.int().min(1).max(1_000_000).default(500).describe('Connections per client IP; more close with 4100.'),
+    handshakesPerIpPerSecond: z.int().min(1).max(100_000).default(50).describe('Handshakes per client IP per second; more close with 4100.'),
+    historyLength: z.int().min(0).max(1_000_000).default(1000).describe('Events kept per dialog for resume (since=).'),
+    historyTtlS: z.int().min(60).max(30 * 86_400).default(86_400).describe('Seconds a dialog history lives after its last event.'),
+  })
+  .describe('Gateway limits.');
+
+export const awsSchema = z
+  .strictObject({
+    region: z.string().optional().describe('AWS region; unset uses the aws:region stack setting.'),
+    vpcId: z.string().optional().describe('Existing VPC id; unset creates a VPC.'),
+    publicSubnetIds: z.array(z.string()).optional().describe('With vpcId: subnets for the load balancer.'),
+    privateSubnetIds: z.array(z.string()).optional().describe('With vpcId: subnets for tasks, Redis and Postgres.'),
+    availabilityZones: z.int().min(2).max(6).default(2).describe('Availability zones for a created VPC.'),
+    certificateArn: z.string().optional().describe('ACM certificate ARN; when set, HTTPS on 443 and HTTP redirects to it.'),
+    albIdleTimeoutS: z.int().min(1).max(4000).default(300).describe('Load balancer idle timeout (seconds); must exceed the gateway heartbeat.'),
+    taskCpu: z.int().min(256).max(16_384).default(512).describe('Fargate CPU units per task.'),
+    taskMemoryMb: z.int().min(512).max(122_880).default(1024).describe('Fargate memory per task (MiB).'),
+    redisNodeType: z.string().default('cache.t4g.micro').describe('ElastiCache node type.'),
+    postgresInstanceClass: z.string().default('db.t4g.micro').describe('RDS instance class.'),
+    postgresStorageGb: z.int().min(20).max(65_536).default(20).describe('RDS allocated storage (GiB).'),
+    backupRetentionDays: z.int().min(1).max(35).default(7).describe('RDS backup retention (days).'),
+    logRetentionDays: z.int().min(1).max(3653).default(14).describe('CloudWatch log retention (days).'),
+  })
+  .describe('AWS target settings (ignored by other targets).');
+
+export const topologySchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,30}$/, 'must be lowercase letters, digits and dashes, starting with a letter')
+      .default('replyx')
+      .describe('Prefix of every container and resource name (replyx-backend, replyx-ws-gateway, ...).'),
+    target: z.enum(['docker', 'aws', 'local']).default('docker').describe('Where the stack runs: one Docker host, AWS ECS Fargate, or local processes.'),
+    wsRoute: z.enum(['gateway', 'backend']).default('gateway').describe('Who serves /ws/: the gateway (normal) or the backend (rollback to the pre-migration design).'),
+    backend: backendSchema.prefault({}),
+    gateway: gatewaySchema.prefault({}),
+    nginx: nginxSchema.prefault({}),
+    redis: redisSchema.prefault({}),
+    postgres: postgresSchema.prefault({}),
+    limits: limitsSchema.prefault({}),
+    aws: awsSchema.prefault({}),
+  })
+  .describe('The replyx stack.');
+
+/** The validated, frozen stack description every renderer and script consumes. */
+export type Topology = DeepReadonly<z.output<typeof topologySchema>>;
+/** What a user writes: every key optional, defaults filled in by validation. */
+export type TopologyInput = z.input<typeof topologySchema>;
+export type Target = Topology['target'];
+export type WsRoute = Topology['wsRoute'];
+export type ServiceName = 'nginx' | 'backend' | 'gateway' | 'redis' | 'postgres';
+
+export type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/** Top-level keys of the topology, i.e. the `replyx:<key>` entries a stack file may hold. */
+export const topologyKeys = Object.keys(topologySchema.shape) as (keyof TopologyInput)[];

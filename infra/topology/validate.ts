@@ -1,0 +1,255 @@
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import { ReplyxError } from '../errors.js';
+import { topologySchema, type ServiceName, type Topology } from './schema.js';
+
+/** One thing wrong (or risky) in a topology, named by its path with a fix. */
+export interface TopologyIssue {
+  readonly path: string;
+  readonly message: string;
+  readonly fix: string;
+  readonly severity: 'error' | 'warning';
+  /** Stable id for warnings and cross-field rules, e.g. `DESYNC_RISK`. */
+  readonly rule?: string;
+}
+
+/** The result of a successful validation: the frozen topology and any warnings. */
+export interface ValidatedTopology {
+  readonly topology: Topology;
+  readonly warnings: readonly TopologyIssue[];
+}
+
+/** Thrown when a topology has errors; `issues` lists every one of them. */
+export class TopologyError extends ReplyxError {
+  /** Builds the error from all the issues found, with `source` naming where the input came from. */
+  constructor(
+    readonly issues: readonly TopologyIssue[],
+    source: string,
+  ) {
+    super(
+      'RPX_TOPOLOGY_INVALID',
+      `${source}: ${issues.length} problem${issues.length === 1 ? '' : 's'} in the stack topology`,
+      'fix each path listed below in the stack file and run again',
+      { details: issues.map((i) => `${i.path}: ${i.message} (fix: ${i.fix})`) },
+    );
+  }
+}
+
+type RawTopology = z.output<typeof topologySchema>;
+
+function fixForZodIssue(path: string, issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'too_small':
+      return `set ${path} to ${String(issue.minimum)} or more`;
+    case 'too_big':
+      return `set ${path} to ${String(issue.maximum)} or less`;
+    case 'invalid_value':
+      return `use one of: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'unrecognized_keys':
+      return `remove or rename ${issue.keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}; see the configuration reference in README.md`;
+    case 'invalid_type':
+      return `set ${path || 'the topology'} to a ${issue.expected}`;
+    case 'invalid_format':
+      return `correct the format of ${path}`;
+    default:
+      return `correct ${path || 'the topology'}; see the configuration reference in README.md`;
+  }
+}
+
+function messageForZodIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'too_small':
+      return `must be >= ${String(issue.minimum)}`;
+    case 'too_big':
+      return `must be <= ${String(issue.maximum)}`;
+    case 'invalid_value':
+      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}`;
+    case 'unrecognized_keys':
+      return `unknown key${issue.keys.length === 1 ? '' : 's'} ${issue.keys.join(', ')}`;
+    case 'invalid_type':
+      return `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
+    default:
+      return issue.message;
+  }
+}
+
+const servicePort = (t: RawTopology): [ServiceName, number][] => [
+  ['nginx', t.nginx.port],
+  ['backend', t.backend.port],
+  ['gateway', t.gateway.port],
+  ['redis', t.redis.port],
+  ['postgres', t.postgres.port],
+];
+
+const configPath: Record<ServiceName, string> = {
+  nginx: 'nginx.port',
+  backend: 'backend.port',
+  gateway: 'gateway.port',
+  redis: 'redis.port',
+  postgres: 'postgres.port',
+};
+
+/**
+ * Cross-field rules: what a single field cannot say on its own. Each returns the issues it
+ * finds; errors stop the stack, warnings are shown and allowed.
+ */
+export const crossFieldRules: readonly ((t: RawTopology) => TopologyIssue[])[] = [
+  (t) =>
+    t.gateway.replicas > 1 && t.gateway.broker !== 'redis'
+      ? [
+          {
+            path: 'gateway.replicas',
+            message: `${t.gateway.replicas} replicas need the Redis broker (broker is "${t.gateway.broker}"), or events published to one replica never reach clients of another`,
+            fix: 'set gateway.broker to "redis" or gateway.replicas to 1',
+            severity: 'error',
+            rule: 'GATEWAY_REPLICAS_NEED_BROKER',
+          },
+        ]
+      : [],
+  (t) =>
+    t.gateway.heartbeatMs >= t.nginx.proxyReadTimeoutS * 1000
+      ? [
+          {
+            path: 'gateway.heartbeatMs',
+            message: `heartbeat ${t.gateway.heartbeatMs} ms is not shorter than nginx.proxyReadTimeoutS (${t.nginx.proxyReadTimeoutS} s), so nginx would cut idle WebSockets`,
+            fix: `set gateway.heartbeatMs below ${t.nginx.proxyReadTimeoutS * 1000} or raise nginx.proxyReadTimeoutS`,
+            severity: 'error',
+            rule: 'HEARTBEAT_BELOW_READ_TIMEOUT',
+          },
+        ]
+      : [],
+  (t) =>
+    t.target === 'aws' && t.gateway.heartbeatMs >= t.aws.albIdleTimeoutS * 1000
+      ? [
+          {
+            path: 'aws.albIdleTimeoutS',
+            message: `load balancer idle timeout ${t.aws.albIdleTimeoutS} s is not above the gateway heartbeat (${t.gateway.heartbeatMs} ms)`,
+            fix: `set aws.albIdleTimeoutS above ${Math.ceil(t.gateway.heartbeatMs / 1000)}`,
+            severity: 'error',
+            rule: 'ALB_IDLE_ABOVE_HEARTBEAT',
+          },
+        ]
+      : [],
+  (t) => {
+    const byPort = new Map<number, ServiceName[]>();
+    for (const [svc, p] of servicePort(t)) byPort.set(p, [...(byPort.get(p) ?? []), svc]);
+    return [...byPort.entries()]
+      .filter(([, svcs]) => svcs.length > 1)
+      .map(([p, svcs]) => ({
+        path: configPath[svcs[1]!],
+        message: `port ${p} is used by ${svcs.join(' and ')}`,
+        fix: `give ${svcs.slice(1).map((s) => configPath[s]).join(', ')} a port of its own`,
+        severity: 'error' as const,
+        rule: 'UNIQUE_PORTS',
+      }));
+  },
+  (t) =>
+    t.wsRoute === 'backend' && t.backend.workers > 1
+      ? [
+          {
+            path: 'wsRoute',
+            message: `/ws/ is routed to the backend with ${t.backend.workers} workers: each connection lives in one worker's memory, so events published by another worker are lost (desync risk)`,
+            fix: 'route /ws/ to the gateway (wsRoute: gateway) or run one backend worker (backend.workers: 1)',
+            severity: 'warning',
+            rule: 'DESYNC_RISK',
+          },
+        ]
+      : [],
+  (t) => {
+    const { vpcId, publicSubnetIds, privateSubnetIds } = t.aws;
+    const consistent =
+      vpcId === undefined
+        ? publicSubnetIds === undefined && privateSubnetIds === undefined
+        : Boolean(publicSubnetIds?.length && privateSubnetIds?.length);
+    return consistent
+      ? []
+      : [
+          {
+            path: 'aws.vpcId',
+            message: 'an existing VPC needs both aws.publicSubnetIds and aws.privateSubnetIds, and subnet ids need aws.vpcId',
+            fix: 'set aws.vpcId together with aws.publicSubnetIds and aws.privateSubnetIds, or none of them',
+            severity: 'error',
+            rule: 'AWS_VPC_SUBNETS',
+          },
+        ];
+  },
+];
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+function withoutPaths(input: unknown, issues: readonly z.core.$ZodIssue[]): unknown {
+  const clone = structuredClone(input) as unknown;
+  for (const issue of issues) {
+    const paths = issue.code === 'unrecognized_keys' ? issue.keys.map((k) => [...issue.path, k]) : [issue.path];
+    for (const p of paths) {
+      if (p.length === 0) return {};
+      let node: unknown = clone;
+      for (const key of p.slice(0, -1)) node = node !== null && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[key] : undefined;
+      if (node !== null && typeof node === 'object') delete (node as Record<PropertyKey, unknown>)[p[p.length - 1]!];
+    }
+  }
+  return clone;
+}
+
+/**
+ * Validates without throwing and reports every problem at once: schema errors, and the
+ * cross-field rules evaluated on what is left once the invalid values fall back to defaults.
+ */
+export function checkTopology(input: unknown): { topology?: Topology; issues: TopologyIssue[] } {
+  const parsed = topologySchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issues = parsed.error.issues.flatMap((issue): TopologyIssue[] => {
+      const path = issue.path.map(String).join('.');
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys.map((key) => ({
+          path: path ? `${path}.${key}` : key,
+          message: 'unknown key',
+          fix: `remove or rename it; valid keys are in the configuration reference in README.md`,
+          severity: 'error',
+        }));
+      }
+      return [{ path: path || '(root)', message: messageForZodIssue(issue), fix: fixForZodIssue(path, issue), severity: 'error' }];
+    });
+    const rest = topologySchema.safeParse(withoutPaths(input ?? {}, parsed.error.issues));
+    if (rest.success) {
+      const reported = new Set(issues.map((i) => i.path));
+      issues.push(...crossFieldRules.flatMap((rule) => rule(rest.data)).filter((i) => !reported.has(i.path)));
+    }
+    return { issues };
+  }
+  const issues = crossFieldRules.flatMap((rule) => rule(parsed.data));
+  if (issues.some((i) => i.severity === 'error')) return { issues };
+  return { topology: deepFreeze(parsed.data) as Topology, issues };
+}
+
+/**
+ * Validates a raw topology once, at the edge: throws a TopologyError listing every problem,
+ * or returns the frozen topology with its warnings.
+ */
+export function validateTopology(input: unknown, source = 'topology'): ValidatedTopology {
+  const { topology, issues } = checkTopology(input);
+  if (!topology) throw new TopologyError(issues.filter((i) => i.severity === 'error'), source);
+  return { topology, warnings: issues };
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** A short, stable checksum of a topology: equal topologies give equal checksums. */
+export function topologyChecksum(topology: Topology): string {
+  return createHash('sha256').update(canonicalJson(topology)).digest('hex').slice(0, 16);
+}
