@@ -1,0 +1,82 @@
+import type { ConnectionKind } from '../hub/dialog-hub.js';
+
+// The wire format between publishers and gateways, shared by the Lua script, the TS publisher,
+// the gateway's broker and the Python helper (docs/publishing.md). Keep all four in step.
+
+/** Redis key prefix of every key the stack writes. */
+export const KEY_PREFIX = 'replyx';
+
+/** The pub/sub channel of a dialog. */
+export function dialogChannel(dialogId: number): string {
+  return `${KEY_PREFIX}:dialog:${dialogId}`;
+}
+
+/** The capped history stream of a dialog (resume with `since=`). */
+export function dialogStream(dialogId: number): string {
+  return `${KEY_PREFIX}:dialog:${dialogId}:events`;
+}
+
+/** A dialog id parsed back from a channel name, or undefined for other channels. */
+export function dialogIdFromChannel(channel: string): number | undefined {
+  const m = /^replyx:dialog:(\d+)$/.exec(channel);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** An event as the broker carries it: the JSON clients receive is pre-serialised once. */
+export interface BrokerEvent {
+  readonly id: string;
+  readonly dialogId: number;
+  /** Empty = everyone on the dialog. */
+  readonly audience: readonly ConnectionKind[];
+  /** The exact text frame sent to clients: `{"id","type","dialog_id","data","ts"}`. */
+  readonly json: string;
+}
+
+const KINDS = new Set<string>(['admin', 'widget', 'site']);
+
+/** Parses an audience CSV (`""` = everyone); unknown kinds make it undefined. */
+export function parseAudience(csv: string): ConnectionKind[] | undefined {
+  if (csv === '') return [];
+  const kinds = csv.split(',');
+  return kinds.every((k) => KINDS.has(k)) ? (kinds as ConnectionKind[]) : undefined;
+}
+
+/** Decodes a channel message `<id>|<audience>|<json>`; undefined when malformed. */
+export function parseBrokerMessage(dialogId: number, message: string): BrokerEvent | undefined {
+  const a = message.indexOf('|');
+  const b = a < 0 ? -1 : message.indexOf('|', a + 1);
+  if (a <= 0 || b < 0) return undefined;
+  const audience = parseAudience(message.slice(a + 1, b));
+  if (!audience) return undefined;
+  return { id: message.slice(0, a), dialogId, audience, json: message.slice(b + 1) };
+}
+
+/** Rebuilds a history entry (stream id + fields `aud`, `body`) into a broker event. */
+export function eventFromStreamEntry(dialogId: number, id: string, fields: readonly string[]): BrokerEvent | undefined {
+  let aud: string | undefined;
+  let body: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === 'aud') aud = fields[i + 1];
+    else if (fields[i] === 'body') body = fields[i + 1];
+  }
+  if (aud === undefined || body === undefined) return undefined;
+  const audience = parseAudience(aud);
+  if (!audience) return undefined;
+  return { id, dialogId, audience, json: `{"id":"${id}",${body}}` };
+}
+
+/** Compares two stream ids (`<ms>-<seq>`): negative, zero or positive like a sort comparator. */
+export function compareEventIds(a: string, b: string): number {
+  const [am = '0', as = '0'] = a.split('-');
+  const [bm = '0', bs = '0'] = b.split('-');
+  if (am.length !== bm.length) return am.length - bm.length;
+  if (am !== bm) return am < bm ? -1 : 1;
+  const an = Number(as);
+  const bn = Number(bs);
+  return an - bn;
+}
+
+/** True for a well-formed stream id such as `1732780000000-0`. */
+export function isEventId(value: string): boolean {
+  return /^\d{1,20}-\d{1,20}$/.test(value);
+}
