@@ -37,6 +37,8 @@ export class TopologyError extends ReplyxError {
 
 type RawTopology = z.output<typeof topologySchema>;
 
+const withArticle = (noun: string) => `${/^[aeiou]/.test(noun) ? 'an' : 'a'} ${noun}`;
+
 function fixForZodIssue(path: string, issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'too_small':
@@ -48,7 +50,7 @@ function fixForZodIssue(path: string, issue: z.core.$ZodIssue): string {
     case 'unrecognized_keys':
       return `remove or rename ${issue.keys.map((k) => (path ? `${path}.${k}` : k)).join(', ')}; see the configuration reference in README.md`;
     case 'invalid_type':
-      return `set ${path || 'the topology'} to a ${issue.expected}`;
+      return `set ${path || 'the topology'} to ${withArticle(issue.expected === 'int' ? 'integer' : issue.expected)}`;
     case 'invalid_format':
       return `correct the format of ${path}`;
     default:
@@ -67,7 +69,7 @@ function messageForZodIssue(issue: z.core.$ZodIssue): string {
     case 'unrecognized_keys':
       return `unknown key${issue.keys.length === 1 ? '' : 's'} ${issue.keys.join(', ')}`;
     case 'invalid_type':
-      return `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
+      return `must be ${withArticle(issue.expected === 'int' ? 'integer' : issue.expected)}`;
     default:
       return issue.message;
   }
