@@ -1,0 +1,165 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { DialogHub, type ConnectionKind } from '../../../gateway/src/hub/dialog-hub.js';
+import { authorise, denied, verifyAdminToken, verifySiteToken, widgetOrigin, type Caller, type Denial } from './access.js';
+import { dialogAccess } from './store.js';
+
+// Legacy mode: the pre-migration design, kept on purpose. Each worker serves /ws/ itself and
+// keeps its sockets in its OWN in-memory hub, with no fan-out between workers: a message
+// POSTed to worker K reaches only the sockets that happen to live on worker K. With several
+// workers this is the seed's desync ("every other time"); with one worker it is not.
+
+/** Close codes shared with the gateway's contract. */
+export const CLOSE = { UNAUTHORIZED: 4001, ORIGIN_FORBIDDEN: 4003, DIALOG_NOT_FOUND: 4004, BAD_REQUEST: 4009 } as const;
+
+const TAG: Record<ConnectionKind, string> = { admin: '[Admin]', widget: '[Widget]', site: '[Site]' };
+
+const PATHS: { kind: ConnectionKind; pattern: RegExp }[] = [
+  { kind: 'admin', pattern: /^\/ws\/dialogs\/(\d{1,15})\/?$/ },
+  { kind: 'widget', pattern: /^\/ws\/widget\/dialogs\/(\d{1,15})\/?$/ },
+  { kind: 'site', pattern: /^\/ws\/site\/dialogs\/(\d{1,15})\/?$/ },
+];
+
+/** Which legacy endpoint a path is, or undefined for other paths. */
+export function matchLegacyPath(pathname: string): { kind: ConnectionKind; dialogId: number } | undefined {
+  for (const p of PATHS) {
+    const m = p.pattern.exec(pathname);
+    if (m) return { kind: p.kind, dialogId: Number(m[1]) };
+  }
+  return undefined;
+}
+
+interface Member {
+  readonly kind: ConnectionKind;
+  readonly socket: WebSocket;
+}
+
+/** What legacy mode needs from the worker. */
+export interface LegacyDeps {
+  readonly db: pg.Pool;
+  readonly jwtSecret: string;
+  readonly log: Logger;
+  readonly heartbeatMs?: number;
+  readonly maxPayloadBytes?: number;
+}
+
+/** This worker's legacy /ws/ endpoints. */
+export interface LegacyWebSockets {
+  /** Sends an event frame to this worker's sockets on the dialog (and no one else's). */
+  deliver(dialogId: number, frame: string): number;
+  /** Connections on this worker. */
+  readonly size: number;
+  /** Closes every socket (1001) and stops the heartbeat. */
+  close(): void;
+}
+
+async function callerFor(kind: ConnectionKind, url: URL, req: IncomingMessage, secret: string): Promise<Caller | Denial> {
+  const q = url.searchParams;
+  if (kind === 'admin') {
+    const r = await verifyAdminToken(secret, q.get('token') ?? undefined);
+    return denied(r) ? r : { kind: 'admin', userId: r.userId };
+  }
+  if (kind === 'site') {
+    const r = await verifySiteToken(secret, q.get('site_token') ?? undefined);
+    return denied(r) ? r : { kind: 'site', ...r };
+  }
+  const assistantId = Number(q.get('assistant_id'));
+  if (!Number.isSafeInteger(assistantId) || assistantId < 1) return { denied: true, code: 'DIALOG_NOT_FOUND', reason: 'assistant_id must be a positive integer' };
+  const origin = widgetOrigin(q.get('parent_origin') ?? undefined, req.headers.origin);
+  return denied(origin) ? origin : { kind: 'widget', assistantId, origin };
+}
+
+/** Serves the seed's /ws/ paths on `server` from this worker's own in-memory hub. */
+export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): LegacyWebSockets {
+  const hub = new DialogHub<Member>();
+  const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxPayloadBytes ?? 64 * 1024 });
+  const alive = new WeakSet<WebSocket>();
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', 'http://backend.invalid');
+    const route = matchLegacyPath(url.pathname);
+    if (!route) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      void accept(ws, req, url, route.kind, route.dialogId);
+    });
+  });
+
+  async function accept(ws: WebSocket, req: IncomingMessage, url: URL, kind: ConnectionKind, dialogId: number): Promise<void> {
+    let caller: Caller | Denial;
+    try {
+      caller = await callerFor(kind, url, req, deps.jwtSecret);
+      if (!denied(caller)) caller = authorise(caller, await dialogAccess(deps.db, dialogId)) ?? caller;
+    } catch (err) {
+      deps.log.error({ err, dialogId }, `${TAG[kind]} legacy handshake failed`);
+      ws.close(1011, 'internal error');
+      return;
+    }
+    if (denied(caller)) {
+      const code = caller.code === 'UNAUTHORIZED' ? CLOSE.UNAUTHORIZED : caller.code === 'ORIGIN_FORBIDDEN' ? CLOSE.ORIGIN_FORBIDDEN : CLOSE.DIALOG_NOT_FOUND;
+      const words = code === CLOSE.ORIGIN_FORBIDDEN ? `WEBSOCKET_4003_ERROR ${TAG[kind]} domain forbidden` : `${TAG[kind]} connection refused`;
+      deps.log.warn({ dialogId, closeCode: code, reason: caller.reason }, `${words}: ${caller.reason}`);
+      ws.close(code, caller.reason.slice(0, 120));
+      return;
+    }
+    const member: Member = { kind, socket: ws };
+    hub.join(dialogId, member);
+    alive.add(ws);
+    deps.log.info({ dialogId, worker: process.pid, connections: hub.size }, `${TAG[kind]} legacy connection on worker ${process.pid} to dialog ${dialogId}`);
+    ws.send(JSON.stringify({ type: 'connected', server: 'backend', instance: `backend-${process.pid}`, worker: process.pid, heartbeat_ms: deps.heartbeatMs ?? 25_000 }));
+    ws.on('pong', () => alive.add(ws));
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      try {
+        const msg = JSON.parse(data.toString()) as { type?: unknown };
+        if (msg.type === 'ping') ws.send('{"type":"pong"}');
+      } catch {
+        // Clients may send anything; the legacy design ignored what it did not understand.
+      }
+    });
+    ws.on('close', () => {
+      hub.leave(dialogId, member);
+      deps.log.info({ dialogId }, `${TAG[kind]} legacy connection closed`);
+    });
+    ws.on('error', () => ws.terminate());
+  }
+
+  // Protocol pings find dead peers; a socket that missed one round is dropped.
+  const heartbeat = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.delete(ws);
+      ws.ping();
+    }
+  }, deps.heartbeatMs ?? 25_000);
+  heartbeat.unref();
+
+  return {
+    deliver(dialogId, frame) {
+      let n = 0;
+      for (const m of hub.recipients(dialogId)) {
+        if (m.socket.readyState === m.socket.OPEN) {
+          m.socket.send(frame);
+          n += 1;
+        }
+      }
+      return n;
+    },
+    get size() {
+      return hub.size;
+    },
+    close() {
+      clearInterval(heartbeat);
+      for (const ws of wss.clients) ws.close(1001, 'backend shutting down');
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,29 @@
+import type pg from 'pg';
+import { DEMO_ASSISTANTS, DEMO_DIALOGS, DEMO_USER } from './demo.js';
+import { MIGRATION_LOCK_KEY } from './migrate.js';
+
+/**
+ * Inserts the demo user, assistants and dialogs if missing (idempotent: existing rows are
+ * left as they are), then moves the id sequences past them so later inserts cannot collide.
+ */
+export async function seedDemoData(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query('INSERT INTO users (id, email, name) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [DEMO_USER.id, DEMO_USER.email, DEMO_USER.name]);
+    for (const a of DEMO_ASSISTANTS) {
+      await client.query('INSERT INTO assistants (id, user_id, name, allowed_domains) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING', [a.id, DEMO_USER.id, a.name, [...a.allowedDomains]]);
+    }
+    for (const d of DEMO_DIALOGS) {
+      await client.query('INSERT INTO dialogs (id, assistant_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [d.id, d.assistantId]);
+    }
+    for (const table of ['users', 'assistants', 'dialogs']) {
+      // Table names come from the fixed list above, never from input.
+      await client.query(`SELECT setval(pg_get_serial_sequence('${table}', 'id'), GREATEST((SELECT COALESCE(MAX(id), 1) FROM ${table}), 1))`);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

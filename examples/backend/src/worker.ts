@@ -1,0 +1,89 @@
+import http from 'node:http';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { RedisPublisher } from '../../../gateway/src/broker/publisher.js';
+import type { BackendConfig } from './config.js';
+import { handleApiRequest } from './http-api.js';
+import { attachLegacyWebSockets } from './legacy-ws.js';
+import { redactUrl } from './log.js';
+import type { MessageRow } from './store.js';
+
+/** A running worker: its HTTP server and a way to stop it cleanly. */
+export interface BackendWorker {
+  readonly server: http.Server;
+  /** Port the server listens on (useful with port 0 in tests). */
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The event type every stored message is published as. */
+export const MESSAGE_EVENT = 'message:new';
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Starts one worker: HTTP API + legacy /ws/ on `config.port` (shared with the other cluster
+ * workers), a Postgres pool and a Redis connection for publishing.
+ */
+export async function startWorker(config: BackendConfig, log: Logger, listenPort = config.port): Promise<BackendWorker> {
+  const db = new pg.Pool({ connectionString: config.databaseUrl, max: 10, connectionTimeoutMillis: 3000 });
+  db.on('error', (err) => log.error({ err }, 'postgres pool error'));
+  // No offline queue: while Redis is down a publish fails at once (503) instead of hanging.
+  const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, lazyConnect: true });
+  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  await withTimeout(redis.connect(), 10_000).catch((err: unknown) => log.error({ err }, 'redis not reachable at start; publishing will fail until it is'));
+  const publisher = new RedisPublisher(redis, { historyLength: config.historyLength, historyTtlS: config.historyTtlS });
+
+  const server = http.createServer();
+  const legacy = attachLegacyWebSockets(server, { db, jwtSecret: config.jwtSecret, log });
+
+  const publish = async (row: MessageRow): Promise<string> => {
+    const eventId = await publisher.publish({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: row });
+    legacy.deliver(row.dialog_id, JSON.stringify({ id: eventId, type: MESSAGE_EVENT, dialog_id: row.dialog_id, data: row, ts: Date.now() }));
+    return eventId;
+  };
+  const health = async () => {
+    const [dbState, redisState] = await Promise.all([
+      withTimeout(db.query('SELECT 1'), 2000).then(() => 'ok', (err: Error) => `error: ${err.message}`),
+      withTimeout(redis.ping(), 2000).then(() => 'ok', (err: Error) => `error: ${err.message}`),
+    ]);
+    return { status: dbState === 'ok' && redisState === 'ok' ? ('ok' as const) : ('degraded' as const), db: dbState, redis: redisState };
+  };
+
+  server.on('request', (req, res) => {
+    const started = Date.now();
+    res.on('finish', () => log.debug({ method: req.method, url: redactUrl(req.url ?? ''), status: res.statusCode, ms: Date.now() - started }, 'request'));
+    void handleApiRequest({ db, jwtSecret: config.jwtSecret, maxBodyBytes: config.maxBodyBytes, log, publish, health, workers: config.workers }, req, res);
+  });
+  // Slow or idle clients must not hold a worker's sockets forever.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listenPort, config.host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : listenPort;
+  return {
+    server,
+    port,
+    async close() {
+      legacy.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      redis.disconnect();
+      await db.end();
+    },
+  };
+}
