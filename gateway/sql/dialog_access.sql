@@ -1,0 +1,42 @@
+-- replyx gateway: the one relation the gateway reads, and a minimal schema behind it.
+--
+-- The gateway only ever runs:
+--   SELECT dialog_id, assistant_id, user_id, allowed_domains FROM replyx_dialog_access WHERE dialog_id = $1
+-- so any schema works once it defines the view `replyx_dialog_access(dialog_id bigint,
+-- assistant_id bigint, user_id bigint, allowed_domains text[])`:
+--   dialog_id        the dialog a WebSocket attaches to
+--   assistant_id     the assistant the dialog belongs to (widget assistant_id / site token assistant_id)
+--   user_id          the operator who owns that assistant (admin JWT sub / site token user_id)
+--   allowed_domains  hosts allowed to embed the widget: 'example.com' or '*.example.com'
+--                    (a wildcard matches subdomains only, not the apex)
+-- The tables below are the reference schema the gateway tests load; the reference backend
+-- (examples/backend) creates the same shape in its migrations. Idempotent.
+
+CREATE TABLE IF NOT EXISTS users (
+  id         bigserial PRIMARY KEY,
+  email      text UNIQUE,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS assistants (
+  id              bigserial PRIMARY KEY,
+  user_id         bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  name            text NOT NULL DEFAULT '',
+  allowed_domains text[] NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE IF NOT EXISTS dialogs (
+  id           bigserial PRIMARY KEY,
+  assistant_id bigint NOT NULL REFERENCES assistants (id) ON DELETE CASCADE,
+  created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX IF NOT EXISTS dialogs_assistant_id_idx ON dialogs (assistant_id);
+
+CREATE OR REPLACE VIEW replyx_dialog_access AS
+SELECT d.id::bigint           AS dialog_id,
+       a.id::bigint           AS assistant_id,
+       a.user_id::bigint      AS user_id,
+       a.allowed_domains::text[] AS allowed_domains
+  FROM dialogs d
+  JOIN assistants a ON a.id = d.assistant_id;

@@ -1,0 +1,246 @@
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Broker, BrokerHandlers, HistoryResult } from './broker.js';
+import { compareEventIds, dialogChannel, dialogIdFromChannel, dialogStream, eventFromStreamEntry, parseBrokerMessage, type BrokerEvent } from './protocol.js';
+import { RedisPublisher, type PublishInput } from './publisher.js';
+import { mergeReplay } from '../resume/merge.js';
+
+// The Redis broker: one subscriber connection (SUBSCRIBE per dialog with local members) and one
+// command connection (publish script, XRANGE history). After Redis comes back the broker
+// resubscribes itself and then reads each dialog's stream from the last id it delivered, so the
+// window between "Redis is back" and "SUBSCRIBE took effect" loses nothing; if that history is
+// gone (Redis restarted empty) the dialog's clients get a resync frame.
+
+/** Options of the Redis broker. */
+export interface RedisBrokerOptions {
+  readonly url: string;
+  readonly historyLength: number;
+  readonly historyTtlS: number;
+  readonly logger: Logger;
+  /** Per-command timeout on the command connection. Default 2000 ms. */
+  readonly commandTimeoutMs?: number;
+  /** How long start() waits for Redis before carrying on in the background. Default 5000 ms. */
+  readonly startTimeoutMs?: number;
+}
+
+/** Thrown by publish when Redis is not connected: the event was not stored. */
+export class BrokerUnavailableError extends Error {
+  override readonly name = 'BrokerUnavailableError';
+}
+
+interface DialogState {
+  ready: Promise<void>;
+  /** Newest event id delivered for this dialog (dedupe after catch-up). */
+  lastId: string | undefined;
+  /** Non-null while catching up after a reconnect: live events wait here. */
+  buffer: BrokerEvent[] | null;
+}
+
+const retryStrategy = (times: number): number => Math.min(times * 100, 2000);
+
+/** Fan-out through Redis pub/sub with history in capped streams. */
+export class RedisBroker implements Broker {
+  readonly kind = 'redis' as const;
+  readonly #cmd: Redis;
+  readonly #sub: Redis;
+  readonly #publisher: RedisPublisher;
+  readonly #dialogs = new Map<number, DialogState>();
+  readonly #handlers: BrokerHandlers;
+  readonly #log: Logger;
+  readonly #historyLength: number;
+  readonly #startTimeoutMs: number;
+  #everReady = false;
+  #lostAt: number | undefined;
+  #closing = false;
+
+  /** Creates both connections (not yet connected; call start()). */
+  constructor(options: RedisBrokerOptions, handlers: BrokerHandlers) {
+    this.#handlers = handlers;
+    this.#log = options.logger;
+    this.#historyLength = options.historyLength;
+    this.#startTimeoutMs = options.startTimeoutMs ?? 5000;
+    // Commands fail fast while Redis is away, so POST /internal/publish answers 503 at once
+    // instead of queueing an event nobody may ever store.
+    this.#cmd = new Redis(options.url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: options.commandTimeoutMs ?? 2000,
+      retryStrategy,
+      connectionName: 'replyx-gateway-cmd',
+    });
+    // Subscriptions wait for Redis; resubscription is ours (see #onSubReady) so we know when it took effect.
+    this.#sub = new Redis(options.url, {
+      lazyConnect: true,
+      autoResubscribe: false,
+      maxRetriesPerRequest: null,
+      retryStrategy,
+      connectionName: 'replyx-gateway-sub',
+    });
+    this.#publisher = new RedisPublisher(this.#cmd, { historyLength: options.historyLength, historyTtlS: options.historyTtlS });
+    for (const [name, client] of [['cmd', this.#cmd], ['sub', this.#sub]] as const) {
+      client.on('error', (err: Error) => this.#log.debug({ err: err.message, connection: name }, 'Redis error'));
+    }
+    this.#sub.on('close', () => {
+      if (this.#closing || this.#lostAt !== undefined) return;
+      this.#lostAt = Date.now();
+      if (this.#everReady) this.#log.warn({ dialogs: this.#dialogs.size }, 'Redis connection lost; events wait until it is back');
+    });
+    this.#sub.on('ready', () => void this.#onSubReady());
+    this.#sub.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
+  }
+
+  /** Connects both clients; waits up to startTimeoutMs, then keeps retrying in the background. */
+  async start(): Promise<void> {
+    const ready = (c: Redis) =>
+      new Promise<void>((resolve) => {
+        if (c.status === 'ready') return resolve();
+        c.once('ready', () => resolve());
+      });
+    this.#cmd.connect().catch(() => undefined);
+    this.#sub.connect().catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.#startTimeoutMs);
+    });
+    const late = await Promise.race([Promise.all([ready(this.#cmd), ready(this.#sub)]).then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) this.#log.warn('Redis is not reachable yet; /health answers 503 until it is');
+  }
+
+  isReady(): boolean {
+    return this.#cmd.status === 'ready' && this.#sub.status === 'ready';
+  }
+
+  get subscribedCount(): number {
+    return this.#dialogs.size;
+  }
+
+  subscribe(dialogId: number): Promise<void> {
+    const existing = this.#dialogs.get(dialogId);
+    if (existing) return existing.ready;
+    const state: DialogState = { ready: Promise.resolve(), lastId: undefined, buffer: null };
+    state.ready = this.#sub.subscribe(dialogChannel(dialogId)).then(() => undefined);
+    // A failed SUBSCRIBE is retried on the next reconnect (#onSubReady covers every dialog).
+    state.ready.catch((err: unknown) => this.#log.warn({ dialog_id: dialogId, err: String(err) }, 'subscribe failed'));
+    this.#dialogs.set(dialogId, state);
+    return state.ready;
+  }
+
+  unsubscribe(dialogId: number): void {
+    if (!this.#dialogs.delete(dialogId)) return;
+    if (this.#sub.status === 'ready') this.#sub.unsubscribe(dialogChannel(dialogId)).catch(() => undefined);
+  }
+
+  async history(dialogId: number, sinceId: string): Promise<HistoryResult> {
+    const stream = dialogStream(dialogId);
+    const results = await this.#cmd
+      .multi()
+      .xrange(stream, '-', '+', 'COUNT', 1)
+      .xrange(stream, `(${sinceId}`, '+', 'COUNT', Math.max(1, this.#historyLength))
+      .exec();
+    if (!results) throw new Error('history: transaction aborted');
+    const [[firstErr, first], [rangeErr, range]] = results as [[Error | null, [string, string[]][]], [Error | null, [string, string[]][]]];
+    if (firstErr ?? rangeErr) throw firstErr ?? rangeErr;
+    const oldest = first[0]?.[0];
+    // Everything after `sinceId` is retained only if the oldest retained id is not newer than it.
+    if (oldest === undefined || compareEventIds(sinceId, oldest) < 0) return { status: 'gap' };
+    const events: BrokerEvent[] = [];
+    for (const [id, fields] of range) {
+      const ev = eventFromStreamEntry(dialogId, id, fields);
+      if (ev) events.push(ev);
+    }
+    return { status: 'ok', events };
+  }
+
+  async lastEventId(dialogId: number): Promise<string | undefined> {
+    const last = await this.#cmd.xrevrange(dialogStream(dialogId), '+', '-', 'COUNT', 1);
+    return last[0]?.[0];
+  }
+
+  async publish(input: PublishInput): Promise<string> {
+    if (this.#cmd.status !== 'ready') throw new BrokerUnavailableError(`Redis is ${this.#cmd.status}`);
+    return this.#publisher.publish(input);
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#dialogs.clear();
+    await Promise.allSettled([this.#cmd.quit(), this.#sub.quit()]);
+    this.#cmd.disconnect();
+    this.#sub.disconnect();
+  }
+
+  #onMessage(channel: string, message: string): void {
+    const dialogId = dialogIdFromChannel(channel);
+    if (dialogId === undefined) return;
+    const state = this.#dialogs.get(dialogId);
+    if (!state) return;
+    const event = parseBrokerMessage(dialogId, message);
+    if (!event) {
+      this.#log.warn({ dialog_id: dialogId }, 'malformed broker message ignored');
+      return;
+    }
+    if (state.buffer) {
+      state.buffer.push(event);
+      return;
+    }
+    if (state.lastId !== undefined && compareEventIds(event.id, state.lastId) <= 0) return;
+    state.lastId = event.id;
+    this.#handlers.onEvent(event);
+  }
+
+  async #onSubReady(): Promise<void> {
+    const reconnect = this.#everReady;
+    this.#everReady = true;
+    const lostAt = this.#lostAt ?? Date.now();
+    this.#lostAt = undefined;
+    if (!reconnect) return;
+    const dialogs = [...this.#dialogs.entries()];
+    this.#log.info({ dialogs: dialogs.length }, 'Redis connection back; resubscribing');
+    if (dialogs.length === 0) return;
+    for (const [, state] of dialogs) state.buffer ??= [];
+    try {
+      await this.#sub.subscribe(...dialogs.map(([id]) => dialogChannel(id)));
+    } catch (err) {
+      // The next reconnect retries; release the buffers so live delivery is not held.
+      this.#log.warn({ err: String(err) }, 'resubscribe failed');
+      for (const [id, state] of dialogs) this.#flush(id, state, []);
+      return;
+    }
+    await Promise.all(dialogs.map(([id, state]) => this.#catchUp(id, state, lostAt)));
+  }
+
+  async #catchUp(dialogId: number, state: DialogState, lostAt: number): Promise<void> {
+    try {
+      if (state.lastId === undefined) {
+        // Nothing delivered yet: anything stored since the connection dropped was missed.
+        const range = await this.#cmd.xrange(dialogStream(dialogId), `${lostAt}-0`, '+', 'COUNT', Math.max(1, this.#historyLength));
+        this.#flush(dialogId, state, range.flatMap(([id, fields]) => eventFromStreamEntry(dialogId, id, fields) ?? []));
+        return;
+      }
+      const result = await this.history(dialogId, state.lastId);
+      if (result.status === 'gap') {
+        this.#log.warn({ dialog_id: dialogId, last_id: state.lastId }, 'history lost while Redis was away; clients told to resync');
+        if (this.#dialogs.get(dialogId) === state) this.#handlers.onResync(dialogId);
+        state.lastId = undefined;
+        this.#flush(dialogId, state, []);
+        return;
+      }
+      this.#flush(dialogId, state, result.events);
+    } catch (err) {
+      this.#log.warn({ dialog_id: dialogId, err: String(err) }, 'catch-up after reconnect failed');
+      this.#flush(dialogId, state, []);
+    }
+  }
+
+  #flush(dialogId: number, state: DialogState, replayed: readonly BrokerEvent[]): void {
+    const buffered = state.buffer ?? [];
+    state.buffer = null;
+    if (this.#dialogs.get(dialogId) !== state) return;
+    for (const event of mergeReplay(replayed, buffered, state.lastId)) {
+      state.lastId = event.id;
+      this.#handlers.onEvent(event);
+    }
+  }
+}

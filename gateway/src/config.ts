@@ -1,0 +1,206 @@
+import os from 'node:os';
+import { z } from 'zod';
+
+// Gateway configuration from the environment. Every variable is optional except the secrets
+// the gateway cannot run without; defaults match infra/topology/schema.ts. A bad value stops
+// start-up with one line that names the variable and the fix (see GatewayConfigError).
+
+/** A configuration problem: the env var, what is wrong, and how to fix it. */
+export class GatewayConfigError extends Error {
+  override readonly name = 'GatewayConfigError';
+  /** Stable code, documented in docs/errors.md. */
+  readonly code = 'RPX_GATEWAY_CONFIG';
+  /** Creates an error about one env var with a fix sentence. */
+  constructor(
+    readonly variable: string,
+    message: string,
+    readonly fix: string,
+  ) {
+    super(`${variable}: ${message}`);
+  }
+
+  /** The one line printed before exiting. */
+  toLine(): string {
+    return `error ${this.code}: ${this.message} — ${this.fix}`;
+  }
+}
+
+const int = (min: number, max: number, def: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be a whole number between ${min} and ${max}`)
+    .transform(Number)
+    .pipe(z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
+    .optional()
+    .transform((v) => v ?? def);
+
+const bool = (def: boolean) =>
+  z
+    .enum(['1', '0', 'true', 'false', 'yes', 'no'], 'must be one of 1, 0, true, false, yes, no')
+    .optional()
+    .transform((v) => (v === undefined ? def : v === '1' || v === 'true' || v === 'yes'));
+
+const url = (protocols: readonly string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+
+/** Defaults of every limit, documented in docs/gateway.md. */
+export const DEFAULTS = {
+  PORT: 8001,
+  HOST: '0.0.0.0',
+  HEARTBEAT_MS: 25_000,
+  DRAIN_WINDOW_MS: 5_000,
+  MAX_PAYLOAD_BYTES: 64 * 1024,
+  SEND_BUFFER_BYTES: 1024 * 1024,
+  MAX_CONNECTIONS: 50_000,
+  MAX_CONNECTIONS_PER_IP: 500,
+  HANDSHAKES_PER_IP_PER_SECOND: 50,
+  CLIENT_FRAMES_PER_SECOND: 20,
+  HISTORY_LENGTH: 1000,
+  HISTORY_TTL_S: 86_400,
+  ACCESS_CACHE_TTL_MS: 5_000,
+  ACCESS_CACHE_MAX: 10_000,
+  PUBLISH_MAX_BYTES: 256 * 1024,
+  MEMORY_HISTORY_DIALOGS: 10_000,
+} as const;
+
+const envSchema = z
+  .object({
+    PORT: int(0, 65_535, DEFAULTS.PORT),
+    HOST: z.string().trim().min(1).optional().transform((v) => v ?? DEFAULTS.HOST),
+    BROKER: z.enum(['redis', 'memory'], 'must be "redis" or "memory"').optional().transform((v) => v ?? 'redis'),
+    REDIS_URL: url(['redis:', 'rediss:']).optional(),
+    DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
+    JWT_SECRET: z.string().min(1, 'must not be empty').optional(),
+    JWT_PUBLIC_KEY: z
+      .string()
+      .refine((v) => v.includes('-----BEGIN PUBLIC KEY-----'), 'must be an RS256 public key in PEM (SPKI) form, "-----BEGIN PUBLIC KEY-----"')
+      .optional(),
+    PUBLISH_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+    DEBUG_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    HEARTBEAT_MS: int(1000, 600_000, DEFAULTS.HEARTBEAT_MS),
+    DRAIN_WINDOW_MS: int(0, 300_000, DEFAULTS.DRAIN_WINDOW_MS),
+    MAX_PAYLOAD_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.MAX_PAYLOAD_BYTES),
+    SEND_BUFFER_BYTES: int(16 * 1024, 256 * 1024 * 1024, DEFAULTS.SEND_BUFFER_BYTES),
+    MAX_CONNECTIONS: int(1, 10_000_000, DEFAULTS.MAX_CONNECTIONS),
+    MAX_CONNECTIONS_PER_IP: int(1, 1_000_000, DEFAULTS.MAX_CONNECTIONS_PER_IP),
+    HANDSHAKES_PER_IP_PER_SECOND: int(1, 100_000, DEFAULTS.HANDSHAKES_PER_IP_PER_SECOND),
+    CLIENT_FRAMES_PER_SECOND: int(1, 100_000, DEFAULTS.CLIENT_FRAMES_PER_SECOND),
+    HISTORY_LENGTH: int(0, 1_000_000, DEFAULTS.HISTORY_LENGTH),
+    HISTORY_TTL_S: int(60, 30 * 86_400, DEFAULTS.HISTORY_TTL_S),
+    ACCESS_CACHE_TTL_MS: int(0, 600_000, DEFAULTS.ACCESS_CACHE_TTL_MS),
+    ACCESS_CACHE_MAX: int(0, 10_000_000, DEFAULTS.ACCESS_CACHE_MAX),
+    PUBLISH_MAX_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.PUBLISH_MAX_BYTES),
+    TRUST_PROXY: bool(true),
+    LOG_LEVEL: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'must be one of fatal, error, warn, info, debug, trace, silent')
+      .optional()
+      .transform((v) => v ?? 'info'),
+    INSTANCE_ID: z.string().trim().min(1).max(100).optional(),
+    // Seed compatibility: the old compose file set these; only the values that hold here are accepted.
+    SERVICE_MODE: z.literal('websocket', 'must be "websocket" (the gateway only serves WebSockets)').optional(),
+    UVICORN_WORKERS: z.literal('1', 'must be 1 (the gateway is one process; scale with replicas and the redis broker)').optional(),
+  });
+
+/** Validated gateway configuration (see docs/gateway.md for every field). */
+export interface GatewayConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly broker: 'redis' | 'memory';
+  /** Required with broker "redis". */
+  readonly redisUrl?: string;
+  readonly databaseUrl: string;
+  /** Exactly one of jwtSecret (HS256) and jwtPublicKey (RS256 PEM). */
+  readonly jwtSecret?: string;
+  readonly jwtPublicKey?: string;
+  readonly publishKey: string;
+  readonly debugToken?: string;
+  readonly heartbeatMs: number;
+  readonly drainWindowMs: number;
+  readonly maxPayloadBytes: number;
+  readonly sendBufferBytes: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerIp: number;
+  readonly handshakesPerIpPerSecond: number;
+  readonly clientFramesPerSecond: number;
+  readonly historyLength: number;
+  readonly historyTtlS: number;
+  readonly accessCacheTtlMs: number;
+  readonly accessCacheMax: number;
+  readonly publishMaxBytes: number;
+  /** Honour X-Real-IP / X-Forwarded-For when the peer is loopback or private (nginx in front). */
+  readonly trustProxy: boolean;
+  readonly logLevel: string;
+  readonly instanceId: string;
+}
+
+const FIXES: Record<string, string> = {
+  REDIS_URL: 'set REDIS_URL=redis://host:6379 (or BROKER=memory for a single process without Redis)',
+  DATABASE_URL: 'set DATABASE_URL=postgres://user:password@host:5432/db (the database with the replyx_dialog_access view)',
+  JWT_SECRET: 'set JWT_SECRET to the HS256 secret the backend signs tokens with, or JWT_PUBLIC_KEY for RS256',
+  JWT_PUBLIC_KEY: 'set JWT_PUBLIC_KEY to the PEM public key (RS256) or unset it and use JWT_SECRET',
+  PUBLISH_KEY: 'set PUBLISH_KEY to a random string of 16+ characters (openssl rand -hex 32); backends send it as X-Publish-Key',
+  DEBUG_TOKEN: 'set DEBUG_TOKEN to a random string of 16+ characters or unset it',
+};
+
+function defaultFix(variable: string): string {
+  const def = (DEFAULTS as Record<string, unknown>)[variable];
+  return def === undefined ? `correct ${variable} or unset it` : `correct ${variable} or unset it to use the default ${String(def)}`;
+}
+
+/** Parses and validates the environment; throws GatewayConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  // Empty strings mean "unset": compose files often pass `VAR=` through.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    const shown = typeof cleaned[variable] === 'string' && !/SECRET|KEY|TOKEN|URL/.test(variable) ? ` (got "${cleaned[variable]}")` : '';
+    throw new GatewayConfigError(variable, `${issue.message}${shown}`, FIXES[variable] ?? defaultFix(variable));
+  }
+  const e = parsed.data;
+  if (e.BROKER === 'redis' && !e.REDIS_URL) throw new GatewayConfigError('REDIS_URL', 'is required with BROKER=redis', FIXES.REDIS_URL!);
+  if (!e.DATABASE_URL) throw new GatewayConfigError('DATABASE_URL', 'is required', FIXES.DATABASE_URL!);
+  if (!e.JWT_SECRET && !e.JWT_PUBLIC_KEY) throw new GatewayConfigError('JWT_SECRET', 'is required (or JWT_PUBLIC_KEY)', FIXES.JWT_SECRET!);
+  if (e.JWT_SECRET && e.JWT_PUBLIC_KEY) {
+    throw new GatewayConfigError('JWT_PUBLIC_KEY', 'is set together with JWT_SECRET; pinning one algorithm needs exactly one key', 'unset JWT_SECRET (RS256) or JWT_PUBLIC_KEY (HS256)');
+  }
+  if (!e.PUBLISH_KEY) throw new GatewayConfigError('PUBLISH_KEY', 'is required', FIXES.PUBLISH_KEY!);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    broker: e.BROKER,
+    redisUrl: e.REDIS_URL,
+    databaseUrl: e.DATABASE_URL,
+    jwtSecret: e.JWT_SECRET,
+    jwtPublicKey: e.JWT_PUBLIC_KEY,
+    publishKey: e.PUBLISH_KEY,
+    debugToken: e.DEBUG_TOKEN,
+    heartbeatMs: e.HEARTBEAT_MS,
+    drainWindowMs: e.DRAIN_WINDOW_MS,
+    maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
+    sendBufferBytes: e.SEND_BUFFER_BYTES,
+    maxConnections: e.MAX_CONNECTIONS,
+    maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+    handshakesPerIpPerSecond: e.HANDSHAKES_PER_IP_PER_SECOND,
+    clientFramesPerSecond: e.CLIENT_FRAMES_PER_SECOND,
+    historyLength: e.HISTORY_LENGTH,
+    historyTtlS: e.HISTORY_TTL_S,
+    accessCacheTtlMs: e.ACCESS_CACHE_TTL_MS,
+    accessCacheMax: e.ACCESS_CACHE_MAX,
+    publishMaxBytes: e.PUBLISH_MAX_BYTES,
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+    instanceId: e.INSTANCE_ID ?? `${os.hostname()}-${process.pid}`,
+  };
+}

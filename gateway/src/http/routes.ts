@@ -1,0 +1,116 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { PublishInput } from '../broker/publisher.js';
+import type { GatewayConfig } from '../config.js';
+import { forwardedAddress, isPrivateAddress, peerAddress } from '../limits/client-ip.js';
+import { sanitizeUrl } from '../log/logger.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
+import { parsePublishBody } from './publish-request.js';
+import { BodyTooLargeError, readBody, secretMatches } from './request-body.js';
+
+// The gateway's HTTP endpoints: /health, /metrics, the two debug endpoints (internal callers
+// only) and POST /internal/publish. nginx routes none of /internal/ or /api/debug/.
+
+/** What the HTTP endpoints read from the gateway. */
+export interface HttpDeps {
+  readonly config: GatewayConfig;
+  readonly metrics: GatewayMetrics;
+  readonly log: Logger;
+  health(): Promise<{ ok: boolean; body: object }>;
+  status(): object;
+  sync(dialogId: number): Promise<object>;
+  publish(input: PublishInput): Promise<string>;
+  brokerReady(): boolean;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+/** True when a debug request comes from loopback/private addresses or carries the debug token. */
+export function isInternalCaller(req: IncomingMessage, debugToken: string | undefined): boolean {
+  if (secretMatches(req.headers['x-debug-token'], debugToken)) return true;
+  if (!isPrivateAddress(peerAddress(req))) return false;
+  // A private peer forwarding a public client (a proxy) does not make that client internal.
+  const forwarded = forwardedAddress(req);
+  return forwarded === undefined || isPrivateAddress(forwarded);
+}
+
+/** Builds the request handler for every non-WebSocket request. */
+export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { config, metrics, log } = deps;
+
+  const publish = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (!secretMatches(req.headers['x-publish-key'], config.publishKey)) {
+      metrics.published('unauthorized');
+      log.warn({ ip: peerAddress(req) }, 'publish refused: bad or missing X-Publish-Key');
+      return json(res, 401, { error: 'bad or missing X-Publish-Key header' });
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req, config.publishMaxBytes);
+    } catch (err) {
+      metrics.published('bad-request');
+      if (err instanceof BodyTooLargeError) return json(res, 413, { error: `body larger than PUBLISH_MAX_BYTES (${config.publishMaxBytes})` });
+      throw err;
+    }
+    const parsed = parsePublishBody(body.toString('utf8'));
+    if (!parsed.ok) {
+      metrics.published('bad-request');
+      return json(res, 400, { error: parsed.reason });
+    }
+    if (!deps.brokerReady()) {
+      metrics.published('unavailable');
+      return json(res, 503, { error: 'broker (Redis) unavailable; the event was not stored, retry later' });
+    }
+    let id: string;
+    try {
+      id = await deps.publish(parsed.input);
+    } catch (err) {
+      metrics.published('unavailable');
+      log.warn({ dialog_id: parsed.input.dialogId, err: String(err) }, 'publish failed: event not stored');
+      return json(res, 503, { error: 'broker (Redis) unavailable; the event was not stored, retry later' });
+    }
+    metrics.published('accepted');
+    json(res, 202, { id });
+  };
+
+  return async (req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    try {
+      if (path === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
+        const h = await deps.health();
+        return json(res, h.ok ? 200 : 503, h.body);
+      }
+      if (path === '/metrics' && req.method === 'GET') {
+        const text = await metrics.render();
+        res.writeHead(200, { 'content-type': metrics.contentType });
+        res.end(text);
+        return;
+      }
+      if (path === '/internal/publish') {
+        if (req.method !== 'POST') return json(res, 405, { error: 'use POST' });
+        return await publish(req, res);
+      }
+      if (path === '/api/debug/websocket/status' || path === '/api/debug/websocket/sync') {
+        if (req.method !== 'GET') return json(res, 405, { error: 'use GET' });
+        if (!isInternalCaller(req, config.debugToken)) {
+          log.warn({ ip: peerAddress(req), url: sanitizeUrl(req.url) }, 'debug endpoint refused: caller is not internal');
+          return json(res, 403, { error: 'debug endpoints answer loopback/private callers or a valid X-Debug-Token only' });
+        }
+        if (path.endsWith('/status')) return json(res, 200, deps.status());
+        const raw = new URL(req.url ?? '/', 'http://gateway').searchParams.get('dialog_id') ?? '';
+        const dialogId = /^\d{1,16}$/.test(raw) ? Number(raw) : 0;
+        if (!(dialogId > 0)) return json(res, 400, { error: 'dialog_id must be a positive integer' });
+        return json(res, 200, await deps.sync(dialogId));
+      }
+      json(res, 404, { error: 'not found' });
+    } catch (err) {
+      log.error({ url: sanitizeUrl(req.url), err: String(err) }, 'HTTP handler failed');
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.destroy();
+    }
+  };
+}

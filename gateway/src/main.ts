@@ -1,0 +1,45 @@
+// Entry point: `node --import tsx gateway/src/main.ts` locally, `node gateway/dist/main.js` in
+// the image. Config errors print one line and exit 1; SIGTERM drains (4200 spread over
+// DRAIN_WINDOW_MS), flushes the log and exits 0.
+import { GatewayConfigError, loadConfig, type GatewayConfig } from './config.js';
+import { createLogger } from './log/logger.js';
+import { createGateway } from './server.js';
+
+let config: GatewayConfig;
+try {
+  config = loadConfig();
+} catch (err) {
+  process.stderr.write(`${err instanceof GatewayConfigError ? err.toLine() : `error RPX_GATEWAY_CONFIG: ${String(err)}`}\n`);
+  process.exit(1);
+}
+
+const logger = createLogger(config.logLevel, undefined, { instance: config.instanceId });
+const gateway = createGateway(config, { logger });
+let stopping = false;
+
+const stop = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal, window_ms: config.drainWindowMs }, `received ${signal}; draining`);
+  gateway
+    .drain()
+    .then(() => logger.flush(() => process.exit(0)))
+    .catch((err: unknown) => {
+      logger.error({ err: String(err) }, 'drain failed');
+      logger.flush(() => process.exit(1));
+    });
+};
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
+
+try {
+  await gateway.listen();
+} catch (err) {
+  const message = err instanceof Error ? err.message : String(err);
+  const fix = /EADDRINUSE/.test(message) ? `free port ${config.port} or set PORT` : /PEM|SPKI|key/i.test(message) ? 'check JWT_PUBLIC_KEY is an RS256 public key in PEM form' : 'see the message above';
+  logger.fatal({ err: message }, 'gateway failed to start');
+  logger.flush(() => {
+    process.stderr.write(`error RPX_GATEWAY_START: ${message} — ${fix}\n`);
+    process.exit(1);
+  });
+}

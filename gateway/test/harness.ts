@@ -1,0 +1,227 @@
+import { readFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { SignJWT } from 'jose';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { createTestDatabase } from '../../test/services.js';
+import type { GatewayConfig } from '../src/config.js';
+import { createGateway, type Gateway } from '../src/server.js';
+
+// Shared fixtures for the gateway tests: a database with the reference schema and two tenants,
+// token minting, an in-process gateway with captured logs, and a WebSocket client that records
+// every frame from the first byte (so no test races the server's first frames).
+
+export const JWT_SECRET = 'test-secret-0123456789abcdef-0123456789';
+export const PUBLISH_KEY = 'publish-key-0123456789abcdef';
+export const DEBUG_TOKEN = 'debug-token-0123456789abcdef';
+
+/** One tenant: an operator, their assistant, its dialogs and allowed domains. */
+export interface Tenant {
+  readonly userId: number;
+  readonly assistantId: number;
+  readonly dialogs: readonly number[];
+  readonly domains: readonly string[];
+}
+
+/** The seeded database: its URL and two tenants (A: user 1, assistant 10; B: user 2, assistant 20). */
+export interface AccessDatabase {
+  readonly url: string;
+  readonly a: Tenant;
+  readonly b: Tenant;
+}
+
+/**
+ * Creates a fresh database with gateway/sql/dialog_access.sql and two tenants. Dialog ids get a
+ * random base because Redis pub/sub channels are shared by every test file on the shared Redis.
+ */
+export async function createAccessDatabase(): Promise<AccessDatabase> {
+  const url = await createTestDatabase('gw');
+  const base = (1 + Math.floor(Math.random() * 1_000_000)) * 1000;
+  const TENANTS = {
+    a: { userId: 1, assistantId: 10, dialogs: [base + 100, base + 101], domains: ['example.com', '*.shop.example.org'] },
+    b: { userId: 2, assistantId: 20, dialogs: [base + 200], domains: ['b.example.net'] },
+  };
+  const sql = await readFile(new URL('../sql/dialog_access.sql', import.meta.url), 'utf8');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+    for (const t of Object.values(TENANTS)) {
+      await client.query('INSERT INTO users (id, email) VALUES ($1, $2)', [t.userId, `u${t.userId}@example.com`]);
+      await client.query('INSERT INTO assistants (id, user_id, name, allowed_domains) VALUES ($1, $2, $3, $4)', [t.assistantId, t.userId, `a${t.assistantId}`, t.domains]);
+      for (const d of t.dialogs) await client.query('INSERT INTO dialogs (id, assistant_id) VALUES ($1, $2)', [d, t.assistantId]);
+    }
+  } finally {
+    await client.end();
+  }
+  return { url, ...TENANTS };
+}
+
+/** A config for tests: port 0, loopback, generous handshake limits, quick heartbeat. */
+export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfig, 'databaseUrl'>): GatewayConfig {
+  return {
+    port: 0,
+    host: '127.0.0.1',
+    broker: 'memory',
+    jwtSecret: JWT_SECRET,
+    publishKey: PUBLISH_KEY,
+    debugToken: DEBUG_TOKEN,
+    heartbeatMs: 25_000,
+    drainWindowMs: 0,
+    maxPayloadBytes: 64 * 1024,
+    sendBufferBytes: 1024 * 1024,
+    maxConnections: 50_000,
+    maxConnectionsPerIp: 10_000,
+    handshakesPerIpPerSecond: 100_000,
+    clientFramesPerSecond: 20,
+    historyLength: 1000,
+    historyTtlS: 86_400,
+    accessCacheTtlMs: 5000,
+    accessCacheMax: 10_000,
+    publishMaxBytes: 256 * 1024,
+    trustProxy: true,
+    logLevel: 'info',
+    instanceId: 'gw-test',
+    ...overrides,
+  };
+}
+
+/** A gateway started in-process, with every log line captured. */
+export interface TestGateway {
+  readonly gateway: Gateway;
+  readonly base: string;
+  readonly ws: string;
+  readonly logs: string[];
+  stop(): Promise<void>;
+}
+
+/** Starts a gateway on port 0 and captures its pino output. */
+export async function startGateway(config: GatewayConfig): Promise<TestGateway> {
+  const logs: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(line);
+      cb();
+    },
+  });
+  const gateway = createGateway(config, { logStream: stream, processMetrics: false });
+  const port = await gateway.listen();
+  return { gateway, base: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}`, logs, stop: () => gateway.close() };
+}
+
+/** Signs an admin-panel JWT (HS256 by default). */
+export async function adminToken(userId: number | string, opts: { secret?: string; expiresIn?: string | number; claims?: Record<string, unknown> } = {}): Promise<string> {
+  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader({ alg: 'HS256' }).setSubject(String(userId)).setIssuedAt();
+  if (opts.expiresIn !== undefined) jwt.setExpirationTime(opts.expiresIn);
+  return jwt.sign(new TextEncoder().encode(opts.secret ?? JWT_SECRET));
+}
+
+/** Signs a site token `{type:"site", user_id, assistant_id}`. */
+export async function siteToken(userId: number, assistantId: number, opts: { secret?: string; expiresIn?: string | number } = {}): Promise<string> {
+  const jwt = new SignJWT({ type: 'site', user_id: userId, assistant_id: assistantId }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
+  if (opts.expiresIn !== undefined) jwt.setExpirationTime(opts.expiresIn);
+  return jwt.sign(new TextEncoder().encode(opts.secret ?? JWT_SECRET));
+}
+
+/** An unsigned `alg: none` token with the given payload. */
+export function noneToken(payload: Record<string, unknown>): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'none', typ: 'JWT' })}.${b64(payload)}.`;
+}
+
+/** A recorded frame: parsed JSON (or the raw text) and when it arrived. */
+export interface Frame {
+  readonly json: Record<string, unknown>;
+  readonly text: string;
+  readonly at: number;
+}
+
+/** A test client that records frames and the close from the start. */
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  readonly opened: Promise<boolean>;
+  #waiters: (() => void)[] = [];
+
+  /** Connects to `url` with optional headers (Origin, X-Real-IP). */
+  constructor(url: string, headers: Record<string, string> = {}) {
+    this.ws = new WebSocket(url, { headers, perMessageDeflate: false });
+    this.ws.on('message', (data: Buffer) => {
+      const text = data.toString('utf8');
+      let json: Record<string, unknown>;
+      try {
+        json = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        json = {};
+      }
+      this.frames.push({ json, text, at: Date.now() });
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    this.ws.on('error', () => undefined);
+    this.opened = new Promise((resolve) => {
+      this.ws.once('open', () => resolve(true));
+      this.ws.once('close', () => resolve(false));
+    });
+    this.closed = new Promise((resolve) => {
+      this.ws.once('close', (code: number, reason: Buffer) => {
+        resolve({ code, reason: reason.toString() });
+        for (const w of this.#waiters.splice(0)) w();
+      });
+    });
+  }
+
+  /** Waits until `count` frames matching `pred` arrived; returns them. */
+  async waitFor(pred: (f: Frame) => boolean, count = 1, timeoutMs = 5000): Promise<Frame[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.frames.filter(pred);
+      if (found.length >= count) return found;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${count} frame(s); got ${JSON.stringify(this.frames.map((f) => f.text))}`);
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed while waiting; frames ${JSON.stringify(this.frames.map((f) => f.text))}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Waits for the `connected` frame. */
+  async ready(): Promise<Frame> {
+    return (await this.waitFor((f) => f.json.type === 'connected'))[0]!;
+  }
+
+  /** Event frames (those with an id), in arrival order. */
+  events(): Frame[] {
+    return this.frames.filter((f) => typeof f.json.id === 'string');
+  }
+
+  /** Closes and waits for the close to complete. */
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    this.ws.close();
+    await this.closed;
+  }
+}
+
+/** Polls until `probe` is true or throws after `timeoutMs`. */
+export async function eventually(probe: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** POSTs JSON to the gateway's publish endpoint. */
+export async function httpPublish(base: string, body: unknown, key: string | undefined = PUBLISH_KEY): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${base}/internal/publish`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(key ? { 'x-publish-key': key } : {}) },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
