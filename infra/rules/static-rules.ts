@@ -222,7 +222,7 @@ function configRules(input: StaticInput, text: string): RuleResult[] {
       ? S('worker-shutdown-timeout', 'fail', wst === undefined ? 'worker_shutdown_timeout is not set: after a reload old workers keep WebSockets (and the old route) forever' : `worker_shutdown_timeout "${wst}" is not a time`, 'render the config from the topology (nginx.workerShutdownTimeoutS)')
       : wstMs !== t.nginx.workerShutdownTimeoutS * 1000
         ? S('worker-shutdown-timeout', 'warn', `worker_shutdown_timeout ${wst} differs from nginx.workerShutdownTimeoutS ${t.nginx.workerShutdownTimeoutS}`, 're-render the config from the topology')
-        : S('worker-shutdown-timeout', 'pass', wst),
+        : S('worker-shutdown-timeout', 'pass', wst ?? ''),
   );
   return out;
 }
