@@ -1,0 +1,190 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { validateTopology, type WsRoute } from '../topology/index.js';
+import { freePort, waitUntil } from '../targets/local/ports.js';
+import { startNginx, type ServiceProcess } from '../targets/local/processes.js';
+import { renderNginxConfig } from './nginx.js';
+
+// The local render, run by a real nginx in front of two tiny servers that stand in for the
+// backend and the gateway. Both answer 200 to every path and accept WebSocket upgrades, so a
+// 404 can only come from nginx and each reply says which server it came from.
+
+interface Upstream {
+  readonly name: 'backend' | 'gateway';
+  readonly port: number;
+  /** Raw request targets (path + query) the server received. */
+  readonly seen: string[];
+  close(): Promise<void>;
+}
+
+async function startUpstream(name: Upstream['name']): Promise<Upstream> {
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(req.url ?? '');
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ server: name, url: req.url, realIp: req.headers['x-real-ip'], forwardedFor: req.headers['x-forwarded-for'] }));
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    seen.push(req.url ?? '');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.send(JSON.stringify({ server: name, url: req.url, realIp: req.headers['x-real-ip'] }));
+      ws.on('message', (data) => ws.send(`echo:${data.toString()}`));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    name,
+    port: (server.address() as AddressInfo).port,
+    seen,
+    async close() {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+interface WsReply {
+  readonly first: { server: string; url: string; realIp?: string };
+  readonly echo: string;
+}
+
+/** Opens a WebSocket, reads the greeting, checks a round trip, then closes it cleanly. */
+async function wsRoundTrip(url: string): Promise<WsReply> {
+  const ws = new WebSocket(url);
+  const messages: string[] = [];
+  ws.on('message', (data) => messages.push(data.toString()));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  await waitUntil(async () => messages.length >= 1, 5000, 10);
+  ws.send('hi');
+  await waitUntil(async () => messages.length >= 2, 5000, 10);
+  await new Promise<void>((resolve) => {
+    ws.once('close', () => resolve());
+    ws.close(1000);
+  });
+  return { first: JSON.parse(messages[0] ?? '{}') as WsReply['first'], echo: messages[1] ?? '' };
+}
+
+/** Sends a request with a raw request target, which fetch would normalise first. */
+async function rawGet(port: number, target: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: target, method: 'GET', agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Status of a WebSocket handshake that nginx refuses or fails. */
+async function wsHandshakeStatus(url: string): Promise<number> {
+  const ws = new WebSocket(url);
+  return new Promise((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('open', () => {
+      ws.terminate();
+      reject(new Error('handshake unexpectedly succeeded'));
+    });
+    ws.once('error', reject);
+  });
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function stackFor(wsRoute: WsRoute) {
+  const backend = await startUpstream('backend');
+  cleanups.push(() => backend.close());
+  const gateway = await startUpstream('gateway');
+  cleanups.push(() => gateway.close());
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-nginx-live-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  // Started as root, nginx workers run unprivileged and must reach their temp dirs in here.
+  await chmod(dir, 0o755);
+  const nginxPort = await freePort();
+  const { topology } = validateTopology({ target: 'local', wsRoute, nginx: { port: nginxPort }, backend: { port: backend.port }, gateway: { port: gateway.port } });
+  const configFile = path.join(dir, 'nginx.conf');
+  await writeFile(configFile, renderNginxConfig(topology, 'local'));
+  const nginx: ServiceProcess = await startNginx({ dir, port: nginxPort, configFile });
+  cleanups.push(() => nginx.stop());
+  const base = `127.0.0.1:${nginxPort}`;
+  const accessLog = path.join(dir, 'logs', 'access.log');
+  const errorLog = path.join(dir, 'logs', 'error.log');
+  return { backend, gateway, nginxPort, base, accessLog, errorLog, wsServer: wsRoute === 'gateway' ? gateway : backend };
+}
+
+const readText = (file: string) => readFile(file, 'utf8').catch(() => '');
+
+describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of real servers, ws -> %s', (wsRoute) => {
+  it('routes /api/ to the backend and upgrades /ws/ on the right upstream, with client headers', async () => {
+    const { base, backend, wsServer } = await stackFor(wsRoute);
+
+    const api = await fetch(`http://${base}/api/x?site_token=abc`);
+    expect(api.status).toBe(200);
+    expect(await api.json()).toMatchObject({ server: 'backend', url: '/api/x?site_token=abc', realIp: '127.0.0.1', forwardedFor: '127.0.0.1' });
+    expect(backend.seen).toContain('/api/x?site_token=abc');
+
+    const reply = await wsRoundTrip(`ws://${base}/ws/dialogs/123?token=secret-token-123`);
+    // The query reaches the upstream (it authenticates with it); only the logs must not keep it.
+    expect(reply.first).toEqual({ server: wsServer.name, url: '/ws/dialogs/123?token=secret-token-123', realIp: '127.0.0.1' });
+    expect(reply.echo).toBe('echo:hi');
+
+    const health = await fetch(`http://${base}/health`);
+    expect([health.status, await health.text()]).toEqual([200, 'ok']);
+    expect((await fetch(`http://${base}/`)).status).toBe(404);
+  });
+
+  it('does not let debug or internal endpoints through, however the path is spelled', async () => {
+    const { base, nginxPort, gateway, backend } = await stackFor(wsRoute);
+    // The stand-ins answer these paths, so any 404 below is nginx's own.
+    expect((await fetch(`http://127.0.0.1:${gateway.port}/api/debug/websocket/status`)).status).toBe(200);
+    gateway.seen.length = 0;
+
+    expect((await fetch(`http://${base}/api/debug/websocket/status`)).status).toBe(404);
+    expect((await fetch(`http://${base}/api/debug/websocket/sync?dialog_id=123`)).status).toBe(404);
+    expect((await fetch(`http://${base}/internal/publish`, { method: 'POST', body: '{}' })).status).toBe(404);
+    for (const target of ['/api/x/../debug/websocket/status', '/api/%64ebug/websocket/status', '//api/debug/websocket/status', '/ws/..%2Finternal/publish', '/ws/../api/debug/websocket/status']) {
+      expect(await rawGet(nginxPort, target), target).toBe(404);
+    }
+    expect(await wsHandshakeStatus(`ws://${base}/api/debug/websocket/status`)).toBe(404);
+    expect([...gateway.seen, ...backend.seen].filter((u) => /debug|internal/.test(u))).toEqual([]);
+  });
+
+  it('keeps /ws/ query strings (tokens) out of the access and error logs, also when the upstream is down', async () => {
+    const { base, accessLog, errorLog, wsServer } = await stackFor(wsRoute);
+    await wsRoundTrip(`ws://${base}/ws/dialogs/123?token=secret-token-123`);
+    await fetch(`http://${base}/api/site/dialogs/123/messages?site_token=site-secret-456`, { method: 'POST', body: '{}' });
+    // A WebSocket is logged when it closes; wait for both lines.
+    expect(await waitUntil(async () => /\/ws\/dialogs\/123 /.test(await readText(accessLog)) && /\/api\/site\//.test(await readText(accessLog)), 5000)).toBe(true);
+
+    await wsServer.close();
+    expect(await wsHandshakeStatus(`ws://${base}/ws/dialogs/200?token=secret-token-789`)).toBe(502);
+    expect(await waitUntil(async () => /\/ws\/dialogs\/200 /.test(await readText(accessLog)), 5000)).toBe(true);
+
+    const log = await readText(accessLog);
+    const wsLines = log.split('\n').filter((l) => l.includes('/ws/'));
+    expect(wsLines).toHaveLength(2);
+    expect(wsLines[0]).toMatch(/ ws \[.*\] "GET \/ws\/dialogs\/123 HTTP\/1\.1" 101 /);
+    expect(wsLines[1]).toMatch(/ ws \[.*\] "GET \/ws\/dialogs\/200 HTTP\/1\.1" 502 /);
+    expect(log).toMatch(/"POST \/api\/site\/dialogs\/123\/messages HTTP\/1\.1" 200 /);
+    for (const secret of ['secret-token-123', 'secret-token-789', 'site-secret-456', 'token=', '?']) expect(log).not.toContain(secret);
+    expect(await readText(errorLog)).not.toMatch(/secret-token/);
+  });
+});

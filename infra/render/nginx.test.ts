@@ -1,0 +1,394 @@
+import { describe, expect, it } from 'vitest';
+import { ReplyxError } from '../errors.js';
+import { topologyChecksum, validateTopology, type Target, type Topology, type TopologyInput, type WsRoute } from '../topology/index.js';
+import {
+  DEFAULT_BACKEND_KEEPALIVE,
+  nginxImageSupportsResolve,
+  planNginx,
+  readChecksumFromConfig,
+  readNginxConfigHeader,
+  renderNginxConfig,
+  type NginxRenderOptions,
+} from './nginx.js';
+import { matchLocation, parseLocations, parseLogFormats, QUERY_VARIABLES, type ParsedLocation } from './nginx-config-parse.js';
+import { awsServiceDiscoveryNames, dockerContainerNames, upstreamHostsFor } from './service-hosts.js';
+
+const TARGETS: readonly Target[] = ['docker', 'aws', 'local'];
+const ROUTES: readonly WsRoute[] = ['gateway', 'backend'];
+
+const topo = (input: TopologyInput = {}): Topology => validateTopology(input).topology;
+
+/** A block of the config from its opening line to the matching closing brace. */
+function block(config: string, opening: string): string {
+  const start = config.indexOf(opening);
+  expect(start, `missing block "${opening}"`).toBeGreaterThanOrEqual(0);
+  let depth = 0;
+  for (let i = config.indexOf('{', start); i < config.length; i++) {
+    if (config[i] === '{') depth++;
+    if (config[i] === '}' && --depth === 0) return config.slice(start, i + 1);
+  }
+  throw new Error(`unterminated block "${opening}"`);
+}
+
+const location = (config: string, path: string): ParsedLocation => {
+  const found = parseLocations(config).find((l) => l.path === path && l.modifier === '');
+  expect(found, `no plain location ${path}`).toBeDefined();
+  return found!;
+};
+
+function expectReplyxError(fn: () => unknown, code: string): ReplyxError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ReplyxError);
+    expect((err as ReplyxError).code).toBe(code);
+    return err as ReplyxError;
+  }
+  throw new Error(`expected ${code}, nothing was thrown`);
+}
+
+describe('service host names', () => {
+  it('derives container names and Cloud Map names from topology.name', () => {
+    expect(dockerContainerNames({ name: 'chat' })).toEqual({
+      backend: 'chat-backend',
+      gateway: 'chat-ws-gateway',
+      nginx: 'chat-nginx',
+      redis: 'chat-redis',
+      postgres: 'chat-postgres',
+    });
+    expect(awsServiceDiscoveryNames({ name: 'chat' })).toEqual({
+      namespace: 'chat.local',
+      backendService: 'backend',
+      gatewayService: 'ws-gateway',
+      backendHost: 'backend.chat.local',
+      gatewayHost: 'ws-gateway.chat.local',
+    });
+  });
+
+  it('picks upstream hosts per target', () => {
+    expect(upstreamHostsFor({ name: 'replyx' }, 'docker')).toEqual({ backend: 'replyx-backend', gateway: 'replyx-ws-gateway' });
+    expect(upstreamHostsFor({ name: 'replyx' }, 'aws')).toEqual({ backend: 'backend.replyx.local', gateway: 'ws-gateway.replyx.local' });
+    expect(upstreamHostsFor({ name: 'replyx' }, 'local')).toEqual({ backend: '127.0.0.1', gateway: '127.0.0.1' });
+  });
+});
+
+describe('planNginx', () => {
+  it('routes /ws/ to the gateway upstream, or to the backend upstream on wsRoute=backend', () => {
+    expect(planNginx(topo({ wsRoute: 'gateway' }), 'docker').ws.upstream).toBe('replyx_ws_gateway');
+    expect(planNginx(topo({ wsRoute: 'backend' }), 'docker').ws.upstream).toBe('replyx_backend');
+    for (const wsRoute of ROUTES) expect(planNginx(topo({ wsRoute }), 'docker').api.upstream).toBe('replyx_backend');
+  });
+
+  it('takes timeouts, limits and ports from the topology', () => {
+    const plan = planNginx(
+      topo({
+        backend: { port: 9100 },
+        gateway: { port: 9101, heartbeatMs: 20_000 },
+        nginx: { port: 9080, proxyReadTimeoutS: 300, proxyConnectTimeoutS: 7, apiReadTimeoutS: 45, workerShutdownTimeoutS: 12, workerConnections: 2048, clientMaxBodySize: '5m' },
+      }),
+      'local',
+    );
+    expect(plan.listen).toBe('127.0.0.1:9080');
+    expect(plan.upstreams.backend.servers).toEqual([{ host: '127.0.0.1', port: 9100, address: '127.0.0.1:9100', resolve: false }]);
+    expect(plan.upstreams.gateway.servers).toEqual([{ host: '127.0.0.1', port: 9101, address: '127.0.0.1:9101', resolve: false }]);
+    expect(plan.ws).toEqual({ path: '/ws/', upstream: 'replyx_ws_gateway', connectTimeoutS: 7, readTimeoutS: 300, sendTimeoutS: 300 });
+    expect(plan.api).toEqual({ path: '/api/', upstream: 'replyx_backend', connectTimeoutS: 7, readTimeoutS: 45, sendTimeoutS: 45, clientMaxBodySize: '5m' });
+    expect(plan.workerShutdownTimeoutS).toBe(12);
+    expect(plan.workerConnections).toBe(2048);
+    expect(plan.workerRlimitNofile).toBe(4096);
+  });
+
+  it('keeps connections alive to the backend only, and balances the gateway by least connections', () => {
+    const plan = planNginx(topo(), 'docker');
+    expect(plan.upstreams.backend).toMatchObject({ name: 'replyx_backend', keepalive: DEFAULT_BACKEND_KEEPALIVE, leastConn: false });
+    expect(plan.upstreams.gateway).toMatchObject({ name: 'replyx_ws_gateway', keepalive: 0, leastConn: true });
+    expect(planNginx(topo(), 'docker', { backendKeepalive: 8 }).upstreams.backend.keepalive).toBe(8);
+  });
+
+  it('uses container names and Docker DNS on docker', () => {
+    const plan = planNginx(topo({ name: 'chat', backend: { port: 8100 } }), 'docker');
+    expect(plan.upstreams.backend.servers).toEqual([{ host: 'chat-backend', port: 8100, address: 'chat-backend:8100', resolve: true }]);
+    expect(plan.upstreams.gateway.servers).toEqual([{ host: 'chat-ws-gateway', port: 8001, address: 'chat-ws-gateway:8001', resolve: true }]);
+    expect(plan.resolver).toEqual({ address: '127.0.0.11', validS: 10, timeoutS: 5 });
+    expect(plan.listen).toBe('8080');
+    expect(plan.trustedProxyCidrs).toEqual([]);
+    expect(plan.forwardedProto).toBe('$scheme');
+    expect(plan).toMatchObject({ pidFile: '/var/run/nginx.pid', errorLog: '/dev/stderr', accessLog: '/dev/stdout' });
+    expect(plan.tempPaths).toBeUndefined();
+  });
+
+  it('uses Cloud Map names, the VPC resolver and the load balancer client address on aws', () => {
+    const plan = planNginx(topo({ name: 'chat' }), 'aws');
+    expect(plan.upstreams.backend.servers[0]).toMatchObject({ address: 'backend.chat.local:8000', resolve: true });
+    expect(plan.upstreams.gateway.servers[0]).toMatchObject({ address: 'ws-gateway.chat.local:8001', resolve: true });
+    expect(plan.resolver?.address).toBe('169.254.169.253');
+    expect(plan.trustedProxyCidrs).toEqual(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']);
+    expect(plan.forwardedProto).toBe('$replyx_forwarded_proto');
+    expect(plan.listen).toBe('8080');
+  });
+
+  it('uses loopback, no resolver and prefix-relative paths on local', () => {
+    const plan = planNginx(topo(), 'local');
+    expect(plan.resolver).toBeUndefined();
+    expect(plan).toMatchObject({ pidFile: 'logs/nginx.pid', errorLog: 'logs/error.log', accessLog: 'logs/access.log' });
+    expect(plan.tempPaths).toEqual({ clientBody: 'client_body_temp', proxy: 'proxy_temp', fastcgi: 'fastcgi_temp', uwsgi: 'uwsgi_temp', scgi: 'scgi_temp' });
+  });
+
+  it('puts every runtime path under prefixDir on any target', () => {
+    for (const target of TARGETS) {
+      const plan = planNginx(topo(), target, { prefixDir: '/tmp/x/' });
+      expect(plan).toMatchObject({ pidFile: '/tmp/x/logs/nginx.pid', errorLog: '/tmp/x/logs/error.log', accessLog: '/tmp/x/logs/access.log' });
+      expect(Object.values(plan.tempPaths ?? {}).every((p) => p.startsWith('/tmp/x/'))).toBe(true);
+      expect(Object.keys(plan.tempPaths ?? {})).toHaveLength(5);
+    }
+  });
+
+  it('overrides upstream hosts without re-resolving IP literals', () => {
+    const plan = planNginx(topo(), 'aws', { upstreamHosts: { backend: '127.0.0.1', gateway: '::1' } });
+    expect(plan.upstreams.backend.servers).toEqual([{ host: '127.0.0.1', port: 8000, address: '127.0.0.1:8000', resolve: false }]);
+    expect(plan.upstreams.gateway.servers).toEqual([{ host: '::1', port: 8001, address: '[::1]:8001', resolve: false }]);
+    const onlyOne = planNginx(topo(), 'docker', { upstreamHosts: { gateway: 'gw.internal' } });
+    expect(onlyOne.upstreams.backend.servers[0]?.address).toBe('replyx-backend:8000');
+    expect(onlyOne.upstreams.gateway.servers[0]?.address).toBe('gw.internal:8001');
+  });
+
+  it('rejects options that would break or inject into the config', () => {
+    expectReplyxError(() => planNginx(topo(), 'docker', { upstreamHosts: { backend: 'x; include /etc/passwd' } }), 'RPX_NGINX_RENDER_OPTION');
+    expectReplyxError(() => planNginx(topo(), 'docker', { upstreamHosts: { gateway: '' } }), 'RPX_NGINX_RENDER_OPTION');
+    expectReplyxError(() => planNginx(topo(), 'local', { prefixDir: 'relative/dir' }), 'RPX_NGINX_RENDER_OPTION');
+    expectReplyxError(() => planNginx(topo(), 'local', { prefixDir: '/tmp/$host' }), 'RPX_NGINX_RENDER_OPTION');
+    expectReplyxError(() => planNginx(topo(), 'local', { prefixDir: '/tmp/a"b' }), 'RPX_NGINX_RENDER_OPTION');
+    expectReplyxError(() => planNginx(topo(), 'aws', { trustedProxyCidrs: ['10.0.0.0/33'] }), 'RPX_NGINX_RENDER_OPTION');
+    expectReplyxError(() => planNginx(topo(), 'aws', { trustedProxyCidrs: ['all'] }), 'RPX_NGINX_RENDER_OPTION');
+    expectReplyxError(() => planNginx(topo(), 'docker', { backendKeepalive: 0 }), 'RPX_NGINX_RENDER_OPTION');
+    expect(planNginx(topo(), 'aws', { trustedProxyCidrs: ['10.1.0.0/16', '2001:db8::/32', '192.0.2.7'] }).trustedProxyCidrs).toHaveLength(3);
+  });
+
+  it('refuses nginx images too old to re-resolve upstream names, only where names are resolved', () => {
+    const old = topo({ nginx: { image: 'nginx:1.25-alpine' } });
+    for (const target of ['docker', 'aws'] as const) {
+      const err = expectReplyxError(() => planNginx(old, target), 'RPX_NGINX_IMAGE_TOO_OLD');
+      expect(err.fix).toMatch(/nginx:1\.27-alpine/);
+    }
+    expect(() => planNginx(old, 'local')).not.toThrow();
+    expect(() => planNginx(old, 'docker', { upstreamHosts: { backend: '127.0.0.1', gateway: '127.0.0.1' } })).not.toThrow();
+  });
+
+  it.each([
+    ['nginx:1.27-alpine', true],
+    ['nginx:1.27.3', true],
+    ['nginx:1.27.2-alpine', false],
+    ['nginx:1.26.3', false],
+    ['nginx:1.28', true],
+    ['docker.io/library/nginx:1.29.1-alpine-slim', true],
+    ['public.ecr.aws/nginx/nginx:1.22', false],
+    ['nginx:2.0', true],
+    ['nginx', undefined],
+    ['nginx:latest', undefined],
+    ['nginx:stable-alpine', undefined],
+    ['nginx@sha256:0123', undefined],
+    ['registry:5000/nginx', undefined],
+    ['my/proxy:1.0', undefined],
+  ])('nginxImageSupportsResolve(%s) = %s', (image, expected) => {
+    expect(nginxImageSupportsResolve(image)).toBe(expected);
+  });
+});
+
+describe('renderNginxConfig text', () => {
+  it('renders the docker config: container upstreams, Docker DNS, stdout logs, listen on the nginx port', () => {
+    const config = renderNginxConfig(topo(), 'docker');
+    expect(block(config, 'upstream replyx_backend {')).toBe(
+      ['upstream replyx_backend {', '        zone replyx_backend 64k;', '        server replyx-backend:8000 resolve;', '        keepalive 32;', '    }'].join('\n'),
+    );
+    expect(block(config, 'upstream replyx_ws_gateway {')).toBe(
+      ['upstream replyx_ws_gateway {', '        zone replyx_ws_gateway 64k;', '        least_conn;', '        server replyx-ws-gateway:8001 resolve;', '    }'].join('\n'),
+    );
+    expect(config).toContain('\n    resolver 127.0.0.11 valid=10s ipv6=off;\n    resolver_timeout 5s;\n');
+    expect(config).toContain('\n        listen 8080 default_server;\n');
+    expect(config).toContain('\npid "/var/run/nginx.pid";\nerror_log "/dev/stderr" warn;\n');
+    expect(config).toContain('\n    access_log "/dev/stdout" replyx_http;\n');
+    expect(config).not.toMatch(/_temp_path|set_real_ip_from|real_ip_header/);
+    expect(location(config, '/api/').directives).toContain('proxy_set_header X-Forwarded-Proto $scheme');
+  });
+
+  it('renders the aws config: Cloud Map upstreams, VPC resolver, client address from the load balancer', () => {
+    const config = renderNginxConfig(topo({ name: 'chat' }), 'aws');
+    expect(config).toContain('\n        server backend.chat.local:8000 resolve;\n');
+    expect(config).toContain('\n        server ws-gateway.chat.local:8001 resolve;\n');
+    expect(config).toContain('\n    resolver 169.254.169.253 valid=10s ipv6=off;\n');
+    expect(config).toContain('\n    set_real_ip_from 10.0.0.0/8;\n    set_real_ip_from 172.16.0.0/12;\n    set_real_ip_from 192.168.0.0/16;\n    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n');
+    expect(block(config, 'map $http_x_forwarded_proto $replyx_forwarded_proto {')).toMatch(/default \$http_x_forwarded_proto;\n\s+''\s+\$scheme;/);
+    expect(location(config, '/ws/').directives).toContain('proxy_set_header X-Forwarded-Proto $replyx_forwarded_proto');
+    expect(config).toContain('\n        listen 8080 default_server;\n');
+    expect(config).toContain('\n    access_log "/dev/stdout" replyx_http;\n');
+  });
+
+  it('renders the local config: loopback upstreams, no resolver, prefix-relative paths, listen on 127.0.0.1', () => {
+    const config = renderNginxConfig(topo({ nginx: { port: 18080 } }), 'local');
+    expect(config).toContain('\n        server 127.0.0.1:8000;\n');
+    expect(config).toContain('\n        server 127.0.0.1:8001;\n');
+    expect(config).not.toMatch(/resolver|resolve;/);
+    expect(config).toContain('\n        listen 127.0.0.1:18080 default_server;\n');
+    expect(config).toContain('\npid "logs/nginx.pid";\nerror_log "logs/error.log" warn;\n');
+    for (const temp of ['client_body_temp_path "client_body_temp"', 'proxy_temp_path "proxy_temp"', 'fastcgi_temp_path "fastcgi_temp"', 'uwsgi_temp_path "uwsgi_temp"', 'scgi_temp_path "scgi_temp"']) {
+      expect(config).toContain(`\n    ${temp};\n`);
+    }
+    expect(config).not.toMatch(/^\s*daemon\b/m);
+  });
+
+  it.each(TARGETS)('routes /ws/ per wsRoute on %s, keeping both upstreams', (target) => {
+    const gw = renderNginxConfig(topo({ wsRoute: 'gateway' }), target);
+    const be = renderNginxConfig(topo({ wsRoute: 'backend' }), target);
+    expect(location(gw, '/ws/').directives).toContain('proxy_pass http://replyx_ws_gateway');
+    expect(location(be, '/ws/').directives).toContain('proxy_pass http://replyx_backend');
+    for (const config of [gw, be]) {
+      expect(location(config, '/api/').directives).toContain('proxy_pass http://replyx_backend');
+      expect(config).toContain('upstream replyx_backend {');
+      expect(config).toContain('upstream replyx_ws_gateway {');
+    }
+    expect(readNginxConfigHeader(gw)).toEqual({ checksum: topologyChecksum(topo({ wsRoute: 'gateway' })), target, wsRoute: 'gateway' });
+    expect(readNginxConfigHeader(be).wsRoute).toBe('backend');
+  });
+
+  it('writes topology values into the directives', () => {
+    const config = renderNginxConfig(
+      topo({ nginx: { proxyReadTimeoutS: 600, apiReadTimeoutS: 30, proxyConnectTimeoutS: 3, workerShutdownTimeoutS: 90, workerConnections: 4096, clientMaxBodySize: '10m' } }),
+      'docker',
+    );
+    expect(config).toContain('\nworker_shutdown_timeout 90s;\n');
+    expect(config).toContain('\nworker_rlimit_nofile 8192;\n');
+    expect(block(config, 'events {')).toBe('events {\n    worker_connections 4096;\n}');
+    expect(location(config, '/ws/').directives).toEqual(expect.arrayContaining(['proxy_read_timeout 600s', 'proxy_send_timeout 600s', 'proxy_connect_timeout 3s']));
+    expect(location(config, '/api/').directives).toEqual(
+      expect.arrayContaining(['client_max_body_size 10m', 'proxy_read_timeout 30s', 'proxy_send_timeout 30s', 'proxy_connect_timeout 3s', 'proxy_set_header Connection ""']),
+    );
+  });
+
+  it('answers /health itself and 404s everything unrouted', () => {
+    const locations = parseLocations(renderNginxConfig(topo(), 'docker'));
+    expect(matchLocation(locations, '/health')?.directives).toEqual(['access_log off', 'default_type text/plain', 'return 200 "ok"']);
+    expect(matchLocation(locations, '/')?.directives).toEqual(['return 404']);
+    expect(matchLocation(locations, '/metrics')?.directives).toEqual(['return 404']);
+  });
+});
+
+function variants(): { label: string; topology: Topology; target: Target; options: NginxRenderOptions }[] {
+  const inputs: TopologyInput[] = [
+    {},
+    { name: 'chat', nginx: { port: 9000, proxyReadTimeoutS: 900, workerShutdownTimeoutS: 5 }, gateway: { heartbeatMs: 60_000 } },
+    { backend: { workers: 1, port: 7000 }, gateway: { port: 7001, broker: 'memory' }, nginx: { proxyReadTimeoutS: 30, apiReadTimeoutS: 5 } },
+  ];
+  const optionSets: NginxRenderOptions[] = [{}, { upstreamHosts: { backend: '127.0.0.1', gateway: '127.0.0.1' }, prefixDir: '/tmp/replyx-nginx' }];
+  const out = [];
+  for (const [i, input] of inputs.entries()) {
+    for (const wsRoute of ROUTES) {
+      for (const target of TARGETS) {
+        for (const [j, options] of optionSets.entries()) {
+          out.push({ label: `topology#${i} ${target} ws->${wsRoute} options#${j}`, topology: topo({ ...input, wsRoute }), target, options });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+describe.each(variants())('invariants: $label', ({ topology, target, options }) => {
+  const config = renderNginxConfig(topology, target, options);
+  const locations = parseLocations(config);
+  const wsLocations = locations.filter((l) => l.path.startsWith('/ws'));
+
+  it('has a /ws/ location, and each one upgrades the connection and keeps it open past the heartbeat', () => {
+    expect(wsLocations.map((l) => l.path)).toEqual(['/ws/']);
+    for (const ws of wsLocations) {
+      expect(ws.directives).toEqual(
+        expect.arrayContaining([
+          'proxy_http_version 1.1',
+          'proxy_set_header Upgrade $http_upgrade',
+          'proxy_set_header Connection $connection_upgrade',
+          'proxy_set_header Host $host',
+          'proxy_set_header X-Real-IP $remote_addr',
+          'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for',
+          'proxy_buffering off',
+          `proxy_read_timeout ${topology.nginx.proxyReadTimeoutS}s`,
+          `proxy_send_timeout ${topology.nginx.proxyReadTimeoutS}s`,
+        ]),
+      );
+      expect(ws.directives.some((d) => d.startsWith('proxy_set_header X-Forwarded-Proto '))).toBe(true);
+      const readTimeout = Number(/^proxy_read_timeout (\d+)s$/.exec(ws.directives.find((d) => d.startsWith('proxy_read_timeout')) ?? '')?.[1]);
+      expect(readTimeout * 1000).toBeGreaterThan(topology.gateway.heartbeatMs);
+      const upstream = topology.wsRoute === 'gateway' ? 'replyx_ws_gateway' : 'replyx_backend';
+      expect(ws.directives).toContain(`proxy_pass http://${upstream}`);
+    }
+  });
+
+  it('maps $http_upgrade to $connection_upgrade', () => {
+    expect(block(config, 'map $http_upgrade $connection_upgrade {')).toMatch(/\{\s*default upgrade;\s*''\s+close;\s*\}$/);
+  });
+
+  it('never routes debug or internal paths to an upstream', () => {
+    for (const uri of ['/api/debug/', '/api/debug', '/api/debug/websocket/status', '/api/debug/websocket/sync', '/internal/', '/internal', '/internal/publish']) {
+      const chosen = matchLocation(locations, uri);
+      expect(chosen?.directives, uri).toEqual(['return 404']);
+    }
+    expect(locations.find((l) => l.path === '/api/debug/')?.modifier).toBe('^~');
+    expect(locations.find((l) => l.path === '/internal/')?.modifier).toBe('^~');
+    expect(matchLocation(locations, '/api/dialogs/1/messages')?.path).toBe('/api/');
+    expect(matchLocation(locations, '/ws/dialogs/1')?.path).toBe('/ws/');
+  });
+
+  it('logs /ws/ requests without query strings, and no format logs queries at all', () => {
+    const formats = parseLogFormats(config);
+    expect([...formats.keys()].sort()).toEqual(['replyx_http', 'replyx_ws']);
+    expect(formats.get('replyx_ws')).toContain('$uri');
+    for (const [name, format] of formats) expect(format, name).not.toMatch(QUERY_VARIABLES);
+    for (const ws of wsLocations) {
+      const logs = ws.directives.filter((d) => d.startsWith('access_log'));
+      expect(logs).toHaveLength(1);
+      expect(logs[0]).toMatch(/ replyx_ws$/);
+      expect(ws.directives.find((d) => d.startsWith('error_log'))).toMatch(/ crit$/);
+    }
+    // Any other access_log must name one of the query-free formats (a bare one would use "combined").
+    for (const line of config.split('\n').filter((l) => /^\s*access_log\s/.test(l))) {
+      expect(line).toMatch(/ (replyx_http|replyx_ws);$|access_log off;$/);
+    }
+  });
+
+  it('sets worker limits from the topology and leaves daemon to the caller', () => {
+    expect(config).toMatch(new RegExp(`^worker_shutdown_timeout ${topology.nginx.workerShutdownTimeoutS}s;$`, 'm'));
+    expect(config).toMatch(new RegExp(`^\\s+worker_connections ${topology.nginx.workerConnections};$`, 'm'));
+    expect(location(config, '/api/').directives).toContain(`client_max_body_size ${topology.nginx.clientMaxBodySize}`);
+    expect(config).not.toMatch(/^\s*daemon\b/m);
+  });
+
+  it('carries the topology checksum in a parseable header and is deterministic', () => {
+    expect(readChecksumFromConfig(config)).toBe(topologyChecksum(topology));
+    expect(config.split('\n').slice(0, 5).join('\n')).toMatch(/do not edit[\s\S]*# replyx-topology-checksum: [0-9a-f]{16}\n# replyx-target: [a-z]+\n# replyx-ws-route: [a-z]+$/);
+    expect(renderNginxConfig(topology, target, options)).toBe(config);
+    expect(config.endsWith('}\n')).toBe(true);
+    expect(config).not.toMatch(/<%|%>|undefined|NaN|\[object|\n\n\n|[ \t]+\n/);
+  });
+});
+
+describe('checksum header', () => {
+  it('changes when the topology changes, even where the routing text does not', () => {
+    const a = renderNginxConfig(topo({ backend: { workers: 4 } }), 'docker');
+    const b = renderNginxConfig(topo({ backend: { workers: 2 } }), 'docker');
+    expect(readChecksumFromConfig(a)).not.toBe(readChecksumFromConfig(b));
+    expect(readChecksumFromConfig(b)).toBe(topologyChecksum(topo({ backend: { workers: 2 } })));
+    const strip = (s: string) => s.replace(/^# replyx-topology-checksum: .*$/m, '');
+    expect(strip(a)).toBe(strip(b));
+  });
+
+  it('is the same for the same topology on every target (the target is its own header line)', () => {
+    const checksums = TARGETS.map((t) => readChecksumFromConfig(renderNginxConfig(topo(), t)));
+    expect(new Set(checksums).size).toBe(1);
+  });
+
+  it('reads nothing from configs without the header', () => {
+    expect(readChecksumFromConfig('events {}\nhttp {}\n')).toBeUndefined();
+    expect(readChecksumFromConfig('# replyx-topology-checksum: not-hex\n')).toBeUndefined();
+    expect(readChecksumFromConfig('x # replyx-topology-checksum: 0123456789abcdef\n')).toBeUndefined();
+    expect(readChecksumFromConfig('# replyx-topology-checksum: 0123456789abcdef\r\n')).toBe('0123456789abcdef');
+    expect(readNginxConfigHeader('')).toEqual({});
+  });
+});
