@@ -217,7 +217,7 @@ export async function eventually(probe: () => boolean | Promise<boolean>, timeou
 }
 
 /** POSTs JSON to the gateway's publish endpoint. */
-export async function httpPublish(base: string, body: unknown, key: string | undefined = PUBLISH_KEY): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function httpPublish(base: string, body: unknown, key: string | null = PUBLISH_KEY): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${base}/internal/publish`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(key ? { 'x-publish-key': key } : {}) },

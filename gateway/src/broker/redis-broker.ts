@@ -213,6 +213,8 @@ export class RedisBroker implements Broker {
 
   async #catchUp(dialogId: number, state: DialogState, lostAt: number): Promise<void> {
     try {
+      // The command connection reconnects on its own schedule; history needs it.
+      if (!(await this.#whenCmdReady(5000))) throw new Error('command connection not back within 5 s');
       if (state.lastId === undefined) {
         // Nothing delivered yet: anything stored since the connection dropped was missed.
         const range = await this.#cmd.xrange(dialogStream(dialogId), `${lostAt}-0`, '+', 'COUNT', Math.max(1, this.#historyLength));
@@ -229,9 +231,25 @@ export class RedisBroker implements Broker {
       }
       this.#flush(dialogId, state, result.events);
     } catch (err) {
-      this.#log.warn({ dialog_id: dialogId, err: String(err) }, 'catch-up after reconnect failed');
+      // Unknown whether events were missed: tell clients to refetch rather than risk a silent gap.
+      this.#log.warn({ dialog_id: dialogId, err: String(err) }, 'catch-up after reconnect failed; clients told to resync');
+      if (this.#dialogs.get(dialogId) === state) this.#handlers.onResync(dialogId);
       this.#flush(dialogId, state, []);
     }
+  }
+
+  #whenCmdReady(timeoutMs: number): Promise<boolean> {
+    if (this.#cmd.status === 'ready') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#cmd.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#cmd.on('ready', onReady);
+    });
   }
 
   #flush(dialogId: number, state: DialogState, replayed: readonly BrokerEvent[]): void {
