@@ -165,12 +165,9 @@ export async function redisCommand(port: number, command: string, host = '127.0.
   });
 }
 
-/** Starts redis-server bound to 127.0.0.1 with no persistence, ready when it answers PING. */
-export async function startRedis(opts: StartOptions & { maxmemoryMb?: number }): Promise<ServiceProcess> {
-  const bin = requireBinary('redis-server');
-  await mkdir(opts.dir, { recursive: true });
-  const logFile = path.join(opts.dir, 'redis.log');
-  const args = [
+/** The redis-server arguments (pure): 127.0.0.1 only, no persistence, bounded memory. */
+export function redisArgs(opts: { dir: string; port: number; maxmemoryMb?: number }): string[] {
+  return [
     '--port', String(opts.port),
     '--bind', '127.0.0.1',
     '--dir', opts.dir,
@@ -181,6 +178,14 @@ export async function startRedis(opts: StartOptions & { maxmemoryMb?: number }):
     '--maxmemory', `${opts.maxmemoryMb ?? 256}mb`,
     '--maxmemory-policy', 'volatile-lru',
   ];
+}
+
+/** Starts redis-server bound to 127.0.0.1 with no persistence, ready when it answers PING. */
+export async function startRedis(opts: StartOptions & { maxmemoryMb?: number }): Promise<ServiceProcess> {
+  const bin = requireBinary('redis-server');
+  await mkdir(opts.dir, { recursive: true });
+  const logFile = path.join(opts.dir, 'redis.log');
+  const args = redisArgs(opts);
   const child = await spawnService('redis', bin, args, { ...opts, logFile });
   const ready = await waitUntil(async () => (await redisCommand(opts.port, 'PING')) === '+PONG' && child.exitCode === null, opts.readyTimeoutMs ?? 10_000);
   if (!ready) return failedToStart('redis', child, opts.port, logFile);
@@ -208,6 +213,19 @@ function postgresIds(): { uid: number; gid: number } | undefined {
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   execFileSync('chown', ['-R', `${uid}:${gid}`, dir]);
+}
+
+/** The postgres server arguments (pure): data in `dir/data`, socket in `dir/run`, loopback only. */
+export function postgresArgs(opts: { dir: string; port: number }): string[] {
+  return [
+    '-D', path.join(opts.dir, 'data'),
+    '-p', String(opts.port),
+    '-c', 'listen_addresses=127.0.0.1',
+    '-c', `unix_socket_directories=${path.join(opts.dir, 'run')}`,
+    '-c', 'fsync=off',
+    '-c', 'max_connections=200',
+    '-c', 'shared_buffers=64MB',
+  ];
 }
 
 /**
@@ -248,15 +266,7 @@ export async function startPostgres(opts: StartOptions & { user?: string; databa
       throw new ReplyxError('RPX_SERVICE_START_FAILED', `initdb failed: ${stderr ?? (err as Error).message}`, `remove ${dataDir} and try again`);
     }
   }
-  const args = [
-    '-D', dataDir,
-    '-p', String(opts.port),
-    '-c', 'listen_addresses=127.0.0.1',
-    '-c', `unix_socket_directories=${socketDir}`,
-    '-c', 'fsync=off',
-    '-c', 'max_connections=200',
-    '-c', 'shared_buffers=64MB',
-  ];
+  const args = postgresArgs({ dir: opts.dir, port: opts.port });
   const child = await spawnService('postgres', postgres, args, { ...opts, logFile, uid: ids?.uid, gid: ids?.gid, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
   const pg = await import('pg');
   const canQuery = async (db: string) => {
@@ -300,13 +310,18 @@ export async function testNginxConfig(configFile: string, prefixDir: string): Pr
   });
 }
 
+/** The nginx arguments (pure): prefix `dir`, the given config, in the foreground. */
+export function nginxArgs(opts: { dir: string; configFile: string }): string[] {
+  return ['-p', opts.dir, '-c', opts.configFile, '-g', 'daemon off;'];
+}
+
 /** Starts nginx in the foreground (`daemon off`) with `prefixDir` as its prefix. */
 export async function startNginx(opts: StartOptions & { configFile: string }): Promise<ServiceProcess> {
   const bin = requireBinary('nginx');
   await mkdir(path.join(opts.dir, 'logs'), { recursive: true });
   await testNginxConfig(opts.configFile, opts.dir);
   const logFile = path.join(opts.dir, 'logs', 'nginx.stderr.log');
-  const child = await spawnService('nginx', bin, ['-p', opts.dir, '-c', opts.configFile, '-g', 'daemon off;'], { ...opts, logFile });
+  const child = await spawnService('nginx', bin, nginxArgs(opts), { ...opts, logFile });
   const ready = await waitUntil(async () => child.exitCode === null && (await isPortOpen(opts.port)), opts.readyTimeoutMs ?? 10_000);
   if (!ready) return failedToStart('nginx', child, opts.port, logFile);
   return handleFor('nginx', child, opts.port, logFile);

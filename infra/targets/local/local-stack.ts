@@ -1,0 +1,270 @@
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ReplyxError } from '../../errors.js';
+import { renderNginxConfig } from '../../render/nginx.js';
+import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
+import { demoTokens, type DemoTokens } from './demo-tokens.js';
+import { LOCAL_SERVICES, planLocalStack, startOrder, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
+import { freePort } from './ports.js';
+import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
+import { serviceState, startService, stopService, type ServiceState } from './supervisor.js';
+
+// The local stack as a whole: `npm start`/`npm stop`/status/restart for a developer (state in
+// .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
+// plan and supervisor.
+
+/** Repository root (node services run from here). */
+export const REPO_DIR = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Where `npm start` keeps its state. */
+export const DEFAULT_STATE_DIR = path.join(REPO_DIR, '.stack');
+
+/** Receives one progress line. */
+export type ProgressLog = (line: string) => void;
+
+interface StackStateFile {
+  readonly stack: string;
+  readonly ports: LocalPorts;
+  readonly startedAt: string;
+}
+
+const stateFile = (stateDir: string) => path.join(stateDir, 'state.json');
+
+async function readStateFile(stateDir: string): Promise<StackStateFile | undefined> {
+  try {
+    return JSON.parse(await readFile(stateFile(stateDir), 'utf8')) as StackStateFile;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes the rendered nginx config of a plan into its prefix dir. */
+export async function writeNginxConfig(plan: LocalStackPlan): Promise<void> {
+  await mkdir(path.join(plan.nginxPrefixDir, 'logs'), { recursive: true });
+  const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
+  await writeFile(plan.nginxConfigFile, text);
+}
+
+function startExtras(plan: LocalStackPlan) {
+  return { postgresUser: plan.topology.postgres.user, postgresDatabase: plan.topology.postgres.database, redisMaxmemoryMb: plan.topology.redis.maxmemoryMb };
+}
+
+const pad = (s: string, n: number) => s.padEnd(n);
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+
+/** Starts every service of a plan that is not already running, in dependency order. */
+export async function startPlan(plan: LocalStackPlan, log: ProgressLog): Promise<{ started: LocalServiceName[]; alreadyRunning: LocalServiceName[] }> {
+  const started: LocalServiceName[] = [];
+  const alreadyRunning: LocalServiceName[] = [];
+  await writeNginxConfig(plan);
+  for (const spec of startOrder(plan.services)) {
+    const state = await serviceState(spec);
+    if (state.running) {
+      alreadyRunning.push(spec.name);
+      log(`  ${pad(spec.name, 11)} already running  pid ${state.pid}  127.0.0.1:${spec.port}${state.healthy ? '' : '  (not healthy: see logs)'}`);
+      continue;
+    }
+    const t0 = Date.now();
+    const pid = await startService(spec, startExtras(plan));
+    started.push(spec.name);
+    const note = spec.name === 'backend' ? `  ${plan.topology.backend.workers} worker${plan.topology.backend.workers === 1 ? '' : 's'}` : '';
+    log(`  ${pad(spec.name, 11)} healthy in ${pad(secs(Date.now() - t0), 6)} pid ${pid}  127.0.0.1:${spec.port}${note}`);
+  }
+  return { started, alreadyRunning };
+}
+
+/** Stops every service of a plan in reverse dependency order. */
+export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<LocalServiceName[]> {
+  const stopped: LocalServiceName[] = [];
+  for (const spec of startOrder(plan.services).reverse()) {
+    const t0 = Date.now();
+    const pid = await stopService(spec);
+    if (pid !== undefined) {
+      stopped.push(spec.name);
+      log(`  ${pad(spec.name, 11)} stopped in ${secs(Date.now() - t0)}  (pid ${pid})`);
+    } else {
+      log(`  ${pad(spec.name, 11)} not running`);
+    }
+  }
+  return stopped;
+}
+
+/** Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start. */
+export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
+  const spec = plan.services.find((s) => s.name === name);
+  if (!spec) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no service "${name}" in this stack`, `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
+  const t0 = Date.now();
+  const old = await stopService(spec);
+  log(`  ${pad(name, 11)} ${old !== undefined ? `stopped pid ${old} in ${secs(Date.now() - t0)}` : 'was not running'}`);
+  if (name === 'nginx') await writeNginxConfig(plan);
+  const t1 = Date.now();
+  const pid = await startService(spec, startExtras(plan));
+  log(`  ${pad(name, 11)} healthy in ${secs(Date.now() - t1)}  pid ${pid}`);
+  return pid;
+}
+
+/** How a developer's stack is chosen: a `Pulumi.<stack>.yaml` in the repo and a state dir. */
+export interface DevStackOptions {
+  readonly stack?: string;
+  readonly repoDir?: string;
+  readonly stateDir?: string;
+}
+
+/** Loads the stack file, secrets and (if running) the recorded ports, and plans the stack. */
+export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Promise<{ plan: LocalStackPlan; secrets: LocalSecrets; stackFile: string; running: boolean }> {
+  const repoDir = opts.repoDir ?? REPO_DIR;
+  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const stack = opts.stack ?? 'local';
+  const stackFile = stackFilePath(repoDir, stack);
+  const { topology, warnings } = await loadTopologyFromStackFile(stackFile);
+  if (topology.target !== 'local') {
+    throw new ReplyxError('RPX_NOT_LOCAL_TARGET', `${path.basename(stackFile)} has target "${topology.target}", not "local"`, 'pass --stack local (or a stack file with replyx:target: local)');
+  }
+  for (const w of warnings) log?.(`warning ${w.rule ?? ''} ${w.path}: ${w.message}`);
+  const secrets = await loadOrCreateSecrets(stateDir);
+  const recorded = await readStateFile(stateDir);
+  const plan = planLocalStack(topology, { stateDir, repoDir, secrets, ports: recorded?.ports });
+  return { plan, secrets, stackFile, running: recorded !== undefined };
+}
+
+/** `npm start`: starts what is not running and records the ports; resolves with the plan. */
+export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promise<LocalStackPlan> {
+  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  await mkdir(stateDir, { recursive: true });
+  // Postgres runs as the postgres user and must be able to walk into .stack/.
+  await chmod(stateDir, 0o755);
+  const { plan, stackFile } = await loadDevPlan(opts, log);
+  log(`replyx local stack from ${path.basename(stackFile)} (wsRoute=${plan.topology.wsRoute}, backend workers=${plan.topology.backend.workers}); state in ${path.relative(process.cwd(), stateDir) || '.'}/`);
+  const t0 = Date.now();
+  const { started } = await startPlan(plan, log);
+  await writeFile(stateFile(stateDir), `${JSON.stringify({ stack: opts.stack ?? 'local', ports: plan.ports, startedAt: new Date().toISOString() } satisfies StackStateFile, null, 2)}\n`);
+  log(started.length === 0 ? 'Everything was already running.' : `All ${plan.services.length} services healthy in ${secs(Date.now() - t0)}.`);
+  return plan;
+}
+
+/** `npm stop`: stops every service, nginx first. */
+export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Promise<void> {
+  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const { plan } = await loadDevPlan(opts);
+  await stopPlan(plan, log);
+  await rm(stateFile(stateDir), { force: true });
+}
+
+/** The state of every service of the developer's stack. */
+export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; services: (ServiceState & { logFile: string })[] }> {
+  const { plan } = await loadDevPlan(opts);
+  const services = await Promise.all(startOrder(plan.services).map(async (s) => ({ ...(await serviceState(s)), logFile: s.logFile })));
+  return { plan, services };
+}
+
+/** Options of `startLocalStack` (tests and tools). */
+export interface StartLocalStackOptions {
+  /** Topology keys to set on top of the defaults (target is always local). */
+  readonly topology?: TopologyInput;
+  /** State directory; default a fresh temp dir, removed by `stop()`. */
+  readonly dir?: string;
+  /** `'free'` (default) picks free ports; an object fixes some; `'topology'` uses the topology's. */
+  readonly ports?: 'free' | 'topology' | Partial<Record<LocalServiceName, number>>;
+  /** Use this Postgres database instead of starting a Postgres (e.g. the test suite's). */
+  readonly databaseUrl?: string;
+  /** Log level of backend and gateway. Default "info". */
+  readonly logLevel?: string;
+  readonly log?: ProgressLog;
+}
+
+/** A running stack started by `startLocalStack`. */
+export interface LocalStackHandle {
+  readonly plan: LocalStackPlan;
+  readonly topology: Topology;
+  readonly ports: LocalPorts;
+  readonly urls: LocalStackPlan['urls'];
+  readonly secrets: LocalSecrets;
+  readonly tokens: DemoTokens;
+  readonly dir: string;
+  /** Log file of a service (gateway logs carry `WEBSOCKET_4003_ERROR` etc.). */
+  logFile(name: LocalServiceName): string;
+  /** Restarts one service; the gateway drains (4200) before it stops. */
+  restart(name: LocalServiceName): Promise<void>;
+  /** Stops everything and removes the temp dir (if it created one). */
+  stop(): Promise<void>;
+}
+
+const liveStacks = new Set<LocalStackPlan>();
+const pidsByFile = new Map<string, number>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort if a test process exits without stop(): do not leave servers behind.
+  process.on('exit', () => {
+    for (const plan of liveStacks) {
+      for (const spec of plan.services) {
+        try {
+          const pid = pidsByFile.get(spec.pidFile);
+          if (pid !== undefined) process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+  });
+}
+
+
+/** Starts a whole local stack on free ports in a temp dir and returns a handle to restart or stop it. */
+export async function startLocalStack(options: StartLocalStackOptions = {}): Promise<LocalStackHandle> {
+  const log = options.log ?? (() => undefined);
+  const { topology } = validateTopology({ ...options.topology, target: 'local' }, 'startLocalStack');
+  const ownDir = options.dir === undefined;
+  const dir = options.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'replyx-stack-')));
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o755);
+  const secrets = generateSecrets();
+  let ports: Partial<Record<LocalServiceName, number>> | undefined;
+  if (options.ports === undefined || options.ports === 'free') {
+    ports = {};
+    for (const s of LOCAL_SERVICES) ports[s] = await freePort();
+  } else if (options.ports !== 'topology') {
+    ports = options.ports;
+  }
+  const plan = planLocalStack(topology, { stateDir: dir, repoDir: REPO_DIR, secrets, ports, externalDatabaseUrl: options.databaseUrl, logLevel: options.logLevel });
+  liveStacks.add(plan);
+  installExitHook();
+  const remember = async () => {
+    for (const s of plan.services) {
+      const st = await serviceState(s);
+      if (st.pid !== undefined) pidsByFile.set(s.pidFile, st.pid);
+    }
+  };
+  const stop = async () => {
+    await stopPlan(plan, log);
+    liveStacks.delete(plan);
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await startPlan(plan, log);
+    await remember();
+  } catch (err) {
+    await stop().catch(() => undefined);
+    throw err;
+  }
+  const tokens = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports['ws-gateway'] }, secrets.debugToken);
+  return {
+    plan,
+    topology: plan.topology,
+    ports: plan.ports,
+    urls: plan.urls,
+    secrets,
+    tokens,
+    dir,
+    logFile: (name) => plan.services.find((s) => s.name === name)?.logFile ?? '',
+    async restart(name) {
+      await restartPlanService(plan, name, log);
+      await remember();
+    },
+    stop,
+  };
+}

@@ -1,0 +1,287 @@
+import path from 'node:path';
+import { validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
+import { ReplyxError } from '../../errors.js';
+import { nginxArgs, postgresArgs, redisArgs } from './processes.js';
+
+// Pure planning of the local stack: from a topology to the processes that run it (argv, env,
+// ports, ready probes, logs, pid files, dependency order). The supervisor only executes this.
+
+/** The services of a local stack, in start order. */
+export const LOCAL_SERVICES = ['postgres', 'redis', 'backend', 'ws-gateway', 'nginx'] as const;
+/** One service of the local stack. */
+export type LocalServiceName = (typeof LOCAL_SERVICES)[number];
+
+/** Secrets the local stack generates once (see secrets.ts). */
+export interface LocalSecrets {
+  readonly jwtSecret: string;
+  readonly publishKey: string;
+  readonly debugToken: string;
+}
+
+/** How the supervisor knows a service is up. */
+export type ReadyProbe =
+  | { readonly kind: 'http'; readonly url: string }
+  | { readonly kind: 'redis-ping'; readonly port: number }
+  | { readonly kind: 'postgres'; readonly port: number }
+  | { readonly kind: 'tcp'; readonly port: number };
+
+/** Everything needed to run, probe and stop one service. */
+export interface ProcessSpec {
+  readonly name: LocalServiceName;
+  /** The container-style name (`replyx-backend`), used in logs and messages. */
+  readonly displayName: string;
+  /** Which start routine runs it: OS services need set-up (initdb, nginx -t), node services do not. */
+  readonly kind: 'postgres' | 'redis' | 'node' | 'nginx';
+  /** Program and arguments; argv[0] is the binary name (resolved on PATH) or an absolute path. */
+  readonly argv: readonly string[];
+  /** Variables set for the process (on top of PATH, HOME, LANG). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  readonly port: number;
+  /** State directory of the service (data, config). */
+  readonly dir: string;
+  readonly logFile: string;
+  readonly pidFile: string;
+  readonly ready: ReadyProbe;
+  readonly readyTimeoutMs: number;
+  /** Services that must be healthy first. */
+  readonly dependsOn: readonly LocalServiceName[];
+  /** SIGTERM grace before SIGKILL; the gateway's includes its drain window. */
+  readonly stopGraceMs: number;
+}
+
+/** The ports of a local stack by service. */
+export type LocalPorts = Readonly<Record<LocalServiceName, number>>;
+
+/** A planned local stack. */
+export interface LocalStackPlan {
+  /** The topology with the planned ports applied (what nginx is rendered from). */
+  readonly topology: Topology;
+  readonly stateDir: string;
+  readonly ports: LocalPorts;
+  readonly services: readonly ProcessSpec[];
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string };
+  readonly nginxConfigFile: string;
+  readonly nginxPrefixDir: string;
+}
+
+/** Options of `planLocalStack`. */
+export interface PlanOptions {
+  /** Where data, logs, pid files and rendered config live (`.stack/` for `npm start`). */
+  readonly stateDir: string;
+  /** Repository root: node services run from here with tsx. */
+  readonly repoDir: string;
+  readonly secrets: LocalSecrets;
+  /** Port overrides by service (tests pass free ports); defaults come from the topology. */
+  readonly ports?: Partial<Record<LocalServiceName, number>>;
+  /** Node binary for the backend and gateway. Default: the running one. */
+  readonly nodePath?: string;
+  /** Use this database instead of starting Postgres (tests share the suite's server). */
+  readonly externalDatabaseUrl?: string;
+  /** Log level of the backend and gateway. Default "info". */
+  readonly logLevel?: string;
+}
+
+/** The stack's ports: overrides first, then the topology's. */
+export function portsFor(topology: Topology, overrides: Partial<Record<LocalServiceName, number>> = {}): LocalPorts {
+  return {
+    postgres: overrides.postgres ?? topology.postgres.port,
+    redis: overrides.redis ?? topology.redis.port,
+    backend: overrides.backend ?? topology.backend.port,
+    'ws-gateway': overrides['ws-gateway'] ?? topology.gateway.port,
+    nginx: overrides.nginx ?? topology.nginx.port,
+  };
+}
+
+/** Re-validates `topology` with the given ports, so renderers see the ports actually used. */
+export function withPorts(topology: Topology, ports: LocalPorts): Topology {
+  const input = structuredClone(topology) as unknown as TopologyInput & Record<string, Record<string, unknown>>;
+  input.postgres = { ...input.postgres, port: ports.postgres };
+  input.redis = { ...input.redis, port: ports.redis };
+  input.backend = { ...input.backend, port: ports.backend };
+  input.gateway = { ...input.gateway, port: ports['ws-gateway'] };
+  input.nginx = { ...input.nginx, port: ports.nginx };
+  return validateTopology(input, 'local stack ports').topology;
+}
+
+/** Plans every process of the local stack (pure: no I/O). */
+export function planLocalStack(topology: Topology, options: PlanOptions): LocalStackPlan {
+  if (topology.gateway.replicas > 1) {
+    throw new ReplyxError('RPX_LOCAL_GATEWAY_REPLICAS', `gateway.replicas is ${topology.gateway.replicas}, but the local target runs one gateway process`, 'set gateway.replicas to 1 in the stack file (use the docker or aws target for replicas)');
+  }
+  const ports = portsFor(topology, options.ports);
+  const effective = withPorts(topology, ports);
+  const state = path.resolve(options.stateDir);
+  const run = path.join(state, 'run');
+  const logs = path.join(state, 'logs');
+  const node = options.nodePath ?? process.execPath;
+  const name = effective.name;
+  const databaseUrl = options.externalDatabaseUrl ?? `postgres://${effective.postgres.user}@127.0.0.1:${ports.postgres}/${effective.postgres.database}`;
+  const redisUrl = `redis://127.0.0.1:${ports.redis}`;
+  const logLevel = options.logLevel ?? 'info';
+  const { secrets } = options;
+  const history = { HISTORY_LENGTH: String(effective.limits.historyLength), HISTORY_TTL_S: String(effective.limits.historyTtlS) };
+  const pidFile = (svc: LocalServiceName) => path.join(run, `${svc}.pid`);
+
+  const postgresDir = path.join(state, 'postgres');
+  const redisDir = path.join(state, 'redis');
+  const nginxDir = path.join(state, 'nginx');
+  const nginxConfigFile = path.join(nginxDir, 'nginx.conf');
+
+  const services: ProcessSpec[] = [];
+  if (!options.externalDatabaseUrl) {
+    services.push({
+      name: 'postgres',
+      displayName: `${name}-postgres`,
+      kind: 'postgres',
+      argv: ['postgres', ...postgresArgs({ dir: postgresDir, port: ports.postgres })],
+      env: { LC_ALL: 'C.UTF-8' },
+      cwd: postgresDir,
+      port: ports.postgres,
+      dir: postgresDir,
+      logFile: path.join(postgresDir, 'postgres.log'),
+      pidFile: pidFile('postgres'),
+      ready: { kind: 'postgres', port: ports.postgres },
+      readyTimeoutMs: 60_000,
+      dependsOn: [],
+      stopGraceMs: 15_000,
+    });
+  }
+  services.push(
+    {
+      name: 'redis',
+      displayName: `${name}-redis`,
+      kind: 'redis',
+      argv: ['redis-server', ...redisArgs({ dir: redisDir, port: ports.redis, maxmemoryMb: effective.redis.maxmemoryMb })],
+      env: {},
+      cwd: redisDir,
+      port: ports.redis,
+      dir: redisDir,
+      logFile: path.join(redisDir, 'redis.log'),
+      pidFile: pidFile('redis'),
+      ready: { kind: 'redis-ping', port: ports.redis },
+      readyTimeoutMs: 10_000,
+      dependsOn: [],
+      stopGraceMs: 5_000,
+    },
+    {
+      name: 'backend',
+      displayName: `${name}-backend`,
+      kind: 'node',
+      argv: [node, '--import', 'tsx', 'examples/backend/src/main.ts'],
+      env: {
+        PORT: String(ports.backend),
+        HOST: '127.0.0.1',
+        BACKEND_WORKERS: String(effective.backend.workers),
+        UVICORN_WORKERS: String(effective.backend.workers),
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisUrl,
+        JWT_SECRET: secrets.jwtSecret,
+        LOG_LEVEL: logLevel,
+        ...history,
+      },
+      cwd: options.repoDir,
+      port: ports.backend,
+      dir: path.join(state, 'backend'),
+      logFile: path.join(logs, 'backend.log'),
+      pidFile: pidFile('backend'),
+      ready: { kind: 'http', url: `http://127.0.0.1:${ports.backend}/health` },
+      readyTimeoutMs: 60_000,
+      dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
+      stopGraceMs: 12_000,
+    },
+    {
+      name: 'ws-gateway',
+      displayName: `${name}-ws-gateway`,
+      kind: 'node',
+      argv: [node, '--import', 'tsx', 'gateway/src/main.ts'],
+      env: {
+        PORT: String(ports['ws-gateway']),
+        HOST: '127.0.0.1',
+        REDIS_URL: redisUrl,
+        DATABASE_URL: databaseUrl,
+        JWT_SECRET: secrets.jwtSecret,
+        PUBLISH_KEY: secrets.publishKey,
+        DEBUG_TOKEN: secrets.debugToken,
+        HEARTBEAT_MS: String(effective.gateway.heartbeatMs),
+        BROKER: effective.gateway.broker,
+        DRAIN_WINDOW_MS: String(effective.gateway.drainWindowMs),
+        MAX_PAYLOAD_BYTES: String(effective.limits.maxPayloadBytes),
+        SEND_BUFFER_BYTES: String(effective.limits.sendBufferBytes),
+        MAX_CONNECTIONS: String(effective.limits.maxConnections),
+        MAX_CONNECTIONS_PER_IP: String(effective.limits.maxConnectionsPerIp),
+        HANDSHAKES_PER_IP_PER_SECOND: String(effective.limits.handshakesPerIpPerSecond),
+        ...history,
+        LOG_LEVEL: logLevel,
+        INSTANCE_ID: `${name}-ws-gateway-1`,
+        SERVICE_MODE: 'websocket',
+        UVICORN_WORKERS: '1',
+      },
+      cwd: options.repoDir,
+      port: ports['ws-gateway'],
+      dir: path.join(state, 'ws-gateway'),
+      logFile: path.join(logs, 'ws-gateway.log'),
+      pidFile: pidFile('ws-gateway'),
+      ready: { kind: 'http', url: `http://127.0.0.1:${ports['ws-gateway']}/health` },
+      readyTimeoutMs: 60_000,
+      dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
+      stopGraceMs: effective.gateway.drainWindowMs + 10_000,
+    },
+    {
+      name: 'nginx',
+      displayName: `${name}-nginx`,
+      kind: 'nginx',
+      argv: ['nginx', ...nginxArgs({ dir: nginxDir, configFile: nginxConfigFile })],
+      env: {},
+      cwd: nginxDir,
+      port: ports.nginx,
+      dir: nginxDir,
+      logFile: path.join(nginxDir, 'logs', 'nginx.stderr.log'),
+      pidFile: pidFile('nginx'),
+      ready: { kind: 'tcp', port: ports.nginx },
+      readyTimeoutMs: 10_000,
+      dependsOn: ['backend', 'ws-gateway'],
+      stopGraceMs: (effective.nginx.workerShutdownTimeoutS + 5) * 1000,
+    },
+  );
+  return {
+    topology: effective,
+    stateDir: state,
+    ports,
+    services,
+    databaseUrl,
+    redisUrl,
+    urls: {
+      public: `http://localhost:${ports.nginx}`,
+      backend: `http://localhost:${ports.backend}`,
+      gateway: `http://localhost:${ports['ws-gateway']}`,
+      ws: `ws://localhost:${ports.nginx}`,
+    },
+    nginxConfigFile,
+    nginxPrefixDir: nginxDir,
+  };
+}
+
+/** Services in an order where every dependency comes before its dependants (throws on a cycle). */
+export function startOrder(services: readonly ProcessSpec[]): ProcessSpec[] {
+  const byName = new Map(services.map((s) => [s.name, s]));
+  const done = new Set<LocalServiceName>();
+  const visiting = new Set<LocalServiceName>();
+  const order: ProcessSpec[] = [];
+  const visit = (s: ProcessSpec) => {
+    if (done.has(s.name)) return;
+    if (visiting.has(s.name)) throw new Error(`dependency cycle at ${s.name}`);
+    visiting.add(s.name);
+    for (const dep of s.dependsOn) {
+      const d = byName.get(dep);
+      if (d) visit(d);
+    }
+    visiting.delete(s.name);
+    done.add(s.name);
+    order.push(s);
+  };
+  services.forEach(visit);
+  return order;
+}

@@ -1,0 +1,172 @@
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { ReplyxError } from '../../errors.js';
+import type { ProcessSpec } from './plan.js';
+import { describeOwner, portOwner } from './port-owner.js';
+import { isPortOpen, waitUntil } from './ports.js';
+import { redisCommand, startNginx, startPostgres, startRedis, stopPid } from './processes.js';
+
+// The thin process manager: runs one ProcessSpec detached, records its pid, waits for its
+// ready probe, stops it, and tells whether it is running and healthy. All policy (ports,
+// env, order) is in plan.ts.
+
+/** Observed state of one service. */
+export interface ServiceState {
+  readonly name: string;
+  readonly pid?: number;
+  readonly port: number;
+  /** The pid file names a live process that is this service. */
+  readonly running: boolean;
+  /** Its ready probe passes now. */
+  readonly healthy: boolean;
+}
+
+/** The argv element that identifies a spec's process in /proc/<pid>/cmdline. */
+function processMarker(spec: ProcessSpec): string {
+  return spec.argv.find((a) => a.endsWith('.ts')) ?? path.basename(spec.argv[0]!);
+}
+
+/** True when `pid` is alive and its command line contains `marker` (guards against pid reuse). */
+export function pidMatches(pid: number, marker: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a pid file; undefined when missing or garbage. */
+export async function readPid(file: string): Promise<number | undefined> {
+  try {
+    const n = Number((await readFile(file, 'utf8')).trim());
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a spec's ready probe once. */
+export async function probeReady(spec: ProcessSpec): Promise<boolean> {
+  const probe = spec.ready;
+  switch (probe.kind) {
+    case 'http':
+      try {
+        const res = await fetch(probe.url, { signal: AbortSignal.timeout(1500) });
+        await res.arrayBuffer();
+        return res.status === 200;
+      } catch {
+        return false;
+      }
+    case 'redis-ping':
+      return (await redisCommand(probe.port, 'PING').catch(() => '')) === '+PONG';
+    case 'postgres': {
+      const client = new pg.Client({ host: '127.0.0.1', port: probe.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1000 });
+      // Any answer (even "role does not exist") proves the server accepts connections.
+      try {
+        await client.connect();
+        return true;
+      } catch (err) {
+        return typeof (err as { code?: unknown }).code === 'string' && /^[0-9A-Z]{5}$/.test((err as { code: string }).code) && (err as { code: string }).code !== '57P03';
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+    case 'tcp':
+      return isPortOpen(probe.port);
+  }
+}
+
+/** The running/healthy state of a spec, from its pid file and probe. */
+export async function serviceState(spec: ProcessSpec): Promise<ServiceState> {
+  const pid = await readPid(spec.pidFile);
+  const running = pid !== undefined && pidMatches(pid, processMarker(spec));
+  return { name: spec.name, pid: running ? pid : undefined, port: spec.port, running, healthy: running && (await probeReady(spec)) };
+}
+
+async function tailLog(file: string, lines = 6): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim().split('\n').slice(-lines).join(' | ').slice(-1500);
+  } catch {
+    return '(no log yet)';
+  }
+}
+
+/** Throws RPX_PORT_TAKEN naming the holder when something already listens on the spec's port. */
+export async function assertPortFree(spec: ProcessSpec): Promise<void> {
+  if (!(await isPortOpen(spec.port))) return;
+  const owner = portOwner(spec.port);
+  throw new ReplyxError(
+    'RPX_PORT_TAKEN',
+    `port ${spec.port} for ${spec.name} is taken by ${describeOwner(owner)}`,
+    `stop that process${owner?.pid ? ` (kill ${owner.pid})` : ''} or give ${spec.name} another port in the stack file`,
+  );
+}
+
+function childEnv(spec: ProcessSpec): NodeJS.ProcessEnv {
+  // A clean environment: the caller's DATABASE_URL or NODE_OPTIONS must not leak into the stack.
+  const keep = ['PATH', 'HOME', 'LANG', 'TZ', 'TMPDIR'];
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of keep) if (process.env[k] !== undefined) env[k] = process.env[k];
+  return { ...env, ...spec.env };
+}
+
+async function startNode(spec: ProcessSpec): Promise<number> {
+  await mkdir(path.dirname(spec.logFile), { recursive: true });
+  const log = await open(spec.logFile, 'a');
+  const child = spawn(spec.argv[0]!, spec.argv.slice(1), { cwd: spec.cwd, env: childEnv(spec), detached: true, stdio: ['ignore', log.fd, log.fd] });
+  await log.close();
+  let exited: number | string | undefined;
+  child.once('exit', (code, signal) => (exited = code ?? signal ?? 'unknown'));
+  child.unref();
+  if (child.pid === undefined) throw new ReplyxError('RPX_SPAWN_FAILED', `could not start ${spec.name} (${spec.argv[0]})`, `check that ${spec.argv[0]} is executable`);
+  const ready = await waitUntil(async () => exited === undefined && (await probeReady(spec)), spec.readyTimeoutMs, 100);
+  if (!ready) {
+    if (exited === undefined) await stopPid(child.pid, 2000);
+    throw new ReplyxError(
+      'RPX_SERVICE_START_FAILED',
+      `${spec.name} ${exited !== undefined ? `exited (${exited})` : `was not healthy within ${spec.readyTimeoutMs / 1000}s`}; log: ${await tailLog(spec.logFile)}`,
+      `read ${spec.logFile} for the cause`,
+    );
+  }
+  return child.pid;
+}
+
+/** Starts one service detached, waits until it is healthy and writes its pid file; resolves with the pid. */
+export async function startService(spec: ProcessSpec, extra: { postgresUser?: string; postgresDatabase?: string; redisMaxmemoryMb?: number } = {}): Promise<number> {
+  await assertPortFree(spec);
+  await mkdir(path.dirname(spec.pidFile), { recursive: true });
+  let pid: number;
+  switch (spec.kind) {
+    case 'postgres':
+      pid = (await startPostgres({ dir: spec.dir, port: spec.port, user: extra.postgresUser, database: extra.postgresDatabase, detached: true, readyTimeoutMs: spec.readyTimeoutMs })).pid;
+      break;
+    case 'redis':
+      pid = (await startRedis({ dir: spec.dir, port: spec.port, detached: true, maxmemoryMb: extra.redisMaxmemoryMb, readyTimeoutMs: spec.readyTimeoutMs })).pid;
+      break;
+    case 'nginx':
+      pid = (await startNginx({ dir: spec.dir, port: spec.port, configFile: spec.argv[spec.argv.indexOf('-c') + 1]!, detached: true, readyTimeoutMs: spec.readyTimeoutMs })).pid;
+      break;
+    case 'node':
+      pid = await startNode(spec);
+      break;
+  }
+  await writeFile(spec.pidFile, `${pid}\n`);
+  return pid;
+}
+
+/** Stops a service by its pid file (SIGTERM, SIGKILL after its grace); resolves with the pid it stopped. */
+export async function stopService(spec: ProcessSpec): Promise<number | undefined> {
+  const pid = await readPid(spec.pidFile);
+  const running = pid !== undefined && pidMatches(pid, processMarker(spec));
+  if (running) await stopPid(pid, spec.stopGraceMs);
+  await rm(spec.pidFile, { force: true });
+  return running ? pid : undefined;
+}

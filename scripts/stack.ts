@@ -1,0 +1,157 @@
+#!/usr/bin/env tsx
+// `npm start` / `npm stop` / `npm run stack -- <command>`: the local stack as processes
+// (Postgres, Redis, backend, ws-gateway, nginx), state in .stack/. Like `docker compose up -d`,
+// `up` returns once everything is healthy.
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
+import { demoTokens, formatDemoTokens } from '../infra/targets/local/demo-tokens.js';
+import { devStackStatus, downDevStack, loadDevPlan, restartPlanService, upDevStack } from '../infra/targets/local/local-stack.js';
+import { ensureOsPackages } from '../infra/targets/local/os-packages.js';
+import { LOCAL_SERVICES, type LocalServiceName } from '../infra/targets/local/plan.js';
+
+const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --help         show this help';
+
+const HELP: Record<string, string> = {
+  main: `Usage: npm run stack -- <command> [options]   (npm start = up, npm stop = down)
+
+Commands:
+  up                 start postgres, redis, backend, ws-gateway, nginx (idempotent) and print the URLs
+  down               stop every service, nginx first
+  status [--json]    service, pid, port, health
+  logs SVC [-f]      print a service's log (-f follows it)
+  restart SVC        restart one service (ws-gateway drains its clients first)
+  tokens [--json]    demo admin JWT, site tokens, widget origin and the seed's wscat/curl checks
+
+Services: ${LOCAL_SERVICES.join(', ')}
+Options:
+${COMMON}`,
+  up: `Usage: npm start [-- --stack NAME]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs.\n${COMMON}`,
+  down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, ws-gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
+  status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port and health.\n  --json         machine-readable output\n${COMMON}`,
+  logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's log. SVC: ${LOCAL_SERVICES.join(', ')}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines (default 100)\n${COMMON}`,
+  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service. Restarting backend leaves WebSockets alone; restarting ws-gateway\ncloses its clients with 4200 (they reconnect and resume with since=).\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
+  tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials and the seed's wscat/curl checks for this stack's ports.\n  --json         machine-readable output\n${COMMON}`,
+};
+
+const OPTIONS: Record<string, ParseArgsConfig['options']> = {
+  up: {},
+  down: {},
+  status: { json: { type: 'boolean' } },
+  logs: { follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' } },
+  restart: {},
+  tokens: { json: { type: 'boolean' } },
+};
+
+const log = (line: string) => console.log(line);
+
+function usageError(message: string, command?: string): never {
+  throw new ReplyxError('RPX_USAGE', message, `run npm run stack -- ${command ? `${command} ` : ''}--help`);
+}
+
+function serviceArg(positionals: string[], command: string): LocalServiceName {
+  const svc = positionals[0];
+  if (!svc) usageError(`${command} needs a service name (${LOCAL_SERVICES.join(', ')})`, command);
+  if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, command);
+  if (!(LOCAL_SERVICES as readonly string[]).includes(svc)) usageError(`unknown service "${svc}"; use one of: ${LOCAL_SERVICES.join(', ')}`, command);
+  return svc as LocalServiceName;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] && !argv[0].startsWith('-') ? argv[0] : undefined;
+  if (!command) {
+    if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) {
+      console.log(HELP.main);
+      return 0;
+    }
+    usageError(`expected a command first, got "${argv[0]}"`);
+  }
+  const options = OPTIONS[command];
+  if (!options) usageError(`unknown command "${command}"; use one of: ${Object.keys(OPTIONS).join(', ')}`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv.slice(1), options: { ...options, stack: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (err) {
+    usageError((err as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, ''), command);
+  }
+  const positionals = parsed.positionals;
+  const values = parsed.values as { stack?: string; help?: boolean; json?: boolean; follow?: boolean; lines?: string };
+  if (values.help) {
+    console.log(HELP[command]);
+    return 0;
+  }
+  const stack = values.stack;
+  if (stack !== undefined && !/^[A-Za-z0-9_.-]+$/.test(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
+  if (!['logs', 'restart'].includes(command) && positionals.length > 0) usageError(`unexpected argument "${positionals[0]}"`, command);
+
+  switch (command) {
+    case 'up': {
+      ensureOsPackages(log);
+      const plan = await upDevStack({ stack }, log);
+      log('');
+      log(`  ${plan.urls.public}            nginx: /api/ -> backend, /ws/ -> ${plan.topology.wsRoute === 'gateway' ? 'ws-gateway' : 'backend (legacy)'}`);
+      log(`  ${plan.urls.ws}/ws/...     WebSockets through nginx`);
+      log(`  ${plan.urls.backend}/health     backend`);
+      log(`  ${plan.urls.gateway}/health     ws-gateway`);
+      log('Next: npm run stack -- tokens   (credentials and the seed\'s wscat/curl checks); npm stop');
+      return 0;
+    }
+    case 'down':
+      await downDevStack({ stack }, log);
+      return 0;
+    case 'status': {
+      const { services } = await devStackStatus({ stack });
+      if (values.json) {
+        console.log(JSON.stringify(services.map((s) => ({ service: s.name, pid: s.pid ?? null, port: s.port, running: s.running, healthy: s.healthy, log: s.logFile })), null, 2));
+      } else {
+        const rows = [['SERVICE', 'PID', 'PORT', 'HEALTH'], ...services.map((s) => [s.name, s.pid ? String(s.pid) : '-', String(s.port), s.healthy ? 'healthy' : s.running ? 'unhealthy' : 'stopped'])];
+        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+        for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+      }
+      return services.every((s) => s.healthy) ? 0 : 3;
+    }
+    case 'logs': {
+      const svc = serviceArg(positionals, command);
+      const lines = values.lines === undefined ? 100 : Number(values.lines);
+      if (!Number.isInteger(lines) || lines < 0) usageError(`--lines must be a whole number, got "${String(values.lines)}"`, command);
+      const { plan } = await loadDevPlan({ stack });
+      const file = plan.services.find((s) => s.name === svc)!.logFile;
+      if (values.follow) {
+        const child = spawn('tail', ['-n', String(lines), '-F', file], { stdio: 'inherit' });
+        return new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 0)));
+      }
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch {
+        throw new ReplyxError('RPX_NO_LOG', `${svc} has no log yet (${file})`, 'start the stack with npm start');
+      }
+      const all = text.split('\n');
+      if (all.at(-1) === '') all.pop();
+      console.log(all.slice(-lines || all.length).join('\n'));
+      return 0;
+    }
+    case 'restart': {
+      const svc = serviceArg(positionals, command);
+      const { plan } = await loadDevPlan({ stack });
+      await restartPlanService(plan, svc, log);
+      return 0;
+    }
+    case 'tokens': {
+      const { plan, secrets } = await loadDevPlan({ stack });
+      const t = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports['ws-gateway'] }, secrets.debugToken);
+      console.log(values.json ? JSON.stringify(t, null, 2) : formatDemoTokens(t));
+      return 0;
+    }
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(formatErrorForCli(err));
+    process.exit(1);
+  },
+);
