@@ -1,0 +1,72 @@
+#!/usr/bin/env tsx
+// `npm run check`: the architecture check. Static rules over the stack topology and the nginx
+// config rendered from it, then live rules over the running stack; prints a table of rule,
+// status, detail and fix, and exits non-zero when any rule fails.
+import { allPassed, checkStaticArchitecture, evaluateLiveRules, type RuleResult } from '../infra/rules/index.js';
+import { renderNginxConfig } from '../infra/render/nginx.js';
+import { COMMON_HELP, formatTable, isMain, parseFlags, runScript } from './operator/cli.js';
+import { resolveContext, type StackContext } from './operator/context.js';
+import { collectLiveState, probeCredentials } from './operator/live-state.js';
+import { zxRunner, type CommandRunner } from './operator/runner.js';
+
+const HELP = `Usage: npm run check -- [--static-only] [options]
+
+Checks the architecture of a stack: static rules (routing, upgrade headers, timeouts vs heartbeat,
+blocked /api/debug/ and /internal/, token-free /ws/ logs, worker_shutdown_timeout, one gateway
+worker or the Redis broker, desync risk) and, unless --static-only, live rules against the running
+stack (nginx runs the rendered config, /ws/ answered by the right server, worker counts, Redis,
+Postgres, /api/debug/ blocked, no /ws/ token in the access log). Exit 1 when a rule fails.
+
+Options:
+  --static-only              skip the live rules (no running stack needed)
+${COMMON_HELP}
+
+Docker/AWS: set REPLYX_ADMIN_TOKEN (operator JWT) and REPLYX_DEBUG_TOKEN for the /ws/ and debug probes.`;
+
+/** The outcome of a check run. */
+export interface CheckReport {
+  readonly target: string;
+  readonly stack: string;
+  readonly ok: boolean;
+  readonly results: readonly RuleResult[];
+}
+
+/** Runs the check on a resolved stack (used by the script, rollback verification and tests). */
+export async function runCheck(ctx: StackContext, options: { staticOnly?: boolean; run?: CommandRunner } = {}): Promise<CheckReport> {
+  const nginx = renderNginxConfig(ctx.topology, ctx.target, ctx.local ? { prefixDir: ctx.local.plan.nginxPrefixDir } : {});
+  const results: RuleResult[] = checkStaticArchitecture(ctx.topology, nginx);
+  if (!options.staticOnly) {
+    const live = ctx.target === 'aws' ? {} : await collectLiveState(ctx, await probeCredentials(ctx), options.run ?? zxRunner);
+    results.push(
+      ...evaluateLiveRules(ctx.topology, live).map((r) =>
+        ctx.target === 'aws' && r.status === 'skip' ? { ...r, detail: 'aws: live rules need the stack inside the VPC; use --static-only and the ECS console' } : r,
+      ),
+    );
+  }
+  return { target: ctx.target, stack: ctx.stack, ok: allPassed(results), results };
+}
+
+/** Renders a report as the table operators read. */
+export function formatCheckReport(report: CheckReport): string {
+  const rows = report.results.map((r) => [r.id, r.status.toUpperCase(), r.detail, r.fix]);
+  const failed = report.results.filter((r) => r.status === 'fail').length;
+  const warned = report.results.filter((r) => r.status === 'warn').length;
+  const summary = report.ok
+    ? `check passed: ${report.results.filter((r) => r.status === 'pass').length} rules pass${warned ? `, ${warned} warn` : ''} (stack ${report.stack}, target ${report.target})`
+    : `check FAILED: ${failed} rule${failed === 1 ? '' : 's'} failed (stack ${report.stack}, target ${report.target})`;
+  return `${formatTable(['rule', 'status', 'detail', 'fix'], rows)}\n\n${summary}`;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const flags = parseFlags(argv, { 'static-only': { type: 'boolean' } }, 'check');
+  if (flags.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const ctx = await resolveContext(flags);
+  const report = await runCheck(ctx, { staticOnly: flags['static-only'] === true });
+  console.log(flags.json ? JSON.stringify(report, null, 2) : formatCheckReport(report));
+  return report.ok ? 0 : 1;
+}
+
+if (isMain(import.meta.url)) await runScript(main);

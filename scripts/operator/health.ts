@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { DEMO_WIDGET_ASSISTANT_ID } from '../../examples/backend/src/demo.js';
+import type { StackContext } from './context.js';
+import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from './live-state.js';
+import { httpJson, PROBE_TIMEOUT_MS } from './probes.js';
+
+// `npm run health`: every /health, the gateway's debug endpoints, and the synthetic delivery
+// probe of the seed's basic scenario — an admin panel and a widget on one dialog, a message sent
+// through the backend API, both must receive it.
+
+/** One line of the health report. */
+export interface HealthCheck {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly ms: number;
+}
+
+/** The health report. */
+export interface HealthReport {
+  readonly ok: boolean;
+  readonly checks: readonly HealthCheck[];
+  /** Delivery latency per listener (ms), when the probe ran. */
+  readonly probe?: { readonly ok: boolean; readonly latencyMs: Readonly<Record<string, number>>; readonly server?: string };
+}
+
+/** Options of the synthetic probe. */
+export interface ProbeOptions {
+  readonly dialogId?: number;
+  readonly widgetAssistantId?: number;
+  readonly widgetOrigin?: string;
+  readonly timeoutMs?: number;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const v = await fn();
+  return [v, Math.round(performance.now() - t0)];
+}
+
+/** A listening client that records frames and resolves when one matches. */
+interface Listener {
+  readonly name: string;
+  readonly ws: WebSocket;
+  readonly connected: Promise<Record<string, unknown>>;
+  waitFor(match: (frame: Record<string, unknown>) => boolean, timeoutMs: number): Promise<number>;
+}
+
+function listen(name: string, url: string, headers: Record<string, string>, timeoutMs: number): Listener {
+  const ws = new WebSocket(url, { headers, handshakeTimeout: timeoutMs });
+  const frames: { at: number; frame: Record<string, unknown> }[] = [];
+  const waiters = new Set<() => void>();
+  ws.on('message', (data) => {
+    try {
+      frames.push({ at: performance.now(), frame: JSON.parse(String(data)) as Record<string, unknown> });
+    } catch {
+      return;
+    }
+    for (const w of waiters) w();
+  });
+  ws.on('error', () => undefined);
+  const connected = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name}: not connected within ${timeoutMs} ms`)), timeoutMs);
+    const check = () => {
+      const first = frames[0]?.frame;
+      if (first) {
+        clearTimeout(timer);
+        waiters.delete(check);
+        if (first.type === 'connected') resolve(first);
+        else reject(new Error(`${name}: first frame ${JSON.stringify(first).slice(0, 80)}`));
+      }
+    };
+    waiters.add(check);
+    ws.on('unexpected-response', (_q, res) => reject(new Error(`${name}: handshake answered HTTP ${res.statusCode}`)));
+    ws.on('close', (code, reason) => reject(new Error(`${name}: closed ${code} ${String(reason)}`)));
+  });
+  connected.catch(() => undefined);
+  return {
+    name,
+    ws,
+    connected,
+    waitFor(match, ms) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const hit = frames.find((f) => match(f.frame));
+          if (hit) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            resolve(hit.at);
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`${name} did not receive the probe message within ${ms} ms`));
+        }, ms);
+        waiters.add(check);
+        check();
+      });
+    },
+  };
+}
+
+/**
+ * The synthetic probe: admin panel and widget on one dialog through nginx, one message through
+ * the backend API; resolves with each listener's delivery latency, or throws saying who missed it.
+ */
+export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions = {}): Promise<{ latencyMs: Record<string, number>; server: string }> {
+  if (!creds.adminToken) throw new Error('no admin token: set REPLYX_ADMIN_TOKEN (an operator JWT) to run the probe');
+  const dialog = options.dialogId ?? DEFAULT_PROBE_DIALOG;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const origin = options.widgetOrigin ?? `http://localhost:${ctx.topology.nginx.port}`;
+  const assistant = options.widgetAssistantId ?? DEMO_WIDGET_ASSISTANT_ID;
+  const listeners = [
+    listen('admin', `${ctx.endpoints.ws}/ws/dialogs/${dialog}?token=${encodeURIComponent(creds.adminToken)}`, {}, timeoutMs),
+    listen('widget', `${ctx.endpoints.ws}/ws/widget/dialogs/${dialog}?assistant_id=${assistant}`, { Origin: origin }, timeoutMs),
+  ];
+  try {
+    const hellos = await Promise.all(listeners.map((l) => l.connected));
+    const nonce = `probe-${randomBytes(6).toString('hex')}`;
+    const sentAt = performance.now();
+    const waits = listeners.map((l) => l.waitFor((f) => JSON.stringify(f).includes(nonce), timeoutMs));
+    const res = await fetch(`${ctx.endpoints.nginx}/api/dialogs/${dialog}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${creds.adminToken}` },
+      body: JSON.stringify({ text: `replyx health probe ${nonce}` }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    if (res.status < 200 || res.status > 299) throw new Error(`POST /api/dialogs/${dialog}/messages answered HTTP ${res.status}: ${(await res.text()).slice(0, 100)}`);
+    const settled = await Promise.allSettled(waits);
+    const missed = settled.flatMap((s, i) => (s.status === 'rejected' ? [listeners[i]!.name] : []));
+    if (missed.length > 0) throw new Error(`${missed.join(' and ')} did not receive the message within ${timeoutMs} ms (desync?)`);
+    const latencyMs = Object.fromEntries(settled.map((s, i) => [listeners[i]!.name, Math.round((s as PromiseFulfilledResult<number>).value - sentAt)]));
+    return { latencyMs, server: String(hellos[0]!.server ?? '?') };
+  } finally {
+    for (const l of listeners) l.ws.terminate();
+  }
+}
+
+/** Runs every health check and the probe (unless skipped). */
+export async function runHealth(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions & { skipProbe?: boolean } = {}): Promise<HealthReport> {
+  const checks: HealthCheck[] = [];
+  const debug: Record<string, string> = creds.debugToken ? { 'X-Debug-Token': creds.debugToken } : {};
+  const add = async (name: string, url: string, headers: Record<string, string>, describe: (body: Record<string, unknown>) => string) => {
+    const [r, ms] = await timed(() => httpJson(url, headers, PROBE_TIMEOUT_MS));
+    checks.push(r.ok ? { name, ok: true, detail: describe((r.value ?? {}) as Record<string, unknown>), ms } : { name, ok: false, detail: r.error, ms });
+  };
+  const dialog = options.dialogId ?? DEFAULT_PROBE_DIALOG;
+  await add('nginx /health', `${ctx.endpoints.nginx}/health`, {}, () => 'ok');
+  await add('backend /health', `${ctx.endpoints.backend}/health`, {}, (b) => `${String(b.status)}, ${String(b.workers)} workers, db ${String(b.db)}, redis ${String(b.redis)}`);
+  await add('gateway /health', `${ctx.endpoints.gateway}/health`, {}, (b) => `${String(b.status)}, broker ${String(b.broker)} (${String(b.redis)}), db ${String(b.db)}, ${String(b.connections)} connections`);
+  await add('gateway status', `${ctx.endpoints.gateway}/api/debug/websocket/status`, debug, (b) => `${String(b.instance)} pid ${String(b.pid)}, ${String(b.workers)} worker, ${JSON.stringify(b.connections)}`);
+  await add(`gateway sync ${dialog}`, `${ctx.endpoints.gateway}/api/debug/websocket/sync?dialog_id=${dialog}`, debug, (b) => `attached ${JSON.stringify(b.attached)}, last event ${String(b.last_event_id)}`);
+  // nginx answers its own /health with plain text: accept it as long as it is 200.
+  const nginxRow = checks[0]!;
+  if (!nginxRow.ok && /^HTTP 200, not JSON/.test(nginxRow.detail)) checks[0] = { ...nginxRow, ok: true, detail: 'ok' };
+  // With /ws/ rolled back to the backend, the gateway only carries publishes: a dead one is still a failure.
+  let probe: HealthReport['probe'];
+  if (!options.skipProbe) {
+    const [r, ms] = await timed(async () => {
+      try {
+        return { ok: true as const, value: await deliveryProbe(ctx, creds, options) };
+      } catch (err) {
+        return { ok: false as const, error: (err as Error).message };
+      }
+    });
+    if (r.ok) {
+      probe = { ok: true, latencyMs: r.value.latencyMs, server: r.value.server };
+      checks.push({ name: `delivery probe (dialog ${dialog})`, ok: true, detail: `admin ${r.value.latencyMs.admin} ms, widget ${r.value.latencyMs.widget} ms via ${r.value.server}`, ms });
+    } else {
+      probe = { ok: false, latencyMs: {} };
+      checks.push({ name: `delivery probe (dialog ${dialog})`, ok: false, detail: r.error, ms });
+    }
+  }
+  return { ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) };
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env tsx
+// `npm run health`: every /health, the gateway's debug endpoints and a synthetic admin+widget
+// delivery probe with its latency. `--watch SECONDS` repeats until the first failure.
+import { COMMON_HELP, formatTable, intFlag, isMain, parseFlags, runScript } from './operator/cli.js';
+import { resolveContext } from './operator/context.js';
+import { runHealth, type HealthReport } from './operator/health.js';
+import { probeCredentials } from './operator/live-state.js';
+
+const HELP = `Usage: npm run health -- [--watch SECONDS] [--probe-dialog N] [--skip-probe] [options]
+
+Checks nginx, backend and ws-gateway /health, the gateway's debug endpoints (status, sync), then
+runs the synthetic probe: an admin panel and a widget join one dialog through nginx, a message is
+sent through the backend API, and both must receive it (latency reported). Exit 1 on any failure.
+
+Options:
+  --watch SECONDS            repeat every SECONDS; stop with exit 1 at the first failure
+  --probe-dialog N           dialog the probe uses (default 123, a demo dialog)
+  --skip-probe               only the endpoint checks
+${COMMON_HELP}
+
+Docker/AWS: set REPLYX_ADMIN_TOKEN (operator JWT) for the probe and REPLYX_DEBUG_TOKEN for debug endpoints.`;
+
+/** Renders a health report as a table with a one-line verdict. */
+export function formatHealthReport(report: HealthReport, at = new Date()): string {
+  const rows = report.checks.map((c) => [c.name, c.ok ? 'OK' : 'FAIL', `${c.ms} ms`, c.detail]);
+  const verdict = report.ok ? `healthy (${at.toISOString()})` : `UNHEALTHY: ${report.checks.filter((c) => !c.ok).map((c) => c.name).join(', ')} (${at.toISOString()})`;
+  return `${formatTable(['check', 'status', 'time', 'detail'], rows, 90)}\n\n${verdict}`;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const flags = parseFlags(argv, { watch: { type: 'string' }, 'probe-dialog': { type: 'string' }, 'skip-probe': { type: 'boolean' } }, 'health');
+  if (flags.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const watch = intFlag(flags.watch, 'watch', 'health', 1, 86_400);
+  const dialogId = intFlag(flags['probe-dialog'], 'probe-dialog', 'health');
+  const ctx = await resolveContext(flags);
+  const creds = await probeCredentials(ctx);
+  for (let round = 1; ; round += 1) {
+    const report = await runHealth(ctx, creds, { ...(dialogId ? { dialogId } : {}), skipProbe: flags['skip-probe'] === true });
+    console.log(flags.json ? JSON.stringify({ round, at: new Date().toISOString(), ...report }) : `${watch ? `round ${round}\n` : ''}${formatHealthReport(report)}`);
+    if (!report.ok) return 1;
+    if (!watch) return 0;
+    await new Promise((r) => setTimeout(r, watch * 1000));
+  }
+}
+
+if (isMain(import.meta.url)) await runScript(main);
