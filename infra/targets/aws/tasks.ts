@@ -1,0 +1,235 @@
+import type { Topology } from '../../topology/index.js';
+
+/** The ECS services of the stack (Redis and Postgres are managed services, not tasks). */
+export const AWS_SERVICES = ['backend', 'gateway', 'nginx'] as const;
+export type AwsServiceName = (typeof AWS_SERVICES)[number];
+
+/** Container (and Cloud Map service) name of each ECS service, matching the docker target's names. */
+export const CONTAINER_NAMES: Readonly<Record<AwsServiceName, string>> = { backend: 'backend', gateway: 'ws-gateway', nginx: 'nginx' };
+
+/** The Secrets Manager secrets the stack keeps; each task reads only the ones it needs. */
+export type StackSecretName = 'databaseUrl' | 'redisUrl' | 'jwtSecret' | 'publishKey' | 'debugToken';
+
+/** ARNs of the stack's secrets; `debugToken` exists only when `replyx:debugToken` is set. */
+export type SecretArns = Readonly<Record<Exclude<StackSecretName, 'debugToken'>, string>> & { readonly debugToken?: string };
+
+/** Everything a task definition refers to that only exists once resources are created. */
+export interface TaskRefs {
+  readonly images: Readonly<Record<AwsServiceName, string>>;
+  readonly region: string;
+  readonly logGroups: Readonly<Record<AwsServiceName, string>>;
+  readonly secrets: SecretArns;
+  /** The nginx config text: `renderNginxConfig(topology, 'aws')`. */
+  readonly nginxConfig: string;
+}
+
+/** The subset of an ECS container definition this target uses (field names as in the ECS API). */
+export interface ContainerDefinition {
+  readonly name: string;
+  readonly image: string;
+  readonly essential: true;
+  readonly portMappings: readonly { readonly containerPort: number; readonly protocol: 'tcp'; readonly name: string }[];
+  readonly environment: readonly { readonly name: string; readonly value: string }[];
+  readonly secrets: readonly { readonly name: string; readonly valueFrom: string }[];
+  readonly entryPoint?: readonly string[];
+  readonly command?: readonly string[];
+  readonly healthCheck: { readonly command: readonly string[]; readonly interval: number; readonly timeout: number; readonly retries: number; readonly startPeriod: number };
+  readonly logConfiguration: { readonly logDriver: 'awslogs'; readonly options: Readonly<Record<string, string>> };
+  readonly stopTimeout: number;
+  readonly ulimits: readonly { readonly name: 'nofile'; readonly softLimit: number; readonly hardLimit: number }[];
+}
+
+/** One task definition: family, Fargate size and its single container. */
+export interface TaskPlan {
+  readonly family: string;
+  readonly cpu: string;
+  readonly memory: string;
+  readonly containerDefinitions: readonly ContainerDefinition[];
+}
+
+/** Which secret each service reads, under which env var: the execution role grants exactly these. */
+export function secretEnvFor(service: AwsServiceName, secrets: { readonly debugToken?: unknown }): readonly { readonly env: string; readonly secret: StackSecretName }[] {
+  switch (service) {
+    case 'backend':
+      return [
+        { env: 'DATABASE_URL', secret: 'databaseUrl' },
+        { env: 'REDIS_URL', secret: 'redisUrl' },
+        { env: 'JWT_SECRET', secret: 'jwtSecret' },
+      ];
+    case 'gateway':
+      return [
+        { env: 'DATABASE_URL', secret: 'databaseUrl' },
+        { env: 'REDIS_URL', secret: 'redisUrl' },
+        { env: 'JWT_SECRET', secret: 'jwtSecret' },
+        { env: 'PUBLISH_KEY', secret: 'publishKey' },
+        ...(secrets.debugToken === undefined ? [] : [{ env: 'DEBUG_TOKEN', secret: 'debugToken' as const }]),
+      ];
+    case 'nginx':
+      return [];
+  }
+}
+
+/**
+ * The container health probe: exits 0 only for a 2xx answer from the URL in $1, using
+ * whichever client the image has (curl, busybox wget in nginx:alpine, python3 in Python
+ * backends, node in ours). Constant text: the URL is an argument, never spliced into the script.
+ */
+export const HEALTH_PROBE_SCRIPT = [
+  'if command -v curl >/dev/null 2>&1; then exec curl -fsS -o /dev/null --max-time 4 "$1"; fi',
+  'if command -v wget >/dev/null 2>&1; then exec wget -q -T 4 -O /dev/null "$1"; fi',
+  'if command -v python3 >/dev/null 2>&1; then exec python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)" "$1"; fi',
+  'exec node -e "fetch(process.argv[1], {signal: AbortSignal.timeout(4000)}).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))" "$1"',
+].join('; ');
+
+/** The ECS health check command for a container listening on `port` (GET /health on loopback). */
+export function healthCheckCommand(port: number): readonly string[] {
+  return ['CMD', 'sh', '-c', HEALTH_PROBE_SCRIPT, 'healthcheck', `http://127.0.0.1:${port}/health`];
+}
+
+/** Where the nginx container writes its config before starting. */
+export const NGINX_CONFIG_PATH = '/etc/nginx/nginx.conf';
+
+/**
+ * How the nginx container gets its config: the rendered text travels in the NGINX_CONF
+ * variable of the task definition, and the container writes it to disk, checks it with
+ * `nginx -t` and only then starts nginx in the foreground. A config change is therefore a new
+ * task definition revision: a rolling deployment guarded by the circuit breaker, where a bad
+ * config fails `nginx -t`, the new tasks never pass health checks, and ECS rolls back.
+ * The script is constant text around a checked plain path; the config itself travels in an
+ * environment variable and never passes through the shell's parser.
+ */
+export function nginxStartScript(configPath: string = NGINX_CONFIG_PATH): string {
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(configPath)) throw new Error(`nginx config path must be a plain absolute path: ${JSON.stringify(configPath)}`);
+  return `printf '%s' "$NGINX_CONF" > ${configPath} && nginx -t -q -c ${configPath} && exec nginx -c ${configPath} -g 'daemon off;'`;
+}
+
+/** The start script the nginx task runs (config at {@link NGINX_CONFIG_PATH}). */
+export const NGINX_START_SCRIPT = nginxStartScript();
+
+/** Fargate's per-task ceiling for open files. */
+const FARGATE_MAX_NOFILE = 1_048_576;
+
+function nofile(limit: number): ContainerDefinition['ulimits'] {
+  const n = Math.min(FARGATE_MAX_NOFILE, Math.max(65_536, limit));
+  return [{ name: 'nofile', softLimit: n, hardLimit: n }];
+}
+
+function env(vars: Readonly<Record<string, string | number>>): ContainerDefinition['environment'] {
+  return Object.entries(vars)
+    .map(([name, value]) => ({ name, value: String(value) }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** ECS allows at most 120 s between SIGTERM and SIGKILL on Fargate. */
+const FARGATE_MAX_STOP_TIMEOUT_S = 120;
+
+/**
+ * Seconds ECS waits after SIGTERM before SIGKILL. The gateway spreads its 4200 closes over
+ * drainWindowMs, and nginx lets old connections finish for workerShutdownTimeoutS; both get
+ * that window plus a margin so a deploy never cuts clients mid-drain.
+ */
+export function stopTimeoutFor(topology: Topology, service: AwsServiceName): number {
+  const windowS = service === 'gateway' ? Math.ceil(topology.gateway.drainWindowMs / 1000) : service === 'nginx' ? topology.nginx.workerShutdownTimeoutS : 20;
+  return Math.min(FARGATE_MAX_STOP_TIMEOUT_S, windowS + 10);
+}
+
+/** Seconds a new task may take to become healthy before failed checks count (migrations run on backend start). */
+export const HEALTH_START_PERIOD_S: Readonly<Record<AwsServiceName, number>> = { backend: 90, gateway: 30, nginx: 15 };
+
+/**
+ * Plans the three task definitions (pure): images, ports, env (BACKEND_WORKERS and
+ * UVICORN_WORKERS = backend.workers; the gateway's limits and one process), secrets from
+ * Secrets Manager, health checks, awslogs config and nginx's rendered config.
+ */
+export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonly<Record<AwsServiceName, TaskPlan>> {
+  const secretsOf = (service: AwsServiceName) =>
+    secretEnvFor(service, refs.secrets).map(({ env: name, secret }) => {
+      const arn = refs.secrets[secret];
+      if (arn === undefined) throw new Error(`secret ${secret} has no ARN`);
+      return { name, valueFrom: arn };
+    });
+  const logs = (service: AwsServiceName): ContainerDefinition['logConfiguration'] => ({
+    logDriver: 'awslogs',
+    options: { 'awslogs-group': refs.logGroups[service], 'awslogs-region': refs.region, 'awslogs-stream-prefix': CONTAINER_NAMES[service] },
+  });
+  const healthCheck = (service: AwsServiceName, port: number): ContainerDefinition['healthCheck'] => ({
+    command: healthCheckCommand(port),
+    interval: 15,
+    timeout: 5,
+    retries: 3,
+    startPeriod: HEALTH_START_PERIOD_S[service],
+  });
+  const container = (service: AwsServiceName, port: number, vars: Readonly<Record<string, string | number>>, extra: Partial<ContainerDefinition>): ContainerDefinition => ({
+    name: CONTAINER_NAMES[service],
+    image: refs.images[service],
+    essential: true,
+    portMappings: [{ containerPort: port, protocol: 'tcp', name: 'http' }],
+    environment: env({ PORT: port, ...vars }),
+    secrets: secretsOf(service),
+    healthCheck: healthCheck(service, port),
+    logConfiguration: logs(service),
+    stopTimeout: stopTimeoutFor(topology, service),
+    ulimits: nofile(0),
+    ...extra,
+  });
+  const task = (service: AwsServiceName, definition: ContainerDefinition): TaskPlan => ({
+    family: `${topology.name}-${CONTAINER_NAMES[service]}`,
+    cpu: String(topology.aws.taskCpu),
+    memory: String(topology.aws.taskMemoryMb),
+    containerDefinitions: [definition],
+  });
+  const { limits } = topology;
+  return {
+    backend: task(
+      'backend',
+      container('backend', topology.backend.port, {
+        BACKEND_WORKERS: topology.backend.workers,
+        UVICORN_WORKERS: topology.backend.workers,
+        HISTORY_LENGTH: limits.historyLength,
+        HISTORY_TTL_S: limits.historyTtlS,
+        LOG_LEVEL: 'info',
+      }, {}),
+    ),
+    gateway: task(
+      'gateway',
+      container(
+        'gateway',
+        topology.gateway.port,
+        {
+          HOST: '0.0.0.0',
+          BROKER: topology.gateway.broker,
+          HEARTBEAT_MS: topology.gateway.heartbeatMs,
+          DRAIN_WINDOW_MS: topology.gateway.drainWindowMs,
+          MAX_PAYLOAD_BYTES: limits.maxPayloadBytes,
+          SEND_BUFFER_BYTES: limits.sendBufferBytes,
+          MAX_CONNECTIONS: limits.maxConnections,
+          MAX_CONNECTIONS_PER_IP: limits.maxConnectionsPerIp,
+          HANDSHAKES_PER_IP_PER_SECOND: limits.handshakesPerIpPerSecond,
+          HISTORY_LENGTH: limits.historyLength,
+          HISTORY_TTL_S: limits.historyTtlS,
+          LOG_LEVEL: 'info',
+          // One process per task: replicas scale the gateway, never workers (seed compatibility).
+          SERVICE_MODE: 'websocket',
+          UVICORN_WORKERS: 1,
+        },
+        // Each WebSocket is a file descriptor: leave room above the connection limit.
+        { ulimits: nofile(limits.maxConnections + 4096) },
+      ),
+    ),
+    nginx: task(
+      'nginx',
+      container(
+        'nginx',
+        topology.nginx.port,
+        { NGINX_CONF: refs.nginxConfig },
+        {
+          // Replaces the image's entrypoint so its template/envsubst scripts cannot touch our config.
+          entryPoint: ['/bin/sh', '-c'],
+          command: [NGINX_START_SCRIPT],
+          // Every proxied WebSocket holds two descriptors in nginx (client and upstream).
+          ulimits: nofile(topology.nginx.workerConnections * 2 + 4096),
+        },
+      ),
+    ),
+  };
+}
