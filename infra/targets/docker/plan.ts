@@ -1,0 +1,398 @@
+// The Docker target as plain data: what the ReplyxDockerStack component will create, derived
+// from the topology alone. Pure (no Pulumi, no I/O) so that every name, env value, port and
+// healthcheck is unit-tested here, and the component only turns this plan into resources.
+// Secrets never appear in the plan: env values that need one hold a SecretRef, which the
+// component resolves to a Pulumi secret Output.
+
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dockerContainerNames } from '../../render/service-hosts.js';
+import type { Topology } from '../../topology/index.js';
+
+/** The five services of the stack, as the plan names them. */
+export type ServiceKey = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres';
+
+/** Secrets the Docker target wires into containers (config keys `replyx:<name>`). */
+export type SecretName = 'jwtSecret' | 'postgresPassword' | 'publishKey' | 'debugToken';
+
+/** An env value that embeds a secret: `prefix + secret + suffix`, the secret URI-encoded if asked. */
+export interface SecretRef {
+  readonly secret: SecretName;
+  readonly prefix?: string;
+  readonly suffix?: string;
+  /** Encode the secret as a URI component (it sits inside a connection URL). */
+  readonly uriEncode?: boolean;
+}
+
+/** A plain env value, or one that embeds a secret. */
+export type EnvValue = string | SecretRef;
+
+/** An image the stack pulls (pinned by the topology) or builds from this repository. */
+export type ImagePlan =
+  | { readonly key: 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres'; readonly kind: 'remote'; readonly name: string }
+  | {
+      readonly key: 'backend' | 'gateway';
+      readonly kind: 'build';
+      /** Local tag given to the built image (never pushed). */
+      readonly name: string;
+      /** Absolute build context: the repository root, for the root lockfile and workspaces. */
+      readonly context: string;
+      /** Absolute path of the Dockerfile. */
+      readonly dockerfile: string;
+    };
+
+/** A Docker healthcheck; durations in seconds. */
+export interface HealthcheckPlan {
+  /** Docker's test form: `["CMD", argv...]`. */
+  readonly test: readonly string[];
+  readonly intervalS: number;
+  readonly timeoutS: number;
+  readonly retries: number;
+  readonly startPeriodS: number;
+}
+
+/** A named volume or a host directory mounted into a container. */
+export type MountPlan =
+  | { readonly type: 'volume'; readonly volume: string; readonly target: string }
+  | { readonly type: 'bind'; readonly source: string; readonly target: string; readonly readOnly: boolean };
+
+/** One container. */
+export interface ContainerPlan {
+  /** Which service this container runs. */
+  readonly service: ServiceKey;
+  /** Container name (`<name>-backend`, `<name>-ws-gateway`, ...; replicas get `-2`, `-3`, ...). */
+  readonly name: string;
+  /** Key of the image in `DockerStackPlan.images`. */
+  readonly image: ServiceKey;
+  /** Overrides the image's command; undefined keeps the image's own. */
+  readonly command?: readonly string[];
+  /** Environment, sorted by name. */
+  readonly env: Readonly<Record<string, EnvValue>>;
+  /** DNS names on the private network: the service name, shared by its replicas. */
+  readonly aliases: readonly string[];
+  /** Host ports published; empty for everything but nginx. */
+  readonly ports: readonly { readonly internal: number; readonly external: number }[];
+  readonly mounts: readonly MountPlan[];
+  readonly healthcheck: HealthcheckPlan;
+  readonly restart: 'unless-stopped';
+  /** Seconds Docker waits after the stop signal before SIGKILL. */
+  readonly stopTimeoutS: number;
+  readonly stopSignal: 'SIGTERM' | 'SIGQUIT';
+  /** Containers (by service) that must be healthy first. */
+  readonly dependsOn: readonly ServiceKey[];
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** Where the rendered nginx config lives, on the host and inside the nginx container. */
+export interface NginxConfigPlan {
+  /** Host directory bind-mounted into the container. */
+  readonly hostDir: string;
+  /** Host path of the config file nginx is started with. */
+  readonly hostFile: string;
+  readonly containerDir: string;
+  readonly containerFile: string;
+}
+
+/** Everything the Docker target creates, as plain data. */
+export interface DockerStackPlan {
+  readonly network: { readonly name: string; readonly driver: 'bridge' };
+  readonly volumes: readonly { readonly key: 'postgres' | 'redis'; readonly name: string }[];
+  readonly images: readonly ImagePlan[];
+  /** Containers in creation order (each after what it depends on). */
+  readonly containers: readonly ContainerPlan[];
+  readonly nginxConfig: NginxConfigPlan;
+  /** The URL users open: nginx on the Docker host. */
+  readonly publicUrl: string;
+}
+
+/** Options of {@link planDockerStack}; every one has a documented default. */
+export interface DockerPlanOptions {
+  /** Repository root (build context); default: the checkout this file lives in. */
+  readonly projectRoot?: string;
+  /** Host directory for the rendered nginx config; relative paths resolve against projectRoot. Default `.stack/docker/nginx`. */
+  readonly stateDir?: string;
+  /** Pass `replyx:debugToken` to the gateway as DEBUG_TOKEN. Default false (debug endpoints stay internal-only). */
+  readonly debugToken?: boolean;
+}
+
+/** Default host directory of the nginx config, relative to the project root. */
+export const DEFAULT_NGINX_STATE_DIR = '.stack/docker/nginx';
+/** Where the config directory is mounted inside the nginx container. */
+export const NGINX_CONTAINER_DIR = '/etc/nginx/replyx';
+/** File name of the rendered config in that directory. */
+export const NGINX_CONFIG_FILE = 'nginx.conf';
+/** Label every container carries with the stack name, for `docker ps --filter`. */
+export const STACK_LABEL = 'io.replyx.stack';
+/** Label every container carries with its service key. */
+export const SERVICE_LABEL = 'io.replyx.service';
+
+const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+// Healthchecks run inside the container, where nothing of ours can be assumed: a user's backend
+// image may have curl, wget, python3 or node. The script is constant text; the URL arrives as
+// $1, so no value is ever spliced into shell code. Exit 0 only for a 2xx answer.
+const HTTP_PROBE =
+  'if command -v curl >/dev/null 2>&1; then exec curl -fsS -o /dev/null --max-time 4 "$1"; fi; ' +
+  'if command -v wget >/dev/null 2>&1; then exec wget -q -T 4 -O /dev/null "$1"; fi; ' +
+  'if command -v python3 >/dev/null 2>&1; then exec python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)" "$1"; fi; ' +
+  'exec node -e "fetch(process.argv[1], {signal: AbortSignal.timeout(4000)}).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))" "$1"';
+
+function httpProbe(url: string): readonly string[] {
+  return ['CMD', 'sh', '-c', HTTP_PROBE, 'healthcheck', url];
+}
+
+function sortedEnv(env: Record<string, EnvValue>): Readonly<Record<string, EnvValue>> {
+  return Object.fromEntries(Object.entries(env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Container names of one service: the first carries the service name, replicas get `-2`, `-3`, .... */
+export function replicaNames(base: string, replicas: number): string[] {
+  return Array.from({ length: replicas }, (_, i) => (i === 0 ? base : `${base}-${i + 1}`));
+}
+
+
+/** Builds the Docker plan for a validated topology (pure). */
+export function planDockerStack(topology: Topology, options: DockerPlanOptions = {}): DockerStackPlan {
+  const { name } = topology;
+  const projectRoot = options.projectRoot ?? PROJECT_ROOT;
+  const hostDir = path.resolve(projectRoot, options.stateDir ?? DEFAULT_NGINX_STATE_DIR);
+  // Shared with the nginx renderer, so its upstream names and these containers agree.
+  const names = dockerContainerNames(topology);
+  const host = (service: ServiceKey) => names[service];
+
+  const redisUrl = `redis://${host('redis')}:${topology.redis.port}`;
+  const databaseUrl: SecretRef = {
+    secret: 'postgresPassword',
+    prefix: `postgres://${topology.postgres.user}:`,
+    suffix: `@${host('postgres')}:${topology.postgres.port}/${topology.postgres.database}`,
+    uriEncode: true,
+  };
+  const history = {
+    HISTORY_LENGTH: String(topology.limits.historyLength),
+    HISTORY_TTL_S: String(topology.limits.historyTtlS),
+  };
+  const labels = (service: ServiceKey) => ({ [STACK_LABEL]: name, [SERVICE_LABEL]: service });
+
+  const images: ImagePlan[] = [
+    { key: 'postgres', kind: 'remote', name: topology.postgres.image },
+    { key: 'redis', kind: 'remote', name: topology.redis.image },
+    topology.backend.image !== undefined
+      ? { key: 'backend', kind: 'remote', name: topology.backend.image }
+      : {
+          key: 'backend',
+          kind: 'build',
+          name: `${name}-backend:local`,
+          context: projectRoot,
+          dockerfile: path.join(projectRoot, 'examples/backend/Dockerfile'),
+        },
+    topology.gateway.image !== undefined
+      ? { key: 'gateway', kind: 'remote', name: topology.gateway.image }
+      : { key: 'gateway', kind: 'build', name: `${name}-ws-gateway:local`, context: projectRoot, dockerfile: path.join(projectRoot, 'gateway/Dockerfile') },
+    { key: 'nginx', kind: 'remote', name: topology.nginx.image },
+  ];
+
+  const volumes = [
+    { key: 'postgres' as const, name: `${name}-postgres-data` },
+    { key: 'redis' as const, name: `${name}-redis-data` },
+  ];
+
+  const postgres: ContainerPlan = {
+    service: 'postgres',
+    name: host('postgres'),
+    image: 'postgres',
+    env: sortedEnv({
+      // The topology's port is the port everywhere (local, docker, scripts). PGPORT sets it for
+      // the server, the image's init-time server and psql alike, keeping the image's own command.
+      PGPORT: String(topology.postgres.port),
+      POSTGRES_USER: topology.postgres.user,
+      POSTGRES_DB: topology.postgres.database,
+      POSTGRES_PASSWORD: { secret: 'postgresPassword' },
+      // A subdirectory of the volume: initdb refuses a non-empty mount point (lost+found).
+      PGDATA: '/var/lib/postgresql/data/pgdata',
+    }),
+    aliases: [host('postgres')],
+    ports: [],
+    mounts: [{ type: 'volume', volume: volumes[0]!.name, target: '/var/lib/postgresql/data' }],
+    healthcheck: {
+      test: [
+        'CMD',
+        'pg_isready',
+        '-q',
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(topology.postgres.port),
+        '-U',
+        topology.postgres.user,
+        '-d',
+        topology.postgres.database,
+      ],
+      intervalS: 5,
+      timeoutS: 5,
+      retries: 12,
+      startPeriodS: 30,
+    },
+    restart: 'unless-stopped',
+    stopTimeoutS: 30,
+    stopSignal: 'SIGTERM',
+    dependsOn: [],
+    labels: labels('postgres'),
+  };
+
+  const redis: ContainerPlan = {
+    service: 'redis',
+    name: host('redis'),
+    image: 'redis',
+    command: [
+      'redis-server',
+      '--port',
+      String(topology.redis.port),
+      '--maxmemory',
+      `${topology.redis.maxmemoryMb}mb`,
+      // Dialog histories are capped streams with a TTL: evict the keys closest to expiry first.
+      '--maxmemory-policy',
+      'volatile-ttl',
+      '--appendonly',
+      'yes',
+      '--dir',
+      '/data',
+    ],
+    env: {},
+    aliases: [host('redis')],
+    ports: [],
+    mounts: [{ type: 'volume', volume: volumes[1]!.name, target: '/data' }],
+    healthcheck: {
+      test: ['CMD', 'redis-cli', '-p', String(topology.redis.port), 'ping'],
+      intervalS: 5,
+      timeoutS: 3,
+      retries: 12,
+      startPeriodS: 5,
+    },
+    restart: 'unless-stopped',
+    stopTimeoutS: 30,
+    stopSignal: 'SIGTERM',
+    dependsOn: [],
+    labels: labels('redis'),
+  };
+
+  const backends: ContainerPlan[] = replicaNames(host('backend'), topology.backend.replicas).map((container) => ({
+    service: 'backend',
+    name: container,
+    image: 'backend',
+    env: sortedEnv({
+      HOST: '0.0.0.0',
+      PORT: String(topology.backend.port),
+      // Both names: the reference backend reads BACKEND_WORKERS, the seed's Python backend UVICORN_WORKERS.
+      BACKEND_WORKERS: String(topology.backend.workers),
+      UVICORN_WORKERS: String(topology.backend.workers),
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      JWT_SECRET: { secret: 'jwtSecret' },
+      LOG_LEVEL: 'info',
+      ...history,
+    }),
+    aliases: [host('backend')],
+    ports: [],
+    mounts: [],
+    healthcheck: {
+      test: httpProbe(`http://127.0.0.1:${topology.backend.port}/health`),
+      intervalS: 10,
+      timeoutS: 5,
+      retries: 6,
+      // First start runs migrations and the demo seed.
+      startPeriodS: 60,
+    },
+    restart: 'unless-stopped',
+    stopTimeoutS: 30,
+    stopSignal: 'SIGTERM',
+    dependsOn: ['postgres', 'redis'],
+    labels: labels('backend'),
+  }));
+
+  const gateways: ContainerPlan[] = replicaNames(host('gateway'), topology.gateway.replicas).map((container) => ({
+    service: 'gateway',
+    name: container,
+    image: 'gateway',
+    env: sortedEnv({
+      HOST: '0.0.0.0',
+      PORT: String(topology.gateway.port),
+      REDIS_URL: redisUrl,
+      DATABASE_URL: databaseUrl,
+      JWT_SECRET: { secret: 'jwtSecret' },
+      PUBLISH_KEY: { secret: 'publishKey' },
+      ...(options.debugToken ? { DEBUG_TOKEN: { secret: 'debugToken' } } : {}),
+      HEARTBEAT_MS: String(topology.gateway.heartbeatMs),
+      BROKER: topology.gateway.broker,
+      DRAIN_WINDOW_MS: String(topology.gateway.drainWindowMs),
+      MAX_PAYLOAD_BYTES: String(topology.limits.maxPayloadBytes),
+      SEND_BUFFER_BYTES: String(topology.limits.sendBufferBytes),
+      MAX_CONNECTIONS: String(topology.limits.maxConnections),
+      MAX_CONNECTIONS_PER_IP: String(topology.limits.maxConnectionsPerIp),
+      HANDSHAKES_PER_IP_PER_SECOND: String(topology.limits.handshakesPerIpPerSecond),
+      ...history,
+      LOG_LEVEL: 'info',
+      INSTANCE_ID: container,
+      // The seed's contract for the WebSocket service: one worker, websocket mode.
+      SERVICE_MODE: 'websocket',
+      UVICORN_WORKERS: '1',
+    }),
+    aliases: [host('gateway')],
+    ports: [],
+    mounts: [],
+    healthcheck: {
+      test: httpProbe(`http://127.0.0.1:${topology.gateway.port}/health`),
+      intervalS: 10,
+      timeoutS: 5,
+      retries: 6,
+      startPeriodS: 20,
+    },
+    restart: 'unless-stopped',
+    // SIGTERM starts the drain (4200 closes spread over drainWindowMs): give it that long plus slack.
+    stopTimeoutS: Math.ceil(topology.gateway.drainWindowMs / 1000) + 10,
+    stopSignal: 'SIGTERM',
+    // The gateway reads the access view that the backend's migrations create.
+    dependsOn: ['redis', 'postgres', 'backend'],
+    labels: labels('gateway'),
+  }));
+
+  const containerDir = NGINX_CONTAINER_DIR;
+  const containerFile = `${containerDir}/${NGINX_CONFIG_FILE}`;
+  const nginx: ContainerPlan = {
+    service: 'nginx',
+    name: host('nginx'),
+    image: 'nginx',
+    // The config lives in a mounted directory, so the container spec is the same for every
+    // routing; `daemon off` keeps nginx as PID 1 so Docker sees its exit and `nginx -s reload`
+    // (and SIGQUIT on stop) reach the master.
+    command: ['nginx', '-c', containerFile, '-g', 'daemon off;'],
+    env: {},
+    aliases: [host('nginx')],
+    ports: [{ internal: topology.nginx.port, external: topology.nginx.port }],
+    mounts: [{ type: 'bind', source: hostDir, target: containerDir, readOnly: true }],
+    healthcheck: {
+      // nginx answers /health itself (rendered config), so this checks nginx, not its upstreams.
+      test: httpProbe(`http://127.0.0.1:${topology.nginx.port}/health`),
+      intervalS: 10,
+      timeoutS: 5,
+      retries: 3,
+      startPeriodS: 5,
+    },
+    restart: 'unless-stopped',
+    // SIGQUIT is nginx's graceful stop: workers finish, WebSockets get worker_shutdown_timeout.
+    stopTimeoutS: topology.nginx.workerShutdownTimeoutS + 5,
+    stopSignal: 'SIGQUIT',
+    // Upstream names are re-resolved at run time (the rendered config's `resolve`), but start
+    // after them so the first requests find a serving backend and gateway.
+    dependsOn: ['backend', 'gateway'],
+    labels: labels('nginx'),
+  };
+
+  return {
+    network: { name: `${name}-net`, driver: 'bridge' },
+    volumes,
+    images,
+    containers: [postgres, redis, ...backends, ...gateways, nginx],
+    nginxConfig: { hostDir, hostFile: path.join(hostDir, NGINX_CONFIG_FILE), containerDir, containerFile },
+    publicUrl: `http://localhost:${topology.nginx.port}`,
+  };
+}

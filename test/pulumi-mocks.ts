@@ -1,0 +1,77 @@
+// Pulumi engine mocks for unit tests (pulumi.runtime.setMocks): every registered resource is
+// recorded with its raw inputs, and providers' computed outputs get stable fake values. The
+// Pulumi engine is an external boundary, so this is the one place tests replace it.
+
+import * as pulumi from '@pulumi/pulumi';
+
+/** One resource the program registered, with the inputs the engine received. */
+export interface RecordedResource {
+  readonly type: string;
+  readonly name: string;
+  /** Inputs as the engine sees them; secret values are wrapped (see {@link isSecretValue}). */
+  readonly inputs: Record<string, unknown>;
+}
+
+// The wire form of a secret: what rpc.deserializeProperties leaves in mock inputs.
+const SIG_KEY = '4dabf18193072939515e22adb298388d';
+const SECRET_SIG = '1b47061264138c4ac30d75fd1eb44270';
+
+/** True when a mock input value is a Pulumi secret. */
+export function isSecretValue(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && (value as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+}
+
+/** The plain value of a mock input, secret or not. */
+export function plain<T = unknown>(value: unknown): T {
+  return (isSecretValue(value) ? (value as { value: unknown }).value : value) as T;
+}
+
+// Computed outputs real providers would return; enough for the program's wiring to resolve.
+function computedOutputs(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+  switch (type) {
+    case 'docker:index/remoteImage:RemoteImage':
+      return { imageId: `sha256:remote-${String(plain(inputs.name))}`, repoDigest: `${String(plain(inputs.name))}@sha256:0` };
+    case 'docker:index/image:Image':
+      return { repoDigest: `sha256:built-${String(plain(inputs.imageName))}`, baseImageName: plain(inputs.imageName) };
+    case 'random:index/randomPassword:RandomPassword':
+      return { result: { [SIG_KEY]: SECRET_SIG, value: `generated-${name}` } };
+    case 'pulumi-nodejs:dynamic/replyx:NginxConfigFile':
+      return { sha256: 'mock-sha256', reloaded: false };
+    default:
+      return {};
+  }
+}
+
+/**
+ * Installs the mocks and returns the list that fills up as resources register. Call it before
+ * the program creates resources (Pulumi's unit-testing rule).
+ */
+export function installPulumiMocks(options: { preview?: boolean; project?: string; stack?: string } = {}): RecordedResource[] {
+  const resources: RecordedResource[] = [];
+  void pulumi.runtime.setMocks(
+    {
+      newResource(args: pulumi.runtime.MockResourceArgs) {
+        const inputs = args.inputs as Record<string, unknown>;
+        resources.push({ type: args.type, name: args.name, inputs });
+        return { id: `${args.name}-id`, state: { ...inputs, ...computedOutputs(args.type, args.name, inputs) } };
+      },
+      call(args: pulumi.runtime.MockCallArgs) {
+        return args.inputs as Record<string, unknown>;
+      },
+    },
+    options.project ?? 'replyx',
+    options.stack ?? 'test',
+    options.preview ?? false,
+  );
+  return resources;
+}
+
+/** Resolves an Output to its value (under mocks every value is known). */
+export function valueOf<T>(output: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => {
+    output.apply((v) => {
+      resolve(v);
+      return v;
+    });
+  });
+}
