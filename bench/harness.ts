@@ -1,0 +1,411 @@
+import * as hdr from 'hdr-histogram-js';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { measure } from './proc.js';
+import { LoadProcess } from './load/pool.js';
+import type { ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, PublishPlan, PublisherCommand, PublisherReply } from './load/messages.js';
+import { startBacking, type Backing } from './systems/backing.js';
+import { ensurePushpin, pushpinAvailable, startSystem } from './systems/start.js';
+import { SYSTEM_LABELS, type Role, type RunningSystem, type SystemName } from './systems/system.js';
+
+// The benchmark run: for each system in turn, start it in its own process, drive the four
+// scenarios from separate load processes, read the server's RSS and CPU from /proc, stop it.
+// Every wait is bounded by an explicit option; nothing is left running when it returns.
+
+/** Sizes and limits of one run. Defaults are the full run of issue 7. */
+export interface BenchOptions {
+  readonly systems: readonly SystemName[];
+  /** (a) fan-out: subscribers on one dialog and events published to it as fast as allowed. */
+  readonly fanoutSubscribers: number;
+  readonly fanoutEvents: number;
+  /** (b)+(c): dialogs, each with an admin and a widget connection (connections = 2 x dialogs). */
+  readonly dialogs: number;
+  /** (b) publish rate and duration. */
+  readonly manyRatePerS: number;
+  readonly manyDurationS: number;
+  /** (d) connections opened with auth, one per dialog, and how many handshakes in flight per generator. */
+  readonly connectCount: number;
+  readonly connectConcurrency: number;
+  /** Load generator processes (each holds its share of the connections). */
+  readonly generators: number;
+  /** Handshakes in flight per generator when opening the scenario connections. */
+  readonly openConcurrency: number;
+  /** Filler bytes in each event (a chat message). */
+  readonly textBytes: number;
+  /** Give up on a connection not ready after this long. */
+  readonly connectTimeoutMs: number;
+  /** After the last publish, wait at most this long for every expected event. */
+  readonly drainTimeoutMs: number;
+  /** Pause before reading RSS so allocations from connecting settle. */
+  readonly settleMs: number;
+  /** Upper bound for any single IPC call to a load process. */
+  readonly callTimeoutMs: number;
+  /** Install Pushpin with apt-get when missing (full run, root); otherwise skip it when missing. */
+  readonly installPushpin: boolean;
+  /** Adopt an existing Redis / empty database instead of starting them (tests). */
+  readonly redisUrl?: string;
+  readonly databaseUrl?: string;
+  /** Extra node flags for our gateway, e.g. `--cpu-prof`. */
+  readonly gatewayNodeArgs?: readonly string[];
+  /** Keep the scratch dir (server logs, profiles) instead of deleting it. */
+  readonly keepDir: boolean;
+  readonly log: (line: string) => void;
+}
+
+/** The full run's sizes (issue 7). */
+export const FULL_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
+  fanoutSubscribers: 1000,
+  fanoutEvents: 500,
+  dialogs: 5000,
+  manyRatePerS: 2000,
+  manyDurationS: 20,
+  connectCount: 2000,
+  connectConcurrency: 50,
+  generators: 2,
+  openConcurrency: 100,
+  textBytes: 128,
+  connectTimeoutMs: 15_000,
+  drainTimeoutMs: 15_000,
+  settleMs: 3000,
+  callTimeoutMs: 180_000,
+  installPushpin: true,
+  keepDir: false,
+};
+
+/** Seconds-long sizes for the smoke test inside `npm test`. */
+export const SMOKE_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
+  ...FULL_RUN,
+  fanoutSubscribers: 20,
+  fanoutEvents: 20,
+  dialogs: 20,
+  manyRatePerS: 200,
+  manyDurationS: 1,
+  connectCount: 20,
+  connectConcurrency: 10,
+  generators: 1,
+  openConcurrency: 20,
+  connectTimeoutMs: 10_000,
+  drainTimeoutMs: 5000,
+  settleMs: 200,
+  callTimeoutMs: 60_000,
+  installPushpin: false,
+};
+
+/** Latency summary in milliseconds. */
+export interface LatencyMs {
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly samples: number;
+}
+
+/** (c) idle memory. */
+export interface IdleResult {
+  readonly connections: number;
+  readonly failed: number;
+  readonly connectErrors: readonly string[];
+  readonly rssBeforeBytes: number;
+  readonly rssAfterBytes: number;
+  readonly bytesPerConnection: number;
+}
+
+/** Delivery figures shared by (a) and (b). */
+export interface DeliveryResult {
+  readonly connections: number;
+  readonly published: number;
+  readonly publishFailed: number;
+  readonly expected: number;
+  readonly received: number;
+  readonly lost: number;
+  readonly extra: number;
+  readonly dropped: number;
+  readonly latency: LatencyMs;
+  /** Deliveries per second from the first publish to the last receive. */
+  readonly deliveredPerS: number;
+  readonly seconds: number;
+  /** Server CPU use during the scenario, percent of one core. */
+  readonly serverCpuPct: number;
+  readonly errors: readonly string[];
+}
+
+/** (d) connects per second. */
+export interface ConnectsResult {
+  readonly attempted: number;
+  readonly ok: number;
+  readonly failed: number;
+  readonly perS: number;
+  readonly authenticated: boolean;
+  readonly errors: readonly string[];
+}
+
+/** Everything measured for one system. */
+export interface SystemResult {
+  readonly system: SystemName;
+  readonly label: string;
+  readonly versions: Readonly<Record<string, string>>;
+  /** Set when the system could not run; the other fields may be missing. */
+  readonly error?: string;
+  readonly skipped?: string;
+  readonly idle?: IdleResult;
+  readonly many?: DeliveryResult;
+  readonly fanout?: DeliveryResult;
+  readonly connects?: ConnectsResult;
+}
+
+/** A complete run. */
+export interface BenchRun {
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly options: Omit<BenchOptions, 'log'>;
+  readonly backingVersions: Readonly<Record<string, string>>;
+  readonly loadAvgBefore: readonly number[];
+  readonly loadAvgAfter: readonly number[];
+  readonly results: readonly SystemResult[];
+}
+
+type Generator = LoadProcess<GeneratorCommand, GeneratorReply>;
+type Publisher = LoadProcess<PublisherCommand, PublisherReply>;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function latency(histogram: hdr.Histogram): LatencyMs {
+  const ms = (us: number) => Math.round(us / 10) / 100;
+  return { p50: ms(histogram.getValueAtPercentile(50)), p99: ms(histogram.getValueAtPercentile(99)), max: ms(histogram.maxValue), samples: histogram.totalCount };
+}
+
+/** Splits targets round-robin over the generators. */
+function split<T>(items: readonly T[], parts: number): T[][] {
+  const out: T[][] = Array.from({ length: parts }, () => []);
+  items.forEach((item, i) => out[i % parts]!.push(item));
+  return out;
+}
+
+class Driver {
+  constructor(
+    readonly opts: BenchOptions,
+    readonly generators: readonly Generator[],
+  ) {}
+
+  #publisher: Publisher | undefined;
+
+  /** Runs `use` with the publisher process, replacing it if the previous one failed. */
+  async withPublisher<T>(use: (publisher: Publisher) => Promise<T>): Promise<T> {
+    if (!this.#publisher) {
+      const fresh: Publisher = new LoadProcess('publisher', './publisher.ts');
+      this.#publisher = fresh;
+      await fresh.expect('ready', 30_000);
+    }
+    try {
+      return await use(this.#publisher);
+    } catch (err) {
+      // A publisher that failed mid-run may be dead or out of step: the next scenario gets a new one.
+      await this.stopPublisher();
+      throw err;
+    }
+  }
+
+  /** Stops the publisher process if one is running. */
+  async stopPublisher(): Promise<void> {
+    const p = this.#publisher;
+    this.#publisher = undefined;
+    await p?.stop();
+  }
+
+  async connect(system: RunningSystem, targets: readonly ConnectTarget[], concurrency: number): Promise<{ ok: number; failed: number; errors: string[]; elapsedMs: number }> {
+    const started = performance.now();
+    const parts = split(targets, this.generators.length);
+    const replies = (await Promise.all(
+      this.generators.map((g, i) =>
+        g.call({ op: 'connect', client: system.client, targets: parts[i]!, readyOn: system.readyOn, concurrency, timeoutMs: this.opts.connectTimeoutMs }, this.opts.callTimeoutMs),
+      ),
+    )) as ConnectResult[];
+    return {
+      ok: replies.reduce((a, r) => a + r.ok, 0),
+      failed: replies.reduce((a, r) => a + r.failed, 0),
+      errors: [...new Set(replies.flatMap((r) => r.errors))],
+      elapsedMs: performance.now() - started,
+    };
+  }
+
+  async all(command: GeneratorCommand): Promise<GeneratorReply[]> {
+    return Promise.all(this.generators.map((g) => g.call(command, this.opts.callTimeoutMs)));
+  }
+
+  async closeAll(): Promise<void> {
+    await this.all({ op: 'close' });
+  }
+
+  /** Publishes the plan, waits for delivery, and gathers counts and latencies. */
+  async deliver(system: RunningSystem, plan: PublishPlan, connectionsPerDialog: ReadonlyMap<number, number>, connections: number): Promise<DeliveryResult> {
+    await this.all({ op: 'reset' });
+    const pids = await system.serverPids();
+    const cpuBefore = await measure(pids);
+    const t0 = performance.now();
+    const done = (await this.withPublisher((p) => p.call({ op: 'run', target: system.publish, plan }, plan.maxDurationMs + this.opts.callTimeoutMs))) as Extract<PublisherReply, { op: 'done' }>;
+    let expected = 0;
+    for (const [dialog, n] of Object.entries(done.perDialog)) expected += n * (connectionsPerDialog.get(Number(dialog)) ?? 0);
+    const deadline = performance.now() + this.opts.drainTimeoutMs;
+    let received = 0;
+    while (performance.now() < deadline) {
+      const counts = (await this.all({ op: 'count' })) as Extract<GeneratorReply, { op: 'count' }>[];
+      received = counts.reduce((a, c) => a + c.received, 0);
+      if (received >= expected) break;
+      await sleep(100);
+    }
+    const wallS = (performance.now() - t0) / 1000;
+    const cpuAfter = await measure(pids);
+    const stats = (await this.all({ op: 'stats', expectedPerDialog: done.perDialog })) as GeneratorStats[];
+    const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+    for (const s of stats) {
+      const part = hdr.decodeFromCompressedBase64(s.histogram);
+      histogram.add(part);
+      part.destroy();
+    }
+    const lastReceiveMs = Math.max(...stats.map((s) => s.lastReceiveMs));
+    received = stats.reduce((a, s) => a + s.received, 0);
+    const seconds = lastReceiveMs > 0 && done.firstPublishMs > 0 ? (lastReceiveMs - done.firstPublishMs) / 1000 : 0;
+    const result: DeliveryResult = {
+      connections,
+      published: done.published,
+      publishFailed: done.failed,
+      expected,
+      received,
+      lost: stats.reduce((a, s) => a + s.lost, 0),
+      extra: stats.reduce((a, s) => a + s.extra, 0),
+      dropped: stats.reduce((a, s) => a + s.dropped, 0),
+      latency: latency(histogram),
+      deliveredPerS: seconds > 0 ? Math.round(received / seconds) : 0,
+      seconds: Math.round(seconds * 1000) / 1000,
+      serverCpuPct: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / wallS) * 100),
+      errors: done.errors,
+    };
+    histogram.destroy();
+    return result;
+  }
+}
+
+function dialogTargets(system: RunningSystem, dialogs: readonly number[], roles: readonly Role[]): ConnectTarget[] {
+  const out: ConnectTarget[] = [];
+  for (const d of dialogs) for (const role of roles) out.push(system.target(d, role));
+  return out;
+}
+
+function range(first: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => first + i);
+}
+
+async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptions): Promise<Omit<SystemResult, 'system' | 'label' | 'versions'>> {
+  const log = (line: string) => opts.log(`  ${system.name}: ${line}`);
+  // (c) idle memory, on the connections (b) then uses.
+  await sleep(opts.settleMs);
+  const pids = await system.serverPids();
+  const before = await measure(pids);
+  const dialogs = range(1, opts.dialogs);
+  const manyTargets = dialogTargets(system, dialogs, ['admin', 'widget']);
+  log(`opening ${manyTargets.length} connections over ${opts.dialogs} dialogs`);
+  const opened = await driver.connect(system, manyTargets, opts.openConcurrency);
+  await sleep(opts.settleMs);
+  const after = await measure(await system.serverPids());
+  const idle: IdleResult = {
+    connections: opened.ok,
+    failed: opened.failed,
+    connectErrors: opened.errors,
+    rssBeforeBytes: before.rssBytes,
+    rssAfterBytes: after.rssBytes,
+    bytesPerConnection: opened.ok > 0 ? Math.round((after.rssBytes - before.rssBytes) / opened.ok) : 0,
+  };
+  log(`idle: ${opened.ok} open (${opened.failed} failed), ${(idle.bytesPerConnection / 1024).toFixed(1)} KiB RSS per connection`);
+
+  // (b) many dialogs at a steady rate.
+  const perDialog = new Map(dialogs.map((d) => [d, 2]));
+  const events = Math.round(opts.manyRatePerS * opts.manyDurationS);
+  log(`many dialogs: ${events} events at ${opts.manyRatePerS}/s`);
+  const many = await driver.deliver(
+    system,
+    { events, firstDialog: 1, dialogs: opts.dialogs, ratePerS: opts.manyRatePerS, maxInFlight: 64, batchMax: 100, textBytes: opts.textBytes, maxDurationMs: opts.manyDurationS * 1000 * 2 + 5000 },
+    perDialog,
+    opened.ok,
+  );
+  log(`many dialogs: p50 ${many.latency.p50} ms, p99 ${many.latency.p99} ms, lost ${many.lost}`);
+  await driver.closeAll();
+
+  // (a) fan-out on one dialog, burst.
+  const fanoutDialog = 1;
+  const fanoutTargets = range(0, opts.fanoutSubscribers).map((i) => system.target(fanoutDialog, i % 2 === 0 ? 'admin' : 'widget'));
+  const subscribed = await driver.connect(system, fanoutTargets, opts.openConcurrency);
+  log(`fan-out: ${subscribed.ok} subscribers, ${opts.fanoutEvents} events`);
+  const fanout = await driver.deliver(
+    system,
+    { events: opts.fanoutEvents, firstDialog: fanoutDialog, dialogs: 1, ratePerS: 0, maxInFlight: 4, batchMax: 50, textBytes: opts.textBytes, maxDurationMs: 60_000 },
+    new Map([[fanoutDialog, subscribed.ok]]),
+    subscribed.ok,
+  );
+  log(`fan-out: ${fanout.deliveredPerS} deliveries/s, p99 ${fanout.latency.p99} ms, lost ${fanout.lost}`);
+  await driver.closeAll();
+
+  // (d) connects per second; distinct dialogs so the gateway's access cache is cold for each.
+  const connectTargets = range(1, opts.connectCount).map((i) => system.target(((i - 1) % opts.dialogs) + 1, i % 2 === 0 ? 'admin' : 'widget'));
+  const connected = await driver.connect(system, connectTargets, opts.connectConcurrency);
+  const connects: ConnectsResult = {
+    attempted: connectTargets.length,
+    ok: connected.ok,
+    failed: connected.failed,
+    perS: Math.round(connected.ok / (connected.elapsedMs / 1000)),
+    authenticated: system.authenticates,
+    errors: connected.errors,
+  };
+  log(`connects: ${connects.perS}/s (${connects.failed} failed)`);
+  await driver.closeAll();
+  return { idle, many, fanout, connects };
+}
+
+/** Runs the benchmark and returns every figure; starts and stops everything it needs. */
+export async function runBench(opts: BenchOptions): Promise<BenchRun> {
+  const startedAt = new Date().toISOString();
+  const loadAvgBefore = os.loadavg();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-bench-'));
+  // Postgres runs as the postgres user when we are root and must be able to enter the dir.
+  await chmod(dir, 0o755);
+  const needsPostgres = opts.systems.some((s) => s === 'ours' || s === 'ours-nginx');
+  const dialogsToSeed = Math.max(opts.dialogs, opts.connectCount, 1);
+  let backing: Backing | undefined;
+  const generators: Generator[] = [];
+  const results: SystemResult[] = [];
+  let driver: Driver | undefined;
+  try {
+    opts.log(`backing services (redis${needsPostgres ? ', postgres' : ''}) in ${dir}`);
+    backing = await startBacking({ dir, postgres: needsPostgres, dialogs: dialogsToSeed, redisUrl: opts.redisUrl, databaseUrl: opts.databaseUrl });
+    for (let i = 0; i < opts.generators; i++) generators.push(new LoadProcess(`generator-${i}`, './generator.ts'));
+    driver = new Driver(opts, generators);
+    for (const name of opts.systems) {
+      const label = SYSTEM_LABELS[name];
+      if (name === 'pushpin' && !(opts.installPushpin ? ensurePushpin(opts.log) : pushpinAvailable())) {
+        results.push({ system: name, label, versions: {}, skipped: 'pushpin is not installed (apt-get install -y pushpin)' });
+        opts.log(`${name}: skipped, not installed`);
+        continue;
+      }
+      opts.log(`${name}: starting`);
+      let system: RunningSystem | undefined;
+      try {
+        system = await startSystem(name, { dir, backing, gatewayNodeArgs: opts.gatewayNodeArgs });
+        const measured = await runSystem(driver, system, opts);
+        results.push({ system: name, label, versions: system.versions, ...measured });
+      } catch (err) {
+        opts.log(`${name}: failed: ${(err as Error).message}`);
+        results.push({ system: name, label, versions: system?.versions ?? {}, error: (err as Error).message.split('\n')[0] });
+        await driver.closeAll().catch(() => undefined);
+      } finally {
+        await system?.stop();
+      }
+    }
+  } finally {
+    await driver?.stopPublisher();
+    await Promise.all(generators.map((g) => g.stop()));
+    await backing?.stop();
+    if (!opts.keepDir) await rm(dir, { recursive: true, force: true });
+    else opts.log(`kept ${dir}`);
+  }
+  const { log: _log, ...options } = opts;
+  return { startedAt, finishedAt: new Date().toISOString(), options, backingVersions: backing?.versions ?? {}, loadAvgBefore, loadAvgAfter: os.loadavg(), results };
+}

@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { open, readFile, readdir } from 'node:fs/promises';
+
+// Process plumbing for the benchmark: every server under test runs as its own OS process so its
+// memory and CPU can be read from /proc; these helpers start, measure and stop them.
+
+/** Clock ticks per second for /proc/<pid>/stat CPU fields (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
+
+/** Resident set size of one process in bytes (VmRSS), or undefined when it is gone. */
+export async function rssBytes(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, or undefined when it is gone. */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the name: state is field 3, utime 14, stime 15 (1-based in proc(5)).
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    return (utime + stime) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid and every descendant pid (Pushpin and nginx are several processes). */
+export async function processTree(rootPid: number): Promise<number[]> {
+  const parents = new Map<number, number[]>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = parents.get(ppid) ?? [];
+      list.push(Number(entry));
+      parents.set(ppid, list);
+    } catch {
+      // The process exited while we listed /proc.
+    }
+  }
+  const out: number[] = [];
+  const queue = [rootPid];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    out.push(pid);
+    queue.push(...(parents.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Summed RSS and CPU seconds over a set of processes (missing ones count as 0). */
+export async function measure(pids: readonly number[]): Promise<{ rssBytes: number; cpuSeconds: number }> {
+  let rss = 0;
+  let cpu = 0;
+  for (const pid of pids) {
+    rss += (await rssBytes(pid)) ?? 0;
+    cpu += (await cpuSeconds(pid)) ?? 0;
+  }
+  return { rssBytes: rss, cpuSeconds: cpu };
+}
+
+/** A long-running child the benchmark started. */
+export interface BenchProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Wraps a spawned child so it can be stopped and awaited exactly once. */
+export function benchProcess(name: string, child: ChildProcess): BenchProcess {
+  if (child.pid === undefined) throw new Error(`${name}: spawn failed`);
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  return {
+    name,
+    pid: child.pid,
+    child,
+    async stop(graceMs = 3000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Options for `spawnLogged`. */
+export interface SpawnLoggedOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  /** File that receives the child's stdout and stderr. */
+  readonly logFile: string;
+}
+
+/** Spawns a command (argv array, no shell) with output to a log file. */
+export async function spawnLogged(name: string, command: string, args: readonly string[], opts: SpawnLoggedOptions): Promise<BenchProcess> {
+  const log = await open(opts.logFile, 'a');
+  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', log.fd, log.fd] });
+  await log.close();
+  return benchProcess(name, child);
+}
+
+/** Last lines of a log file, for error messages when a server fails to start. */
+export async function logTail(file: string, lines = 10): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
