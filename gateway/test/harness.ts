@@ -143,6 +143,8 @@ export class TestClient {
   readonly closed: Promise<{ code: number; reason: string }>;
   readonly opened: Promise<boolean>;
   #waiters: (() => void)[] = [];
+  /** The close code once closed. */
+  closeCode: number | undefined;
 
   /** Connects to `url` with optional headers (Origin, X-Real-IP). */
   constructor(url: string, headers: Record<string, string> = {}) {
@@ -165,6 +167,7 @@ export class TestClient {
     });
     this.closed = new Promise((resolve) => {
       this.ws.once('close', (code: number, reason: Buffer) => {
+        this.closeCode = code;
         resolve({ code, reason: reason.toString() });
         for (const w of this.#waiters.splice(0)) w();
       });
@@ -178,7 +181,7 @@ export class TestClient {
       const found = this.frames.filter(pred);
       if (found.length >= count) return found;
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${count} frame(s); got ${JSON.stringify(this.frames.map((f) => f.text))}`);
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed while waiting; frames ${JSON.stringify(this.frames.map((f) => f.text))}`);
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed (${this.closeCode}) while waiting; frames ${JSON.stringify(this.frames.map((f) => f.text))}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
         this.#waiters.push(() => {
