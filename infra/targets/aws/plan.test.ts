@@ -1,8 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { isReplyxError } from '../../errors.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { awsServiceDiscoveryNames } from '../../render/service-hosts.js';
-import { validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
+import { topologyFromStackText, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { checkPostgresPassword, checkRedisAuthToken, databaseUrl, planData, redisUrl } from './data.js';
 import { planExecutionPolicy } from './iam.js';
 import { planImages } from './images.js';
@@ -362,5 +363,15 @@ describe('planImages', () => {
     const images = planImages(topo({ backend: { image: 'ghcr.io/acme/backend:1.2' }, gateway: { image: 'ghcr.io/acme/gw:3' } }), 'prod');
     expect(images.backend).toEqual({ kind: 'remote', image: 'ghcr.io/acme/backend:1.2' });
     expect(images.gateway).toEqual({ kind: 'remote', image: 'ghcr.io/acme/gw:3' });
+  });
+});
+
+describe('Pulumi.aws.example.yaml', () => {
+  it('is a valid aws topology without warnings', async () => {
+    const text = await readFile(new URL('../../../Pulumi.aws.example.yaml', import.meta.url), 'utf8');
+    const { topology, warnings } = topologyFromStackText(text, 'Pulumi.aws.example.yaml');
+    expect(topology.target).toBe('aws');
+    expect(warnings).toEqual([]);
+    expect(topology.aws.albIdleTimeoutS * 1000).toBeGreaterThan(topology.gateway.heartbeatMs);
   });
 });

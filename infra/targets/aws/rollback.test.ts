@@ -86,7 +86,7 @@ describe('planAwsRollback', () => {
     expect([topology.wsRoute, topology.backend.workers]).toEqual(['backend', 1]);
   });
 
-  it('rejects bad input with RPX_ROLLBACK_ARGS before running anything', () => {
+  it('rejects bad input with RPX_AWS_ROLLBACK_ARGS before running anything', () => {
     const code = (f: () => unknown) => {
       try {
         f();
@@ -95,11 +95,11 @@ describe('planAwsRollback', () => {
       }
       return 'none';
     };
-    expect(code(() => planAwsRollback({ stack: 'aws' }))).toBe('RPX_ROLLBACK_ARGS');
-    expect(code(() => planAwsRollback({ stack: 'aws', backendWorkers: 0 }))).toBe('RPX_ROLLBACK_ARGS');
-    expect(code(() => planAwsRollback({ stack: 'aws', backendWorkers: 1.5 }))).toBe('RPX_ROLLBACK_ARGS');
-    expect(code(() => planAwsRollback({ stack: 'aws', wsRoute: 'nginx' as never }))).toBe('RPX_ROLLBACK_ARGS');
-    expect(code(() => planAwsRollback({ stack: 'aws; rm -rf /', wsRoute: 'backend' }))).toBe('RPX_ROLLBACK_ARGS');
+    expect(code(() => planAwsRollback({ stack: 'aws' }))).toBe('RPX_AWS_ROLLBACK_ARGS');
+    expect(code(() => planAwsRollback({ stack: 'aws', backendWorkers: 0 }))).toBe('RPX_AWS_ROLLBACK_ARGS');
+    expect(code(() => planAwsRollback({ stack: 'aws', backendWorkers: 1.5 }))).toBe('RPX_AWS_ROLLBACK_ARGS');
+    expect(code(() => planAwsRollback({ stack: 'aws', wsRoute: 'nginx' as never }))).toBe('RPX_AWS_ROLLBACK_ARGS');
+    expect(code(() => planAwsRollback({ stack: 'aws; rm -rf /', wsRoute: 'backend' }))).toBe('RPX_AWS_ROLLBACK_ARGS');
   });
 });
 
@@ -211,18 +211,18 @@ describe('runAwsRollback', () => {
     expect(result.fix).toContain('did not settle');
   });
 
-  it('stops with RPX_ROLLBACK_PULUMI_UP when pulumi up fails, before asking ECS', async () => {
+  it('stops with RPX_AWS_ROLLBACK_UP when pulumi up fails, before asking ECS', async () => {
     const { run, calls } = scriptedRunner({ up: { exitCode: 255, stdout: '', stderr: 'error: update failed' }, describe: [describeJson()] });
     const err = await runAwsRollback({ stack: 'aws', wsRoute: 'backend' }, { run, ...noWait }).catch((e: unknown) => e);
-    expect(isReplyxError(err) && err.code).toBe('RPX_ROLLBACK_PULUMI_UP');
+    expect(isReplyxError(err) && err.code).toBe('RPX_AWS_ROLLBACK_UP');
     expect((err as Error).message).toContain('update failed');
     expect(calls.some((c) => c[0] === 'aws')).toBe(false);
   });
 
-  it('stops with RPX_ROLLBACK_CONFIG when the config cannot be set, before pulumi up', async () => {
+  it('stops with RPX_AWS_ROLLBACK_CONFIG when the config cannot be set, before pulumi up', async () => {
     const { run, calls } = scriptedRunner({ config: { exitCode: 1, stdout: '', stderr: 'error: no stack named aws' }, describe: [describeJson()] });
     const err = await runAwsRollback({ stack: 'aws', wsRoute: 'backend' }, { run, ...noWait }).catch((e: unknown) => e);
-    expect(isReplyxError(err) && err.code).toBe('RPX_ROLLBACK_CONFIG');
+    expect(isReplyxError(err) && err.code).toBe('RPX_AWS_ROLLBACK_CONFIG');
     expect(calls.some((c) => c[1] === 'up')).toBe(false);
   });
 });
@@ -233,8 +233,8 @@ describe('runCommand (the real runner)', () => {
     expect(result).toEqual({ exitCode: 3, stdout: '$(echo not a shell); *', stderr: '' });
   });
 
-  it('turns a missing CLI into RPX_MISSING_CLI with an install hint', async () => {
+  it('turns a missing CLI into RPX_AWS_CLI_MISSING with an install hint', async () => {
     const err = await runCommand(['replyx-no-such-cli-xyz', 'up']).catch((e: unknown) => e);
-    expect(isReplyxError(err) && err.code).toBe('RPX_MISSING_CLI');
+    expect(isReplyxError(err) && err.code).toBe('RPX_AWS_CLI_MISSING');
   });
 });

@@ -32,7 +32,7 @@ export interface AwsRollbackPlan {
 const STACK_NAME = /^[A-Za-z0-9_.\-/]{1,100}$/;
 
 function argsError(message: string, fix: string): ReplyxError {
-  return new ReplyxError('RPX_ROLLBACK_ARGS', message, fix);
+  return new ReplyxError('RPX_AWS_ROLLBACK_ARGS', message, fix);
 }
 
 /** Plans an AWS rollback (pure): the `pulumi config set` commands for the change, `pulumi up`, and the outputs query. */
@@ -199,7 +199,7 @@ export const runCommand: CommandRunner = (argv, options = {}) =>
     });
     child.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') {
-        reject(new ReplyxError('RPX_MISSING_CLI', `${command} is not installed or not on PATH`, command === 'aws' ? 'install the AWS CLI v2 and configure credentials (aws configure)' : 'install the Pulumi CLI (https://www.pulumi.com/docs/install/)', { cause: err }));
+        reject(new ReplyxError('RPX_AWS_CLI_MISSING', `${command} is not installed or not on PATH`, command === 'aws' ? 'install the AWS CLI v2 and configure credentials (aws configure)' : 'install the Pulumi CLI (https://www.pulumi.com/docs/install/)', { cause: err }));
       } else reject(err);
     });
     child.on('close', (code) => resolve({ exitCode: code ?? 1, stdout, stderr }));
@@ -262,9 +262,9 @@ export async function runAwsRollback(input: AwsRollbackInput, options: AwsRollba
   };
 
   for (const argv of plan.configCommands) {
-    await step(`set ${argv[argv.length - 3] ?? 'config'}`, argv, 'RPX_ROLLBACK_CONFIG', `check that stack ${plan.stack} exists (pulumi stack ls) and you are logged in (pulumi whoami)`);
+    await step(`set ${argv[argv.length - 3] ?? 'config'}`, argv, 'RPX_AWS_ROLLBACK_CONFIG', `check that stack ${plan.stack} exists (pulumi stack ls) and you are logged in (pulumi whoami)`);
   }
-  await step('pulumi up', plan.upCommand, 'RPX_ROLLBACK_PULUMI_UP', 'read the pulumi output above; the config change is saved, so fix the cause and run `pulumi up` again, or undo with npm run rollback -- --undo --target aws', true);
+  await step('pulumi up', plan.upCommand, 'RPX_AWS_ROLLBACK_UP', 'read the pulumi output above; the config change is saved, so fix the cause and run `pulumi up` again, or undo with npm run rollback -- --undo --target aws', true);
   const targets = parseStackOutputs((await step('read stack outputs', plan.outputsCommand, 'RPX_AWS_OUTPUTS', `run \`pulumi stack output --json --stack ${plan.stack}\` by hand`)).stdout);
 
   const describe = describeServicesCommand(targets);
