@@ -124,6 +124,17 @@ describe('infra/index.ts under the node arguments of Pulumi.yaml', () => {
     expect(result.resources).toEqual([]);
   }, SPAWN_TIMEOUT_MS);
 
+  it('dispatches target aws to infra/targets/aws and returns its outputs, creating no Docker containers', async () => {
+    const { code, result, stderr } = await loadEntrypoint({ 'aws:region': 'eu-west-1', 'replyx:target': 'aws' });
+    expect(result.error, stderr).toBeUndefined();
+    expect(code).toBe(0);
+    expect(result.outputs).toMatchObject({ target: 'aws', wsRoute: 'gateway' });
+    const types = new Set(result.resources.map((r) => r.type));
+    expect(types.has('replyx:aws:Stack')).toBe(true);
+    expect(types.has('replyx:docker:Stack')).toBe(false);
+    expect(types.has('docker:index/container:Container')).toBe(false);
+  }, SPAWN_TIMEOUT_MS);
+
   it('tells a local stack to use npm start, registering nothing', async () => {
     const { code, result } = await loadEntrypoint(await stackConfig('local'));
     expect(code).toBe(1);

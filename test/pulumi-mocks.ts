@@ -37,8 +37,35 @@ function computedOutputs(type: string, name: string, inputs: Record<string, unkn
       return { result: { [SIG_KEY]: SECRET_SIG, value: `generated-${name}` } };
     case 'pulumi-nodejs:dynamic/replyx:NginxConfigFile':
       return { sha256: 'mock-sha256', reloaded: false };
+    case 'aws:lb/loadBalancer:LoadBalancer':
+      return awsCommon(type, name, inputs, { dnsName: `${name}.eu-west-1.elb.amazonaws.com` });
+    case 'aws:ecr/repository:Repository':
+      return awsCommon(type, name, inputs, { repositoryUrl: `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${String(plain(inputs.name))}`, registryId: '123456789012' });
+    case 'aws:elasticache/replicationGroup:ReplicationGroup':
+      return awsCommon(type, name, inputs, { primaryEndpointAddress: `master.${name}.cache.amazonaws.com` });
+    case 'aws:rds/instance:Instance':
+      return awsCommon(type, name, inputs, { address: `${name}.rds.amazonaws.com` });
     default:
-      return {};
+      return type.startsWith('aws:') ? awsCommon(type, name, inputs, {}) : {};
+  }
+}
+
+// Every AWS resource has an ARN and a physical name once created.
+function awsCommon(type: string, name: string, inputs: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  return { arn: `arn:aws:mock:eu-west-1:123456789012:${type}/${name}`, name: inputs.name ?? `${name}-physical`, ...extra };
+}
+
+// Data-source answers the AWS target asks for (zones, region, ECR login).
+function callResults(token: string): Record<string, unknown> | undefined {
+  switch (token) {
+    case 'aws:index/getAvailabilityZones:getAvailabilityZones':
+      return { names: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'], zoneIds: ['euw1-az1', 'euw1-az2', 'euw1-az3'] };
+    case 'aws:index/getRegion:getRegion':
+      return { name: 'eu-west-1', region: 'eu-west-1' };
+    case 'aws:ecr/getAuthorizationToken:getAuthorizationToken':
+      return { userName: 'AWS', password: 'ecr-token', proxyEndpoint: 'https://123456789012.dkr.ecr.eu-west-1.amazonaws.com' };
+    default:
+      return undefined;
   }
 }
 
@@ -56,7 +83,7 @@ export function installPulumiMocks(options: { preview?: boolean; project?: strin
         return { id: `${args.name}-id`, state: { ...inputs, ...computedOutputs(args.type, args.name, inputs) } };
       },
       call(args: pulumi.runtime.MockCallArgs) {
-        return args.inputs as Record<string, unknown>;
+        return callResults(args.token) ?? (args.inputs as Record<string, unknown>);
       },
     },
     options.project ?? 'replyx',

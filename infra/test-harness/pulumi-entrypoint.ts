@@ -22,6 +22,17 @@ async function resolveOutputs(value: unknown): Promise<unknown> {
   return value;
 }
 
+function report(err: unknown): void {
+  console.log(JSON.stringify({ error: err instanceof Error ? err.message : String(err), runError: pulumi.RunError.isInstance(err), resources }));
+  process.exitCode = 1;
+}
+
+// Pulumi's host reports errors from detached Output callbacks too (an unhandled rejection).
+process.on('unhandledRejection', (err) => {
+  report(err);
+  process.exit(1);
+});
+
 try {
   // Same steps as @pulumi/pulumi/cmd/run for an ES module: import, take the default export if
   // it is the only one, call it when it is a function, await the result as the stack outputs.
@@ -37,6 +48,5 @@ try {
   console.log(JSON.stringify({ resources, outputs }));
 } catch (err) {
   await pulumi.runtime.disconnect();
-  console.log(JSON.stringify({ error: err instanceof Error ? err.message : String(err), runError: pulumi.RunError.isInstance(err), resources }));
-  process.exitCode = 1;
+  report(err);
 }
