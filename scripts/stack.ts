@@ -6,10 +6,10 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
-import { demoTokens, formatDemoTokens } from '../infra/targets/local/demo-tokens.js';
-import { devStackStatus, downDevStack, loadDevPlan, restartPlanService, upDevStack } from '../infra/targets/local/local-stack.js';
-import { ensureOsPackages } from '../infra/targets/local/os-packages.js';
-import { LOCAL_SERVICES, type LocalServiceName } from '../infra/targets/local/plan.js';
+import type { LocalServiceName } from '../infra/targets/local/plan.js';
+
+// Kept here rather than imported so `--help` and usage errors answer without loading the stack code.
+const LOCAL_SERVICES = ['postgres', 'redis', 'backend', 'ws-gateway', 'nginx'] as const;
 
 const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --help         show this help';
 
@@ -85,8 +85,10 @@ async function main(argv: string[]): Promise<number> {
   if (stack !== undefined && !/^[A-Za-z0-9_.-]+$/.test(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
   if (!['logs', 'restart'].includes(command) && positionals.length > 0) usageError(`unexpected argument "${positionals[0]}"`, command);
 
+  const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, upDevStack } = await import('../infra/targets/local/local-stack.js');
   switch (command) {
     case 'up': {
+      const { ensureOsPackages } = await import('../infra/targets/local/os-packages.js');
       ensureOsPackages(log);
       const plan = await upDevStack({ stack }, log);
       log('');
@@ -139,6 +141,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'tokens': {
+      const { demoTokens, formatDemoTokens } = await import('../infra/targets/local/demo-tokens.js');
       const { plan, secrets } = await loadDevPlan({ stack });
       const t = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports['ws-gateway'] }, secrets.debugToken);
       console.log(values.json ? JSON.stringify(t, null, 2) : formatDemoTokens(t));

@@ -1,0 +1,139 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { validateTopology } from '../../topology/index.js';
+import { demoTokens, formatDemoTokens, shellQuote } from './demo-tokens.js';
+import { LOCAL_SERVICES, planLocalStack, startOrder, withPorts } from './plan.js';
+import { describeOwner, parseProcNetTcp, parseSsListeners, portOwner } from './port-owner.js';
+import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
+import { assertPortFree, pidMatches } from './supervisor.js';
+
+const run = promisify(execFile);
+const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43) };
+const local = (input: Record<string, unknown> = {}) => validateTopology({ target: 'local', ...input }).topology;
+const opts = { stateDir: '/tmp/state', repoDir: '/repo', secrets, nodePath: '/usr/bin/node' };
+
+describe('planLocalStack', () => {
+  it('plans the five services with the topology ports, in dependency order', () => {
+    const plan = planLocalStack(local(), opts);
+    expect(startOrder(plan.services).map((s) => s.name)).toEqual([...LOCAL_SERVICES]);
+    expect(plan.ports).toEqual({ postgres: 5433, redis: 6380, backend: 8000, 'ws-gateway': 8001, nginx: 8080 });
+    expect(plan.urls.public).toBe('http://localhost:8080');
+    expect(plan.services.find((s) => s.name === 'nginx')!.dependsOn).toEqual(['backend', 'ws-gateway']);
+    expect(plan.services.map((s) => s.displayName)).toEqual(['replyx-postgres', 'replyx-redis', 'replyx-backend', 'replyx-ws-gateway', 'replyx-nginx']);
+  });
+
+  it('passes the contract env to backend and gateway, as argv arrays', () => {
+    const plan = planLocalStack(local({ backend: { workers: 2 }, gateway: { heartbeatMs: 10_000, drainWindowMs: 700 } }), opts);
+    const backend = plan.services.find((s) => s.name === 'backend')!;
+    const gateway = plan.services.find((s) => s.name === 'ws-gateway')!;
+    expect(backend.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'examples/backend/src/main.ts']);
+    expect(backend.env).toMatchObject({ PORT: '8000', BACKEND_WORKERS: '2', UVICORN_WORKERS: '2', DATABASE_URL: 'postgres://replyx@127.0.0.1:5433/replyx', REDIS_URL: 'redis://127.0.0.1:6380', JWT_SECRET: secrets.jwtSecret });
+    expect(gateway.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'gateway/src/main.ts']);
+    expect(gateway.env).toMatchObject({ PORT: '8001', HEARTBEAT_MS: '10000', DRAIN_WINDOW_MS: '700', PUBLISH_KEY: secrets.publishKey, DEBUG_TOKEN: secrets.debugToken, BROKER: 'redis', SERVICE_MODE: 'websocket', UVICORN_WORKERS: '1' });
+    expect(gateway.stopGraceMs).toBeGreaterThan(700);
+    expect(backend.ready).toEqual({ kind: 'http', url: 'http://127.0.0.1:8000/health' });
+    const nginx = plan.services.find((s) => s.name === 'nginx')!;
+    expect(nginx.argv).toEqual(['nginx', '-p', '/tmp/state/nginx', '-c', '/tmp/state/nginx/nginx.conf', '-g', 'daemon off;']);
+  });
+
+  it('applies port overrides to the plan and to the topology nginx is rendered from', () => {
+    const ports = { postgres: 41001, redis: 41002, backend: 41003, 'ws-gateway': 41004, nginx: 41005 };
+    const plan = planLocalStack(local(), { ...opts, ports });
+    expect(plan.ports).toEqual(ports);
+    expect(plan.topology.nginx.port).toBe(41005);
+    expect(plan.topology.gateway.port).toBe(41004);
+    expect(plan.services.find((s) => s.name === 'redis')!.argv).toContain('41002');
+    expect(withPorts(local(), ports).backend.port).toBe(41003);
+  });
+
+  it('skips Postgres when given a database, and refuses gateway replicas locally', () => {
+    const plan = planLocalStack(local(), { ...opts, externalDatabaseUrl: 'postgres://x@127.0.0.1:1/db' });
+    expect(plan.services.map((s) => s.name)).not.toContain('postgres');
+    expect(plan.services.find((s) => s.name === 'backend')!.env.DATABASE_URL).toBe('postgres://x@127.0.0.1:1/db');
+    expect(() => planLocalStack(local({ gateway: { replicas: 2 } }), opts)).toThrow(/RPX_LOCAL_GATEWAY_REPLICAS|one gateway process/);
+  });
+});
+
+describe('port owner', () => {
+  it('parses ss and /proc/net/tcp listeners', () => {
+    const ss = 'LISTEN 0      511        127.0.0.1:8080      0.0.0.0:*    users:(("nginx",pid=4242,fd=6),("nginx",pid=4243,fd=6))\n';
+    expect(parseSsListeners(ss, 8080)).toEqual({ command: 'nginx', pid: 4242 });
+    expect(parseSsListeners(ss, 80)).toBeUndefined();
+    const proc = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n';
+    expect(parseProcNetTcp(proc, 8080)).toEqual(['12345']);
+    expect(parseProcNetTcp(proc, 8081)).toEqual([]);
+    expect(describeOwner(undefined)).toBe('an unknown process');
+    expect(describeOwner({ command: 'redis-server', pid: 7 })).toBe('redis-server (pid 7)');
+  });
+
+  it('names this process when it holds the port a service wants', async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    expect(portOwner(port)?.pid).toBe(process.pid);
+    const spec = planLocalStack(local(), { ...opts, ports: { nginx: port } }).services.find((s) => s.name === 'nginx')!;
+    await expect(assertPortFree(spec)).rejects.toMatchObject({ code: 'RPX_PORT_TAKEN', message: expect.stringContaining(`(pid ${process.pid})`) });
+    server.close();
+    expect(pidMatches(process.pid, 'node')).toBe(true);
+    expect(pidMatches(process.pid, 'no-such-marker')).toBe(false);
+  });
+});
+
+describe('secrets and tokens', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  it('creates secrets once with mode 600 and rejects a damaged file', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-secrets-'));
+    dirs.push(dir);
+    const first = await loadOrCreateSecrets(dir);
+    expect(await loadOrCreateSecrets(dir)).toEqual(first);
+    expect((await stat(path.join(dir, 'secrets.json'))).mode & 0o777).toBe(0o600);
+    expect(first.jwtSecret).not.toBe(generateSecrets().jwtSecret);
+    await writeFile(path.join(dir, 'secrets.json'), '{"jwtSecret": 1}');
+    await expect(loadOrCreateSecrets(dir)).rejects.toMatchObject({ code: 'RPX_LOCAL_SECRETS_INVALID' });
+  });
+
+  it('fills the seed’s commands in for the stack’s ports, and quotes them for a shell', async () => {
+    const t = await demoTokens(secrets.jwtSecret, { nginx: 18080, backend: 18000, gateway: 18001 }, 'dbg');
+    expect(t.siteTokens.map((s) => [s.name, s.dialogId, s.assistantId])).toEqual([['SITE1', 100, 3], ['SITE2', 200, 4], ['SITE3', 300, 5]]);
+    expect(t.dialogs).toEqual([100, 123, 200, 300]);
+    expect(t.widget).toMatchObject({ assistantId: 3, allowedOrigin: 'http://localhost:18080' });
+    const text = formatDemoTokens(t);
+    expect(text).toContain(`'ws://localhost:18080/ws/dialogs/123?token=${t.adminToken}'`);
+    expect(text).toContain("'ws://localhost:18080/ws/widget/dialogs/123?assistant_id=3&parent_origin=http://localhost:18080'");
+    expect(text).toContain('curl -s http://localhost:18000/health');
+    expect(text).toContain(`-d '{"text": "Test message"}'`);
+    expect(shellQuote("it's")).toBe(`'it'\\''s'`);
+    // Same secret, same site tokens: they are derived, not stored.
+    expect((await demoTokens(secrets.jwtSecret, { nginx: 1, backend: 2, gateway: 3 })).siteTokens).toEqual(t.siteTokens);
+  });
+});
+
+describe('scripts/stack.ts', () => {
+  const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'scripts/stack.ts', ...args], { cwd: path.resolve(import.meta.dirname, '../../..') });
+
+  it('prints help for every command', async () => {
+    const outs = await Promise.all(['up', 'down', 'status', 'logs', 'restart', 'tokens', ''].map((cmd) => cli(...(cmd ? [cmd] : []), '--help')));
+    for (const o of outs) expect(o.stdout).toContain('Usage:');
+    expect(outs.at(-1)!.stdout).toContain('restart SVC');
+  }, 90_000);
+
+  it('rejects bad input with one RPX_USAGE line', async () => {
+    const cases = [['status', '--bogus'], ['frobnicate'], ['logs'], ['logs', 'mysql'], ['restart', 'backend', 'extra'], ['tokens', '--stack', '../etc']];
+    const errs = await Promise.all(cases.map((args) => cli(...args).then(() => undefined, (e: unknown) => e as { code: number; stderr: string })));
+    for (const err of errs) {
+      expect(err?.code).toBe(1);
+      expect(err!.stderr.trim().split('\n')).toHaveLength(1);
+      expect(err!.stderr).toContain('RPX_USAGE');
+    }
+  }, 90_000);
+});
+
