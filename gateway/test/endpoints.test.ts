@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { sharedRedisUrl } from '../../test/services.js';
@@ -235,7 +236,7 @@ describe('refusals and close codes', () => {
     await c.ready();
     await eventually(() => gw.gateway.hub.has(dialog));
     // Stop reading: the kernel buffers fill, then the gateway's send buffer passes its cap.
-    const raw = (c.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    const raw = (c.ws as unknown as { _socket: Socket })._socket;
     raw.pause();
     const big = { text: 'x'.repeat(200 * 1024) };
     const slow = () => gw.logs.some((l) => l.includes('slow consumer') && l.includes('"code":4101'));

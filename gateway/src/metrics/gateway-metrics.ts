@@ -42,14 +42,14 @@ export class GatewayMetrics {
         this.set(sources.dialogs());
       },
     });
-    const self = this;
+    const delivered = (): number => this.delivered;
     new Counter({
       name: 'replyx_gateway_events_delivered_total',
       help: 'Event frames sent to clients (one per recipient).',
       registers,
       collect() {
         this.reset();
-        this.inc(self.delivered);
+        this.inc(delivered());
       },
     });
     this.#closes = new Counter({ name: 'replyx_gateway_closes_total', help: 'Connections closed, by close code.', labelNames: ['code'], registers });
