@@ -96,6 +96,8 @@ export function planNames(topology: Topology, stack: string) {
     cluster: base,
     namespace: `${topology.name}.local`,
     logGroups: Object.fromEntries(AWS_SERVICES.map((s) => [s, `/ecs/${base}/${CONTAINER_NAMES[s]}`])) as Record<AwsServiceName, string>,
+    // Families are account-wide: the stack name keeps two stacks' revisions apart.
+    families: Object.fromEntries(AWS_SERVICES.map((s) => [s, `${base}-${CONTAINER_NAMES[s]}`])) as Record<AwsServiceName, string>,
   };
 }
 
@@ -200,7 +202,7 @@ export class Services extends pulumi.ComponentResource {
       taskDefinitions[service] = new aws.ecs.TaskDefinition(
         `${name}-${service}`,
         {
-          family: `${topology.name}-${args.stack}-${CONTAINER_NAMES[service]}`,
+          family: names.families[service],
           requiresCompatibilities: ['FARGATE'],
           networkMode: 'awsvpc',
           cpu: plan.cpu,
@@ -227,7 +229,7 @@ export class Services extends pulumi.ComponentResource {
           // Short TTL: nginx re-resolves and sees replaced tasks within seconds.
           dnsConfig: { namespaceId: namespace.id, dnsRecords: [{ type: 'A', ttl: 10 }], routingPolicy: 'MULTIVALUE' },
           // ECS reports task health to Cloud Map, so only healthy tasks are in DNS.
-          healthCheckCustomConfig: { failureThreshold: 1 },
+          healthCheckCustomConfig: {},
           forceDestroy: true,
           tags: args.tags,
         },

@@ -295,6 +295,15 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     for (const sg of given.of(SG)) expect(sg.inputs.vpcId).toBe('vpc-9');
   });
 
+  it('pins every resource to aws.region through an explicit provider when it is set', async () => {
+    const pinned = await deploy({ name: 'pinned', aws: { region: 'eu-central-1' } });
+    expect(pinned.one('pulumi:providers:aws', '-aws').inputs.region).toBe('eu-central-1');
+    expect(pinned.outputs.region).toBe('eu-central-1');
+    const options = (pinned.containers('gateway')[0]!.logConfiguration as { options: Record<string, string> }).options;
+    expect(options['awslogs-region']).toBe('eu-central-1');
+    expect(d.of('pulumi:providers:aws')).toHaveLength(0);
+  });
+
   it('sets the backend env: desired count = backend.replicas, BACKEND_WORKERS = UVICORN_WORKERS = workers', async () => {
     const b = await deploy({ name: 'workers', backend: { workers: 3, replicas: 2 } });
     expect(b.one(SERVICE, '-backend').inputs.desiredCount).toBe(2);

@@ -39,9 +39,8 @@ export interface ContainerDefinition {
   readonly ulimits: readonly { readonly name: 'nofile'; readonly softLimit: number; readonly hardLimit: number }[];
 }
 
-/** One task definition: family, Fargate size and its single container. */
+/** One task definition: Fargate size and its single container (the family comes from planNames). */
 export interface TaskPlan {
-  readonly family: string;
   readonly cpu: string;
   readonly memory: string;
   readonly containerDefinitions: readonly ContainerDefinition[];
@@ -172,8 +171,7 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
     ulimits: nofile(0),
     ...extra,
   });
-  const task = (service: AwsServiceName, definition: ContainerDefinition): TaskPlan => ({
-    family: `${topology.name}-${CONTAINER_NAMES[service]}`,
+  const task = (definition: ContainerDefinition): TaskPlan => ({
     cpu: String(topology.aws.taskCpu),
     memory: String(topology.aws.taskMemoryMb),
     containerDefinitions: [definition],
@@ -181,7 +179,6 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
   const { limits } = topology;
   return {
     backend: task(
-      'backend',
       container('backend', topology.backend.port, {
         BACKEND_WORKERS: topology.backend.workers,
         UVICORN_WORKERS: topology.backend.workers,
@@ -191,7 +188,6 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
       }, {}),
     ),
     gateway: task(
-      'gateway',
       container(
         'gateway',
         topology.gateway.port,
@@ -217,7 +213,6 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
       ),
     ),
     nginx: task(
-      'nginx',
       container(
         'nginx',
         topology.nginx.port,
