@@ -8,7 +8,7 @@ import { DialogAccessStore } from './access/dialog-access.js';
 import { TokenVerifier } from './auth/tokens.js';
 import type { Broker } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory-broker.js';
-import type { BrokerEvent } from './broker/protocol.js';
+import { compareEventIds, type BrokerEvent } from './broker/protocol.js';
 import type { PublishInput } from './broker/publisher.js';
 import { RedisBroker } from './broker/redis-broker.js';
 import { CloseCodes, type CloseCodeInfo } from './close-codes.js';
@@ -88,8 +88,15 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     const frame = Buffer.from(event.json);
     let sent = 0;
     for (const conn of hub.recipients(event.dialogId, event.audience)) {
-      if (conn.pending) conn.pending.push(event);
-      else if (conn.send(frame, config.sendBufferBytes, CLOSE_SLOW)) sent += 1;
+      if (conn.pending) {
+        conn.pending.push(event);
+        continue;
+      }
+      if (conn.replayedUpTo !== undefined) {
+        if (compareEventIds(event.id, conn.replayedUpTo) <= 0) continue;
+        conn.replayedUpTo = undefined;
+      }
+      if (conn.send(frame, config.sendBufferBytes, CLOSE_SLOW)) sent += 1;
     }
     metrics.delivered += sent;
     const ts = eventTs(event.json);
@@ -196,9 +203,12 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       if (result.status === 'gap') {
         conn.send(RESYNC, config.sendBufferBytes, CLOSE_SLOW);
         replay = mergeReplay([], buffered, undefined);
+        conn.replayedUpTo = replay.at(-1)?.id;
       } else {
+        // History holds every audience; buffered live events were already narrowed by the hub.
         const mine = result.events.filter((e) => e.audience.length === 0 || e.audience.includes(conn.kind));
         replay = mergeReplay(mine, buffered, auth.since);
+        conn.replayedUpTo = replay.at(-1)?.id ?? auth.since;
       }
       for (const event of replay) if (!conn.send(Buffer.from(event.json), config.sendBufferBytes, CLOSE_SLOW)) break;
       metrics.delivered += replay.length;

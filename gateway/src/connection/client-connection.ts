@@ -49,6 +49,12 @@ export class ClientConnection implements HubMember {
   framesWindowStart = 0;
   /** Non-null while history is being replayed: live events wait here (see resume). */
   pending: BrokerEvent[] | null = null;
+  /**
+   * After a replay: the newest id sent. The pub/sub copy of an event the history read already
+   * returned can still arrive afterwards (two Redis connections), so live events up to this id
+   * are dropped; the first newer one clears it, keeping the steady-state path compare-free.
+   */
+  replayedUpTo: string | undefined;
   /** The code the gateway closed with, so metrics and logs show ours rather than the echo. */
   closeCode: number | undefined;
   readonly connectedAt = Date.now();
