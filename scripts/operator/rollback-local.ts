@@ -1,0 +1,229 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ReplyxError } from '../../infra/errors.js';
+import { renderNginxConfig } from '../../infra/render/nginx.js';
+import { restartPlanService } from '../../infra/targets/local/local-stack.js';
+import { planLocalStack, type LocalStackPlan, type ProcessSpec } from '../../infra/targets/local/plan.js';
+import { isPortOpen, waitUntil } from '../../infra/targets/local/ports.js';
+import { testNginxConfig } from '../../infra/targets/local/processes.js';
+import { serviceState, startService } from '../../infra/targets/local/supervisor.js';
+import { REPO_DIR } from '../../infra/targets/local/local-stack.js';
+import { topologyFromStackText, type Topology } from '../../infra/topology/index.js';
+import type { StackContext } from './context.js';
+import { runHealth } from './health.js';
+import type { ProbeCredentials } from './live-state.js';
+import { httpJson, wsFirstFrame } from './probes.js';
+import { planRollback, stateOf, type RollbackChange, type RollbackPlan } from './rollback-plan.js';
+import { persistStackChange } from './rollback-persist.js';
+import { writeAtomic } from './rollback-history.js';
+import { endOldWorkers } from './nginx-workers.js';
+import type { CommandRunner } from './runner.js';
+import type { StepRunner } from './steps.js';
+
+// The local target's rollback: nginx config swapped atomically and reloaded with SIGHUP, the
+// old /ws/ server made to drop its clients, the backend restarted with its new worker count,
+// the result verified, and the stack file updated. A failure after the swap puts the previous
+// config and processes back.
+
+/** Options of a local rollback (tests use the hooks). */
+export interface LocalRollbackOptions {
+  /** Changes the rendered config before it is validated (tests inject broken configs). */
+  readonly transformConfig?: (text: string) => string;
+  /** How long verification waits for the new route to answer. */
+  readonly verifyTimeoutMs?: number;
+  readonly run: CommandRunner;
+  readonly creds: ProbeCredentials;
+  readonly print: (line: string) => void;
+}
+
+/** What a local rollback did. */
+export interface LocalRollbackOutcome {
+  readonly plan: RollbackPlan;
+  readonly warnings: readonly string[];
+  /** How the change was saved (pulumi config set, or the stack file edited). */
+  readonly persisted: string;
+}
+
+const spec = (plan: LocalStackPlan, name: ProcessSpec['name']) => plan.services.find((s) => s.name === name)!;
+
+/** The local plan for a stack file text, on the ports and state dir of the running stack. */
+export function localPlanFor(ctx: StackContext, text: string): LocalStackPlan {
+  const { topology } = topologyFromStackText(text, path.basename(ctx.stackFile));
+  return planLocalStack(topology, { stateDir: ctx.local!.stateDir, repoDir: REPO_DIR, secrets: ctx.local!.secrets, ports: ctx.local!.plan.ports });
+}
+
+function contextFor(ctx: StackContext, plan: LocalStackPlan): StackContext {
+  return { ...ctx, topology: plan.topology, local: { ...ctx.local!, plan } };
+}
+
+async function reloadNginx(plan: LocalStackPlan): Promise<string> {
+  const st = await serviceState(spec(plan, 'nginx'));
+  if (!st.running || st.pid === undefined) throw new ReplyxError('RPX_ROLLBACK_NGINX_DOWN', 'nginx is not running', 'start the stack (npm start) and roll back again');
+  // SIGHUP is what `nginx -s reload` sends: the master re-reads the file, starts new workers and
+  // lets old ones finish (at most worker_shutdown_timeout).
+  process.kill(st.pid, 'SIGHUP');
+  return `SIGHUP to nginx master pid ${st.pid}`;
+}
+
+/**
+ * Makes the gateway drop its clients: SIGTERM makes it stop listening at once and close every
+ * client with 4200 spread over its drain window (jitter), exiting by itself afterwards. The new
+ * gateway starts on the freed port in the background; verification awaits it.
+ */
+async function drainGateway(plan: LocalStackPlan): Promise<{ detail: string; started: Promise<number> }> {
+  const gw = spec(plan, 'ws-gateway');
+  const st = await serviceState(gw);
+  if (st.pid !== undefined) process.kill(st.pid, 'SIGTERM');
+  if (!(await waitUntil(async () => !(await isPortOpen(gw.port)), 5000, 20))) {
+    throw new ReplyxError('RPX_ROLLBACK_DRAIN', `the gateway (pid ${st.pid ?? '?'}) still listens on ${gw.port} after SIGTERM`, `read ${gw.logFile}`);
+  }
+  const started = startService(gw);
+  started.catch(() => undefined);
+  return { detail: `gateway pid ${st.pid ?? 'none'} closing its clients with 4200 over ${plan.topology.gateway.drainWindowMs} ms; new gateway starting`, started };
+}
+
+/** Ends nginx's old workers so legacy /ws/ clients of the backend reconnect through the new route. */
+async function drainOldNginxWorkers(plan: LocalStackPlan): Promise<string> {
+  const st = await serviceState(spec(plan, 'nginx'));
+  if (st.pid === undefined) return 'nginx not running';
+  const ended = await endOldWorkers(st.pid, 1000);
+  return ended === 0 ? 'old nginx workers already gone' : `ended ${ended} old nginx worker${ended === 1 ? '' : 's'} holding /ws/ connections to the backend (clients reconnect via the new route)`;
+}
+
+async function restartBackend(plan: LocalStackPlan): Promise<string> {
+  const lines: string[] = [];
+  const pid = await restartPlanService(plan, 'backend', (l) => lines.push(l.trim()));
+  return `pid ${pid}, ${plan.topology.backend.workers} worker${plan.topology.backend.workers === 1 ? '' : 's'} (${lines.map((l) => l.replace(/^backend\s+/, '')).join(', ')})`;
+}
+
+/** Waits until /ws/ through nginx is answered by the server the plan routes to. */
+async function waitForRoute(ctx: StackContext, plan: LocalStackPlan, creds: ProbeCredentials, timeoutMs: number): Promise<string> {
+  const want = plan.topology.wsRoute === 'gateway' ? 'ws-gateway' : 'backend';
+  let last = '';
+  const ok = await waitUntil(
+    async () => {
+      const r = await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/123?token=${encodeURIComponent(creds.adminToken ?? '')}`, {}, 1500);
+      last = r.ok ? `answered by ${String((r.value as { server?: unknown }).server)}` : r.error;
+      return r.ok && (r.value as { server?: unknown }).server === want;
+    },
+    timeoutMs,
+    50,
+  );
+  if (!ok) throw new ReplyxError('RPX_ROLLBACK_VERIFY', `/ws/ is not answered by ${want}: ${last}`, 'the previous state is being restored; read the nginx and service logs');
+  return `/ws/ answered by ${want}`;
+}
+
+/** Applies `to` on top of the running `from` (render, validate, swap, reload, drain, restart). */
+async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRunner, options: Pick<LocalRollbackOptions, 'transformConfig'>, configText?: string, onSwapped: () => void = () => undefined): Promise<{ gatewayStarted?: Promise<number> }> {
+  let text = '';
+  await steps.run('render', async () => {
+    text = configText ?? renderNginxConfig(to.topology, 'local', { prefixDir: to.nginxPrefixDir });
+    if (options.transformConfig) text = options.transformConfig(text);
+    return `nginx config for wsRoute=${to.topology.wsRoute} (${text.length} bytes)`;
+  });
+  const next = `${to.nginxConfigFile}.next`;
+  await steps.run('validate', async () => {
+    await writeFile(next, text);
+    try {
+      await testNginxConfig(next, to.nginxPrefixDir);
+    } catch (err) {
+      await rm(next, { force: true });
+      throw err;
+    }
+    return 'nginx -t ok';
+  });
+  await steps.run('swap', async () => {
+    await writeAtomic(to.nginxConfigFile, text);
+    await rm(next, { force: true });
+    onSwapped();
+    return `${path.basename(to.nginxConfigFile)} replaced (temp file + rename)`;
+  });
+  await steps.run('reload', () => reloadNginx(to));
+  let gatewayStarted: Promise<number> | undefined;
+  if (plan.drain === 'gateway') {
+    await steps.run('drain', async () => {
+      const d = await drainGateway(to);
+      gatewayStarted = d.started;
+      return d.detail;
+    });
+  }
+  // Legacy /ws/ clients sit in backend workers behind old nginx workers; ending those old workers
+  // moves them without restarting the backend (which would interrupt /api/).
+  if (plan.drain === 'backend') await steps.run('drain', () => drainOldNginxWorkers(to));
+  if (plan.restartBackend) await steps.run('restart backend', () => restartBackend(to));
+  return gatewayStarted ? { gatewayStarted } : {};
+}
+
+/** Checks the applied state: health of every service, the route, the worker count, the delivery probe. */
+async function verify(ctx: StackContext, to: LocalStackPlan, plan: RollbackPlan, creds: ProbeCredentials, timeoutMs: number, warnings: string[], gatewayStarted?: Promise<number>): Promise<string> {
+  const nctx = contextFor(ctx, to);
+  // /ws/ on the gateway needs the new gateway before anything else; otherwise it finishes starting meanwhile.
+  if (gatewayStarted && to.topology.wsRoute === 'gateway') await gatewayStarted;
+  const route = await waitForRoute(nctx, to, creds, timeoutMs);
+  const health = await httpJson(`${nctx.endpoints.backend}/health`);
+  const workers = health.ok ? (health.value as { workers?: unknown }).workers : undefined;
+  if (workers !== to.topology.backend.workers) {
+    throw new ReplyxError('RPX_ROLLBACK_VERIFY', `backend reports ${String(workers ?? (health.ok ? '?' : health.error))} workers, expected ${to.topology.backend.workers}`, 'the previous state is being restored; read the backend log');
+  }
+  // With desync risk the probe is expected to miss: do not wait long for it.
+  const probeTimeoutMs = plan.desyncRisk ? 1500 : 4000;
+  if (gatewayStarted) await gatewayStarted;
+  const report = await runHealth(nctx, creds, { timeoutMs: probeTimeoutMs });
+  const bad = report.checks.filter((c) => !c.ok);
+  const probeRow = report.checks.find((c) => c.name.startsWith('delivery probe'));
+  const probeOnly = bad.length === 1 && bad[0] === probeRow;
+  if (bad.length > 0 && !(probeOnly && plan.desyncRisk)) {
+    throw new ReplyxError('RPX_ROLLBACK_VERIFY', bad.map((c) => `${c.name}: ${c.detail}`).join('; '), 'the previous state is being restored; read the service logs');
+  }
+  if (probeOnly && plan.desyncRisk) warnings.push(`probe: ${probeRow!.detail} — expected with /ws/ on ${to.topology.backend.workers} backend workers (desync risk); next: npm run rollback -- --backend-workers 1`);
+  const probe = probeRow?.ok ? `, probe ${probeRow.detail}` : plan.desyncRisk ? ', probe missed (desync risk)' : '';
+  return `${route}, backend ${String(workers)} workers, all /health ok${probe}`;
+}
+
+/**
+ * Rolls the local stack from the stack file's current text to `toText`: applies, verifies,
+ * persists; on a failure after the swap it restores the previous config and processes and
+ * rethrows with what was restored.
+ */
+export async function rollbackLocal(ctx: StackContext, toText: string, change: RollbackChange | 'undo', steps: StepRunner, options: LocalRollbackOptions): Promise<LocalRollbackOutcome> {
+  const warnings: string[] = [];
+  const from = ctx.local!.plan;
+  let to: LocalStackPlan = from;
+  let oldConfig = '';
+  let rollbackPlan = planRollback(stateOf(from.topology), stateOf(from.topology));
+  await steps.run('record', async () => {
+    oldConfig = await readFile(from.nginxConfigFile, 'utf8');
+    to = localPlanFor(ctx, toText);
+    rollbackPlan = planRollback(stateOf(from.topology), stateOf(to.topology));
+    const st = await serviceState(spec(from, 'nginx'));
+    return `now wsRoute=${from.topology.wsRoute}, backend workers=${from.topology.backend.workers} (nginx pid ${st.pid ?? 'not running'}); target wsRoute=${to.topology.wsRoute}, workers=${to.topology.backend.workers}`;
+  });
+  let swapped = false;
+  try {
+    const { gatewayStarted } = await applyPlans(to, rollbackPlan, steps, options, undefined, () => (swapped = true));
+    await steps.run('verify', () => verify(ctx, to, rollbackPlan, options.creds, options.verifyTimeoutMs ?? 5000, warnings, gatewayStarted));
+  } catch (err) {
+    if (!swapped) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    options.print(`  verification failed; restoring wsRoute=${from.topology.wsRoute}, backend workers=${from.topology.backend.workers}`);
+    const back = planRollback(stateOf(to.topology), stateOf(from.topology));
+    try {
+      const { gatewayStarted } = await applyPlans(from, back, steps, {}, oldConfig);
+      await steps.run('verify restore', async () => {
+        if (gatewayStarted) await gatewayStarted;
+        return waitForRoute(ctx, from, options.creds, 5000);
+      });
+    } catch (restoreErr) {
+      throw new ReplyxError('RPX_ROLLBACK_RESTORE_FAILED', `rollback failed (${reason}) and restoring the previous state failed too: ${(restoreErr as Error).message}`, 'run npm run stack -- restart nginx (and backend/ws-gateway), then npm run check');
+    }
+    throw new ReplyxError('RPX_ROLLBACK_VERIFY_FAILED', `rollback failed and was undone: ${reason}`, 'the previous state is running again and the stack file is unchanged; read the logs, then npm run check', { cause: err });
+  }
+  let persisted = '';
+  await steps.run('persist', async () => (persisted = await persistStackChange(ctx, toText, change, options.run, warnings)));
+  return { plan: rollbackPlan, warnings, persisted };
+}
+
+/** The topology a stack file text describes (for dry runs and reports). */
+export function topologyOfText(ctx: StackContext, text: string): Topology {
+  return topologyFromStackText(text, path.basename(ctx.stackFile)).topology;
+}
