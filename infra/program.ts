@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as pulumi from '@pulumi/pulumi';
 import { ReplyxError, formatErrorForCli } from './errors.js';
+import { assertArchitecture } from './rules/index.js';
 import { ReplyxSecrets } from './secrets.js';
 import { ReplyxDockerStack, type ContainerNames } from './targets/docker/stack.js';
 import { topologyFromPulumiConfig, type Topology, type TopologyIssue, type ValidatedTopology } from './topology/index.js';
@@ -118,6 +119,8 @@ export async function runReplyxProgram(config: Readonly<Record<string, string>>,
   const { topology, warnings } = readTopology(config);
   for (const w of warnings) void pulumi.log.warn(`${w.path}: ${w.message} (fix: ${w.fix})`);
   try {
+    // Fail fast on architecture rules before any resource is registered; non-blocking findings are warnings.
+    for (const r of assertArchitecture(topology)) void pulumi.log.warn(`architecture ${r.id}: ${r.detail} (fix: ${r.fix})`);
     switch (topology.target) {
       case 'docker':
         return { ...deployDocker(topology) };
