@@ -8,7 +8,7 @@ export { createAwsStack, AwsStack, type AwsStackOptions, type AwsStackOutputs } 
 export { planAwsNetwork, Network, type NetworkPlan } from './network.js';
 export { planSecurityGroups, securityRulesFor, SecurityGroups, AWS_REDIS_PORT, AWS_POSTGRES_PORT, type AllowedFlow } from './security.js';
 export { planTaskDefinitions, healthCheckCommand, nginxStartScript, NGINX_START_SCRIPT, CONTAINER_NAMES, AWS_SERVICES, type AwsServiceName, type TaskPlan, type ContainerDefinition } from './tasks.js';
-export { planServices, planLoadBalancer, planNames, Services, type ServicePlan } from './services.js';
+export { planServices, planLoadBalancer, planNames, Services, NGINX_TASKS, type ServicePlan } from './services.js';
 export { planData, redisUrl, databaseUrl, Data } from './data.js';
 export { planExecutionPolicy } from './iam.js';
 export { planImages, Images } from './images.js';

@@ -74,6 +74,13 @@ describe('planAwsRollback', () => {
     expect(plan.outputsCommand).toEqual(['pulumi', 'stack', 'output', '--stack', 'aws', '--json']);
   });
 
+  it('runs every pulumi command in the project directory when one is given', () => {
+    const plan = planAwsRollback({ stack: 'aws', wsRoute: 'backend', projectDir: '/srv/replyx' });
+    expect(plan.configCommands[0]).toEqual(['pulumi', 'config', 'set', '--stack', 'aws', 'replyx:wsRoute', '--cwd', '/srv/replyx', '--', 'backend']);
+    expect(plan.upCommand).toEqual(['pulumi', 'up', '--stack', 'aws', '--yes', '--non-interactive', '--cwd', '/srv/replyx']);
+    expect(plan.outputsCommand.slice(-2)).toEqual(['--cwd', '/srv/replyx']);
+  });
+
   it('plans only what is asked', () => {
     expect(planAwsRollback({ stack: 'prod', wsRoute: 'gateway' }).configCommands).toEqual([['pulumi', 'config', 'set', '--stack', 'prod', 'replyx:wsRoute', '--', 'gateway']]);
     expect(planAwsRollback({ stack: 'prod', backendWorkers: 4 }).configCommands).toHaveLength(1);
@@ -160,9 +167,10 @@ describe('parseStackOutputs and describeServicesCommand', () => {
 describe('runAwsRollback', () => {
   it('runs config set, pulumi up, stack output and describe-services in that order and reports success', async () => {
     const { run, calls } = scriptedRunner({ describe: [describeJson()] });
-    const result = await runAwsRollback({ stack: 'aws', wsRoute: 'backend' }, { run, ...noWait });
+    const result = await runAwsRollback({ stack: 'aws', wsRoute: 'backend', projectDir: '/srv/replyx' }, { run, ...noWait });
     expect(result.ok).toBe(true);
     expect(result.fix).toBe('');
+    for (const c of calls.filter((x) => x[0] === 'pulumi')) expect(c).toContain('/srv/replyx');
     expect(calls.map((c) => c.slice(0, 3).join(' '))).toEqual(['pulumi config set', 'pulumi up --stack', 'pulumi stack output', 'aws ecs describe-services']);
     expect(result.steps.map((s) => s.name)).toEqual(['set replyx:wsRoute', 'pulumi up', 'read stack outputs', 'check ECS rollouts']);
   });

@@ -19,6 +19,8 @@ export interface AwsRollbackChange {
 export interface AwsRollbackInput extends AwsRollbackChange {
   /** Pulumi stack name, e.g. `aws`. */
   readonly stack: string;
+  /** Directory holding Pulumi.yaml, passed to every pulumi command as `--cwd`; unset: the current directory. */
+  readonly projectDir?: string;
 }
 
 /** The commands of an AWS rollback, each an argv array (never a shell string). */
@@ -44,7 +46,8 @@ export function planAwsRollback(input: AwsRollbackInput): AwsRollbackPlan {
   if (backendWorkers !== undefined && (!Number.isInteger(backendWorkers) || backendWorkers < 1 || backendWorkers > 64)) {
     throw argsError(`--backend-workers must be an integer from 1 to 64, got ${String(backendWorkers)}`, 'pass --backend-workers 1 (or the worker count to restore)');
   }
-  const set = (key: string, value: string, path: boolean) => ['pulumi', 'config', 'set', '--stack', stack, ...(path ? ['--path'] : []), `${CONFIG_NAMESPACE}:${key}`, '--', value];
+  const pulumi = (...args: string[]) => ['pulumi', ...args, ...(input.projectDir !== undefined ? ['--cwd', input.projectDir] : [])];
+  const set = (key: string, value: string, path: boolean) => [...pulumi('config', 'set', '--stack', stack, ...(path ? ['--path'] : []), `${CONFIG_NAMESPACE}:${key}`), '--', value];
   const configCommands: string[][] = [];
   if (wsRoute !== undefined) configCommands.push(set('wsRoute', wsRoute, false));
   // With --path, Pulumi stores an integer value as a number inside the replyx:backend object.
@@ -52,8 +55,8 @@ export function planAwsRollback(input: AwsRollbackInput): AwsRollbackPlan {
   return {
     stack,
     configCommands,
-    upCommand: ['pulumi', 'up', '--stack', stack, '--yes', '--non-interactive'],
-    outputsCommand: ['pulumi', 'stack', 'output', '--stack', stack, '--json'],
+    upCommand: pulumi('up', '--stack', stack, '--yes', '--non-interactive'),
+    outputsCommand: pulumi('stack', 'output', '--stack', stack, '--json'),
   };
 }
 
@@ -262,7 +265,7 @@ export async function runAwsRollback(input: AwsRollbackInput, options: AwsRollba
   };
 
   for (const argv of plan.configCommands) {
-    await step(`set ${argv[argv.length - 3] ?? 'config'}`, argv, 'RPX_AWS_ROLLBACK_CONFIG', `check that stack ${plan.stack} exists (pulumi stack ls) and you are logged in (pulumi whoami)`);
+    await step(`set ${argv.find((a) => a.startsWith(`${CONFIG_NAMESPACE}:`)) ?? 'config'}`, argv, 'RPX_AWS_ROLLBACK_CONFIG', `check that stack ${plan.stack} exists (pulumi stack ls) and you are logged in (pulumi whoami)`);
   }
   await step('pulumi up', plan.upCommand, 'RPX_AWS_ROLLBACK_UP', 'read the pulumi output above; the config change is saved, so fix the cause and run `pulumi up` again, or undo with npm run rollback -- --undo --target aws', true);
   const targets = parseStackOutputs((await step('read stack outputs', plan.outputsCommand, 'RPX_AWS_OUTPUTS', `run \`pulumi stack output --json --stack ${plan.stack}\` by hand`)).stdout);

@@ -5,6 +5,9 @@ import { ECS_TASKS_TRUST_POLICY, planExecutionPolicy } from './iam.js';
 import type { SecurityGroupName } from './security.js';
 import { AWS_SERVICES, CONTAINER_NAMES, planTaskDefinitions, secretEnvFor, type AwsServiceName, type SecretArns, type TaskRefs } from './tasks.js';
 
+/** nginx tasks behind the load balancer: two, so one zone or one task can fail without an outage. */
+export const NGINX_TASKS = 2;
+
 /** How one ECS service runs and deploys (pure data, pinned by the tests). */
 export interface ServicePlan {
   readonly service: AwsServiceName;
@@ -65,7 +68,7 @@ export function planServices(topology: Topology): Readonly<Record<AwsServiceName
       ...common,
       service: 'nginx',
       name: `${topology.name}-${CONTAINER_NAMES.nginx}`,
-      desiredCount: 2,
+      desiredCount: NGINX_TASKS,
       healthCheckGracePeriodSeconds: 60,
       loadBalanced: true,
       securityGroup: 'nginx',
