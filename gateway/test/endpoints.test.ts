@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
+import WebSocket from 'ws';
 import { sharedRedisUrl } from '../../test/services.js';
 import { RedisPublisher } from '../src/broker/publisher.js';
 import {
@@ -286,5 +287,65 @@ describe('refusals and close codes', () => {
     expect(sync).toMatchObject({ dialog_id: d, attached: { admin: 1, widget: 0, site: 0, total: 1 }, last_event_id: id });
     expect((await fetch(`${gw.base}/api/debug/websocket/sync?dialog_id=x`)).status).toBe(400);
     await c.close();
+  });
+});
+
+describe('limits, heartbeat and internal-only endpoints on a dedicated gateway', () => {
+  let tight: TestGateway;
+  beforeAll(async () => {
+    tight = await startGateway(testConfig({ databaseUrl: db.url, broker: 'memory', maxConnectionsPerIp: 2, handshakesPerIpPerSecond: 5, heartbeatMs: 1000, instanceId: 'gw-tight' }));
+  });
+  afterAll(async () => {
+    await tight?.stop();
+  });
+  const url = async () => `${tight.ws}/ws/dialogs/${db.a.dialogs[0]}?token=${await adminToken(db.a.userId)}`;
+
+  it('4100: connections per client address (X-Real-IP from a loopback proxy counts as the client)', async () => {
+    const u = await url();
+    const a = new TestClient(u, { 'X-Real-IP': '203.0.113.7' });
+    const b = new TestClient(u, { 'X-Real-IP': '203.0.113.7' });
+    await Promise.all([a.ready(), b.ready()]);
+    await expectClose(new TestClient(u, { 'X-Real-IP': '203.0.113.7' }), 4100);
+    const other = new TestClient(u, { 'X-Real-IP': '203.0.113.8' });
+    await other.ready();
+    await Promise.all([a.close(), b.close(), other.close()]);
+  });
+
+  it('4100: handshakes per address per second', async () => {
+    const u = await url();
+    const clients = Array.from({ length: 8 }, () => new TestClient(u, { 'X-Real-IP': '198.51.100.1' }));
+    // Each ends up either connected or closed; 5 handshakes per second pass (2 of them stay, per-IP).
+    const outcome = await Promise.all(clients.map((c) => Promise.race([c.ready().then(() => 0), c.closed.then((x) => x.code)])));
+    expect(outcome.filter((code) => code === 4100).length).toBeGreaterThanOrEqual(3);
+    expect(outcome.filter((code) => code === 0).length).toBeLessThanOrEqual(2);
+    await Promise.all(clients.map((c) => c.close()));
+  }, 15_000);
+
+  it('heartbeat: a peer that stops answering protocol pings is terminated and cleaned up', async () => {
+    const dialog = db.a.dialogs[1]!;
+    const ws = new WebSocket(`${tight.ws}/ws/dialogs/${dialog}?token=${await adminToken(db.a.userId)}`, { autoPong: false, headers: { 'X-Real-IP': '192.0.2.50' } });
+    const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+    ws.on('error', () => undefined);
+    await eventually(() => tight.gateway.hub.has(dialog), 5000, 'attached');
+    expect(await closed).toBe(1006);
+    await eventually(() => !tight.gateway.hub.has(dialog), 5000, 'removed from the hub');
+    expect(tight.logs.some((l) => l.includes('cleanup: dead connection terminated'))).toBe(true);
+  }, 15_000);
+
+  it('a live client answering pings survives several heartbeats', async () => {
+    const c = new TestClient(await url(), { 'X-Real-IP': '192.0.2.51' });
+    await c.ready();
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(c.ws.readyState).toBe(1);
+    await c.close();
+  }, 15_000);
+
+  it('debug endpoints refuse a public client forwarded by a proxy unless it has the debug token', async () => {
+    const status = `${tight.base}/api/debug/websocket/status`;
+    expect((await fetch(status, { headers: { 'X-Forwarded-For': '8.8.8.8' } })).status).toBe(403);
+    expect((await fetch(status, { headers: { 'X-Forwarded-For': '8.8.8.8', 'X-Debug-Token': 'wrong-token-0123456789abcdef' } })).status).toBe(403);
+    const ok = await fetch(status, { headers: { 'X-Forwarded-For': '8.8.8.8', 'X-Debug-Token': DEBUG_TOKEN } });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ instance: 'gw-tight', workers: 1 });
   });
 });

@@ -1,7 +1,7 @@
 import type { ConnectionKind } from '../hub/dialog-hub.js';
 
 // The wire format between publishers and gateways, shared by the Lua script, the TS publisher,
-// the gateway's broker and the Python helper (docs/publishing.md). Keep all four in step.
+// the gateway's broker and the Python helper (docs/gateway.md, "Publishing"). Keep all four in step.
 
 /** Redis key prefix of every key the stack writes. */
 export const KEY_PREFIX = 'replyx';
