@@ -231,6 +231,15 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     expect(d.outputs.taskDefinitionArns.gateway).toBe('arn:aws:ecs:us-east-1:123456789012:task-definition/graph-aws-ws-gateway:1');
   });
 
+  it('never puts a secret value into a stack output', () => {
+    const text = JSON.stringify(d.outputs);
+    const secretValues = d.of('aws:secretsmanager/secretVersion:SecretVersion').map((v) => String(v.inputs.secretString));
+    expect(secretValues).toHaveLength(4);
+    for (const value of [...secretValues, CONFIGURED_POSTGRES_PASSWORD, String(d.one('aws:elasticache/replicationGroup:ReplicationGroup', '-redis').inputs.authToken)]) {
+      expect(text).not.toContain(value);
+    }
+  });
+
   it('registers backend and ws-gateway in the <name>.local namespace and the ECS services with them', () => {
     expect(d.one('aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace', '-namespace').inputs.name).toBe('graph.local');
     const names = d.of('aws:servicediscovery/service:Service').map((s) => s.inputs.name).sort();
