@@ -10,6 +10,11 @@ import { startWorker } from './worker.js';
 // forks BACKEND_WORKERS workers that share the port. Node's cluster hands connections to the
 // workers round-robin, which is exactly what makes legacy /ws/ mode lose events.
 
+/** Message from the primary telling a worker the schema is migrated and seeded. */
+const DB_READY = 'replyx:db-ready';
+/** Message from a worker asking to be told when the schema is ready. */
+const WORKER_WAITING = 'replyx:worker-waiting';
+
 async function prepareDatabase(config: BackendConfig, log: ReturnType<typeof createLogger>): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -32,10 +37,31 @@ async function prepareDatabase(config: BackendConfig, log: ReturnType<typeof cre
 
 async function runPrimary(config: BackendConfig): Promise<void> {
   const log = createLogger(config.logLevel, { role: 'primary' });
-  await prepareDatabase(config, log);
   let stopping = false;
-  const fork = (): Worker => cluster.fork({ REPLYX_WORKER: '1' });
+  let dbReady = false;
+  // Workers load their code while the primary migrates; they listen only once told the schema
+  // is ready, so no request ever meets a half-migrated database.
+  const waiting = new Set<Worker>();
+  const fork = (): Worker => {
+    const w = cluster.fork({ REPLYX_WORKER: '1' });
+    // The worker asks once its listener is in place, so the answer cannot be lost.
+    w.on('message', (m: unknown) => {
+      if (m !== WORKER_WAITING) return;
+      if (dbReady) w.send(DB_READY);
+      else waiting.add(w);
+    });
+    return w;
+  };
   for (let i = 0; i < config.workers; i += 1) fork();
+  try {
+    await prepareDatabase(config, log);
+  } catch (err) {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+    throw err;
+  }
+  dbReady = true;
+  for (const w of waiting) if (w.isConnected()) w.send(DB_READY);
+  waiting.clear();
   let online = 0;
   cluster.on('listening', () => {
     online += 1;
@@ -71,6 +97,15 @@ async function runPrimary(config: BackendConfig): Promise<void> {
 
 async function runWorker(config: BackendConfig): Promise<void> {
   const log = createLogger(config.logLevel, { role: 'worker' });
+  await new Promise<void>((resolve) => {
+    const onMessage = (m: unknown) => {
+      if (m !== DB_READY) return;
+      process.off('message', onMessage);
+      resolve();
+    };
+    process.on('message', onMessage);
+    process.send?.(WORKER_WAITING);
+  });
   const worker = await startWorker(config, log);
   const shutdown = () => {
     void worker.close().finally(() => process.exit(0));

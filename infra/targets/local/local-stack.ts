@@ -6,7 +6,7 @@ import { ReplyxError } from '../../errors.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
-import { LOCAL_SERVICES, planLocalStack, startOrder, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
+import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
 import { freePort } from './ports.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { serviceState, startService, stopService, type ServiceState } from './supervisor.js';
@@ -54,23 +54,29 @@ function startExtras(plan: LocalStackPlan) {
 const pad = (s: string, n: number) => s.padEnd(n);
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
-/** Starts every service of a plan that is not already running, in dependency order. */
+/** Starts every service of a plan that is not already running; services whose dependencies are healthy start together. */
 export async function startPlan(plan: LocalStackPlan, log: ProgressLog): Promise<{ started: LocalServiceName[]; alreadyRunning: LocalServiceName[] }> {
   const started: LocalServiceName[] = [];
   const alreadyRunning: LocalServiceName[] = [];
   await writeNginxConfig(plan);
-  for (const spec of startOrder(plan.services)) {
-    const state = await serviceState(spec);
-    if (state.running) {
-      alreadyRunning.push(spec.name);
-      log(`  ${pad(spec.name, 11)} already running  pid ${state.pid}  127.0.0.1:${spec.port}${state.healthy ? '' : '  (not healthy: see logs)'}`);
-      continue;
-    }
-    const t0 = Date.now();
-    const pid = await startService(spec, startExtras(plan));
-    started.push(spec.name);
-    const note = spec.name === 'backend' ? `  ${plan.topology.backend.workers} worker${plan.topology.backend.workers === 1 ? '' : 's'}` : '';
-    log(`  ${pad(spec.name, 11)} healthy in ${pad(secs(Date.now() - t0), 6)} pid ${pid}  127.0.0.1:${spec.port}${note}`);
+  for (const wave of startWaves(plan.services)) {
+    const results = await Promise.allSettled(
+      wave.map(async (spec) => {
+        const state = await serviceState(spec);
+        if (state.running) {
+          alreadyRunning.push(spec.name);
+          log(`  ${pad(spec.name, 11)} already running  pid ${state.pid}  127.0.0.1:${spec.port}${state.healthy ? '' : '  (not healthy: see logs)'}`);
+          return;
+        }
+        const t0 = Date.now();
+        const pid = await startService(spec, startExtras(plan));
+        started.push(spec.name);
+        const note = spec.name === 'backend' ? `  ${plan.topology.backend.workers} worker${plan.topology.backend.workers === 1 ? '' : 's'}` : '';
+        log(`  ${pad(spec.name, 11)} healthy in ${pad(secs(Date.now() - t0), 6)} pid ${pid}  127.0.0.1:${spec.port}${note}`);
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
   return { started, alreadyRunning };
 }

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateTopology } from '../../topology/index.js';
 import { demoTokens, formatDemoTokens, shellQuote } from './demo-tokens.js';
-import { LOCAL_SERVICES, planLocalStack, startOrder, withPorts } from './plan.js';
+import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, withPorts } from './plan.js';
 import { describeOwner, parseProcNetTcp, parseSsListeners, portOwner } from './port-owner.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
@@ -24,6 +24,7 @@ describe('planLocalStack', () => {
     expect(plan.ports).toEqual({ postgres: 5433, redis: 6380, backend: 8000, 'ws-gateway': 8001, nginx: 8080 });
     expect(plan.urls.public).toBe('http://localhost:8080');
     expect(plan.services.find((s) => s.name === 'nginx')!.dependsOn).toEqual(['backend', 'ws-gateway']);
+    expect(startWaves(plan.services).map((w) => w.map((s) => s.name))).toEqual([['postgres', 'redis'], ['backend', 'ws-gateway'], ['nginx']]);
     expect(plan.services.map((s) => s.displayName)).toEqual(['replyx-postgres', 'replyx-redis', 'replyx-backend', 'replyx-ws-gateway', 'replyx-nginx']);
   });
 

@@ -285,3 +285,16 @@ export function startOrder(services: readonly ProcessSpec[]): ProcessSpec[] {
   services.forEach(visit);
   return order;
 }
+
+/** Groups services into waves: each wave depends only on earlier waves, so a wave can start in parallel. */
+export function startWaves(services: readonly ProcessSpec[]): ProcessSpec[][] {
+  const present = new Set(services.map((s) => s.name));
+  const level = new Map<LocalServiceName, number>();
+  for (const s of startOrder(services)) {
+    const deps = s.dependsOn.filter((d) => present.has(d));
+    level.set(s.name, deps.length === 0 ? 0 : Math.max(...deps.map((d) => level.get(d)!)) + 1);
+  }
+  const waves: ProcessSpec[][] = [];
+  for (const s of startOrder(services)) (waves[level.get(s.name)!] ??= []).push(s);
+  return waves;
+}

@@ -1,4 +1,5 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdir, open, chown, readFile, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -31,6 +32,7 @@ export interface StartOptions {
 }
 
 const isRoot = () => process.getuid?.() === 0;
+const execFileAsync = promisify(execFile);
 
 /** Resolves an OS binary, searching PATH and Debian's versioned Postgres directory. */
 export function findBinary(name: string): string | undefined {
@@ -255,14 +257,14 @@ export async function startPostgres(opts: StartOptions & { user?: string; databa
   const logFile = path.join(opts.dir, 'postgres.log');
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     try {
-      execFileSync(initdb, ['-D', dataDir, '-U', user, '--auth=trust', '--encoding=UTF8', '--no-instructions'], {
-        stdio: 'pipe',
+      // Async so other services starting in parallel keep being probed while initdb runs.
+      await execFileAsync(initdb, ['-D', dataDir, '-U', user, '--auth=trust', '--encoding=UTF8', '--no-instructions'], {
         uid: ids?.uid,
         gid: ids?.gid,
         env: { ...process.env, LC_ALL: 'C.UTF-8' },
       });
     } catch (err) {
-      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n').slice(-3).join(' | ');
+      const stderr = (err as { stderr?: Buffer | string }).stderr?.toString().trim().split('\n').slice(-3).join(' | ');
       throw new ReplyxError('RPX_SERVICE_START_FAILED', `initdb failed: ${stderr ?? (err as Error).message}`, `remove ${dataDir} and try again`);
     }
   }
