@@ -11,8 +11,11 @@ import { createGateway, type Gateway } from '../src/server.js';
 // token minting, an in-process gateway with captured logs, and a WebSocket client that records
 // every frame from the first byte (so no test races the server's first frames).
 
+/** HS256 secret the test gateways verify with. */
 export const JWT_SECRET = 'test-secret-0123456789abcdef-0123456789';
+/** X-Publish-Key of the test gateways. */
 export const PUBLISH_KEY = 'publish-key-0123456789abcdef';
+/** X-Debug-Token of the test gateways. */
 export const DEBUG_TOKEN = 'debug-token-0123456789abcdef';
 
 /** One tenant: an operator, their assistant, its dialogs and allowed domains. */

@@ -3,6 +3,7 @@
 
 /** Who a connection is: the seed's three clients. */
 export type ConnectionKind = 'admin' | 'widget' | 'site';
+/** Every connection kind, in delivery order. */
 export const CONNECTION_KINDS: readonly ConnectionKind[] = ['admin', 'widget', 'site'];
 
 /** What the hub needs of a connection. */
