@@ -61,7 +61,7 @@ describe('pushpin config', () => {
 });
 
 function delivery(p99: number, perS: number) {
-  return { connections: 10, published: 5, publishFailed: 0, expected: 50, received: 50, lost: 0, extra: 0, dropped: 0, latency: { p50: p99 / 2, p99, max: p99 * 2, samples: 50 }, deliveredPerS: perS, seconds: 1, serverCpuPct: 50, errors: [] };
+  return { connections: 10, published: 5, publishFailed: 0, expected: 50, received: 50, lost: 0, extra: 0, dropped: 0, latency: { p50: p99 / 2, p99, max: p99 * 2, samples: 50 }, deliveredPerS: perS, seconds: 1, serverCpuPct: 50, loadCpuPct: 80, errors: [] };
 }
 
 function fakeResult(system: SystemResult['system'], label: string, perS: number, p99: number, bytes: number): SystemResult {

@@ -1,5 +1,5 @@
 import * as hdr from 'hdr-histogram-js';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { measure } from './proc.js';
@@ -35,8 +35,10 @@ export interface BenchOptions {
   readonly textBytes: number;
   /** Give up on a connection not ready after this long. */
   readonly connectTimeoutMs: number;
-  /** After the last publish, wait at most this long for every expected event. */
+  /** After the publisher finished, wait at most this long for every expected event. */
   readonly drainTimeoutMs: number;
+  /** ...and give up earlier when no new event arrived for this long (the rest is lost). */
+  readonly stallTimeoutMs: number;
   /** Pause before reading RSS so allocations from connecting settle. */
   readonly settleMs: number;
   /** Upper bound for any single IPC call to a load process. */
@@ -48,6 +50,12 @@ export interface BenchOptions {
   readonly databaseUrl?: string;
   /** Extra node flags for our gateway, e.g. `--cpu-prof`. */
   readonly gatewayNodeArgs?: readonly string[];
+  /**
+   * Directory where our gateway writes a heap snapshot (SIGUSR2, needs
+   * `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=<dir>` in gatewayNodeArgs) once the idle
+   * connections are open. Unset: no snapshot.
+   */
+  readonly heapSnapshotDir?: string;
   /** Keep the scratch dir (server logs, profiles) instead of deleting it. */
   readonly keepDir: boolean;
   readonly log: (line: string) => void;
@@ -66,7 +74,8 @@ export const FULL_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   openConcurrency: 100,
   textBytes: 128,
   connectTimeoutMs: 15_000,
-  drainTimeoutMs: 15_000,
+  drainTimeoutMs: 120_000,
+  stallTimeoutMs: 5000,
   settleMs: 3000,
   callTimeoutMs: 180_000,
   installPushpin: true,
@@ -86,7 +95,8 @@ export const SMOKE_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   generators: 1,
   openConcurrency: 20,
   connectTimeoutMs: 10_000,
-  drainTimeoutMs: 5000,
+  drainTimeoutMs: 10_000,
+  stallTimeoutMs: 3000,
   settleMs: 200,
   callTimeoutMs: 60_000,
   installPushpin: false,
@@ -126,6 +136,8 @@ export interface DeliveryResult {
   readonly seconds: number;
   /** Server CPU use during the scenario, percent of one core. */
   readonly serverCpuPct: number;
+  /** Load generators' and publisher's CPU use during the scenario, percent of one core. */
+  readonly loadCpuPct: number;
   readonly errors: readonly string[];
 }
 
@@ -189,15 +201,21 @@ class Driver {
 
   #publisher: Publisher | undefined;
 
-  /** Runs `use` with the publisher process, replacing it if the previous one failed. */
-  async withPublisher<T>(use: (publisher: Publisher) => Promise<T>): Promise<T> {
+  /** The publisher process, started on first use or after a failure. */
+  async ensurePublisher(): Promise<Publisher> {
     if (!this.#publisher) {
       const fresh: Publisher = new LoadProcess('publisher', './publisher.ts');
       this.#publisher = fresh;
       await fresh.expect('ready', 30_000);
     }
+    return this.#publisher;
+  }
+
+  /** Runs `use` with the publisher process, replacing it if it failed. */
+  async withPublisher<T>(use: (publisher: Publisher) => Promise<T>): Promise<T> {
+    const publisher = await this.ensurePublisher();
     try {
-      return await use(this.#publisher);
+      return await use(publisher);
     } catch (err) {
       // A publisher that failed mid-run may be dead or out of step: the next scenario gets a new one.
       await this.stopPublisher();
@@ -240,21 +258,27 @@ class Driver {
   async deliver(system: RunningSystem, plan: PublishPlan, connectionsPerDialog: ReadonlyMap<number, number>, connections: number): Promise<DeliveryResult> {
     await this.all({ op: 'reset' });
     const pids = await system.serverPids();
+    const loadPids = [...this.generators.map((g) => g.pid), (await this.ensurePublisher()).pid];
     const cpuBefore = await measure(pids);
+    const loadBefore = await measure(loadPids);
     const t0 = performance.now();
     const done = (await this.withPublisher((p) => p.call({ op: 'run', target: system.publish, plan }, plan.maxDurationMs + this.opts.callTimeoutMs))) as Extract<PublisherReply, { op: 'done' }>;
     let expected = 0;
     for (const [dialog, n] of Object.entries(done.perDialog)) expected += n * (connectionsPerDialog.get(Number(dialog)) ?? 0);
     const deadline = performance.now() + this.opts.drainTimeoutMs;
     let received = 0;
-    while (performance.now() < deadline) {
+    let progressAt = performance.now();
+    while (performance.now() < deadline && performance.now() - progressAt < this.opts.stallTimeoutMs) {
       const counts = (await this.all({ op: 'count' })) as Extract<GeneratorReply, { op: 'count' }>[];
-      received = counts.reduce((a, c) => a + c.received, 0);
-      if (received >= expected) break;
+      const now = counts.reduce((a, c) => a + c.received, 0);
+      if (now >= expected) break;
+      if (now > received) progressAt = performance.now();
+      received = now;
       await sleep(100);
     }
     const wallS = (performance.now() - t0) / 1000;
     const cpuAfter = await measure(pids);
+    const loadAfter = await measure(loadPids);
     const stats = (await this.all({ op: 'stats', expectedPerDialog: done.perDialog })) as GeneratorStats[];
     const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
     for (const s of stats) {
@@ -278,11 +302,35 @@ class Driver {
       deliveredPerS: seconds > 0 ? Math.round(received / seconds) : 0,
       seconds: Math.round(seconds * 1000) / 1000,
       serverCpuPct: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / wallS) * 100),
+      loadCpuPct: Math.round(((loadAfter.cpuSeconds - loadBefore.cpuSeconds) / wallS) * 100),
       errors: done.errors,
     };
     histogram.destroy();
     return result;
   }
+}
+
+/** Longest we wait for a heap snapshot to be written. */
+const HEAP_SNAPSHOT_TIMEOUT_MS = 120_000;
+
+/** Asks the gateway for a heap snapshot and waits until the file stops growing. */
+async function heapSnapshot(pid: number, dir: string, log: (line: string) => void): Promise<void> {
+  const before = new Set(await readdir(dir));
+  process.kill(pid, 'SIGUSR2');
+  const deadline = Date.now() + HEAP_SNAPSHOT_TIMEOUT_MS;
+  let lastSize = -1;
+  while (Date.now() < deadline) {
+    await sleep(1000);
+    const fresh = (await readdir(dir)).filter((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (fresh.length === 0) continue;
+    const size = (await stat(path.join(dir, fresh[0]!))).size;
+    if (size > 0 && size === lastSize) {
+      log(`heap snapshot ${path.join(dir, fresh[0]!)} (${(size / 1024 ** 2).toFixed(0)} MiB)`);
+      return;
+    }
+    lastSize = size;
+  }
+  log('heap snapshot did not finish in time');
 }
 
 function dialogTargets(system: RunningSystem, dialogs: readonly number[], roles: readonly Role[]): ConnectTarget[] {
@@ -316,6 +364,7 @@ async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptio
     bytesPerConnection: opened.ok > 0 ? Math.round((after.rssBytes - before.rssBytes) / opened.ok) : 0,
   };
   log(`idle: ${opened.ok} open (${opened.failed} failed), ${(idle.bytesPerConnection / 1024).toFixed(1)} KiB RSS per connection`);
+  if (opts.heapSnapshotDir && system.name === 'ours') await heapSnapshot(pids[0]!, opts.heapSnapshotDir, log);
 
   // (b) many dialogs at a steady rate.
   const perDialog = new Map(dialogs.map((d) => [d, 2]));

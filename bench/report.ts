@@ -159,7 +159,7 @@ export function checkAims(run: BenchRun): AimCheck[] {
 function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult | undefined): string[][] {
   return run.results.map((r) => {
     const d = pick(r);
-    if (!d) return [r.label, status(r) || '–', '', '', '', '', '', '', '', ''];
+    if (!d) return [r.label, status(r) || '–', '', '', '', '', '', '', '', '', ''];
     return [
       r.label,
       fmt(d.connections),
@@ -171,11 +171,12 @@ function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult |
       fmt(d.latency.p99, 2),
       fmt(d.latency.max, 2),
       `${fmt(d.serverCpuPct)} %`,
+      `${fmt(d.loadCpuPct)} %`,
     ];
   });
 }
 
-const DELIVERY_HEADERS = ['system', 'connections', 'published', 'received', 'lost', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU'];
+const DELIVERY_HEADERS = ['system', 'connections', 'published', 'received', 'lost', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU', 'load procs CPU'];
 
 function versionsLine(run: BenchRun, machine: MachineInfo): string {
   const all: Record<string, string> = { node: machine.node, ...run.backingVersions };
@@ -282,10 +283,12 @@ ${markdownTable(['system', 'attempted', 'ok', 'failed', 'connects/s', 'auth per 
 ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 ## How it is measured, and what bounds each figure
 
-- **Clock.** The publisher stamps each event with \`performance.timeOrigin + performance.now()\` just
-  before the publish call; receivers subtract it from the same expression. Both read the machine's
-  wall clock, so latency is publish → receive across processes at sub-millisecond resolution.
-  Latencies go into HDR histograms (hdr-histogram-js, 3 significant digits), merged across generators.
+- **Clock.** The publisher stamps each event with \`process.hrtime\` (CLOCK_MONOTONIC, shared by every
+  process on the machine) just before the publish call; receivers subtract it from their own
+  reading, so latency is publish → receive across processes at microsecond resolution. (Wall-clock
+  stamps were tried and rejected: per-process start-up pairing of wall and monotonic time was off by
+  up to hundreds of ms under load.) Latencies go into HDR histograms (hdr-histogram-js,
+  3 significant digits), merged across generators.
 - **Lost** = for each connection, events published to its dialog minus events it received (never
   negative); **dropped** = connections closed by the server during the scenario.
 - **(a) deliveries/s** = events received by all subscribers ÷ (last receive − first publish). The burst

@@ -25,6 +25,7 @@ const { values } = parseArgs({
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
+    json: { type: 'string' },
     out: { type: 'string', default: path.join(REPO_ROOT, 'BENCHMARKS.md') },
     help: { type: 'boolean', default: false },
   },
@@ -33,7 +34,7 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--generators N]
-       [--profile] [--keep] [--no-write] [--out BENCHMARKS.md]`);
+       [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]`);
   process.exit(0);
 }
 
@@ -92,7 +93,8 @@ const opts: BenchOptions = {
   connectCount: positive('connect-count', values['connect-count'], base.connectCount),
   generators: positive('generators', values.generators, base.generators),
   keepDir: values.keep,
-  gatewayNodeArgs: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2'] : undefined,
+  gatewayNodeArgs: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`] : undefined,
+  heapSnapshotDir: values.profile ? profileDir : undefined,
   log: (line) => console.error(line),
 };
 
@@ -100,13 +102,14 @@ try {
   const run = await runBench(opts);
   const machine = machineInfo();
   console.log(renderTable(run));
+  if (values.json) await writeFile(values.json, `${JSON.stringify({ machine, ...run }, null, 2)}\n`);
   if (!values['no-write']) {
     const svgFile = values.out.replace(/\.md$/, '') + '.svg';
     await writeFile(svgFile, renderSvg(run));
     await writeFile(values.out, renderMarkdown(run, machine, path.basename(svgFile)));
     console.error(`wrote ${path.relative(process.cwd(), values.out)} and ${path.relative(process.cwd(), svgFile)}`);
   }
-  if (values.profile) console.error(`gateway CPU profiles in ${profileDir} (open in Chrome DevTools > Performance)`);
+  if (values.profile) console.error(`gateway CPU profile and heap snapshot in ${profileDir} (open them in Chrome DevTools)`);
   process.exit(run.results.some((r) => r.error) ? 1 : 0);
 } catch (err) {
   console.error(formatErrorForCli(err));

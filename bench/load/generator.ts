@@ -1,7 +1,7 @@
 import * as hdr from 'hdr-histogram-js';
 import WebSocket from 'ws';
 import { io, type Socket } from 'socket.io-client';
-import { parseEventStamp, wallClockMs } from '../event.js';
+import { parseEventStamp, sharedClockMs } from '../event.js';
 import type { ClientKind, ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, ReadyOn } from './messages.js';
 
 // Load generator process (forked by the harness): opens WebSocket or Socket.IO connections,
@@ -31,10 +31,10 @@ function newHistogram(): hdr.Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_TRACKABLE_US, numberOfSignificantValueDigits: 3 });
 }
 
-function onFrame(conn: Connection, frame: string): void {
+function onFrame(conn: Connection, frame: string | Buffer): void {
   const stamp = parseEventStamp(frame);
   if (!stamp) return;
-  const now = wallClockMs();
+  const now = sharedClockMs();
   conn.count++;
   received++;
   if (firstReceiveMs === 0) firstReceiveMs = now;
@@ -68,7 +68,7 @@ function connectWs(target: ConnectTarget, readyOn: ReadyOn, timeoutMs: number): 
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!conn.ready) ready();
-      if (!isBinary) onFrame(conn, data.toString());
+      if (!isBinary) onFrame(conn, data);
     });
     ws.on('close', (code: number, reason: Buffer) => {
       if (conn.ready) dropped++;

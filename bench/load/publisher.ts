@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { RedisPublisher } from '../../gateway/src/broker/publisher.js';
-import { eventData, eventFrame, fillerText, wallClockMs, type BenchEventData } from '../event.js';
+import { eventData, eventFrame, fillerText, sharedClockMs, type BenchEventData } from '../event.js';
 import type { PublishPlan, PublishTarget, PublisherCommand, PublisherReply } from './messages.js';
 
 // Publisher process (forked by the harness): sends the scenario's events to one system the way
@@ -122,11 +122,11 @@ async function run(target: PublishTarget, plan: PublishPlan): Promise<PublisherR
   let failed = 0;
   let seq = 0;
   const inFlight = new Set<Promise<void>>();
-  const started = wallClockMs();
+  const started = sharedClockMs();
   let firstPublishMs = 0;
   let lastPublishMs = 0;
-  while (seq < plan.events && wallClockMs() - started < plan.maxDurationMs) {
-    const elapsedS = (wallClockMs() - started) / 1000;
+  while (seq < plan.events && sharedClockMs() - started < plan.maxDurationMs) {
+    const elapsedS = (sharedClockMs() - started) / 1000;
     const due = plan.ratePerS > 0 ? Math.min(plan.events, Math.floor(plan.ratePerS * elapsedS) + 1) : plan.events;
     if (seq >= due) {
       await new Promise((r) => setTimeout(r, 1));
