@@ -2,6 +2,7 @@ import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { ReplyxError } from '../../errors.js';
 import type { Topology } from '../../topology/index.js';
+import { fittedName, NAME_LIMITS } from './names.js';
 import { AWS_POSTGRES_PORT, AWS_REDIS_PORT } from './security.js';
 
 /** Postgres major version on RDS, the same major as the docker target's default image. */
@@ -129,7 +130,7 @@ export class Data extends pulumi.ComponentResource {
       }),
     );
     const redis = new aws.elasticache.ReplicationGroup(
-      `${name}-redis`,
+      fittedName(name, 'redis', NAME_LIMITS.replicationGroup),
       {
         description: `replyx ${args.topology.name} events and history`,
         ...plan.redis,

@@ -7,6 +7,7 @@ import { topologyFromStackText, validateTopology, type Topology, type TopologyIn
 import { checkPostgresPassword, checkRedisAuthToken, databaseUrl, planData, redisUrl } from './data.js';
 import { planExecutionPolicy } from './iam.js';
 import { planImages } from './images.js';
+import { AUTONAME_SUFFIX_LENGTH, fittedName } from './names.js';
 import { planAwsNetwork, VPC_CIDR } from './network.js';
 import { AWS_POSTGRES_PORT, AWS_REDIS_PORT, planSecurityGroups, securityRuleName, securityRulesFor, type AllowedFlow } from './security.js';
 import { planLoadBalancer, planNames, planServices } from './services.js';
@@ -373,5 +374,21 @@ describe('Pulumi.aws.example.yaml', () => {
     expect(topology.target).toBe('aws');
     expect(warnings).toEqual([]);
     expect(topology.aws.albIdleTimeoutS * 1000).toBeGreaterThan(topology.gateway.heartbeatMs);
+  });
+});
+
+describe('fittedName', () => {
+  it('keeps short names as <base>-<suffix>', () => {
+    expect(fittedName('replyx', 'alb', 32)).toBe('replyx-alb');
+  });
+
+  it('shortens long names so the random suffix still fits, keeping them distinct', () => {
+    const a = fittedName('a-very-long-stack-name-for-chat1', 'alb', 32);
+    const b = fittedName('a-very-long-stack-name-for-chat2', 'alb', 32);
+    expect(a.length + AUTONAME_SUFFIX_LENGTH).toBeLessThanOrEqual(32);
+    expect(b.length + AUTONAME_SUFFIX_LENGTH).toBeLessThanOrEqual(32);
+    expect(a).not.toBe(b);
+    expect(a).toMatch(/^a-very-long-sta-[0-9a-f]{4}-alb$/);
+    expect(fittedName('a-very-long-stack-name-for-chat1', 'redis', 40).length + AUTONAME_SUFFIX_LENGTH).toBeLessThanOrEqual(40);
   });
 });

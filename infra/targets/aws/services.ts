@@ -2,6 +2,7 @@ import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import type { Topology } from '../../topology/index.js';
 import { ECS_TASKS_TRUST_POLICY, planExecutionPolicy } from './iam.js';
+import { fittedName, NAME_LIMITS } from './names.js';
 import type { SecurityGroupName } from './security.js';
 import { AWS_SERVICES, CONTAINER_NAMES, planTaskDefinitions, secretEnvFor, type AwsServiceName, type SecretArns, type TaskRefs } from './tasks.js';
 
@@ -241,7 +242,7 @@ export class Services extends pulumi.ComponentResource {
     }
 
     const alb = new aws.lb.LoadBalancer(
-      `${name}-alb`,
+      fittedName(name, 'alb', NAME_LIMITS.loadBalancer),
       {
         loadBalancerType: 'application',
         internal: false,
@@ -254,7 +255,7 @@ export class Services extends pulumi.ComponentResource {
       parent,
     );
     const targetGroup = new aws.lb.TargetGroup(
-      `${name}-nginx`,
+      fittedName(name, 'nginx', NAME_LIMITS.targetGroup),
       { port: lbPlan.targetPort, protocol: 'HTTP', targetType: 'ip', vpcId: args.vpcId, healthCheck: lbPlan.healthCheck, deregistrationDelay: lbPlan.deregistrationDelay, tags: args.tags },
       parent,
     );

@@ -139,7 +139,8 @@ async function deploy(input: TopologyInput): Promise<Deployed> {
   const before = resources.length;
   const outputs = await deployOutputs(createAwsStack(topology, { stack: 'aws', projectRoot: '/repo' }));
   await settled();
-  const all = resources.slice(before).filter((r) => r.name.startsWith(topology.name));
+  // Length-limited names are shortened for long stack names (names.ts), so match on a prefix.
+  const all = resources.slice(before).filter((r) => r.name.startsWith(topology.name.slice(0, 10)));
   const of = (type: string) => all.filter((r) => r.type === type);
   return {
     topology,
@@ -311,6 +312,14 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     const options = (pinned.containers('gateway')[0]!.logConfiguration as { options: Record<string, string> }).options;
     expect(options['awslogs-region']).toBe('eu-central-1');
     expect(d.of('pulumi:providers:aws')).toHaveLength(0);
+  });
+
+  it('keeps auto-named ALB, target group and Redis names within AWS limits for the longest stack name', async () => {
+    const long = await deploy({ name: 'l23456789012345678901234567890x' });
+    const lengthOf = (type: string) => long.of(type)[0]!.name.length + 8;
+    expect(lengthOf('aws:lb/loadBalancer:LoadBalancer')).toBeLessThanOrEqual(32);
+    expect(lengthOf('aws:lb/targetGroup:TargetGroup')).toBeLessThanOrEqual(32);
+    expect(lengthOf('aws:elasticache/replicationGroup:ReplicationGroup')).toBeLessThanOrEqual(40);
   });
 
   it('sets the backend env: desired count = backend.replicas, BACKEND_WORKERS = UVICORN_WORKERS = workers', async () => {
