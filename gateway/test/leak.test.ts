@@ -78,7 +78,7 @@ describe('leaks and memory', () => {
     const run = async (n: number) => {
       for (let i = 0; i < n; i += 10) await Promise.all(Array.from({ length: 10 }, (_, j) => cycle(i + j)));
     };
-    await run(400); // warm-up: JIT, pools, caches
+    await run(1000); // warm-up: JIT (its metadata lives outside code space too), pools, caches
     const base = await measure();
     await run(1000);
     await new Promise((r) => setTimeout(r, 200));
