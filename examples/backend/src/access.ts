@@ -1,5 +1,6 @@
 import { jwtVerify, errors as joseErrors } from 'jose';
 import { z } from 'zod';
+import { isHostAllowed, originHost as gatewayOriginHost } from '../../../gateway/src/origin/allowed-domains.js';
 
 // Who may write to or listen on a dialog: the seed's three clients (operator JWT, site token,
 // widget origin). Used by the HTTP API and by legacy /ws/ mode, so both refuse the same things.
@@ -62,31 +63,17 @@ export async function verifySiteToken(secret: string, token: string | undefined)
   return claims.success ? { userId: claims.data.user_id, assistantId: claims.data.assistant_id } : deny('UNAUTHORIZED', 'not a site token');
 }
 
-/** The host of an origin URL (`https://a.example.com:8443` -> `a.example.com`), or undefined. */
+/** The host of an http(s) origin (`https://a.example.com:8443` -> `a.example.com`), or undefined; the gateway's rule. */
 export function originHost(origin: string): string | undefined {
-  try {
-    const url = new URL(origin);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
-    return url.hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  } catch {
-    return undefined;
-  }
+  return gatewayOriginHost(origin);
 }
 
 /**
  * True when `host` matches an allowed domain: exactly, or `*.example.com` for any subdomain of
- * example.com (not example.com itself, which must be listed on its own).
+ * example.com (not example.com itself). The gateway's rule, so HTTP and WebSocket agree.
  */
 export function hostAllowed(host: string, allowedDomains: readonly string[]): boolean {
-  const h = host.toLowerCase();
-  return allowedDomains.some((raw) => {
-    const d = raw.trim().toLowerCase();
-    if (d.startsWith('*.')) {
-      const suffix = d.slice(1);
-      return h.endsWith(suffix) && h.length > suffix.length;
-    }
-    return d === h;
-  });
+  return isHostAllowed(host.toLowerCase(), allowedDomains);
 }
 
 /** The owner check every client kind ends with. */

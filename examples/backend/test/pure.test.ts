@@ -19,7 +19,8 @@ describe('origin rules', () => {
 
   it('takes the host of http(s) origins only, and prefers parent_origin', () => {
     expect(originHost('https://A.Example.com:8443/path')).toBe('a.example.com');
-    expect(originHost('http://[::1]:8080')).toBe('::1');
+    expect(originHost('http://[::1]:8080')).toBe('[::1]');
+    expect(hostAllowed('shop.example.com', ['https://*.example.com:443/'])).toBe(true);
     expect(originHost('javascript:alert(1)')).toBeUndefined();
     expect(originHost('not a url')).toBeUndefined();
     expect(widgetOrigin('https://iframe-parent.example.com', 'http://localhost')).toBe('https://iframe-parent.example.com');

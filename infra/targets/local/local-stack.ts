@@ -9,7 +9,7 @@ import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
 import { freePort } from './ports.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
-import { serviceState, startService, stopService, type ServiceState } from './supervisor.js';
+import { assertPortFree, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
 
 // The local stack as a whole: `npm start`/`npm stop`/status/restart for a developer (state in
 // .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
@@ -59,10 +59,13 @@ export async function startPlan(plan: LocalStackPlan, log: ProgressLog): Promise
   const started: LocalServiceName[] = [];
   const alreadyRunning: LocalServiceName[] = [];
   await writeNginxConfig(plan);
+  const states = new Map(await Promise.all(plan.services.map(async (s) => [s.name, await serviceState(s)] as const)));
+  // Check every port before starting anything, so a taken port does not leave half a stack.
+  for (const spec of plan.services) if (!states.get(spec.name)!.running) await assertPortFree(spec);
   for (const wave of startWaves(plan.services)) {
     const results = await Promise.allSettled(
       wave.map(async (spec) => {
-        const state = await serviceState(spec);
+        const state = states.get(spec.name)!;
         if (state.running) {
           alreadyRunning.push(spec.name);
           log(`  ${pad(spec.name, 11)} already running  pid ${state.pid}  127.0.0.1:${spec.port}${state.healthy ? '' : '  (not healthy: see logs)'}`);
