@@ -349,3 +349,12 @@ describe('limits, heartbeat and internal-only endpoints on a dedicated gateway',
     expect(await ok.json()).toMatchObject({ instance: 'gw-tight', workers: 1 });
   });
 });
+
+describe('protocol ping flood', () => {
+  it('protocol-level pings count toward the frame rate (4100)', async () => {
+    const c = new TestClient(`${gw.ws}/ws/dialogs/${db.a.dialogs[0]}?token=${await adminToken(db.a.userId)}`);
+    await c.ready();
+    for (let i = 0; i < 50; i += 1) c.ws.ping();
+    expect((await c.closed).code).toBe(4100);
+  });
+});

@@ -29,6 +29,14 @@ function onPong(this: TaggedSocket): void {
   if (conn) conn.alive = true;
 }
 
+const NO_DATA = Buffer.alloc(0);
+
+function onPing(this: TaggedSocket): void {
+  // ws answers protocol pings itself; they still count toward the client's frame rate.
+  const conn = this[CONN];
+  if (conn) conn.owner.onClientFrame(conn, NO_DATA, true);
+}
+
 function onClose(this: TaggedSocket, code: number): void {
   const conn = this[CONN];
   if (!conn) return;
@@ -71,6 +79,7 @@ export class ClientConnection implements HubMember {
     (ws as TaggedSocket)[CONN] = this;
     ws.on('message', onMessage);
     ws.on('pong', onPong);
+    ws.on('ping', onPing);
     ws.on('close', onClose);
     ws.on('error', onError);
   }
