@@ -9,7 +9,7 @@ import { planAwsRollback, runAwsRollback } from '../infra/targets/aws/index.js';
 import { COMMON_HELP, intFlag, isMain, parseFlags, runScript, seconds } from './operator/cli.js';
 import { resolveContext, type StackContext } from './operator/context.js';
 import { probeCredentials } from './operator/live-state.js';
-import { dockerRollbackCommands, rollbackDocker } from './operator/rollback-docker.js';
+import { dockerRollbackCommands, rollbackDocker, type DockerRollbackOptions } from './operator/rollback-docker.js';
 import { historyFile, lastEntry, popHistory, pushHistory, readHistory, writeAtomic, type HistoryEntry } from './operator/rollback-history.js';
 import { rollbackLocal, topologyOfText, type LocalRollbackOptions } from './operator/rollback-local.js';
 import { changeFromFlags, editStackText, planRollback, stateOf, type RollbackChange, type RollbackPlan, type RollbackState } from './operator/rollback-plan.js';
@@ -50,6 +50,10 @@ export interface RollbackRunOptions {
   readonly print?: (line: string) => void;
   readonly run?: CommandRunner;
   readonly transformConfig?: LocalRollbackOptions['transformConfig'];
+  /** Docker target: replaces the health verification (unit tests have no daemon). */
+  readonly dockerVerify?: DockerRollbackOptions['verify'];
+  /** Whether the Pulumi CLI is available (default: looked up on PATH). */
+  readonly hasPulumi?: boolean;
 }
 
 function historyPath(ctx: StackContext): string {
@@ -114,7 +118,16 @@ export async function runRollback(ctx: StackContext, change: RollbackChange | 'u
   if (ctx.target === 'local') {
     warnings = (await rollbackLocal(ctx, toText, change, steps, { run, creds, print, ...(options.transformConfig ? { transformConfig: options.transformConfig } : {}) })).warnings;
   } else if (ctx.target === 'docker') {
-    warnings = (await rollbackDocker(ctx, toText, change, steps, { run, creds, print, ...(options.transformConfig ? { transformConfig: options.transformConfig } : {}) })).warnings;
+    warnings = (
+      await rollbackDocker(ctx, toText, change, steps, {
+        run,
+        creds,
+        print,
+        ...(options.transformConfig ? { transformConfig: options.transformConfig } : {}),
+        ...(options.dockerVerify ? { verify: options.dockerVerify } : {}),
+        ...(options.hasPulumi !== undefined ? { hasPulumi: options.hasPulumi } : {}),
+      })
+    ).warnings;
   } else {
     const result = await runAwsRollback(
       { stack: ctx.stack, ...(to.wsRoute !== from.wsRoute ? { wsRoute: to.wsRoute } : {}), ...(to.backendWorkers !== from.backendWorkers ? { backendWorkers: to.backendWorkers } : {}) },

@@ -76,7 +76,7 @@ export async function readLocalSecrets(stateDir: string): Promise<LocalSecrets> 
 /** Resolves the stack a command works on from its flags. */
 export async function resolveContext(flags: CommonFlags): Promise<StackContext> {
   const chosen = chooseStack(flags);
-  const projectDir = path.resolve(flags['project-dir'] ?? REPO_DIR);
+  const projectDir = path.resolve(flags['project-dir'] ?? process.env.REPLYX_PROJECT_DIR ?? REPO_DIR);
   const stackFile = stackFilePath(projectDir, chosen.stack);
   if (!existsSync(stackFile)) {
     throw new ReplyxError('RPX_STACK_FILE_MISSING', `no stack file ${stackFile}`, `pass --stack NAME of an existing Pulumi.NAME.yaml in ${projectDir}`);
@@ -89,7 +89,7 @@ export async function resolveContext(flags: CommonFlags): Promise<StackContext> 
   }
   const base = { target, stack: chosen.stack, projectDir, stackFile, stackText };
   if (target === 'local') {
-    const stateDir = path.resolve(flags['state-dir'] ?? path.join(projectDir, '.stack'));
+    const stateDir = path.resolve(flags['state-dir'] ?? process.env.REPLYX_STATE_DIR ?? path.join(projectDir, '.stack'));
     const secrets = await readLocalSecrets(stateDir);
     const recorded = (await readJson(path.join(stateDir, 'state.json'))) as { ports?: LocalPorts } | undefined;
     const plan = planLocalStack(fileTopology, { stateDir, repoDir: REPO_DIR, secrets, ...(recorded?.ports ? { ports: recorded.ports } : {}) });

@@ -16,7 +16,7 @@ import { httpJson, wsFirstFrame } from './probes.js';
 import { planRollback, stateOf, type RollbackChange, type RollbackPlan } from './rollback-plan.js';
 import { persistStackChange } from './rollback-persist.js';
 import { writeAtomic } from './rollback-history.js';
-import { endOldWorkers } from './nginx-workers.js';
+import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
 import type { CommandRunner } from './runner.js';
 import type { StepRunner } from './steps.js';
 
@@ -56,13 +56,14 @@ function contextFor(ctx: StackContext, plan: LocalStackPlan): StackContext {
   return { ...ctx, topology: plan.topology, local: { ...ctx.local!, plan } };
 }
 
-async function reloadNginx(plan: LocalStackPlan): Promise<string> {
+async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; masterPid: number; oldWorkers: number[] }> {
   const st = await serviceState(spec(plan, 'nginx'));
   if (!st.running || st.pid === undefined) throw new ReplyxError('RPX_ROLLBACK_NGINX_DOWN', 'nginx is not running', 'start the stack (npm start) and roll back again');
   // SIGHUP is what `nginx -s reload` sends: the master re-reads the file, starts new workers and
   // lets old ones finish (at most worker_shutdown_timeout).
-  process.kill(st.pid, 'SIGHUP');
-  return `SIGHUP to nginx master pid ${st.pid}`;
+  const { oldWorkers, reloaded } = await reloadAndWait(st.pid);
+  if (!reloaded) throw new ReplyxError('RPX_ROLLBACK_RELOAD', `nginx (pid ${st.pid}) did not start new workers after SIGHUP`, `read ${path.join(plan.nginxPrefixDir, 'logs', 'error.log')}`);
+  return { detail: `SIGHUP to nginx master pid ${st.pid}; new workers serving`, masterPid: st.pid, oldWorkers };
 }
 
 /**
@@ -83,11 +84,9 @@ async function drainGateway(plan: LocalStackPlan): Promise<{ detail: string; sta
 }
 
 /** Ends nginx's old workers so legacy /ws/ clients of the backend reconnect through the new route. */
-async function drainOldNginxWorkers(plan: LocalStackPlan): Promise<string> {
-  const st = await serviceState(spec(plan, 'nginx'));
-  if (st.pid === undefined) return 'nginx not running';
-  const ended = await endOldWorkers(st.pid, 1000);
-  return ended === 0 ? 'old nginx workers already gone' : `ended ${ended} old nginx worker${ended === 1 ? '' : 's'} holding /ws/ connections to the backend (clients reconnect via the new route)`;
+async function drainOldNginxWorkers(masterPid: number, oldWorkers: readonly number[]): Promise<string> {
+  const ended = await endOldWorkers(masterPid, oldWorkers, 1000);
+  return ended === 0 ? 'old nginx workers had no connections left' : `ended ${ended} old nginx worker${ended === 1 ? '' : 's'} still holding /ws/ connections to the backend (clients reconnect via the new route)`;
 }
 
 async function restartBackend(plan: LocalStackPlan): Promise<string> {
@@ -138,7 +137,12 @@ async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRun
     onSwapped();
     return `${path.basename(to.nginxConfigFile)} replaced (temp file + rename)`;
   });
-  await steps.run('reload', () => reloadNginx(to));
+  let reload = { masterPid: 0, oldWorkers: [] as number[] };
+  await steps.run('reload', async () => {
+    const r = await reloadNginx(to);
+    reload = r;
+    return r.detail;
+  });
   let gatewayStarted: Promise<number> | undefined;
   if (plan.drain === 'gateway') {
     await steps.run('drain', async () => {
@@ -149,7 +153,7 @@ async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRun
   }
   // Legacy /ws/ clients sit in backend workers behind old nginx workers; ending those old workers
   // moves them without restarting the backend (which would interrupt /api/).
-  if (plan.drain === 'backend') await steps.run('drain', () => drainOldNginxWorkers(to));
+  if (plan.drain === 'backend') await steps.run('drain', () => drainOldNginxWorkers(reload.masterPid, reload.oldWorkers));
   if (plan.restartBackend) await steps.run('restart backend', () => restartBackend(to));
   return gatewayStarted ? { gatewayStarted } : {};
 }
@@ -199,11 +203,15 @@ export async function rollbackLocal(ctx: StackContext, toText: string, change: R
     return `now wsRoute=${from.topology.wsRoute}, backend workers=${from.topology.backend.workers} (nginx pid ${st.pid ?? 'not running'}); target wsRoute=${to.topology.wsRoute}, workers=${to.topology.backend.workers}`;
   });
   let swapped = false;
+  let forwardGateway: Promise<number> | undefined;
   try {
     const { gatewayStarted } = await applyPlans(to, rollbackPlan, steps, options, undefined, () => (swapped = true));
+    forwardGateway = gatewayStarted;
     await steps.run('verify', () => verify(ctx, to, rollbackPlan, options.creds, options.verifyTimeoutMs ?? 5000, warnings, gatewayStarted));
   } catch (err) {
     if (!swapped) throw err;
+    // A gateway restarted by the failed attempt must be up before the restore reasons about it.
+    await forwardGateway?.catch(() => undefined);
     const reason = err instanceof Error ? err.message : String(err);
     options.print(`  verification failed; restoring wsRoute=${from.topology.wsRoute}, backend workers=${from.topology.backend.workers}`);
     const back = planRollback(stateOf(to.topology), stateOf(from.topology));
