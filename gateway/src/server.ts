@@ -63,6 +63,8 @@ const CLOSE_SLOW = CloseCodes.SLOW_CONSUMER;
 const PING_FRAME = Buffer.from('{"type":"ping"}');
 const PONG_FRAME = Buffer.from('{"type":"pong"}');
 const RESYNC = Buffer.from(RESYNC_FRAME);
+/** Live events buffered per connection while its history replay runs; beyond it, 4101. */
+export const MAX_PENDING_EVENTS = 10_000;
 /** Client frames larger than this are never parsed (only pings are understood). */
 const MAX_PARSED_FRAME = 256;
 
@@ -89,7 +91,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     let sent = 0;
     for (const conn of hub.recipients(event.dialogId, event.audience)) {
       if (conn.pending) {
-        conn.pending.push(event);
+        if (conn.pending.length < MAX_PENDING_EVENTS) conn.pending.push(event);
+        else conn.close(CLOSE_SLOW);
         continue;
       }
       if (conn.replayedUpTo !== undefined) {
@@ -121,6 +124,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
 
   const owner: ConnectionOwner = {
     onClientFrame(conn, data, isBinary) {
+      if (conn.closeCode !== undefined) return;
       conn.alive = true;
       const now = Date.now();
       if (now - conn.framesWindowStart >= 1000) {
