@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const stack = values.stack;
-  if (stack !== undefined && !/^[A-Za-z0-9_.-]+$/.test(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
+  if (stack !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
   if (!['logs', 'restart'].includes(command) && positionals.length > 0) usageError(`unexpected argument "${positionals[0]}"`, command);
 
   const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, upDevStack } = await import('../infra/targets/local/local-stack.js');
@@ -92,11 +92,13 @@ async function main(argv: string[]): Promise<number> {
       ensureOsPackages(log);
       const plan = await upDevStack({ stack }, log);
       log('');
-      log(`  ${plan.urls.public}            nginx: /api/ -> backend, /ws/ -> ${plan.topology.wsRoute === 'gateway' ? 'ws-gateway' : 'backend (legacy)'}`);
-      log(`  ${plan.urls.ws}/ws/...     WebSockets through nginx`);
-      log(`  ${plan.urls.backend}/health     backend`);
-      log(`  ${plan.urls.gateway}/health     ws-gateway`);
-      log('Next: npm run stack -- tokens   (credentials and the seed\'s wscat/curl checks); npm stop');
+      const url = (u: string, what: string) => log(`  ${u.padEnd(34)} ${what}`);
+      url(plan.urls.public, `nginx: /api/ -> backend, /ws/ -> ${plan.topology.wsRoute === 'gateway' ? 'ws-gateway' : 'backend (legacy, pre-migration)'}`);
+      url(`${plan.urls.ws}/ws/...`, 'WebSockets through nginx');
+      url(`${plan.urls.backend}/health`, 'backend');
+      url(`${plan.urls.gateway}/health`, 'ws-gateway');
+      const flag = stack ? ` --stack ${stack}` : '';
+      log(`Next: npm run stack -- tokens${flag}   (credentials and the seed's wscat/curl checks); npm stop${stack ? ` --${flag}` : ''}`);
       return 0;
     }
     case 'down':

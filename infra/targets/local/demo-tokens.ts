@@ -11,6 +11,8 @@ export interface DemoTokens {
   readonly siteTokens: readonly { name: string; dialogId: number; assistantId: number; token: string }[];
   readonly widget: { readonly assistantId: number; readonly allowedOrigin: string; readonly allowedDomains: readonly string[] };
   readonly dialogs: readonly number[];
+  /** Header value for the gateway's debug endpoints (`X-Debug-Token`), when the stack sets one. */
+  readonly debugToken?: string;
   /** The seed's checks as argv arrays, for localhost. */
   readonly commands: readonly { readonly title: string; readonly argv: readonly string[] }[];
 }
@@ -37,6 +39,7 @@ export async function demoTokens(jwtSecret: string, ports: { nginx: number; back
     siteTokens: sites,
     widget: { assistantId: widgetAssistant.id, allowedOrigin: origin, allowedDomains: widgetAssistant.allowedDomains },
     dialogs: DEMO_DIALOGS.map((d) => d.id),
+    debugToken,
     commands: [
       { title: 'backend health', argv: ['curl', '-s', `http://localhost:${ports.backend}/health`] },
       { title: 'ws-gateway health', argv: ['curl', '-s', `http://localhost:${ports.gateway}/health`] },

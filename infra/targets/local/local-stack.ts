@@ -21,6 +21,13 @@ export const REPO_DIR = fileURLToPath(new URL('../../../', import.meta.url));
 /** Where `npm start` keeps its state. */
 export const DEFAULT_STATE_DIR = path.join(REPO_DIR, '.stack');
 
+/** The state dir of a developer stack: `.stack/` for "local", `.stack/<name>/` for any other stack file. */
+export function stateDirFor(opts: { stack?: string; stateDir?: string }): string {
+  if (opts.stateDir) return opts.stateDir;
+  const stack = opts.stack ?? 'local';
+  return stack === 'local' ? DEFAULT_STATE_DIR : path.join(DEFAULT_STATE_DIR, stack);
+}
+
 /** Receives one progress line. */
 export type ProgressLog = (line: string) => void;
 
@@ -124,7 +131,7 @@ export interface DevStackOptions {
 /** Loads the stack file, secrets and (if running) the recorded ports, and plans the stack. */
 export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Promise<{ plan: LocalStackPlan; secrets: LocalSecrets; stackFile: string; running: boolean }> {
   const repoDir = opts.repoDir ?? REPO_DIR;
-  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const stateDir = stateDirFor(opts);
   const stack = opts.stack ?? 'local';
   const stackFile = stackFilePath(repoDir, stack);
   const { topology, warnings } = await loadTopologyFromStackFile(stackFile);
@@ -140,7 +147,7 @@ export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Pro
 
 /** `npm start`: starts what is not running and records the ports; resolves with the plan. */
 export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promise<LocalStackPlan> {
-  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const stateDir = stateDirFor(opts);
   await mkdir(stateDir, { recursive: true });
   // Postgres runs as the postgres user and must be able to walk into .stack/.
   await chmod(stateDir, 0o755);
@@ -155,7 +162,7 @@ export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promi
 
 /** `npm stop`: stops every service, nginx first. */
 export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Promise<void> {
-  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const stateDir = stateDirFor(opts);
   const { plan } = await loadDevPlan(opts);
   await stopPlan(plan, log);
   await rm(stateFile(stateDir), { force: true });
