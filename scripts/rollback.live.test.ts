@@ -175,4 +175,16 @@ describe.sequential('operator scripts on a live local stack', () => {
     expect(code).toBe(0);
     expect(await deliveryRate(5)).toBe(1);
   }, 180_000);
+
+  it('health --watch repeats until the first failure and exits 1 (gateway killed)', async () => {
+    const watch = runOperatorScript('verify-health.ts', [...flags(), '--watch', '1', '--skip-probe'], 120_000);
+    // Let a few healthy rounds pass, then take the gateway away.
+    await new Promise((r) => setTimeout(r, 8000));
+    const pid = Number((await readFile(stack.handle.plan.services.find((x) => x.name === 'ws-gateway')!.pidFile, 'utf8')).trim());
+    process.kill(pid, 'SIGKILL');
+    const run = await watch;
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/round 1\n/);
+    expect(run.stdout).toMatch(/UNHEALTHY: gateway \/health/);
+  }, 180_000);
 });
