@@ -245,7 +245,9 @@ Redis (the floor for Node on this box).
 - Sizes: (a) ${fmt(o.fanoutSubscribers)} subscribers on one dialog, ${fmt(o.fanoutEvents)} events published as fast as the
   publisher's in-flight bound allows; (b) ${fmt(o.dialogs * 2)} connections over ${fmt(o.dialogs)} dialogs (admin + widget each),
   ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s; (c) the same ${fmt(o.dialogs * 2)} connections idle; (d) ${fmt(o.connectCount)} connects,
-  ${fmt(o.connectConcurrency)} handshakes in flight per generator. Event text ${fmt(o.textBytes)} bytes.
+  ${fmt(o.connectConcurrency)} handshakes in flight per generator. Event text ${fmt(o.textBytes)} bytes. Scenario connections
+  are opened ${fmt(o.openConcurrency)} handshakes in flight per generator, and before each scenario the harness waits
+  (at most ${fmt(o.quiesceTimeoutMs / 1000)} s) until the server is idle, so leftover work is not billed to the next scenario.
 
 ## Summary
 
@@ -309,7 +311,13 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
   events on a WebSocket. Pushpin's Debian default \`message_rate=2500\` is raised so its throttle is
   not what we measure.
 - Our gateway runs with \`LOG_LEVEL=warn\` (per-connection info lines off) and per-IP limits raised,
-  since every client comes from 127.0.0.1.
+  since every client comes from 127.0.0.1; Pushpin runs at log level 1 for the same reason.
+- **CPU** columns are CPU seconds used during the scenario (from /proc, user + system) divided by its
+  wall time: 100 % = one full core. "load procs" = the generators plus the publisher; when server +
+  load processes approach the machine's cores, the figure is bounded by the box.
+- Pushpin (Debian 1.36: condure in front, zurl to the origin) answered 502 to roughly one handshake in
+  ten when 100 were in flight per generator during development runs; the scenario connections are
+  therefore opened with a smaller number in flight, for every system alike.
 
 ## Reproduce
 

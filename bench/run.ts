@@ -22,10 +22,12 @@ const { values } = parseArgs({
     duration: { type: 'string' },
     'connect-count': { type: 'string' },
     generators: { type: 'string' },
+    'open-concurrency': { type: 'string' },
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
     json: { type: 'string' },
+    'pushpin-log-level': { type: 'string' },
     out: { type: 'string', default: path.join(REPO_ROOT, 'BENCHMARKS.md') },
     help: { type: 'boolean', default: false },
   },
@@ -33,7 +35,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
-       [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--generators N]
+       [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--generators N] [--open-concurrency N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]`);
   process.exit(0);
 }
@@ -92,7 +94,9 @@ const opts: BenchOptions = {
   manyDurationS: positive('duration', values.duration, base.manyDurationS),
   connectCount: positive('connect-count', values['connect-count'], base.connectCount),
   generators: positive('generators', values.generators, base.generators),
+  openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
   keepDir: values.keep,
+  pushpinLogLevel: values['pushpin-log-level'] === undefined ? undefined : Number(values['pushpin-log-level']),
   gatewayNodeArgs: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`] : undefined,
   heapSnapshotDir: values.profile ? profileDir : undefined,
   log: (line) => console.error(line),

@@ -27,6 +27,11 @@ export interface PushpinConfigInput {
   readonly messageRate?: number;
   /** Rate-limited messages queued before dropping. Default 1,000,000 (Debian: 25,000). */
   readonly messageHwm?: number;
+  /**
+   * Pushpin's log level. Default 1 (warnings): at Debian's 2 (info) the handler writes a line
+   * per publish and the proxy one per request, which our gateway (run at warn) does not pay.
+   */
+  readonly logLevel?: number;
 }
 
 type Ini = Record<string, Record<string, string | number | boolean>>;
@@ -54,7 +59,7 @@ export function renderPushpinConfig(input: PushpinConfigInput): string {
       services: 'condure,zurl,pushpin-proxy,pushpin-handler',
       http_port: `127.0.0.1:${input.httpPort}`,
       logdir: `${input.dir}/log`,
-      log_level: 2,
+      log_level: input.logLevel ?? 1,
       client_buffer_size: 8192,
       client_maxconn: input.maxConnections ?? 50_000,
       condure_bin: 'condure',

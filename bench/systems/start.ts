@@ -26,6 +26,8 @@ export interface StartContext {
   readonly gatewayNodeArgs?: readonly string[];
   /** The gateway's LOG_LEVEL. Default "warn": per-connection info lines are not what we measure. */
   readonly gatewayLogLevel?: string;
+  /** Pushpin's log level (3 = debug, to see why it refuses connections). Default 1. */
+  readonly pushpinLogLevel?: number;
   /** How long a server may take to become ready. Default 20 s. */
   readonly readyTimeoutMs?: number;
 }
@@ -221,7 +223,7 @@ async function startPushpin(ctx: StartContext): Promise<RunningSystem> {
   await ready(origin, () => isPortOpen(originPort), ctx.readyTimeoutMs ?? 20_000, path.join(ctx.dir, 'pushpin-origin.log'));
   const [httpPort, publishPort, zmqPushPort, zmqSubPort, zmqCommandPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const configFile = path.join(dir, 'pushpin.conf');
-  await writeFile(configFile, renderPushpinConfig({ dir, httpPort, publishPort, zmqPushPort, zmqSubPort, zmqCommandPort, originPort, sigKey: randomBytes(16).toString('hex') }));
+  await writeFile(configFile, renderPushpinConfig({ dir, httpPort, publishPort, zmqPushPort, zmqSubPort, zmqCommandPort, originPort, sigKey: randomBytes(16).toString('hex'), logLevel: ctx.pushpinLogLevel }));
   await writeFile(path.join(dir, 'routes'), renderPushpinRoutes(originPort));
   const logFile = path.join(dir, 'pushpin.log');
   const runner = await spawnLogged('pushpin', findBinary('pushpin') ?? 'pushpin', ['--config', configFile], { logFile, cwd: dir });
