@@ -111,5 +111,5 @@ describe('runbooks (live: every `bash local` command against a running local sta
       // A stale path or binary name shows up on stderr even when `|| true`/`| tail` hide the exit code.
       expect(r.err, where).not.toMatch(/No such file or directory|command not found|Unknown option|unknown option|RPX_USAGE/);
     }
-  }, 600_000);
+  }, 900_000);
 });
