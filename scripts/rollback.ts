@@ -5,7 +5,6 @@
 // restores the state before the last rollback exactly (stack file byte for byte).
 import path from 'node:path';
 import { ReplyxError } from '../infra/errors.js';
-import { planAwsRollback, runAwsRollback } from '../infra/targets/aws/index.js';
 import { COMMON_HELP, intFlag, isMain, parseFlags, runScript, seconds } from './operator/cli.js';
 import { resolveContext, type StackContext } from './operator/context.js';
 import { probeCredentials } from './operator/live-state.js';
@@ -42,6 +41,8 @@ export interface RollbackReport {
   readonly to: RollbackState;
   readonly steps: readonly StepRecord[];
   readonly totalMs: number;
+  /** Local target: milliseconds until verification passed (the rest is persisting and the gateway's return). */
+  readonly verifiedMs?: number;
   readonly warnings: readonly string[];
 }
 
@@ -55,6 +56,9 @@ export interface RollbackRunOptions {
   /** Whether the Pulumi CLI is available (default: looked up on PATH). */
   readonly hasPulumi?: boolean;
 }
+
+// The AWS module pulls in @pulumi/aws (seconds to load): only an aws rollback pays for it.
+const loadAws = () => import('../infra/targets/aws/rollback.js');
 
 function historyPath(ctx: StackContext): string {
   return historyFile(ctx.local?.stateDir ?? path.join(ctx.projectDir, '.stack'));
@@ -75,10 +79,10 @@ export async function targetText(ctx: StackContext, change: RollbackChange | 'un
   return { text: entry.before.text, entry };
 }
 
-function dryRun(ctx: StackContext, plan: RollbackPlan, change: RollbackChange | 'undo', toText: string): string[] {
+async function dryRun(ctx: StackContext, plan: RollbackPlan, change: RollbackChange | 'undo', toText: string): Promise<string[]> {
   const lines = [`plan for stack ${ctx.stack} (target ${ctx.target}): ${describeState(plan.from)} -> ${describeState(plan.to)}${plan.desyncRisk ? '  (desync risk: /ws/ on a multi-worker backend)' : ''}`];
   if (ctx.target === 'aws') {
-    const aws = planAwsRollback({ stack: ctx.stack, wsRoute: plan.to.wsRoute, backendWorkers: plan.to.backendWorkers });
+    const aws = (await loadAws()).planAwsRollback({ stack: ctx.stack, wsRoute: plan.to.wsRoute, backendWorkers: plan.to.backendWorkers });
     for (const argv of [...aws.configCommands, aws.upCommand, aws.outputsCommand]) lines.push(`  ${argv.join(' ')}`);
     lines.push('  aws ecs describe-services ... until every deployment settles');
     return lines;
@@ -115,8 +119,11 @@ export async function runRollback(ctx: StackContext, change: RollbackChange | 'u
   print(`${change === 'undo' ? 'undo' : 'rollback'} stack ${ctx.stack} (${ctx.target}): ${describeState(from)} -> ${describeState(to)}`);
   const creds = await probeCredentials(ctx);
   let warnings: readonly string[] = [];
+  let verifiedMs: number | undefined;
   if (ctx.target === 'local') {
-    warnings = (await rollbackLocal(ctx, toText, change, steps, { run, creds, print, ...(options.transformConfig ? { transformConfig: options.transformConfig } : {}) })).warnings;
+    const local = await rollbackLocal(ctx, toText, change, steps, { run, creds, print, ...(options.transformConfig ? { transformConfig: options.transformConfig } : {}) });
+    warnings = local.warnings;
+    verifiedMs = local.verifiedMs;
   } else if (ctx.target === 'docker') {
     warnings = (
       await rollbackDocker(ctx, toText, change, steps, {
@@ -129,7 +136,7 @@ export async function runRollback(ctx: StackContext, change: RollbackChange | 'u
       })
     ).warnings;
   } else {
-    const result = await runAwsRollback(
+    const result = await (await loadAws()).runAwsRollback(
       { stack: ctx.stack, ...(to.wsRoute !== from.wsRoute ? { wsRoute: to.wsRoute } : {}), ...(to.backendWorkers !== from.backendWorkers ? { backendWorkers: to.backendWorkers } : {}) },
       { run: (argv) => run(argv), onStep: (name) => print(`  ${name}...`) },
     );
@@ -142,10 +149,10 @@ export async function runRollback(ctx: StackContext, change: RollbackChange | 'u
   if (change === 'undo') await popHistory(file, ctx.stack);
   else await pushHistory(file, { at: new Date().toISOString(), stack: ctx.stack, target: ctx.target, before: { ...from, text: ctx.stackText }, after: { ...to, text: toText } });
   const totalMs = steps.elapsedMs();
-  print(`${change === 'undo' ? 'undo' : 'rollback'} done in ${seconds(totalMs)}: ${describeState(to)}`);
+  print(`${change === 'undo' ? 'undo' : 'rollback'} done in ${seconds(totalMs)}${verifiedMs !== undefined ? ` (verified after ${seconds(verifiedMs)})` : ''}: ${describeState(to)}`);
   for (const w of warnings) print(`warning: ${w}`);
   if (planRollback(from, to).desyncRisk) print('note: /ws/ now runs on a multi-worker backend (desync risk, npm run check fails); next: npm run rollback -- --backend-workers 1');
-  return { ok: true, ...base, steps: steps.records, totalMs, warnings };
+  return { ok: true, ...base, steps: steps.records, totalMs, ...(verifiedMs !== undefined ? { verifiedMs } : {}), warnings };
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -160,7 +167,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (flags['dry-run']) {
     const { text } = await targetText(ctx, change);
     const plan = planRollback(stateOf(ctx.topology), stateOf(topologyOfText(ctx, text)));
-    const lines = text === ctx.stackText ? [`nothing to change: stack ${ctx.stack} already has ${describeState(plan.from)}`] : dryRun(ctx, plan, change, text);
+    const lines = text === ctx.stackText ? [`nothing to change: stack ${ctx.stack} already has ${describeState(plan.from)}`] : await dryRun(ctx, plan, change, text);
     console.log(flags.json ? JSON.stringify({ dryRun: true, from: plan.from, to: plan.to, steps: plan.steps, lines }, null, 2) : lines.join('\n'));
     return 0;
   }

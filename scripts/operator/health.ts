@@ -138,7 +138,7 @@ export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, 
 }
 
 /** Runs every health check and the probe (unless skipped). */
-export async function runHealth(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions & { skipProbe?: boolean } = {}): Promise<HealthReport> {
+export async function runHealth(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions & { skipProbe?: boolean; skipGateway?: boolean } = {}): Promise<HealthReport> {
   const checks: HealthCheck[] = [];
   const debug: Record<string, string> = creds.debugToken ? { 'X-Debug-Token': creds.debugToken } : {};
   const add = async (name: string, url: string, headers: Record<string, string>, describe: (body: Record<string, unknown>) => string) => {
@@ -148,9 +148,11 @@ export async function runHealth(ctx: StackContext, creds: ProbeCredentials, opti
   const dialog = options.dialogId ?? DEFAULT_PROBE_DIALOG;
   await add('nginx /health', `${ctx.endpoints.nginx}/health`, {}, () => 'ok');
   await add('backend /health', `${ctx.endpoints.backend}/health`, {}, (b) => `${String(b.status)}, ${String(b.workers)} workers, db ${String(b.db)}, redis ${String(b.redis)}`);
-  await add('gateway /health', `${ctx.endpoints.gateway}/health`, {}, (b) => `${String(b.status)}, broker ${String(b.broker)} (${String(b.redis)}), db ${String(b.db)}, ${String(b.connections)} connections`);
-  await add('gateway status', `${ctx.endpoints.gateway}/api/debug/websocket/status`, debug, (b) => `${String(b.instance)} pid ${String(b.pid)}, ${String(b.workers)} worker, ${JSON.stringify(b.connections)}`);
-  await add(`gateway sync ${dialog}`, `${ctx.endpoints.gateway}/api/debug/websocket/sync?dialog_id=${dialog}`, debug, (b) => `attached ${JSON.stringify(b.attached)}, last event ${String(b.last_event_id)}`);
+  if (!options.skipGateway) {
+    await add('gateway /health', `${ctx.endpoints.gateway}/health`, {}, (b) => `${String(b.status)}, broker ${String(b.broker)} (${String(b.redis)}), db ${String(b.db)}, ${String(b.connections)} connections`);
+    await add('gateway status', `${ctx.endpoints.gateway}/api/debug/websocket/status`, debug, (b) => `${String(b.instance)} pid ${String(b.pid)}, ${String(b.workers)} worker, ${JSON.stringify(b.connections)}`);
+    await add(`gateway sync ${dialog}`, `${ctx.endpoints.gateway}/api/debug/websocket/sync?dialog_id=${dialog}`, debug, (b) => `attached ${JSON.stringify(b.attached)}, last event ${String(b.last_event_id)}`);
+  }
   // nginx answers its own /health with plain text: accept it as long as it is 200.
   const nginxRow = checks[0]!;
   if (!nginxRow.ok && /^HTTP 200, not JSON/.test(nginxRow.detail)) checks[0] = { ...nginxRow, ok: true, detail: 'ok' };
