@@ -17,7 +17,7 @@ export interface ApiDeps {
   /** Publishes a stored message; resolves with its event id. */
   readonly publish: (message: MessageRow) => Promise<string>;
   /** Health of the worker's dependencies, for GET /health. */
-  readonly health: () => Promise<{ status: 'ok' | 'degraded'; db: string; redis: string }>;
+  readonly health: () => Promise<{ status: 'ok' | 'degraded' | 'starting'; db: string; redis: string }>;
   readonly workers: number;
 }
 

@@ -12,6 +12,8 @@ import { startWorker } from './worker.js';
 
 /** Message from the primary telling a worker the schema is migrated and seeded. */
 const DB_READY = 'replyx:db-ready';
+/** Message from the primary telling workers that every worker now listens (health turns "ok"). */
+const ALL_LISTENING = 'replyx:all-listening';
 /** Message from a worker asking to be told when the schema is ready. */
 const WORKER_WAITING = 'replyx:worker-waiting';
 
@@ -52,27 +54,37 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     });
     return w;
   };
+  const listening = new Set<Worker>();
+  let allListening = false;
+  cluster.on('listening', (worker) => {
+    listening.add(worker);
+    if (allListening) {
+      // A replacement for a crashed worker joins a cluster that was already complete.
+      worker.send(ALL_LISTENING);
+    } else if (listening.size === config.workers) {
+      allListening = true;
+      for (const w of listening) if (w.isConnected()) w.send(ALL_LISTENING);
+      log.info({ workers: config.workers, port: config.port }, `backend listening on ${config.host}:${config.port} with ${config.workers} workers`);
+    }
+  });
+  cluster.on('exit', (worker, code, signal) => {
+    listening.delete(worker);
+    if (stopping) return;
+    log.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
+    // A short pause stops a worker that crashes at start from spinning the CPU.
+    setTimeout(() => !stopping && fork(), 1000);
+  });
   for (let i = 0; i < config.workers; i += 1) fork();
   try {
     await prepareDatabase(config, log);
   } catch (err) {
+    stopping = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
     throw err;
   }
   dbReady = true;
   for (const w of waiting) if (w.isConnected()) w.send(DB_READY);
   waiting.clear();
-  let online = 0;
-  cluster.on('listening', () => {
-    online += 1;
-    if (online === config.workers) log.info({ workers: config.workers, port: config.port }, `backend listening on ${config.host}:${config.port} with ${config.workers} workers`);
-  });
-  cluster.on('exit', (worker, code, signal) => {
-    if (stopping) return;
-    log.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
-    // A short pause stops a worker that crashes at start from spinning the CPU.
-    setTimeout(() => !stopping && fork(), 1000);
-  });
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -106,7 +118,11 @@ async function runWorker(config: BackendConfig): Promise<void> {
     process.on('message', onMessage);
     process.send?.(WORKER_WAITING);
   });
-  const worker = await startWorker(config, log);
+  let clusterReady = false;
+  process.on('message', (m: unknown) => {
+    if (m === ALL_LISTENING) clusterReady = true;
+  });
+  const worker = await startWorker(config, log, config.port, () => clusterReady);
   const shutdown = () => {
     void worker.close().finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 5000).unref();

@@ -31,9 +31,10 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 /**
  * Starts one worker: HTTP API + legacy /ws/ on `config.port` (shared with the other cluster
- * workers), a Postgres pool and a Redis connection for publishing.
+ * workers), a Postgres pool and a Redis connection for publishing. `/health` says "starting"
+ * (503) until `clusterReady()` is true.
  */
-export async function startWorker(config: BackendConfig, log: Logger, listenPort = config.port): Promise<BackendWorker> {
+export async function startWorker(config: BackendConfig, log: Logger, listenPort = config.port, clusterReady: () => boolean = () => true): Promise<BackendWorker> {
   const db = new pg.Pool({ connectionString: config.databaseUrl, max: 10, connectionTimeoutMillis: 3000 });
   db.on('error', (err) => log.error({ err }, 'postgres pool error'));
   // No offline queue: while Redis is down a publish fails at once (503) instead of hanging.
@@ -55,7 +56,9 @@ export async function startWorker(config: BackendConfig, log: Logger, listenPort
       withTimeout(db.query('SELECT 1'), 2000).then(() => 'ok', (err: Error) => `error: ${err.message}`),
       withTimeout(redis.ping(), 2000).then(() => 'ok', (err: Error) => `error: ${err.message}`),
     ]);
-    return { status: dbState === 'ok' && redisState === 'ok' ? ('ok' as const) : ('degraded' as const), db: dbState, redis: redisState };
+    // Until every worker listens, the cluster is not the configured backend yet: report it.
+    const status = dbState !== 'ok' || redisState !== 'ok' ? ('degraded' as const) : clusterReady() ? ('ok' as const) : ('starting' as const);
+    return { status, db: dbState, redis: redisState };
   };
 
   server.on('request', (req, res) => {

@@ -7,7 +7,7 @@ import { renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
-import { freePort } from './ports.js';
+import { freePorts } from './ports.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
 
@@ -232,6 +232,17 @@ function installExitHook(): void {
 
 /** Starts a whole local stack on free ports in a temp dir and returns a handle to restart or stop it. */
 export async function startLocalStack(options: StartLocalStackOptions = {}): Promise<LocalStackHandle> {
+  try {
+    return await startLocalStackOnce(options);
+  } catch (err) {
+    // Free ports are chosen before the services bind them; another process (a parallel test
+    // file) can take one in between. That race deserves one more try with fresh ports.
+    if ((options.ports === undefined || options.ports === 'free') && (err as { code?: string }).code === 'RPX_PORT_TAKEN') return startLocalStackOnce(options);
+    throw err;
+  }
+}
+
+async function startLocalStackOnce(options: StartLocalStackOptions): Promise<LocalStackHandle> {
   const log = options.log ?? (() => undefined);
   const { topology } = validateTopology({ ...options.topology, target: 'local' }, 'startLocalStack');
   const ownDir = options.dir === undefined;
@@ -241,8 +252,8 @@ export async function startLocalStack(options: StartLocalStackOptions = {}): Pro
   const secrets = generateSecrets();
   let ports: Partial<Record<LocalServiceName, number>> | undefined;
   if (options.ports === undefined || options.ports === 'free') {
-    ports = {};
-    for (const s of LOCAL_SERVICES) ports[s] = await freePort();
+    const free = await freePorts(LOCAL_SERVICES.length);
+    ports = Object.fromEntries(LOCAL_SERVICES.map((s, i) => [s, free[i]!]));
   } else if (options.ports !== 'topology') {
     ports = options.ports;
   }

@@ -11,6 +11,7 @@ import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, withPorts } fro
 import { describeOwner, parseProcNetTcp, parseSsListeners, portOwner } from './port-owner.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
+import { freePorts } from './ports.js';
 
 const run = promisify(execFile);
 const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43) };
@@ -61,6 +62,11 @@ describe('planLocalStack', () => {
 });
 
 describe('port owner', () => {
+  it('hands out distinct free ports for a whole stack', async () => {
+    const ports = await freePorts(20);
+    expect(new Set(ports).size).toBe(20);
+  });
+
   it('parses ss and /proc/net/tcp listeners', () => {
     const ss = 'LISTEN 0      511        127.0.0.1:8080      0.0.0.0:*    users:(("nginx",pid=4242,fd=6),("nginx",pid=4243,fd=6))\n';
     expect(parseSsListeners(ss, 8080)).toEqual({ command: 'nginx', pid: 4242 });

@@ -36,3 +36,18 @@ export async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** Asks the kernel for `count` distinct free ports (all held at once, so none repeats). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => new Promise<net.Server>((resolve, reject) => {
+      const server = net.createServer();
+      server.unref();
+      server.on('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve(server));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
