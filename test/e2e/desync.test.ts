@@ -68,6 +68,8 @@ function scenario(label: string, topology: TopologyInput, check: (o: Outcome) =>
 scenario('wsRoute=backend, 4 workers (pre-migration)', { wsRoute: 'backend', backend: { workers: 4 } }, (o) => {
   expect(o.workers).toBeGreaterThanOrEqual(2);
   expect(o.delivered).toBeLessThan(o.expected);
+  // One socket per worker: each POST reaches exactly the one socket on the worker that took it.
+  if (o.workers === SOCKETS) expect(o.delivered).toBe(MESSAGES);
 });
 
 scenario('wsRoute=backend, 1 worker (rollback)', { wsRoute: 'backend', backend: { workers: 1 } }, (o) => {
