@@ -61,7 +61,7 @@ describe('pushpin config', () => {
 });
 
 function delivery(p99: number, perS: number) {
-  return { connections: 10, published: 5, publishFailed: 0, expected: 50, received: 50, lost: 0, extra: 0, dropped: 0, latency: { p50: p99 / 2, p99, max: p99 * 2, samples: 50 }, deliveredPerS: perS, seconds: 1, serverCpuPct: 50, loadCpuPct: 80, errors: [] };
+  return { connections: 10, published: 5, publishFailed: 0, expected: 50, received: 50, lost: 0, extra: 0, dropped: 0, latency: { p50: p99 / 2, p99, max: p99 * 2, samples: 50 }, deliveredPerS: perS, seconds: 1, serverCpuPct: 50, deliveriesPerCpuS: perS * 2, loadCpuPct: 80, errors: [] };
 }
 
 function fakeResult(system: SystemResult['system'], label: string, perS: number, p99: number, bytes: number): SystemResult {
@@ -113,7 +113,7 @@ describe('report', () => {
     expect(renderTable(fakeRun).split('\n')).toHaveLength(2 + fakeRun.results.length);
     const md = renderMarkdown(fakeRun, { cpuModel: 'Test CPU', cores: 2, ramGiB: 4, kernel: 'Linux 6', node: 'v20' }, 'BENCHMARKS.svg');
     expect(md).toContain('Test CPU, 2 cores, 4.0 GiB RAM');
-    expect(md).toContain('| Pushpin | 0.80x | 0.50x |');
+    expect(md).toContain('| Pushpin | 0.80x | 0.80x | 0.50x |');
     expect(md).toContain('Socket.IO + Redis adapter: failed — did not start');
     const svg = renderSvg(fakeRun);
     expect(svg.startsWith('<svg ')).toBe(true);

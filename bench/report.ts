@@ -159,7 +159,7 @@ export function checkAims(run: BenchRun): AimCheck[] {
 function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult | undefined): string[][] {
   return run.results.map((r) => {
     const d = pick(r);
-    if (!d) return [r.label, status(r) || '–', '', '', '', '', '', '', '', '', ''];
+    if (!d) return [r.label, status(r) || '–', '', '', '', '', '', '', '', '', '', ''];
     return [
       r.label,
       fmt(d.connections),
@@ -171,12 +171,13 @@ function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult |
       fmt(d.latency.p99, 2),
       fmt(d.latency.max, 2),
       `${fmt(d.serverCpuPct)} %`,
+      fmt(d.deliveriesPerCpuS),
       `${fmt(d.loadCpuPct)} %`,
     ];
   });
 }
 
-const DELIVERY_HEADERS = ['system', 'connections', 'published', 'received', 'lost', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU', 'load procs CPU'];
+const DELIVERY_HEADERS = ['system', 'connections', 'published', 'received', 'lost', 'deliveries/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU', 'deliveries per server CPU-s', 'load procs CPU'];
 
 function versionsLine(run: BenchRun, machine: MachineInfo): string {
   const all: Record<string, string> = { node: machine.node, ...run.backingVersions };
@@ -196,6 +197,7 @@ export function renderMarkdown(run: BenchRun, machine: MachineInfo, chartFile: s
     return [
       p.label,
       ratio(ours?.fanout?.deliveredPerS, q?.fanout?.deliveredPerS),
+      ratio(ours?.fanout?.deliveriesPerCpuS, q?.fanout?.deliveriesPerCpuS),
       ratio(ours?.fanout?.latency.p99, q?.fanout?.latency.p99),
       ratio(ours?.many?.latency.p99, q?.many?.latency.p99),
       ratio(ours?.idle?.bytesPerConnection, q?.idle?.bytesPerConnection),
@@ -257,7 +259,7 @@ ${markdownTable(Object.values(HEADERS), run.results.map((r) => Object.values(row
 
 \`ours / peer\` from this run. Throughput and connects: higher is better for us; p99 and RSS: lower is better for us.
 
-${markdownTable(['peer', '(a) deliveries/s', '(a) p99', '(b) p99', '(c) RSS per conn', '(d) connects/s'], ratioRows)}
+${markdownTable(['peer', '(a) deliveries/s', '(a) deliveries per server CPU-s', '(a) p99', '(b) p99', '(c) RSS per conn', '(d) connects/s'], ratioRows)}
 
 ## Aims (issue 7)
 
@@ -298,6 +300,9 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
   long the server takes to drain a burst of ${fmt(o.fanoutEvents)} × ${fmt(o.fanoutSubscribers)} sends. On ${machine.cores} cores the load
   generators receive every delivery and compete with the server for CPU, so this figure is bounded
   by the box, not only by the server; the ratio against the ws floor shows what the server adds.
+- **Deliveries per server CPU-second** (received ÷ CPU seconds the server processes used) is the
+  efficiency figure that survives other load on the machine: deliveries per wall second fall when
+  the server is starved of CPU, deliveries per CPU-second do not.
 - **(b)** runs below saturation; its p50 is the path's own latency (for us: Lua publish in Redis,
   Redis pub/sub, the gateway's broker, dialog hub, send), p99/max show scheduling and GC pauses.
 - **(c)** RSS includes the JS heap not yet collected; it is read after a ${fmt(o.settleMs)} ms pause, not after a forced GC.
