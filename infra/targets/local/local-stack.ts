@@ -257,7 +257,13 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
   } else if (options.ports !== 'topology') {
     ports = options.ports;
   }
-  const plan = planLocalStack(topology, { stateDir: dir, repoDir: REPO_DIR, secrets, ports, externalDatabaseUrl: options.databaseUrl, logLevel: options.logLevel });
+  let plan: LocalStackPlan;
+  try {
+    plan = planLocalStack(topology, { stateDir: dir, repoDir: REPO_DIR, secrets, ports, externalDatabaseUrl: options.databaseUrl, logLevel: options.logLevel });
+  } catch (err) {
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   liveStacks.add(plan);
   installExitHook();
   const remember = async () => {
