@@ -22,7 +22,7 @@ export const COMMON_HELP = `Common options:
   --target local|docker|aws  where the stack runs (default: the stack file's replyx:target)
   --stack NAME               stack file Pulumi.NAME.yaml (default: local for target local, dev for docker, aws for aws)
   --project-dir DIR          directory holding the stack files (default: $REPLYX_PROJECT_DIR or this checkout)
-  --state-dir DIR            local stack state directory (default: $REPLYX_STATE_DIR or <project-dir>/.stack)
+  --state-dir DIR            local stack state directory (default: $REPLYX_STATE_DIR, else .stack/ for stack local, .stack/NAME/ otherwise)
   --json                     machine-readable output on stdout
   -h, --help                 show this help`;
 

@@ -89,7 +89,9 @@ export async function resolveContext(flags: CommonFlags): Promise<StackContext> 
   }
   const base = { target, stack: chosen.stack, projectDir, stackFile, stackText };
   if (target === 'local') {
-    const stateDir = path.resolve(flags['state-dir'] ?? process.env.REPLYX_STATE_DIR ?? path.join(projectDir, '.stack'));
+    // Same layout as `npm start`: .stack/ for the stack "local", .stack/<name>/ for any other.
+    const defaultStateDir = chosen.stack === 'local' ? path.join(projectDir, '.stack') : path.join(projectDir, '.stack', chosen.stack);
+    const stateDir = path.resolve(flags['state-dir'] ?? process.env.REPLYX_STATE_DIR ?? defaultStateDir);
     const secrets = await readLocalSecrets(stateDir);
     const recorded = (await readJson(path.join(stateDir, 'state.json'))) as { ports?: LocalPorts } | undefined;
     const plan = planLocalStack(fileTopology, { stateDir, repoDir: REPO_DIR, secrets, ...(recorded?.ports ? { ports: recorded.ports } : {}) });
