@@ -23,6 +23,9 @@ import { createLogger, sanitizeUrl } from './log/logger.js';
 import { GatewayMetrics } from './metrics/gateway-metrics.js';
 import { RESYNC_FRAME, mergeReplay } from './resume/merge.js';
 
+/** Heartbeat pings are spread over this many ticks per interval; each connection is pinged once per interval. */
+const HEARTBEAT_SLICES = 10;
+
 // The gateway: node:http for the HTTP endpoints and the upgrade, `ws` in noServer mode for the
 // sockets, the hub for who is on which dialog, a broker for fan-out. Requests that are not
 // WebSockets on a known path are refused before upgrading (HTTP status); everything a client
@@ -311,9 +314,14 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   server.on('upgrade', onUpgrade);
   server.on('clientError', (_err, socket) => socket.destroy());
 
+  // The one shared timer runs HEARTBEAT_SLICES times per interval and pings one slice of the
+  // connections each time, so 10k sockets are not all pinged (and all pong) in the same tick.
+  let tickCount = 0;
   const tick = (): void => {
-    // The one shared timer: heartbeat every connection, sweep bounded caches.
+    const slice = tickCount % HEARTBEAT_SLICES;
+    tickCount += 1;
     for (const conn of connections) {
+      if (conn.id % HEARTBEAT_SLICES !== slice) continue;
       if (!conn.alive) {
         log.info({ conn: conn.id, dialog_id: conn.dialogId, kind: conn.kind }, `${LOG_TAG[conn.kind]} cleanup: dead connection terminated (no pong)`);
         conn.closeCode = 1006;
@@ -371,7 +379,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
         });
       });
       boundPort = (server.address() as AddressInfo).port;
-      heartbeat = setInterval(tick, config.heartbeatMs);
+      heartbeat = setInterval(tick, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_SLICES)));
       heartbeat.unref();
       log.info({ port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs }, `ws-gateway listening on ${config.host}:${boundPort}`);
       return boundPort;
