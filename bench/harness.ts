@@ -279,35 +279,15 @@ class Driver {
     await this.all({ op: 'close' });
   }
 
-  /** Publishes the plan, waits for delivery, and gathers counts and latencies. */
-  /** Publishes `plan` unmeasured and waits (stall-bounded) for its deliveries. */
-  async warmup(system: RunningSystem, plan: PublishPlan, connectionsPerDialog: ReadonlyMap<number, number>): Promise<void> {
-    if (plan.events <= 0) return;
-    await this.all({ op: 'reset' });
-    const done = (await this.withPublisher((p) => p.call({ op: 'run', target: system.publish, plan }, plan.maxDurationMs + this.opts.callTimeoutMs))) as Extract<PublisherReply, { op: 'done' }>;
-    let expected = 0;
-    for (const [dialog, n] of Object.entries(done.perDialog)) expected += n * (connectionsPerDialog.get(Number(dialog)) ?? 0);
-    let received = -1;
-    let progressAt = performance.now();
-    const deadline = performance.now() + this.opts.drainTimeoutMs;
-    while (performance.now() < deadline && performance.now() - progressAt < this.opts.stallTimeoutMs) {
-      const counts = (await this.all({ op: 'count' })) as Extract<GeneratorReply, { op: 'count' }>[];
-      const now = counts.reduce((a, c) => a + c.received, 0);
-      if (now >= expected) break;
-      if (now > received) progressAt = performance.now();
-      received = now;
-      await sleep(100);
-    }
-    await quiesce(await system.serverPids(), this.opts.quiesceTimeoutMs);
-  }
-
-  async deliver(system: RunningSystem, plan: PublishPlan, connectionsPerDialog: ReadonlyMap<number, number>, connections: number): Promise<DeliveryResult> {
-    await this.all({ op: 'reset' });
-    const pids = await system.serverPids();
-    const loadPids = [...this.generators.map((g) => g.pid), (await this.ensurePublisher()).pid];
-    const cpuBefore = await measure(pids);
-    const loadBefore = await measure(loadPids);
-    const t0 = performance.now();
+  /**
+   * Runs `plan` through the publisher, then polls the generators until every expected delivery
+   * arrived, the drain timeout passed, or no progress was made for the stall timeout.
+   */
+  private async publishAndDrain(
+    system: RunningSystem,
+    plan: PublishPlan,
+    connectionsPerDialog: ReadonlyMap<number, number>,
+  ): Promise<{ done: Extract<PublisherReply, { op: 'done' }>; expected: number }> {
     const done = (await this.withPublisher((p) => p.call({ op: 'run', target: system.publish, plan }, plan.maxDurationMs + this.opts.callTimeoutMs))) as Extract<PublisherReply, { op: 'done' }>;
     let expected = 0;
     for (const [dialog, n] of Object.entries(done.perDialog)) expected += n * (connectionsPerDialog.get(Number(dialog)) ?? 0);
@@ -322,6 +302,26 @@ class Driver {
       received = now;
       await sleep(100);
     }
+    return { done, expected };
+  }
+
+  /** Publishes `plan` unmeasured and waits (stall-bounded) for its deliveries. */
+  async warmup(system: RunningSystem, plan: PublishPlan, connectionsPerDialog: ReadonlyMap<number, number>): Promise<void> {
+    if (plan.events <= 0) return;
+    await this.all({ op: 'reset' });
+    await this.publishAndDrain(system, plan, connectionsPerDialog);
+    await quiesce(await system.serverPids(), this.opts.quiesceTimeoutMs);
+  }
+
+  /** Publishes the plan, waits for delivery, and gathers counts and latencies. */
+  async deliver(system: RunningSystem, plan: PublishPlan, connectionsPerDialog: ReadonlyMap<number, number>, connections: number): Promise<DeliveryResult> {
+    await this.all({ op: 'reset' });
+    const pids = await system.serverPids();
+    const loadPids = [...this.generators.map((g) => g.pid), (await this.ensurePublisher()).pid];
+    const cpuBefore = await measure(pids);
+    const loadBefore = await measure(loadPids);
+    const t0 = performance.now();
+    const { done, expected } = await this.publishAndDrain(system, plan, connectionsPerDialog);
     const wallS = (performance.now() - t0) / 1000;
     const cpuAfter = await measure(pids);
     const loadAfter = await measure(loadPids);
@@ -333,7 +333,7 @@ class Driver {
       part.destroy();
     }
     const lastReceiveMs = Math.max(...stats.map((s) => s.lastReceiveMs));
-    received = stats.reduce((a, s) => a + s.received, 0);
+    const received = stats.reduce((a, s) => a + s.received, 0);
     const seconds = lastReceiveMs > 0 && done.firstPublishMs > 0 ? (lastReceiveMs - done.firstPublishMs) / 1000 : 0;
     const result: DeliveryResult = {
       connections,
