@@ -14,6 +14,8 @@ import { RedisBroker } from './broker/redis-broker.js';
 import { CloseCodes, type CloseCodeInfo } from './close-codes.js';
 import type { GatewayConfig } from './config.js';
 import { ClientConnection, type ConnectionOwner } from './connection/client-connection.js';
+import { assertFrameWriterSupport, encodeTextFrame } from './connection/frame-writer.js';
+import { HeartbeatWheel, heartbeatSlices } from './connection/heartbeat-wheel.js';
 import { LOG_TAG, matchEndpoint } from './connection/endpoints.js';
 import { createHttpHandler } from './http/routes.js';
 import { DialogHub, type KindCounts } from './hub/dialog-hub.js';
@@ -22,9 +24,6 @@ import { clientAddress } from './limits/client-ip.js';
 import { createLogger, sanitizeUrl } from './log/logger.js';
 import { GatewayMetrics } from './metrics/gateway-metrics.js';
 import { RESYNC_FRAME, mergeReplay } from './resume/merge.js';
-
-/** Heartbeat pings are spread over this many ticks per interval; each connection is pinged once per interval. */
-const HEARTBEAT_SLICES = 10;
 
 // The gateway: node:http for the HTTP endpoints and the upgrade, `ws` in noServer mode for the
 // sockets, the hub for who is on which dialog, a broker for fan-out. Requests that are not
@@ -73,9 +72,13 @@ const MAX_PARSED_FRAME = 256;
 
 /** Creates a gateway from validated config; nothing listens until listen(). */
 export function createGateway(config: GatewayConfig, options: GatewayOptions = {}): Gateway {
+  assertFrameWriterSupport();
   const log = options.logger ?? createLogger(config.logLevel, options.logStream, { instance: config.instanceId });
   const hub = new DialogHub<ClientConnection>();
-  const connections = new Set<ClientConnection>();
+  const connections = new HeartbeatWheel<ClientConnection>(heartbeatSlices(config.heartbeatMs));
+  // Expired handshake windows and cache rows are swept about ten times per heartbeat interval.
+  const sweepEveryMs = Math.max(1, Math.floor(config.heartbeatMs / 10));
+  let sweptAt = 0;
   const admission = new Admission(config);
   const tokens = new TokenVerifier(config);
   const access = new DialogAccessStore(config.databaseUrl, { cacheTtlMs: config.accessCacheTtlMs, cacheMax: config.accessCacheMax });
@@ -89,8 +92,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   let closed: Promise<void> | undefined;
 
   const deliver = (event: BrokerEvent): void => {
-    // Encoded once per event; every recipient gets the same bytes.
-    const frame = Buffer.from(event.json);
+    // Framed once per event; every recipient gets the same bytes (see frame-writer).
+    const frame = encodeTextFrame(Buffer.from(event.json));
     let sent = 0;
     for (const conn of hub.recipients(event.dialogId, event.audience)) {
       if (conn.pending) {
@@ -102,7 +105,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
         if (compareEventIds(event.id, conn.replayedUpTo) <= 0) continue;
         conn.replayedUpTo = undefined;
       }
-      if (conn.send(frame, config.sendBufferBytes, CLOSE_SLOW)) sent += 1;
+      if (conn.sendEncoded(frame, config.sendBufferBytes, CLOSE_SLOW)) sent += 1;
     }
     metrics.delivered += sent;
     const ts = eventTs(event.json);
@@ -314,14 +317,9 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   server.on('upgrade', onUpgrade);
   server.on('clientError', (_err, socket) => socket.destroy());
 
-  // The one shared timer runs HEARTBEAT_SLICES times per interval and pings one slice of the
-  // connections each time, so 10k sockets are not all pinged (and all pong) in the same tick.
-  let tickCount = 0;
+  // One shared timer; each tick pings one slice of the connections (see HeartbeatWheel).
   const tick = (): void => {
-    const slice = tickCount % HEARTBEAT_SLICES;
-    tickCount += 1;
-    for (const conn of connections) {
-      if (conn.id % HEARTBEAT_SLICES !== slice) continue;
+    for (const conn of connections.nextSlice()) {
       if (!conn.alive) {
         log.info({ conn: conn.id, dialog_id: conn.dialogId, kind: conn.kind }, `${LOG_TAG[conn.kind]} cleanup: dead connection terminated (no pong)`);
         conn.closeCode = 1006;
@@ -333,6 +331,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       conn.ws.ping();
     }
     const now = Date.now();
+    if (now - sweptAt < sweepEveryMs) return;
+    sweptAt = now;
     admission.sweep(now);
     access.sweep(now);
     if (broker instanceof MemoryBroker) broker.sweep(now);
@@ -379,7 +379,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
         });
       });
       boundPort = (server.address() as AddressInfo).port;
-      heartbeat = setInterval(tick, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_SLICES)));
+      heartbeat = setInterval(tick, Math.max(1, Math.floor(config.heartbeatMs / connections.slices)));
       heartbeat.unref();
       log.info({ port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs }, `ws-gateway listening on ${config.host}:${boundPort}`);
       return boundPort;

@@ -2,6 +2,7 @@ import type { WebSocket } from 'ws';
 import type { BrokerEvent } from '../broker/protocol.js';
 import type { CloseCodeInfo } from '../close-codes.js';
 import type { ConnectionKind, HubMember } from '../hub/dialog-hub.js';
+import { writeEncodedFrame, type CorkState, type EncodedFrame } from './frame-writer.js';
 
 // Per-socket state, kept small: idle connections are the gateway's main memory cost. Socket
 // events are handled by shared functions (the `owner` does the work), not per-socket closures.
@@ -49,7 +50,7 @@ function onError(this: TaggedSocket): void {
 }
 
 /** One attached WebSocket: dialog, kind, liveness, flood window, replay buffer. */
-export class ClientConnection implements HubMember {
+export class ClientConnection implements HubMember, CorkState {
   /** False once a heartbeat ping went unanswered for a whole interval. */
   alive = true;
   /** Frames received in the current one-second window, and when that window began. */
@@ -66,6 +67,8 @@ export class ClientConnection implements HubMember {
   /** The code the gateway closed with, so metrics and logs show ours rather than the echo. */
   closeCode: number | undefined;
   readonly connectedAt = Date.now();
+  /** The frame writer's batch that last corked this socket (see frame-writer). */
+  corkBatch = -1;
 
   /** Wires the socket's events to the owner through shared handlers. */
   constructor(
@@ -101,6 +104,18 @@ export class ClientConnection implements HubMember {
       return false;
     }
     ws.send(frame, SEND_TEXT);
+    return true;
+  }
+
+  /** Like send, for a frame encoded once and shared by every recipient of an event. */
+  sendEncoded(frame: EncodedFrame, capBytes: number, slowConsumer: CloseCodeInfo): boolean {
+    const ws = this.ws;
+    if (ws.readyState !== 1) return false;
+    if (ws.bufferedAmount + frame.length > capBytes) {
+      this.close(slowConsumer);
+      return false;
+    }
+    writeEncodedFrame(ws, frame, this);
     return true;
   }
 

@@ -1,0 +1,87 @@
+import type { Socket } from 'node:net';
+import * as wsModule from 'ws';
+import type { WebSocket } from 'ws';
+
+// The broadcast hot path. `ws.send` frames the payload again for every socket (header
+// allocation, option objects, a cork/uncork pair and two writes per frame). An event goes to
+// many sockets, so it is framed once here and the same bytes are written to each. During a
+// burst Redis hands the broker many events in one read; each recipient socket is corked on its
+// first write and uncorked once the read has been handled, so the events of one read leave as
+// one writev per socket instead of one write per event, and the client wakes once per batch.
+// The cork lasts until the end of the current tick only: no timer, no added latency.
+//
+// This uses two internals of ws 8 that engine.io relies on as well: `_sender.sendFrame`
+// (write an already framed message) and `_socket` (the net.Socket). `assertFrameWriterSupport`
+// checks both at start-up, so a ws upgrade that changes them fails loudly, not silently.
+
+/** A complete, unmasked WebSocket text frame (header + payload), shareable between sockets. */
+export type EncodedFrame = Buffer & { readonly __frame: 'text' };
+
+interface WsInternals {
+  _socket: Socket | null;
+  _sender: { sendFrame(list: readonly Buffer[], cb?: (err?: Error) => void): void };
+}
+
+interface FrameOptions {
+  fin: boolean;
+  opcode: number;
+  mask: boolean;
+  readOnly: boolean;
+  rsv1: boolean;
+}
+
+/** ws exports its Sender (`import { Sender } from 'ws'`); @types/ws does not declare it. */
+const Sender = (wsModule as unknown as { Sender?: { frame?(data: Buffer, options: FrameOptions): Buffer[]; prototype?: { sendFrame?: unknown } } }).Sender;
+
+const TEXT_FRAME: FrameOptions = { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false };
+
+/** Frames `payload` (UTF-8 JSON text) once as a final, uncompressed, unmasked text frame. */
+export function encodeTextFrame(payload: Buffer): EncodedFrame {
+  return Buffer.concat(Sender!.frame!(payload, TEXT_FRAME)) as EncodedFrame;
+}
+
+/** Per-socket bookkeeping the writer needs: which batch last corked this socket. */
+export interface CorkState {
+  corkBatch: number;
+}
+
+const corked: Socket[] = [];
+let batch = 0;
+let flushScheduled = false;
+
+function uncorkAll(): void {
+  // A new batch starts before the sockets are uncorked, so a write made while uncorking
+  // corks again and schedules its own flush.
+  batch += 1;
+  flushScheduled = false;
+  const sockets = corked.splice(0);
+  for (const socket of sockets) socket.uncork();
+}
+
+/**
+ * Writes an encoded frame to an open WebSocket, corking its socket until the end of this tick
+ * so every frame written to it in the same tick goes out in one writev. The caller checks
+ * readyState and the send-buffer limit.
+ */
+export function writeEncodedFrame(ws: WebSocket, frame: EncodedFrame, state: CorkState): void {
+  const internals = ws as unknown as WsInternals;
+  const socket = internals._socket;
+  if (!socket) return;
+  if (state.corkBatch !== batch) {
+    state.corkBatch = batch;
+    socket.cork();
+    corked.push(socket);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      process.nextTick(uncorkAll);
+    }
+  }
+  internals._sender.sendFrame([frame]);
+}
+
+/** Throws when the installed ws lacks the internals the frame writer needs (checked at start-up). */
+export function assertFrameWriterSupport(): void {
+  if (typeof Sender?.frame !== 'function' || typeof Sender.prototype?.sendFrame !== 'function') {
+    throw new Error('ws-gateway: the installed ws lacks Sender.frame/sendFrame; install the ws version in gateway/package.json');
+  }
+}

@@ -1,0 +1,160 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { encodeTextFrame, writeEncodedFrame, type CorkState } from '../src/connection/frame-writer.js';
+import { HEARTBEAT_TICK_MS, HeartbeatWheel, MAX_HEARTBEAT_SLICES, heartbeatSlices } from '../src/connection/heartbeat-wheel.js';
+
+// The broadcast write path (frame once, cork per tick) and the heartbeat wheel.
+
+describe('encodeTextFrame', () => {
+  const cases: [number, number][] = [
+    [0, 2],
+    [1, 2],
+    [125, 2],
+    [126, 4],
+    [65_535, 4],
+    [65_536, 10],
+    [200_000, 10],
+  ];
+  it.each(cases)('a %i-byte payload gets a FIN text header of %i bytes and the payload unmasked', (length, header) => {
+    const payload = Buffer.alloc(length, 0x61);
+    const frame = encodeTextFrame(payload);
+    expect(frame.length).toBe(header + length);
+    expect(frame[0]).toBe(0x81); // FIN + text opcode, no RSV1 (uncompressed)
+    expect(frame[1]! & 0x80).toBe(0); // server frames are never masked
+    const declared = header === 2 ? frame[1]! : header === 4 ? frame.readUInt16BE(2) : Number(frame.readBigUInt64BE(2));
+    expect(declared).toBe(length);
+    expect(frame.subarray(header).equals(payload)).toBe(true);
+  });
+});
+
+describe('writeEncodedFrame', () => {
+  let server: http.Server | undefined;
+  afterEach(async () => {
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    server = undefined;
+  });
+
+  /** A ws server on port 0 whose one client counts TCP reads and collects messages. */
+  async function pair(): Promise<{ serverSide: WebSocket; messages: string[]; reads: () => number; close: () => void }> {
+    server = http.createServer();
+    const wss = new WebSocketServer({ server, perMessageDeflate: false });
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const accepted = new Promise<WebSocket>((resolve) => wss.once('connection', resolve));
+    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`, { perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      client.once('open', () => resolve());
+      client.once('error', reject);
+    });
+    const serverSide = await accepted;
+    let reads = 0;
+    (client as unknown as { _socket: NodeJS.ReadableStream })._socket.on('data', () => (reads += 1));
+    const messages: string[] = [];
+    client.on('message', (data: Buffer) => messages.push(data.toString()));
+    return {
+      serverSide,
+      messages,
+      reads: () => reads,
+      close: () => {
+        client.terminate();
+        wss.close();
+      },
+    };
+  }
+
+  async function until(check: () => boolean): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error('timed out');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  it('frames written in one tick reach the client intact, in order, in one batch', async () => {
+    const p = await pair();
+    const state: CorkState = { corkBatch: -1 };
+    const sent = Array.from({ length: 200 }, (_, i) => JSON.stringify({ type: 'message:new', seq: i }));
+    for (const text of sent) writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from(text)), state);
+    // Still corked in this tick: nothing has left for the socket yet.
+    expect(p.serverSide.bufferedAmount).toBeGreaterThan(0);
+    await until(() => p.messages.length === sent.length);
+    expect(p.messages).toEqual(sent);
+    // 200 frames of ~30 bytes leave in one writev; without the cork they are 200 writes.
+    expect(p.reads()).toBeLessThanOrEqual(3);
+    p.close();
+  });
+
+  it('uncorks at the end of the tick: frames written in later ticks are delivered too', async () => {
+    const p = await pair();
+    const state: CorkState = { corkBatch: -1 };
+    for (let i = 0; i < 5; i++) {
+      writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from(`"tick ${i}"`)), state);
+      await until(() => p.messages.length === i + 1);
+    }
+    expect(p.messages).toEqual([0, 1, 2, 3, 4].map((i) => `"tick ${i}"`));
+    p.close();
+  });
+
+  it('interleaves with ws.send in call order', async () => {
+    const p = await pair();
+    const state: CorkState = { corkBatch: -1 };
+    writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from('"a"')), state);
+    p.serverSide.send('"b"');
+    writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from('"c"')), state);
+    await until(() => p.messages.length === 3);
+    expect(p.messages).toEqual(['"a"', '"b"', '"c"']);
+    p.close();
+  });
+});
+
+describe('HeartbeatWheel', () => {
+  const conn = (id: number) => ({ id });
+
+  it('cuts the interval into ~100 ms ticks, within [1, MAX_HEARTBEAT_SLICES]', () => {
+    expect(heartbeatSlices(25_000)).toBe(25_000 / HEARTBEAT_TICK_MS);
+    expect(heartbeatSlices(30_000)).toBe(300);
+    expect(heartbeatSlices(50)).toBe(1);
+    expect(heartbeatSlices(1)).toBe(1);
+    expect(heartbeatSlices(3_600_000)).toBe(MAX_HEARTBEAT_SLICES);
+  });
+
+  it('returns every connection exactly once per round of slices', () => {
+    const wheel = new HeartbeatWheel<{ id: number }>(7);
+    const all = Array.from({ length: 100 }, (_, i) => conn(i + 1));
+    for (const c of all) wheel.add(c);
+    wheel.add(all[0]!); // adding twice does not count twice
+    expect(wheel.size).toBe(100);
+    for (let round = 0; round < 2; round++) {
+      const seen: number[] = [];
+      for (let i = 0; i < wheel.slices; i++) {
+        const slice = wheel.nextSlice();
+        expect(slice.length).toBeLessThanOrEqual(Math.ceil(100 / 7));
+        seen.push(...slice.map((c) => c.id));
+      }
+      expect(seen.sort((a, b) => a - b)).toEqual(all.map((c) => c.id));
+    }
+  });
+
+  it('forgets deleted connections, also while a slice is being walked', () => {
+    const wheel = new HeartbeatWheel<{ id: number }>(2);
+    const a = conn(2);
+    const b = conn(4);
+    const c = conn(3);
+    for (const x of [a, b, c]) wheel.add(x);
+    const slice = wheel.nextSlice(); // ids 2 and 4
+    for (const x of slice) wheel.delete(x);
+    expect(slice.map((x) => x.id)).toEqual([2, 4]);
+    expect(wheel.delete(a)).toBe(false);
+    expect(wheel.size).toBe(1);
+    expect([...wheel]).toEqual([c]);
+    expect(wheel.nextSlice()).toEqual([c]);
+    expect(wheel.nextSlice()).toEqual([]);
+  });
+
+  it('refuses a non-positive slice count', () => {
+    expect(() => new HeartbeatWheel(0)).toThrow(/slices must be a positive integer, got 0/);
+    expect(() => new HeartbeatWheel(1.5)).toThrow(RangeError);
+  });
+});
