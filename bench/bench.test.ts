@@ -1,6 +1,8 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../infra/targets/local/ports.js';
 import { startRedis, type ServiceProcess } from '../infra/targets/local/processes.js';
@@ -120,6 +122,38 @@ describe('report', () => {
     expect(svg.trim().endsWith('</svg>')).toBe(true);
     expect(svg).toContain('failed');
     expect(svg).not.toMatch(/NaN|Infinity/);
+  });
+});
+
+describe('npm run bench -- --render', () => {
+  const runCli = (args: string[]) => promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'run.ts'), ...args], { encoding: 'utf8' });
+
+  it('rewrites the report and chart from saved figures without starting anything', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-bench-render-'));
+    try {
+      const machine = { cpuModel: 'Saved CPU', cores: 2, ramGiB: 4, kernel: 'Linux 6', node: 'v20' };
+      await writeFile(path.join(dir, 'run.json'), JSON.stringify({ machine, ...fakeRun }));
+      await runCli(['--render', path.join(dir, 'run.json'), '--out', path.join(dir, 'B.md')]);
+      expect(await readFile(path.join(dir, 'B.md'), 'utf8')).toBe(renderMarkdown(fakeRun, machine, 'B.svg'));
+      expect(await readFile(path.join(dir, 'B.svg'), 'utf8')).toBe(renderSvg(fakeRun));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a file that is not a saved run, saying what to pass', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-bench-render-'));
+    try {
+      await writeFile(path.join(dir, 'other.json'), '{"results": []}');
+      const failed = await runCli(['--render', path.join(dir, 'other.json'), '--out', path.join(dir, 'B.md')]).then(
+        () => undefined,
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(failed?.code).toBe(2);
+      expect(failed?.stderr).toMatch(/not a run saved with --json.*pass BENCHMARKS\.json/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

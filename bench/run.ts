@@ -1,13 +1,14 @@
 #!/usr/bin/env tsx
 // `npm run bench`: runs every scenario against every system on this machine, prints the table,
-// and rewrites BENCHMARKS.md and BENCHMARKS.svg. `--smoke` runs seconds-long sizes instead.
+// and rewrites BENCHMARKS.md, BENCHMARKS.svg and the raw figures in BENCHMARKS.json. `--smoke`
+// runs seconds-long sizes instead; `--render FILE` rewrites the report from saved figures.
 import { spawnSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatErrorForCli } from '../infra/errors.js';
-import { FULL_RUN, SMOKE_RUN, runBench, type BenchOptions } from './harness.js';
-import { machineInfo, renderMarkdown, renderSvg, renderTable } from './report.js';
+import { FULL_RUN, SMOKE_RUN, runBench, type BenchOptions, type BenchRun } from './harness.js';
+import { machineInfo, renderMarkdown, renderSvg, renderTable, type MachineInfo } from './report.js';
 import { REPO_ROOT } from './systems/start.js';
 import { SYSTEM_NAMES, type SystemName } from './systems/system.js';
 
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
     json: { type: 'string' },
+    render: { type: 'string' },
     'pushpin-log-level': { type: 'string' },
     out: { type: 'string', default: path.join(REPO_ROOT, 'BENCHMARKS.md') },
     help: { type: 'boolean', default: false },
@@ -36,8 +38,36 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--generators N] [--open-concurrency N]
-       [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]`);
+       [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
+       npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
+}
+
+/** Writes BENCHMARKS.md, its chart and (for a fresh run) the raw figures beside it. */
+async function writeReport(run: BenchRun, machine: MachineInfo, out: string, withData: boolean): Promise<void> {
+  const stem = out.replace(/\.md$/, '');
+  const written = [out, `${stem}.svg`];
+  await writeFile(`${stem}.svg`, renderSvg(run));
+  await writeFile(out, renderMarkdown(run, machine, path.basename(`${stem}.svg`)));
+  if (withData) {
+    await writeFile(`${stem}.json`, `${JSON.stringify({ machine, ...run }, null, 2)}\n`);
+    written.push(`${stem}.json`);
+  }
+  console.error(`wrote ${written.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
+}
+
+if (values.render !== undefined) {
+  // Re-render only (the report's text changed, the figures did not): no services are started.
+  try {
+    const saved = JSON.parse(await readFile(values.render, 'utf8')) as BenchRun & { machine?: MachineInfo };
+    if (!Array.isArray(saved.results) || saved.machine === undefined) throw new Error('not a run saved with --json (no results or machine)');
+    const { machine, ...run } = saved;
+    await writeReport(run, machine, values.out, false);
+    process.exit(0);
+  } catch (err) {
+    console.error(`--render ${values.render}: ${(err as Error).message}; pass BENCHMARKS.json or a file written by \`npm run bench -- --json FILE\``);
+    process.exit(2);
+  }
 }
 
 /** Each side of 10,000 sockets needs that many descriptors plus slack. */
@@ -107,12 +137,7 @@ try {
   const machine = machineInfo();
   console.log(renderTable(run));
   if (values.json) await writeFile(values.json, `${JSON.stringify({ machine, ...run }, null, 2)}\n`);
-  if (!values['no-write']) {
-    const svgFile = values.out.replace(/\.md$/, '') + '.svg';
-    await writeFile(svgFile, renderSvg(run));
-    await writeFile(values.out, renderMarkdown(run, machine, path.basename(svgFile)));
-    console.error(`wrote ${path.relative(process.cwd(), values.out)} and ${path.relative(process.cwd(), svgFile)}`);
-  }
+  if (!values['no-write']) await writeReport(run, machine, values.out, true);
   if (values.profile) console.error(`gateway CPU profile and heap snapshot in ${profileDir} (open them in Chrome DevTools)`);
   process.exit(run.results.some((r) => r.error) ? 1 : 0);
 } catch (err) {

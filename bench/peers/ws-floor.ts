@@ -18,7 +18,7 @@ wss.on('connection', (ws, req) => {
       const bar = text.indexOf('|');
       const members = dialogs.get(Number(text.slice(0, bar)));
       if (!members) return;
-      // Frame once, send the same buffer to every member: the cheapest broadcast ws allows.
+      // Encode once, ws.send the same buffer to every member: ws's public API, nothing more.
       const frame = Buffer.from(text.slice(bar + 1));
       for (const member of members) member.send(frame, { binary: false });
     });

@@ -7,7 +7,7 @@ import { TokenVerifier, positiveId } from '../src/auth/tokens.js';
 import { isHostAllowed, normaliseDomainEntry, originHost, widgetOrigin } from '../src/origin/allowed-domains.js';
 import { matchEndpoint } from '../src/connection/endpoints.js';
 import { mergeReplay } from '../src/resume/merge.js';
-import { compareEventIds, type BrokerEvent } from '../src/broker/protocol.js';
+import { compareEventIds, detachedCopy, parseBrokerMessage, type BrokerEvent } from '../src/broker/protocol.js';
 import { sanitizeUrl } from '../src/log/logger.js';
 import { Admission } from '../src/limits/admission.js';
 import { isPrivateAddress } from '../src/limits/client-ip.js';
@@ -177,6 +177,22 @@ describe('endpoints', () => {
     expect(matchEndpoint('/ws/other/dialogs/1')).toBeUndefined();
     expect(matchEndpoint('/ws/dialogs/1/extra')).toBeUndefined();
     expect(matchEndpoint('/health')).toBeUndefined();
+  });
+});
+
+describe('broker protocol', () => {
+  it('decodes `<id>|<audience>|<json>` channel messages', () => {
+    const json = '{"id":"1732780000000-7","type":"message:new","dialog_id":5,"data":{"text":"a|b"},"ts":1732780000000}';
+    expect(parseBrokerMessage(5, `1732780000000-7||${json}`)).toEqual({ id: '1732780000000-7', dialogId: 5, audience: [], json });
+    expect(parseBrokerMessage(5, `1-0|admin,widget|${json}`)?.audience).toEqual(['admin', 'widget']);
+  });
+
+  it.each(['', 'no-bars', '|admin|{}', '1-0|admin', '1-0|robots|{}'])('refuses the malformed message %j', (message) => {
+    expect(parseBrokerMessage(1, message)).toBeUndefined();
+  });
+
+  it('detachedCopy keeps the text (ids are remembered per dialog without pinning the message)', () => {
+    for (const s of ['', '1-0', '1732780000000-0', 'ü'.repeat(20), 'x'.repeat(1000)]) expect(detachedCopy(s)).toBe(s);
   });
 });
 

@@ -74,23 +74,25 @@ describe('writeEncodedFrame', () => {
 
   it('frames written in one tick reach the client intact, in order, in one batch', async () => {
     const p = await pair();
-    const state: CorkState = { corkBatch: -1 };
+    const state: CorkState = { writeBatch: -1, corkBatch: -1 };
     const sent = Array.from({ length: 200 }, (_, i) => JSON.stringify({ type: 'message:new', seq: i }));
     for (const text of sent) writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from(text)), state);
-    // Still corked in this tick: nothing has left for the socket yet.
-    expect(p.serverSide.bufferedAmount).toBeGreaterThan(0);
+    // The first frame left at once; the other 199 wait, corked, until the tick ends.
+    expect(p.serverSide.bufferedAmount).toBeGreaterThan(199 * sent[1]!.length);
     await until(() => p.messages.length === sent.length);
     expect(p.messages).toEqual(sent);
-    // 200 frames of ~30 bytes leave in one writev; without the cork they are 200 writes.
+    // 200 frames of ~30 bytes leave in two writes; without the cork they are 200 writes.
     expect(p.reads()).toBeLessThanOrEqual(3);
     p.close();
   });
 
   it('uncorks at the end of the tick: frames written in later ticks are delivered too', async () => {
     const p = await pair();
-    const state: CorkState = { corkBatch: -1 };
+    const state: CorkState = { writeBatch: -1, corkBatch: -1 };
     for (let i = 0; i < 5; i++) {
       writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from(`"tick ${i}"`)), state);
+      // A lone frame in its tick is written at once, not corked.
+      expect(p.serverSide.bufferedAmount).toBe(0);
       await until(() => p.messages.length === i + 1);
     }
     expect(p.messages).toEqual([0, 1, 2, 3, 4].map((i) => `"tick ${i}"`));
@@ -99,7 +101,7 @@ describe('writeEncodedFrame', () => {
 
   it('interleaves with ws.send in call order', async () => {
     const p = await pair();
-    const state: CorkState = { corkBatch: -1 };
+    const state: CorkState = { writeBatch: -1, corkBatch: -1 };
     writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from('"a"')), state);
     p.serverSide.send('"b"');
     writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from('"c"')), state);

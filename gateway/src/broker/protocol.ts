@@ -48,7 +48,19 @@ export function parseBrokerMessage(dialogId: number, message: string): BrokerEve
   if (a <= 0 || b < 0) return undefined;
   const audience = parseAudience(message.slice(a + 1, b));
   if (!audience) return undefined;
-  return { id: message.slice(0, a), dialogId, audience, json: message.slice(b + 1) };
+  return { id: detachedCopy(message.slice(0, a)), dialogId, audience, json: message.slice(b + 1) };
+}
+
+/** V8 slices of 13+ characters point into their parent string; shorter ones are copies already. */
+const SLICE_MIN_LENGTH = 13;
+
+/**
+ * A copy of `s` that does not keep a larger string alive. The broker remembers each dialog's
+ * newest id for seconds; as a slice it would pin that event's whole message, which then
+ * survives young-generation GCs and is promoted (longer GC pauses, a worse p99).
+ */
+export function detachedCopy(s: string): string {
+  return s.length < SLICE_MIN_LENGTH ? s : Buffer.from(s, 'utf8').toString('utf8');
 }
 
 /** Rebuilds a history entry (stream id + fields `aud`, `body`) into a broker event. */

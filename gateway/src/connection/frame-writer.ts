@@ -5,10 +5,10 @@ import type { WebSocket } from 'ws';
 // The broadcast hot path. `ws.send` frames the payload again for every socket (header
 // allocation, option objects, a cork/uncork pair and two writes per frame). An event goes to
 // many sockets, so it is framed once here and the same bytes are written to each. During a
-// burst Redis hands the broker many events in one read; each recipient socket is corked on its
-// first write and uncorked once the read has been handled, so the events of one read leave as
-// one writev per socket instead of one write per event, and the client wakes once per batch.
-// The cork lasts until the end of the current tick only: no timer, no added latency.
+// burst Redis hands the broker many events in one read; a socket that gets a second frame in
+// the same tick is corked until the read has been handled, so the events of one read leave in
+// two writes per socket instead of one per event, and the client wakes once per batch. The cork
+// lasts until the end of the current tick only: no timer, no added latency.
 //
 // This uses two internals of ws 8 that engine.io relies on as well: `_sender.sendFrame`
 // (write an already framed message) and `_socket` (the net.Socket). `assertFrameWriterSupport`
@@ -40,41 +40,45 @@ export function encodeTextFrame(payload: Buffer): EncodedFrame {
   return Buffer.concat(Sender!.frame!(payload, TEXT_FRAME)) as EncodedFrame;
 }
 
-/** Per-socket bookkeeping the writer needs: which batch last corked this socket. */
+/** Per-socket bookkeeping the writer needs: the batches (ticks) it last wrote and corked in. */
 export interface CorkState {
+  writeBatch: number;
   corkBatch: number;
 }
 
 const corked: Socket[] = [];
 let batch = 0;
-let flushScheduled = false;
+let batchEndScheduled = false;
 
-function uncorkAll(): void {
-  // A new batch starts before the sockets are uncorked, so a write made while uncorking
-  // corks again and schedules its own flush.
+function endBatch(): void {
+  // The next batch starts before the sockets are uncorked, so a write made while uncorking
+  // belongs to it and schedules its own end.
   batch += 1;
-  flushScheduled = false;
+  batchEndScheduled = false;
   const sockets = corked.splice(0);
   for (const socket of sockets) socket.uncork();
 }
 
 /**
- * Writes an encoded frame to an open WebSocket, corking its socket until the end of this tick
- * so every frame written to it in the same tick goes out in one writev. The caller checks
- * readyState and the send-buffer limit.
+ * Writes an encoded frame to an open WebSocket. The first frame a socket gets in a tick is
+ * written at once; a second one corks the socket until the tick ends, so a burst leaves in one
+ * writev while a lone frame skips the cork (a cork leaves per-socket garbage the young-generation
+ * GC must trace, which showed in the many-dialogs p99). The caller checks readyState and limits.
  */
 export function writeEncodedFrame(ws: WebSocket, frame: EncodedFrame, state: CorkState): void {
   const internals = ws as unknown as WsInternals;
   const socket = internals._socket;
   if (!socket) return;
-  if (state.corkBatch !== batch) {
+  if (!batchEndScheduled) {
+    batchEndScheduled = true;
+    process.nextTick(endBatch);
+  }
+  if (state.writeBatch !== batch) {
+    state.writeBatch = batch;
+  } else if (state.corkBatch !== batch) {
     state.corkBatch = batch;
     socket.cork();
     corked.push(socket);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      process.nextTick(uncorkAll);
-    }
   }
   internals._sender.sendFrame([frame]);
 }
