@@ -303,9 +303,10 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 - **Why ours can pass the floor in (a).** The gateway frames each event once, and a socket that
   gets a second frame in the same tick is corked until the tick ends, so the events that arrive
   from Redis in one read leave in two writes per socket, and each client wakes about once per
-  batch instead of once per event. The floor writes once per event per socket (\`ws.send\`); Socket.IO's engine queues a
-  socket's packets only while its previous write is in flight. Write syscalls are what a burst
-  costs here (tens of µs each on this VM), for the server and for the generators reading them.
+  batch instead of once per event. The floor writes once per event per socket (\`ws.send\`);
+  Socket.IO's engine queues a socket's packets only while its previous write is in flight.
+  Write syscalls are what a burst costs here (tens of µs each on this VM), for the server and
+  for the generators reading them.
 - **Deliveries per server CPU-second** (received ÷ CPU seconds the server processes used) is the
   efficiency figure that survives other load on the machine: deliveries per wall second fall when
   the server is starved of CPU, deliveries per CPU-second do not.
@@ -313,6 +314,8 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
   Redis pub/sub, the gateway's broker, dialog hub, send), p99/max show scheduling and GC pauses,
   and the heartbeat: the gateway pings one ~100 ms slice of its connections per tick (a ping is a
   write per socket; pinging a tenth of 10,000 sockets at once put the earlier runs' p99 near 24 ms).
+  A 20 s p99 on a shared 2-core box moves by up to 2× between runs (scheduling, GC timing):
+  compare systems within one run, and rerun before reading much into a small difference.
 - **(c)** RSS includes the JS heap not yet collected; it is read after a ${fmt(o.settleMs)} ms pause, not after a forced GC.
 - **(d)** For us each connect verifies a JWT (admin) or checks the Origin against the assistant's
   allowed domains (widget) after a Postgres lookup of the dialog (distinct dialogs, so the gateway's
