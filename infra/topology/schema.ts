@@ -76,6 +76,10 @@ export const awsSchema = z
     publicSubnetIds: z.array(z.string()).optional().describe('With vpcId: subnets for the load balancer.'),
     privateSubnetIds: z.array(z.string()).optional().describe('With vpcId: subnets for tasks, Redis and Postgres.'),
     availabilityZones: z.int().min(2).max(6).default(2).describe('Availability zones for a created VPC.'),
+    natGateways: z
+      .enum(['perZone', 'single'])
+      .default('perZone')
+      .describe('NAT gateways of a created VPC: one per zone (egress survives a zone outage) or a single one (cheaper; private egress depends on its zone).'),
     certificateArn: z.string().optional().describe('ACM certificate ARN; when set, HTTPS on 443 and HTTP redirects to it.'),
     albIdleTimeoutS: z.int().min(1).max(4000).default(300).describe('Load balancer idle timeout (seconds); must exceed the gateway heartbeat.'),
     taskCpu: z.int().min(256).max(16_384).default(512).describe('Fargate CPU units per task.'),

@@ -15,7 +15,7 @@ export interface ZonePlan {
 
 /** What the Network component builds: a new VPC across N zones, or the user's VPC as given. */
 export type NetworkPlan =
-  | { readonly mode: 'create'; readonly cidrBlock: string; readonly zones: readonly ZonePlan[]; readonly natGatewayPerZone: true }
+  | { readonly mode: 'create'; readonly cidrBlock: string; readonly zones: readonly ZonePlan[]; readonly natGateways: 'perZone' | 'single' }
   | { readonly mode: 'existing'; readonly vpcId: string; readonly publicSubnetIds: readonly string[]; readonly privateSubnetIds: readonly string[] };
 
 /**
@@ -24,7 +24,7 @@ export type NetworkPlan =
  * named in `aws.vpcId`/`aws.publicSubnetIds`/`aws.privateSubnetIds`.
  */
 export function planAwsNetwork(topology: Topology): NetworkPlan {
-  const { vpcId, publicSubnetIds, privateSubnetIds, availabilityZones } = topology.aws;
+  const { vpcId, publicSubnetIds, privateSubnetIds, availabilityZones, natGateways } = topology.aws;
   if (vpcId !== undefined) {
     // An ALB needs subnets in two zones, and RDS/ElastiCache subnet groups want two zones so a
     // failover has somewhere to go; a single subnet would fail late, inside `pulumi up`.
@@ -50,7 +50,7 @@ export function planAwsNetwork(topology: Topology): NetworkPlan {
     publicCidr: `10.0.${index * 16}.0/20`,
     privateCidr: `10.0.${128 + index * 16}.0/20`,
   }));
-  return { mode: 'create', cidrBlock: VPC_CIDR, zones, natGatewayPerZone: true };
+  return { mode: 'create', cidrBlock: VPC_CIDR, zones, natGateways };
 }
 
 /** Arguments of the Network component. */
@@ -61,8 +61,9 @@ export interface NetworkArgs {
 
 /**
  * `replyx:aws:Network`: the VPC with public and private subnets in every planned zone, an
- * internet gateway, one NAT gateway per zone (private egress for image pulls, logs and
- * Secrets Manager) and the route tables; or just the ids of an existing VPC.
+ * internet gateway, NAT gateways (one per zone, or one in the first zone with
+ * `natGateways: 'single'`; private egress for image pulls, logs and Secrets Manager) and the
+ * route tables; or just the ids of an existing VPC.
  */
 export class Network extends pulumi.ComponentResource {
   readonly vpcId: pulumi.Output<string>;
@@ -91,6 +92,7 @@ export class Network extends pulumi.ComponentResource {
     );
     const publicSubnets: aws.ec2.Subnet[] = [];
     const privateSubnets: aws.ec2.Subnet[] = [];
+    const nats: aws.ec2.NatGateway[] = [];
     for (const zone of plan.zones) {
       const az = zoneNames.apply((names) => {
         const zoneName = names[zone.index];
@@ -106,15 +108,20 @@ export class Network extends pulumi.ComponentResource {
         parent,
       );
       new aws.ec2.RouteTableAssociation(`${name}-public-${zone.index}`, { subnetId: pub.id, routeTableId: publicRoutes.id }, parent);
-      const eip = new aws.ec2.Eip(`${name}-nat-${zone.index}`, { domain: 'vpc', tags: { ...tags, Name: `${name}-nat-${zone.index}` } }, parent);
-      const nat = new aws.ec2.NatGateway(`${name}-nat-${zone.index}`, { allocationId: eip.id, subnetId: pub.id, tags: { ...tags, Name: `${name}-nat-${zone.index}` } }, { parent: this, dependsOn: [igw] });
+      // With a single NAT it lives in zone 0 under the same name as in per-zone mode, so switching
+      // modes only adds or removes the other zones' NATs and repoints their route tables.
+      if (plan.natGateways === 'perZone' || nats.length === 0) {
+        const eip = new aws.ec2.Eip(`${name}-nat-${zone.index}`, { domain: 'vpc', tags: { ...tags, Name: `${name}-nat-${zone.index}` } }, parent);
+        nats.push(new aws.ec2.NatGateway(`${name}-nat-${zone.index}`, { allocationId: eip.id, subnetId: pub.id, tags: { ...tags, Name: `${name}-nat-${zone.index}` } }, { parent: this, dependsOn: [igw] }));
+      }
+      const nat = nats.at(-1)!;
       const priv = new aws.ec2.Subnet(
         `${name}-private-${zone.index}`,
         { vpcId: vpc.id, cidrBlock: zone.privateCidr, availabilityZone: az, mapPublicIpOnLaunch: false, tags: { ...tags, Name: `${name}-private-${zone.index}`, tier: 'private' } },
         parent,
       );
-      // One route table per zone, through that zone's NAT: losing a zone does not cut the
-      // other zones' egress (image pulls, logs, secrets).
+      // One route table per zone, through that zone's NAT (per-zone mode): losing a zone does
+      // not cut the other zones' egress (image pulls, logs, secrets).
       const privateRoutes = new aws.ec2.RouteTable(
         `${name}-private-${zone.index}`,
         { vpcId: vpc.id, routes: [{ cidrBlock: '0.0.0.0/0', natGatewayId: nat.id }], tags: { ...tags, Name: `${name}-private-${zone.index}` } },

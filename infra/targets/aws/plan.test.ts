@@ -46,7 +46,12 @@ describe('planAwsNetwork', () => {
     if (plan.mode !== 'create') return;
     expect(plan.cidrBlock).toBe(VPC_CIDR);
     expect(plan.zones).toHaveLength(3);
-    expect(plan.natGatewayPerZone).toBe(true);
+    expect(plan.natGateways).toBe('perZone');
+  });
+
+  it('passes aws.natGateways through for a created VPC', () => {
+    const plan = planAwsNetwork(topo({ aws: { natGateways: 'single' } }));
+    expect(plan.mode === 'create' && plan.natGateways).toBe('single');
   });
 
   it('keeps every subnet inside the VPC and no two subnets overlapping, up to six zones', () => {

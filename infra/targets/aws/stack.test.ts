@@ -296,6 +296,17 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     expect(own.containers('gateway')[0]!.image).toBe('ghcr.io/acme/gateway:7');
   });
 
+  it('natGateways: single builds one NAT in the first zone and routes every private zone through it', async () => {
+    const one = await deploy({ name: 'onenat', aws: { availabilityZones: 3, natGateways: 'single' } });
+    const nats = one.of('aws:ec2/natGateway:NatGateway');
+    expect(nats.map((n) => n.name)).toEqual(['onenat-nat-0']);
+    expect(one.of('aws:ec2/eip:Eip')).toHaveLength(1);
+    expect(one.of('aws:ec2/subnet:Subnet')).toHaveLength(6);
+    const privateRoutes = one.of('aws:ec2/routeTable:RouteTable').filter((r) => r.name.includes('private'));
+    expect(privateRoutes).toHaveLength(3);
+    for (const rt of privateRoutes) expect((rt.inputs.routes as { natGatewayId?: string }[])[0]!.natGatewayId).toBe('onenat-nat-0-id');
+  });
+
   it('adopts a given VPC: no network resources, its subnets used', async () => {
     const given = await deploy({ name: 'byo', aws: { vpcId: 'vpc-9', publicSubnetIds: ['subnet-p1', 'subnet-p2'], privateSubnetIds: ['subnet-q1', 'subnet-q2'] } });
     expect(given.of('aws:ec2/vpc:Vpc')).toHaveLength(0);
