@@ -98,25 +98,15 @@ export class ClientConnection implements HubMember, CorkState {
    * would pass `capBytes` the connection is closed with 4101 instead (slow consumer).
    */
   send(frame: Buffer, capBytes: number, slowConsumer: CloseCodeInfo): boolean {
-    const ws = this.ws;
-    if (ws.readyState !== 1) return false;
-    if (ws.bufferedAmount + frame.length > capBytes) {
-      this.close(slowConsumer);
-      return false;
-    }
-    ws.send(frame, SEND_TEXT);
+    if (!admits(this, frame.length, capBytes, slowConsumer)) return false;
+    this.ws.send(frame, SEND_TEXT);
     return true;
   }
 
   /** Like send, for a frame encoded once and shared by every recipient of an event. */
   sendEncoded(frame: EncodedFrame, capBytes: number, slowConsumer: CloseCodeInfo): boolean {
-    const ws = this.ws;
-    if (ws.readyState !== 1) return false;
-    if (ws.bufferedAmount + frame.length > capBytes) {
-      this.close(slowConsumer);
-      return false;
-    }
-    writeEncodedFrame(ws, frame, this);
+    if (!admits(this, frame.length, capBytes, slowConsumer)) return false;
+    writeEncodedFrame(this.ws, frame, this);
     return true;
   }
 
@@ -127,6 +117,15 @@ export class ClientConnection implements HubMember, CorkState {
     this.owner.onServerClose(this, info.code);
     this.ws.close(info.code, info.reason);
   }
+}
+
+/** True when the socket is open and `bytes` more stay under the cap; else closes it as slow. */
+function admits(conn: ClientConnection, bytes: number, capBytes: number, slowConsumer: CloseCodeInfo): boolean {
+  const ws = conn.ws;
+  if (ws.readyState !== 1) return false;
+  if (ws.bufferedAmount + bytes <= capBytes) return true;
+  conn.close(slowConsumer);
+  return false;
 }
 
 // Event frames are pre-encoded Buffers of JSON text: send them as text frames, uncompressed.
