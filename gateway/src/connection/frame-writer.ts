@@ -12,7 +12,8 @@ import type { WebSocket } from 'ws';
 //
 // This uses two internals of ws 8 that engine.io relies on as well: `_sender.sendFrame`
 // (write an already framed message) and `_socket` (the net.Socket). `assertFrameWriterSupport`
-// checks both at start-up, so a ws upgrade that changes them fails loudly, not silently.
+// checks the Sender side at start-up and gateway/test/write-path.test.ts exercises both, so a ws
+// upgrade that changes them fails loudly, not silently.
 
 /** A complete, unmasked WebSocket text frame (header + payload), shareable between sockets. */
 export type EncodedFrame = Buffer & { readonly __frame: 'text' };
