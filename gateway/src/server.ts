@@ -93,7 +93,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
 
   const deliver = (event: BrokerEvent): void => {
     // Framed once per event; every recipient gets the same bytes (see frame-writer).
-    const frame = encodeTextFrame(Buffer.from(event.json));
+    const frame = encodeTextFrame(event.json);
     let sent = 0;
     for (const conn of hub.recipients(event.dialogId, event.audience)) {
       if (conn.pending) {

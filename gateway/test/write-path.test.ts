@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
 import { encodeTextFrame, writeEncodedFrame, type CorkState } from '../src/connection/frame-writer.js';
 import { HEARTBEAT_TICK_MS, HeartbeatWheel, MAX_HEARTBEAT_SLICES, heartbeatSlices } from '../src/connection/heartbeat-wheel.js';
@@ -19,13 +20,23 @@ describe('encodeTextFrame', () => {
   ];
   it.each(cases)('a %i-byte payload gets a FIN text header of %i bytes and the payload unmasked', (length, header) => {
     const payload = Buffer.alloc(length, 0x61);
-    const frame = encodeTextFrame(payload);
+    const frame = encodeTextFrame(payload.toString());
     expect(frame.length).toBe(header + length);
     expect(frame[0]).toBe(0x81); // FIN + text opcode, no RSV1 (uncompressed)
     expect(frame[1]! & 0x80).toBe(0); // server frames are never masked
     const declared = header === 2 ? frame[1]! : header === 4 ? frame.readUInt16BE(2) : Number(frame.readBigUInt64BE(2));
     expect(declared).toBe(length);
     expect(frame.subarray(header).equals(payload)).toBe(true);
+  });
+});
+
+describe('encodeTextFrame and ws agree', () => {
+  it.each([0, 5, 125, 126, 300, 65_535, 65_536, 70_000])('a %i-byte payload frames exactly as ws.send would', (length) => {
+    const text = 'é'.repeat(Math.floor(length / 2)) + 'x'.repeat(length % 2); // multi-byte UTF-8 counts in bytes
+    // ws's own framing (its Sender, undeclared in @types/ws) is the reference.
+    const { Sender } = wsModule as unknown as { Sender: { frame(data: Buffer, options: object): Buffer[] } };
+    const viaWs = Buffer.concat(Sender.frame(Buffer.from(text), { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false }));
+    expect(encodeTextFrame(text).equals(viaWs)).toBe(true);
   });
 });
 
@@ -76,7 +87,7 @@ describe('writeEncodedFrame', () => {
     const p = await pair();
     const state: CorkState = { writeBatch: -1, corkBatch: -1 };
     const sent = Array.from({ length: 200 }, (_, i) => JSON.stringify({ type: 'message:new', seq: i }));
-    for (const text of sent) writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from(text)), state);
+    for (const text of sent) writeEncodedFrame(p.serverSide, encodeTextFrame(text), state);
     // The first frame left at once; the other 199 wait, corked, until the tick ends.
     expect(p.serverSide.bufferedAmount).toBeGreaterThan(199 * sent[1]!.length);
     await until(() => p.messages.length === sent.length);
@@ -90,7 +101,7 @@ describe('writeEncodedFrame', () => {
     const p = await pair();
     const state: CorkState = { writeBatch: -1, corkBatch: -1 };
     for (let i = 0; i < 5; i++) {
-      writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from(`"tick ${i}"`)), state);
+      writeEncodedFrame(p.serverSide, encodeTextFrame(`"tick ${i}"`), state);
       // A lone frame in its tick is written at once, not corked.
       expect(p.serverSide.bufferedAmount).toBe(0);
       await until(() => p.messages.length === i + 1);
@@ -102,9 +113,9 @@ describe('writeEncodedFrame', () => {
   it('interleaves with ws.send in call order', async () => {
     const p = await pair();
     const state: CorkState = { writeBatch: -1, corkBatch: -1 };
-    writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from('"a"')), state);
+    writeEncodedFrame(p.serverSide, encodeTextFrame('"a"'), state);
     p.serverSide.send('"b"');
-    writeEncodedFrame(p.serverSide, encodeTextFrame(Buffer.from('"c"')), state);
+    writeEncodedFrame(p.serverSide, encodeTextFrame('"c"'), state);
     await until(() => p.messages.length === 3);
     expect(p.messages).toEqual(['"a"', '"b"', '"c"']);
     p.close();

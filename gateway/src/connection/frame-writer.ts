@@ -4,7 +4,8 @@ import type { WebSocket } from 'ws';
 
 // The broadcast hot path. `ws.send` frames the payload again for every socket (header
 // allocation, option objects, a cork/uncork pair and two writes per frame). An event goes to
-// many sockets, so it is framed once here and the same bytes are written to each. During a
+// many sockets, so it is framed once here, header and payload in one Buffer, and the same bytes
+// are written to each. During a
 // burst Redis hands the broker many events in one read; a socket that gets a second frame in
 // the same tick is corked until the read has been handled, so the events of one read leave in
 // two writes per socket instead of one per event, and the client wakes once per batch. The cork
@@ -12,7 +13,7 @@ import type { WebSocket } from 'ws';
 //
 // This uses two internals of ws 8 that engine.io relies on as well: `_sender.sendFrame`
 // (write an already framed message) and `_socket` (the net.Socket). `assertFrameWriterSupport`
-// checks the Sender side at start-up and gateway/test/write-path.test.ts exercises both, so a ws
+// checks sendFrame at start-up and gateway/test/write-path.test.ts exercises both, so a ws
 // upgrade that changes them fails loudly, not silently.
 
 /** A complete, unmasked WebSocket text frame (header + payload), shareable between sockets. */
@@ -23,22 +24,32 @@ interface WsInternals {
   _sender: { sendFrame(list: readonly Buffer[], cb?: (err?: Error) => void): void };
 }
 
-interface FrameOptions {
-  fin: boolean;
-  opcode: number;
-  mask: boolean;
-  readOnly: boolean;
-  rsv1: boolean;
-}
+/** ws's Sender class (`import { Sender } from 'ws'`); @types/ws does not declare it. */
+const Sender = (wsModule as unknown as { Sender?: { prototype?: { sendFrame?: unknown } } }).Sender;
 
-/** ws exports its Sender (`import { Sender } from 'ws'`); @types/ws does not declare it. */
-const Sender = (wsModule as unknown as { Sender?: { frame?(data: Buffer, options: FrameOptions): Buffer[]; prototype?: { sendFrame?: unknown } } }).Sender;
+/** FIN + text opcode: a whole, uncompressed text message. */
+const FIN_TEXT = 0x81;
 
-const TEXT_FRAME: FrameOptions = { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false };
-
-/** Frames `payload` (UTF-8 JSON text) once as a final, uncompressed, unmasked text frame. */
-export function encodeTextFrame(payload: Buffer): EncodedFrame {
-  return Buffer.concat(Sender!.frame!(payload, TEXT_FRAME)) as EncodedFrame;
+/**
+ * Frames `text` (UTF-8 JSON) once as a final, uncompressed, unmasked text frame (RFC 6455 §5.2):
+ * one allocation holds the header and the encoded payload.
+ */
+export function encodeTextFrame(text: string): EncodedFrame {
+  const length = Buffer.byteLength(text);
+  const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + length);
+  frame[0] = FIN_TEXT;
+  if (header === 2) {
+    frame[1] = length;
+  } else if (header === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(length), 2);
+  }
+  frame.write(text, header, 'utf8');
+  return frame as EncodedFrame;
 }
 
 /** Per-socket bookkeeping the writer needs: the batches (ticks) it last wrote and corked in. */
@@ -86,7 +97,7 @@ export function writeEncodedFrame(ws: WebSocket, frame: EncodedFrame, state: Cor
 
 /** Throws when the installed ws lacks the internals the frame writer needs (checked at start-up). */
 export function assertFrameWriterSupport(): void {
-  if (typeof Sender?.frame !== 'function' || typeof Sender.prototype?.sendFrame !== 'function') {
-    throw new Error('ws-gateway: the installed ws lacks Sender.frame/sendFrame; install the ws version in gateway/package.json');
+  if (typeof Sender?.prototype?.sendFrame !== 'function') {
+    throw new Error('ws-gateway: the installed ws lacks Sender#sendFrame; install the ws version in gateway/package.json');
   }
 }
