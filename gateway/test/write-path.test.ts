@@ -85,7 +85,7 @@ describe('writeEncodedFrame', () => {
 
   it('frames written in one tick reach the client intact, in order, in one batch', async () => {
     const p = await pair();
-    const state: CorkState = { writeBatch: -1, corkBatch: -1 };
+    const state: CorkState = { writeBatch: -1 };
     const sent = Array.from({ length: 200 }, (_, i) => JSON.stringify({ type: 'message:new', seq: i }));
     for (const text of sent) writeEncodedFrame(p.serverSide, encodeTextFrame(text), state);
     // The first frame left at once; the other 199 wait, corked, until the tick ends.
@@ -99,7 +99,7 @@ describe('writeEncodedFrame', () => {
 
   it('uncorks at the end of the tick: frames written in later ticks are delivered too', async () => {
     const p = await pair();
-    const state: CorkState = { writeBatch: -1, corkBatch: -1 };
+    const state: CorkState = { writeBatch: -1 };
     for (let i = 0; i < 5; i++) {
       writeEncodedFrame(p.serverSide, encodeTextFrame(`"tick ${i}"`), state);
       // A lone frame in its tick is written at once, not corked.
@@ -112,7 +112,7 @@ describe('writeEncodedFrame', () => {
 
   it('interleaves with ws.send in call order', async () => {
     const p = await pair();
-    const state: CorkState = { writeBatch: -1, corkBatch: -1 };
+    const state: CorkState = { writeBatch: -1 };
     writeEncodedFrame(p.serverSide, encodeTextFrame('"a"'), state);
     p.serverSide.send('"b"');
     writeEncodedFrame(p.serverSide, encodeTextFrame('"c"'), state);

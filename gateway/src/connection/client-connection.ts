@@ -67,9 +67,8 @@ export class ClientConnection implements HubMember, CorkState {
   /** The code the gateway closed with, so metrics and logs show ours rather than the echo. */
   closeCode: number | undefined;
   readonly connectedAt = Date.now();
-  /** The frame writer's batches that last wrote to and corked this socket (see frame-writer). */
+  /** The frame writer's batch that last wrote to this socket (see frame-writer). */
   writeBatch = -1;
-  corkBatch = -1;
 
   /** Wires the socket's events to the owner through shared handlers. */
   constructor(

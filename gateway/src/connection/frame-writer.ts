@@ -5,11 +5,11 @@ import type { WebSocket } from 'ws';
 // The broadcast hot path. `ws.send` frames the payload again for every socket (header
 // allocation, option objects, a cork/uncork pair and two writes per frame). An event goes to
 // many sockets, so it is framed once here, header and payload in one Buffer, and the same bytes
-// are written to each. During a
-// burst Redis hands the broker many events in one read; a socket that gets a second frame in
-// the same tick is corked until the read has been handled, so the events of one read leave in
-// two writes per socket instead of one per event, and the client wakes once per batch. The cork
-// lasts until the end of the current tick only: no timer, no added latency.
+// are written to each. During a burst Redis hands the broker many events in one read; a socket
+// that gets a second frame in the same tick is corked until the read has been handled, so the
+// events of one read leave in two writes per socket instead of one per event, and the client
+// wakes about once per batch. The cork lasts until the end of the current tick only: no timer,
+// no added latency.
 //
 // This uses two internals of ws 8 that engine.io relies on as well: `_sender.sendFrame`
 // (write an already framed message) and `_socket` (the net.Socket). `assertFrameWriterSupport`
@@ -52,10 +52,9 @@ export function encodeTextFrame(text: string): EncodedFrame {
   return frame as EncodedFrame;
 }
 
-/** Per-socket bookkeeping the writer needs: the batches (ticks) it last wrote and corked in. */
+/** Per-socket bookkeeping the writer needs: the batch (tick) it was last written in. */
 export interface CorkState {
   writeBatch: number;
-  corkBatch: number;
 }
 
 const corked: Socket[] = [];
@@ -73,8 +72,8 @@ function endBatch(): void {
 
 /**
  * Writes an encoded frame to an open WebSocket. The first frame a socket gets in a tick is
- * written at once; a second one corks the socket until the tick ends, so a burst leaves in one
- * writev while a lone frame skips the cork (a cork leaves per-socket garbage the young-generation
+ * written at once; a second one corks the socket until the tick ends, so the rest of a burst
+ * leaves in one writev while a lone frame skips the cork (a cork leaves per-socket garbage the young-generation
  * GC must trace, which showed in the many-dialogs p99). The caller checks readyState and limits.
  */
 export function writeEncodedFrame(ws: WebSocket, frame: EncodedFrame, state: CorkState): void {
@@ -87,8 +86,9 @@ export function writeEncodedFrame(ws: WebSocket, frame: EncodedFrame, state: Cor
   }
   if (state.writeBatch !== batch) {
     state.writeBatch = batch;
-  } else if (state.corkBatch !== batch) {
-    state.corkBatch = batch;
+  } else if (socket.writableCorked === 0) {
+    // Only this writer leaves a socket corked past a call (ws uncorks its own at once), so an
+    // uncorked socket written earlier in this batch has not been corked by us yet.
     socket.cork();
     corked.push(socket);
   }
