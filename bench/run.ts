@@ -43,6 +43,11 @@ if (values.help) {
   process.exit(0);
 }
 
+/** A run and its machine as saved by `--json` and in BENCHMARKS.json (what `--render` reads). */
+function savedRunText(run: BenchRun, machine: MachineInfo): string {
+  return `${JSON.stringify({ machine, ...run }, null, 2)}\n`;
+}
+
 /** Writes BENCHMARKS.md, its chart and (for a fresh run) the raw figures beside it. */
 async function writeReport(run: BenchRun, machine: MachineInfo, out: string, withData: boolean): Promise<void> {
   const stem = out.replace(/\.md$/, '');
@@ -50,7 +55,7 @@ async function writeReport(run: BenchRun, machine: MachineInfo, out: string, wit
   await writeFile(`${stem}.svg`, renderSvg(run));
   await writeFile(out, renderMarkdown(run, machine, path.basename(`${stem}.svg`)));
   if (withData) {
-    await writeFile(`${stem}.json`, `${JSON.stringify({ machine, ...run }, null, 2)}\n`);
+    await writeFile(`${stem}.json`, savedRunText(run, machine));
     written.push(`${stem}.json`);
   }
   console.error(`wrote ${written.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
@@ -136,7 +141,7 @@ try {
   const run = await runBench(opts);
   const machine = machineInfo();
   console.log(renderTable(run));
-  if (values.json) await writeFile(values.json, `${JSON.stringify({ machine, ...run }, null, 2)}\n`);
+  if (values.json) await writeFile(values.json, savedRunText(run, machine));
   if (!values['no-write']) await writeReport(run, machine, values.out, true);
   if (values.profile) console.error(`gateway CPU profile and heap snapshot in ${profileDir} (open them in Chrome DevTools)`);
   process.exit(run.results.some((r) => r.error) ? 1 : 0);
