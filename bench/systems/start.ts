@@ -32,6 +32,12 @@ export interface StartContext {
   readonly readyTimeoutMs?: number;
 }
 
+const DEFAULT_READY_TIMEOUT_MS = 20_000;
+
+function readyTimeout(ctx: StartContext): number {
+  return ctx.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+}
+
 function packageVersion(name: string): string {
   try {
     return (JSON.parse(readFileSync(path.join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
@@ -64,6 +70,14 @@ async function ready(proc: BenchProcess, probe: () => Promise<boolean>, timeoutM
   throw new Error(`${proc.name} did not become ready in ${timeoutMs} ms; log ${logFile}:\n${await logTail(logFile)}`);
 }
 
+/** Starts a Node peer that listens on `PORT` on a free port and waits until it accepts connections. */
+async function startNodePeer(ctx: StartContext, name: string, entry: string, env: NodeJS.ProcessEnv = {}): Promise<{ proc: BenchProcess; port: number }> {
+  const port = await freePort();
+  const proc = await startNodeServer(name, entry, { ...env, PORT: String(port) }, ctx.dir);
+  await ready(proc, () => isPortOpen(port), readyTimeout(ctx), path.join(ctx.dir, `${name}.log`));
+  return { proc, port };
+}
+
 async function httpOk(url: string): Promise<boolean> {
   const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
   await res.arrayBuffer();
@@ -94,7 +108,7 @@ async function startGateway(ctx: StartContext, label: string): Promise<{ proc: B
     HISTORY_TTL_S: '600',
   };
   const proc = await startNodeServer(label, 'gateway/src/main.ts', env, ctx.dir, ctx.gatewayNodeArgs);
-  await ready(proc, () => httpOk(`http://127.0.0.1:${port}/health`), ctx.readyTimeoutMs ?? 20_000, path.join(ctx.dir, `${label}.log`));
+  await ready(proc, () => httpOk(`http://127.0.0.1:${port}/health`), readyTimeout(ctx), path.join(ctx.dir, `${label}.log`));
   return { proc, port };
 }
 
@@ -105,15 +119,22 @@ function gatewayTarget(base: string, backing: Backing) {
       : { url: `${base}/ws/widget/dialogs/${dialog}?assistant_id=${BENCH_ASSISTANT_ID}`, dialog, origin: BENCH_ORIGIN };
 }
 
-async function startOurs(ctx: StartContext): Promise<RunningSystem> {
-  const { proc, port } = await startGateway(ctx, 'ours');
+/** What both of our rows share: ws clients that count the `connected` frame, auth, the Lua publish. */
+function oursSystem(ctx: StartContext, listenPort: number): Pick<RunningSystem, 'client' | 'readyOn' | 'authenticates' | 'publish' | 'target'> {
   return {
-    name: 'ours',
     client: 'ws',
     readyOn: 'first-message',
     authenticates: true,
     publish: { kind: 'redis-lua', redisUrl: ctx.backing.redisUrl },
-    target: gatewayTarget(`ws://127.0.0.1:${port}`, ctx.backing),
+    target: gatewayTarget(`ws://127.0.0.1:${listenPort}`, ctx.backing),
+  };
+}
+
+async function startOurs(ctx: StartContext): Promise<RunningSystem> {
+  const { proc, port } = await startGateway(ctx, 'ours');
+  return {
+    name: 'ours',
+    ...oursSystem(ctx, port),
     serverPids: async () => [proc.pid],
     versions: { ws: packageVersion('ws'), ioredis: packageVersion('ioredis') },
     stop: () => proc.stop(),
@@ -133,18 +154,14 @@ async function startOursNginx(ctx: StartContext): Promise<RunningSystem> {
   await writeFile(configFile, renderNginxConfig(topology, 'local'));
   let nginx;
   try {
-    nginx = await startNginx({ dir: nginxDir, port: nginxPort, configFile, readyTimeoutMs: ctx.readyTimeoutMs ?? 20_000 });
+    nginx = await startNginx({ dir: nginxDir, port: nginxPort, configFile, readyTimeoutMs: readyTimeout(ctx) });
   } catch (err) {
     await proc.stop();
     throw err;
   }
   return {
     name: 'ours-nginx',
-    client: 'ws',
-    readyOn: 'first-message',
-    authenticates: true,
-    publish: { kind: 'redis-lua', redisUrl: ctx.backing.redisUrl },
-    target: gatewayTarget(`ws://127.0.0.1:${nginxPort}`, ctx.backing),
+    ...oursSystem(ctx, nginxPort),
     serverPids: async () => [proc.pid, ...(await processTree(nginx.pid))],
     versions: { nginx: nginxVersion() },
     async stop() {
@@ -155,9 +172,7 @@ async function startOursNginx(ctx: StartContext): Promise<RunningSystem> {
 }
 
 async function startWsFloor(ctx: StartContext): Promise<RunningSystem> {
-  const port = await freePort();
-  const proc = await startNodeServer('ws-floor', 'bench/peers/ws-floor.ts', { PORT: String(port) }, ctx.dir);
-  await ready(proc, () => isPortOpen(port), ctx.readyTimeoutMs ?? 20_000, path.join(ctx.dir, 'ws-floor.log'));
+  const { proc, port } = await startNodePeer(ctx, 'ws-floor', 'bench/peers/ws-floor.ts');
   return {
     name: 'ws-floor',
     client: 'ws',
@@ -172,9 +187,7 @@ async function startWsFloor(ctx: StartContext): Promise<RunningSystem> {
 }
 
 async function startSocketIo(ctx: StartContext): Promise<RunningSystem> {
-  const port = await freePort();
-  const proc = await startNodeServer('socketio', 'bench/peers/socketio-server.ts', { PORT: String(port), REDIS_URL: ctx.backing.redisUrl }, ctx.dir);
-  await ready(proc, () => isPortOpen(port), ctx.readyTimeoutMs ?? 20_000, path.join(ctx.dir, 'socketio.log'));
+  const { proc, port } = await startNodePeer(ctx, 'socketio', 'bench/peers/socketio-server.ts', { REDIS_URL: ctx.backing.redisUrl });
   return {
     name: 'socketio',
     client: 'socketio',
@@ -218,9 +231,7 @@ async function startPushpin(ctx: StartContext): Promise<RunningSystem> {
   const dir = path.join(ctx.dir, 'pushpin');
   await mkdir(path.join(dir, 'run'), { recursive: true });
   await mkdir(path.join(dir, 'log'), { recursive: true });
-  const originPort = await freePort();
-  const origin = await startNodeServer('pushpin-origin', 'bench/peers/pushpin-origin.ts', { PORT: String(originPort) }, ctx.dir);
-  await ready(origin, () => isPortOpen(originPort), ctx.readyTimeoutMs ?? 20_000, path.join(ctx.dir, 'pushpin-origin.log'));
+  const { proc: origin, port: originPort } = await startNodePeer(ctx, 'pushpin-origin', 'bench/peers/pushpin-origin.ts');
   const [httpPort, publishPort, zmqPushPort, zmqSubPort, zmqCommandPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const configFile = path.join(dir, 'pushpin.conf');
   await writeFile(configFile, renderPushpinConfig({ dir, httpPort, publishPort, zmqPushPort, zmqSubPort, zmqCommandPort, originPort, sigKey: randomBytes(16).toString('hex'), logLevel: ctx.pushpinLogLevel }));
@@ -241,7 +252,7 @@ async function startPushpin(ctx: StartContext): Promise<RunningSystem> {
     await origin.stop();
   };
   try {
-    await ready(runner, async () => (await isPortOpen(httpPort)) && (await isPortOpen(publishPort)), ctx.readyTimeoutMs ?? 20_000, logFile);
+    await ready(runner, async () => (await isPortOpen(httpPort)) && (await isPortOpen(publishPort)), readyTimeout(ctx), logFile);
   } catch (err) {
     await stopAll();
     throw err;
