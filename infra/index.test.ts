@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { DOCKER_STACK_RESOURCE_COUNTS } from '../test/docker-graph.js';
 import { parseStackFile } from './topology/index.js';
 
 // The entrypoint must load under a real `pulumi up`: Pulumi's Node language host starts
@@ -85,13 +86,7 @@ describe('infra/index.ts under the node arguments of Pulumi.yaml', () => {
     const count = (type: string) => types.filter((t) => t === type).length;
     expect(count('replyx:index:Secrets')).toBe(1);
     expect(count('random:index/randomPassword:RandomPassword')).toBe(3);
-    expect(count('replyx:docker:Stack')).toBe(1);
-    expect(count('docker:index/network:Network')).toBe(1);
-    expect(count('docker:index/volume:Volume')).toBe(2);
-    expect(count('docker:index/remoteImage:RemoteImage')).toBe(3);
-    expect(count('docker:index/image:Image')).toBe(2);
-    expect(count('docker:index/container:Container')).toBe(5);
-    expect(count('pulumi-nodejs:dynamic/replyx:NginxConfigFile')).toBe(1);
+    for (const [type, n] of Object.entries(DOCKER_STACK_RESOURCE_COUNTS)) expect(count(type), type).toBe(n);
     const published = result.resources
       .filter((r) => r.type === 'docker:index/container:Container' && Array.isArray(r.inputs.ports) && r.inputs.ports.length > 0)
       .map((r) => r.inputs.name);

@@ -1,5 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { DOCKER_STACK_RESOURCE_COUNTS } from '../../../test/docker-graph.js';
 import { installPulumiMocks, isSecretValue, plain, valueOf, type RecordedResource } from '../../../test/pulumi-mocks.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { topologyChecksum, validateTopology, type TopologyInput } from '../../topology/index.js';
@@ -42,13 +43,7 @@ describe('ReplyxDockerStack resource graph', () => {
   it('creates the network, two volumes, three pinned remote images, two builds, five containers and the nginx config', async () => {
     const { mine, ofType } = await deploy();
     const count = (type: string) => ofType(type).length;
-    expect(count('replyx:docker:Stack')).toBe(1);
-    expect(count('docker:index/network:Network')).toBe(1);
-    expect(count('docker:index/volume:Volume')).toBe(2);
-    expect(count('docker:index/remoteImage:RemoteImage')).toBe(3);
-    expect(count('docker:index/image:Image')).toBe(2);
-    expect(count('docker:index/container:Container')).toBe(5);
-    expect(count('pulumi-nodejs:dynamic/replyx:NginxConfigFile')).toBe(1);
+    for (const [type, n] of Object.entries(DOCKER_STACK_RESOURCE_COUNTS)) expect(count(type), type).toBe(n);
     expect(mine).toHaveLength(15);
     expect(ofType('docker:index/remoteImage:RemoteImage').map((r) => plain(r.inputs.name)).sort()).toEqual(['nginx:1.27-alpine', 'postgres:16-alpine', 'redis:7.2-alpine']);
     expect(ofType('docker:index/network:Network')[0]!.inputs.name).toBe('replyx-net');
