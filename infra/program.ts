@@ -8,7 +8,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { ReplyxError, formatErrorForCli } from './errors.js';
 import { assertArchitecture } from './rules/index.js';
 import { ReplyxSecrets } from './secrets.js';
-import { ReplyxDockerStack, type ContainerNames } from './targets/docker/stack.js';
+import { ReplyxDockerStack } from './targets/docker/stack.js';
 import { topologyFromPulumiConfig, type Topology, type TopologyIssue, type ValidatedTopology } from './topology/index.js';
 
 /** Config namespace of Docker-target settings that are about the host, not the topology. */
@@ -20,18 +20,12 @@ export interface TargetModule {
   deploy(args: { readonly topology: Topology; readonly warnings: readonly TopologyIssue[] }): Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 
-/** Stack outputs of the Docker target. */
-export interface DockerStackOutputs {
+/** Stack outputs of the Docker target: the component's public outputs, plus which secrets were generated. */
+export type DockerStackOutputs = Pick<ReplyxDockerStack, 'publicUrl' | 'containerNames' | 'networkName' | 'nginxConfigFile' | 'wsRoute' | 'topologyChecksum'> & {
   readonly target: 'docker';
-  readonly publicUrl: pulumi.Output<string>;
-  readonly containerNames: pulumi.Output<ContainerNames>;
-  readonly networkName: pulumi.Output<string>;
-  readonly nginxConfigFile: pulumi.Output<string>;
-  readonly wsRoute: pulumi.Output<string>;
-  readonly topologyChecksum: pulumi.Output<string>;
   /** Names (never values) of the secrets generated because the config lacked them. */
   readonly generatedSecrets: readonly string[];
-}
+};
 
 /** Turns any failure into a one-line RunError (Pulumi prints it without a stack trace). */
 function fail(err: unknown): never {
