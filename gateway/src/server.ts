@@ -140,7 +140,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
         });
       });
       boundPort = (server.address() as AddressInfo).port;
-      heartbeat = setInterval(tick, Math.max(1, Math.floor(config.heartbeatMs / hub.heartbeatSlices)));
+      heartbeat = setInterval(tick, Math.max(1, Math.floor(config.heartbeatMs / hub.heartbeatTicks)));
       heartbeat.unref();
       log.info({ port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs }, `ws-gateway listening on ${config.host}:${boundPort}`);
       return boundPort;

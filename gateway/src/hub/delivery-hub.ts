@@ -65,8 +65,8 @@ export class DeliveryHub implements ConnectionOwner {
     return this.#connections.size;
   }
 
-  /** Heartbeat slices: call heartbeat() this many times per heartbeat interval. */
-  get heartbeatSlices(): number {
+  /** How many times per heartbeat interval heartbeat() must be called (one slice each). */
+  get heartbeatTicks(): number {
     return this.#connections.slices;
   }
 
