@@ -71,6 +71,13 @@ export const DEFAULTS = {
   ACCESS_CACHE_MAX: 10_000,
   PUBLISH_MAX_BYTES: 256 * 1024,
   MEMORY_HISTORY_DIALOGS: 10_000,
+  MAX_PENDING_EVENTS: 10_000,
+  MAX_PARSED_FRAME_BYTES: 256,
+  SHUTDOWN_GRACE_MS: 2_000,
+  REDIS_COMMAND_TIMEOUT_MS: 2_000,
+  REDIS_START_TIMEOUT_MS: 5_000,
+  DATABASE_POOL_SIZE: 4,
+  DATABASE_QUERY_TIMEOUT_MS: 3_000,
 } as const;
 
 const envSchema = z
@@ -100,6 +107,15 @@ const envSchema = z
     ACCESS_CACHE_TTL_MS: int(0, 600_000, DEFAULTS.ACCESS_CACHE_TTL_MS),
     ACCESS_CACHE_MAX: int(0, 10_000_000, DEFAULTS.ACCESS_CACHE_MAX),
     PUBLISH_MAX_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.PUBLISH_MAX_BYTES),
+    MEMORY_HISTORY_DIALOGS: int(1, 10_000_000, DEFAULTS.MEMORY_HISTORY_DIALOGS),
+    MAX_PENDING_EVENTS: int(1, 1_000_000, DEFAULTS.MAX_PENDING_EVENTS),
+    // A ping is 15 bytes; below that no client frame would ever be understood.
+    MAX_PARSED_FRAME_BYTES: int(15, 65_536, DEFAULTS.MAX_PARSED_FRAME_BYTES),
+    SHUTDOWN_GRACE_MS: int(0, 60_000, DEFAULTS.SHUTDOWN_GRACE_MS),
+    REDIS_COMMAND_TIMEOUT_MS: int(100, 60_000, DEFAULTS.REDIS_COMMAND_TIMEOUT_MS),
+    REDIS_START_TIMEOUT_MS: int(0, 300_000, DEFAULTS.REDIS_START_TIMEOUT_MS),
+    DATABASE_POOL_SIZE: int(1, 100, DEFAULTS.DATABASE_POOL_SIZE),
+    DATABASE_QUERY_TIMEOUT_MS: int(100, 60_000, DEFAULTS.DATABASE_QUERY_TIMEOUT_MS),
     TRUST_PROXY: bool(true),
     LOG_LEVEL: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'must be one of fatal, error, warn, info, debug, trace, silent')
@@ -110,6 +126,9 @@ const envSchema = z
     SERVICE_MODE: z.literal('websocket', 'must be "websocket" (the gateway only serves WebSockets)').optional(),
     UVICORN_WORKERS: z.literal('1', 'must be 1 (the gateway is one process; scale with replicas and the redis broker)').optional(),
   });
+
+/** Every environment variable the gateway reads (docs/gateway.md documents each one). */
+export const GATEWAY_ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 /** Validated gateway configuration (see docs/gateway.md for every field). */
 export interface GatewayConfig {
@@ -137,6 +156,22 @@ export interface GatewayConfig {
   readonly accessCacheTtlMs: number;
   readonly accessCacheMax: number;
   readonly publishMaxBytes: number;
+  /** Dialogs whose history the memory broker keeps (least recently published dropped first). */
+  readonly memoryHistoryDialogs: number;
+  /** Live events buffered per connection while its `since` replay runs; beyond it, 4101. */
+  readonly maxPendingEvents: number;
+  /** Client frames larger than this are never parsed (only pings are understood). */
+  readonly maxParsedFrameBytes: number;
+  /** After the drain window, how long peers get to answer the 4200 close before being cut. */
+  readonly shutdownGraceMs: number;
+  /** Per-command timeout on the Redis command connection (publish, history). */
+  readonly redisCommandTimeoutMs: number;
+  /** How long start-up waits for Redis before listening anyway (/health stays 503 until it is up). */
+  readonly redisStartTimeoutMs: number;
+  /** Postgres connections of the dialog-access pool. */
+  readonly databasePoolSize: number;
+  /** Connect and query timeout of that pool. */
+  readonly databaseQueryTimeoutMs: number;
   /** Honour X-Real-IP / X-Forwarded-For when the peer is loopback or private (nginx in front). */
   readonly trustProxy: boolean;
   readonly logLevel: string;
@@ -199,6 +234,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     accessCacheTtlMs: e.ACCESS_CACHE_TTL_MS,
     accessCacheMax: e.ACCESS_CACHE_MAX,
     publishMaxBytes: e.PUBLISH_MAX_BYTES,
+    memoryHistoryDialogs: e.MEMORY_HISTORY_DIALOGS,
+    maxPendingEvents: e.MAX_PENDING_EVENTS,
+    maxParsedFrameBytes: e.MAX_PARSED_FRAME_BYTES,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    redisStartTimeoutMs: e.REDIS_START_TIMEOUT_MS,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    databaseQueryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     instanceId: e.INSTANCE_ID ?? `${os.hostname()}-${process.pid}`,

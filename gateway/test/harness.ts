@@ -4,7 +4,7 @@ import { SignJWT } from 'jose';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { createTestDatabase } from '../../test/services.js';
-import type { GatewayConfig } from '../src/config.js';
+import { DEFAULTS, type GatewayConfig } from '../src/config.js';
 import { createGateway, type Gateway } from '../src/server.js';
 
 // Shared fixtures for the gateway tests: a database with the reference schema and two tenants,
@@ -82,6 +82,14 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     accessCacheTtlMs: 5000,
     accessCacheMax: 10_000,
     publishMaxBytes: 256 * 1024,
+    memoryHistoryDialogs: DEFAULTS.MEMORY_HISTORY_DIALOGS,
+    maxPendingEvents: DEFAULTS.MAX_PENDING_EVENTS,
+    maxParsedFrameBytes: DEFAULTS.MAX_PARSED_FRAME_BYTES,
+    shutdownGraceMs: DEFAULTS.SHUTDOWN_GRACE_MS,
+    redisCommandTimeoutMs: DEFAULTS.REDIS_COMMAND_TIMEOUT_MS,
+    redisStartTimeoutMs: DEFAULTS.REDIS_START_TIMEOUT_MS,
+    databasePoolSize: DEFAULTS.DATABASE_POOL_SIZE,
+    databaseQueryTimeoutMs: DEFAULTS.DATABASE_QUERY_TIMEOUT_MS,
     trustProxy: true,
     logLevel: 'info',
     instanceId: 'gw-test',
@@ -98,8 +106,8 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
-/** Starts a gateway on port 0 and captures its pino output. */
-export async function startGateway(config: GatewayConfig): Promise<TestGateway> {
+/** A log stream that keeps every JSON line it is given. */
+export function captureLogs(): { readonly logs: string[]; readonly stream: Writable } {
   const logs: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -107,6 +115,12 @@ export async function startGateway(config: GatewayConfig): Promise<TestGateway> 
       cb();
     },
   });
+  return { logs, stream };
+}
+
+/** Starts a gateway on port 0 and captures its pino output. */
+export async function startGateway(config: GatewayConfig): Promise<TestGateway> {
+  const { logs, stream } = captureLogs();
   const gateway = createGateway(config, { logStream: stream, processMetrics: false });
   const port = await gateway.listen();
   return { gateway, base: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}`, logs, stop: () => gateway.close() };

@@ -1,6 +1,6 @@
 import { jwtVerify, errors as joseErrors } from 'jose';
 import { z } from 'zod';
-import { isHostAllowed, originHost as gatewayOriginHost } from '../../../gateway/src/origin/allowed-domains.js';
+import { isHostAllowed, originHost as gatewayOriginHost } from '@replyx/gateway/origin/allowed-domains';
 
 // Who may write to or listen on a dialog: the seed's three clients (operator JWT, site token,
 // widget origin). Used by the HTTP API and by legacy /ws/ mode, so both refuse the same things.

@@ -3,7 +3,8 @@ import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { DialogHub, type ConnectionKind } from '../../../gateway/src/hub/dialog-hub.js';
+import { LOG_TAG, type ConnectionKind } from '@replyx/gateway/connection-kinds';
+import { DialogHub } from '@replyx/gateway/hub/dialog-hub';
 import { authorise, denied, verifyAdminToken, verifySiteToken, widgetOrigin, type Caller, type Denial } from './access.js';
 import { dialogAccess } from './store.js';
 
@@ -14,8 +15,6 @@ import { dialogAccess } from './store.js';
 
 /** Close codes shared with the gateway's contract. */
 export const CLOSE = { UNAUTHORIZED: 4001, ORIGIN_FORBIDDEN: 4003, DIALOG_NOT_FOUND: 4004, BAD_REQUEST: 4009 } as const;
-
-const TAG: Record<ConnectionKind, string> = { admin: '[Admin]', widget: '[Widget]', site: '[Site]' };
 
 const PATHS: { kind: ConnectionKind; pattern: RegExp }[] = [
   { kind: 'admin', pattern: /^\/ws\/dialogs\/(\d{1,15})\/?$/ },
@@ -96,13 +95,13 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
       caller = await callerFor(kind, url, req, deps.jwtSecret);
       if (!denied(caller)) caller = authorise(caller, await dialogAccess(deps.db, dialogId)) ?? caller;
     } catch (err) {
-      deps.log.error({ err, dialogId }, `${TAG[kind]} legacy handshake failed`);
+      deps.log.error({ err, dialogId }, `${LOG_TAG[kind]} legacy handshake failed`);
       ws.close(1011, 'internal error');
       return;
     }
     if (denied(caller)) {
       const code = caller.code === 'UNAUTHORIZED' ? CLOSE.UNAUTHORIZED : caller.code === 'ORIGIN_FORBIDDEN' ? CLOSE.ORIGIN_FORBIDDEN : CLOSE.DIALOG_NOT_FOUND;
-      const words = code === CLOSE.ORIGIN_FORBIDDEN ? `WEBSOCKET_4003_ERROR ${TAG[kind]} domain forbidden` : `${TAG[kind]} connection refused`;
+      const words = code === CLOSE.ORIGIN_FORBIDDEN ? `WEBSOCKET_4003_ERROR ${LOG_TAG[kind]} domain forbidden` : `${LOG_TAG[kind]} connection refused`;
       deps.log.warn({ dialogId, closeCode: code, reason: caller.reason }, `${words}: ${caller.reason}`);
       ws.close(code, caller.reason.slice(0, 120));
       return;
@@ -110,7 +109,7 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
     const member: Member = { kind, socket: ws };
     hub.join(dialogId, member);
     alive.add(ws);
-    deps.log.info({ dialogId, worker: process.pid, connections: hub.size }, `${TAG[kind]} legacy connection on worker ${process.pid} to dialog ${dialogId}`);
+    deps.log.info({ dialogId, worker: process.pid, connections: hub.size }, `${LOG_TAG[kind]} legacy connection on worker ${process.pid} to dialog ${dialogId}`);
     ws.send(JSON.stringify({ type: 'connected', server: 'backend', instance: `backend-${process.pid}`, worker: process.pid, heartbeat_ms: deps.heartbeatMs ?? 25_000 }));
     ws.on('pong', () => alive.add(ws));
     ws.on('message', (data, isBinary) => {
@@ -124,7 +123,7 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
     });
     ws.on('close', () => {
       hub.leave(dialogId, member);
-      deps.log.info({ dialogId }, `${TAG[kind]} legacy connection closed`);
+      deps.log.info({ dialogId }, `${LOG_TAG[kind]} legacy connection closed`);
     });
     ws.on('error', () => ws.terminate());
   }

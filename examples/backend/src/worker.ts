@@ -2,7 +2,7 @@ import http from 'node:http';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { RedisPublisher } from '../../../gateway/src/broker/publisher.js';
+import { RedisPublisher } from '@replyx/gateway/broker/publisher';
 import type { BackendConfig } from './config.js';
 import { handleApiRequest } from './http-api.js';
 import { attachLegacyWebSockets } from './legacy-ws.js';

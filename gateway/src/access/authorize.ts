@@ -3,7 +3,7 @@ import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
 import type { TokenVerifier } from '../auth/tokens.js';
 import { positiveId } from '../auth/tokens.js';
 import { isEventId } from '../broker/protocol.js';
-import type { ConnectionKind } from '../hub/dialog-hub.js';
+import type { ConnectionKind } from '../connection-kinds.js';
 import type { EndpointMatch } from '../connection/endpoints.js';
 import { isHostAllowed, originHost, widgetOrigin } from '../origin/allowed-domains.js';
 import type { DialogAccess } from './dialog-access.js';

@@ -13,16 +13,16 @@ export interface DialogAccess {
   readonly allowedDomains: readonly string[];
 }
 
-/** Cache and pool limits. */
+/** Cache and pool limits (defaults and ranges in config.ts). */
 export interface DialogAccessOptions {
-  /** How long a row (or its absence) is trusted. Default 5000 ms; 0 disables the cache. */
-  readonly cacheTtlMs?: number;
-  /** Most dialogs kept in the cache; the oldest entry goes first. Default 10000. */
-  readonly cacheMax?: number;
-  /** Postgres connections. Default 4. */
-  readonly poolSize?: number;
-  /** Per-query timeout. Default 3000 ms. */
-  readonly queryTimeoutMs?: number;
+  /** How long a row (or its absence) is trusted; 0 disables the cache (ACCESS_CACHE_TTL_MS). */
+  readonly cacheTtlMs: number;
+  /** Most dialogs kept in the cache; the oldest entry goes first (ACCESS_CACHE_MAX). */
+  readonly cacheMax: number;
+  /** Postgres connections (DATABASE_POOL_SIZE). */
+  readonly poolSize: number;
+  /** Connect and per-query timeout (DATABASE_QUERY_TIMEOUT_MS). */
+  readonly queryTimeoutMs: number;
 }
 
 /** The lookup query, exported for the docs and the tests. */
@@ -43,13 +43,13 @@ export class DialogAccessStore {
   readonly #inflight = new Map<number, Promise<DialogAccess | null>>();
 
   /** Creates the pool (lazy: no connection until the first query). */
-  constructor(databaseUrl: string, options: DialogAccessOptions = {}) {
-    this.#ttlMs = options.cacheTtlMs ?? 5000;
-    this.#max = options.cacheMax ?? 10_000;
-    const timeout = options.queryTimeoutMs ?? 3000;
+  constructor(databaseUrl: string, options: DialogAccessOptions) {
+    this.#ttlMs = options.cacheTtlMs;
+    this.#max = options.cacheMax;
+    const timeout = options.queryTimeoutMs;
     this.#pool = new pg.Pool({
       connectionString: databaseUrl,
-      max: options.poolSize ?? 4,
+      max: options.poolSize,
       connectionTimeoutMillis: timeout,
       query_timeout: timeout,
       idleTimeoutMillis: 30_000,

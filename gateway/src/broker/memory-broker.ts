@@ -10,8 +10,8 @@ import type { PublishInput } from './publisher.js';
 export interface MemoryBrokerOptions {
   readonly historyLength: number;
   readonly historyTtlS: number;
-  /** Most dialogs whose history is kept; the least recently published goes first. Default 10000. */
-  readonly maxDialogs?: number;
+  /** Most dialogs whose history is kept; the least recently published goes first (MEMORY_HISTORY_DIALOGS). */
+  readonly maxDialogs: number;
 }
 
 interface History {
@@ -36,7 +36,7 @@ export class MemoryBroker implements Broker {
     this.#handlers = handlers;
     this.#historyLength = options.historyLength;
     this.#ttlMs = options.historyTtlS * 1000;
-    this.#maxDialogs = options.maxDialogs ?? 10_000;
+    this.#maxDialogs = options.maxDialogs;
   }
 
   async start(): Promise<void> {}

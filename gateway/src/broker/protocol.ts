@@ -1,4 +1,4 @@
-import type { ConnectionKind } from '../hub/dialog-hub.js';
+import { CONNECTION_KINDS, type ConnectionKind } from '../connection-kinds.js';
 
 // The wire format between publishers and gateways, shared by the Lua script, the TS publisher,
 // the gateway's broker and the Python helper (docs/gateway.md, "Publishing"). Keep all four in step.
@@ -32,7 +32,7 @@ export interface BrokerEvent {
   readonly json: string;
 }
 
-const KINDS = new Set<string>(['admin', 'widget', 'site']);
+const KINDS = new Set<string>(CONNECTION_KINDS);
 
 /** Parses an audience CSV (`""` = everyone); unknown kinds make it undefined. */
 export function parseAudience(csv: string): ConnectionKind[] | undefined {
@@ -91,4 +91,25 @@ export function compareEventIds(a: string, b: string): number {
 /** True for a well-formed stream id such as `1732780000000-0`. */
 export function isEventId(value: string): boolean {
   return /^\d{1,20}-\d{1,20}$/.test(value);
+}
+
+/** The `ts` of an event frame (the broker's JSON ends with `,"ts":<ms>}`), read without parsing. */
+export function eventTs(json: string): number | undefined {
+  const at = json.lastIndexOf('"ts":');
+  if (at < 0) return undefined;
+  const n = Number.parseInt(json.slice(at + 5), 10);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+const TYPE_PREFIX = /^\{"id":"[^"]*","type":("(?:[^"\\]|\\.)*")/;
+
+/** The `type` of an event frame, read from its fixed prefix without parsing the data. */
+export function eventType(json: string): string {
+  const m = TYPE_PREFIX.exec(json);
+  if (!m) return '?';
+  try {
+    return JSON.parse(m[1]!) as string;
+  } catch {
+    return '?';
+  }
 }

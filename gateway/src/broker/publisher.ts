@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import type { ConnectionKind } from '../hub/dialog-hub.js';
+import type { ConnectionKind } from '../connection-kinds.js';
 import { dialogChannel, dialogStream } from './protocol.js';
 
 /** The publish script (see publish.lua): history append + publish in one atomic step. */

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Broker, BrokerHandlers, HistoryResult } from './broker.js';
 import { compareEventIds, dialogChannel, dialogIdFromChannel, dialogStream, eventFromStreamEntry, parseBrokerMessage, type BrokerEvent } from './protocol.js';
 import { RedisPublisher, type PublishInput } from './publisher.js';
-import { mergeReplay } from '../resume/merge.js';
+import { mergeReplay } from './merge-replay.js';
 
 // The Redis broker: one subscriber connection (SUBSCRIBE per dialog with local members) and one
 // command connection (publish script, XRANGE history). After Redis comes back the broker
@@ -17,10 +17,10 @@ export interface RedisBrokerOptions {
   readonly historyLength: number;
   readonly historyTtlS: number;
   readonly logger: Logger;
-  /** Per-command timeout on the command connection. Default 2000 ms. */
-  readonly commandTimeoutMs?: number;
-  /** How long start() waits for Redis before carrying on in the background. Default 5000 ms. */
-  readonly startTimeoutMs?: number;
+  /** Per-command timeout on the command connection (REDIS_COMMAND_TIMEOUT_MS). */
+  readonly commandTimeoutMs: number;
+  /** How long start() waits for Redis before carrying on in the background (REDIS_START_TIMEOUT_MS). */
+  readonly startTimeoutMs: number;
 }
 
 /** Thrown by publish when Redis is not connected: the event was not stored. */
@@ -58,14 +58,14 @@ export class RedisBroker implements Broker {
     this.#handlers = handlers;
     this.#log = options.logger;
     this.#historyLength = options.historyLength;
-    this.#startTimeoutMs = options.startTimeoutMs ?? 5000;
+    this.#startTimeoutMs = options.startTimeoutMs;
     // Commands fail fast while Redis is away, so POST /internal/publish answers 503 at once
     // instead of queueing an event nobody may ever store.
     this.#cmd = new Redis(options.url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
-      commandTimeout: options.commandTimeoutMs ?? 2000,
+      commandTimeout: options.commandTimeoutMs,
       retryStrategy,
       connectionName: 'replyx-gateway-cmd',
     });

@@ -1,28 +1,45 @@
 import type { WebSocket } from 'ws';
 import type { BrokerEvent } from '../broker/protocol.js';
-import type { CloseCodeInfo } from '../close-codes.js';
-import type { ConnectionKind, HubMember } from '../hub/dialog-hub.js';
+import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
+import type { ConnectionKind } from '../connection-kinds.js';
 import { writeEncodedFrame, type CorkState, type EncodedFrame } from './frame-writer.js';
 
 // Per-socket state, kept small: idle connections are the gateway's main memory cost. Socket
-// events are handled by shared functions (the `owner` does the work), not per-socket closures.
+// events are handled by shared functions, not per-socket closures; what a connection does on its
+// own (frame-rate accounting, answering pings, the heartbeat, the send-buffer cap) lives here,
+// with the limits read from its owner (one object shared by every connection), and what
+// concerns the gateway (logs, metrics, leaving the hub) is reported to the owner.
 
-/** What a connection needs from the gateway that owns it. */
+/** Limits every connection of one gateway shares. */
+export interface ConnectionLimits {
+  /** Unsent bytes allowed before the connection is closed as a slow consumer (4101). */
+  readonly sendBufferBytes: number;
+  /** Frames a client may send per one-second window before it is closed with 4100. */
+  readonly clientFramesPerSecond: number;
+  /** Client frames larger than this are never parsed (only pings are understood). */
+  readonly maxParsedFrameBytes: number;
+}
+
+/** What a connection needs from the hub that owns it. */
 export interface ConnectionOwner {
-  /** Handles a text frame from the client (ping, flood accounting). */
-  onClientFrame(conn: ClientConnection, data: Buffer, isBinary: boolean): void;
-  /** Cleans up after the socket closed. */
+  readonly limits: ConnectionLimits;
+  /** Cleans up after the socket closed (`code` is ours when we closed it). */
   onConnectionClosed(conn: ClientConnection, code: number): void;
-  /** Counts a close the gateway initiated. */
+  /** Reports a close the gateway initiated (4100 flood, 4101 slow consumer, 1006 dead peer, …). */
   onServerClose(conn: ClientConnection, code: number): void;
 }
 
 const CONN = Symbol('replyx.connection');
 type TaggedSocket = WebSocket & { [CONN]?: ClientConnection };
 
+const PING_FRAME = Buffer.from('{"type":"ping"}');
+const PONG_FRAME = Buffer.from('{"type":"pong"}');
+const NO_DATA = Buffer.alloc(0);
+/** The close code recorded for a peer cut by the heartbeat (no close frame is exchanged). */
+const DEAD_PEER = 1006;
+
 function onMessage(this: TaggedSocket, data: Buffer, isBinary: boolean): void {
-  const conn = this[CONN];
-  if (conn) conn.owner.onClientFrame(conn, data, isBinary);
+  this[CONN]?.receive(data, isBinary);
 }
 
 function onPong(this: TaggedSocket): void {
@@ -30,12 +47,9 @@ function onPong(this: TaggedSocket): void {
   if (conn) conn.alive = true;
 }
 
-const NO_DATA = Buffer.alloc(0);
-
 function onPing(this: TaggedSocket): void {
   // ws answers protocol pings itself; they still count toward the client's frame rate.
-  const conn = this[CONN];
-  if (conn) conn.owner.onClientFrame(conn, NO_DATA, true);
+  this[CONN]?.receive(NO_DATA, true);
 }
 
 function onClose(this: TaggedSocket, code: number): void {
@@ -49,19 +63,20 @@ function onError(this: TaggedSocket): void {
   // ws emits 'close' after 'error' (including 1009 for oversized frames); nothing to do here.
 }
 
-/** One attached WebSocket: dialog, kind, liveness, flood window, replay buffer. */
-export class ClientConnection implements HubMember, CorkState {
+/** One attached WebSocket: dialog, kind, liveness, flood window, replay state. */
+export class ClientConnection implements CorkState {
   /** False once a heartbeat ping went unanswered for a whole interval. */
   alive = true;
   /** Frames received in the current one-second window, and when that window began. */
   frames = 0;
   framesWindowStart = 0;
-  /** Non-null while history is being replayed: live events wait here (see resume). */
+  /** Owned by the hub: non-null while history is being replayed, live events wait here. */
   pending: BrokerEvent[] | null = null;
   /**
-   * After a replay: the newest id sent. The pub/sub copy of an event the history read already
-   * returned can still arrive afterwards (two Redis connections), so live events up to this id
-   * are dropped; the first newer one clears it, keeping the steady-state path compare-free.
+   * Owned by the hub: after a replay, the newest id sent. The pub/sub copy of an event the
+   * history read already returned can still arrive afterwards (two Redis connections), so live
+   * events up to this id are dropped; the first newer one clears it, keeping the steady-state
+   * path compare-free.
    */
   replayedUpTo: string | undefined;
   /** The code the gateway closed with, so metrics and logs show ours rather than the echo. */
@@ -70,7 +85,7 @@ export class ClientConnection implements HubMember, CorkState {
   /** The frame writer's batch that last wrote to this socket (see frame-writer). */
   writeBatch = -1;
 
-  /** Wires the socket's events to the owner through shared handlers. */
+  /** Wires the socket's events to this connection through shared handlers. */
   constructor(
     readonly ws: WebSocket,
     readonly kind: ConnectionKind,
@@ -93,18 +108,52 @@ export class ClientConnection implements HubMember, CorkState {
   }
 
   /**
-   * Sends one pre-serialised frame unless the client is too far behind: when unsent bytes
-   * would pass `capBytes` the connection is closed with 4101 instead (slow consumer).
+   * Handles one frame from the client: counts it toward the per-second limit (4100 beyond it)
+   * and answers `{"type":"ping"}` with `{"type":"pong"}`; anything else is ignored.
    */
-  send(frame: Buffer, capBytes: number, slowConsumer: CloseCodeInfo): boolean {
-    if (!admits(this, frame.length, capBytes, slowConsumer)) return false;
+  receive(data: Buffer, isBinary: boolean): void {
+    if (this.closeCode !== undefined) return;
+    this.alive = true;
+    const limits = this.owner.limits;
+    const now = Date.now();
+    if (now - this.framesWindowStart >= 1000) {
+      this.framesWindowStart = now;
+      this.frames = 0;
+    }
+    this.frames += 1;
+    if (this.frames > limits.clientFramesPerSecond) {
+      this.close(CloseCodes.OVER_LIMIT);
+      return;
+    }
+    if (isBinary || data.length > limits.maxParsedFrameBytes) return;
+    if (data.equals(PING_FRAME) || isPing(data)) this.send(PONG_FRAME);
+  }
+
+  /** One heartbeat round: pings a live peer, terminates one that did not answer the last ping. */
+  heartbeat(): void {
+    if (this.alive) {
+      this.alive = false;
+      this.ws.ping();
+      return;
+    }
+    this.closeCode = DEAD_PEER;
+    this.owner.onServerClose(this, DEAD_PEER);
+    this.ws.terminate();
+  }
+
+  /**
+   * Sends one pre-serialised frame unless the client is too far behind: when unsent bytes
+   * would pass the send-buffer cap the connection is closed with 4101 instead (slow consumer).
+   */
+  send(frame: Buffer): boolean {
+    if (!admits(this, frame.length)) return false;
     this.ws.send(frame, SEND_TEXT);
     return true;
   }
 
   /** Like send, for a frame encoded once and shared by every recipient of an event. */
-  sendEncoded(frame: EncodedFrame, capBytes: number, slowConsumer: CloseCodeInfo): boolean {
-    if (!admits(this, frame.length, capBytes, slowConsumer)) return false;
+  sendEncoded(frame: EncodedFrame): boolean {
+    if (!admits(this, frame.length)) return false;
     writeEncodedFrame(this.ws, frame, this);
     return true;
   }
@@ -116,15 +165,29 @@ export class ClientConnection implements HubMember, CorkState {
     this.owner.onServerClose(this, info.code);
     this.ws.close(info.code, info.reason);
   }
+
+  /** Cuts the TCP connection without a close handshake (a peer that ignored our close). */
+  terminate(): void {
+    this.ws.terminate();
+  }
 }
 
 /** True when the socket is open and `bytes` more stay under the cap; else closes it as slow. */
-function admits(conn: ClientConnection, bytes: number, capBytes: number, slowConsumer: CloseCodeInfo): boolean {
+function admits(conn: ClientConnection, bytes: number): boolean {
   const ws = conn.ws;
   if (ws.readyState !== 1) return false;
-  if (ws.bufferedAmount + bytes <= capBytes) return true;
-  conn.close(slowConsumer);
+  if (ws.bufferedAmount + bytes <= conn.owner.limits.sendBufferBytes) return true;
+  conn.close(CloseCodes.SLOW_CONSUMER);
   return false;
+}
+
+function isPing(data: Buffer): boolean {
+  try {
+    const parsed = JSON.parse(data.toString('utf8')) as unknown;
+    return typeof parsed === 'object' && parsed !== null && (parsed as { type?: unknown }).type === 'ping';
+  } catch {
+    return false;
+  }
 }
 
 // Event frames are pre-encoded Buffers of JSON text: send them as text frames, uncompressed.

@@ -1,4 +1,4 @@
-import type { ConnectionKind } from '../hub/dialog-hub.js';
+import type { ConnectionKind } from '../connection-kinds.js';
 
 // The seed's three WebSocket paths. Parsing is pure so it is tested without sockets.
 
@@ -22,6 +22,3 @@ export function matchEndpoint(rawUrl: string | undefined): EndpointMatch | undef
   const kind: ConnectionKind = m[1] === 'widget' ? 'widget' : m[1] === 'site' ? 'site' : 'admin';
   return { kind, dialogSegment: m[2]!, params: new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1)) };
 }
-
-/** The log tag of a connection kind, as the seed greps for it. */
-export const LOG_TAG: Record<ConnectionKind, string> = { admin: '[Admin]', widget: '[Widget]', site: '[Site]' };

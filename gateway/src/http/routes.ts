@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { PublishInput } from '../broker/publisher.js';
+import type { Broker } from '../broker/broker.js';
 import type { GatewayConfig } from '../config.js';
+import type { DialogHub } from '../hub/dialog-hub.js';
 import { forwardedAddress, isPrivateAddress, peerAddress } from '../limits/client-ip.js';
 import { sanitizeUrl } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
@@ -16,11 +17,14 @@ export interface HttpDeps {
   readonly config: GatewayConfig;
   readonly metrics: GatewayMetrics;
   readonly log: Logger;
-  health(): Promise<{ ok: boolean; body: object }>;
-  status(): object;
-  sync(dialogId: number): Promise<object>;
-  publish(input: PublishInput): Promise<string>;
-  brokerReady(): boolean;
+  /** Who is on which dialog. */
+  readonly members: DialogHub;
+  readonly broker: Broker;
+  /** The dialog-access database (its health only). */
+  readonly database: { healthy(): Promise<boolean> };
+  /** When the gateway was created (ms). */
+  readonly startedAt: number;
+  isDraining(): boolean;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -40,7 +44,55 @@ export function isInternalCaller(req: IncomingMessage, debugToken: string | unde
 
 /** Builds the request handler for every non-WebSocket request. */
 export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const { config, metrics, log } = deps;
+  const { config, metrics, log, members, broker } = deps;
+
+  const health = async () => {
+    const db = await deps.database.healthy();
+    const brokerUp = broker.isReady();
+    const draining = deps.isDraining();
+    const ok = db && brokerUp && !draining;
+    return {
+      ok,
+      body: {
+        status: ok ? 'ok' : draining ? 'draining' : 'unavailable',
+        instance: config.instanceId,
+        broker: config.broker,
+        redis: config.broker === 'memory' ? 'not-used' : brokerUp ? 'up' : 'down',
+        db: db ? 'up' : 'down',
+        connections: members.size,
+      },
+    };
+  };
+
+  const status = () => ({
+    instance: config.instanceId,
+    pid: process.pid,
+    workers: 1,
+    uptime_s: Math.round((Date.now() - deps.startedAt) / 1000),
+    broker: config.broker,
+    broker_ready: broker.isReady(),
+    draining: deps.isDraining(),
+    connections: { ...members.counts(), total: members.size },
+    dialogs: members.dialogCount,
+    subscribed_dialogs: broker.subscribedCount,
+  });
+
+  const sync = async (dialogId: number) => {
+    const counts = members.dialogCounts(dialogId);
+    let lastEventId: string | null = null;
+    try {
+      lastEventId = (await broker.lastEventId(dialogId)) ?? null;
+    } catch {
+      lastEventId = null;
+    }
+    return {
+      instance: config.instanceId,
+      dialog_id: dialogId,
+      attached: { ...counts, total: counts.admin + counts.widget + counts.site },
+      subscribed: members.has(dialogId),
+      last_event_id: lastEventId,
+    };
+  };
 
   const publish = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (!secretMatches(req.headers['x-publish-key'], config.publishKey)) {
@@ -61,13 +113,13 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
       metrics.published('bad-request');
       return json(res, 400, { error: parsed.reason });
     }
-    if (!deps.brokerReady()) {
+    if (!broker.isReady()) {
       metrics.published('unavailable');
       return json(res, 503, { error: 'broker (Redis) unavailable; the event was not stored, retry later' });
     }
     let id: string;
     try {
-      id = await deps.publish(parsed.input);
+      id = await broker.publish(parsed.input);
     } catch (err) {
       metrics.published('unavailable');
       log.warn({ dialog_id: parsed.input.dialogId, err: String(err) }, 'publish failed: event not stored');
@@ -81,7 +133,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
     const path = (req.url ?? '/').split('?', 1)[0];
     try {
       if (path === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
-        const h = await deps.health();
+        const h = await health();
         return json(res, h.ok ? 200 : 503, h.body);
       }
       if (path === '/metrics' && req.method === 'GET') {
@@ -100,11 +152,11 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
           log.warn({ ip: peerAddress(req), url: sanitizeUrl(req.url) }, 'debug endpoint refused: caller is not internal');
           return json(res, 403, { error: 'debug endpoints answer loopback/private callers or a valid X-Debug-Token only' });
         }
-        if (path.endsWith('/status')) return json(res, 200, deps.status());
+        if (path.endsWith('/status')) return json(res, 200, status());
         const raw = new URL(req.url ?? '/', 'http://gateway').searchParams.get('dialog_id') ?? '';
         const dialogId = /^\d{1,16}$/.test(raw) ? Number(raw) : 0;
         if (!(dialogId > 0)) return json(res, 400, { error: 'dialog_id must be a positive integer' });
-        return json(res, 200, await deps.sync(dialogId));
+        return json(res, 200, await sync(dialogId));
       }
       json(res, 404, { error: 'not found' });
     } catch (err) {

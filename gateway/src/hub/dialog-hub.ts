@@ -1,18 +1,13 @@
-// The hub: which local connections are attached to which dialog, by connection type. It knows
-// nothing of sockets or Redis, so the gateway and the backend's legacy mode share it.
+import { CONNECTION_KINDS, type ConnectionKind, type KindCounts } from '../connection-kinds.js';
 
-/** Who a connection is: the seed's three clients. */
-export type ConnectionKind = 'admin' | 'widget' | 'site';
-/** Every connection kind, in delivery order. */
-export const CONNECTION_KINDS: readonly ConnectionKind[] = ['admin', 'widget', 'site'];
+// The membership map: which local connections are attached to which dialog, by connection type.
+// It knows nothing of sockets or Redis, so the gateway's delivery hub (delivery-hub.ts) and the
+// backend's legacy mode share it.
 
 /** What the hub needs of a connection. */
 export interface HubMember {
   readonly kind: ConnectionKind;
 }
-
-/** Per-kind connection counts. */
-export type KindCounts = Record<ConnectionKind, number>;
 
 const zeroCounts = (): KindCounts => ({ admin: 0, widget: 0, site: 0 });
 

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CONNECTION_KINDS, type KindCounts } from '../hub/dialog-hub.js';
+import { CONNECTION_KINDS, type KindCounts } from '../connection-kinds.js';
 
 // Prometheus metrics. The hot path (per recipient) touches plain numbers only; prom-client
 // reads them at scrape time through collect(), so delivery never hashes label sets.

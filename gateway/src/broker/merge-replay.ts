@@ -1,10 +1,9 @@
-import { compareEventIds, type BrokerEvent } from '../broker/protocol.js';
+import { compareEventIds, type BrokerEvent } from './protocol.js';
 
-// Resume without gap or duplicate: while a connection (or the broker, after a Redis reconnect)
-// reads history, live events keep arriving and are buffered. Both lists are merged here.
-
-/** The frame telling a client its `since` is older than the retained history: refetch via the API. */
-export const RESYNC_FRAME = '{"type":"resync"}';
+// Resume without gap or duplicate: while a connection (the hub) or the broker (after a Redis
+// reconnect) reads history, live events keep arriving and are buffered. Both lists are merged
+// here. It lives with the broker because it only knows events and their ids; the hub imports it
+// from here, the broker never imports the hub.
 
 /**
  * Replayed history plus events buffered live during the replay, in id order, without

@@ -1,0 +1,108 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { authorize, type AccessLookup, type Authorized, type Refused } from '../access/authorize.js';
+import type { TokenVerifier } from '../auth/tokens.js';
+import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
+import { LOG_TAG } from '../connection-kinds.js';
+import type { Admission } from '../limits/admission.js';
+import { clientAddress } from '../limits/client-ip.js';
+import { sanitizeUrl } from '../log/logger.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
+import { matchEndpoint } from '../connection/endpoints.js';
+
+// The WebSocket handshake: `ws` in noServer mode behind node:http's 'upgrade' event. Requests
+// that are not WebSockets on a known path are refused before upgrading (HTTP status); everything
+// a client must act on (auth, origin, limits) is accepted and closed with a registry code,
+// because a browser never sees the HTTP status of a failed handshake.
+
+/** What the upgrade handler needs from the gateway. */
+export interface UpgradeDeps {
+  readonly maxPayloadBytes: number;
+  readonly trustProxy: boolean;
+  readonly log: Logger;
+  readonly metrics: GatewayMetrics;
+  readonly admission: Admission;
+  readonly tokens: TokenVerifier;
+  readonly lookup: AccessLookup;
+  /** True once shutdown began: new upgrades get 503, late authorizations 4200. */
+  isDraining(): boolean;
+  /** Takes over an accepted, authorized socket (the hub's attach). */
+  accept(ws: WebSocket, auth: Authorized, ip: string): void;
+}
+
+/** The 'upgrade' listener for node:http, and a close() for shutdown. */
+export interface UpgradeHandler {
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  close(): void;
+}
+
+/** Builds the upgrade handler: limits, then authorization, then hand-over to `accept`. */
+export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
+  const { log, metrics, admission } = deps;
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: deps.maxPayloadBytes,
+    // Compression costs ~300 KB per socket in zlib contexts and CPU per frame; chat frames are small.
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+
+  const refuseUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, close: CloseCodeInfo): void => {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      metrics.closed(close.code);
+      ws.close(close.code, close.reason);
+    });
+  };
+
+  const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => socket.destroy());
+    const url = sanitizeUrl(req.url);
+    if (deps.isDraining()) return rejectHttp(socket, 503, 'Service Unavailable');
+    const match = matchEndpoint(req.url);
+    if (!match) return rejectHttp(socket, 404, 'Not Found');
+    const ip = clientAddress(req, deps.trustProxy);
+    const refusal = admission.admit(ip);
+    if (refusal) {
+      log.warn({ ip, url, reason: refusal }, `${LOG_TAG[match.kind]} connection refused: ${refusal}; closing with 4100`);
+      return refuseUpgrade(req, socket, head, CloseCodes.OVER_LIMIT);
+    }
+    // The slot is released when the TCP socket closes, whatever happened in between.
+    socket.once('close', () => admission.release(ip));
+    authorize(match, req, deps.tokens, deps.lookup).then(
+      (result) => {
+        if (socket.destroyed) return;
+        if (!result.ok) {
+          logRefusal(log, result, ip, url);
+          return refuseUpgrade(req, socket, head, result.close);
+        }
+        if (deps.isDraining()) return refuseUpgrade(req, socket, head, CloseCodes.DRAINING);
+        wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip));
+      },
+      (err: unknown) => {
+        log.error({ ip, url, err: String(err) }, `${LOG_TAG[match.kind]} authorization failed (database); closing with 1011`);
+        if (!socket.destroyed) refuseUpgrade(req, socket, head, CloseCodes.INTERNAL_ERROR);
+      },
+    );
+  };
+
+  return { handle, close: () => wss.close() };
+}
+
+function logRefusal(log: Logger, result: Refused, ip: string, url: string): void {
+  const fields = { ip, url, kind: result.kind, dialog_id: result.dialogId, code: result.close.code, reason: result.detail };
+  if (result.close.code === CloseCodes.DOMAIN_FORBIDDEN.code) {
+    log.warn(
+      { ...fields, assistant_id: result.assistantId, origin: result.origin },
+      `WEBSOCKET_4003_ERROR ${LOG_TAG[result.kind]} domain forbidden: assistant_id=${result.assistantId ?? '?'} origin=${JSON.stringify(result.origin ?? '')}`,
+    );
+  } else {
+    log.warn(fields, `${LOG_TAG[result.kind]} connection refused with ${result.close.code}: ${result.detail}`);
+  }
+}
+
+function rejectHttp(socket: Duplex, status: number, text: string): void {
+  if (!socket.writable) return void socket.destroy();
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}

@@ -1,0 +1,208 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
+import type { Authorized } from '../src/access/authorize.js';
+import type { BrokerHandlers, HistoryResult } from '../src/broker/broker.js';
+import { MemoryBroker, type MemoryBrokerOptions } from '../src/broker/memory-broker.js';
+import type { ConnectionKind } from '../src/connection-kinds.js';
+import { DeliveryHub, type DeliveryHubOptions } from '../src/hub/delivery-hub.js';
+import { createLogger } from '../src/log/logger.js';
+import { GatewayMetrics } from '../src/metrics/gateway-metrics.js';
+import { TestClient, captureLogs, eventually } from './harness.js';
+
+// The delivery hub on its own: a real ws server on port 0 hands every socket to hub.attach, a
+// real memory broker feeds hub.deliver. The path of a test socket names what the gateway's
+// authorizer would have decided: /<kind>/<dialog>[?since=ID].
+
+/** A memory broker whose history reads wait until the test opens the gate. */
+class GatedBroker extends MemoryBroker {
+  #gate: Promise<void> = Promise.resolve();
+  #open: () => void = () => undefined;
+
+  /** Makes the next history reads wait for open(). */
+  closeGate(): void {
+    this.#gate = new Promise((resolve) => (this.#open = resolve));
+  }
+
+  /** Lets waiting history reads go on. */
+  open(): void {
+    this.#open();
+  }
+
+  override async history(dialogId: number, sinceId: string): Promise<HistoryResult> {
+    await this.#gate;
+    return super.history(dialogId, sinceId);
+  }
+}
+
+interface Fixture {
+  readonly hub: DeliveryHub;
+  readonly broker: GatedBroker;
+  readonly metrics: GatewayMetrics;
+  readonly logs: string[];
+  url(kind: ConnectionKind, dialog: number, since?: string): string;
+  readonly port: number;
+}
+
+const servers: WebSocketServer[] = [];
+const clients: TestClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  for (const s of servers.splice(0)) s.close();
+});
+
+const HUB_DEFAULTS: DeliveryHubOptions = {
+  instanceId: 'hub-test',
+  heartbeatMs: 25_000,
+  sendBufferBytes: 1024 * 1024,
+  clientFramesPerSecond: 20,
+  maxParsedFrameBytes: 256,
+  maxPendingEvents: 10_000,
+  shutdownGraceMs: 2000,
+};
+
+async function fixture(hubOptions: Partial<DeliveryHubOptions> = {}, brokerOptions: Partial<MemoryBrokerOptions> = {}): Promise<Fixture> {
+  const { logs, stream } = captureLogs();
+  const handlers: BrokerHandlers = { onEvent: (event) => hub.deliver(event), onResync: (dialogId) => hub.resync(dialogId) };
+  const broker = new GatedBroker({ historyLength: 100, historyTtlS: 600, maxDialogs: 100, ...brokerOptions }, handlers);
+  const metrics: GatewayMetrics = new GatewayMetrics({ connections: () => hub.members.counts(), dialogs: () => hub.members.dialogCount }, false);
+  const hub: DeliveryHub = new DeliveryHub(broker, { ...HUB_DEFAULTS, ...hubOptions }, metrics, createLogger('info', stream));
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+  servers.push(wss);
+  wss.on('connection', (ws, req) => {
+    const url = new URL(req.url ?? '/', 'http://hub');
+    const [, kind, dialog] = url.pathname.split('/');
+    const auth: Authorized = { ok: true, kind: kind as ConnectionKind, dialogId: Number(dialog), since: url.searchParams.get('since') ?? undefined, who: {} };
+    void hub.attach(ws, auth, '127.0.0.1');
+  });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const port = (wss.address() as net.AddressInfo).port;
+  return { hub, broker, metrics, logs, port, url: (kind, dialog, since) => `ws://127.0.0.1:${port}/${kind}/${dialog}${since ? `?since=${since}` : ''}` };
+}
+
+async function connect(url: string): Promise<TestClient> {
+  const c = new TestClient(url);
+  clients.push(c);
+  await c.ready();
+  return c;
+}
+
+const ids = (c: TestClient) => c.events().map((f) => f.json.id);
+
+describe('DeliveryHub', () => {
+  it('writes one event to every connection of its dialog and audience, with the same bytes, and logs the broadcast', async () => {
+    const f = await fixture();
+    const [admin, widget, site, elsewhere] = await Promise.all([connect(f.url('admin', 1)), connect(f.url('widget', 1)), connect(f.url('site', 1)), connect(f.url('admin', 2))]);
+    const id = await f.broker.publish({ dialogId: 1, type: 'message:new', data: { text: 'hi' }, audience: ['admin', 'site'] });
+    const [a] = await admin.waitFor((fr) => fr.json.id === id);
+    const [s] = await site.waitFor((fr) => fr.json.id === id);
+    expect(a!.text).toBe(s!.text);
+    expect(a!.json).toMatchObject({ id, type: 'message:new', dialog_id: 1, data: { text: 'hi' } });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(widget.events()).toEqual([]);
+    expect(elsewhere.events()).toEqual([]);
+    expect(f.metrics.delivered).toBe(2);
+    expect(f.logs.some((l) => l.includes(`Broadcasting message dialog=1 type=message:new recipients=2`))).toBe(true);
+  });
+
+  it('buffers live events while a since replay reads history, then sends history and live in id order, once each', async () => {
+    const f = await fixture();
+    const stored = [];
+    for (let i = 0; i < 4; i += 1) stored.push(await f.broker.publish({ dialogId: 7, type: 'e', data: { i } }));
+    const watcher = await connect(f.url('admin', 7)); // keeps the dialog subscribed, so live events flow
+    f.broker.closeGate();
+    const late = new TestClient(f.url('widget', 7, stored[0]));
+    clients.push(late);
+    await late.ready();
+    await eventually(() => f.hub.members.dialogCounts(7).widget === 1);
+    const live = [await f.broker.publish({ dialogId: 7, type: 'e', data: { live: 1 } }), await f.broker.publish({ dialogId: 7, type: 'e', data: { live: 2 } })];
+    await new Promise((r) => setTimeout(r, 50));
+    expect(late.events()).toEqual([]); // held back until the history is read
+    f.broker.open();
+    await late.waitFor((fr) => fr.json.id === live[1]);
+    expect(ids(late)).toEqual([...stored.slice(1), ...live]);
+    const after = await f.broker.publish({ dialogId: 7, type: 'e', data: { after: 1 } });
+    await late.waitFor((fr) => fr.json.id === after);
+    await watcher.waitFor((fr) => fr.json.id === after);
+    expect(ids(late)).toEqual([...stored.slice(1), ...live, after]);
+    expect(ids(watcher)).toEqual([...live, after]);
+  });
+
+  it('closes a replaying connection with 4101 once more live events wait than maxPendingEvents', async () => {
+    const f = await fixture({ maxPendingEvents: 2 });
+    const first = await f.broker.publish({ dialogId: 3, type: 'e', data: null });
+    await connect(f.url('admin', 3));
+    f.broker.closeGate();
+    const slow = new TestClient(f.url('site', 3, first));
+    clients.push(slow);
+    await slow.ready();
+    await eventually(() => f.hub.members.dialogCounts(3).site === 1);
+    for (let i = 0; i < 3; i += 1) await f.broker.publish({ dialogId: 3, type: 'e', data: { i } });
+    expect((await slow.closed).code).toBe(4101);
+    f.broker.open();
+    await eventually(() => f.hub.members.dialogCounts(3).site === 0);
+    expect(f.logs.some((l) => l.includes('[Site] slow consumer'))).toBe(true);
+  });
+
+  it('sends resync when since is older than the retained history, then the live events', async () => {
+    const f = await fixture({}, { historyLength: 2 });
+    const stored = [];
+    for (let i = 0; i < 4; i += 1) stored.push(await f.broker.publish({ dialogId: 5, type: 'e', data: { i } }));
+    const c = await connect(f.url('admin', 5, stored[0]));
+    await c.waitFor((fr) => fr.json.type === 'resync');
+    const live = await f.broker.publish({ dialogId: 5, type: 'e', data: { live: true } });
+    await c.waitFor((fr) => fr.json.id === live);
+    expect(c.frames.map((fr) => fr.json.type ?? fr.json.id)).toEqual(['connected', 'resync', 'e']);
+    f.hub.resync(5);
+    await c.waitFor((fr) => fr.json.type === 'resync', 2);
+  });
+
+  it('drain closes every connection with 4200 spread over the window, without waiting the grace when all answer, and leaves the hub empty', async () => {
+    const f = await fixture();
+    const all = await Promise.all(Array.from({ length: 12 }, (_, i) => connect(f.url('admin', 10 + (i % 3)))));
+    const started = Date.now();
+    await f.hub.drain(300);
+    const codes = await Promise.all(all.map((c) => c.closed.then((r) => r.code)));
+    expect(codes).toEqual(all.map(() => 4200));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(Date.now() - started).toBeLessThan(HUB_DEFAULTS.shutdownGraceMs);
+    expect(f.hub.size).toBe(0);
+    expect(f.hub.members.size).toBe(0);
+    expect(f.broker.subscribedCount).toBe(0);
+  });
+
+  it('drain cuts a peer that never answers the close once shutdownGraceMs has passed', async () => {
+    const f = await fixture({ shutdownGraceMs: 150 });
+    // A raw TCP client: completes the handshake, then reads and drops everything, never
+    // answering the close frame.
+    const socket = net.connect(f.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.resume();
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('GET /admin/9 HTTP/1.1\r\nHost: hub\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    await eventually(() => f.hub.size === 1);
+    const ended = new Promise((resolve) => socket.once('close', resolve));
+    const started = Date.now();
+    await f.hub.drain(0);
+    await ended;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    await eventually(() => f.hub.size === 0);
+  });
+});
+
+describe('ClientConnection (through the hub)', () => {
+  it('answers pings no larger than maxParsedFrameBytes, ignores larger frames, and closes a flood with 4100', async () => {
+    const f = await fixture({ maxParsedFrameBytes: 16, clientFramesPerSecond: 5 });
+    const c = await connect(f.url('widget', 4));
+    c.ws.send('{"type":"ping"}  '); // 17 bytes: never parsed
+    c.ws.send('{"type":"ping"}');
+    await c.waitFor((fr) => fr.json.type === 'pong');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.frames.map((fr) => fr.json.type)).toEqual(['connected', 'pong']);
+    for (let i = 0; i < 5; i += 1) c.ws.send('{}');
+    expect((await c.closed).code).toBe(4100);
+    expect(f.logs.some((l) => l.includes('[Widget] client frame flood; closing with 4100'))).toBe(true);
+    await eventually(() => f.hub.size === 0);
+  });
+});
