@@ -1,12 +1,16 @@
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
+
 /**
- * Errors the toolkit shows to a person. Each carries a stable code (documented in
- * docs/errors.md) and a fix, so the one line an operator sees says what to do next.
+ * Errors the toolkit shows to a person. Each carries a stable code (listed in
+ * error-codes.ts, documented in docs/errors.md) and a fix, so the one line an operator sees says what to do next.
  */
 export class ReplyxError extends Error {
   override readonly name = 'ReplyxError';
   /** Creates an error with a stable `code`, a message and a `fix` sentence. */
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly fix: string,
     options?: { cause?: unknown; details?: readonly string[] },
@@ -35,7 +39,8 @@ export function formatErrorForCli(err: unknown, env: NodeJS.ProcessEnv = process
     return lines.join('\n');
   }
   const message = err instanceof Error ? err.message : String(err);
-  const lines = [red(`error RPX_UNEXPECTED: ${message} — rerun with VERBOSE=1 for the stack and report it`)];
+  const code: ErrorCode = 'RPX_UNEXPECTED';
+  const lines = [red(`error ${code}: ${message} — rerun with VERBOSE=1 for the stack and report it`)];
   if (verbose && err instanceof Error && err.stack) lines.push(err.stack);
   return lines.join('\n');
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { StackValidationPolicy } from '@pulumi/policy';
 import { renderNginxConfig } from '../infra/render/nginx.js';
+import { ruleById, RULES } from '../infra/rules/index.js';
 import { validateTopology, type Topology, type TopologyInput } from '../infra/topology/index.js';
 import { deploymentFacts, stackFromUrn, type ResourceView } from './facts.js';
 import { createPolicies } from './policies.js';
@@ -57,6 +58,20 @@ describe('replyx policy pack', () => {
     }
   });
 
+  it('names each resource policy after its rule, with enforcement and fix from the rule table', async () => {
+    const list = createPolicies(() => t) as StackValidationPolicy[];
+    const declared = RULES.filter((r) => r.against.includes('declared') && r.reads !== 'nginx-config');
+    expect(list.map((x) => x.name)).toEqual(['replyx-topology-rules', 'replyx-nginx-config', ...declared.map((r) => `replyx-${r.id}`)]);
+    expect(declared.map((r) => r.id).sort()).toEqual(['backend-workers', 'desync-risk', 'gateway-workers', 'heartbeat-vs-timeouts', 'single-gateway-or-broker']);
+    for (const rule of declared) {
+      const policy = list.find((x) => x.name === `replyx-${rule.id}`)!;
+      expect(policy.enforcementLevel, rule.id).toBe(rule.blocksDeploy ? 'mandatory' : 'advisory');
+      expect(policy.description).toContain(rule.title);
+    }
+    const out = await run(p('replyx-backend-workers'), dockerResources(t, { backendEnv: ['BACKEND_WORKERS=2'] }));
+    expect(out.violations[0]!.message).toContain(`(fix: ${ruleById('backend-workers').fix({ topology: t })})`);
+  });
+
   it('replyx-topology-rules: reports a topology failing a blocking rule', async () => {
     const bad = structuredClone(t) as unknown as { gateway: { replicas: number; broker: string } };
     bad.gateway.replicas = 2;
@@ -82,13 +97,13 @@ describe('replyx policy pack', () => {
     expect(out.violations.map((v) => v.message.split(':')[0])).toEqual(['config-checksum']);
   });
 
-  it('replyx-gateway-single-or-broker: two gateways with the memory broker, or a multi-worker gateway', async () => {
-    const two = await run(p('replyx-gateway-single-or-broker'), dockerResources(t, { gateways: 2, gatewayEnv: ['SERVICE_MODE=websocket', 'BROKER=memory'] }));
+  it('replyx-single-gateway-or-broker and replyx-gateway-workers: two gateways with the memory broker, or a multi-worker gateway', async () => {
+    const two = await run(p('replyx-single-gateway-or-broker'), dockerResources(t, { gateways: 2, gatewayEnv: ['SERVICE_MODE=websocket', 'BROKER=memory'] }));
     expect(two.violations).toHaveLength(2);
     expect(two.violations[0]!.message).toMatch(/2 gateway processes but BROKER=memory/);
-    const workers = await run(p('replyx-gateway-single-or-broker'), dockerResources(t, { gatewayEnv: ['SERVICE_MODE=websocket', 'BROKER=redis', 'UVICORN_WORKERS=4'] }));
+    const workers = await run(p('replyx-gateway-workers'), dockerResources(t, { gatewayEnv: ['SERVICE_MODE=websocket', 'BROKER=redis', 'UVICORN_WORKERS=4'] }));
     expect(workers.violations[0]!.message).toMatch(/UVICORN_WORKERS=4/);
-    const ok = await run(p('replyx-gateway-single-or-broker'), dockerResources(t, { gateways: 3, gatewayEnv: ['SERVICE_MODE=websocket', 'BROKER=redis'] }));
+    const ok = await run(p('replyx-single-gateway-or-broker'), dockerResources(t, { gateways: 3, gatewayEnv: ['SERVICE_MODE=websocket', 'BROKER=redis'] }));
     expect(ok.violations).toEqual([]);
   });
 
@@ -102,8 +117,8 @@ describe('replyx policy pack', () => {
     expect((await run(policies(one)('replyx-desync-risk'), dockerResources(one))).violations).toEqual([]);
   });
 
-  it('replyx-backend-workers-match: a container with another worker count than the topology', async () => {
-    const out = await run(p('replyx-backend-workers-match'), dockerResources(t, { backendEnv: ['BACKEND_WORKERS=2'] }));
+  it('replyx-backend-workers: a container with another worker count than the topology', async () => {
+    const out = await run(p('replyx-backend-workers'), dockerResources(t, { backendEnv: ['BACKEND_WORKERS=2'] }));
     expect(out.violations[0]!.message).toMatch(/declares 2 workers, topology says 4/);
   });
 
@@ -119,8 +134,8 @@ describe('replyx policy pack', () => {
     expect(facts.containers.map((c) => [c.role, c.count])).toEqual([['gateway', 2], ['nginx', 1]]);
     expect(facts.nginxConfigs).toHaveLength(1);
     const pa = policies(aws);
-    expect((await run(pa('replyx-gateway-single-or-broker'), resources)).violations[0]!.message).toMatch(/2 gateway processes/);
-    expect((await run(pa('replyx-heartbeat-below-idle-timeouts'), resources)).violations[0]!.message).toMatch(/idle timeout 20 s/);
+    expect((await run(pa('replyx-single-gateway-or-broker'), resources)).violations[0]!.message).toMatch(/2 gateway processes/);
+    expect((await run(pa('replyx-heartbeat-vs-timeouts'), resources)).violations[0]!.message).toMatch(/idle timeout 20 s/);
     expect((await run(pa('replyx-nginx-config'), resources)).violations).toEqual([]);
   });
 

@@ -1,6 +1,22 @@
 import type { Policies, PolicyResource, ReportViolation, StackValidationArgs, StackValidationPolicy } from '@pulumi/policy';
 import { readChecksumFromConfig, readNginxConfigHeader } from '../infra/render/nginx.js';
-import { checkStaticArchitecture, evaluateStaticRules, STATIC_RULES, type RuleResult } from '../infra/rules/index.js';
+import {
+  albIdleTimeout,
+  checkStaticArchitecture,
+  desyncRisk,
+  desyncRiskMessage,
+  evaluateStaticRules,
+  gatewaysNeedBroker,
+  gatewaysWithoutBrokerMessage,
+  heartbeatMessage,
+  idleTimeoutsCutBy,
+  ruleById,
+  RULES,
+  rulesReading,
+  type Rule,
+  type RuleId,
+  type RuleResult,
+} from '../infra/rules/index.js';
 import { topologyChecksum, type Topology } from '../infra/topology/index.js';
 import { deploymentFacts, type DeploymentFacts, type ResourceView } from './facts.js';
 
@@ -8,6 +24,8 @@ import { deploymentFacts, type DeploymentFacts, type ResourceView } from './fact
 // program's fail-fast, to two sources: the topology in the stack file (found from the stack
 // name in the URNs) and the resources the targets declared (container env, nginx config text,
 // ECS services, load balancer). The second catches a target that drifts from its topology.
+// Ids, titles and fixes come from the rule table: each rule judged on declared resources is one
+// policy named `replyx-<rule id>`.
 
 /** How a policy finds the topology of a stack; undefined when the stack file is not there. */
 export type TopologyLoader = (stack: string) => Topology | undefined;
@@ -15,8 +33,7 @@ export type TopologyLoader = (stack: string) => Topology | undefined;
 /** The arguments of a stack validation that the policies use (a real StackValidationArgs fits). */
 export type PolicyArgs = Pick<StackValidationArgs, 'notApplicable'> & { readonly resources: readonly ResourceView[] };
 
-const BLOCKING = new Set(STATIC_RULES.filter((r) => r.blocksDeploy).map((r) => r.id));
-const CONFIG_RULES = new Set(STATIC_RULES.slice(3).map((r) => r.id));
+const CONFIG_RULES = new Set<RuleId>(rulesReading('nginx-config').map((r) => r.id));
 
 const line = (r: RuleResult) => `${r.id}: ${r.detail} (fix: ${r.fix})`;
 
@@ -41,54 +58,93 @@ function stackPolicy(
   };
 }
 
+/** One rule judged on the declared resources: why it does not apply, or what violates it. */
+interface DeclaredCheck {
+  /** Why these resources give the rule nothing to judge; undefined when they do. */
+  readonly notApplicable?: (facts: DeploymentFacts) => string | undefined;
+  /** Each violation: its message (the fix is added from the rule table) and the resource. */
+  readonly judge: (facts: DeploymentFacts, topology: () => Topology) => { readonly message: string; readonly urn: string }[];
+}
+
+const gateways = (facts: DeploymentFacts) => facts.containers.filter((c) => c.role === 'gateway');
+const backends = (facts: DeploymentFacts) => facts.containers.filter((c) => c.role === 'backend');
+const declaredWorkers = (env: Readonly<Record<string, string>>) => env.BACKEND_WORKERS ?? env.UVICORN_WORKERS;
+
+// The rules the table marks as judged against declared resources (nginx configs aside: they go
+// through evaluateStaticRules in replyx-nginx-config), each reading the same values from them.
+const DECLARED_CHECKS: Readonly<Partial<Record<RuleId, DeclaredCheck>>> = {
+  'single-gateway-or-broker': {
+    notApplicable: (facts) => (gateways(facts).length === 0 ? 'no gateway container' : undefined),
+    judge: (facts) => {
+      const processes = gateways(facts).reduce((n, c) => n + c.count, 0);
+      return gateways(facts)
+        .filter((g) => gatewaysNeedBroker(processes, g.env.BROKER))
+        .map((g) => ({ message: gatewaysWithoutBrokerMessage(processes, `BROKER=${g.env.BROKER ?? '(unset)'}`), urn: g.urn }));
+    },
+  },
+  'desync-risk': {
+    judge: (facts) => {
+      if (!facts.nginxConfigs.some((c) => readNginxConfigHeader(c.text).wsRoute === 'backend')) return [];
+      return backends(facts).flatMap((b) => {
+        const workers = Number(declaredWorkers(b.env) ?? '1');
+        return desyncRisk('backend', workers) ? [{ message: desyncRiskMessage(workers), urn: b.urn }] : [];
+      });
+    },
+  },
+  'heartbeat-vs-timeouts': {
+    notApplicable: (facts) => (facts.loadBalancers.length === 0 ? 'no load balancer' : undefined),
+    judge: (facts) => {
+      const heartbeatMs = Math.max(...gateways(facts).flatMap((c) => (c.env.HEARTBEAT_MS === undefined ? [] : [Number(c.env.HEARTBEAT_MS)])), 0);
+      return facts.loadBalancers.flatMap((lb) => {
+        const cut = idleTimeoutsCutBy(heartbeatMs, [albIdleTimeout(lb.idleTimeoutS)]);
+        return cut.length === 0 ? [] : [{ message: heartbeatMessage(heartbeatMs, cut), urn: lb.urn }];
+      });
+    },
+  },
+  'gateway-workers': {
+    notApplicable: (facts) => (gateways(facts).length === 0 ? 'no gateway container' : undefined),
+    judge: (facts) =>
+      gateways(facts)
+        .filter((g) => g.env.UVICORN_WORKERS !== undefined && g.env.UVICORN_WORKERS !== '1')
+        .map((g) => ({ message: `gateway runs UVICORN_WORKERS=${g.env.UVICORN_WORKERS}: connections split across its workers desync`, urn: g.urn })),
+  },
+  'backend-workers': {
+    notApplicable: (facts) => (backends(facts).length === 0 ? 'no backend container' : undefined),
+    judge: (facts, topology) =>
+      backends(facts)
+        .filter((b) => declaredWorkers(b.env) !== String(topology().backend.workers))
+        .map((b) => ({ message: `backend declares ${declaredWorkers(b.env) ?? 'no'} workers, topology says ${topology().backend.workers}`, urn: b.urn })),
+  },
+};
+
+function declaredPolicy(rule: Rule, load: TopologyLoader): StackValidationPolicy {
+  const check = DECLARED_CHECKS[rule.id];
+  if (!check) throw new Error(`rule ${rule.id} is marked as judged on declared resources but the policy pack has no check for it`);
+  return stackPolicy(`replyx-${rule.id}`, `${rule.title}, in the resources being deployed.`, rule.blocksDeploy ? 'mandatory' : 'advisory', (facts, args, report) => {
+    const reason = check.notApplicable?.(facts);
+    if (reason !== undefined) return args.notApplicable(reason);
+    // The stack file is read only when needed: to judge, or to word a violation's fix.
+    let topology: Topology | undefined;
+    const topologyNow = () => (topology ??= topologyOf(args, facts, load));
+    for (const v of check.judge(facts, topologyNow)) report(`${v.message} (fix: ${rule.fix({ topology: topologyNow() })})`, v.urn);
+  });
+}
+
 /** Builds the replyx policies; `load` reads a stack's topology (the pack passes a stack-file reader). */
 export function createPolicies(load: TopologyLoader): Policies {
   return [
     stackPolicy('replyx-topology-rules', 'The stack topology passes every deploy-blocking architecture rule (npm run check -- --static-only).', 'mandatory', (facts, args, report) => {
       const topology = topologyOf(args, facts, load);
-      for (const r of checkStaticArchitecture(topology)) if (r.status === 'fail' && BLOCKING.has(r.id)) report(line(r));
+      for (const r of checkStaticArchitecture(topology)) if (r.status === 'fail' && ruleById(r.id).blocksDeploy) report(line(r));
     }),
     stackPolicy('replyx-nginx-config', 'Every nginx config being deployed routes, upgrades, times out, blocks and logs as the architecture requires.', 'mandatory', (facts, args, report) => {
       if (facts.nginxConfigs.length === 0) return args.notApplicable('no replyx nginx config among the resources');
       const topology = topologyOf(args, facts, load);
       for (const { urn, text } of facts.nginxConfigs) {
         const results = evaluateStaticRules({ topology, nginxConfig: text, configChecksum: readChecksumFromConfig(text), expectedChecksum: topologyChecksum(topology) });
-        for (const r of results) if (r.status === 'fail' && CONFIG_RULES.has(r.id) && BLOCKING.has(r.id)) report(line(r), urn);
+        for (const r of results) if (r.status === 'fail' && CONFIG_RULES.has(r.id) && ruleById(r.id).blocksDeploy) report(line(r), urn);
       }
     }),
-    stackPolicy('replyx-gateway-single-or-broker', 'More than one gateway process only with BROKER=redis; each gateway process runs one worker.', 'mandatory', (facts, args, report) => {
-      const gateways = facts.containers.filter((c) => c.role === 'gateway');
-      if (gateways.length === 0) return args.notApplicable('no gateway container');
-      const processes = gateways.reduce((n, c) => n + c.count, 0);
-      for (const g of gateways) {
-        if (processes > 1 && g.env.BROKER !== 'redis') report(`${processes} gateway processes but BROKER=${g.env.BROKER ?? '(unset)'}: events published to one never reach clients of another (fix: gateway.broker: redis)`, g.urn);
-        if (g.env.UVICORN_WORKERS !== undefined && g.env.UVICORN_WORKERS !== '1') report(`gateway runs UVICORN_WORKERS=${g.env.UVICORN_WORKERS}: connections split across workers desync (fix: one worker per gateway process, scale with gateway.replicas)`, g.urn);
-      }
-    }),
-    stackPolicy('replyx-desync-risk', '/ws/ served by a multi-worker backend (the pre-migration desync); allowed during a rollback, so advisory.', 'advisory', (facts, _args, report) => {
-      const routes = facts.nginxConfigs.map((c) => readNginxConfigHeader(c.text).wsRoute);
-      if (!routes.includes('backend')) return;
-      for (const b of facts.containers.filter((c) => c.role === 'backend')) {
-        const workers = Number(b.env.BACKEND_WORKERS ?? b.env.UVICORN_WORKERS ?? '1');
-        if (workers > 1) report(`desync risk: /ws/ is routed to the backend, which runs ${workers} workers (fix: npm run rollback -- --backend-workers 1, or --ws-to gateway)`, b.urn);
-      }
-    }),
-    stackPolicy('replyx-backend-workers-match', 'The backend containers run the worker count of the stack topology.', 'mandatory', (facts, args, report) => {
-      const backends = facts.containers.filter((c) => c.role === 'backend');
-      if (backends.length === 0) return args.notApplicable('no backend container');
-      const topology = topologyOf(args, facts, load);
-      for (const b of backends) {
-        const workers = b.env.BACKEND_WORKERS ?? b.env.UVICORN_WORKERS;
-        if (workers !== String(topology.backend.workers)) report(`backend declares ${workers ?? 'no'} workers, topology says ${topology.backend.workers} (fix: the target must pass backend.workers as BACKEND_WORKERS)`, b.urn);
-      }
-    }),
-    stackPolicy('replyx-heartbeat-below-idle-timeouts', 'The gateway heartbeat is shorter than every load balancer idle timeout, so idle WebSockets are not cut.', 'mandatory', (facts, args, report) => {
-      if (facts.loadBalancers.length === 0) return args.notApplicable('no load balancer');
-      const heartbeats = facts.containers.filter((c) => c.role === 'gateway' && c.env.HEARTBEAT_MS !== undefined).map((c) => Number(c.env.HEARTBEAT_MS));
-      const heartbeatMs = Math.max(...heartbeats, 0);
-      for (const lb of facts.loadBalancers) {
-        if (heartbeatMs >= lb.idleTimeoutS * 1000) report(`load balancer idle timeout ${lb.idleTimeoutS} s is not above the gateway heartbeat ${heartbeatMs} ms (fix: raise aws.albIdleTimeoutS)`, lb.urn);
-      }
-    }),
+    ...RULES.filter((r) => r.against.includes('declared') && r.reads !== 'nginx-config').map((r) => declaredPolicy(r, load)),
   ];
 }

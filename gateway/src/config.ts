@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { gatewayErrorLine, type GatewayErrorCode } from './error-codes.js';
 
 // Gateway configuration from the environment. Every variable is optional except the secrets
 // the gateway cannot run without; defaults match infra/topology/schema.ts. A bad value stops
@@ -9,7 +10,7 @@ import { z } from 'zod';
 export class GatewayConfigError extends Error {
   override readonly name = 'GatewayConfigError';
   /** Stable code, documented in docs/errors.md. */
-  readonly code = 'RPX_GATEWAY_CONFIG';
+  readonly code: GatewayErrorCode = 'RPX_GATEWAY_CONFIG';
   /** Creates an error about one env var with a fix sentence. */
   constructor(
     readonly variable: string,
@@ -21,7 +22,7 @@ export class GatewayConfigError extends Error {
 
   /** The one line printed before exiting. */
   toLine(): string {
-    return `error ${this.code}: ${this.message} — ${this.fix}`;
+    return gatewayErrorLine(this.code, this.message, this.fix);
   }
 }
 

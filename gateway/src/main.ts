@@ -2,6 +2,7 @@
 // the image. Config errors print one line and exit 1; SIGTERM drains (4200 spread over
 // DRAIN_WINDOW_MS), flushes the log and exits 0.
 import { GatewayConfigError, loadConfig, type GatewayConfig } from './config.js';
+import { gatewayErrorLine } from './error-codes.js';
 import { createLogger } from './log/logger.js';
 import { createGateway } from './server.js';
 
@@ -9,7 +10,7 @@ let config: GatewayConfig;
 try {
   config = loadConfig();
 } catch (err) {
-  process.stderr.write(`${err instanceof GatewayConfigError ? err.toLine() : `error RPX_GATEWAY_CONFIG: ${String(err)}`}\n`);
+  process.stderr.write(`${err instanceof GatewayConfigError ? err.toLine() : gatewayErrorLine('RPX_GATEWAY_CONFIG', String(err), 'check the environment against docs/gateway.md, Configuration')}\n`);
   process.exit(1);
 }
 
@@ -39,7 +40,7 @@ try {
   const fix = /EADDRINUSE/.test(message) ? `free port ${config.port} or set PORT` : /PEM|SPKI|key/i.test(message) ? 'check JWT_PUBLIC_KEY is an RS256 public key in PEM form' : 'see the message above';
   logger.fatal({ err: message }, 'gateway failed to start');
   logger.flush(() => {
-    process.stderr.write(`error RPX_GATEWAY_START: ${message} — ${fix}\n`);
+    process.stderr.write(`${gatewayErrorLine('RPX_GATEWAY_START', message, fix)}\n`);
     process.exit(1);
   });
 }

@@ -10,7 +10,16 @@ import {
   renderNginxConfig,
   type NginxRenderOptions,
 } from './nginx.js';
-import { matchLocation, parseLocations, parseLogFormats, QUERY_VARIABLES, type ParsedLocation } from './nginx-config-parse.js';
+import {
+  accessLogsInEffect,
+  childrenNamed,
+  logFormats,
+  matchLocation,
+  parseNginxConfig,
+  serverForPort,
+  tokenCarryingVariablesIn,
+  type NginxDirective,
+} from './nginx-reader.js';
 import { awsServiceDiscoveryNames, dockerContainerNames, upstreamHostsFor } from './service-hosts.js';
 
 const TARGETS: readonly Target[] = ['docker', 'aws', 'local'];
@@ -30,8 +39,39 @@ function block(config: string, opening: string): string {
   throw new Error(`unterminated block "${opening}"`);
 }
 
-const location = (config: string, path: string): ParsedLocation => {
-  const found = parseLocations(config).find((l) => l.path === path && l.modifier === '');
+/** A location of a rendered config as these tests compare it: modifier, path, directives as written. */
+interface RenderedLocation {
+  readonly modifier: string;
+  readonly path: string;
+  readonly directives: readonly string[];
+}
+
+function asLocation(d: NginxDirective): RenderedLocation {
+  const [first = '', second] = d.args;
+  const directives = (d.block ?? []).map((x) => x.text);
+  return second === undefined ? { modifier: '', path: first, directives } : { modifier: first, path: second, directives };
+}
+
+/** The server block of a rendered config, read through the nginx reader the rules use. */
+function readServer(config: string) {
+  const tree = parseNginxConfig(config);
+  const server = serverForPort(tree);
+  expect(server, 'no server block').toBeDefined();
+  const directives = childrenNamed(server!.block, 'location');
+  return {
+    tree,
+    directives,
+    locations: directives.map(asLocation),
+    /** The location nginx serves `uri` from. */
+    at: (uri: string) => {
+      const d = matchLocation(server!, uri);
+      return d && asLocation(d);
+    },
+  };
+}
+
+const location = (config: string, path: string): RenderedLocation => {
+  const found = readServer(config).locations.find((l) => l.path === path && l.modifier === '');
   expect(found, `no plain location ${path}`).toBeDefined();
   return found!;
 };
@@ -265,10 +305,10 @@ describe('renderNginxConfig text', () => {
   });
 
   it('answers /health itself and 404s everything unrouted', () => {
-    const locations = parseLocations(renderNginxConfig(topo(), 'docker'));
-    expect(matchLocation(locations, '/health')?.directives).toEqual(['access_log off', 'default_type text/plain', 'return 200 "ok"']);
-    expect(matchLocation(locations, '/')?.directives).toEqual(['return 404']);
-    expect(matchLocation(locations, '/metrics')?.directives).toEqual(['return 404']);
+    const { at } = readServer(renderNginxConfig(topo(), 'docker'));
+    expect(at('/health')?.directives).toEqual(['access_log off', 'default_type text/plain', 'return 200 "ok"']);
+    expect(at('/')?.directives).toEqual(['return 404']);
+    expect(at('/metrics')?.directives).toEqual(['return 404']);
   });
 });
 
@@ -294,8 +334,13 @@ function variants(): { label: string; topology: Topology; target: Target; option
 
 describe.each(variants())('invariants: $label', ({ topology, target, options }) => {
   const config = renderNginxConfig(topology, target, options);
-  const locations = parseLocations(config);
+  const { tree, directives, locations, at } = readServer(config);
   const wsLocations = locations.filter((l) => l.path.startsWith('/ws'));
+
+  it('uses no regex locations and no blocks inside locations, so prefix order alone decides routing', () => {
+    expect(locations.filter((l) => l.modifier === '~' || l.modifier === '~*')).toEqual([]);
+    expect(directives.flatMap((l) => (l.block ?? []).filter((d) => d.block !== undefined).map((d) => `${l.text} { ${d.text} }`))).toEqual([]);
+  });
 
   it('has a /ws/ location, and each one upgrades the connection and keeps it open past the heartbeat', () => {
     expect(wsLocations.map((l) => l.path)).toEqual(['/ws/']);
@@ -327,20 +372,22 @@ describe.each(variants())('invariants: $label', ({ topology, target, options }) 
 
   it('never routes debug or internal paths to an upstream', () => {
     for (const uri of ['/api/debug/', '/api/debug', '/api/debug/websocket/status', '/api/debug/websocket/sync', '/internal/', '/internal', '/internal/publish']) {
-      const chosen = matchLocation(locations, uri);
+      const chosen = at(uri);
       expect(chosen?.directives, uri).toEqual(['return 404']);
     }
     expect(locations.find((l) => l.path === '/api/debug/')?.modifier).toBe('^~');
     expect(locations.find((l) => l.path === '/internal/')?.modifier).toBe('^~');
-    expect(matchLocation(locations, '/api/dialogs/1/messages')?.path).toBe('/api/');
-    expect(matchLocation(locations, '/ws/dialogs/1')?.path).toBe('/ws/');
+    expect(at('/api/dialogs/1/messages')?.path).toBe('/api/');
+    expect(at('/ws/dialogs/1')?.path).toBe('/ws/');
   });
 
   it('logs /ws/ requests without query strings, and no format logs queries at all', () => {
-    const formats = parseLogFormats(config);
+    const formats = logFormats(tree);
     expect([...formats.keys()].sort()).toEqual(['replyx_http', 'replyx_ws']);
     expect(formats.get('replyx_ws')).toContain('$uri');
-    for (const [name, format] of formats) expect(format, name).not.toMatch(QUERY_VARIABLES);
+    for (const [name, format] of formats) expect(tokenCarryingVariablesIn(format), name).toEqual([]);
+    // Every request is logged (or not) by one of those formats, wherever nginx serves it.
+    for (const log of accessLogsInEffect(tree)) expect(['off', ...formats.keys()], log.scope).toContain(log.format);
     for (const ws of wsLocations) {
       const logs = ws.directives.filter((d) => d.startsWith('access_log'));
       expect(logs).toHaveLength(1);

@@ -1,8 +1,9 @@
 import { ReplyxError } from '../errors.js';
 import { readChecksumFromConfig, renderNginxConfig } from '../render/nginx.js';
 import { topologyChecksum, type Topology } from '../topology/index.js';
+import { ruleById } from './catalog.js';
 import type { RuleResult } from './result.js';
-import { evaluateStaticRules, STATIC_RULES } from './static-rules.js';
+import { evaluateStaticRules } from './static-rules.js';
 
 /** Renders the topology's nginx config and evaluates every static rule against it. */
 export function checkStaticArchitecture(topology: Topology, nginxConfig: string = renderNginxConfig(topology, topology.target)): RuleResult[] {
@@ -21,8 +22,7 @@ export function checkStaticArchitecture(topology: Topology, nginxConfig: string 
  */
 export function assertArchitecture(topology: Topology, options: { nginxConfig?: string } = {}): RuleResult[] {
   const results = checkStaticArchitecture(topology, options.nginxConfig);
-  const blocking = new Set(STATIC_RULES.filter((r) => r.blocksDeploy).map((r) => r.id));
-  const failed = results.filter((r) => r.status === 'fail' && blocking.has(r.id));
+  const failed = results.filter((r) => r.status === 'fail' && ruleById(r.id).blocksDeploy);
   if (failed.length > 0) {
     throw new ReplyxError(
       'RPX_ARCHITECTURE',

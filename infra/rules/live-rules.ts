@@ -1,9 +1,11 @@
 import type { Topology } from '../topology/index.js';
-import { result, type RuleInfo, type RuleResult } from './result.js';
+import { ruleById, rulesOfKind, type FixContext, type Rule, type RuleIdOfKind } from './catalog.js';
+import { result, type RuleResult } from './result.js';
 
 // Live architecture rules: pure predicates over what the check script observed on a running
-// stack. The script does the I/O and fills a LiveState; these functions only judge it, so each
-// rule is tested on crafted observations.
+// stack; ids, titles and fixes come from the rule table (catalog.ts). The script does the I/O
+// and fills a LiveState; these functions only judge it, so each rule is tested on crafted
+// observations.
 
 /** One observation: the value seen, or why it could not be seen. */
 export type Probe<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
@@ -30,19 +32,10 @@ export interface LiveState {
   readonly accessLog?: Probe<readonly string[]>;
 }
 
-/** Every live rule. */
-export const LIVE_RULES: readonly RuleInfo[] = [
-  { id: 'running-config-checksum', title: 'nginx runs the config rendered from the topology', blocksDeploy: false },
-  { id: 'ws-handshake', title: '/ws/ through nginx answered by the expected server', blocksDeploy: false },
-  { id: 'gateway-workers', title: 'gateway reports one worker or the Redis broker', blocksDeploy: false },
-  { id: 'backend-workers', title: 'backend runs its configured worker count', blocksDeploy: false },
-  { id: 'redis', title: 'Redis answers', blocksDeploy: false },
-  { id: 'postgres', title: 'Postgres answers', blocksDeploy: false },
-  { id: 'debug-not-public', title: '/api/debug/ not reachable through nginx', blocksDeploy: false },
-  { id: 'no-ws-token-in-log', title: 'no /ws/ query string in nginx access log', blocksDeploy: false },
-];
+/** The rules of `npm run check`'s live part, in the order it prints them. */
+export const LIVE_RULES: readonly Rule[] = rulesOfKind('live');
 
-const L = (id: string, status: RuleResult['status'], detail: string, fix = '') => result('live', id, status, detail, fix);
+type LiveRuleId = RuleIdOfKind<'live'>;
 
 function record(value: unknown): Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
@@ -57,18 +50,25 @@ export function brokerKind(status: unknown): string | undefined {
   return typeof kind === 'string' ? kind : undefined;
 }
 
-function probeResult<T>(id: string, probe: Probe<T> | undefined, what: string, fix: string, judge: (v: T) => RuleResult): RuleResult {
-  if (probe === undefined) return L(id, 'skip', `${what} not probed`);
-  if (!probe.ok) return L(id, 'fail', `${what}: ${probe.error}`, fix);
+/** Judges one observation; a failed probe fails the rule with the rule's probe fix. */
+function probeResult<T>(id: LiveRuleId, probe: Probe<T> | undefined, what: string, ctx: FixContext, judge: (v: T) => RuleResult): RuleResult {
+  if (probe === undefined) return result(id, 'skip', `${what} not probed`, ctx);
+  if (!probe.ok) return result(id, 'fail', `${what}: ${probe.error}`, ctx, probeFix(id, ctx));
   return judge(probe.value);
 }
 
+const probeFix = (id: LiveRuleId, ctx: FixContext): string => {
+  const rule = ruleById(id);
+  return (rule.probeFix ?? rule.fix)(ctx);
+};
+
 /** Evaluates every live rule against the observations. */
 export function evaluateLiveRules(topology: Topology, live: LiveState): RuleResult[] {
+  const ctx: FixContext = { topology };
+  const L = (id: LiveRuleId, status: RuleResult['status'], detail: string) => result(id, status, detail, ctx);
   const out: RuleResult[] = [];
-  const stack = topology.target === 'local' ? 'npm run stack -- restart nginx' : 'npm run rollback -- --undo, or pulumi up';
   out.push(
-    probeResult('running-config-checksum', live.runningChecksum, 'running nginx config', `check the nginx config path; ${stack}`, (running) =>
+    probeResult('running-config-checksum', live.runningChecksum, 'running nginx config', ctx, (running) =>
       live.renderedChecksum === undefined
         ? L('running-config-checksum', 'skip', 'no rendered checksum to compare with')
         : running === live.renderedChecksum
@@ -77,22 +77,20 @@ export function evaluateLiveRules(topology: Topology, live: LiveState): RuleResu
               'running-config-checksum',
               'fail',
               running === undefined ? 'running config has no checksum header: it was edited by hand or not rendered by replyx' : `running ${running} != rendered ${live.renderedChecksum}: nginx runs a config from another topology`,
-              `apply the stack file: ${topology.target === 'local' ? 'npm run stack -- restart nginx' : 'pulumi up'} (or npm run rollback -- --undo if a rollback was interrupted)`,
             ),
     ),
   );
 
-  const wantServer = topology.wsRoute === 'gateway' ? 'ws-gateway' : 'backend';
   out.push(
-    probeResult('ws-handshake', live.wsFirstFrame, '/ws/ handshake through nginx', `check that the ${wantServer} is up: npm run health`, (frame) => {
+    probeResult('ws-handshake', live.wsFirstFrame, '/ws/ handshake through nginx', ctx, (frame) => {
       const f = record(frame);
-      if (f.type !== 'connected') return L('ws-handshake', 'fail', `first frame is not "connected": ${JSON.stringify(frame).slice(0, 120)}`, 'read the gateway log; npm run health');
+      if (f.type !== 'connected') return result('ws-handshake', 'fail', `first frame is not "connected": ${JSON.stringify(frame).slice(0, 120)}`, ctx, probeFix('ws-handshake', ctx));
       const server = typeof f.server === 'string' ? f.server : '(none)';
       const servedByGateway = server === 'ws-gateway';
       const ok = topology.wsRoute === 'gateway' ? servedByGateway : !servedByGateway;
       return ok
         ? L('ws-handshake', 'pass', `connected frame from ${server}${typeof f.instance === 'string' ? ` (${f.instance})` : ''}`)
-        : L('ws-handshake', 'fail', `wsRoute=${topology.wsRoute} but /ws/ was answered by ${server}`, 'nginx runs a config with another route: npm run rollback -- --ws-to ' + topology.wsRoute);
+        : L('ws-handshake', 'fail', `wsRoute=${topology.wsRoute} but /ws/ was answered by ${server}`);
     }),
   );
 
@@ -100,38 +98,28 @@ export function evaluateLiveRules(topology: Topology, live: LiveState): RuleResu
     out.push(L('gateway-workers', 'skip', `wsRoute=backend and the gateway does not answer (${live.gatewayStatus.error})`));
   } else {
     out.push(
-      probeResult('gateway-workers', live.gatewayStatus, 'gateway status', 'start the gateway (npm run stack -- restart gateway) and check DEBUG_TOKEN', (status) => {
+      probeResult('gateway-workers', live.gatewayStatus, 'gateway status', ctx, (status) => {
         const s = record(status);
         const workers = typeof s.workers === 'number' ? s.workers : undefined;
         const broker = brokerKind(status);
         if (workers === 1 || broker === 'redis') return L('gateway-workers', 'pass', `workers ${workers ?? '?'}, broker ${broker ?? '?'}`);
-        return L(
-          'gateway-workers',
-          'fail',
-          `gateway reports workers ${workers ?? 'unknown'} and broker ${broker ?? 'unknown'}: connections split across workers without a shared broker desync`,
-          'run the gateway with 1 worker or BROKER=redis',
-        );
+        return L('gateway-workers', 'fail', `gateway reports workers ${workers ?? 'unknown'} and broker ${broker ?? 'unknown'}: connections split across workers without a shared broker desync`);
       }),
     );
   }
 
   out.push(
-    probeResult('backend-workers', live.backendHealth, 'backend /health', 'start the backend: npm run stack -- restart backend', (health) => {
+    probeResult('backend-workers', live.backendHealth, 'backend /health', ctx, (health) => {
       const workers = record(health).workers;
       return workers === topology.backend.workers
         ? L('backend-workers', 'pass', `${topology.backend.workers} workers`)
-        : L(
-            'backend-workers',
-            'fail',
-            `backend reports ${typeof workers === 'number' ? workers : 'no'} workers, stack file says ${topology.backend.workers}`,
-            `restart the backend so it picks up backend.workers (${topology.target === 'local' ? 'npm run stack -- restart backend' : 'pulumi up'})`,
-          );
+        : L('backend-workers', 'fail', `backend reports ${typeof workers === 'number' ? workers : 'no'} workers, stack file says ${topology.backend.workers}`);
     }),
   );
-  out.push(probeResult('redis', live.redis, 'Redis', 'see runbooks/redis-outage.md', () => L('redis', 'pass', 'PONG')));
-  out.push(probeResult('postgres', live.postgres, 'Postgres', `start Postgres (${topology.target === 'local' ? 'npm start' : 'check the postgres container'})`, () => L('postgres', 'pass', 'SELECT 1 ok')));
+  out.push(probeResult('redis', live.redis, 'Redis', ctx, () => L('redis', 'pass', 'PONG')));
+  out.push(probeResult('postgres', live.postgres, 'Postgres', ctx, () => L('postgres', 'pass', 'SELECT 1 ok')));
   out.push(
-    probeResult('debug-not-public', live.debugThroughNginx, 'GET /api/debug/ through nginx', 'check that nginx is up', ({ status, body }) => {
+    probeResult('debug-not-public', live.debugThroughNginx, 'GET /api/debug/ through nginx', ctx, ({ status, body }) => {
       let fromUpstream = false;
       try {
         JSON.parse(body);
@@ -141,15 +129,15 @@ export function evaluateLiveRules(topology: Topology, live: LiveState): RuleResu
       }
       return status >= 400 && !fromUpstream
         ? L('debug-not-public', 'pass', `nginx answers ${status}`)
-        : L('debug-not-public', 'fail', `GET /api/debug/websocket/status through nginx got ${status}${fromUpstream ? ' from an upstream' : ''}`, 'render nginx from the topology (location /api/debug/ { return 404; })');
+        : L('debug-not-public', 'fail', `GET /api/debug/websocket/status through nginx got ${status}${fromUpstream ? ' from an upstream' : ''}`);
     }),
   );
   out.push(
-    probeResult('no-ws-token-in-log', live.accessLog, 'nginx access log', 'check the access_log path', (lines) => {
+    probeResult('no-ws-token-in-log', live.accessLog, 'nginx access log', ctx, (lines) => {
       const leaks = lines.filter((l) => /\/ws\/\S*\?/.test(l) || /\/ws\/\S*(token|site_token)=/.test(l));
       return leaks.length === 0
         ? L('no-ws-token-in-log', 'pass', `${lines.length} lines, no /ws/ query string`)
-        : L('no-ws-token-in-log', 'fail', `${leaks.length} /ws/ lines carry a query string (tokens!), e.g. ${leaks[0]!.slice(0, 100)}`, 'log /ws/ with $uri only (render nginx from the topology), then rotate the log and the leaked tokens');
+        : L('no-ws-token-in-log', 'fail', `${leaks.length} /ws/ lines carry a query string (tokens!), e.g. ${leaks[0]!.slice(0, 100)}`);
     }),
   );
   return out;

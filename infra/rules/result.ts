@@ -1,3 +1,5 @@
+import { ruleById, type FixContext, type RuleId } from './catalog.js';
+
 // The shape every architecture rule reports, static or live, so the check script, the Pulumi
 // program and the policy pack print and decide on the same thing.
 
@@ -6,27 +8,23 @@ export type RuleStatus = 'pass' | 'fail' | 'warn' | 'skip';
 
 /** The outcome of one rule. `fix` says what to do when the status is not pass. */
 export interface RuleResult {
-  readonly id: string;
+  readonly id: RuleId;
   readonly kind: 'static' | 'live';
   readonly status: RuleStatus;
   readonly detail: string;
   readonly fix: string;
 }
 
-/** A rule's metadata: what it guards and whether a failure must stop a deploy. */
-export interface RuleInfo {
-  readonly id: string;
-  readonly title: string;
-  /**
-   * False for states an operator may choose on purpose for a while (rollback to the backend's
-   * WebSockets): the check fails loudly, but `pulumi up` only warns so a rollback persists.
-   */
-  readonly blocksDeploy: boolean;
-}
-
-/** Builds a result; `fix` is kept empty for a pass so tables stay short. */
-export function result(kind: RuleResult['kind'], id: string, status: RuleStatus, detail: string, fix = ''): RuleResult {
-  return { id, kind, status, detail, fix: status === 'pass' ? '' : fix };
+/**
+ * Builds a result for a rule of the table: a failure or warning carries the rule's fix (or
+ * `fix` when the failure has another cause, like a config that does not parse); a pass or a
+ * skip carries none, so tables stay short.
+ */
+export function result(id: RuleId, status: RuleStatus, detail: string, ctx: FixContext, fix?: string): RuleResult {
+  const rule = ruleById(id);
+  if (rule.kind === 'topology') throw new Error(`rule ${id} is checked by topology validation, not reported as a check row`);
+  const needsFix = status === 'fail' || status === 'warn';
+  return { id, kind: rule.kind, status, detail, fix: needsFix ? (fix ?? rule.fix(ctx)) : '' };
 }
 
 /** True when no result failed (warnings and skips do not fail a check). */

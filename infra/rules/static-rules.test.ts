@@ -128,10 +128,26 @@ describe('evaluateStaticRules', () => {
 
   it('ws-log-no-query: $request in the /ws/ format, combined default, or no access_log', () => {
     expectOnly(run({ nginxConfig: good.replace('"$request_method $uri"', '"$request"') }), 'ws-log-no-query');
-    expectOnly(run({ nginxConfig: good.replace('access_log logs/access.log replyx_ws;', '') }), 'ws-log-no-query');
+    // No access_log at any level: nginx writes its "combined" format, which has $request.
+    const noLogs = run({ nginxConfig: good.replace('access_log logs/access.log replyx_ws;', '').replace('access_log logs/access.log replyx_api;', '') });
+    expectOnly(noLogs, 'ws-log-no-query');
+    expect(statusOf(noLogs, 'ws-log-no-query').detail).toMatch(/default "combined" format logs \$request, \$http_referer/);
     expectOnly(run({ nginxConfig: good.replace('access_log logs/access.log replyx_ws;', 'access_log logs/access.log;') }), 'ws-log-no-query');
     expectOnly(run({ nginxConfig: good.replace('$uri"', '$uri?$args"') }), 'ws-log-no-query');
     expect(statusOf(run({ nginxConfig: good.replace('access_log logs/access.log replyx_ws;', 'access_log off;') }), 'ws-log-no-query').status).toBe('pass');
+    // Without its own access_log, /ws/ inherits the http-level one, which logs no query either.
+    expect(statusOf(run({ nginxConfig: good.replace('access_log logs/access.log replyx_ws;', '') }), 'ws-log-no-query').status).toBe('pass');
+  });
+
+  it('ws-log-no-query: every format in use is checked, not only the /ws/ one', () => {
+    // /api/...?site_token= requests are logged by the http-level format.
+    const api = run({ nginxConfig: good.replace('"$request_method $uri $server_protocol"', '"$request"') });
+    expectOnly(api, 'ws-log-no-query');
+    expect(statusOf(api, 'ws-log-no-query').detail).toMatch(/format "replyx_api" logs \$request \(server 127\.0\.0\.1:8080, server 127\.0\.0\.1:8080 location \/api\/debug\/, .* and \d+ more\)/);
+    // The embedding page's URL can carry its own tokens.
+    expectOnly(run({ nginxConfig: good.replace('$status\';\n    access_log', '$status "$http_referer"\';\n    access_log') }), 'ws-log-no-query');
+    expectOnly(run({ nginxConfig: good.replace('location = /health { return 200 "ok\\n"; }', 'location = /health { access_log logs/h.log nosuch; return 200; }') }), 'ws-log-no-query');
+    expect(statusOf(run(), 'ws-log-no-query').detail).toBe('formats replyx_api, replyx_ws log no query string');
   });
 
   it('worker-shutdown-timeout: missing fails, different from the topology warns', () => {

@@ -1,20 +1,27 @@
-import type { Topology } from '../topology/index.js';
 import {
+  accessLogsInEffect,
   childrenNamed,
+  COMBINED_LOG_FORMAT,
   effectiveDirectives,
   httpBlock,
+  logFormats,
   matchLocation,
   nginxTimeMs,
   parseNginxConfig,
   resolveProxyPass,
   serverForPort,
+  tokenCarryingVariablesIn,
   type NginxDirective,
-} from './nginx-config.js';
-import { result, type RuleInfo, type RuleResult } from './result.js';
+} from '../render/nginx-reader.js';
+import type { Topology } from '../topology/index.js';
+import { rulesOfKind, rulesReading, type FixContext, type Rule, type RuleId, type RuleIdWhere } from './catalog.js';
+import { result, type RuleResult } from './result.js';
+import { idleTimeoutsOf, TOPOLOGY_FINDINGS } from './topology-rules.js';
 
 // Static architecture rules: pure predicates over the topology and the nginx config rendered
-// from it. Every rule reads the config through the parsed tree and the URIs clients really
-// use, so a template that routes /ws/ somewhere else is caught whatever its layout.
+// from it; ids, titles and fixes come from the rule table (catalog.ts). Every rule reads the
+// config through the parsed tree and the URIs clients really use, so a template that routes
+// /ws/ somewhere else is caught whatever its layout.
 
 /** What the static rules look at. `nginxConfig` is absent for targets without nginx (aws). */
 export interface StaticInput {
@@ -32,52 +39,30 @@ export const WS_PROBE_URIS = ['/ws/dialogs/123', '/ws/widget/dialogs/123', '/ws/
 /** API paths that must reach the backend. */
 export const API_PROBE_URIS = ['/api/site/dialogs/123/messages', '/api/dialogs/123/messages'] as const;
 /** Paths nginx must never pass to an upstream. */
-export const BLOCKED_PROBE_URIS = {
+export const BLOCKED_PROBE_URIS: Readonly<Record<'debug-blocked' | 'internal-blocked', readonly string[]>> = {
   'debug-blocked': ['/api/debug/websocket/status', '/api/debug/websocket/sync'],
   'internal-blocked': ['/internal/publish'],
-} as const;
+};
 
-/** Every static rule: its id, title and whether it blocks a deploy. */
-export const STATIC_RULES: readonly RuleInfo[] = [
-  { id: 'single-gateway-or-broker', title: 'one gateway process, or the Redis broker', blocksDeploy: true },
-  { id: 'desync-risk', title: '/ws/ on the backend only with one worker', blocksDeploy: false },
-  { id: 'heartbeat-vs-timeouts', title: 'heartbeat shorter than nginx/ALB idle timeouts', blocksDeploy: true },
-  { id: 'config-checksum', title: 'rendered config carries the topology checksum', blocksDeploy: true },
-  { id: 'ws-route', title: '/ws/ routed per wsRoute', blocksDeploy: true },
-  { id: 'api-route', title: '/api/ routed to the backend', blocksDeploy: true },
-  { id: 'ws-upgrade-headers', title: 'HTTP/1.1 + Upgrade/Connection via map', blocksDeploy: true },
-  { id: 'ws-buffering-off', title: 'proxy_buffering off for /ws/', blocksDeploy: true },
-  { id: 'ws-read-timeout', title: '/ws/ proxy_read_timeout well above the heartbeat', blocksDeploy: true },
-  { id: 'debug-blocked', title: '/api/debug/ not reachable through nginx', blocksDeploy: true },
-  { id: 'internal-blocked', title: '/internal/ not reachable through nginx', blocksDeploy: true },
-  { id: 'ws-log-no-query', title: '/ws/ access log without query strings', blocksDeploy: true },
-  { id: 'worker-shutdown-timeout', title: 'worker_shutdown_timeout set', blocksDeploy: true },
-];
+/** The rules of `npm run check`'s static part, in the order it prints them. */
+export const STATIC_RULES: readonly Rule[] = rulesOfKind('static');
 
-const S = (id: string, status: RuleResult['status'], detail: string, fix = '') => result('static', id, status, detail, fix);
+type StaticTopologyRuleId = RuleIdWhere<'static', 'topology'>;
 
-function topologyRules(t: Topology): RuleResult[] {
-  const out: RuleResult[] = [];
-  out.push(
-    t.gateway.replicas === 1 || t.gateway.broker === 'redis'
-      ? S('single-gateway-or-broker', 'pass', t.gateway.replicas === 1 ? `1 gateway process (broker ${t.gateway.broker})` : `${t.gateway.replicas} gateway processes share the Redis broker`)
-      : S('single-gateway-or-broker', 'fail', `${t.gateway.replicas} gateway processes with broker "${t.gateway.broker}": events published to one never reach clients of another`, 'set gateway.broker: redis or gateway.replicas: 1'),
-  );
-  out.push(
-    t.wsRoute === 'backend' && t.backend.workers > 1
-      ? S('desync-risk', 'fail', `desync risk: /ws/ is served by the backend with ${t.backend.workers} workers, each holding its own connections`, 'npm run rollback -- --backend-workers 1 (or --ws-to gateway)')
-      : S('desync-risk', 'pass', t.wsRoute === 'gateway' ? '/ws/ served by the gateway' : '/ws/ served by a single backend worker'),
-  );
-  const heartbeatS = t.gateway.heartbeatMs / 1000;
-  const problems: string[] = [];
-  if (t.gateway.heartbeatMs >= t.nginx.proxyReadTimeoutS * 1000) problems.push(`nginx.proxyReadTimeoutS ${t.nginx.proxyReadTimeoutS} s`);
-  if (t.target === 'aws' && t.gateway.heartbeatMs >= t.aws.albIdleTimeoutS * 1000) problems.push(`aws.albIdleTimeoutS ${t.aws.albIdleTimeoutS} s`);
-  out.push(
-    problems.length === 0
-      ? S('heartbeat-vs-timeouts', 'pass', `heartbeat ${heartbeatS} s < read timeout ${t.nginx.proxyReadTimeoutS} s${t.target === 'aws' ? `, ALB idle ${t.aws.albIdleTimeoutS} s` : ''}`)
-      : S('heartbeat-vs-timeouts', 'fail', `heartbeat ${heartbeatS} s is not shorter than ${problems.join(' and ')}: idle WebSockets get cut`, `lower gateway.heartbeatMs below ${Math.min(t.nginx.proxyReadTimeoutS, t.target === 'aws' ? t.aws.albIdleTimeoutS : Infinity) * 1000}`),
-  );
-  return out;
+// What a static row says when a topology rule holds (its failures say what the rule found).
+const TOPOLOGY_PASS_DETAIL: Readonly<Record<StaticTopologyRuleId, (t: Topology) => string>> = {
+  'single-gateway-or-broker': (t) => (t.gateway.replicas === 1 ? `1 gateway process (broker ${t.gateway.broker})` : `${t.gateway.replicas} gateway processes share the Redis broker`),
+  'desync-risk': (t) => (t.wsRoute === 'gateway' ? '/ws/ served by the gateway' : '/ws/ served by a single backend worker'),
+  'heartbeat-vs-timeouts': (t) => `heartbeat ${t.gateway.heartbeatMs / 1000} s < ${idleTimeoutsOf(t).map((timeout) => `${timeout.label} ${timeout.seconds} s`).join(', ')}`,
+};
+
+function topologyRows(t: Topology, ctx: FixContext): RuleResult[] {
+  return rulesReading('topology')
+    .filter((r): r is typeof r & { readonly id: StaticTopologyRuleId } => r.kind === 'static')
+    .map((rule) => {
+      const findings = TOPOLOGY_FINDINGS[rule.id](t);
+      return findings.length === 0 ? result(rule.id, 'pass', TOPOLOGY_PASS_DETAIL[rule.id](t), ctx) : result(rule.id, 'fail', findings.map((f) => f.message).join('; '), ctx);
+    });
 }
 
 /** The directive blocks from a location out to http, innermost first, for inheritance. */
@@ -101,23 +86,62 @@ function isBlocking(location: NginxDirective | undefined): boolean {
   return childrenNamed(location.block, 'proxy_pass').length === 0 && childrenNamed(location.block, 'fastcgi_pass').length === 0;
 }
 
-const QUERY_VARIABLES = /\$(request|request_uri|args|query_string|arg_[A-Za-z0-9_]+)\b/;
+/** Up to three items, then how many more: keeps a detail readable when many locations share a fault. */
+function some(items: readonly string[]): string {
+  return items.length <= 3 ? items.join(', ') : `${items.slice(0, 3).join(', ')} and ${items.length - 3} more`;
+}
 
-function configRules(input: StaticInput, text: string): RuleResult[] {
-  const t = input.topology;
-  let tree: readonly NginxDirective[];
-  try {
-    tree = parseNginxConfig(text);
-  } catch (err) {
-    const ids = STATIC_RULES.map((r) => r.id).filter((id) => !['single-gateway-or-broker', 'desync-risk', 'heartbeat-vs-timeouts', 'config-checksum'].includes(id));
-    return ids.map((id) => S(id, 'fail', `config does not parse: ${(err as Error).message}`, 'fix the nginx template'));
+/**
+ * ws-log-no-query: every access log in effect anywhere (not only /ws/'s: an
+ * `/api/...?site_token=` request is logged too) writes a format without token-carrying variables.
+ */
+function logRow(tree: readonly NginxDirective[], ctx: FixContext): RuleResult {
+  const formats = logFormats(tree);
+  const used = new Set<string>();
+  const leaks = new Map<string, { problem: string; scopes: string[] }>();
+  for (const log of accessLogsInEffect(tree)) {
+    if (log.format === 'off') continue;
+    const format = log.format === 'combined' ? COMBINED_LOG_FORMAT : formats.get(log.format);
+    const found = format === undefined ? [] : tokenCarryingVariablesIn(format);
+    const problem =
+      format === undefined
+        ? `access_log uses undefined format "${log.format}"`
+        : found.length === 0
+          ? undefined
+          : `${log.directive ? `format "${log.format}"` : 'no access_log, so nginx\'s default "combined" format'} logs ${found.join(', ')}`;
+    if (problem === undefined) {
+      used.add(log.format);
+      continue;
+    }
+    const leak = leaks.get(problem) ?? { problem, scopes: [] };
+    leak.scopes.push(log.scope);
+    leaks.set(problem, leak);
   }
+  if (leaks.size > 0) {
+    const detail = [...leaks.values()].map((l) => `${l.problem} (${some(l.scopes)})`).join('; ');
+    return result('ws-log-no-query', 'fail', `tokens can reach the access log: ${detail}`, ctx);
+  }
+  return result('ws-log-no-query', 'pass', used.size === 0 ? 'access_log off everywhere' : `formats ${[...used].join(', ')} log no query string`, ctx);
+}
+
+function workerShutdownRow(tree: readonly NginxDirective[], t: Topology, ctx: FixContext): RuleResult {
+  const wst = childrenNamed(tree, 'worker_shutdown_timeout')[0]?.args[0];
+  const wstMs = wst === undefined ? undefined : nginxTimeMs(wst);
+  if (wstMs === undefined) {
+    return result(
+      'worker-shutdown-timeout',
+      'fail',
+      wst === undefined ? 'worker_shutdown_timeout is not set: after a reload old workers keep WebSockets (and the old route) forever' : `worker_shutdown_timeout "${wst}" is not a time`,
+      ctx,
+    );
+  }
+  return wstMs !== t.nginx.workerShutdownTimeoutS * 1000
+    ? result('worker-shutdown-timeout', 'warn', `worker_shutdown_timeout ${wst} differs from nginx.workerShutdownTimeoutS ${t.nginx.workerShutdownTimeoutS}`, ctx)
+    : result('worker-shutdown-timeout', 'pass', wst ?? '', ctx);
+}
+
+function routeRows(tree: readonly NginxDirective[], server: NginxDirective, t: Topology, ctx: FixContext): RuleResult[] {
   const out: RuleResult[] = [];
-  const server = serverForPort(tree, t.nginx.port);
-  if (!server) {
-    return ['ws-route', 'api-route'].map((id) => S(id, 'fail', 'no server block in http { }', 'render the config from nginx-templates/'));
-  }
-
   // Routing: every client-facing /ws/ path goes to the upstream wsRoute names.
   const expectedWsPort = t.wsRoute === 'gateway' ? t.gateway.port : t.backend.port;
   const wsWrong: string[] = [];
@@ -130,8 +154,8 @@ function configRules(input: StaticInput, text: string): RuleResult[] {
   }
   out.push(
     wsWrong.length === 0
-      ? S('ws-route', 'pass', `/ws/ -> ${wsLabel} (${t.wsRoute})`)
-      : S('ws-route', 'fail', `wsRoute=${t.wsRoute} expects port ${expectedWsPort}: ${wsWrong.join('; ')}`, 're-render nginx from the topology (npm run rollback -- --ws-to ' + t.wsRoute + ')'),
+      ? result('ws-route', 'pass', `/ws/ -> ${wsLabel} (${t.wsRoute})`, ctx)
+      : result('ws-route', 'fail', `wsRoute=${t.wsRoute} expects port ${expectedWsPort}: ${wsWrong.join('; ')}`, ctx),
   );
   const apiWrong: string[] = [];
   let apiLabel = '';
@@ -143,13 +167,20 @@ function configRules(input: StaticInput, text: string): RuleResult[] {
   }
   out.push(
     apiWrong.length === 0
-      ? S('api-route', 'pass', `/api/ -> ${apiLabel}`)
-      : S('api-route', 'fail', `/api/ must reach the backend on port ${t.backend.port}: ${apiWrong.join('; ')}`, 'fix the /api/ location in nginx-templates/'),
+      ? result('api-route', 'pass', `/api/ -> ${apiLabel}`, ctx)
+      : result('api-route', 'fail', `/api/ must reach the backend on port ${t.backend.port}: ${apiWrong.join('; ')}`, ctx),
   );
+  for (const [id, uris] of Object.entries(BLOCKED_PROBE_URIS) as [keyof typeof BLOCKED_PROBE_URIS, readonly string[]][]) {
+    const reachable = uris.filter((uri) => !isBlocking(matchLocation(server, uri)));
+    out.push(reachable.length === 0 ? result(id, 'pass', `${uris.join(', ')} not proxied`, ctx) : result(id, 'fail', `${reachable.join(', ')} reach an upstream through nginx`, ctx));
+  }
+  return out;
+}
 
+function wsProxyRows(tree: readonly NginxDirective[], server: NginxDirective, t: Topology, ctx: FixContext): RuleResult[] {
   // WebSocket proxying details, read where nginx applies them: the /ws/ location plus inheritance.
-  const wsLocation = matchLocation(server, WS_PROBE_URIS[0]);
-  const chain = chainFor(tree, server, wsLocation);
+  const chain = chainFor(tree, server, matchLocation(server, WS_PROBE_URIS[0]));
+  const out: RuleResult[] = [];
   const missing: string[] = [];
   const version = effectiveDirectives(chain, 'proxy_http_version')[0]?.args[0];
   if (version !== '1.1') missing.push(`proxy_http_version is ${version ?? 'unset (1.0)'}`);
@@ -164,88 +195,76 @@ function configRules(input: StaticInput, text: string): RuleResult[] {
   }
   out.push(
     missing.length > 0
-      ? S('ws-upgrade-headers', 'fail', missing.join('; '), 'in location /ws/: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade (map $http_upgrade)')
+      ? result('ws-upgrade-headers', 'fail', missing.join('; '), ctx)
       : connection === 'upgrade'
-        ? S('ws-upgrade-headers', 'warn', 'Connection is the literal "upgrade": plain HTTP requests to /ws/ keep the connection in upgrade mode', 'use map $http_upgrade $connection_upgrade { default upgrade; "" close; }')
-        : S('ws-upgrade-headers', 'pass', `HTTP/1.1, Upgrade $http_upgrade, Connection ${connection}`),
+        ? result('ws-upgrade-headers', 'warn', 'Connection is the literal "upgrade": plain HTTP requests to /ws/ keep the connection in upgrade mode', ctx)
+        : result('ws-upgrade-headers', 'pass', `HTTP/1.1, Upgrade $http_upgrade, Connection ${connection}`, ctx),
   );
   const buffering = effectiveDirectives(chain, 'proxy_buffering')[0]?.args[0];
-  out.push(
-    buffering === 'off'
-      ? S('ws-buffering-off', 'pass', 'proxy_buffering off')
-      : S('ws-buffering-off', 'fail', `proxy_buffering is ${buffering ?? 'on (default)'} for /ws/`, 'add proxy_buffering off; to location /ws/'),
-  );
+  out.push(buffering === 'off' ? result('ws-buffering-off', 'pass', 'proxy_buffering off', ctx) : result('ws-buffering-off', 'fail', `proxy_buffering is ${buffering ?? 'on (default)'} for /ws/`, ctx));
   const readTimeout = effectiveDirectives(chain, 'proxy_read_timeout')[0]?.args[0] ?? '60s';
   const readMs = nginxTimeMs(readTimeout);
   const hb = t.gateway.heartbeatMs;
   out.push(
     readMs === undefined
-      ? S('ws-read-timeout', 'fail', `proxy_read_timeout "${readTimeout}" is not a time`, 'render the config from the topology')
+      ? result('ws-read-timeout', 'fail', `proxy_read_timeout "${readTimeout}" is not a time`, ctx)
       : readMs <= hb
-        ? S('ws-read-timeout', 'fail', `/ws/ proxy_read_timeout ${readTimeout} is not above the ${hb / 1000} s heartbeat: idle sockets are cut`, `set nginx.proxyReadTimeoutS to at least ${Math.ceil((2 * hb) / 1000)}`)
+        ? result('ws-read-timeout', 'fail', `/ws/ proxy_read_timeout ${readTimeout} is not above the ${hb / 1000} s heartbeat: idle sockets are cut`, ctx)
         : readMs < 2 * hb
-          ? S('ws-read-timeout', 'warn', `/ws/ proxy_read_timeout ${readTimeout} is less than twice the ${hb / 1000} s heartbeat: one late pong cuts the socket`, `set nginx.proxyReadTimeoutS to at least ${Math.ceil((2 * hb) / 1000)}`)
-          : S('ws-read-timeout', 'pass', `${readTimeout} vs heartbeat ${hb / 1000} s`),
-  );
-
-  for (const [id, uris] of Object.entries(BLOCKED_PROBE_URIS)) {
-    const reachable = uris.filter((uri) => !isBlocking(matchLocation(server, uri)));
-    out.push(
-      reachable.length === 0
-        ? S(id, 'pass', `${uris.join(', ')} not proxied`)
-        : S(id, 'fail', `${reachable.join(', ')} reach an upstream through nginx`, `add location ${id === 'debug-blocked' ? '/api/debug/' : '/internal/'} { return 404; } before the proxying locations`),
-    );
-  }
-
-  // nginx logs to logs/access.log in "combined" (which has $request, i.e. the query) unless told otherwise.
-  const logs = effectiveDirectives(chain, 'access_log');
-  const formats = new Map(childrenNamed(httpBlock(tree), 'log_format').map((d) => [d.args[0] ?? '', d.args.slice(1).filter((a) => !a.startsWith('escape=')).join(' ')]));
-  const leaks: string[] = [];
-  if (logs.length === 0) leaks.push('no access_log for /ws/: nginx uses the "combined" format, which logs the query string');
-  for (const log of logs) {
-    if (log.args[0] === 'off') continue;
-    const name = log.args[1] ?? 'combined';
-    const format = name === 'combined' ? '$request' : formats.get(name);
-    if (format === undefined) leaks.push(`access_log uses undefined format "${name}"`);
-    else if (QUERY_VARIABLES.test(format)) leaks.push(`access_log format "${name}" contains ${QUERY_VARIABLES.exec(format)![0]}`);
-  }
-  out.push(
-    leaks.length === 0
-      ? S('ws-log-no-query', 'pass', logs.every((l) => l.args[0] === 'off') ? 'access_log off for /ws/' : `format ${logs.map((l) => l.args[1] ?? 'combined').join(', ')} logs $uri only`)
-      : S('ws-log-no-query', 'fail', `/ws/ tokens can reach the access log: ${leaks.join('; ')}`, 'log /ws/ with a log_format using $uri (no $request/$args), or access_log off'),
-  );
-
-  const wst = childrenNamed(tree, 'worker_shutdown_timeout')[0]?.args[0];
-  const wstMs = wst === undefined ? undefined : nginxTimeMs(wst);
-  out.push(
-    wstMs === undefined
-      ? S('worker-shutdown-timeout', 'fail', wst === undefined ? 'worker_shutdown_timeout is not set: after a reload old workers keep WebSockets (and the old route) forever' : `worker_shutdown_timeout "${wst}" is not a time`, 'render the config from the topology (nginx.workerShutdownTimeoutS)')
-      : wstMs !== t.nginx.workerShutdownTimeoutS * 1000
-        ? S('worker-shutdown-timeout', 'warn', `worker_shutdown_timeout ${wst} differs from nginx.workerShutdownTimeoutS ${t.nginx.workerShutdownTimeoutS}`, 're-render the config from the topology')
-        : S('worker-shutdown-timeout', 'pass', wst ?? ''),
+          ? result('ws-read-timeout', 'warn', `/ws/ proxy_read_timeout ${readTimeout} is less than twice the ${hb / 1000} s heartbeat: one late pong cuts the socket`, ctx)
+          : result('ws-read-timeout', 'pass', `${readTimeout} vs heartbeat ${hb / 1000} s`, ctx),
   );
   return out;
 }
 
+function checksumRow(input: StaticInput, ctx: FixContext): RuleResult {
+  if (input.expectedChecksum === undefined) return result('config-checksum', 'skip', 'no expected checksum given', ctx);
+  if (input.configChecksum === input.expectedChecksum) return result('config-checksum', 'pass', `checksum ${input.expectedChecksum}`, ctx);
+  return result(
+    'config-checksum',
+    'fail',
+    input.configChecksum === undefined ? 'rendered config has no checksum header' : `rendered config says ${input.configChecksum}, topology is ${input.expectedChecksum}`,
+    ctx,
+  );
+}
+
+/**
+ * The rows of the rules that read the parsed config. Returns why the rest could not be judged
+ * (a config that does not parse, or has no server block) so each of them fails with that reason.
+ */
+function configRows(text: string, t: Topology, ctx: FixContext, add: (r: RuleResult) => void): { detail: string; fix: string } | undefined {
+  let tree: readonly NginxDirective[];
+  try {
+    tree = parseNginxConfig(text);
+  } catch (err) {
+    return { detail: `config does not parse: ${(err as Error).message}`, fix: 'fix the nginx template' };
+  }
+  add(logRow(tree, ctx));
+  add(workerShutdownRow(tree, t, ctx));
+  const server = serverForPort(tree, t.nginx.port);
+  if (!server) return { detail: 'no server block in http { }', fix: 'render the config from nginx-templates/' };
+  for (const r of [...routeRows(tree, server, t, ctx), ...wsProxyRows(tree, server, t, ctx)]) add(r);
+  return undefined;
+}
+
 /** Evaluates every static rule; nginx rules are skipped when the target renders no nginx config. */
 export function evaluateStaticRules(input: StaticInput): RuleResult[] {
-  const out = topologyRules(input.topology);
+  const t = input.topology;
+  const ctx: FixContext = { topology: t };
+  const decided = new Map<RuleId, RuleResult>();
+  const add = (r: RuleResult) => decided.set(r.id, r);
+  topologyRows(t, ctx).forEach(add);
+  const configRules = rulesReading('nginx-config');
   if (input.nginxConfig === undefined) {
-    out.push(S('config-checksum', 'skip', `target ${input.topology.target} has no nginx config`));
-    for (const r of STATIC_RULES.slice(4)) out.push(S(r.id, 'skip', `target ${input.topology.target} has no nginx config`));
-    return out;
+    for (const rule of configRules) add(result(rule.id, 'skip', `target ${t.target} has no nginx config`, ctx));
+  } else {
+    add(checksumRow(input, ctx));
+    const unjudged = configRows(input.nginxConfig, t, ctx, add);
+    if (unjudged) for (const rule of configRules) if (!decided.has(rule.id)) add(result(rule.id, 'fail', unjudged.detail, ctx, unjudged.fix));
   }
-  if (input.expectedChecksum === undefined) out.push(S('config-checksum', 'skip', 'no expected checksum given'));
-  else if (input.configChecksum === input.expectedChecksum) out.push(S('config-checksum', 'pass', `checksum ${input.expectedChecksum}`));
-  else
-    out.push(
-      S(
-        'config-checksum',
-        'fail',
-        input.configChecksum === undefined ? 'rendered config has no checksum header' : `rendered config says ${input.configChecksum}, topology is ${input.expectedChecksum}`,
-        'render the config with renderNginxConfig from this topology',
-      ),
-    );
-  out.push(...configRules(input, input.nginxConfig));
-  return out;
+  return STATIC_RULES.map((rule) => {
+    const r = decided.get(rule.id);
+    if (!r) throw new Error(`static rule ${rule.id} produced no result`);
+    return r;
+  });
 }

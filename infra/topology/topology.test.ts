@@ -86,7 +86,7 @@ describe('cross-field rules', () => {
   it('gateway replicas > 1 need the Redis broker', () => {
     const bad = errorsOf({ gateway: { replicas: 3, broker: 'memory' } });
     expect(bad).toHaveLength(1);
-    expect(bad[0]).toMatchObject({ path: 'gateway.replicas', rule: 'GATEWAY_REPLICAS_NEED_BROKER' });
+    expect(bad[0]).toMatchObject({ path: 'gateway.replicas', rule: 'single-gateway-or-broker' });
     expect(errorsOf({ gateway: { replicas: 3, broker: 'redis' } })).toEqual([]);
     expect(errorsOf({ gateway: { replicas: 1, broker: 'memory' } })).toEqual([]);
   });
@@ -94,20 +94,20 @@ describe('cross-field rules', () => {
   it('heartbeat must be shorter than the nginx read timeout', () => {
     expect(errorsOf({ gateway: { heartbeatMs: 120_000 }, nginx: { proxyReadTimeoutS: 120 } })[0]).toMatchObject({
       path: 'gateway.heartbeatMs',
-      rule: 'HEARTBEAT_BELOW_READ_TIMEOUT',
+      rule: 'heartbeat-vs-timeouts',
     });
     expect(errorsOf({ gateway: { heartbeatMs: 119_999 }, nginx: { proxyReadTimeoutS: 120 } })).toEqual([]);
   });
 
   it('no two services on one port', () => {
     const bad = errorsOf({ redis: { port: 8000 } });
-    expect(bad).toEqual([expect.objectContaining({ path: 'redis.port', rule: 'UNIQUE_PORTS', message: 'port 8000 is used by backend and redis' })]);
+    expect(bad).toEqual([expect.objectContaining({ path: 'redis.port', rule: 'unique-ports', message: 'port 8000 is used by backend and redis' })]);
     expect(errorsOf({ redis: { port: 8002 } })).toEqual([]);
   });
 
   it('wsRoute=backend with workers > 1 is allowed but flagged as a desync risk', () => {
     const { warnings } = validateTopology({ wsRoute: 'backend', backend: { workers: 4 } });
-    expect(warnings).toEqual([expect.objectContaining({ path: 'wsRoute', severity: 'warning', rule: 'DESYNC_RISK' })]);
+    expect(warnings).toEqual([expect.objectContaining({ path: 'wsRoute', severity: 'warning', rule: 'desync-risk' })]);
     expect(warnings[0]!.message).toContain('desync');
     expect(validateTopology({ wsRoute: 'backend', backend: { workers: 1 } }).warnings).toEqual([]);
     expect(validateTopology({ wsRoute: 'gateway', backend: { workers: 4 } }).warnings).toEqual([]);

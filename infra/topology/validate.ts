@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { ReplyxError } from '../errors.js';
-import { topologySchema, type ServiceName, type Topology } from './schema.js';
+import { rulesReading, validationSeverity, type RuleId } from '../rules/catalog.js';
+import { TOPOLOGY_FINDINGS } from '../rules/topology-rules.js';
+import { topologySchema, type Topology } from './schema.js';
 
 /** One thing wrong (or risky) in a topology, named by its path with a fix. */
 export interface TopologyIssue {
@@ -9,8 +11,8 @@ export interface TopologyIssue {
   readonly message: string;
   readonly fix: string;
   readonly severity: 'error' | 'warning';
-  /** Stable id for warnings and cross-field rules, e.g. `DESYNC_RISK`. */
-  readonly rule?: string;
+  /** The rule-table id of a cross-field rule, e.g. `desync-risk` (the same id `npm run check` prints). */
+  readonly rule?: RuleId;
 }
 
 /** The result of a successful validation: the frozen topology and any warnings. */
@@ -75,107 +77,22 @@ function messageForZodIssue(issue: z.core.$ZodIssue): string {
   }
 }
 
-const servicePort = (t: RawTopology): [ServiceName, number][] => [
-  ['nginx', t.nginx.port],
-  ['backend', t.backend.port],
-  ['gateway', t.gateway.port],
-  ['redis', t.redis.port],
-  ['postgres', t.postgres.port],
-];
-
-const configPath: Record<ServiceName, string> = {
-  nginx: 'nginx.port',
-  backend: 'backend.port',
-  gateway: 'gateway.port',
-  redis: 'redis.port',
-  postgres: 'postgres.port',
-};
-
 /**
- * Cross-field rules: what a single field cannot say on its own. Each returns the issues it
- * finds; errors stop the stack, warnings are shown and allowed.
+ * Cross-field rules: what a single field cannot say on its own. They are the rules of the rule
+ * table that read the topology (infra/rules/catalog.ts), with the same predicates the check and
+ * the policy pack use; a rule that blocks a deploy is an error here, the others are warnings.
  */
-export const crossFieldRules: readonly ((t: RawTopology) => TopologyIssue[])[] = [
-  (t) =>
-    t.gateway.replicas > 1 && t.gateway.broker !== 'redis'
-      ? [
-          {
-            path: 'gateway.replicas',
-            message: `${t.gateway.replicas} replicas need the Redis broker (broker is "${t.gateway.broker}"), or events published to one replica never reach clients of another`,
-            fix: 'set gateway.broker to "redis" or gateway.replicas to 1',
-            severity: 'error',
-            rule: 'GATEWAY_REPLICAS_NEED_BROKER',
-          },
-        ]
-      : [],
-  (t) =>
-    t.gateway.heartbeatMs >= t.nginx.proxyReadTimeoutS * 1000
-      ? [
-          {
-            path: 'gateway.heartbeatMs',
-            message: `heartbeat ${t.gateway.heartbeatMs} ms is not shorter than nginx.proxyReadTimeoutS (${t.nginx.proxyReadTimeoutS} s), so nginx would cut idle WebSockets`,
-            fix: `set gateway.heartbeatMs below ${t.nginx.proxyReadTimeoutS * 1000} or raise nginx.proxyReadTimeoutS`,
-            severity: 'error',
-            rule: 'HEARTBEAT_BELOW_READ_TIMEOUT',
-          },
-        ]
-      : [],
-  (t) =>
-    t.target === 'aws' && t.gateway.heartbeatMs >= t.aws.albIdleTimeoutS * 1000
-      ? [
-          {
-            path: 'aws.albIdleTimeoutS',
-            message: `load balancer idle timeout ${t.aws.albIdleTimeoutS} s is not above the gateway heartbeat (${t.gateway.heartbeatMs} ms)`,
-            fix: `set aws.albIdleTimeoutS above ${Math.ceil(t.gateway.heartbeatMs / 1000)}`,
-            severity: 'error',
-            rule: 'ALB_IDLE_ABOVE_HEARTBEAT',
-          },
-        ]
-      : [],
-  (t) => {
-    const byPort = new Map<number, ServiceName[]>();
-    for (const [svc, p] of servicePort(t)) byPort.set(p, [...(byPort.get(p) ?? []), svc]);
-    return [...byPort.entries()]
-      .filter(([, svcs]) => svcs.length > 1)
-      .map(([p, svcs]) => ({
-        path: configPath[svcs[1]!],
-        message: `port ${p} is used by ${svcs.join(' and ')}`,
-        fix: `give ${svcs.slice(1).map((s) => configPath[s]).join(', ')} a port of its own`,
-        severity: 'error' as const,
-        rule: 'UNIQUE_PORTS',
-      }));
-  },
-  (t) =>
-    t.wsRoute === 'backend' && t.backend.workers > 1
-      ? [
-          {
-            path: 'wsRoute',
-            message: `/ws/ is routed to the backend with ${t.backend.workers} workers: each connection lives in one worker's memory, so events published by another worker are lost (desync risk)`,
-            fix: 'route /ws/ to the gateway (wsRoute: gateway) or run one backend worker (backend.workers: 1)',
-            severity: 'warning',
-            rule: 'DESYNC_RISK',
-          },
-        ]
-      : [],
-  (t) => {
-    const { vpcId, publicSubnetIds, privateSubnetIds } = t.aws;
-    const consistent =
-      vpcId === undefined
-        ? publicSubnetIds === undefined && privateSubnetIds === undefined
-        : Boolean(publicSubnetIds?.length && privateSubnetIds?.length);
-    return consistent
-      ? []
-      : [
-          {
-            path: 'aws.vpcId',
-            message: 'an existing VPC needs both aws.publicSubnetIds and aws.privateSubnetIds, and subnet ids need aws.vpcId',
-            fix: 'set aws.vpcId together with aws.publicSubnetIds and aws.privateSubnetIds, or none of them',
-            severity: 'error',
-            rule: 'AWS_VPC_SUBNETS',
-          },
-        ];
-  },
-];
+function crossFieldIssues(t: RawTopology): TopologyIssue[] {
+  return rulesReading('topology').flatMap((rule) =>
+    TOPOLOGY_FINDINGS[rule.id](t).map((finding) => ({
+      path: finding.path,
+      message: finding.message,
+      fix: rule.fix({ topology: t }),
+      severity: validationSeverity(rule),
+      rule: rule.id,
+    })),
+  );
+}
 
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -221,11 +138,11 @@ export function checkTopology(input: unknown): { topology?: Topology; issues: To
     const rest = topologySchema.safeParse(withoutPaths(input ?? {}, parsed.error.issues));
     if (rest.success) {
       const reported = new Set(issues.map((i) => i.path));
-      issues.push(...crossFieldRules.flatMap((rule) => rule(rest.data)).filter((i) => !reported.has(i.path)));
+      issues.push(...crossFieldIssues(rest.data).filter((i) => !reported.has(i.path)));
     }
     return { issues };
   }
-  const issues = crossFieldRules.flatMap((rule) => rule(parsed.data));
+  const issues = crossFieldIssues(parsed.data);
   if (issues.some((i) => i.severity === 'error')) return { issues };
   return { topology: deepFreeze(parsed.data) as Topology, issues };
 }

@@ -1,5 +1,5 @@
 import { $ } from 'zx';
-import { ReplyxError } from '../../infra/errors.js';
+import { ReplyxError, type ErrorCode } from '../../infra/errors.js';
 
 // Every external command of the operator scripts goes through one runner that takes an argv
 // array (zx quotes each element), so no command is ever built as a shell string, and tests
@@ -27,7 +27,7 @@ export const zxRunner: CommandRunner = async (argv) => {
 };
 
 /** Runs argv and throws `code` with the command's last output line when it exits non-zero. */
-export async function runChecked(run: CommandRunner, argv: readonly string[], code: string, fix: string): Promise<CommandResult> {
+export async function runChecked(run: CommandRunner, argv: readonly string[], code: ErrorCode, fix: string): Promise<CommandResult> {
   const r = await run(argv);
   if (r.exitCode !== 0) {
     const last = (r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ');

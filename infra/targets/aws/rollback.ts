@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { ReplyxError } from '../../errors.js';
+import { ReplyxError, type ErrorCode } from '../../errors.js';
 import { CONFIG_NAMESPACE, type WsRoute } from '../../topology/index.js';
 import { AWS_SERVICES, type AwsServiceName } from './tasks.js';
 
@@ -253,7 +253,7 @@ export async function runAwsRollback(input: AwsRollbackInput, options: AwsRollba
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const steps: RollbackStep[] = [];
-  const step = async (name: string, argv: readonly string[], code: string, fix: string, stream = false): Promise<CommandResult> => {
+  const step = async (name: string, argv: readonly string[], code: ErrorCode, fix: string, stream = false): Promise<CommandResult> => {
     options.onStep?.(name, argv);
     const started = now();
     const result = await run(argv, { stream });

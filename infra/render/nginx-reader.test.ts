@@ -1,16 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import {
+  accessLogsInEffect,
   effectiveDirectives,
   httpBlock,
+  logFormats,
   matchLocation,
   nginxTimeMs,
   parseNginxConfig,
   resolveProxyPass,
   serverForPort,
-} from './nginx-config.js';
+  TOKEN_CARRYING_VARIABLES,
+  tokenCarryingVariablesIn,
+} from './nginx-reader.js';
 
-const fixture = readFileSync(new URL('./fixtures/good-nginx.conf', import.meta.url), 'utf8');
+const fixture = readFileSync(new URL('../rules/fixtures/good-nginx.conf', import.meta.url), 'utf8');
 
 describe('parseNginxConfig', () => {
   it('builds a directive tree with lines, quotes removed and comments dropped', () => {
@@ -20,6 +24,13 @@ describe('parseNginxConfig', () => {
     expect(map.args).toEqual(['$http_upgrade', '$connection_upgrade']);
     expect(map.block!.map((d) => [d.name, ...d.args])).toEqual([['default', 'upgrade'], ['', 'close']]);
     expect(tree[1]!.line).toBe(4);
+  });
+
+  it('keeps each directive as written, quotes included, for messages and diffs', () => {
+    const tree = parseNginxConfig("location = /health {\n  return 200 \"ok\";\n  proxy_set_header   Connection '';\n}");
+    expect(tree[0]!.text).toBe('location = /health');
+    expect(tree[0]!.block!.map((d) => d.text)).toEqual(['return 200 "ok"', "proxy_set_header Connection ''"]);
+    expect(tree[0]!.block![1]!.args).toEqual(['Connection', '']);
   });
 
   it('keeps ${var} braces inside a word and escaped quotes inside strings', () => {
@@ -62,6 +73,51 @@ describe('matchLocation', () => {
   it('returns undefined when nothing matches', () => {
     const s = serverForPort(parseNginxConfig('http { server { location /a/ { } } }'))!;
     expect(matchLocation(s, '/b')).toBeUndefined();
+  });
+});
+
+describe('logs', () => {
+  it('reads log formats by name, joining quoted parts as nginx does', () => {
+    const tree = parseNginxConfig("http { log_format a escape=json '$uri ' '$status'; log_format b '$remote_addr'; }");
+    expect(logFormats(tree)).toEqual(new Map([['a', '$uri $status'], ['b', '$remote_addr']]));
+  });
+
+  it('lists the access logs in effect at every server and location, with the combined default', () => {
+    const tree = parseNginxConfig(`http {
+      access_log /l/a.log main;
+      server { listen 8080;
+        location /ws/ { access_log /l/a.log ws; access_log /l/b.log; }
+        location /api/ { location /api/x/ { access_log off; } }
+      }
+      server { listen 81; access_log off; location / { } }
+    }
+    `);
+    expect(accessLogsInEffect(tree).map((l) => `${l.scope}: ${l.format}`)).toEqual([
+      'server 8080: main',
+      'server 8080 location /ws/: ws',
+      'server 8080 location /ws/: combined',
+      'server 8080 location /api/: main',
+      'server 8080 location /api/ location /api/x/: off',
+      'server 81: off',
+      'server 81 location /: off',
+    ]);
+    expect(accessLogsInEffect(parseNginxConfig('http { server { location / { } } }')).map((l) => [l.format, l.directive])).toEqual([
+      ['combined', undefined],
+      ['combined', undefined],
+    ]);
+  });
+
+  it('finds every token-carrying variable, in either spelling and any case, and nothing else', () => {
+    expect(TOKEN_CARRYING_VARIABLES).toEqual(['$request', '$request_uri', '$args', '$query_string', '$arg_*', '$http_referer']);
+    expect(tokenCarryingVariablesIn('"$request" $request_uri ${args}?$query_string $arg_site_token $HTTP_REFERER')).toEqual([
+      '$request',
+      '$request_uri',
+      '${args}',
+      '$query_string',
+      '$arg_site_token',
+      '$HTTP_REFERER',
+    ]);
+    expect(tokenCarryingVariablesIn('$request_method $uri $request_time $server_protocol $http_user_agent $status $args_x')).toEqual([]);
   });
 });
 

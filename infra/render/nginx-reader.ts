@@ -1,20 +1,26 @@
 import { ReplyxError } from '../errors.js';
 
-// A small nginx config parser: text in, directive tree out. The architecture rules read the
-// rendered (and the running) config through this tree instead of grepping text, so a rule
-// keeps working when the template's layout or whitespace changes.
+// The one reader of nginx config text: text in, directive tree out, plus the questions asked of
+// a config (which location serves a URI, what a directive inherits, which log formats are in
+// effect). It sits next to the renderer it reads back; the architecture rules and the render
+// tests read the rendered (and the running) config through it instead of grepping text, so they
+// keep working when the template's layout or whitespace changes.
 
 /** One directive: its name, its arguments (quotes removed), its line and, for blocks, children. */
 export interface NginxDirective {
   readonly name: string;
   readonly args: readonly string[];
   readonly line: number;
+  /** The directive as written, without `;` or the block: words joined by one space, quotes kept. */
+  readonly text: string;
   readonly block?: readonly NginxDirective[];
 }
 
 interface Token {
   readonly kind: 'word' | ';' | '{' | '}';
   readonly value: string;
+  /** The word as written (quotes and escapes kept). */
+  readonly raw: string;
   readonly line: number;
 }
 
@@ -36,10 +42,11 @@ function tokenize(text: string): Token[] {
     } else if (c === '#') {
       while (i < text.length && text[i] !== '\n') i += 1;
     } else if (c === ';' || c === '{' || c === '}') {
-      tokens.push({ kind: c, value: c, line });
+      tokens.push({ kind: c, value: c, raw: c, line });
       i += 1;
     } else if (c === '"' || c === "'") {
       const start = line;
+      const from = i;
       let value = '';
       i += 1;
       while (i < text.length && text[i] !== c) {
@@ -54,7 +61,7 @@ function tokenize(text: string): Token[] {
       }
       if (i >= text.length) throw parseError('unterminated quoted string', start);
       i += 1;
-      tokens.push({ kind: 'word', value, line: start });
+      tokens.push({ kind: 'word', value, raw: text.slice(from, i), line: start });
     } else {
       let value = '';
       while (i < text.length && !/[\s;{}#"']/.test(text[i]!)) {
@@ -69,7 +76,7 @@ function tokenize(text: string): Token[] {
           i += 1;
         }
       }
-      tokens.push({ kind: 'word', value, line });
+      tokens.push({ kind: 'word', value, raw: value, line });
     }
   }
   return tokens;
@@ -90,17 +97,20 @@ export function parseNginxConfig(text: string): readonly NginxDirective[] {
       }
       if (t.kind !== 'word') throw parseError(`unexpected "${t.value}"`, t.line);
       const args: string[] = [];
+      const words = [t.raw];
       pos += 1;
       for (;;) {
         const next = tokens[pos];
         if (next === undefined) throw parseError(`directive "${t.value}" has no ";" or "{"`, t.line);
         pos += 1;
-        if (next.kind === 'word') args.push(next.value);
-        else if (next.kind === ';') {
-          out.push({ name: t.value, args, line: t.line });
+        if (next.kind === 'word') {
+          args.push(next.value);
+          words.push(next.raw);
+        } else if (next.kind === ';') {
+          out.push({ name: t.value, args, line: t.line, text: words.join(' ') });
           break;
         } else if (next.kind === '{') {
-          out.push({ name: t.value, args, line: t.line, block: parseBlock(depth + 1) });
+          out.push({ name: t.value, args, line: t.line, text: words.join(' '), block: parseBlock(depth + 1) });
           break;
         } else throw parseError(`unexpected "}" inside directive "${t.value}"`, next.line);
       }
@@ -233,4 +243,78 @@ export function nginxTimeMs(value: string): number | undefined {
   let total = 0;
   for (const m of value.matchAll(re)) total += Number(m[1]) * unit[m[2] ?? 's']!;
   return total;
+}
+
+/**
+ * nginx variables that can carry a token, so no log format may contain them: the request line,
+ * the URI with its query, the query string and any one argument (`$arg_*`; tokens travel as
+ * `?token=` and `?site_token=`), and the Referer (the embedding page's URL can carry its own).
+ */
+export const TOKEN_CARRYING_VARIABLES = ['$request', '$request_uri', '$args', '$query_string', '$arg_*', '$http_referer'] as const;
+
+/** The token-carrying variables a log format uses, as written there (`$request`, `${args}`, `$arg_token`). */
+export function tokenCarryingVariablesIn(format: string): string[] {
+  const found: string[] = [];
+  // nginx looks variable names up case-insensitively; `${name}` is the same variable as `$name`.
+  for (const m of format.matchAll(/\$(?:\{(\w+)\}|(\w+))/g)) {
+    const name = `$${(m[1] ?? m[2] ?? '').toLowerCase()}`;
+    const carries = TOKEN_CARRYING_VARIABLES.some((v) => (v.endsWith('*') ? name.startsWith(v.slice(0, -1)) : name === v));
+    if (carries) found.push(m[0]);
+  }
+  return found;
+}
+
+/** nginx's predefined `combined` format: what an access_log writes when it names no format. */
+export const COMBINED_LOG_FORMAT = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"';
+
+/** The `log_format` definitions of the http block, by name; a format's quoted parts are joined as nginx joins them. */
+export function logFormats(tree: readonly NginxDirective[]): Map<string, string> {
+  const formats = new Map<string, string>();
+  for (const d of childrenNamed(httpBlock(tree), 'log_format')) {
+    formats.set(d.args[0] ?? '', d.args.slice(1).filter((a) => !a.startsWith('escape=')).join(''));
+  }
+  return formats;
+}
+
+/** One access log a request can be written to, and where in the config it applies. */
+export interface AccessLogInEffect {
+  /** Where it applies, e.g. `server 127.0.0.1:8080 location /ws/`. */
+  readonly scope: string;
+  /** `off`, or the name of the format it writes (`combined` when none is named). */
+  readonly format: string;
+  /** The access_log directive; absent when nothing sets one and nginx logs `combined` by default. */
+  readonly directive?: NginxDirective;
+}
+
+// Blocks inside a server that can set their own access_log.
+const LOGGING_BLOCKS = new Set(['location', 'if', 'limit_except']);
+
+/**
+ * Every access log in effect somewhere in the http block: for each server and each location
+ * (nested ones included), the access_log directives nginx applies there after inheritance, or
+ * nginx's default `combined` log when no level sets one.
+ */
+export function accessLogsInEffect(tree: readonly NginxDirective[]): AccessLogInEffect[] {
+  const http = httpBlock(tree);
+  const out: AccessLogInEffect[] = [];
+  const visit = (chain: readonly (readonly NginxDirective[] | undefined)[], scope: string): void => {
+    const logs = effectiveDirectives(chain, 'access_log');
+    if (logs.length === 0) out.push({ scope, format: 'combined' });
+    for (const log of logs) out.push({ scope, format: log.args[0] === 'off' ? 'off' : (log.args[1] ?? 'combined'), directive: log });
+  };
+  const walk = (block: readonly NginxDirective[] | undefined, chain: readonly (readonly NginxDirective[] | undefined)[], scope: string): void => {
+    for (const inner of (block ?? []).filter((d) => LOGGING_BLOCKS.has(d.name))) {
+      const innerChain = [inner.block, ...chain];
+      const innerScope = `${scope} ${inner.text}`;
+      visit(innerChain, innerScope);
+      walk(inner.block, innerChain, innerScope);
+    }
+  };
+  for (const server of childrenNamed(http, 'server')) {
+    const listen = childrenNamed(server.block, 'listen')[0]?.args[0];
+    const scope = listen === undefined ? 'server' : `server ${listen}`;
+    visit([server.block, http], scope);
+    walk(server.block, [server.block, http], scope);
+  }
+  return out;
 }

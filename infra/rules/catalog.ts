@@ -1,0 +1,326 @@
+import { TOKEN_CARRYING_VARIABLES } from '../render/nginx-reader.js';
+import type { Topology } from '../topology/schema.js';
+import { idleTimeoutsOf, portClashes, SERVICE_PORT_PATHS } from './topology-rules.js';
+
+// The one table of architecture rules. Topology validation, the static and live rules of
+// `npm run check`, the Pulumi program's fail-fast and the CrossGuard policy pack take each rule's
+// id, title, reach and fix from here, and pick the rules they run by what a rule reads, never by
+// position. docs/operations.md lists every rule (a test keeps it in step).
+
+/** What a rule reads: the stack topology alone, an nginx config, or the running system. */
+export type RuleReads = 'topology' | 'nginx-config' | 'live';
+
+/**
+ * Where a rule shows up. `topology`: only when a stack file is validated (every command and
+ * `pulumi up`, before anything starts). `static`: also as a row of `npm run check` and in the
+ * program's fail-fast. `live`: as a row of `npm run check`, judged on the running stack.
+ */
+export type RuleKind = 'topology' | 'static' | 'live';
+
+/**
+ * What a rule is judged against: the topology in the stack file, the nginx config rendered from
+ * it, the resources a deploy declares (the policy pack), or the running system.
+ */
+export type RuleSubject = 'stack-file' | 'rendered' | 'declared' | 'running';
+
+/** What a fix needs to name the values and commands that repair a rule. */
+export interface FixContext {
+  readonly topology: Topology;
+}
+
+/** One rule of the table. */
+export interface RuleDefinition {
+  /** Stable kebab-case id: the check's row, the validation issue's `rule`, the policy's name. */
+  readonly id: string;
+  readonly title: string;
+  readonly kind: RuleKind;
+  readonly reads: RuleReads;
+  readonly against: readonly RuleSubject[];
+  /**
+   * A failure stops `pulumi up` (and, for topology rules, is a validation error). False for
+   * states an operator may choose on purpose for a while (a rollback to the backend's
+   * WebSockets): the check fails loudly, validation only warns, so a rollback persists.
+   */
+  readonly blocksDeploy: boolean;
+  /** What to do when the rule fails. */
+  readonly fix: (ctx: FixContext) => string;
+  /** Live rules: what to do when the observation itself failed (the service did not answer). */
+  readonly probeFix?: (ctx: FixContext) => string;
+}
+
+// The commands fixes print, built in one place so that every fix names its stack the same way.
+const stackCommand = (_ctx: FixContext, ...args: string[]) => `npm run stack -- ${args.join(' ')}`;
+const rollbackCommand = (_ctx: FixContext, ...args: string[]) => `npm run rollback -- ${args.join(' ')}`;
+const deployCommand = (_ctx: FixContext) => 'pulumi up';
+/** Restarts a service so it reads the stack file again: the local process, else a deploy. */
+const restartCommand = (ctx: FixContext, service: 'nginx' | 'backend' | 'gateway') =>
+  ctx.topology.target === 'local' ? stackCommand(ctx, 'restart', service) : deployCommand(ctx);
+const wsServer = (ctx: FixContext) => (ctx.topology.wsRoute === 'gateway' ? 'gateway' : 'backend');
+
+const RULE_TABLE = [
+  {
+    id: 'single-gateway-or-broker',
+    title: 'one gateway process, or the Redis broker',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'set gateway.broker to "redis" or gateway.replicas to 1 in the stack file',
+  },
+  {
+    id: 'desync-risk',
+    title: '/ws/ on the backend only with one worker',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file', 'declared'],
+    blocksDeploy: false,
+    fix: (ctx) => `${rollbackCommand(ctx, '--backend-workers', '1')} (or --ws-to gateway)`,
+  },
+  {
+    id: 'heartbeat-vs-timeouts',
+    title: 'heartbeat shorter than nginx/ALB idle timeouts',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file', 'declared'],
+    blocksDeploy: true,
+    fix: ({ topology }) => {
+      const timeouts = idleTimeoutsOf(topology);
+      return `set gateway.heartbeatMs below ${Math.min(...timeouts.map((t) => t.seconds)) * 1000} or raise ${timeouts.map((t) => t.setting).join(' and ')}`;
+    },
+  },
+  {
+    id: 'config-checksum',
+    title: 'rendered config carries the topology checksum',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'render the config with renderNginxConfig from this topology',
+  },
+  {
+    id: 'ws-route',
+    title: '/ws/ routed per wsRoute',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: (ctx) => `re-render nginx from the topology (${rollbackCommand(ctx, '--ws-to', ctx.topology.wsRoute)})`,
+  },
+  {
+    id: 'api-route',
+    title: '/api/ routed to the backend',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'fix the /api/ location in nginx-templates/',
+  },
+  {
+    id: 'ws-upgrade-headers',
+    title: 'HTTP/1.1 + Upgrade/Connection via map',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () =>
+      'in location /ws/: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade, from map $http_upgrade $connection_upgrade { default upgrade; "" close; }',
+  },
+  {
+    id: 'ws-buffering-off',
+    title: 'proxy_buffering off for /ws/',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'add proxy_buffering off; to location /ws/',
+  },
+  {
+    id: 'ws-read-timeout',
+    title: '/ws/ proxy_read_timeout well above the heartbeat',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: ({ topology }) => `set nginx.proxyReadTimeoutS to at least ${Math.ceil((2 * topology.gateway.heartbeatMs) / 1000)}`,
+  },
+  {
+    id: 'debug-blocked',
+    title: '/api/debug/ not reachable through nginx',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'add location /api/debug/ { return 404; } before the proxying locations',
+  },
+  {
+    id: 'internal-blocked',
+    title: '/internal/ not reachable through nginx',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'add location /internal/ { return 404; } before the proxying locations',
+  },
+  {
+    id: 'ws-log-no-query',
+    title: 'no access log format carries query strings (tokens)',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => `give every access_log a log_format that logs $uri and none of ${TOKEN_CARRYING_VARIABLES.join(' ')} (or access_log off)`,
+  },
+  {
+    id: 'worker-shutdown-timeout',
+    title: 'worker_shutdown_timeout set',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'render the config from the topology (nginx.workerShutdownTimeoutS)',
+  },
+  {
+    id: 'running-config-checksum',
+    title: 'nginx runs the config rendered from the topology',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: (ctx) => `apply the stack file: ${restartCommand(ctx, 'nginx')} (or ${rollbackCommand(ctx, '--undo')} if a rollback was interrupted)`,
+    probeFix: (ctx) =>
+      `check the nginx config path; ${ctx.topology.target === 'local' ? restartCommand(ctx, 'nginx') : `${rollbackCommand(ctx, '--undo')}, or ${deployCommand(ctx)}`}`,
+  },
+  {
+    id: 'ws-handshake',
+    title: '/ws/ through nginx answered by the expected server',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: (ctx) => `nginx runs a config with another route: ${rollbackCommand(ctx, '--ws-to', ctx.topology.wsRoute)}`,
+    probeFix: (ctx) => `check that the ${wsServer(ctx)} is up and read its log: npm run health`,
+  },
+  {
+    id: 'gateway-workers',
+    title: 'gateway reports one worker or the Redis broker',
+    kind: 'live',
+    reads: 'live',
+    against: ['running', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'run one worker per gateway process (scale with gateway.replicas and BROKER=redis)',
+    probeFix: (ctx) => `start the gateway (${stackCommand(ctx, 'restart', 'gateway')}) and check DEBUG_TOKEN`,
+  },
+  {
+    id: 'backend-workers',
+    title: 'backend runs its configured worker count',
+    kind: 'live',
+    reads: 'live',
+    against: ['running', 'declared'],
+    blocksDeploy: true,
+    fix: (ctx) => `restart the backend so it picks up backend.workers (${restartCommand(ctx, 'backend')})`,
+    probeFix: (ctx) => `start the backend: ${stackCommand(ctx, 'restart', 'backend')}`,
+  },
+  {
+    id: 'redis',
+    title: 'Redis answers',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: () => 'see runbooks/redis-outage.md',
+  },
+  {
+    id: 'postgres',
+    title: 'Postgres answers',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: ({ topology }) => `start Postgres (${topology.target === 'local' ? 'npm start' : 'check the postgres container'})`,
+  },
+  {
+    id: 'debug-not-public',
+    title: '/api/debug/ not reachable through nginx',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: () => 'render nginx from the topology (location /api/debug/ { return 404; })',
+    probeFix: () => 'check that nginx is up',
+  },
+  {
+    id: 'no-ws-token-in-log',
+    title: 'no /ws/ query string in nginx access log',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: () => 'log /ws/ with $uri only (render nginx from the topology), then rotate the log and the leaked tokens',
+    probeFix: () => 'check the access_log path',
+  },
+  {
+    id: 'unique-ports',
+    title: 'every service on a port of its own',
+    kind: 'topology',
+    reads: 'topology',
+    against: ['stack-file'],
+    blocksDeploy: true,
+    fix: ({ topology }) => {
+      const moves = portClashes(topology).flatMap((c) => c.services.slice(1).map((s) => SERVICE_PORT_PATHS[s]));
+      return `give ${moves.length > 0 ? moves.join(', ') : 'each service'} a port of its own`;
+    },
+  },
+  {
+    id: 'aws-vpc-subnets',
+    title: 'an existing VPC comes with its subnets',
+    kind: 'topology',
+    reads: 'topology',
+    against: ['stack-file'],
+    blocksDeploy: true,
+    fix: () => 'set aws.vpcId together with aws.publicSubnetIds and aws.privateSubnetIds, or none of them',
+  },
+] as const satisfies readonly RuleDefinition[];
+
+type TableRow = (typeof RULE_TABLE)[number];
+
+/** Every rule id. */
+export type RuleId = TableRow['id'];
+/** The ids of the rules of one kind. */
+export type RuleIdOfKind<K extends RuleKind> = Extract<TableRow, { readonly kind: K }>['id'];
+/** The ids of the rules that read one input. */
+export type RuleIdReading<R extends RuleReads> = Extract<TableRow, { readonly reads: R }>['id'];
+
+/** The ids of the rules of one kind that read one input. */
+export type RuleIdWhere<K extends RuleKind, R extends RuleReads> = Extract<TableRow, { readonly kind: K; readonly reads: R }>['id'];
+
+/** A rule of the table, with its id narrowed to the known ids. */
+export interface Rule extends RuleDefinition {
+  readonly id: RuleId;
+}
+
+/** Every rule, in the order the check prints them (static, live, then topology-only). */
+export const RULES: readonly Rule[] = RULE_TABLE;
+
+const byId = new Map<RuleId, Rule>(RULES.map((r) => [r.id, r]));
+
+/** The rule with this id. */
+export function ruleById(id: RuleId): Rule {
+  const found = byId.get(id);
+  if (!found) throw new Error(`no rule "${id}" in the rule table`);
+  return found;
+}
+
+/** The rules that read `reads`, in table order. */
+export function rulesReading<R extends RuleReads>(reads: R): (Rule & { readonly id: RuleIdReading<R> })[] {
+  return RULES.filter((r): r is Rule & { readonly id: RuleIdReading<R> } => r.reads === reads);
+}
+
+/** The rules of one kind, in table order. */
+export function rulesOfKind<K extends RuleKind>(kind: K): (Rule & { readonly id: RuleIdOfKind<K> })[] {
+  return RULES.filter((r): r is Rule & { readonly id: RuleIdOfKind<K> } => r.kind === kind);
+}
+
+/** How topology validation reports a failure of a topology rule: an error, or a warning when the rule does not block a deploy. */
+export function validationSeverity(rule: Rule): 'error' | 'warning' {
+  return rule.blocksDeploy ? 'error' : 'warning';
+}

@@ -1,0 +1,104 @@
+import type { ServiceName, Topology } from '../topology/schema.js';
+import type { RuleIdReading } from './catalog.js';
+
+// The facts behind the rules that read the topology, as plain predicates over values. Topology
+// validation, the check's static rows and the policy pack (which reads the same values from the
+// resources a deploy declares) call these, so each fact is written once.
+
+/** One thing a topology rule found, named by the stack-file path to change. */
+export interface TopologyFinding {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** single-gateway-or-broker: several gateway processes only share events through the Redis broker. */
+export function gatewaysNeedBroker(processes: number, broker: string | undefined): boolean {
+  return processes > 1 && broker !== 'redis';
+}
+
+/** What single-gateway-or-broker says; `brokerSetting` names where the broker was read (`gateway.broker is "memory"`, `BROKER=memory`). */
+export function gatewaysWithoutBrokerMessage(processes: number, brokerSetting: string): string {
+  return `${processes} replicas need the Redis broker: ${processes} gateway processes but ${brokerSetting}, so events published to one never reach clients of another`;
+}
+
+/** desync-risk: /ws/ served by a backend whose workers each hold their own connections. */
+export function desyncRisk(wsRoute: string | undefined, backendWorkers: number): boolean {
+  return wsRoute === 'backend' && backendWorkers > 1;
+}
+
+/** What desync-risk says. */
+export function desyncRiskMessage(backendWorkers: number): string {
+  return `desync risk: /ws/ is served by the backend with ${backendWorkers} workers, each holding its own connections`;
+}
+
+/** An idle timeout in front of the gateway that its heartbeat must stay under. */
+export interface IdleTimeout {
+  /** The stack-file setting that sets it. */
+  readonly setting: string;
+  readonly label: string;
+  readonly seconds: number;
+  /** The path a validation issue names: the value an operator would change first. */
+  readonly changeFirst: string;
+}
+
+/** The load balancer's idle timeout (aws), as set or as a deploy declares it. */
+export function albIdleTimeout(seconds: number): IdleTimeout {
+  return { setting: 'aws.albIdleTimeoutS', label: 'load balancer idle timeout', seconds, changeFirst: 'aws.albIdleTimeoutS' };
+}
+
+/** The idle timeouts of a topology: nginx's /ws/ read timeout, and the load balancer's on aws. */
+export function idleTimeoutsOf(t: Topology): IdleTimeout[] {
+  const nginx: IdleTimeout = { setting: 'nginx.proxyReadTimeoutS', label: 'nginx read timeout', seconds: t.nginx.proxyReadTimeoutS, changeFirst: 'gateway.heartbeatMs' };
+  return t.target === 'aws' ? [nginx, albIdleTimeout(t.aws.albIdleTimeoutS)] : [nginx];
+}
+
+/** heartbeat-vs-timeouts: the idle timeouts a heartbeat does not stay under (each would cut idle WebSockets). */
+export function idleTimeoutsCutBy(heartbeatMs: number, timeouts: readonly IdleTimeout[]): IdleTimeout[] {
+  return timeouts.filter((t) => heartbeatMs >= t.seconds * 1000);
+}
+
+/** What heartbeat-vs-timeouts says about the timeouts that cut. */
+export function heartbeatMessage(heartbeatMs: number, cut: readonly IdleTimeout[]): string {
+  return `heartbeat ${heartbeatMs / 1000} s is not shorter than ${cut.map((t) => `the ${t.label} ${t.seconds} s (${t.setting})`).join(' and ')}: idle WebSockets get cut`;
+}
+
+/** The stack-file path of each service's port. */
+export const SERVICE_PORT_PATHS: Readonly<Record<ServiceName, string>> = {
+  nginx: 'nginx.port',
+  backend: 'backend.port',
+  gateway: 'gateway.port',
+  redis: 'redis.port',
+  postgres: 'postgres.port',
+};
+
+/** unique-ports: the ports more than one service uses, with the services in stack-file order. */
+export function portClashes(t: Topology): { port: number; services: ServiceName[] }[] {
+  const byPort = new Map<number, ServiceName[]>();
+  for (const service of Object.keys(SERVICE_PORT_PATHS) as ServiceName[]) {
+    const port = t[service].port;
+    byPort.set(port, [...(byPort.get(port) ?? []), service]);
+  }
+  return [...byPort.entries()].filter(([, services]) => services.length > 1).map(([port, services]) => ({ port, services }));
+}
+
+/** aws-vpc-subnets: an existing VPC needs both subnet lists, and subnet lists need the VPC. */
+export function vpcSubnetsConsistent(aws: Topology['aws']): boolean {
+  const { vpcId, publicSubnetIds, privateSubnetIds } = aws;
+  return vpcId === undefined ? publicSubnetIds === undefined && privateSubnetIds === undefined : Boolean(publicSubnetIds?.length && privateSubnetIds?.length);
+}
+
+/** What each rule that reads the topology finds in one; an empty list means the rule holds. */
+export const TOPOLOGY_FINDINGS: Readonly<Record<RuleIdReading<'topology'>, (t: Topology) => TopologyFinding[]>> = {
+  'single-gateway-or-broker': (t) =>
+    gatewaysNeedBroker(t.gateway.replicas, t.gateway.broker)
+      ? [{ path: 'gateway.replicas', message: gatewaysWithoutBrokerMessage(t.gateway.replicas, `gateway.broker is "${t.gateway.broker}"`) }]
+      : [],
+  'desync-risk': (t) => (desyncRisk(t.wsRoute, t.backend.workers) ? [{ path: 'wsRoute', message: desyncRiskMessage(t.backend.workers) }] : []),
+  'heartbeat-vs-timeouts': (t) =>
+    idleTimeoutsCutBy(t.gateway.heartbeatMs, idleTimeoutsOf(t)).map((cut) => ({ path: cut.changeFirst, message: heartbeatMessage(t.gateway.heartbeatMs, [cut]) })),
+  'unique-ports': (t) => portClashes(t).map(({ port, services }) => ({ path: SERVICE_PORT_PATHS[services[1]!], message: `port ${port} is used by ${services.join(' and ')}` })),
+  'aws-vpc-subnets': (t) =>
+    vpcSubnetsConsistent(t.aws)
+      ? []
+      : [{ path: 'aws.vpcId', message: 'an existing VPC needs both aws.publicSubnetIds and aws.privateSubnetIds, and subnet ids need aws.vpcId' }],
+};
