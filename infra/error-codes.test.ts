@@ -2,10 +2,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { CLIENT_ERROR_CODES } from '../client/src/error-codes.js';
 import { GATEWAY_ERROR_CODES } from '../gateway/src/error-codes.js';
 import { ERROR_CODES } from './error-codes.js';
 
-// Holds the two code catalogues (toolkit and gateway), docs/errors.md and the source tree to
+// Holds the three code catalogues (toolkit, gateway and client), docs/errors.md and the source tree to
 // each other, so a code cannot be emitted, documented or listed without the other two.
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -43,12 +44,13 @@ function docRows(): { code: string; meaning: string; todo: string }[] {
     });
 }
 
-const catalogue: Record<string, string> = { ...ERROR_CODES, ...GATEWAY_ERROR_CODES };
+const catalogue: Record<string, string> = { ...ERROR_CODES, ...GATEWAY_ERROR_CODES, ...CLIENT_ERROR_CODES };
 const all = Object.keys(catalogue).sort();
 
 describe('error code catalogue', () => {
-  it('keeps the toolkit and the gateway codes apart and well formed', () => {
-    expect(Object.keys(ERROR_CODES).filter((c) => c in GATEWAY_ERROR_CODES)).toEqual([]);
+  it('keeps the toolkit, gateway and client codes apart and well formed', () => {
+    expect(Object.keys(ERROR_CODES).filter((c) => c in GATEWAY_ERROR_CODES || c in CLIENT_ERROR_CODES)).toEqual([]);
+    expect(Object.keys(GATEWAY_ERROR_CODES).filter((c) => c in CLIENT_ERROR_CODES)).toEqual([]);
     for (const code of all) expect(code, code).toMatch(/^RPX_[A-Z0-9]+(?:_[A-Z0-9]+)*$/);
     for (const [code, meaning] of Object.entries(catalogue)) expect(meaning.length, code).toBeGreaterThan(10);
   });
