@@ -85,7 +85,7 @@ describe('runbooks (live: every `bash local` command against a running local sta
       REPLYX_STATE_DIR: stack.stateDir,
       REPLYX_NGINX_PORT: String(p.nginx),
       REPLYX_BACKEND_PORT: String(p.backend),
-      REPLYX_GATEWAY_PORT: String(p['ws-gateway']),
+      REPLYX_GATEWAY_PORT: String(p.gateway),
       REPLYX_REDIS_PORT: String(p.redis),
       REPLYX_POSTGRES_PORT: String(p.postgres),
     };

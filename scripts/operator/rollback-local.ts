@@ -74,7 +74,7 @@ async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; mast
  * gateway starts on the freed port in the background; verification awaits it.
  */
 async function drainGateway(plan: LocalStackPlan): Promise<{ detail: string; started: Promise<number> }> {
-  const gw = spec(plan, 'ws-gateway');
+  const gw = spec(plan, 'gateway');
   const st = await serviceState(gw);
   if (st.pid !== undefined) process.kill(st.pid, 'SIGTERM');
   if (!(await waitUntil(async () => !(await isPortOpen(gw.port)), 5000, 20))) {
@@ -225,7 +225,7 @@ export async function rollbackLocal(ctx: StackContext, toText: string, change: R
         return waitForRoute(ctx, from, options.creds, 5000);
       });
     } catch (restoreErr) {
-      throw new ReplyxError('RPX_ROLLBACK_RESTORE_FAILED', `rollback failed (${reason}) and restoring the previous state failed too: ${(restoreErr as Error).message}`, 'run npm run stack -- restart nginx (and backend/ws-gateway), then npm run check');
+      throw new ReplyxError('RPX_ROLLBACK_RESTORE_FAILED', `rollback failed (${reason}) and restoring the previous state failed too: ${(restoreErr as Error).message}`, 'run npm run stack -- restart nginx (and backend/gateway), then npm run check');
     }
     throw new ReplyxError('RPX_ROLLBACK_VERIFY_FAILED', `rollback failed and was undone: ${reason}`, 'the previous state is running again and the stack file is unchanged; read the logs, then npm run check', { cause: err });
   }
@@ -238,10 +238,10 @@ export async function rollbackLocal(ctx: StackContext, toText: string, change: R
       try {
         const pid = await gw;
         const h = await httpJson(`${ctx.endpoints.gateway}/health`);
-        if (!h.ok) warnings.push(`the restarted gateway (pid ${pid}) is not healthy: ${h.error}; npm run stack -- restart ws-gateway`);
+        if (!h.ok) warnings.push(`the restarted gateway (pid ${pid}) is not healthy: ${h.error}; npm run stack -- restart gateway`);
         return `new gateway pid ${pid} ${h.ok ? 'healthy' : 'NOT healthy'}`;
       } catch (err) {
-        warnings.push(`the gateway did not start again: ${(err as Error).message}; npm run stack -- restart ws-gateway`);
+        warnings.push(`the gateway did not start again: ${(err as Error).message}; npm run stack -- restart gateway`);
         return 'gateway did not start (see warning)';
       }
     });

@@ -32,7 +32,7 @@ export async function startOperatorTestStack(patch: (doc: ReturnType<typeof pars
   try {
     const ports = handle.ports;
     doc.setIn(['config', 'replyx:backend', 'port'], ports.backend);
-    doc.setIn(['config', 'replyx:gateway', 'port'], ports['ws-gateway']);
+    doc.setIn(['config', 'replyx:gateway', 'port'], ports.gateway);
     doc.setIn(['config', 'replyx:nginx', 'port'], ports.nginx);
     doc.setIn(['config', 'replyx:redis', 'port'], ports.redis);
     doc.setIn(['config', 'replyx:postgres', 'port'], ports.postgres);

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ReplyxError } from '../../errors.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
+import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
 import { freePorts } from './ports.js';
@@ -40,11 +41,15 @@ interface StackStateFile {
 const stateFile = (stateDir: string) => path.join(stateDir, 'state.json');
 
 async function readStateFile(stateDir: string): Promise<StackStateFile | undefined> {
+  let state: StackStateFile;
   try {
-    return JSON.parse(await readFile(stateFile(stateDir), 'utf8')) as StackStateFile;
+    state = JSON.parse(await readFile(stateFile(stateDir), 'utf8')) as StackStateFile;
   } catch {
     return undefined;
   }
+  // A stack started before the services took their topology names recorded `ws-gateway`.
+  const ports = Object.fromEntries(Object.entries(state.ports ?? {}).map(([name, port]) => [canonicalServiceName(name) ?? name, port])) as LocalPorts;
+  return { ...state, ports };
 }
 
 /** Writes the rendered nginx config of a plan into its prefix dir. */
@@ -199,10 +204,10 @@ export interface LocalStackHandle {
   readonly secrets: LocalSecrets;
   readonly tokens: DemoTokens;
   readonly dir: string;
-  /** Log file of a service (gateway logs carry `WEBSOCKET_4003_ERROR` etc.). */
-  logFile(name: LocalServiceName): string;
+  /** Log file of a service (gateway logs carry `WEBSOCKET_4003_ERROR` etc.); aliases such as `ws-gateway` work too. */
+  logFile(name: LocalServiceName | ServiceAlias): string;
   /** Restarts one service; the gateway drains (4200) before it stops. */
-  restart(name: LocalServiceName): Promise<void>;
+  restart(name: LocalServiceName | ServiceAlias): Promise<void>;
   /** Stops everything and removes the temp dir (if it created one). */
   stop(): Promise<void>;
 }
@@ -284,7 +289,7 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     await stop().catch(() => undefined);
     throw err;
   }
-  const tokens = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports['ws-gateway'] }, secrets.debugToken);
+  const tokens = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway }, secrets.debugToken);
   return {
     plan,
     topology: plan.topology,
@@ -293,9 +298,9 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     secrets,
     tokens,
     dir,
-    logFile: (name) => plan.services.find((s) => s.name === name)?.logFile ?? '',
+    logFile: (name) => plan.services.find((s) => s.name === canonicalServiceName(name))?.logFile ?? '',
     async restart(name) {
-      await restartPlanService(plan, name, log);
+      await restartPlanService(plan, canonicalServiceName(name)!, log);
       await remember();
     },
     stop,

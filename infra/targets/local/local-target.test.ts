@@ -22,17 +22,17 @@ describe('planLocalStack', () => {
   it('plans the five services with the topology ports, in dependency order', () => {
     const plan = planLocalStack(local(), opts);
     expect(startOrder(plan.services).map((s) => s.name)).toEqual([...LOCAL_SERVICES]);
-    expect(plan.ports).toEqual({ postgres: 5433, redis: 6380, backend: 8000, 'ws-gateway': 8001, nginx: 8080 });
+    expect(plan.ports).toEqual({ postgres: 5433, redis: 6380, backend: 8000, gateway: 8001, nginx: 8080 });
     expect(plan.urls.public).toBe('http://localhost:8080');
-    expect(plan.services.find((s) => s.name === 'nginx')!.dependsOn).toEqual(['backend', 'ws-gateway']);
-    expect(startWaves(plan.services).map((w) => w.map((s) => s.name))).toEqual([['postgres', 'redis'], ['backend', 'ws-gateway'], ['nginx']]);
+    expect(plan.services.find((s) => s.name === 'nginx')!.dependsOn).toEqual(['backend', 'gateway']);
+    expect(startWaves(plan.services).map((w) => w.map((s) => s.name))).toEqual([['postgres', 'redis'], ['backend', 'gateway'], ['nginx']]);
     expect(plan.services.map((s) => s.displayName)).toEqual(['replyx-postgres', 'replyx-redis', 'replyx-backend', 'replyx-ws-gateway', 'replyx-nginx']);
   });
 
   it('passes the contract env to backend and gateway, as argv arrays', () => {
     const plan = planLocalStack(local({ backend: { workers: 2 }, gateway: { heartbeatMs: 10_000, drainWindowMs: 700 } }), opts);
     const backend = plan.services.find((s) => s.name === 'backend')!;
-    const gateway = plan.services.find((s) => s.name === 'ws-gateway')!;
+    const gateway = plan.services.find((s) => s.name === 'gateway')!;
     expect(backend.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'examples/backend/src/main.ts']);
     expect(backend.env).toMatchObject({ PORT: '8000', BACKEND_WORKERS: '2', UVICORN_WORKERS: '2', DATABASE_URL: 'postgres://replyx@127.0.0.1:5433/replyx', REDIS_URL: 'redis://127.0.0.1:6380', JWT_SECRET: secrets.jwtSecret });
     expect(gateway.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'gateway/src/main.ts']);
@@ -44,7 +44,7 @@ describe('planLocalStack', () => {
   });
 
   it('applies port overrides to the plan and to the topology nginx is rendered from', () => {
-    const ports = { postgres: 41001, redis: 41002, backend: 41003, 'ws-gateway': 41004, nginx: 41005 };
+    const ports = { postgres: 41001, redis: 41002, backend: 41003, gateway: 41004, nginx: 41005 };
     const plan = planLocalStack(local(), { ...opts, ports });
     expect(plan.ports).toEqual(ports);
     expect(plan.topology.nginx.port).toBe(41005);

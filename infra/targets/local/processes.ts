@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import { ReplyxError } from '../../errors.js';
+import { redisServerArgs } from '../../render/service-env.js';
+import { redisSchema } from '../../topology/index.js';
 import { isPortOpen, waitUntil } from './ports.js';
 
 // Starts the stack's OS services (Redis, Postgres, nginx) as plain child processes. Used by the
@@ -30,6 +32,9 @@ export interface StartOptions {
   /** How long to wait for the service to become ready. */
   readonly readyTimeoutMs?: number;
 }
+
+/** maxmemory of a Redis started without a topology (tests, benchmarks): the schema's default. */
+const DEFAULT_REDIS_MAXMEMORY_MB = redisSchema.parse({}).maxmemoryMb;
 
 const isRoot = () => process.getuid?.() === 0;
 const execFileAsync = promisify(execFile);
@@ -167,18 +172,16 @@ export async function redisCommand(port: number, command: string, host = '127.0.
   });
 }
 
-/** The redis-server arguments (pure): 127.0.0.1 only, no persistence, bounded memory. */
+/** The redis-server arguments (pure): the rendered server settings, 127.0.0.1 only, no persistence. */
 export function redisArgs(opts: { dir: string; port: number; maxmemoryMb?: number }): string[] {
   return [
-    '--port', String(opts.port),
+    ...redisServerArgs({ port: opts.port, maxmemoryMb: opts.maxmemoryMb ?? DEFAULT_REDIS_MAXMEMORY_MB }),
     '--bind', '127.0.0.1',
     '--dir', opts.dir,
     '--save', '',
     '--appendonly', 'no',
     '--protected-mode', 'yes',
     '--daemonize', 'no',
-    '--maxmemory', `${opts.maxmemoryMb ?? 256}mb`,
-    '--maxmemory-policy', 'volatile-lru',
   ];
 }
 
