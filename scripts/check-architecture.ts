@@ -7,7 +7,7 @@ import { renderNginxConfig } from '../infra/render/nginx.js';
 import { COMMON_HELP, formatTable, isMain, parseFlags, runScript } from './operator/cli.js';
 import { resolveContext, type StackContext } from './operator/context.js';
 import { collectLiveState, probeCredentials } from './operator/live-state.js';
-import { zxRunner, type CommandRunner } from './operator/runner.js';
+import { runCommand, type CommandRunner } from '../infra/processes/run.js';
 
 const HELP = `Usage: npm run check -- [--static-only] [options]
 
@@ -36,7 +36,7 @@ export async function runCheck(ctx: StackContext, options: { staticOnly?: boolea
   const nginx = renderNginxConfig(ctx.topology, ctx.target, ctx.local ? { prefixDir: ctx.local.plan.nginxPrefixDir } : {});
   const results: RuleResult[] = checkStaticArchitecture(ctx.topology, nginx);
   if (!options.staticOnly) {
-    const live = ctx.target === 'aws' ? {} : await collectLiveState(ctx, await probeCredentials(ctx), options.run ?? zxRunner);
+    const live = ctx.target === 'aws' ? {} : await collectLiveState(ctx, await probeCredentials(ctx), options.run ?? runCommand);
     results.push(
       ...evaluateLiveRules(ctx.topology, live).map((r) =>
         ctx.target === 'aws' && r.status === 'skip' ? { ...r, detail: 'aws: live rules need the stack inside the VPC; use --static-only and the ECS console' } : r,

@@ -12,7 +12,7 @@ import { dockerRollbackCommands, rollbackDocker, type DockerRollbackOptions } fr
 import { historyFile, lastEntry, popHistory, pushHistory, readHistory, writeAtomic, type HistoryEntry } from './operator/rollback-history.js';
 import { rollbackLocal, topologyOfText, type LocalRollbackOptions } from './operator/rollback-local.js';
 import { changeFromFlags, editStackText, planRollback, stateOf, type RollbackChange, type RollbackPlan, type RollbackState } from './operator/rollback-plan.js';
-import { zxRunner, type CommandRunner } from './operator/runner.js';
+import { runCommand, type CommandRunner } from '../infra/processes/run.js';
 import { StepRunner, type StepRecord } from './operator/steps.js';
 
 const HELP = `Usage: npm run rollback -- (--ws-to backend|gateway | --backend-workers N | both | --undo) [--dry-run] [options]
@@ -106,7 +106,7 @@ async function dryRun(ctx: StackContext, plan: RollbackPlan, change: RollbackCha
 /** Runs a rollback on a resolved stack; throws a ReplyxError when it fails (after restoring). */
 export async function runRollback(ctx: StackContext, change: RollbackChange | 'undo', options: RollbackRunOptions = {}): Promise<RollbackReport> {
   const print = options.print ?? ((l: string) => console.log(l));
-  const run = options.run ?? zxRunner;
+  const run = options.run ?? runCommand;
   const { text: toText } = await targetText(ctx, change);
   const from = stateOf(ctx.topology);
   const to = stateOf(topologyOfText(ctx, toText));

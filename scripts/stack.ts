@@ -2,9 +2,9 @@
 // `npm start` / `npm stop` / `npm run stack -- <command>`: the local stack as processes
 // (Postgres, Redis, backend, gateway, nginx), state in .stack/. Like `docker compose up -d`,
 // `up` returns once everything is healthy.
-import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { $ } from 'zx';
+import { lastLines } from '../infra/processes/log-tail.js';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
 import { parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
 import type { ServiceName } from '../infra/topology/index.js';
@@ -122,18 +122,16 @@ async function main(argv: string[]): Promise<number> {
       const { plan } = await loadDevPlan({ stack });
       const file = plan.services.find((s) => s.name === svc)!.logFile;
       if (values.follow) {
-        const child = spawn('tail', ['-n', String(lines), '-F', file], { stdio: 'inherit' });
-        return new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 0)));
+        const tail = await $({ stdio: 'inherit', nothrow: true })`tail -n ${String(lines)} -F ${file}`;
+        return tail.exitCode ?? 0;
       }
-      let text: string;
+      let text: string[];
       try {
-        text = await readFile(file, 'utf8');
+        text = await lastLines(file, lines === 0 ? Infinity : lines);
       } catch {
         throw new ReplyxError('RPX_NO_LOG', `${svc} has no log yet (${file})`, 'start the stack with npm start');
       }
-      const all = text.split('\n');
-      if (all.at(-1) === '') all.pop();
-      console.log(all.slice(-lines || all.length).join('\n'));
+      console.log(text.join('\n'));
       return 0;
     }
     case 'restart': {

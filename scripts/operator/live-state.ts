@@ -6,7 +6,7 @@ import type { LiveState, Probe } from '../../infra/rules/index.js';
 import { topologyChecksum } from '../../infra/topology/index.js';
 import type { StackContext } from './context.js';
 import { httpGet, httpJson, postgresPing, redisPing, tailFile, wsFirstFrame } from './probes.js';
-import type { CommandRunner } from './runner.js';
+import type { CommandRunner } from '../../infra/processes/run.js';
 
 // Observes a running stack for the live rules. Local: files, pids and ports of the state dir.
 // Docker: the same questions asked through `docker exec`/`docker logs` (argv arrays).

@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import pg from 'pg';
+import { lastLines } from '../../infra/processes/log-tail.js';
 import WebSocket from 'ws';
 import { redisCommand } from '../../infra/targets/local/processes.js';
 import type { Probe } from '../../infra/rules/index.js';
@@ -89,8 +89,7 @@ export async function postgresPing(url: string, timeoutMs = PROBE_TIMEOUT_MS): P
 /** The last `lines` lines of a text file. */
 export async function tailFile(file: string, lines = 2000): Promise<Probe<string[]>> {
   try {
-    const text = await readFile(file, 'utf8');
-    return { ok: true, value: text.split('\n').filter((l) => l.length > 0).slice(-lines) };
+    return { ok: true, value: await lastLines(file, lines) };
   } catch (err) {
     return { ok: false, error: errorText(err) };
   }

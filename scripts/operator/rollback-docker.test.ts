@@ -8,7 +8,7 @@ import { topologyChecksum, topologyFromStackText } from '../../infra/topology/in
 import { resolveContext, type StackContext } from './context.js';
 import { runRollback } from '../rollback.js';
 import { collectLiveState } from './live-state.js';
-import type { CommandResult, CommandRunner } from './runner.js';
+import type { CommandResult, CommandRunner } from '../../infra/processes/run.js';
 
 // The docker target with the Docker daemon and Pulumi mocked: a recording runner answers the
 // argv arrays; files are real (a temp project with the bind-mounted nginx directory).

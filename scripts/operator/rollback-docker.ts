@@ -9,7 +9,7 @@ import type { ProbeCredentials } from './live-state.js';
 import { planRollback, pulumiConfigSetArgv, stateOf, type RollbackChange, type RollbackPlan } from './rollback-plan.js';
 import { writeAtomic } from './rollback-history.js';
 import { persistStackChange } from './rollback-persist.js';
-import { runChecked, type CommandRunner } from './runner.js';
+import { runChecked, type CommandRunner } from '../../infra/processes/run.js';
 import type { StepRunner } from './steps.js';
 
 // The docker target's rollback, as argv arrays against the Docker daemon: the rendered config

@@ -17,7 +17,7 @@ import { planRollback, stateOf, type RollbackChange, type RollbackPlan } from '.
 import { persistStackChange } from './rollback-persist.js';
 import { writeAtomic } from './rollback-history.js';
 import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
-import type { CommandRunner } from './runner.js';
+import type { CommandRunner } from '../../infra/processes/run.js';
 import type { StepRunner } from './steps.js';
 
 // The local target's rollback: nginx config swapped atomically and reloaded with SIGHUP, the

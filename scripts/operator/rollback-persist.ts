@@ -3,7 +3,7 @@ import { findBinary } from '../../infra/targets/local/processes.js';
 import type { StackContext } from './context.js';
 import { writeAtomic } from './rollback-history.js';
 import { pulumiConfigSetArgv, type RollbackChange } from './rollback-plan.js';
-import type { CommandRunner } from './runner.js';
+import type { CommandRunner } from '../../infra/processes/run.js';
 
 /**
  * Persists a rollback in the stack config so the next `pulumi up`/`npm start` keeps it: with the

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { ReplyxError } from '../../errors.js';
+import { createCommandRunner, type CommandResult, type CommandRunner } from '../../processes/run.js';
 import { CONFIG_NAMESPACE, type WsRoute } from '../../topology/index.js';
 import { AWS_SERVICES, type AwsServiceName } from './tasks.js';
 
@@ -171,42 +171,10 @@ export function parseServiceRollouts(json: string, targets: AwsRolloutTargets): 
   });
 }
 
-/** Result of one command: exit code and captured output. */
-export interface CommandResult {
-  readonly exitCode: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+export type { CommandResult, CommandRunner };
 
-/** Runs an argv array; `stream` also forwards output to this process's terminal (for `pulumi up`). */
-export type CommandRunner = (argv: readonly string[], options?: { readonly stream?: boolean }) => Promise<CommandResult>;
-
-/** The default runner: spawns argv[0] with the rest as arguments (no shell). */
-export const runCommand: CommandRunner = (argv, options = {}) =>
-  new Promise((resolve, reject) => {
-    const [command, ...args] = argv;
-    if (command === undefined) {
-      reject(new Error('empty command'));
-      return;
-    }
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (options.stream) process.stdout.write(chunk);
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (options.stream) process.stderr.write(chunk);
-    });
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') {
-        reject(new ReplyxError('RPX_AWS_CLI_MISSING', `${command} is not installed or not on PATH`, command === 'aws' ? 'install the AWS CLI v2 and configure credentials (aws configure)' : 'install the Pulumi CLI (https://www.pulumi.com/docs/install/)', { cause: err }));
-      } else reject(err);
-    });
-    child.on('close', (code) => resolve({ exitCode: code ?? 1, stdout, stderr }));
-  });
+/** The AWS rollback's runner: a missing `pulumi` or `aws` is RPX_AWS_CLI_MISSING. */
+export const runCommand: CommandRunner = createCommandRunner('RPX_AWS_CLI_MISSING');
 
 /** One executed step, for the script's step-by-step output. */
 export interface RollbackStep {
