@@ -3,8 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_DIR } from '../infra/targets/local/local-stack.js';
-import { startOperatorTestStack, type OperatorTestStack } from '../scripts/operator/test-stack.js';
+import { REPO_DIR } from '../infra/operate/stack.js';
+import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
 
 // Runbooks are executable documentation: every command in a ```bash local fence runs, in
 // order, against a real local stack (free ports, temp dirs), so a stale command, path or flag

@@ -2,11 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAdminToken } from '../examples/backend/src/demo.js';
 import { waitUntil } from '../infra/targets/local/ports.js';
-import { resolveContext } from './operator/context.js';
-import { listener, runOperatorScript, type Listener } from './operator/live-clients.js';
-import { startOperatorTestStack, type OperatorTestStack } from './operator/test-stack.js';
-import { runRollback } from './rollback.js';
-import { readHistory, historyFile } from './operator/rollback-history.js';
+import { readHistory, historyFile } from '../infra/operate/rollback/history.js';
+import { runRollback } from '../infra/operate/rollback/run.js';
+import { resolveContext } from '../infra/operate/stack.js';
+import { listener, runOperatorScript, type Listener } from '../test/live-clients.js';
+import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
 import { isReplyxError } from '../infra/errors.js';
 
 // The operator scripts against a real local stack (Postgres, Redis, backend, gateway, nginx on

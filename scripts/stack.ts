@@ -7,7 +7,7 @@ import { $ } from 'zx';
 import { lastLines } from '../infra/processes/log-tail.js';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
 import { parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
-import type { ServiceName } from '../infra/topology/index.js';
+import { isStackName, type ServiceName } from '../infra/topology/index.js';
 
 const LOCAL_SERVICES = SERVICE_NAMES;
 const ALIASES = Object.entries(SERVICE_ALIASES).map(([alias, name]) => `${alias} = ${name}`).join(', ');
@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const stack = values.stack;
-  if (stack !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
+  if (stack !== undefined && !isStackName(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
   if (!['logs', 'restart'].includes(command) && positionals.length > 0) usageError(`unexpected argument "${positionals[0]}"`, command);
 
   const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, upDevStack } = await import('../infra/targets/local/local-stack.js');

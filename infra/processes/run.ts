@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { chown, open } from 'node:fs/promises';
+import path from 'node:path';
 import { execa, type Options } from 'execa';
 import { ReplyxError } from '../errors.js';
 
@@ -131,3 +133,19 @@ export async function startLogged(argv: readonly string[], options: StartLoggedO
     await log.close();
   }
 }
+
+/** Resolves an OS binary, searching PATH and Debian's versioned Postgres directory. */
+export function findBinary(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? '').split(':');
+  dirs.push('/usr/sbin', '/usr/local/sbin', '/sbin');
+  for (const dir of dirs) {
+    const candidate = path.join(dir, name);
+    if (existsSync(candidate)) return candidate;
+  }
+  for (const v of ['17', '16', '15', '14', '13']) {
+    const candidate = `/usr/lib/postgresql/${v}/bin/${name}`;
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+

@@ -1,8 +1,8 @@
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ReplyxError } from '../../errors.js';
+import { REPO_DIR, stateDirFor } from '../../operate/stack.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
@@ -16,23 +16,13 @@ import { assertPortFree, serviceState, startService, stopService, type ServiceSt
 // .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
 // plan and supervisor.
 
-/** Repository root (node services run from here). */
-export const REPO_DIR = fileURLToPath(new URL('../../../', import.meta.url));
-
-/** Where `npm start` keeps its state. */
-export const DEFAULT_STATE_DIR = path.join(REPO_DIR, '.stack');
-
-/** The state dir of a developer stack: `.stack/` for "local", `.stack/<name>/` for any other stack file. */
-export function stateDirFor(opts: { stack?: string; stateDir?: string }): string {
-  if (opts.stateDir) return opts.stateDir;
-  const stack = opts.stack ?? 'local';
-  return stack === 'local' ? DEFAULT_STATE_DIR : path.join(DEFAULT_STATE_DIR, stack);
-}
+export { REPO_DIR, stateDirFor };
 
 /** Receives one progress line. */
 export type ProgressLog = (line: string) => void;
 
-interface StackStateFile {
+/** The state file `npm start` writes. */
+export interface StackStateFile {
   readonly stack: string;
   readonly ports: LocalPorts;
   readonly startedAt: string;
@@ -40,7 +30,8 @@ interface StackStateFile {
 
 const stateFile = (stateDir: string) => path.join(stateDir, 'state.json');
 
-async function readStateFile(stateDir: string): Promise<StackStateFile | undefined> {
+/** What `npm start` recorded in a state directory (ports by service), or undefined when it is not running. */
+export async function readStateFile(stateDir: string): Promise<StackStateFile | undefined> {
   let state: StackStateFile;
   try {
     state = JSON.parse(await readFile(stateFile(stateDir), 'utf8')) as StackStateFile;
@@ -136,7 +127,7 @@ export interface DevStackOptions {
 /** Loads the stack file, secrets and (if running) the recorded ports, and plans the stack. */
 export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Promise<{ plan: LocalStackPlan; secrets: LocalSecrets; stackFile: string; running: boolean }> {
   const repoDir = opts.repoDir ?? REPO_DIR;
-  const stateDir = stateDirFor(opts);
+  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
   const stack = opts.stack ?? 'local';
   const stackFile = stackFilePath(repoDir, stack);
   const { topology, warnings } = await loadTopologyFromStackFile(stackFile);
@@ -152,7 +143,7 @@ export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Pro
 
 /** `npm start`: starts what is not running and records the ports; resolves with the plan. */
 export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promise<LocalStackPlan> {
-  const stateDir = stateDirFor(opts);
+  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
   await mkdir(stateDir, { recursive: true });
   // Postgres runs as the postgres user and must be able to walk into .stack/.
   await chmod(stateDir, 0o755);
@@ -167,7 +158,7 @@ export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promi
 
 /** `npm stop`: stops every service, nginx first. */
 export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Promise<void> {
-  const stateDir = stateDirFor(opts);
+  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
   const { plan } = await loadDevPlan(opts);
   await stopPlan(plan, log);
   await rm(stateFile(stateDir), { force: true });

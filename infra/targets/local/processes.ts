@@ -1,9 +1,10 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
 import { execa, execaSync } from 'execa';
 import { ReplyxError } from '../../errors.js';
+import { redisCommand } from '../../operate/probes.js';
+import { findBinary } from '../../processes/run.js';
 import { logExcerpt } from '../../processes/log-tail.js';
 import { startLogged, type LoggedProcess } from '../../processes/run.js';
 import { redisServerArgs } from '../../render/service-env.js';
@@ -39,20 +40,7 @@ const DEFAULT_REDIS_MAXMEMORY_MB = redisSchema.parse({}).maxmemoryMb;
 
 const isRoot = () => process.getuid?.() === 0;
 
-/** Resolves an OS binary, searching PATH and Debian's versioned Postgres directory. */
-export function findBinary(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(':');
-  dirs.push('/usr/sbin', '/usr/local/sbin', '/sbin');
-  for (const dir of dirs) {
-    const candidate = path.join(dir, name);
-    if (existsSync(candidate)) return candidate;
-  }
-  for (const v of ['17', '16', '15', '14', '13']) {
-    const candidate = `/usr/lib/postgresql/${v}/bin/${name}`;
-    if (existsSync(candidate)) return candidate;
-  }
-  return undefined;
-}
+export { findBinary };
 
 const debianPackage: Record<string, string> = {
   'redis-server': 'redis-server',
@@ -131,23 +119,6 @@ async function failedToStart(name: string, child: LoggedProcess, port: number, l
     `${name} did not become ready on 127.0.0.1:${port}${portTaken ? ' (the port is taken by another process)' : ''}; log: ${await logExcerpt(logFile)}`,
     portTaken ? `free port ${port} or choose another in the stack file` : `read ${logFile} for the cause`,
   );
-}
-
-/** Sends one inline Redis command and resolves with the raw reply line. */
-export async function redisCommand(port: number, command: string, host = '127.0.0.1'): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host });
-    socket.setTimeout(1000, () => {
-      socket.destroy();
-      reject(new Error('redis: timeout'));
-    });
-    socket.once('error', reject);
-    socket.once('connect', () => socket.write(`${command}\r\n`));
-    socket.once('data', (buf) => {
-      socket.end();
-      resolve(buf.toString('utf8').trim());
-    });
-  });
 }
 
 /** The redis-server arguments (pure): the rendered server settings, 127.0.0.1 only, no persistence. */

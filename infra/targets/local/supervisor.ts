@@ -8,7 +8,8 @@ import { startLogged } from '../../processes/run.js';
 import type { ProcessSpec } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
 import { isPortOpen, waitUntil } from './ports.js';
-import { redisCommand, startNginx, startPostgres, startRedis, stopPid } from './processes.js';
+import { redisCommand } from '../../operate/probes.js';
+import { startNginx, startPostgres, startRedis, stopPid } from './processes.js';
 
 // The thin process manager: runs one ProcessSpec detached, records its pid, waits for its
 // ready probe, stops it, and tells whether it is running and healthy. All policy (ports,

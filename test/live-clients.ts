@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import WebSocket from 'ws';
-import { REPO_DIR } from '../../infra/targets/local/local-stack.js';
+import { REPO_DIR } from '../infra/operate/stack.js';
 
 // Test support for the live operator tests: listeners that reconnect like a real client (and
 // remember which server answered), a publisher, and a way to run the operator scripts as the

@@ -1,8 +1,8 @@
+import net from 'node:net';
 import pg from 'pg';
-import { lastLines } from '../../infra/processes/log-tail.js';
+import { lastLines } from '../processes/log-tail.js';
 import WebSocket from 'ws';
-import { redisCommand } from '../../infra/targets/local/processes.js';
-import type { Probe } from '../../infra/rules/index.js';
+import type { Probe } from '../rules/index.js';
 
 // Small live probes with timeouts. Each resolves with a Probe (value or error text) and never
 // throws, so one dead service shows up as one failed row instead of aborting the whole check.
@@ -59,6 +59,23 @@ export async function wsFirstFrame(url: string, headers: Record<string, string> 
     ws.on('unexpected-response', (_req, res) => done({ ok: false, error: `handshake answered HTTP ${res.statusCode}` }));
     ws.on('close', (code, reason) => done({ ok: false, error: `closed with ${code} ${String(reason)}` }));
     ws.on('error', (err) => done({ ok: false, error: errorText(err) }));
+  });
+}
+
+/** Sends one inline Redis command and resolves with the raw reply line. */
+export async function redisCommand(port: number, command: string, host = '127.0.0.1'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host });
+    socket.setTimeout(1000, () => {
+      socket.destroy();
+      reject(new Error('redis: timeout'));
+    });
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(`${command}\r\n`));
+    socket.once('data', (buf) => {
+      socket.end();
+      resolve(buf.toString('utf8').trim());
+    });
   });
 }
 
