@@ -17,6 +17,16 @@ export interface StackEndpoints {
   readonly ws: string;
 }
 
+/** The endpoints of a stack whose services publish their topology ports on this machine. */
+export function loopbackEndpoints(topology: Pick<Topology, 'nginx' | 'backend' | 'gateway'>): StackEndpoints {
+  return {
+    nginx: `http://127.0.0.1:${topology.nginx.port}`,
+    backend: `http://127.0.0.1:${topology.backend.port}`,
+    gateway: `http://127.0.0.1:${topology.gateway.port}`,
+    ws: `ws://127.0.0.1:${topology.nginx.port}`,
+  };
+}
+
 /** Where a stack answers and what its pieces are called, for probes, status lines and fixes. */
 export interface TargetDescription {
   readonly endpoints: StackEndpoints;

@@ -5,7 +5,7 @@ import { writeAtomic } from '../../operate/rollback/history.js';
 import type { RollbackChange, RollbackPlan } from '../../operate/rollback/plan.js';
 import type { StackFile } from '../../operate/stack.js';
 import type { StepRunner } from '../../operate/steps.js';
-import type { ApplyOptions, ApplyOutcome, TargetDescription, TargetSurface } from '../../operate/surface.js';
+import { loopbackEndpoints, type ApplyOptions, type ApplyOutcome, type TargetDescription, type TargetSurface } from '../../operate/surface.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { awsServiceDiscoveryNames } from '../../render/service-hosts.js';
 import { topologyFromStackText, type Topology } from '../../topology/index.js';
@@ -24,12 +24,7 @@ export function awsSurface(file: StackFile): TargetSurface {
   const t = file.fileTopology;
   const discovery = awsServiceDiscoveryNames(t);
   const description: TargetDescription = {
-    endpoints: {
-      nginx: `http://127.0.0.1:${t.nginx.port}`,
-      backend: `http://127.0.0.1:${t.backend.port}`,
-      gateway: `http://127.0.0.1:${t.gateway.port}`,
-      ws: `ws://127.0.0.1:${t.nginx.port}`,
-    },
+    endpoints: loopbackEndpoints(t),
     displayNames: { backend: CONTAINER_NAMES.backend, gateway: CONTAINER_NAMES.gateway, nginx: CONTAINER_NAMES.nginx, redis: `${discovery.namespace} ElastiCache`, postgres: `${discovery.namespace} RDS` },
     stateDir: path.join(file.projectDir, '.stack'),
     liveUnavailable: LIVE_UNAVAILABLE,

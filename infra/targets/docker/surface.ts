@@ -3,7 +3,7 @@ import { credentialsFromEnv } from '../../operate/live-state.js';
 import { describeSteps, pulumiUpArgv, type RollbackChange, type RollbackPlan } from '../../operate/rollback/plan.js';
 import type { StackContext, StackFile } from '../../operate/stack.js';
 import type { StepRunner } from '../../operate/steps.js';
-import type { ApplyOptions, ApplyOutcome, TargetDescription, TargetObservation, TargetSurface } from '../../operate/surface.js';
+import { loopbackEndpoints, type ApplyOptions, type ApplyOutcome, type TargetDescription, type TargetObservation, type TargetSurface } from '../../operate/surface.js';
 import type { CommandRunner } from '../../processes/run.js';
 import { readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
@@ -36,12 +36,7 @@ export function dockerSurface(file: StackFile): TargetSurface {
   const containers = dockerContainerNames(t);
   const running: RunningDockerStack = { containers, hostConfigFile: plan.nginxConfig.hostFile, containerConfigFile: plan.nginxConfig.containerFile };
   const description: TargetDescription = {
-    endpoints: {
-      nginx: `http://127.0.0.1:${t.nginx.port}`,
-      backend: `http://127.0.0.1:${t.backend.port}`,
-      gateway: `http://127.0.0.1:${t.gateway.port}`,
-      ws: `ws://127.0.0.1:${t.nginx.port}`,
-    },
+    endpoints: loopbackEndpoints(t),
     displayNames: containers,
     stateDir: path.join(file.projectDir, '.stack'),
   };

@@ -6,7 +6,7 @@ import { postgresPing, redisPing, tailFile } from '../../operate/probes.js';
 import { describeSteps, type RollbackChange, type RollbackPlan } from '../../operate/rollback/plan.js';
 import { REPO_DIR, type StackContext, type StackFile } from '../../operate/stack.js';
 import type { StepRunner } from '../../operate/steps.js';
-import type { ApplyOptions, ApplyOutcome, TargetDescription, TargetObservation, TargetSurface } from '../../operate/surface.js';
+import { loopbackEndpoints, type ApplyOptions, type ApplyOutcome, type TargetDescription, type TargetObservation, type TargetSurface } from '../../operate/surface.js';
 import { readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
 import type { Probe } from '../../rules/index.js';
 import type { Topology } from '../../topology/index.js';
@@ -29,12 +29,7 @@ export async function localSurface(file: StackFile, stateDir: string): Promise<T
   const local: RunningLocalStack = { stateDir, secrets, plan };
   const t = plan.topology;
   const description: TargetDescription = {
-    endpoints: {
-      nginx: `http://127.0.0.1:${t.nginx.port}`,
-      backend: `http://127.0.0.1:${t.backend.port}`,
-      gateway: `http://127.0.0.1:${t.gateway.port}`,
-      ws: `ws://127.0.0.1:${t.nginx.port}`,
-    },
+    endpoints: loopbackEndpoints(t),
     displayNames: Object.fromEntries(plan.services.map((s) => [s.name, s.displayName])) as TargetDescription['displayNames'],
     stateDir,
   };
