@@ -109,8 +109,8 @@ export async function applyDockerChange(ctx: StackContext, d: RunningDockerStack
       swapped = true;
       return `${d.hostConfigFile} replaced (temp file + rename)`;
     });
-    await steps.run('reload', async () => (await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RELOAD', 'docker logs replyx-nginx'), cmds.reload.join(' ')));
-    if (cmds.drain) await steps.run('drain', async () => (await runChecked(options.run, cmds.drain!, 'RPX_ROLLBACK_DRAIN', 'docker logs the restarted container'), cmds.drain!.join(' ')));
+    await steps.run('reload', async () => (await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RELOAD', `docker logs ${d.containers.nginx}`), cmds.reload.join(' ')));
+    if (cmds.drain) await steps.run('drain', async () => (await runChecked(options.run, cmds.drain!, 'RPX_ROLLBACK_DRAIN', `docker logs ${cmds.drain!.at(-1)!}`), cmds.drain!.join(' ')));
     if (cmds.up) {
       // The container env comes from Pulumi: set the config first, then let `pulumi up` recreate the backend.
       await steps.run('restart backend', async () => {
@@ -125,7 +125,7 @@ export async function applyDockerChange(ctx: StackContext, d: RunningDockerStack
     options.print('  verification failed; restoring the previous nginx config');
     await steps.run('restore', async () => {
       await writeAtomic(d.hostConfigFile, oldConfig);
-      await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RESTORE_FAILED', 'docker exec replyx-nginx nginx -s reload by hand');
+      await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RESTORE_FAILED', `${cmds.reload.join(' ')} by hand`);
       return 'previous config back and reloaded';
     });
     throw new ReplyxError('RPX_ROLLBACK_VERIFY_FAILED', `rollback failed and was undone: ${(err as Error).message}`, 'the previous nginx config is running again and the stack file is unchanged; read the logs, then npm run check -- --target docker', { cause: err });

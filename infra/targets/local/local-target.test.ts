@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateTopology } from '../../topology/index.js';
 import { demoTokens, formatDemoTokens, shellQuote } from './demo-tokens.js';
@@ -13,7 +12,6 @@ import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
 import { freePorts } from './ports.js';
 
-const run = promisify(execFile);
 const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43) };
 const local = (input: Record<string, unknown> = {}) => validateTopology({ target: 'local', ...input }).topology;
 const opts = { stateDir: '/tmp/state', repoDir: '/repo', secrets, nodePath: '/usr/bin/node' };
@@ -125,7 +123,7 @@ describe('secrets and tokens', () => {
 });
 
 describe('scripts/stack.ts', () => {
-  const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'scripts/stack.ts', ...args], { cwd: path.resolve(import.meta.dirname, '../../..') });
+  const cli = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'scripts/stack.ts', ...args], { cwd: path.resolve(import.meta.dirname, '../../..'), stdin: 'ignore' });
 
   it('prints help for every command', async () => {
     const outs = await Promise.all(['up', 'down', 'status', 'logs', 'restart', 'tokens', ''].map((cmd) => cli(...(cmd ? [cmd] : []), '--help')));
@@ -135,9 +133,9 @@ describe('scripts/stack.ts', () => {
 
   it('rejects bad input with one RPX_USAGE line', async () => {
     const cases = [['status', '--bogus'], ['frobnicate'], ['logs'], ['logs', 'mysql'], ['restart', 'backend', 'extra'], ['tokens', '--stack', '../etc']];
-    const errs = await Promise.all(cases.map((args) => cli(...args).then(() => undefined, (e: unknown) => e as { code: number; stderr: string })));
+    const errs = await Promise.all(cases.map((args) => cli(...args).then(() => undefined, (e: unknown) => e as { exitCode: number; stderr: string })));
     for (const err of errs) {
-      expect(err?.code).toBe(1);
+      expect(err?.exitCode).toBe(1);
       expect(err!.stderr.trim().split('\n')).toHaveLength(1);
       expect(err!.stderr).toContain('RPX_USAGE');
     }
