@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { open, readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
+import { logExcerpt } from '../infra/processes/log-tail.js';
+import { startLogged, type LoggedProcess } from '../infra/processes/run.js';
 
 // Process plumbing for the benchmark: every server under test runs as its own OS process so its
 // memory and CPU can be read from /proc; these helpers start, measure and stop them.
@@ -73,26 +74,22 @@ export async function measure(pids: readonly number[]): Promise<{ rssBytes: numb
 export interface BenchProcess {
   readonly name: string;
   readonly pid: number;
-  readonly child: ChildProcess;
+  /** True while the process runs. */
+  running(): boolean;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Wraps a spawned child so it can be stopped and awaited exactly once. */
-export function benchProcess(name: string, child: ChildProcess): BenchProcess {
-  if (child.pid === undefined) throw new Error(`${name}: spawn failed`);
-  const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once('exit', () => resolve());
-  });
+/** Wraps a started process so it can be stopped and awaited exactly once. */
+export function benchProcess(name: string, child: LoggedProcess): BenchProcess {
   return {
     name,
     pid: child.pid,
-    child,
+    running: () => child.exited() === undefined,
     async stop(graceMs = 3000) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      if (child.exited() === undefined) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
+      await child.ended;
       clearTimeout(timer);
     },
   };
@@ -108,17 +105,11 @@ export interface SpawnLoggedOptions {
 
 /** Spawns a command (argv array, no shell) with output to a log file. */
 export async function spawnLogged(name: string, command: string, args: readonly string[], opts: SpawnLoggedOptions): Promise<BenchProcess> {
-  const log = await open(opts.logFile, 'a');
-  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', log.fd, log.fd] });
-  await log.close();
+  const child = await startLogged([command, ...args], { env: opts.env ?? process.env, logFile: opts.logFile, ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}) });
   return benchProcess(name, child);
 }
 
 /** Last lines of a log file, for error messages when a server fails to start. */
 export async function logTail(file: string, lines = 10): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
+  return logExcerpt(file, lines, '\n');
 }

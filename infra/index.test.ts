@@ -10,14 +10,14 @@ import { parseStackFile } from './topology/index.js';
 // The entrypoint must load under a real `pulumi up`: Pulumi's Node language host starts
 // `node <runtime.options.nodeargs> ...` and imports `main`. These tests start Node with exactly
 // the arguments from Pulumi.yaml and import the entrypoint through a harness that swaps the
-// engine for mocks (infra/test-harness/pulumi-entrypoint.ts).
+// engine for mocks (test/pulumi/entrypoint.ts).
 
 // Each case starts a Node process that transpiles the program: generous on a loaded machine.
 const SPAWN_TIMEOUT_MS = 120_000;
 
 const run = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, '..');
-const HARNESS = path.join(REPO, 'infra/test-harness/pulumi-entrypoint.ts');
+const HARNESS = path.join(REPO, 'test/pulumi/entrypoint.ts');
 
 interface Project {
   name: string;

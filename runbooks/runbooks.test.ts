@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_DIR } from '../infra/targets/local/local-stack.js';
-import { startOperatorTestStack, type OperatorTestStack } from '../scripts/operator/test-stack.js';
+import { REPO_DIR } from '../infra/operate/stack.js';
+import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
 
 // Runbooks are executable documentation: every command in a ```bash local fence runs, in
 // order, against a real local stack (free ports, temp dirs), so a stale command, path or flag
@@ -85,7 +85,7 @@ describe('runbooks (live: every `bash local` command against a running local sta
       REPLYX_STATE_DIR: stack.stateDir,
       REPLYX_NGINX_PORT: String(p.nginx),
       REPLYX_BACKEND_PORT: String(p.backend),
-      REPLYX_GATEWAY_PORT: String(p['ws-gateway']),
+      REPLYX_GATEWAY_PORT: String(p.gateway),
       REPLYX_REDIS_PORT: String(p.redis),
       REPLYX_POSTGRES_PORT: String(p.postgres),
     };
@@ -95,13 +95,11 @@ describe('runbooks (live: every `bash local` command against a running local sta
     await stack?.stop();
   }, 120_000);
 
-  const run = (command: string) =>
-    new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      // The runbook line is what an operator types into bash; run it the same way.
-      execFile('bash', ['-c', command], { cwd: REPO_DIR, env, timeout: 120_000, maxBuffer: 8 * 1024 * 1024 }, (error, out, err) => {
-        resolve({ code: error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0, out, err });
-      });
-    });
+  // The runbook line is what an operator types into bash; run it the same way.
+  const run = async (command: string) => {
+    const r = await execa('bash', ['-c', command], { cwd: REPO_DIR, env, extendEnv: false, timeout: 120_000, maxBuffer: 8 * 1024 * 1024, reject: false, stdin: 'ignore' });
+    return { code: r.exitCode ?? 1, out: r.stdout, err: r.stderr };
+  };
 
   it.each(RUNBOOKS)('%s: every local command runs', async (name) => {
     for (const command of fencedCommands(text(name), 'local')) {

@@ -2,12 +2,9 @@
 // `npm run check`: the architecture check. Static rules over the stack topology and the nginx
 // config rendered from it, then live rules over the running stack; prints a table of rule,
 // status, detail and fix, and exits non-zero when any rule fails.
-import { allPassed, checkStaticArchitecture, evaluateLiveRules, type RuleResult } from '../infra/rules/index.js';
-import { renderNginxConfig } from '../infra/render/nginx.js';
-import { COMMON_HELP, formatTable, isMain, parseFlags, runScript } from './operator/cli.js';
-import { resolveContext, type StackContext } from './operator/context.js';
-import { collectLiveState, probeCredentials } from './operator/live-state.js';
-import { zxRunner, type CommandRunner } from './operator/runner.js';
+import { runCheck, type CheckReport } from '../infra/operate/check.js';
+import { COMMON_HELP, formatTable, isMain, parseFlags, runScript } from '../infra/operate/cli.js';
+import { resolveContext } from '../infra/operate/stack.js';
 
 const HELP = `Usage: npm run check -- [--static-only] [options]
 
@@ -22,29 +19,6 @@ Options:
 ${COMMON_HELP}
 
 Docker/AWS: set REPLYX_ADMIN_TOKEN (operator JWT) and REPLYX_DEBUG_TOKEN for the /ws/ and debug probes.`;
-
-/** The outcome of a check run. */
-export interface CheckReport {
-  readonly target: string;
-  readonly stack: string;
-  readonly ok: boolean;
-  readonly results: readonly RuleResult[];
-}
-
-/** Runs the check on a resolved stack (used by the script, rollback verification and tests). */
-export async function runCheck(ctx: StackContext, options: { staticOnly?: boolean; run?: CommandRunner } = {}): Promise<CheckReport> {
-  const nginx = renderNginxConfig(ctx.topology, ctx.target, ctx.local ? { prefixDir: ctx.local.plan.nginxPrefixDir } : {});
-  const results: RuleResult[] = checkStaticArchitecture(ctx.topology, nginx);
-  if (!options.staticOnly) {
-    const live = ctx.target === 'aws' ? {} : await collectLiveState(ctx, await probeCredentials(ctx), options.run ?? zxRunner);
-    results.push(
-      ...evaluateLiveRules(ctx.topology, live).map((r) =>
-        ctx.target === 'aws' && r.status === 'skip' ? { ...r, detail: 'aws: live rules need the stack inside the VPC; use --static-only and the ECS console' } : r,
-      ),
-    );
-  }
-  return { target: ctx.target, stack: ctx.stack, ok: allPassed(results), results };
-}
 
 /** Renders a report as the table operators read. */
 export function formatCheckReport(report: CheckReport): string {

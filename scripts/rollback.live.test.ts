@@ -2,11 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAdminToken } from '../examples/backend/src/demo.js';
 import { waitUntil } from '../infra/targets/local/ports.js';
-import { resolveContext } from './operator/context.js';
-import { listener, runOperatorScript, type Listener } from './operator/live-clients.js';
-import { startOperatorTestStack, type OperatorTestStack } from './operator/test-stack.js';
-import { runRollback } from './rollback.js';
-import { readHistory, historyFile } from './operator/rollback-history.js';
+import { readHistory, historyFile } from '../infra/operate/rollback/history.js';
+import { runRollback } from '../infra/operate/rollback/run.js';
+import { resolveContext } from '../infra/operate/stack.js';
+import { listener, runOperatorScript, type Listener } from '../test/live-clients.js';
+import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
 import { isReplyxError } from '../infra/errors.js';
 
 // The operator scripts against a real local stack (Postgres, Redis, backend, gateway, nginx on
@@ -36,7 +36,7 @@ const flags = () => stack.flags;
 const onServer = (server: string) => waitUntil(async () => admin.server() === server && widget.server() === server, 20_000, 50);
 
 async function gatewayConnections(): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${stack.handle.ports['ws-gateway']}/api/debug/websocket/status`, { headers: { 'X-Debug-Token': stack.handle.secrets.debugToken } });
+  const res = await fetch(`http://127.0.0.1:${stack.handle.ports.gateway}/api/debug/websocket/status`, { headers: { 'X-Debug-Token': stack.handle.secrets.debugToken } });
   return ((await res.json()) as { connections: { total: number } }).connections.total;
 }
 
@@ -180,7 +180,7 @@ describe.sequential('operator scripts on a live local stack', () => {
     const watch = runOperatorScript('verify-health.ts', [...flags(), '--watch', '1', '--skip-probe'], 120_000);
     // Let a few healthy rounds pass, then take the gateway away.
     await new Promise((r) => setTimeout(r, 8000));
-    const pid = Number((await readFile(stack.handle.plan.services.find((x) => x.name === 'ws-gateway')!.pidFile, 'utf8')).trim());
+    const pid = Number((await readFile(stack.handle.plan.services.find((x) => x.name === 'gateway')!.pidFile, 'utf8')).trim());
     process.kill(pid, 'SIGKILL');
     const run = await watch;
     expect(run.code).toBe(1);

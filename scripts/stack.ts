@@ -1,15 +1,16 @@
 #!/usr/bin/env tsx
 // `npm start` / `npm stop` / `npm run stack -- <command>`: the local stack as processes
-// (Postgres, Redis, backend, ws-gateway, nginx), state in .stack/. Like `docker compose up -d`,
+// (Postgres, Redis, backend, gateway, nginx), state in .stack/. Like `docker compose up -d`,
 // `up` returns once everything is healthy.
-import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { $ } from 'zx';
+import { lastLines } from '../infra/processes/log-tail.js';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
-import type { LocalServiceName } from '../infra/targets/local/plan.js';
+import { parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
+import { isStackName, type ServiceName } from '../infra/topology/index.js';
 
-// Kept here rather than imported so `--help` and usage errors answer without loading the stack code.
-const LOCAL_SERVICES = ['postgres', 'redis', 'backend', 'ws-gateway', 'nginx'] as const;
+const LOCAL_SERVICES = SERVICE_NAMES;
+const ALIASES = Object.entries(SERVICE_ALIASES).map(([alias, name]) => `${alias} = ${name}`).join(', ');
 
 const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --help         show this help';
 
@@ -17,21 +18,21 @@ const HELP: Record<string, string> = {
   main: `Usage: npm run stack -- <command> [options]   (npm start = up, npm stop = down)
 
 Commands:
-  up                 start postgres, redis, backend, ws-gateway, nginx (idempotent) and print the URLs
+  up                 start postgres, redis, backend, gateway, nginx (idempotent) and print the URLs
   down               stop every service, nginx first
   status [--json]    service, pid, port, health
   logs SVC [-f]      print a service's log (-f follows it)
-  restart SVC        restart one service (ws-gateway drains its clients first)
+  restart SVC        restart one service (gateway drains its clients first)
   tokens [--json]    demo admin JWT, site tokens, widget origin and the seed's wscat/curl checks
 
-Services: ${LOCAL_SERVICES.join(', ')}
+Services: ${LOCAL_SERVICES.join(', ')} (also accepted: ${ALIASES})
 Options:
 ${COMMON}`,
   up: `Usage: npm start [-- --stack NAME]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs.\n${COMMON}`,
-  down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, ws-gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
+  down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port and health.\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's log. SVC: ${LOCAL_SERVICES.join(', ')}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines (default 100)\n${COMMON}`,
-  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service. Restarting backend leaves WebSockets alone; restarting ws-gateway\ncloses its clients with 4200 (they reconnect and resume with since=).\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
+  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service. Restarting backend leaves WebSockets alone; restarting gateway\ncloses its clients with 4200 (they reconnect and resume with since=).\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
   tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials and the seed's wscat/curl checks for this stack's ports.\n  --json         machine-readable output\n${COMMON}`,
 };
 
@@ -50,12 +51,11 @@ function usageError(message: string, command?: string): never {
   throw new ReplyxError('RPX_USAGE', message, `run npm run stack -- ${command ? `${command} ` : ''}--help`);
 }
 
-function serviceArg(positionals: string[], command: string): LocalServiceName {
+function serviceArg(positionals: string[], command: string): ServiceName {
   const svc = positionals[0];
   if (!svc) usageError(`${command} needs a service name (${LOCAL_SERVICES.join(', ')})`, command);
   if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, command);
-  if (!(LOCAL_SERVICES as readonly string[]).includes(svc)) usageError(`unknown service "${svc}"; use one of: ${LOCAL_SERVICES.join(', ')}`, command);
-  return svc as LocalServiceName;
+  return parseServiceName(svc, LOCAL_SERVICES, `run npm run stack -- ${command} --help`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const stack = values.stack;
-  if (stack !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
+  if (stack !== undefined && !isStackName(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
   if (!['logs', 'restart'].includes(command) && positionals.length > 0) usageError(`unexpected argument "${positionals[0]}"`, command);
 
   const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, upDevStack } = await import('../infra/targets/local/local-stack.js');
@@ -93,10 +93,10 @@ async function main(argv: string[]): Promise<number> {
       const plan = await upDevStack({ stack }, log);
       log('');
       const url = (u: string, what: string) => log(`  ${u.padEnd(34)} ${what}`);
-      url(plan.urls.public, `nginx: /api/ -> backend, /ws/ -> ${plan.topology.wsRoute === 'gateway' ? 'ws-gateway' : 'backend (legacy, pre-migration)'}`);
+      url(plan.urls.public, `nginx: /api/ -> backend, /ws/ -> ${plan.topology.wsRoute === 'gateway' ? 'gateway' : 'backend (legacy, pre-migration)'}`);
       url(`${plan.urls.ws}/ws/...`, 'WebSockets through nginx');
       url(`${plan.urls.backend}/health`, 'backend');
-      url(`${plan.urls.gateway}/health`, 'ws-gateway');
+      url(`${plan.urls.gateway}/health`, 'gateway');
       const flag = stack ? ` --stack ${stack}` : '';
       log(`Next: npm run stack -- tokens${flag}   (credentials and the seed's wscat/curl checks); npm stop${stack ? ` --${flag}` : ''}`);
       return 0;
@@ -122,18 +122,16 @@ async function main(argv: string[]): Promise<number> {
       const { plan } = await loadDevPlan({ stack });
       const file = plan.services.find((s) => s.name === svc)!.logFile;
       if (values.follow) {
-        const child = spawn('tail', ['-n', String(lines), '-F', file], { stdio: 'inherit' });
-        return new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 0)));
+        const tail = await $({ stdio: 'inherit', nothrow: true })`tail -n ${String(lines)} -F ${file}`;
+        return tail.exitCode ?? 0;
       }
-      let text: string;
+      let text: string[];
       try {
-        text = await readFile(file, 'utf8');
+        text = await lastLines(file, lines === 0 ? Infinity : lines);
       } catch {
         throw new ReplyxError('RPX_NO_LOG', `${svc} has no log yet (${file})`, 'start the stack with npm start');
       }
-      const all = text.split('\n');
-      if (all.at(-1) === '') all.pop();
-      console.log(all.slice(-lines || all.length).join('\n'));
+      console.log(text.join('\n'));
       return 0;
     }
     case 'restart': {
@@ -145,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
     case 'tokens': {
       const { demoTokens, formatDemoTokens } = await import('../infra/targets/local/demo-tokens.js');
       const { plan, secrets } = await loadDevPlan({ stack });
-      const t = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports['ws-gateway'] }, secrets.debugToken);
+      const t = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway }, secrets.debugToken);
       console.log(values.json ? JSON.stringify(t, null, 2) : formatDemoTokens(t));
       return 0;
     }

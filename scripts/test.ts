@@ -1,7 +1,7 @@
 #!/usr/bin/env tsx
 // `npm test`: makes sure the OS services the tests start are installed, then runs vitest with
 // both the human reporter and a JSON report (test-results/vitest.json) that CI counts from.
-import { spawnSync } from 'node:child_process';
+import { $ } from 'zx';
 import { formatErrorForCli } from '../infra/errors.js';
 import { ensureOsPackages } from '../infra/targets/local/os-packages.js';
 
@@ -12,5 +12,5 @@ try {
   process.exit(1);
 }
 const args = ['vitest', 'run', '--reporter=default', '--reporter=json', '--outputFile.json=test-results/vitest.json', ...process.argv.slice(2)];
-const result = spawnSync('npx', args, { stdio: 'inherit' });
-process.exit(result.status ?? 1);
+const result = await $({ stdio: 'inherit', nothrow: true })`npx ${args}`;
+process.exit(result.exitCode ?? 1);

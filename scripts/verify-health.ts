@@ -1,14 +1,14 @@
 #!/usr/bin/env tsx
 // `npm run health`: every /health, the gateway's debug endpoints and a synthetic admin+widget
 // delivery probe with its latency. `--watch SECONDS` repeats until the first failure.
-import { COMMON_HELP, formatTable, intFlag, isMain, parseFlags, runScript } from './operator/cli.js';
-import { resolveContext } from './operator/context.js';
-import { runHealth, type HealthReport } from './operator/health.js';
-import { probeCredentials } from './operator/live-state.js';
+import { COMMON_HELP, formatTable, intFlag, isMain, parseFlags, runScript } from '../infra/operate/cli.js';
+import { runHealth, type HealthReport } from '../infra/operate/health.js';
+import { probeCredentials } from '../infra/operate/live-state.js';
+import { resolveContext } from '../infra/operate/stack.js';
 
 const HELP = `Usage: npm run health -- [--watch SECONDS] [--probe-dialog N] [--skip-probe] [options]
 
-Checks nginx, backend and ws-gateway /health, the gateway's debug endpoints (status, sync), then
+Checks nginx, backend and gateway /health, the gateway's debug endpoints (status, sync), then
 runs the synthetic probe: an admin panel and a widget join one dialog through nginx, a message is
 sent through the backend API, and both must receive it (latency reported). Exit 1 on any failure.
 

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execaSync } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -48,8 +48,8 @@ function packageVersion(name: string): string {
 
 function commandVersion(command: string, args: readonly string[], pattern: RegExp): string {
   // Some tools (nginx -v) print their version on stderr: read both streams.
-  const r = spawnSync(command, args, { encoding: 'utf8' });
-  return pattern.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`)?.[1] ?? 'unknown';
+  const r = execaSync(command, args, { reject: false, stdin: 'ignore', all: true });
+  return pattern.exec(String(r.all ?? ''))?.[1] ?? 'unknown';
 }
 
 /** nginx's version, or "not installed". */
@@ -64,7 +64,7 @@ async function startNodeServer(name: string, entry: string, env: NodeJS.ProcessE
 }
 
 async function ready(proc: BenchProcess, probe: () => Promise<boolean>, timeoutMs: number, logFile: string): Promise<void> {
-  const ok = await waitUntil(async () => proc.child.exitCode === null && (await probe()), timeoutMs, 100);
+  const ok = await waitUntil(async () => proc.running() && (await probe()), timeoutMs, 100);
   if (ok) return;
   await proc.stop(1000);
   throw new Error(`${proc.name} did not become ready in ${timeoutMs} ms; log ${logFile}:\n${await logTail(logFile)}`);
@@ -219,8 +219,8 @@ export function ensurePushpin(log: (line: string) => void): boolean {
   log('installing pushpin (apt-get install -y pushpin)');
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
-    execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'pushpin'], { stdio: 'inherit', env });
+    execaSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    execaSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'pushpin'], { stdio: 'inherit', env });
   } catch (err) {
     log(`apt-get could not install pushpin (${(err as Error).message}): skipping it`);
   }

@@ -7,6 +7,7 @@ export {
   type SecretKey,
   topologyInputFromConfig,
   stackFilePath,
+  isStackName,
   parseStackFile,
   topologyFromStackText,
   loadTopologyFromStackFile,

@@ -29,6 +29,14 @@ export function topologyInputFromConfig(config: Readonly<Record<string, unknown>
   return input;
 }
 
+/** What Pulumi accepts as a stack name here: it names `Pulumi.<stack>.yaml`, so no path and no shell characters. */
+const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+/** True when `text` is a stack name (`dev`, `aws`, `prod-eu`). */
+export function isStackName(text: string): boolean {
+  return STACK_NAME.test(text);
+}
+
 /** Path of the stack file for a stack name, relative to a project directory. */
 export function stackFilePath(projectDir: string, stack: string): string {
   return path.join(projectDir, `Pulumi.${stack}.yaml`);

@@ -176,7 +176,7 @@ describe('planTaskDefinitions', () => {
   it('gives the gateway no DEBUG_TOKEN when none is configured', () => {
     const t = topo();
     expect(secretNamesOf(planTaskDefinitions(t, refs(t)).gateway.containerDefinitions[0]!)).not.toContain('DEBUG_TOKEN');
-    expect(secretEnvFor('gateway', {}).map((s) => s.env)).not.toContain('DEBUG_TOKEN');
+    expect(secretEnvFor(t, 'gateway', {}).map((s) => s.env)).not.toContain('DEBUG_TOKEN');
   });
 
   it('gives every container a /health check on its own port and awslogs in its own group', () => {

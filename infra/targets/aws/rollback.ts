@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
 import { ReplyxError, type ErrorCode } from '../../errors.js';
-import { CONFIG_NAMESPACE, type WsRoute } from '../../topology/index.js';
+import { createCommandRunner, type CommandResult, type CommandRunner } from '../../processes/run.js';
+import { CONFIG_NAMESPACE, isStackName, type WsRoute } from '../../topology/index.js';
+import { BACKEND_WORKERS_RANGE } from '../../topology/ranges.js';
 import { AWS_SERVICES, type AwsServiceName } from './tasks.js';
 
 // The rollback script's AWS path. Desired state lives in the stack config, so a rollback is:
@@ -31,22 +32,32 @@ export interface AwsRollbackPlan {
   readonly outputsCommand: readonly string[];
 }
 
-const STACK_NAME = /^[A-Za-z0-9_.\-/]{1,100}$/;
 
 function argsError(message: string, fix: string): ReplyxError {
   return new ReplyxError('RPX_AWS_ROLLBACK_ARGS', message, fix);
 }
 
+/** A pulumi argv for this project: `--cwd` last when a project directory is given. */
+export function pulumiArgv(args: readonly string[], projectDir?: string): string[] {
+  return ['pulumi', ...args, ...(projectDir !== undefined ? ['--cwd', projectDir] : [])];
+}
+
+/** The `pulumi up` that deploys an AWS stack (argv). */
+export function awsUpCommand(stack: string, projectDir?: string): string[] {
+  return pulumiArgv(['up', '--stack', stack, '--yes', '--non-interactive'], projectDir);
+}
+
 /** Plans an AWS rollback (pure): the `pulumi config set` commands for the change, `pulumi up`, and the outputs query. */
 export function planAwsRollback(input: AwsRollbackInput): AwsRollbackPlan {
   const { stack, wsRoute, backendWorkers } = input;
-  if (!STACK_NAME.test(stack)) throw argsError(`not a stack name: ${JSON.stringify(stack)}`, 'pass --stack with the name of your AWS stack, e.g. --stack aws');
+  if (!isStackName(stack)) throw argsError(`not a stack name: ${JSON.stringify(stack)}`, 'pass --stack with the name of your AWS stack, e.g. --stack aws');
   if (wsRoute === undefined && backendWorkers === undefined) throw argsError('nothing to change', 'pass --ws-to backend|gateway and/or --backend-workers N');
   if (wsRoute !== undefined && wsRoute !== 'gateway' && wsRoute !== 'backend') throw argsError(`--ws-to must be gateway or backend, got ${JSON.stringify(wsRoute)}`, 'pass --ws-to backend or --ws-to gateway');
-  if (backendWorkers !== undefined && (!Number.isInteger(backendWorkers) || backendWorkers < 1 || backendWorkers > 64)) {
-    throw argsError(`--backend-workers must be an integer from 1 to 64, got ${String(backendWorkers)}`, 'pass --backend-workers 1 (or the worker count to restore)');
+  const { min, max } = BACKEND_WORKERS_RANGE;
+  if (backendWorkers !== undefined && (!Number.isInteger(backendWorkers) || backendWorkers < min || backendWorkers > max)) {
+    throw argsError(`--backend-workers must be an integer from ${min} to ${max}, got ${String(backendWorkers)}`, 'pass --backend-workers 1 (or the worker count to restore)');
   }
-  const pulumi = (...args: string[]) => ['pulumi', ...args, ...(input.projectDir !== undefined ? ['--cwd', input.projectDir] : [])];
+  const pulumi = (...args: string[]) => pulumiArgv(args, input.projectDir);
   const set = (key: string, value: string, path: boolean) => [...pulumi('config', 'set', '--stack', stack, ...(path ? ['--path'] : []), `${CONFIG_NAMESPACE}:${key}`), '--', value];
   const configCommands: string[][] = [];
   if (wsRoute !== undefined) configCommands.push(set('wsRoute', wsRoute, false));
@@ -55,7 +66,7 @@ export function planAwsRollback(input: AwsRollbackInput): AwsRollbackPlan {
   return {
     stack,
     configCommands,
-    upCommand: pulumi('up', '--stack', stack, '--yes', '--non-interactive'),
+    upCommand: awsUpCommand(stack, input.projectDir),
     outputsCommand: pulumi('stack', 'output', '--stack', stack, '--json'),
   };
 }
@@ -171,42 +182,10 @@ export function parseServiceRollouts(json: string, targets: AwsRolloutTargets): 
   });
 }
 
-/** Result of one command: exit code and captured output. */
-export interface CommandResult {
-  readonly exitCode: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+export type { CommandResult, CommandRunner };
 
-/** Runs an argv array; `stream` also forwards output to this process's terminal (for `pulumi up`). */
-export type CommandRunner = (argv: readonly string[], options?: { readonly stream?: boolean }) => Promise<CommandResult>;
-
-/** The default runner: spawns argv[0] with the rest as arguments (no shell). */
-export const runCommand: CommandRunner = (argv, options = {}) =>
-  new Promise((resolve, reject) => {
-    const [command, ...args] = argv;
-    if (command === undefined) {
-      reject(new Error('empty command'));
-      return;
-    }
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (options.stream) process.stdout.write(chunk);
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (options.stream) process.stderr.write(chunk);
-    });
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') {
-        reject(new ReplyxError('RPX_AWS_CLI_MISSING', `${command} is not installed or not on PATH`, command === 'aws' ? 'install the AWS CLI v2 and configure credentials (aws configure)' : 'install the Pulumi CLI (https://www.pulumi.com/docs/install/)', { cause: err }));
-      } else reject(err);
-    });
-    child.on('close', (code) => resolve({ exitCode: code ?? 1, stdout, stderr }));
-  });
+/** The AWS rollback's runner: a missing `pulumi` or `aws` is RPX_AWS_CLI_MISSING. */
+export const runCommand: CommandRunner = createCommandRunner('RPX_AWS_CLI_MISSING');
 
 /** One executed step, for the script's step-by-step output. */
 export interface RollbackStep {

@@ -164,7 +164,7 @@ export class Services extends pulumi.ComponentResource {
         { assumeRolePolicy: JSON.stringify(ECS_TASKS_TRUST_POLICY), description: `replyx ${service}: pull image, write logs, read its secrets`, tags: args.tags },
         parent,
       );
-      const ownSecrets = secretEnvFor(service, { debugToken: args.secretArns.debugToken }).map(({ secret }) => args.secretArns[secret]!);
+      const ownSecrets = secretEnvFor(topology, service, { debugToken: args.secretArns.debugToken }).map(({ secret }) => args.secretArns[secret]!);
       new aws.iam.RolePolicy(
         `${name}-${service}-exec`,
         {

@@ -1,3 +1,4 @@
+import { renderServiceEnv, resolveServiceEnv, settingRefsOf, type SettingRef } from '../../render/service-env.js';
 import type { Topology } from '../../topology/index.js';
 
 /** The ECS services of the stack (Redis and Postgres are managed services, not tasks). */
@@ -46,26 +47,52 @@ export interface TaskPlan {
   readonly containerDefinitions: readonly ContainerDefinition[];
 }
 
-/** Which secret each service reads, under which env var: the execution role grants exactly these. */
-export function secretEnvFor(service: AwsServiceName, secrets: { readonly debugToken?: unknown }): readonly { readonly env: string; readonly secret: StackSecretName }[] {
-  switch (service) {
-    case 'backend':
-      return [
-        { env: 'DATABASE_URL', secret: 'databaseUrl' },
-        { env: 'REDIS_URL', secret: 'redisUrl' },
-        { env: 'JWT_SECRET', secret: 'jwtSecret' },
-      ];
-    case 'gateway':
-      return [
-        { env: 'DATABASE_URL', secret: 'databaseUrl' },
-        { env: 'REDIS_URL', secret: 'redisUrl' },
-        { env: 'JWT_SECRET', secret: 'jwtSecret' },
-        { env: 'PUBLISH_KEY', secret: 'publishKey' },
-        ...(secrets.debugToken === undefined ? [] : [{ env: 'DEBUG_TOKEN', secret: 'debugToken' as const }]),
-      ];
-    case 'nginx':
-      return [];
+/** Rendered refs that reach AWS tasks through Secrets Manager, and the secret holding each. */
+const SECRET_OF_REF: Partial<Record<SettingRef, StackSecretName>> = {
+  databaseUrl: 'databaseUrl',
+  redisUrl: 'redisUrl',
+  jwtSecret: 'jwtSecret',
+  publishKey: 'publishKey',
+  debugToken: 'debugToken',
+};
+
+/** The AWS value of a plain (non-secret) rendered ref; undefined leaves the variable out. */
+function plainValueOf(ref: SettingRef): string | undefined {
+  switch (ref) {
+    case 'bindHost':
+      return '0.0.0.0';
+    // ECS cannot name a task in its definition: the gateway falls back to hostname-pid, unique per task.
+    case 'instanceId':
+      return undefined;
+    default:
+      throw new Error(`the aws target has no value for ${ref}`);
   }
+}
+
+/**
+ * Which secret each service reads, under which env var: the rendered settings' secret refs
+ * (so the execution role grants exactly what the task definition references).
+ */
+export function secretEnvFor(topology: Topology, service: AwsServiceName, secrets: { readonly debugToken?: unknown }): readonly { readonly env: string; readonly secret: StackSecretName }[] {
+  return settingRefsOf(renderServiceEnv(topology, service)).flatMap(({ env, ref }) => {
+    const secret = SECRET_OF_REF[ref];
+    if (secret === undefined || (secret === 'debugToken' && secrets.debugToken === undefined)) return [];
+    return [{ env, secret }];
+  });
+}
+
+/** The rendered settings of a service split the ECS way: plain `environment` and `secrets` (valueFrom ARNs). */
+export function awsContainerEnv(topology: Topology, service: AwsServiceName, secrets: SecretArns): Pick<ContainerDefinition, 'environment' | 'secrets'> {
+  const settings = renderServiceEnv(topology, service);
+  const plain = resolveServiceEnv(settings, (ref) => (SECRET_OF_REF[ref] === undefined ? plainValueOf(ref) : undefined));
+  return {
+    environment: Object.entries(plain).map(([name, value]) => ({ name, value })),
+    secrets: secretEnvFor(topology, service, secrets).map(({ env: name, secret }) => {
+      const arn = secrets[secret];
+      if (arn === undefined) throw new Error(`secret ${secret} has no ARN`);
+      return { name, valueFrom: arn };
+    }),
+  };
 }
 
 /**
@@ -113,9 +140,9 @@ function nofile(limit: number): ContainerDefinition['ulimits'] {
   return [{ name: 'nofile', softLimit: n, hardLimit: n }];
 }
 
-function env(vars: Readonly<Record<string, string | number>>): ContainerDefinition['environment'] {
+function env(vars: Readonly<Record<string, string>>): ContainerDefinition['environment'] {
   return Object.entries(vars)
-    .map(([name, value]) => ({ name, value: String(value) }))
+    .map(([name, value]) => ({ name, value }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
@@ -136,17 +163,11 @@ export function stopTimeoutFor(topology: Topology, service: AwsServiceName): num
 export const HEALTH_START_PERIOD_S: Readonly<Record<AwsServiceName, number>> = { backend: 90, gateway: 30, nginx: 15 };
 
 /**
- * Plans the three task definitions (pure): images, ports, env (BACKEND_WORKERS and
- * UVICORN_WORKERS = backend.workers; the gateway's limits and one process), secrets from
- * Secrets Manager, health checks, awslogs config and nginx's rendered config.
+ * Plans the three task definitions (pure): images, ports, the rendered service settings
+ * (plain values as `environment`, secrets from Secrets Manager), health checks, awslogs config
+ * and nginx's rendered config.
  */
 export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonly<Record<AwsServiceName, TaskPlan>> {
-  const secretsOf = (service: AwsServiceName) =>
-    secretEnvFor(service, refs.secrets).map(({ env: name, secret }) => {
-      const arn = refs.secrets[secret];
-      if (arn === undefined) throw new Error(`secret ${secret} has no ARN`);
-      return { name, valueFrom: arn };
-    });
   const logs = (service: AwsServiceName): ContainerDefinition['logConfiguration'] => ({
     logDriver: 'awslogs',
     options: { 'awslogs-group': refs.logGroups[service], 'awslogs-region': refs.region, 'awslogs-stream-prefix': CONTAINER_NAMES[service] },
@@ -158,60 +179,31 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
     retries: 3,
     startPeriod: HEALTH_START_PERIOD_S[service],
   });
-  const container = (service: AwsServiceName, port: number, vars: Readonly<Record<string, string | number>>, extra: Partial<ContainerDefinition>): ContainerDefinition => ({
-    name: CONTAINER_NAMES[service],
-    image: refs.images[service],
-    essential: true,
-    portMappings: [{ containerPort: port, protocol: 'tcp', name: 'http' }],
-    environment: env({ PORT: port, ...vars }),
-    secrets: secretsOf(service),
-    healthCheck: healthCheck(service, port),
-    logConfiguration: logs(service),
-    stopTimeout: stopTimeoutFor(topology, service),
-    ulimits: nofile(0),
-    ...extra,
-  });
+  const container = (service: AwsServiceName, port: number, vars: Readonly<Record<string, string>>, extra: Partial<ContainerDefinition>): ContainerDefinition => {
+    const rendered = awsContainerEnv(topology, service, refs.secrets);
+    return {
+      name: CONTAINER_NAMES[service],
+      image: refs.images[service],
+      essential: true,
+      portMappings: [{ containerPort: port, protocol: 'tcp', name: 'http' }],
+      environment: env({ PORT: String(port), ...Object.fromEntries(rendered.environment.map((e) => [e.name, e.value])), ...vars }),
+      secrets: rendered.secrets,
+      healthCheck: healthCheck(service, port),
+      logConfiguration: logs(service),
+      stopTimeout: stopTimeoutFor(topology, service),
+      ulimits: nofile(0),
+      ...extra,
+    };
+  };
   const task = (definition: ContainerDefinition): TaskPlan => ({
     cpu: String(topology.aws.taskCpu),
     memory: String(topology.aws.taskMemoryMb),
     containerDefinitions: [definition],
   });
-  const { limits } = topology;
   return {
-    backend: task(
-      container('backend', topology.backend.port, {
-        BACKEND_WORKERS: topology.backend.workers,
-        UVICORN_WORKERS: topology.backend.workers,
-        HISTORY_LENGTH: limits.historyLength,
-        HISTORY_TTL_S: limits.historyTtlS,
-        LOG_LEVEL: 'info',
-      }, {}),
-    ),
-    gateway: task(
-      container(
-        'gateway',
-        topology.gateway.port,
-        {
-          HOST: '0.0.0.0',
-          BROKER: topology.gateway.broker,
-          HEARTBEAT_MS: topology.gateway.heartbeatMs,
-          DRAIN_WINDOW_MS: topology.gateway.drainWindowMs,
-          MAX_PAYLOAD_BYTES: limits.maxPayloadBytes,
-          SEND_BUFFER_BYTES: limits.sendBufferBytes,
-          MAX_CONNECTIONS: limits.maxConnections,
-          MAX_CONNECTIONS_PER_IP: limits.maxConnectionsPerIp,
-          HANDSHAKES_PER_IP_PER_SECOND: limits.handshakesPerIpPerSecond,
-          HISTORY_LENGTH: limits.historyLength,
-          HISTORY_TTL_S: limits.historyTtlS,
-          LOG_LEVEL: 'info',
-          // One process per task: replicas scale the gateway, never workers (seed compatibility).
-          SERVICE_MODE: 'websocket',
-          UVICORN_WORKERS: 1,
-        },
-        // Each WebSocket is a file descriptor: leave room above the connection limit.
-        { ulimits: nofile(limits.maxConnections + 4096) },
-      ),
-    ),
+    backend: task(container('backend', topology.backend.port, {}, {})),
+    // Each WebSocket is a file descriptor: leave room above the connection limit.
+    gateway: task(container('gateway', topology.gateway.port, {}, { ulimits: nofile(topology.limits.maxConnections + 4096) })),
     nginx: task(
       container(
         'nginx',

@@ -161,7 +161,7 @@ describe('nginx config file provider', () => {
 describe('nginx config file provider under Pulumi serialization', () => {
   it('serializes under tsx and runs in a plain Node process like the dynamic-provider host', async () => {
     const serialized = path.join(dir, 'provider.js');
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO, 'infra/test-harness/serialize-nginx-provider.ts'), serialized], {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO, 'test/pulumi/serialize-nginx-provider.ts'), serialized], {
       cwd: REPO,
       env: saved,
     });

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dockerContainerNames } from '../../render/service-hosts.js';
+import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import type { Topology } from '../../topology/index.js';
 
 /** The five services of the stack, as the plan names them. */
@@ -160,17 +161,32 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
   const names = dockerContainerNames(topology);
   const host = (service: ServiceKey) => names[service];
 
-  const redisUrl = `redis://${host('redis')}:${topology.redis.port}`;
-  const databaseUrl: SecretRef = {
-    secret: 'postgresPassword',
-    prefix: `postgres://${topology.postgres.user}:`,
-    suffix: `@${host('postgres')}:${topology.postgres.port}/${topology.postgres.database}`,
-    uriEncode: true,
+  // The docker values of the rendered settings' references: container names on the private
+  // network, and SecretRefs the component resolves to Pulumi secrets.
+  const resolver = (container: string): SettingResolver<EnvValue> => (ref) => {
+    switch (ref) {
+      case 'bindHost':
+        return '0.0.0.0';
+      case 'databaseUrl':
+        return {
+          secret: 'postgresPassword',
+          prefix: `postgres://${topology.postgres.user}:`,
+          suffix: `@${host('postgres')}:${topology.postgres.port}/${topology.postgres.database}`,
+          uriEncode: true,
+        };
+      case 'redisUrl':
+        return `redis://${host('redis')}:${topology.redis.port}`;
+      case 'debugToken':
+        return options.debugToken ? { secret: 'debugToken' } : undefined;
+      case 'jwtSecret':
+      case 'publishKey':
+      case 'postgresPassword':
+        return { secret: ref };
+      case 'instanceId':
+        return container;
+    }
   };
-  const history = {
-    HISTORY_LENGTH: String(topology.limits.historyLength),
-    HISTORY_TTL_S: String(topology.limits.historyTtlS),
-  };
+  const envOf = (service: ServiceKey, container: string) => resolveServiceEnv(renderServiceEnv(topology, service), resolver(container));
   const labels = (service: ServiceKey) => ({ [STACK_LABEL]: name, [SERVICE_LABEL]: service });
 
   const images: ImagePlan[] = [
@@ -201,12 +217,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     name: host('postgres'),
     image: 'postgres',
     env: sortedEnv({
-      // The topology's port is the port everywhere (local, docker, scripts). PGPORT sets it for
-      // the server, the image's init-time server and psql alike, keeping the image's own command.
-      PGPORT: String(topology.postgres.port),
-      POSTGRES_USER: topology.postgres.user,
-      POSTGRES_DB: topology.postgres.database,
-      POSTGRES_PASSWORD: { secret: 'postgresPassword' },
+      ...envOf('postgres', host('postgres')),
       // A subdirectory of the volume: initdb refuses a non-empty mount point (lost+found).
       PGDATA: '/var/lib/postgresql/data/pgdata',
     }),
@@ -243,21 +254,9 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     service: 'redis',
     name: host('redis'),
     image: 'redis',
-    command: [
-      'redis-server',
-      '--port',
-      String(topology.redis.port),
-      '--maxmemory',
-      `${topology.redis.maxmemoryMb}mb`,
-      // Dialog histories are capped streams with a TTL: evict the keys closest to expiry first.
-      '--maxmemory-policy',
-      'volatile-ttl',
-      '--appendonly',
-      'yes',
-      '--dir',
-      '/data',
-    ],
-    env: {},
+    // The rendered server settings, persisted append-only on the volume.
+    command: ['redis-server', ...(renderServiceEnv(topology, 'redis').args ?? []), '--appendonly', 'yes', '--dir', '/data'],
+    env: envOf('redis', host('redis')),
     aliases: [host('redis')],
     ports: [],
     mounts: [{ type: 'volume', volume: volumes[1]!.name, target: '/data' }],
@@ -279,18 +278,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     service: 'backend',
     name: container,
     image: 'backend',
-    env: sortedEnv({
-      HOST: '0.0.0.0',
-      PORT: String(topology.backend.port),
-      // Both names: the reference backend reads BACKEND_WORKERS, the seed's Python backend UVICORN_WORKERS.
-      BACKEND_WORKERS: String(topology.backend.workers),
-      UVICORN_WORKERS: String(topology.backend.workers),
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: redisUrl,
-      JWT_SECRET: { secret: 'jwtSecret' },
-      LOG_LEVEL: 'info',
-      ...history,
-    }),
+    env: envOf('backend', container),
     aliases: [host('backend')],
     ports: [],
     mounts: [],
@@ -313,29 +301,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     service: 'gateway',
     name: container,
     image: 'gateway',
-    env: sortedEnv({
-      HOST: '0.0.0.0',
-      PORT: String(topology.gateway.port),
-      REDIS_URL: redisUrl,
-      DATABASE_URL: databaseUrl,
-      JWT_SECRET: { secret: 'jwtSecret' },
-      PUBLISH_KEY: { secret: 'publishKey' },
-      ...(options.debugToken ? { DEBUG_TOKEN: { secret: 'debugToken' } } : {}),
-      HEARTBEAT_MS: String(topology.gateway.heartbeatMs),
-      BROKER: topology.gateway.broker,
-      DRAIN_WINDOW_MS: String(topology.gateway.drainWindowMs),
-      MAX_PAYLOAD_BYTES: String(topology.limits.maxPayloadBytes),
-      SEND_BUFFER_BYTES: String(topology.limits.sendBufferBytes),
-      MAX_CONNECTIONS: String(topology.limits.maxConnections),
-      MAX_CONNECTIONS_PER_IP: String(topology.limits.maxConnectionsPerIp),
-      HANDSHAKES_PER_IP_PER_SECOND: String(topology.limits.handshakesPerIpPerSecond),
-      ...history,
-      LOG_LEVEL: 'info',
-      INSTANCE_ID: container,
-      // The seed's contract for the WebSocket service: one worker, websocket mode.
-      SERVICE_MODE: 'websocket',
-      UVICORN_WORKERS: '1',
-    }),
+    env: envOf('gateway', container),
     aliases: [host('gateway')],
     ports: [],
     mounts: [],
@@ -365,7 +331,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     // routing; `daemon off` keeps nginx as PID 1 so Docker sees its exit and `nginx -s reload`
     // (and SIGQUIT on stop) reach the master.
     command: ['nginx', '-c', containerFile, '-g', 'daemon off;'],
-    env: {},
+    env: envOf('nginx', host('nginx')),
     aliases: [host('nginx')],
     ports: [{ internal: topology.nginx.port, external: topology.nginx.port }],
     mounts: [{ type: 'bind', source: hostDir, target: containerDir, readOnly: true }],

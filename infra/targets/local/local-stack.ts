@@ -1,10 +1,11 @@
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ReplyxError } from '../../errors.js';
+import { REPO_DIR, stateDirFor } from '../../operate/stack.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
+import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
 import { freePorts } from './ports.js';
@@ -15,23 +16,13 @@ import { assertPortFree, serviceState, startService, stopService, type ServiceSt
 // .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
 // plan and supervisor.
 
-/** Repository root (node services run from here). */
-export const REPO_DIR = fileURLToPath(new URL('../../../', import.meta.url));
-
-/** Where `npm start` keeps its state. */
-export const DEFAULT_STATE_DIR = path.join(REPO_DIR, '.stack');
-
-/** The state dir of a developer stack: `.stack/` for "local", `.stack/<name>/` for any other stack file. */
-export function stateDirFor(opts: { stack?: string; stateDir?: string }): string {
-  if (opts.stateDir) return opts.stateDir;
-  const stack = opts.stack ?? 'local';
-  return stack === 'local' ? DEFAULT_STATE_DIR : path.join(DEFAULT_STATE_DIR, stack);
-}
+export { REPO_DIR, stateDirFor };
 
 /** Receives one progress line. */
 export type ProgressLog = (line: string) => void;
 
-interface StackStateFile {
+/** The state file `npm start` writes. */
+export interface StackStateFile {
   readonly stack: string;
   readonly ports: LocalPorts;
   readonly startedAt: string;
@@ -39,12 +30,17 @@ interface StackStateFile {
 
 const stateFile = (stateDir: string) => path.join(stateDir, 'state.json');
 
-async function readStateFile(stateDir: string): Promise<StackStateFile | undefined> {
+/** What `npm start` recorded in a state directory (ports by service), or undefined when it is not running. */
+export async function readStateFile(stateDir: string): Promise<StackStateFile | undefined> {
+  let state: StackStateFile;
   try {
-    return JSON.parse(await readFile(stateFile(stateDir), 'utf8')) as StackStateFile;
+    state = JSON.parse(await readFile(stateFile(stateDir), 'utf8')) as StackStateFile;
   } catch {
     return undefined;
   }
+  // A stack started before the services took their topology names recorded `ws-gateway`.
+  const ports = Object.fromEntries(Object.entries(state.ports ?? {}).map(([name, port]) => [canonicalServiceName(name) ?? name, port])) as LocalPorts;
+  return { ...state, ports };
 }
 
 /** Writes the rendered nginx config of a plan into its prefix dir. */
@@ -131,7 +127,7 @@ export interface DevStackOptions {
 /** Loads the stack file, secrets and (if running) the recorded ports, and plans the stack. */
 export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Promise<{ plan: LocalStackPlan; secrets: LocalSecrets; stackFile: string; running: boolean }> {
   const repoDir = opts.repoDir ?? REPO_DIR;
-  const stateDir = stateDirFor(opts);
+  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
   const stack = opts.stack ?? 'local';
   const stackFile = stackFilePath(repoDir, stack);
   const { topology, warnings } = await loadTopologyFromStackFile(stackFile);
@@ -147,7 +143,7 @@ export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Pro
 
 /** `npm start`: starts what is not running and records the ports; resolves with the plan. */
 export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promise<LocalStackPlan> {
-  const stateDir = stateDirFor(opts);
+  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
   await mkdir(stateDir, { recursive: true });
   // Postgres runs as the postgres user and must be able to walk into .stack/.
   await chmod(stateDir, 0o755);
@@ -162,7 +158,7 @@ export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promi
 
 /** `npm stop`: stops every service, nginx first. */
 export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Promise<void> {
-  const stateDir = stateDirFor(opts);
+  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
   const { plan } = await loadDevPlan(opts);
   await stopPlan(plan, log);
   await rm(stateFile(stateDir), { force: true });
@@ -199,10 +195,10 @@ export interface LocalStackHandle {
   readonly secrets: LocalSecrets;
   readonly tokens: DemoTokens;
   readonly dir: string;
-  /** Log file of a service (gateway logs carry `WEBSOCKET_4003_ERROR` etc.). */
-  logFile(name: LocalServiceName): string;
+  /** Log file of a service (gateway logs carry `WEBSOCKET_4003_ERROR` etc.); aliases such as `ws-gateway` work too. */
+  logFile(name: LocalServiceName | ServiceAlias): string;
   /** Restarts one service; the gateway drains (4200) before it stops. */
-  restart(name: LocalServiceName): Promise<void>;
+  restart(name: LocalServiceName | ServiceAlias): Promise<void>;
   /** Stops everything and removes the temp dir (if it created one). */
   stop(): Promise<void>;
 }
@@ -284,7 +280,7 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     await stop().catch(() => undefined);
     throw err;
   }
-  const tokens = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports['ws-gateway'] }, secrets.debugToken);
+  const tokens = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway }, secrets.debugToken);
   return {
     plan,
     topology: plan.topology,
@@ -293,9 +289,9 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     secrets,
     tokens,
     dir,
-    logFile: (name) => plan.services.find((s) => s.name === name)?.logFile ?? '',
+    logFile: (name) => plan.services.find((s) => s.name === canonicalServiceName(name))?.logFile ?? '',
     async restart(name) {
-      await restartPlanService(plan, name, log);
+      await restartPlanService(plan, canonicalServiceName(name)!, log);
       await remember();
     },
     stop,

@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateTopology } from '../../topology/index.js';
 import { demoTokens, formatDemoTokens, shellQuote } from './demo-tokens.js';
@@ -13,7 +12,6 @@ import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
 import { freePorts } from './ports.js';
 
-const run = promisify(execFile);
 const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43) };
 const local = (input: Record<string, unknown> = {}) => validateTopology({ target: 'local', ...input }).topology;
 const opts = { stateDir: '/tmp/state', repoDir: '/repo', secrets, nodePath: '/usr/bin/node' };
@@ -22,17 +20,17 @@ describe('planLocalStack', () => {
   it('plans the five services with the topology ports, in dependency order', () => {
     const plan = planLocalStack(local(), opts);
     expect(startOrder(plan.services).map((s) => s.name)).toEqual([...LOCAL_SERVICES]);
-    expect(plan.ports).toEqual({ postgres: 5433, redis: 6380, backend: 8000, 'ws-gateway': 8001, nginx: 8080 });
+    expect(plan.ports).toEqual({ postgres: 5433, redis: 6380, backend: 8000, gateway: 8001, nginx: 8080 });
     expect(plan.urls.public).toBe('http://localhost:8080');
-    expect(plan.services.find((s) => s.name === 'nginx')!.dependsOn).toEqual(['backend', 'ws-gateway']);
-    expect(startWaves(plan.services).map((w) => w.map((s) => s.name))).toEqual([['postgres', 'redis'], ['backend', 'ws-gateway'], ['nginx']]);
+    expect(plan.services.find((s) => s.name === 'nginx')!.dependsOn).toEqual(['backend', 'gateway']);
+    expect(startWaves(plan.services).map((w) => w.map((s) => s.name))).toEqual([['postgres', 'redis'], ['backend', 'gateway'], ['nginx']]);
     expect(plan.services.map((s) => s.displayName)).toEqual(['replyx-postgres', 'replyx-redis', 'replyx-backend', 'replyx-ws-gateway', 'replyx-nginx']);
   });
 
   it('passes the contract env to backend and gateway, as argv arrays', () => {
     const plan = planLocalStack(local({ backend: { workers: 2 }, gateway: { heartbeatMs: 10_000, drainWindowMs: 700 } }), opts);
     const backend = plan.services.find((s) => s.name === 'backend')!;
-    const gateway = plan.services.find((s) => s.name === 'ws-gateway')!;
+    const gateway = plan.services.find((s) => s.name === 'gateway')!;
     expect(backend.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'examples/backend/src/main.ts']);
     expect(backend.env).toMatchObject({ PORT: '8000', BACKEND_WORKERS: '2', UVICORN_WORKERS: '2', DATABASE_URL: 'postgres://replyx@127.0.0.1:5433/replyx', REDIS_URL: 'redis://127.0.0.1:6380', JWT_SECRET: secrets.jwtSecret });
     expect(gateway.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'gateway/src/main.ts']);
@@ -44,7 +42,7 @@ describe('planLocalStack', () => {
   });
 
   it('applies port overrides to the plan and to the topology nginx is rendered from', () => {
-    const ports = { postgres: 41001, redis: 41002, backend: 41003, 'ws-gateway': 41004, nginx: 41005 };
+    const ports = { postgres: 41001, redis: 41002, backend: 41003, gateway: 41004, nginx: 41005 };
     const plan = planLocalStack(local(), { ...opts, ports });
     expect(plan.ports).toEqual(ports);
     expect(plan.topology.nginx.port).toBe(41005);
@@ -125,7 +123,7 @@ describe('secrets and tokens', () => {
 });
 
 describe('scripts/stack.ts', () => {
-  const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'scripts/stack.ts', ...args], { cwd: path.resolve(import.meta.dirname, '../../..') });
+  const cli = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'scripts/stack.ts', ...args], { cwd: path.resolve(import.meta.dirname, '../../..'), stdin: 'ignore' });
 
   it('prints help for every command', async () => {
     const outs = await Promise.all(['up', 'down', 'status', 'logs', 'restart', 'tokens', ''].map((cmd) => cli(...(cmd ? [cmd] : []), '--help')));
@@ -135,9 +133,9 @@ describe('scripts/stack.ts', () => {
 
   it('rejects bad input with one RPX_USAGE line', async () => {
     const cases = [['status', '--bogus'], ['frobnicate'], ['logs'], ['logs', 'mysql'], ['restart', 'backend', 'extra'], ['tokens', '--stack', '../etc']];
-    const errs = await Promise.all(cases.map((args) => cli(...args).then(() => undefined, (e: unknown) => e as { code: number; stderr: string })));
+    const errs = await Promise.all(cases.map((args) => cli(...args).then(() => undefined, (e: unknown) => e as { exitCode: number; stderr: string })));
     for (const err of errs) {
-      expect(err?.code).toBe(1);
+      expect(err?.exitCode).toBe(1);
       expect(err!.stderr.trim().split('\n')).toHaveLength(1);
       expect(err!.stderr).toContain('RPX_USAGE');
     }

@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { execaSync } from 'execa';
 import { ReplyxError } from '../../errors.js';
 import { findBinary } from './processes.js';
 
@@ -42,8 +42,9 @@ export function ensureOsPackages(log: (line: string) => void = (l) => console.er
   log(`installing missing OS packages: ${missing.join(', ')} (apt-get)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
-    execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-    execFileSync(aptInstallCommand(missing)[0]!, aptInstallCommand(missing).slice(1), { stdio: 'inherit', env });
+    const [apt, ...args] = aptInstallCommand(missing);
+    execaSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    execaSync(apt!, args, { stdio: 'inherit', env });
   } catch (err) {
     throw new ReplyxError('RPX_APT_FAILED', `apt-get could not install ${missing.join(', ')}`, 'run the apt-get command by hand and read its error', { cause: err });
   }

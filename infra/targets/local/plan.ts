@@ -1,14 +1,16 @@
 import path from 'node:path';
 import { validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { ReplyxError } from '../../errors.js';
+import { SERVICE_NAMES } from '../../topology/service-names.js';
+import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { nginxArgs, postgresArgs, redisArgs } from './processes.js';
 
 // Pure planning of the local stack: from a topology to the processes that run it (argv, env,
 // ports, ready probes, logs, pid files, dependency order). The supervisor only executes this.
 
 /** The services of a local stack, in start order. */
-export const LOCAL_SERVICES = ['postgres', 'redis', 'backend', 'ws-gateway', 'nginx'] as const;
-/** One service of the local stack. */
+export const LOCAL_SERVICES = SERVICE_NAMES;
+/** One service of the local stack (the topology's names). */
 export type LocalServiceName = (typeof LOCAL_SERVICES)[number];
 
 /** Secrets the local stack generates once (see secrets.ts). */
@@ -90,7 +92,7 @@ export function portsFor(topology: Topology, overrides: Partial<Record<LocalServ
     postgres: overrides.postgres ?? topology.postgres.port,
     redis: overrides.redis ?? topology.redis.port,
     backend: overrides.backend ?? topology.backend.port,
-    'ws-gateway': overrides['ws-gateway'] ?? topology.gateway.port,
+    gateway: overrides.gateway ?? topology.gateway.port,
     nginx: overrides.nginx ?? topology.nginx.port,
   };
 }
@@ -101,7 +103,7 @@ export function withPorts(topology: Topology, ports: LocalPorts): Topology {
   input.postgres = { ...input.postgres, port: ports.postgres };
   input.redis = { ...input.redis, port: ports.redis };
   input.backend = { ...input.backend, port: ports.backend };
-  input.gateway = { ...input.gateway, port: ports['ws-gateway'] };
+  input.gateway = { ...input.gateway, port: ports.gateway };
   input.nginx = { ...input.nginx, port: ports.nginx };
   return validateTopology(input, 'local stack ports').topology;
 }
@@ -120,9 +122,32 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
   const name = effective.name;
   const databaseUrl = options.externalDatabaseUrl ?? `postgres://${effective.postgres.user}@127.0.0.1:${ports.postgres}/${effective.postgres.database}`;
   const redisUrl = `redis://127.0.0.1:${ports.redis}`;
-  const logLevel = options.logLevel ?? 'info';
   const { secrets } = options;
-  const history = { HISTORY_LENGTH: String(effective.limits.historyLength), HISTORY_TTL_S: String(effective.limits.historyTtlS) };
+  // The local values of the rendered settings' references: loopback, the planned ports, the
+  // secrets file; Postgres uses trust auth on loopback, so there is no password.
+  const resolve: SettingResolver<string> = (ref) => {
+    switch (ref) {
+      case 'bindHost':
+        return '127.0.0.1';
+      case 'databaseUrl':
+        return databaseUrl;
+      case 'redisUrl':
+        return redisUrl;
+      case 'jwtSecret':
+      case 'publishKey':
+      case 'debugToken':
+        return secrets[ref];
+      case 'instanceId':
+        return `${name}-ws-gateway-1`;
+      case 'postgresPassword':
+        return undefined;
+    }
+  };
+  const settings = (service: 'backend' | 'gateway') => renderServiceEnv(effective, service, options.logLevel !== undefined ? { logLevel: options.logLevel } : {});
+  const nodeService = (service: 'backend' | 'gateway') => {
+    const rendered = settings(service);
+    return { argv: [node, '--import', 'tsx', rendered.source!], env: resolveServiceEnv(rendered, resolve) };
+  };
   const pidFile = (svc: LocalServiceName) => path.join(run, `${svc}.pid`);
 
   const postgresDir = path.join(state, 'postgres');
@@ -170,18 +195,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       name: 'backend',
       displayName: `${name}-backend`,
       kind: 'node',
-      argv: [node, '--import', 'tsx', 'examples/backend/src/main.ts'],
-      env: {
-        PORT: String(ports.backend),
-        HOST: '127.0.0.1',
-        BACKEND_WORKERS: String(effective.backend.workers),
-        UVICORN_WORKERS: String(effective.backend.workers),
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: redisUrl,
-        JWT_SECRET: secrets.jwtSecret,
-        LOG_LEVEL: logLevel,
-        ...history,
-      },
+      ...nodeService('backend'),
       cwd: options.repoDir,
       port: ports.backend,
       dir: path.join(state, 'backend'),
@@ -193,38 +207,16 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       stopGraceMs: 12_000,
     },
     {
-      name: 'ws-gateway',
+      name: 'gateway',
       displayName: `${name}-ws-gateway`,
       kind: 'node',
-      argv: [node, '--import', 'tsx', 'gateway/src/main.ts'],
-      env: {
-        PORT: String(ports['ws-gateway']),
-        HOST: '127.0.0.1',
-        REDIS_URL: redisUrl,
-        DATABASE_URL: databaseUrl,
-        JWT_SECRET: secrets.jwtSecret,
-        PUBLISH_KEY: secrets.publishKey,
-        DEBUG_TOKEN: secrets.debugToken,
-        HEARTBEAT_MS: String(effective.gateway.heartbeatMs),
-        BROKER: effective.gateway.broker,
-        DRAIN_WINDOW_MS: String(effective.gateway.drainWindowMs),
-        MAX_PAYLOAD_BYTES: String(effective.limits.maxPayloadBytes),
-        SEND_BUFFER_BYTES: String(effective.limits.sendBufferBytes),
-        MAX_CONNECTIONS: String(effective.limits.maxConnections),
-        MAX_CONNECTIONS_PER_IP: String(effective.limits.maxConnectionsPerIp),
-        HANDSHAKES_PER_IP_PER_SECOND: String(effective.limits.handshakesPerIpPerSecond),
-        ...history,
-        LOG_LEVEL: logLevel,
-        INSTANCE_ID: `${name}-ws-gateway-1`,
-        SERVICE_MODE: 'websocket',
-        UVICORN_WORKERS: '1',
-      },
+      ...nodeService('gateway'),
       cwd: options.repoDir,
-      port: ports['ws-gateway'],
-      dir: path.join(state, 'ws-gateway'),
-      logFile: path.join(logs, 'ws-gateway.log'),
-      pidFile: pidFile('ws-gateway'),
-      ready: { kind: 'http', url: `http://127.0.0.1:${ports['ws-gateway']}/health` },
+      port: ports.gateway,
+      dir: path.join(state, 'gateway'),
+      logFile: path.join(logs, 'gateway.log'),
+      pidFile: pidFile('gateway'),
+      ready: { kind: 'http', url: `http://127.0.0.1:${ports.gateway}/health` },
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
       stopGraceMs: effective.gateway.drainWindowMs + 10_000,
@@ -242,7 +234,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       pidFile: pidFile('nginx'),
       ready: { kind: 'tcp', port: ports.nginx },
       readyTimeoutMs: 10_000,
-      dependsOn: ['backend', 'ws-gateway'],
+      dependsOn: ['backend', 'gateway'],
       stopGraceMs: (effective.nginx.workerShutdownTimeoutS + 5) * 1000,
     },
   );
@@ -256,7 +248,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
     urls: {
       public: `http://localhost:${ports.nginx}`,
       backend: `http://localhost:${ports.backend}`,
-      gateway: `http://localhost:${ports['ws-gateway']}`,
+      gateway: `http://localhost:${ports.gateway}`,
       ws: `ws://localhost:${ports.nginx}`,
     },
     nginxConfigFile,

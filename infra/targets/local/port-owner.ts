@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execaSync } from 'execa';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 // Names the process holding a TCP port, so "port taken" errors say what to stop. `ss` is the
@@ -66,7 +66,7 @@ function ownerFromProc(port: number): PortOwner | undefined {
 /** The process listening on 127.0.0.1/any:port, if one can be named. */
 export function portOwner(port: number): PortOwner | undefined {
   try {
-    const out = execFileSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execaSync('ss', ['-ltnpH', `sport = :${port}`], { stdin: 'ignore', stderr: 'ignore' }).stdout;
     const owner = parseSsListeners(out, port);
     if (owner?.pid !== undefined) return owner;
   } catch {

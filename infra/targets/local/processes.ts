@@ -1,10 +1,14 @@
-import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
-import { mkdir, open, chown, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
+import { execa, execaSync } from 'execa';
 import { ReplyxError } from '../../errors.js';
+import { redisCommand } from '../../operate/probes.js';
+import { findBinary } from '../../processes/run.js';
+import { logExcerpt } from '../../processes/log-tail.js';
+import { startLogged, type LoggedProcess } from '../../processes/run.js';
+import { redisServerArgs } from '../../render/service-env.js';
+import { redisSchema } from '../../topology/index.js';
 import { isPortOpen, waitUntil } from './ports.js';
 
 // Starts the stack's OS services (Redis, Postgres, nginx) as plain child processes. Used by the
@@ -31,23 +35,12 @@ export interface StartOptions {
   readonly readyTimeoutMs?: number;
 }
 
-const isRoot = () => process.getuid?.() === 0;
-const execFileAsync = promisify(execFile);
+/** maxmemory of a Redis started without a topology (tests, benchmarks): the schema's default. */
+const DEFAULT_REDIS_MAXMEMORY_MB = redisSchema.parse({}).maxmemoryMb;
 
-/** Resolves an OS binary, searching PATH and Debian's versioned Postgres directory. */
-export function findBinary(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(':');
-  dirs.push('/usr/sbin', '/usr/local/sbin', '/sbin');
-  for (const dir of dirs) {
-    const candidate = path.join(dir, name);
-    if (existsSync(candidate)) return candidate;
-  }
-  for (const v of ['17', '16', '15', '14', '13']) {
-    const candidate = `/usr/lib/postgresql/${v}/bin/${name}`;
-    if (existsSync(candidate)) return candidate;
-  }
-  return undefined;
-}
+const isRoot = () => process.getuid?.() === 0;
+
+export { findBinary };
 
 const debianPackage: Record<string, string> = {
   'redis-server': 'redis-server',
@@ -66,42 +59,27 @@ export function requireBinary(name: string): string {
 }
 
 async function spawnService(
-  name: string,
   command: string,
   args: readonly string[],
   opts: StartOptions & { logFile: string; uid?: number; gid?: number; env?: NodeJS.ProcessEnv },
-): Promise<ChildProcess> {
-  const log = await open(opts.logFile, 'a');
-  if (opts.uid !== undefined) await chown(opts.logFile, opts.uid, opts.gid ?? opts.uid);
-  const child = spawn(command, args, {
+): Promise<LoggedProcess> {
+  return startLogged([command, ...args], {
     cwd: opts.dir,
-    detached: opts.detached ?? false,
-    stdio: ['ignore', log.fd, log.fd],
     env: opts.env ?? process.env,
-    uid: opts.uid,
-    gid: opts.gid,
+    logFile: opts.logFile,
+    detached: opts.detached ?? false,
+    ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {}),
   });
-  await log.close();
-  if (opts.detached) child.unref();
-  if (child.pid === undefined) {
-    throw new ReplyxError('RPX_SPAWN_FAILED', `could not start ${name} (${command})`, `check that ${command} is executable`);
-  }
-  return child;
 }
 
-function handleFor(name: string, child: ChildProcess, port: number, logFile: string): ServiceProcess {
-  const pid = child.pid!;
-  let exited = child.exitCode !== null || child.signalCode !== null;
-  child.once('exit', () => {
-    exited = true;
-  });
+function handleFor(name: string, child: LoggedProcess, port: number, logFile: string): ServiceProcess {
   return {
     name,
-    pid,
+    pid: child.pid,
     port,
     logFile,
     async stop(graceMs = 5000) {
-      await stopPid(pid, graceMs, () => exited);
+      await stopPid(child.pid, graceMs, () => child.exited() !== undefined);
     },
   };
 }
@@ -132,53 +110,27 @@ export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boo
   await waitUntil(async () => !alive(), 5000, 25);
 }
 
-async function tail(file: string, lines = 8): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim().split('\n').slice(-lines).join(' | ');
-  } catch {
-    return '(no log)';
-  }
-}
-
-async function failedToStart(name: string, child: ChildProcess, port: number, logFile: string): Promise<never> {
+async function failedToStart(name: string, child: LoggedProcess, port: number, logFile: string): Promise<never> {
+  const exitedByItself = child.exited() !== undefined;
   child.kill('SIGKILL');
-  const portTaken = child.exitCode !== null && (await isPortOpen(port));
+  const portTaken = exitedByItself && (await isPortOpen(port));
   throw new ReplyxError(
     'RPX_SERVICE_START_FAILED',
-    `${name} did not become ready on 127.0.0.1:${port}${portTaken ? ' (the port is taken by another process)' : ''}; log: ${await tail(logFile)}`,
+    `${name} did not become ready on 127.0.0.1:${port}${portTaken ? ' (the port is taken by another process)' : ''}; log: ${await logExcerpt(logFile)}`,
     portTaken ? `free port ${port} or choose another in the stack file` : `read ${logFile} for the cause`,
   );
 }
 
-/** Sends one inline Redis command and resolves with the raw reply line. */
-export async function redisCommand(port: number, command: string, host = '127.0.0.1'): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host });
-    socket.setTimeout(1000, () => {
-      socket.destroy();
-      reject(new Error('redis: timeout'));
-    });
-    socket.once('error', reject);
-    socket.once('connect', () => socket.write(`${command}\r\n`));
-    socket.once('data', (buf) => {
-      socket.end();
-      resolve(buf.toString('utf8').trim());
-    });
-  });
-}
-
-/** The redis-server arguments (pure): 127.0.0.1 only, no persistence, bounded memory. */
+/** The redis-server arguments (pure): the rendered server settings, 127.0.0.1 only, no persistence. */
 export function redisArgs(opts: { dir: string; port: number; maxmemoryMb?: number }): string[] {
   return [
-    '--port', String(opts.port),
+    ...redisServerArgs({ port: opts.port, maxmemoryMb: opts.maxmemoryMb ?? DEFAULT_REDIS_MAXMEMORY_MB }),
     '--bind', '127.0.0.1',
     '--dir', opts.dir,
     '--save', '',
     '--appendonly', 'no',
     '--protected-mode', 'yes',
     '--daemonize', 'no',
-    '--maxmemory', `${opts.maxmemoryMb ?? 256}mb`,
-    '--maxmemory-policy', 'volatile-lru',
   ];
 }
 
@@ -188,8 +140,8 @@ export async function startRedis(opts: StartOptions & { maxmemoryMb?: number }):
   await mkdir(opts.dir, { recursive: true });
   const logFile = path.join(opts.dir, 'redis.log');
   const args = redisArgs(opts);
-  const child = await spawnService('redis', bin, args, { ...opts, logFile });
-  const ready = await waitUntil(async () => (await redisCommand(opts.port, 'PING')) === '+PONG' && child.exitCode === null, opts.readyTimeoutMs ?? 10_000);
+  const child = await spawnService(bin, args, { ...opts, logFile });
+  const ready = await waitUntil(async () => (await redisCommand(opts.port, 'PING')) === '+PONG' && child.exited() === undefined, opts.readyTimeoutMs ?? 10_000);
   if (!ready) return failedToStart('redis', child, opts.port, logFile);
   return handleFor('redis', child, opts.port, logFile);
 }
@@ -205,8 +157,8 @@ export interface PostgresProcess extends ServiceProcess {
 function postgresIds(): { uid: number; gid: number } | undefined {
   if (!isRoot()) return undefined;
   try {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    const uid = Number(execaSync('id', ['-u', 'postgres']).stdout.trim());
+    const gid = Number(execaSync('id', ['-g', 'postgres']).stdout.trim());
     return { uid, gid };
   } catch {
     throw new ReplyxError('RPX_POSTGRES_USER', 'running as root but there is no "postgres" user to run Postgres as', 'install Postgres from Debian (apt-get install -y postgresql), which creates the user');
@@ -214,7 +166,7 @@ function postgresIds(): { uid: number; gid: number } | undefined {
 }
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  execFileSync('chown', ['-R', `${uid}:${gid}`, dir]);
+  await execa('chown', ['-R', `${uid}:${gid}`, dir]);
 }
 
 /** The postgres server arguments (pure): data in `dir/data`, socket in `dir/run`, loopback only. */
@@ -258,10 +210,9 @@ export async function startPostgres(opts: StartOptions & { user?: string; databa
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     try {
       // Async so other services starting in parallel keep being probed while initdb runs.
-      await execFileAsync(initdb, ['-D', dataDir, '-U', user, '--auth=trust', '--encoding=UTF8', '--no-instructions'], {
-        uid: ids?.uid,
-        gid: ids?.gid,
-        env: { ...process.env, LC_ALL: 'C.UTF-8' },
+      await execa(initdb, ['-D', dataDir, '-U', user, '--auth=trust', '--encoding=UTF8', '--no-instructions'], {
+        ...(ids ? { uid: ids.uid, gid: ids.gid } : {}),
+        env: { LC_ALL: 'C.UTF-8' },
       });
     } catch (err) {
       const stderr = (err as { stderr?: Buffer | string }).stderr?.toString().trim().split('\n').slice(-3).join(' | ');
@@ -269,7 +220,7 @@ export async function startPostgres(opts: StartOptions & { user?: string; databa
     }
   }
   const args = postgresArgs({ dir: opts.dir, port: opts.port });
-  const child = await spawnService('postgres', postgres, args, { ...opts, logFile, uid: ids?.uid, gid: ids?.gid, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+  const child = await spawnService(postgres, args, { ...opts, logFile, uid: ids?.uid, gid: ids?.gid, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
   const pg = await import('pg');
   const canQuery = async (db: string) => {
     const client = new pg.default.Client({ host: '127.0.0.1', port: opts.port, user, database: db, connectionTimeoutMillis: 1000 });
@@ -281,7 +232,7 @@ export async function startPostgres(opts: StartOptions & { user?: string; databa
       await client.end().catch(() => undefined);
     }
   };
-  const ready = await waitUntil(async () => child.exitCode === null && (await canQuery('postgres')), opts.readyTimeoutMs ?? 30_000, 100);
+  const ready = await waitUntil(async () => child.exited() === undefined && (await canQuery('postgres')), opts.readyTimeoutMs ?? 30_000, 100);
   if (!ready) return failedToStart('postgres', child, opts.port, logFile);
   const admin = new pg.default.Client({ host: '127.0.0.1', port: opts.port, user, database: 'postgres' });
   await admin.connect();
@@ -299,17 +250,10 @@ export async function startPostgres(opts: StartOptions & { user?: string; databa
 export async function testNginxConfig(configFile: string, prefixDir: string): Promise<string> {
   const bin = requireBinary('nginx');
   await mkdir(path.join(prefixDir, 'logs'), { recursive: true });
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, ['-t', '-q', '-p', prefixDir, '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) =>
-      code === 0
-        ? resolve(out)
-        : reject(new ReplyxError('RPX_NGINX_CONFIG_INVALID', `nginx -t rejected ${configFile}: ${out.trim()}`, 'fix the topology or template that produced this config')),
-    );
-  });
+  const r = await execa(bin, ['-t', '-q', '-p', prefixDir, '-c', configFile], { reject: false, stdin: 'ignore', all: true });
+  const out = String(r.all ?? '');
+  if (r.exitCode !== 0) throw new ReplyxError('RPX_NGINX_CONFIG_INVALID', `nginx -t rejected ${configFile}: ${out.trim()}`, 'fix the topology or template that produced this config');
+  return out;
 }
 
 /** The nginx arguments (pure): prefix `dir`, the given config, in the foreground. */
@@ -323,8 +267,8 @@ export async function startNginx(opts: StartOptions & { configFile: string }): P
   await mkdir(path.join(opts.dir, 'logs'), { recursive: true });
   await testNginxConfig(opts.configFile, opts.dir);
   const logFile = path.join(opts.dir, 'logs', 'nginx.stderr.log');
-  const child = await spawnService('nginx', bin, nginxArgs(opts), { ...opts, logFile });
-  const ready = await waitUntil(async () => child.exitCode === null && (await isPortOpen(opts.port)), opts.readyTimeoutMs ?? 10_000);
+  const child = await spawnService(bin, nginxArgs(opts), { ...opts, logFile });
+  const ready = await waitUntil(async () => child.exited() === undefined && (await isPortOpen(opts.port)), opts.readyTimeoutMs ?? 10_000);
   if (!ready) return failedToStart('nginx', child, opts.port, logFile);
   return handleFor('nginx', child, opts.port, logFile);
 }

@@ -25,29 +25,48 @@ export function secretsFile(stateDir: string): string {
   return path.join(stateDir, 'secrets.json');
 }
 
+async function readSecretsFile(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return undefined;
+  }
+}
+
+function parseSecrets(file: string, text: string): LocalSecrets {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    raw = undefined;
+  }
+  const parsed = secretsSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ReplyxError('RPX_LOCAL_SECRETS_INVALID', `${file} is not a valid secrets file`, `delete ${file} to generate new secrets (tokens printed before become invalid)`);
+  }
+  return parsed.data;
+}
+
+/** Reads the secrets of a stack that was started; throws RPX_STACK_NOT_STARTED when there are none. */
+export async function readLocalSecrets(stateDir: string): Promise<LocalSecrets> {
+  const file = secretsFile(stateDir);
+  const text = await readSecretsFile(file);
+  if (text === undefined) {
+    throw new ReplyxError('RPX_STACK_NOT_STARTED', `no local stack state in ${stateDir} (secrets.json missing)`, 'start the stack with npm start (or pass --state-dir of a running stack)');
+  }
+  return parseSecrets(file, text);
+}
+
 /** Reads `<stateDir>/secrets.json`, creating it (mode 600) on first use. */
 export async function loadOrCreateSecrets(stateDir: string): Promise<LocalSecrets> {
   const file = secretsFile(stateDir);
-  let text: string | undefined;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  const text = await readSecretsFile(file);
   if (text !== undefined) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      raw = undefined;
-    }
-    const parsed = secretsSchema.safeParse(raw);
-    if (!parsed.success) {
-      throw new ReplyxError('RPX_LOCAL_SECRETS_INVALID', `${file} is not a valid secrets file`, `delete ${file} to generate new secrets (tokens printed before become invalid)`);
-    }
+    const secrets = parseSecrets(file, text);
     // Someone may have loosened the mode; secrets stay owner-only.
     await chmod(file, 0o600);
-    return parsed.data;
+    return secrets;
   }
   await mkdir(stateDir, { recursive: true });
   const secrets = generateSecrets();

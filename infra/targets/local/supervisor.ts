@@ -1,13 +1,15 @@
-import { spawn } from 'node:child_process';
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { ReplyxError } from '../../errors.js';
+import { logExcerpt } from '../../processes/log-tail.js';
+import { startLogged } from '../../processes/run.js';
 import type { ProcessSpec } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
 import { isPortOpen, waitUntil } from './ports.js';
-import { redisCommand, startNginx, startPostgres, startRedis, stopPid } from './processes.js';
+import { redisCommand } from '../../operate/probes.js';
+import { startNginx, startPostgres, startRedis, stopPid } from './processes.js';
 
 // The thin process manager: runs one ProcessSpec detached, records its pid, waits for its
 // ready probe, stops it, and tells whether it is running and healthy. All policy (ports,
@@ -91,14 +93,6 @@ export async function serviceState(spec: ProcessSpec): Promise<ServiceState> {
   return { name: spec.name, pid: running ? pid : undefined, port: spec.port, running, healthy: running && (await probeReady(spec)) };
 }
 
-async function tailLog(file: string, lines = 6): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim().split('\n').slice(-lines).join(' | ').slice(-1500);
-  } catch {
-    return '(no log yet)';
-  }
-}
-
 /** Throws RPX_PORT_TAKEN naming the holder when something already listens on the spec's port. */
 export async function assertPortFree(spec: ProcessSpec): Promise<void> {
   if (!(await isPortOpen(spec.port))) return;
@@ -120,19 +114,14 @@ function childEnv(spec: ProcessSpec): NodeJS.ProcessEnv {
 
 async function startNode(spec: ProcessSpec): Promise<number> {
   await mkdir(path.dirname(spec.logFile), { recursive: true });
-  const log = await open(spec.logFile, 'a');
-  const child = spawn(spec.argv[0]!, spec.argv.slice(1), { cwd: spec.cwd, env: childEnv(spec), detached: true, stdio: ['ignore', log.fd, log.fd] });
-  await log.close();
-  let exited: number | string | undefined;
-  child.once('exit', (code, signal) => (exited = code ?? signal ?? 'unknown'));
-  child.unref();
-  if (child.pid === undefined) throw new ReplyxError('RPX_SPAWN_FAILED', `could not start ${spec.name} (${spec.argv[0]})`, `check that ${spec.argv[0]} is executable`);
-  const ready = await waitUntil(async () => exited === undefined && (await probeReady(spec)), spec.readyTimeoutMs, 100);
+  const child = await startLogged(spec.argv, { cwd: spec.cwd, env: childEnv(spec), logFile: spec.logFile, detached: true });
+  const ready = await waitUntil(async () => child.exited() === undefined && (await probeReady(spec)), spec.readyTimeoutMs, 100);
   if (!ready) {
+    const exited = child.exited();
     if (exited === undefined) await stopPid(child.pid, 2000);
     throw new ReplyxError(
       'RPX_SERVICE_START_FAILED',
-      `${spec.name} ${exited !== undefined ? `exited (${exited})` : `was not healthy within ${spec.readyTimeoutMs / 1000}s`}; log: ${await tailLog(spec.logFile)}`,
+      `${spec.name} ${exited !== undefined ? `exited (${exited})` : `was not healthy within ${spec.readyTimeoutMs / 1000}s`}; log: ${(await logExcerpt(spec.logFile, 6)).slice(-1500)}`,
       `read ${spec.logFile} for the cause`,
     );
   }

@@ -4,7 +4,7 @@
 
 import { writeFile } from 'node:fs/promises';
 import * as pulumi from '@pulumi/pulumi';
-import { nginxConfigFileProvider } from '../targets/docker/nginx-config-file.js';
+import { nginxConfigFileProvider } from '../../infra/targets/docker/nginx-config-file.js';
 
 const out = process.argv[2];
 if (!out) throw new Error('usage: serialize-nginx-provider.ts <out.js>');

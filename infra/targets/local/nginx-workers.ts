@@ -1,5 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { waitUntil } from '../../infra/targets/local/ports.js';
+import { waitUntil } from './ports.js';
 
 // After a reload, nginx's old workers keep serving the connections they already had (WebSockets
 // included) until those end or worker_shutdown_timeout passes. A rollback that moves /ws/ ends

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { DEMO_WIDGET_ASSISTANT_ID } from '../../examples/backend/src/demo.js';
-import type { StackContext } from './context.js';
+import type { StackContext } from './stack.js';
 import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from './live-state.js';
 import { httpJson, PROBE_TIMEOUT_MS } from './probes.js';
 

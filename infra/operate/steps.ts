@@ -1,4 +1,4 @@
-import { ReplyxError } from '../../infra/errors.js';
+import { ReplyxError } from '../errors.js';
 import { seconds } from './cli.js';
 
 // Runs named steps, printing each with its timing as it finishes, and keeps the record for the

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { REPO_DIR } from '../../infra/targets/local/local-stack.js';
-import { changeFromFlags, editStackText, planRollback, pulumiConfigSetArgv } from './rollback-plan.js';
-import { chooseStack } from './context.js';
-import { formatTable, intFlag, parseFlags } from './cli.js';
+import { formatTable, intFlag, parseFlags } from '../cli.js';
+import { chooseStack, REPO_DIR } from '../stack.js';
+import { changeFromFlags, editStackText, planRollback, pulumiConfigSetArgv } from './plan.js';
 
 const localText = readFileSync(`${REPO_DIR}/Pulumi.local.yaml`, 'utf8');
 

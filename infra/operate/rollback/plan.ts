@@ -1,6 +1,6 @@
 import { isMap, parseDocument } from 'yaml';
-import { ReplyxError } from '../../infra/errors.js';
-import { CONFIG_NAMESPACE, topologyFromStackText, type Topology, type WsRoute } from '../../infra/topology/index.js';
+import { ReplyxError } from '../../errors.js';
+import { CONFIG_NAMESPACE, topologyFromStackText, type Topology, type WsRoute } from '../../topology/index.js';
 
 // The pure half of `npm run rollback`: what changes, which steps that takes, and the edited
 // stack file text (comments kept), so every decision is unit-tested without processes.
@@ -83,6 +83,11 @@ export function pulumiConfigSetArgv(stack: string, change: RollbackChange): stri
   return out;
 }
 
+/** The `pulumi up` argv that applies a stack's config to a Pulumi-managed target. */
+export function pulumiUpArgv(projectDir: string, stack: string): string[] {
+  return ['pulumi', '--cwd', projectDir, 'up', '--stack', stack, '--yes', '--non-interactive'];
+}
+
 /** Validates the flags of a rollback and returns the change (throws RPX_USAGE). */
 export function changeFromFlags(flags: { wsTo?: string; backendWorkers?: number; undo?: boolean }): RollbackChange | 'undo' {
   const fix = 'run npm run rollback -- --help';
@@ -93,4 +98,9 @@ export function changeFromFlags(flags: { wsTo?: string; backendWorkers?: number;
   if (flags.wsTo !== undefined && flags.wsTo !== 'backend' && flags.wsTo !== 'gateway') throw new ReplyxError('RPX_USAGE', `--ws-to must be backend or gateway, got "${flags.wsTo}"`, fix);
   if (flags.wsTo === undefined && flags.backendWorkers === undefined) throw new ReplyxError('RPX_USAGE', 'nothing to do: pass --ws-to backend|gateway, --backend-workers N, or --undo', fix);
   return { ...(flags.wsTo !== undefined ? { wsRoute: flags.wsTo as WsRoute } : {}), ...(flags.backendWorkers !== undefined ? { backendWorkers: flags.backendWorkers } : {}) };
+}
+
+/** The numbered lines of a dry run: each step with what it will do. */
+export function describeSteps(steps: readonly RollbackStepName[], describe: Readonly<Partial<Record<RollbackStepName, string>>>): string[] {
+  return steps.map((s, i) => `${String(i + 1).padStart(2)}. ${s.padEnd(16)} ${describe[s] ?? ''}`);
 }

@@ -1,16 +1,19 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ReplyxError } from '../../infra/errors.js';
-import { renderNginxConfig } from '../../infra/render/nginx.js';
-import { topologyFromStackText, type Topology } from '../../infra/topology/index.js';
-import type { StackContext } from './context.js';
-import { runHealth } from './health.js';
-import type { ProbeCredentials } from './live-state.js';
-import { planRollback, pulumiConfigSetArgv, stateOf, type RollbackChange, type RollbackPlan } from './rollback-plan.js';
-import { writeAtomic } from './rollback-history.js';
-import { persistStackChange } from './rollback-persist.js';
-import { runChecked, type CommandRunner } from './runner.js';
-import type { StepRunner } from './steps.js';
+import { ReplyxError } from '../../errors.js';
+import { runHealth } from '../../operate/health.js';
+import type { ProbeCredentials } from '../../operate/live-state.js';
+import { writeAtomic } from '../../operate/rollback/history.js';
+import { persistStackChange } from '../../operate/rollback/persist.js';
+import { planRollback, pulumiConfigSetArgv, pulumiUpArgv, stateOf, type RollbackChange, type RollbackPlan } from '../../operate/rollback/plan.js';
+import { withTopology, type StackContext } from '../../operate/stack.js';
+import type { StepRunner } from '../../operate/steps.js';
+import type { ApplyOptions, ApplyOutcome } from '../../operate/surface.js';
+import { runChecked } from '../../processes/run.js';
+import { renderNginxConfig } from '../../render/nginx.js';
+import type { DockerContainerNames } from '../../render/service-hosts.js';
+import { topologyFromStackText, type Topology } from '../../topology/index.js';
+import { planDockerStack } from './plan.js';
 
 // The docker target's rollback, as argv arrays against the Docker daemon: the rendered config
 // goes into the host directory nginx bind-mounts, `docker exec <nginx> nginx -t` checks it,
@@ -27,11 +30,18 @@ export interface DockerRollbackCommands {
   readonly up?: readonly string[];
 }
 
-/** Plans the docker commands from the context and the rollback plan (pure). */
-export function dockerRollbackCommands(ctx: StackContext, to: Topology, plan: RollbackPlan, change: RollbackChange): DockerRollbackCommands {
-  const d = ctx.docker!;
+/** The running docker stack: container names and where nginx's config lives on the host and inside. */
+export interface RunningDockerStack {
+  readonly containers: DockerContainerNames;
+  readonly hostConfigFile: string;
+  readonly containerConfigFile: string;
+}
+
+/** Plans the docker commands from the stack and the rollback plan (pure). */
+export function dockerRollbackCommands(ctx: Pick<StackContext, 'stack' | 'projectDir'>, d: RunningDockerStack, to: Topology, plan: RollbackPlan, change: RollbackChange): DockerRollbackCommands {
   const nextInContainer = `${d.containerConfigFile}.next`;
-  const drainGraceS = Math.ceil(to.gateway.drainWindowMs / 1000) + 10;
+  // The gateway's stop timeout covers its drain window: the restart gives it that long.
+  const drainGraceS = planDockerStack(to, { projectRoot: ctx.projectDir }).containers.find((c) => c.service === 'gateway')!.stopTimeoutS;
   const drain =
     plan.drain === 'gateway'
       ? ['docker', 'restart', '--time', String(drainGraceS), d.containers.gateway]
@@ -43,24 +53,12 @@ export function dockerRollbackCommands(ctx: StackContext, to: Topology, plan: Ro
     reload: ['docker', 'exec', d.containers.nginx, 'nginx', '-s', 'reload'],
     ...(drain ? { drain } : {}),
     configSet: pulumiConfigSetArgv(ctx.stack, change).map((argv) => ['pulumi', '--cwd', ctx.projectDir, ...argv.slice(1)]),
-    ...(plan.restartBackend ? { up: ['pulumi', '--cwd', ctx.projectDir, 'up', '--stack', ctx.stack, '--yes', '--non-interactive'] } : {}),
+    ...(plan.restartBackend ? { up: pulumiUpArgv(ctx.projectDir, ctx.stack) } : {}),
   };
 }
 
-/** Options of a docker rollback. */
-export interface DockerRollbackOptions {
-  readonly run: CommandRunner;
-  readonly creds: ProbeCredentials;
-  readonly print: (line: string) => void;
-  /** Replaces the health verification (unit tests have no daemon behind the ports). */
-  readonly verify?: (to: Topology) => Promise<string>;
-  readonly transformConfig?: (text: string) => string;
-  /** Whether the Pulumi CLI is on PATH (default: looked up). */
-  readonly hasPulumi?: boolean;
-}
-
 async function defaultVerify(ctx: StackContext, to: Topology, creds: ProbeCredentials, plan: RollbackPlan, warnings: string[]): Promise<string> {
-  const report = await runHealth({ ...ctx, topology: to }, creds, { skipProbe: creds.adminToken === undefined });
+  const report = await runHealth(withTopology(ctx, to), creds, { skipProbe: creds.adminToken === undefined });
   const bad = report.checks.filter((c) => !c.ok && !(plan.desyncRisk && c.name.startsWith('delivery probe')));
   if (bad.length > 0) throw new ReplyxError('RPX_ROLLBACK_VERIFY', bad.map((c) => `${c.name}: ${c.detail}`).join('; '), 'the previous state is being restored; docker logs the failing container');
   if (creds.adminToken === undefined) warnings.push('no REPLYX_ADMIN_TOKEN: verified /health only, not the /ws/ route or delivery');
@@ -68,13 +66,12 @@ async function defaultVerify(ctx: StackContext, to: Topology, creds: ProbeCreden
 }
 
 /** Rolls a docker stack to the stack file text `toText`; restores the previous config on failure. */
-export async function rollbackDocker(ctx: StackContext, toText: string, change: RollbackChange | 'undo', steps: StepRunner, options: DockerRollbackOptions): Promise<{ plan: RollbackPlan; warnings: string[] }> {
+export async function applyDockerChange(ctx: StackContext, d: RunningDockerStack, toText: string, change: RollbackChange | 'undo', steps: StepRunner, options: ApplyOptions): Promise<ApplyOutcome> {
   const warnings: string[] = [];
-  const d = ctx.docker!;
   const to = topologyFromStackText(toText, path.basename(ctx.stackFile)).topology;
   const plan = planRollback(stateOf(ctx.topology), stateOf(to));
   const undoChange: RollbackChange = { wsRoute: to.wsRoute, backendWorkers: to.backend.workers };
-  const cmds = dockerRollbackCommands(ctx, to, plan, change === 'undo' ? undoChange : change);
+  const cmds = dockerRollbackCommands(ctx, d, to, plan, change === 'undo' ? undoChange : change);
   let oldConfig = '';
   await steps.run('record', async () => {
     try {
@@ -112,8 +109,8 @@ export async function rollbackDocker(ctx: StackContext, toText: string, change: 
       swapped = true;
       return `${d.hostConfigFile} replaced (temp file + rename)`;
     });
-    await steps.run('reload', async () => (await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RELOAD', 'docker logs replyx-nginx'), cmds.reload.join(' ')));
-    if (cmds.drain) await steps.run('drain', async () => (await runChecked(options.run, cmds.drain!, 'RPX_ROLLBACK_DRAIN', 'docker logs the restarted container'), cmds.drain!.join(' ')));
+    await steps.run('reload', async () => (await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RELOAD', `docker logs ${d.containers.nginx}`), cmds.reload.join(' ')));
+    if (cmds.drain) await steps.run('drain', async () => (await runChecked(options.run, cmds.drain!, 'RPX_ROLLBACK_DRAIN', `docker logs ${cmds.drain!.at(-1)!}`), cmds.drain!.join(' ')));
     if (cmds.up) {
       // The container env comes from Pulumi: set the config first, then let `pulumi up` recreate the backend.
       await steps.run('restart backend', async () => {
@@ -128,7 +125,7 @@ export async function rollbackDocker(ctx: StackContext, toText: string, change: 
     options.print('  verification failed; restoring the previous nginx config');
     await steps.run('restore', async () => {
       await writeAtomic(d.hostConfigFile, oldConfig);
-      await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RESTORE_FAILED', 'docker exec replyx-nginx nginx -s reload by hand');
+      await runChecked(options.run, cmds.reload, 'RPX_ROLLBACK_RESTORE_FAILED', `${cmds.reload.join(' ')} by hand`);
       return 'previous config back and reloaded';
     });
     throw new ReplyxError('RPX_ROLLBACK_VERIFY_FAILED', `rollback failed and was undone: ${(err as Error).message}`, 'the previous nginx config is running again and the stack file is unchanged; read the logs, then npm run check -- --target docker', { cause: err });
@@ -137,5 +134,5 @@ export async function rollbackDocker(ctx: StackContext, toText: string, change: 
     if (cmds.up && change !== 'undo') return 'stack config already set before pulumi up';
     return persistStackChange(ctx, toText, change, options.run, warnings, options.hasPulumi);
   });
-  return { plan, warnings };
+  return { warnings };
 }

@@ -1,6 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execa } from 'execa';
 import WebSocket from 'ws';
-import { REPO_DIR } from '../../infra/targets/local/local-stack.js';
+import { REPO_DIR } from '../infra/operate/stack.js';
 
 // Test support for the live operator tests: listeners that reconnect like a real client (and
 // remember which server answered), a publisher, and a way to run the operator scripts as the
@@ -67,11 +67,7 @@ export interface ScriptRun {
 }
 
 /** Runs `scripts/<script>` with argv in a child process (as `npm run` would, through tsx). */
-export function runOperatorScript(script: string, args: readonly string[], timeoutMs = 120_000): Promise<ScriptRun> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', `scripts/${script}`, ...args], { cwd: REPO_DIR, timeout: timeoutMs, maxBuffer: 8 * 1024 * 1024, env: { ...process.env, FORCE_COLOR: '0' } }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
+export async function runOperatorScript(script: string, args: readonly string[], timeoutMs = 120_000): Promise<ScriptRun> {
+  const r = await execa(process.execPath, ['--import', 'tsx', `scripts/${script}`, ...args], { cwd: REPO_DIR, timeout: timeoutMs, maxBuffer: 8 * 1024 * 1024, env: { FORCE_COLOR: '0' }, reject: false, stdin: 'ignore' });
+  return { code: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr };
 }

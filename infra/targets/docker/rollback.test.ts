@@ -2,13 +2,12 @@ import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readChecksumFromConfig, renderNginxConfig } from '../../infra/render/nginx.js';
-import { REPO_DIR } from '../../infra/targets/local/local-stack.js';
-import { topologyChecksum, topologyFromStackText } from '../../infra/topology/index.js';
-import { resolveContext, type StackContext } from './context.js';
-import { runRollback } from '../rollback.js';
-import { collectLiveState } from './live-state.js';
-import type { CommandResult, CommandRunner } from './runner.js';
+import { collectLiveState } from '../../operate/live-state.js';
+import { runRollback } from '../../operate/rollback/run.js';
+import { REPO_DIR, resolveContext, type StackContext } from '../../operate/stack.js';
+import type { CommandResult, CommandRunner } from '../../processes/run.js';
+import { readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
+import { topologyChecksum, topologyFromStackText } from '../../topology/index.js';
 
 // The docker target with the Docker daemon and Pulumi mocked: a recording runner answers the
 // argv arrays; files are real (a temp project with the bind-mounted nginx directory).

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ReplyxError } from '../../infra/errors.js';
-import type { RollbackState } from './rollback-plan.js';
+import { ReplyxError } from '../../errors.js';
+import type { RollbackState } from './plan.js';
 
 // The rollback history: one entry per applied rollback with the exact stack file text before
 // and after, so `--undo` restores the previous state byte for byte. Undo pops entries (it does

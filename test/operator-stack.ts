@@ -2,9 +2,9 @@ import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { REPO_DIR, startLocalStack, type LocalStackHandle } from '../../infra/targets/local/local-stack.js';
-import { secretsFile } from '../../infra/targets/local/secrets.js';
-import { parseStackFile, topologyInputFromConfig, type TopologyInput } from '../../infra/topology/index.js';
+import { REPO_DIR, startLocalStack, type LocalStackHandle } from '../infra/targets/local/local-stack.js';
+import { secretsFile } from '../infra/targets/local/secrets.js';
+import { parseStackFile, topologyInputFromConfig, type TopologyInput } from '../infra/topology/index.js';
 
 // Test support: a real local stack on free ports in a temp dir, plus a temp project dir holding
 // a copy of Pulumi.local.yaml with those ports, so the operator scripts run against it with
@@ -32,7 +32,7 @@ export async function startOperatorTestStack(patch: (doc: ReturnType<typeof pars
   try {
     const ports = handle.ports;
     doc.setIn(['config', 'replyx:backend', 'port'], ports.backend);
-    doc.setIn(['config', 'replyx:gateway', 'port'], ports['ws-gateway']);
+    doc.setIn(['config', 'replyx:gateway', 'port'], ports.gateway);
     doc.setIn(['config', 'replyx:nginx', 'port'], ports.nginx);
     doc.setIn(['config', 'replyx:redis', 'port'], ports.redis);
     doc.setIn(['config', 'replyx:postgres', 'port'], ports.postgres);

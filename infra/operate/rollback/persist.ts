@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { findBinary } from '../../infra/targets/local/processes.js';
-import type { StackContext } from './context.js';
-import { writeAtomic } from './rollback-history.js';
-import { pulumiConfigSetArgv, type RollbackChange } from './rollback-plan.js';
-import type { CommandRunner } from './runner.js';
+import { findBinary } from '../../processes/run.js';
+import type { StackContext } from '../stack.js';
+import { writeAtomic } from './history.js';
+import { pulumiConfigSetArgv, type RollbackChange } from './plan.js';
+import type { CommandRunner } from '../../processes/run.js';
 
 /**
  * Persists a rollback in the stack config so the next `pulumi up`/`npm start` keeps it: with the

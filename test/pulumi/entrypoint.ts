@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as pulumi from '@pulumi/pulumi';
-import { installPulumiMocks } from '../../test/pulumi-mocks.js';
+import { installPulumiMocks } from '../pulumi-mocks.js';
 
 const entry = process.argv[2];
 if (!entry) throw new Error('usage: pulumi-entrypoint.ts <entrypoint.ts>');

@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import pg from 'pg';
+import { lastLines } from '../processes/log-tail.js';
 import WebSocket from 'ws';
-import { redisCommand } from '../../infra/targets/local/processes.js';
-import type { Probe } from '../../infra/rules/index.js';
+import type { Probe } from '../rules/index.js';
 
 // Small live probes with timeouts. Each resolves with a Probe (value or error text) and never
 // throws, so one dead service shows up as one failed row instead of aborting the whole check.
@@ -62,6 +62,23 @@ export async function wsFirstFrame(url: string, headers: Record<string, string> 
   });
 }
 
+/** Sends one inline Redis command and resolves with the raw reply line. */
+export async function redisCommand(port: number, command: string, host = '127.0.0.1'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host });
+    socket.setTimeout(1000, () => {
+      socket.destroy();
+      reject(new Error('redis: timeout'));
+    });
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(`${command}\r\n`));
+    socket.once('data', (buf) => {
+      socket.end();
+      resolve(buf.toString('utf8').trim());
+    });
+  });
+}
+
 /** Redis PING on 127.0.0.1:port. */
 export async function redisPing(port: number): Promise<Probe<true>> {
   try {
@@ -89,8 +106,7 @@ export async function postgresPing(url: string, timeoutMs = PROBE_TIMEOUT_MS): P
 /** The last `lines` lines of a text file. */
 export async function tailFile(file: string, lines = 2000): Promise<Probe<string[]>> {
   try {
-    const text = await readFile(file, 'utf8');
-    return { ok: true, value: text.split('\n').filter((l) => l.length > 0).slice(-lines) };
+    return { ok: true, value: await lastLines(file, lines) };
   } catch (err) {
     return { ok: false, error: errorText(err) };
   }

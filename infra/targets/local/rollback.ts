@@ -1,61 +1,45 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ReplyxError } from '../../infra/errors.js';
-import { renderNginxConfig } from '../../infra/render/nginx.js';
-import { restartPlanService } from '../../infra/targets/local/local-stack.js';
-import { planLocalStack, type LocalStackPlan, type ProcessSpec } from '../../infra/targets/local/plan.js';
-import { isPortOpen, waitUntil } from '../../infra/targets/local/ports.js';
-import { testNginxConfig } from '../../infra/targets/local/processes.js';
-import { serviceState, startService } from '../../infra/targets/local/supervisor.js';
-import { REPO_DIR } from '../../infra/targets/local/local-stack.js';
-import { topologyFromStackText, type Topology } from '../../infra/topology/index.js';
-import type { StackContext } from './context.js';
-import { runHealth } from './health.js';
-import type { ProbeCredentials } from './live-state.js';
-import { httpJson, wsFirstFrame } from './probes.js';
-import { planRollback, stateOf, type RollbackChange, type RollbackPlan } from './rollback-plan.js';
-import { persistStackChange } from './rollback-persist.js';
-import { writeAtomic } from './rollback-history.js';
+import { ReplyxError } from '../../errors.js';
+import { runHealth } from '../../operate/health.js';
+import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from '../../operate/live-state.js';
+import { httpJson, wsFirstFrame } from '../../operate/probes.js';
+import { writeAtomic } from '../../operate/rollback/history.js';
+import { persistStackChange } from '../../operate/rollback/persist.js';
+import { planRollback, stateOf, type RollbackChange, type RollbackPlan } from '../../operate/rollback/plan.js';
+import { REPO_DIR, withTopology, type StackContext } from '../../operate/stack.js';
+import type { StepRunner } from '../../operate/steps.js';
+import type { ApplyOptions, ApplyOutcome } from '../../operate/surface.js';
+import { renderNginxConfig } from '../../render/nginx.js';
+import { topologyFromStackText } from '../../topology/index.js';
+import { restartPlanService } from './local-stack.js';
 import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
-import type { CommandRunner } from './runner.js';
-import type { StepRunner } from './steps.js';
+import { planLocalStack, type LocalSecrets, type LocalStackPlan, type ProcessSpec } from './plan.js';
+import { isPortOpen, waitUntil } from './ports.js';
+import { testNginxConfig } from './processes.js';
+import { serviceState, startService } from './supervisor.js';
 
 // The local target's rollback: nginx config swapped atomically and reloaded with SIGHUP, the
 // old /ws/ server made to drop its clients, the backend restarted with its new worker count,
 // the result verified, and the stack file updated. A failure after the swap puts the previous
 // config and processes back.
 
-/** Options of a local rollback (tests use the hooks). */
-export interface LocalRollbackOptions {
-  /** Changes the rendered config before it is validated (tests inject broken configs). */
-  readonly transformConfig?: (text: string) => string;
-  /** How long verification waits for the new route to answer. */
-  readonly verifyTimeoutMs?: number;
-  readonly run: CommandRunner;
-  readonly creds: ProbeCredentials;
-  readonly print: (line: string) => void;
+/** A running local stack: its state directory, secrets and plan (on the ports it runs on). */
+export interface RunningLocalStack {
+  readonly stateDir: string;
+  readonly secrets: LocalSecrets;
+  readonly plan: LocalStackPlan;
 }
 
-/** What a local rollback did. */
-export interface LocalRollbackOutcome {
-  readonly plan: RollbackPlan;
-  readonly warnings: readonly string[];
-  /** How the change was saved (pulumi config set, or the stack file edited). */
-  readonly persisted: string;
-  /** Milliseconds from the start until verification passed. */
-  readonly verifiedMs: number;
-}
+/** How long verification waits for the new route to answer. */
+const VERIFY_TIMEOUT_MS = 5000;
 
 const spec = (plan: LocalStackPlan, name: ProcessSpec['name']) => plan.services.find((s) => s.name === name)!;
 
 /** The local plan for a stack file text, on the ports and state dir of the running stack. */
-export function localPlanFor(ctx: StackContext, text: string): LocalStackPlan {
-  const { topology } = topologyFromStackText(text, path.basename(ctx.stackFile));
-  return planLocalStack(topology, { stateDir: ctx.local!.stateDir, repoDir: REPO_DIR, secrets: ctx.local!.secrets, ports: ctx.local!.plan.ports });
-}
-
-function contextFor(ctx: StackContext, plan: LocalStackPlan): StackContext {
-  return { ...ctx, topology: plan.topology, local: { ...ctx.local!, plan } };
+export function localPlanFor(local: RunningLocalStack, text: string, source: string): LocalStackPlan {
+  const { topology } = topologyFromStackText(text, source);
+  return planLocalStack(topology, { stateDir: local.stateDir, repoDir: REPO_DIR, secrets: local.secrets, ports: local.plan.ports });
 }
 
 async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; masterPid: number; oldWorkers: number[] }> {
@@ -74,7 +58,7 @@ async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; mast
  * gateway starts on the freed port in the background; verification awaits it.
  */
 async function drainGateway(plan: LocalStackPlan): Promise<{ detail: string; started: Promise<number> }> {
-  const gw = spec(plan, 'ws-gateway');
+  const gw = spec(plan, 'gateway');
   const st = await serviceState(gw);
   if (st.pid !== undefined) process.kill(st.pid, 'SIGTERM');
   if (!(await waitUntil(async () => !(await isPortOpen(gw.port)), 5000, 20))) {
@@ -103,7 +87,7 @@ async function waitForRoute(ctx: StackContext, plan: LocalStackPlan, creds: Prob
   let last = '';
   const ok = await waitUntil(
     async () => {
-      const r = await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/123?token=${encodeURIComponent(creds.adminToken ?? '')}`, {}, 1500);
+      const r = await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${DEFAULT_PROBE_DIALOG}?token=${encodeURIComponent(creds.adminToken ?? '')}`, {}, 1500);
       last = r.ok ? `answered by ${String((r.value as { server?: unknown }).server)}` : r.error;
       return r.ok && (r.value as { server?: unknown }).server === want;
     },
@@ -115,7 +99,7 @@ async function waitForRoute(ctx: StackContext, plan: LocalStackPlan, creds: Prob
 }
 
 /** Applies `to` on top of the running `from` (render, validate, swap, reload, drain, restart). */
-async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRunner, options: Pick<LocalRollbackOptions, 'transformConfig'>, configText?: string, onSwapped: () => void = () => undefined): Promise<{ gatewayStarted?: Promise<number> }> {
+async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRunner, options: Pick<ApplyOptions, 'transformConfig'>, configText?: string, onSwapped: () => void = () => undefined): Promise<{ gatewayStarted?: Promise<number> }> {
   let text = '';
   await steps.run('render', async () => {
     text = configText ?? renderNginxConfig(to.topology, 'local', { prefixDir: to.nginxPrefixDir });
@@ -162,7 +146,7 @@ async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRun
 
 /** Checks the applied state: health of every service, the route, the worker count, the delivery probe. */
 async function verify(ctx: StackContext, to: LocalStackPlan, plan: RollbackPlan, creds: ProbeCredentials, timeoutMs: number, warnings: string[], gatewayStarted?: Promise<number>): Promise<string> {
-  const nctx = contextFor(ctx, to);
+  const nctx = withTopology(ctx, to.topology);
   // /ws/ on the gateway needs the new gateway before anything else; otherwise it finishes starting meanwhile.
   if (gatewayStarted && to.topology.wsRoute === 'gateway') await gatewayStarted;
   const route = await waitForRoute(nctx, to, creds, timeoutMs);
@@ -192,15 +176,15 @@ async function verify(ctx: StackContext, to: LocalStackPlan, plan: RollbackPlan,
  * persists; on a failure after the swap it restores the previous config and processes and
  * rethrows with what was restored.
  */
-export async function rollbackLocal(ctx: StackContext, toText: string, change: RollbackChange | 'undo', steps: StepRunner, options: LocalRollbackOptions): Promise<LocalRollbackOutcome> {
+export async function applyLocalChange(ctx: StackContext, local: RunningLocalStack, toText: string, change: RollbackChange | 'undo', steps: StepRunner, options: ApplyOptions): Promise<ApplyOutcome> {
   const warnings: string[] = [];
-  const from = ctx.local!.plan;
+  const from = local.plan;
   let to: LocalStackPlan = from;
   let oldConfig = '';
   let rollbackPlan = planRollback(stateOf(from.topology), stateOf(from.topology));
   await steps.run('record', async () => {
     oldConfig = await readFile(from.nginxConfigFile, 'utf8');
-    to = localPlanFor(ctx, toText);
+    to = localPlanFor(local, toText, path.basename(ctx.stackFile));
     rollbackPlan = planRollback(stateOf(from.topology), stateOf(to.topology));
     const st = await serviceState(spec(from, 'nginx'));
     return `now wsRoute=${from.topology.wsRoute}, backend workers=${from.topology.backend.workers} (nginx pid ${st.pid ?? 'not running'}); target wsRoute=${to.topology.wsRoute}, workers=${to.topology.backend.workers}`;
@@ -210,7 +194,7 @@ export async function rollbackLocal(ctx: StackContext, toText: string, change: R
   try {
     const { gatewayStarted } = await applyPlans(to, rollbackPlan, steps, options, undefined, () => (swapped = true));
     forwardGateway = gatewayStarted;
-    await steps.run('verify', () => verify(ctx, to, rollbackPlan, options.creds, options.verifyTimeoutMs ?? 5000, warnings, gatewayStarted));
+    await steps.run('verify', () => verify(ctx, to, rollbackPlan, options.creds, VERIFY_TIMEOUT_MS, warnings, gatewayStarted));
   } catch (err) {
     if (!swapped) throw err;
     // A gateway restarted by the failed attempt must be up before the restore reasons about it.
@@ -222,34 +206,28 @@ export async function rollbackLocal(ctx: StackContext, toText: string, change: R
       const { gatewayStarted } = await applyPlans(from, back, steps, {}, oldConfig);
       await steps.run('verify restore', async () => {
         if (gatewayStarted) await gatewayStarted;
-        return waitForRoute(ctx, from, options.creds, 5000);
+        return waitForRoute(ctx, from, options.creds, VERIFY_TIMEOUT_MS);
       });
     } catch (restoreErr) {
-      throw new ReplyxError('RPX_ROLLBACK_RESTORE_FAILED', `rollback failed (${reason}) and restoring the previous state failed too: ${(restoreErr as Error).message}`, 'run npm run stack -- restart nginx (and backend/ws-gateway), then npm run check');
+      throw new ReplyxError('RPX_ROLLBACK_RESTORE_FAILED', `rollback failed (${reason}) and restoring the previous state failed too: ${(restoreErr as Error).message}`, 'run npm run stack -- restart nginx (and backend/gateway), then npm run check');
     }
     throw new ReplyxError('RPX_ROLLBACK_VERIFY_FAILED', `rollback failed and was undone: ${reason}`, 'the previous state is running again and the stack file is unchanged; read the logs, then npm run check', { cause: err });
   }
   const verifiedMs = steps.elapsedMs();
-  let persisted = '';
-  await steps.run('persist', async () => (persisted = await persistStackChange(ctx, toText, change, options.run, warnings)));
+  await steps.run('persist', async () => persistStackChange(ctx, toText, change, options.run, warnings, options.hasPulumi));
   if (forwardGateway) {
     const gw = forwardGateway;
     await steps.run('gateway back', async () => {
       try {
         const pid = await gw;
         const h = await httpJson(`${ctx.endpoints.gateway}/health`);
-        if (!h.ok) warnings.push(`the restarted gateway (pid ${pid}) is not healthy: ${h.error}; npm run stack -- restart ws-gateway`);
+        if (!h.ok) warnings.push(`the restarted gateway (pid ${pid}) is not healthy: ${h.error}; npm run stack -- restart gateway`);
         return `new gateway pid ${pid} ${h.ok ? 'healthy' : 'NOT healthy'}`;
       } catch (err) {
-        warnings.push(`the gateway did not start again: ${(err as Error).message}; npm run stack -- restart ws-gateway`);
+        warnings.push(`the gateway did not start again: ${(err as Error).message}; npm run stack -- restart gateway`);
         return 'gateway did not start (see warning)';
       }
     });
   }
-  return { plan: rollbackPlan, warnings, persisted, verifiedMs };
-}
-
-/** The topology a stack file text describes (for dry runs and reports). */
-export function topologyOfText(ctx: StackContext, text: string): Topology {
-  return topologyFromStackText(text, path.basename(ctx.stackFile)).topology;
+  return { warnings, verifiedMs };
 }

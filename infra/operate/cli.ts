@@ -1,7 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ReplyxError, formatErrorForCli } from '../../infra/errors.js';
+import { ReplyxError, formatErrorForCli } from '../errors.js';
 
 // The command-line surface shared by check, health and rollback: strict flags (an unknown flag
 // is an error naming the help), the common --target/--stack/--json options, one-line errors

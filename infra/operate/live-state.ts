@@ -1,0 +1,43 @@
+import type { CommandRunner } from '../processes/run.js';
+import type { LiveState, Probe } from '../rules/index.js';
+import { topologyChecksum } from '../topology/index.js';
+import { httpGet, httpJson, wsFirstFrame } from './probes.js';
+import type { StackContext } from './stack.js';
+
+// Observes a running stack for the live rules: the HTTP and WebSocket probes every target
+// answers the same way, plus what only the target can see (its surface's `observe`).
+
+/** Credentials the probes use; the local stack derives them from its secrets. */
+export interface ProbeCredentials {
+  readonly adminToken?: string;
+  readonly debugToken?: string;
+}
+
+/** The dialog the handshake and the synthetic probe use (a seed dialog of the demo data). */
+export const DEFAULT_PROBE_DIALOG = 123;
+
+/** Credentials for a stack: its target's own (local secrets) or REPLYX_ADMIN_TOKEN / REPLYX_DEBUG_TOKEN. */
+export async function probeCredentials(ctx: StackContext, env: NodeJS.ProcessEnv = process.env): Promise<ProbeCredentials> {
+  return ctx.surface.credentials(env);
+}
+
+/** Credentials from the environment: what targets without secrets of their own use. */
+export function credentialsFromEnv(env: NodeJS.ProcessEnv): ProbeCredentials {
+  return { ...(env.REPLYX_ADMIN_TOKEN ? { adminToken: env.REPLYX_ADMIN_TOKEN } : {}), ...(env.REPLYX_DEBUG_TOKEN ? { debugToken: env.REPLYX_DEBUG_TOKEN } : {}) };
+}
+
+/** Collects every live observation for the check. */
+export async function collectLiveState(ctx: StackContext, creds: ProbeCredentials, run: CommandRunner, probeDialog = DEFAULT_PROBE_DIALOG): Promise<LiveState> {
+  const debugHeaders: Record<string, string> = creds.debugToken ? { 'X-Debug-Token': creds.debugToken } : {};
+  const ws: Probe<unknown> = creds.adminToken
+    ? await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${probeDialog}?token=${encodeURIComponent(creds.adminToken)}`)
+    : { ok: false, error: 'no admin token: set REPLYX_ADMIN_TOKEN (an operator JWT) to probe /ws/' };
+  return {
+    renderedChecksum: topologyChecksum(ctx.topology),
+    wsFirstFrame: ws,
+    gatewayStatus: await httpJson(`${ctx.endpoints.gateway}/api/debug/websocket/status`, debugHeaders),
+    backendHealth: await httpJson(`${ctx.endpoints.backend}/health`),
+    debugThroughNginx: await httpGet(`${ctx.endpoints.nginx}/api/debug/websocket/status`),
+    ...(await ctx.surface.observe(run)),
+  };
+}
