@@ -1,5 +1,6 @@
 import { isMap, parseDocument } from 'yaml';
 import { ReplyxError } from '../../errors.js';
+import { desyncRisk } from '../../rules/topology-rules.js';
 import { CONFIG_NAMESPACE, topologyFromStackText, type Topology, type WsRoute } from '../../topology/index.js';
 
 // The pure half of `npm run rollback`: what changes, which steps that takes, and the edited
@@ -47,7 +48,7 @@ export function planRollback(from: RollbackState, to: RollbackState): RollbackPl
   if (drain) steps.push('drain');
   if (workersChange) steps.push('restart backend');
   steps.push('verify', 'persist');
-  return { from, to, steps, ...(drain ? { drain } : {}), restartBackend: workersChange, desyncRisk: to.wsRoute === 'backend' && to.backendWorkers > 1 };
+  return { from, to, steps, ...(drain ? { drain } : {}), restartBackend: workersChange, desyncRisk: desyncRisk(to.wsRoute, to.backendWorkers) };
 }
 
 /** Applies a change to a state. */
