@@ -67,10 +67,11 @@ async function readJson(file: string): Promise<unknown> {
 /** Reads the local stack's secrets; throws when the stack was never started in that state dir. */
 export async function readLocalSecrets(stateDir: string): Promise<LocalSecrets> {
   const raw = (await readJson(secretsFile(stateDir))) as Partial<LocalSecrets> | undefined;
-  if (!raw || typeof raw.jwtSecret !== 'string' || typeof raw.publishKey !== 'string' || typeof raw.debugToken !== 'string') {
+  const names = ['jwtSecret', 'publishKey', 'debugToken', 'siteTokenSecret', 'widgetTokenSecret'] as const;
+  if (!raw || names.some((n) => typeof raw[n] !== 'string')) {
     throw new ReplyxError('RPX_STACK_NOT_STARTED', `no local stack state in ${stateDir} (secrets.json missing)`, 'start the stack with npm start (or pass --state-dir of a running stack)');
   }
-  return { jwtSecret: raw.jwtSecret, publishKey: raw.publishKey, debugToken: raw.debugToken };
+  return { jwtSecret: raw.jwtSecret!, publishKey: raw.publishKey!, debugToken: raw.debugToken!, siteTokenSecret: raw.siteTokenSecret!, widgetTokenSecret: raw.widgetTokenSecret! };
 }
 
 /** Resolves the stack a command works on from its flags. */

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { signAdminToken } from '../../examples/backend/src/demo.js';
+import { demoVisitorKey, signAdminToken } from '../../examples/backend/src/demo.js';
 import { readChecksumFromConfig } from '../../infra/render/nginx.js';
 import type { LiveState, Probe } from '../../infra/rules/index.js';
 import { topologyChecksum } from '../../infra/topology/index.js';
@@ -15,15 +15,24 @@ import type { CommandRunner } from './runner.js';
 export interface ProbeCredentials {
   readonly adminToken?: string;
   readonly debugToken?: string;
+  /** Resumes the probe widget's dialog through POST /api/widget/sessions (else the probe opens a new one). */
+  readonly widgetVisitorKey?: string;
 }
 
 /** The dialog the handshake and the synthetic probe use (a seed dialog of the demo data). */
 export const DEFAULT_PROBE_DIALOG = 123;
 
-/** Credentials for a context: local secrets, else REPLYX_ADMIN_TOKEN / REPLYX_DEBUG_TOKEN. */
+/** Credentials for a context: local secrets, else REPLYX_ADMIN_TOKEN / REPLYX_DEBUG_TOKEN / REPLYX_WIDGET_VISITOR_KEY. */
 export async function probeCredentials(ctx: StackContext, env: NodeJS.ProcessEnv = process.env): Promise<ProbeCredentials> {
-  if (ctx.local) return { adminToken: await signAdminToken(ctx.local.secrets.jwtSecret, 1, 3600), debugToken: ctx.local.secrets.debugToken };
-  return { ...(env.REPLYX_ADMIN_TOKEN ? { adminToken: env.REPLYX_ADMIN_TOKEN } : {}), ...(env.REPLYX_DEBUG_TOKEN ? { debugToken: env.REPLYX_DEBUG_TOKEN } : {}) };
+  if (ctx.local) {
+    const { secrets } = ctx.local;
+    return { adminToken: await signAdminToken(secrets.jwtSecret, 1, 3600), debugToken: secrets.debugToken, widgetVisitorKey: demoVisitorKey(secrets.widgetTokenSecret) };
+  }
+  return {
+    ...(env.REPLYX_ADMIN_TOKEN ? { adminToken: env.REPLYX_ADMIN_TOKEN } : {}),
+    ...(env.REPLYX_DEBUG_TOKEN ? { debugToken: env.REPLYX_DEBUG_TOKEN } : {}),
+    ...(env.REPLYX_WIDGET_VISITOR_KEY ? { widgetVisitorKey: env.REPLYX_WIDGET_VISITOR_KEY } : {}),
+  };
 }
 
 const fromRun = async (run: CommandRunner, argv: readonly string[]): Promise<Probe<string>> => {

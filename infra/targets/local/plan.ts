@@ -16,6 +16,8 @@ export interface LocalSecrets {
   readonly jwtSecret: string;
   readonly publishKey: string;
   readonly debugToken: string;
+  readonly siteTokenSecret: string;
+  readonly widgetTokenSecret: string;
 }
 
 /** How the supervisor knows a service is up. */
@@ -179,6 +181,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
         DATABASE_URL: databaseUrl,
         REDIS_URL: redisUrl,
         JWT_SECRET: secrets.jwtSecret,
+        SITE_TOKEN_SECRET: secrets.siteTokenSecret,
+        WIDGET_TOKEN_SECRET: secrets.widgetTokenSecret,
         LOG_LEVEL: logLevel,
         ...history,
       },
@@ -203,6 +207,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
         REDIS_URL: redisUrl,
         DATABASE_URL: databaseUrl,
         JWT_SECRET: secrets.jwtSecret,
+        SITE_TOKEN_SECRET: secrets.siteTokenSecret,
+        WIDGET_TOKEN_SECRET: secrets.widgetTokenSecret,
         PUBLISH_KEY: secrets.publishKey,
         DEBUG_TOKEN: secrets.debugToken,
         HEARTBEAT_MS: String(effective.gateway.heartbeatMs),

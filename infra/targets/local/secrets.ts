@@ -10,14 +10,18 @@ import type { LocalSecrets } from './plan.js';
 
 const secretsSchema = z.strictObject({
   jwtSecret: z.string().min(32),
-  publishKey: z.string().min(16),
-  debugToken: z.string().min(16),
+  publishKey: z.string().min(32),
+  debugToken: z.string().min(32),
+  // Added with the site/widget token keys: older state directories lack them (filled in below).
+  siteTokenSecret: z.string().min(32).optional(),
+  widgetTokenSecret: z.string().min(32).optional(),
 });
+
+const secret = () => randomBytes(32).toString('base64url');
 
 /** A fresh set of random local secrets. */
 export function generateSecrets(): LocalSecrets {
-  const secret = () => randomBytes(32).toString('base64url');
-  return { jwtSecret: secret(), publishKey: secret(), debugToken: secret() };
+  return { jwtSecret: secret(), publishKey: secret(), debugToken: secret(), siteTokenSecret: secret(), widgetTokenSecret: secret() };
 }
 
 /** Path of the secrets file inside a state directory. */
@@ -47,7 +51,11 @@ export async function loadOrCreateSecrets(stateDir: string): Promise<LocalSecret
     }
     // Someone may have loosened the mode; secrets stay owner-only.
     await chmod(file, 0o600);
-    return parsed.data;
+    const { siteTokenSecret, widgetTokenSecret } = parsed.data;
+    if (siteTokenSecret && widgetTokenSecret) return { ...parsed.data, siteTokenSecret, widgetTokenSecret };
+    const completed = { ...parsed.data, siteTokenSecret: siteTokenSecret ?? secret(), widgetTokenSecret: widgetTokenSecret ?? secret() };
+    await writeFile(file, `${JSON.stringify(completed, null, 2)}\n`, { mode: 0o600 });
+    return completed;
   }
   await mkdir(stateDir, { recursive: true });
   const secrets = generateSecrets();
