@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, importPKCS8 } from 'jose';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TokenVerifier, claimedTokenKind, signAdminToken, signSiteToken, signWidgetToken } from '../src/auth/tokens.js';
 import { JWT_SECRET, POLICY, SITE_TOKEN_SECRET, WIDGET_TOKEN_SECRET, adminToken, noneToken, signRaw, siteToken, widgetToken } from './harness.js';
 
@@ -132,5 +132,28 @@ describe('signers (the backend issues with these)', () => {
     await expect(signSiteToken(SITE_TOKEN_SECRET, { userId: 4, assistantId: 5, ttlS: 30 * 86_400 + 1 }, POLICY)).rejects.toThrow(RangeError);
     await expect(signWidgetToken(WIDGET_TOKEN_SECRET, { dialogId: 6, assistantId: 5, origin: 'ftp://x' }, POLICY)).rejects.toThrow();
     expect([claimedTokenKind(admin.token), claimedTokenKind(site.token), claimedTokenKind(widget.token), claimedTokenKind('x.y.z')]).toEqual(['admin', 'site', 'widget', undefined]);
+  });
+});
+
+describe('verified-token memory', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('remembers a verified token by its exact text, still refuses it once expired, and stays bounded', async () => {
+    const small = new TokenVerifier(keys, POLICY, 2);
+    const token = await adminToken(7, { ttlS: 60 });
+    expect((await small.verifyAdmin(token)).ok).toBe(true);
+    // The same text as another kind is verified in full (and refused).
+    expect(await small.verifySite(token)).toEqual({ ok: false, reason: 'invalid' });
+    // A token one character off is not the remembered one.
+    expect((await small.verifyAdmin(`${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`)).ok).toBe(false);
+    vi.useFakeTimers({ now: Date.now() + 61_000, toFake: ['Date'] });
+    expect(await small.verifyAdmin(token)).toEqual({ ok: false, reason: 'expired' });
+    vi.useRealTimers();
+    // Bounded: the oldest is forgotten first (then verified in full again, still fine).
+    const [a, b, c] = await Promise.all([adminToken(1), adminToken(2), adminToken(3)]);
+    for (const t of [a, b, c, a]) expect((await small.verifyAdmin(t)).ok).toBe(true);
+    expect(small.rememberedTokens).toBe(2);
   });
 });

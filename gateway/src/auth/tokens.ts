@@ -116,13 +116,23 @@ interface KindKey {
   readonly maxTtlS: number;
 }
 
-/** Verifies the three kinds of token against their own keys, audiences and lifetimes. */
+/** Tokens whose signature and claims were verified, kept so a reconnect costs no second HMAC. */
+export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
+
+/**
+ * Verifies the three kinds of token against their own keys, audiences and lifetimes. Tokens that
+ * passed are remembered by their exact text (a reconnect storm presents the same tokens again;
+ * the signature check is most of a handshake's CPU), and `exp` is checked again on every use.
+ */
 export class TokenVerifier {
   readonly #keys: Record<ConnectionKind, KindKey>;
   readonly #issuer: string;
+  readonly #verified = new Map<string, { readonly kind: ConnectionKind; readonly payload: JWTPayload }>();
+  readonly #cacheMax: number;
 
-  /** Prepares the keys (HS256 secrets, or an RS256 public key PEM for admin tokens). */
-  constructor(keys: TokenKeys, policy: TokenPolicy) {
+  /** Prepares the keys (HS256 secrets, or an RS256 public key PEM for admin tokens); `cacheMax` verified tokens are remembered. */
+  constructor(keys: TokenKeys, policy: TokenPolicy, cacheMax = VERIFIED_TOKEN_CACHE_MAX) {
+    this.#cacheMax = cacheMax;
     let admin: KindKey;
     if (keys.jwtPublicKey) admin = { key: importSPKI(keys.jwtPublicKey, 'RS256'), algorithms: ['RS256'], audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
     else if (keys.jwtSecret) admin = { key: hmacKey(keys.jwtSecret, 'verify'), algorithms: ['HS256'], audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
@@ -142,6 +152,11 @@ export class TokenVerifier {
     await Promise.all(Object.values(this.#keys).map((k) => k.key));
   }
 
+  /** Verified tokens remembered (at most the cache size). */
+  get rememberedTokens(): number {
+    return this.#verified.size;
+  }
+
   /** The algorithm admin tokens are verified with. */
   get algorithm(): string {
     return this.#keys.admin.algorithms[0]!;
@@ -149,6 +164,12 @@ export class TokenVerifier {
 
   async #claims(kind: ConnectionKind, token: string | null | undefined): Promise<TokenResult<JWTPayload>> {
     if (!token) return { ok: false, reason: 'missing' };
+    const hit = this.#verified.get(token);
+    if (hit && hit.kind === kind) {
+      if (hit.payload.exp! > Date.now() / 1000) return { ok: true, value: hit.payload };
+      this.#verified.delete(token);
+      return { ok: false, reason: 'expired' };
+    }
     const k = this.#keys[kind];
     let payload: JWTPayload;
     try {
@@ -169,6 +190,10 @@ export class TokenVerifier {
     if (iat > now + CLOCK_TOLERANCE_S) return { ok: false, reason: 'claims' };
     if (exp - iat > k.maxTtlS) return { ok: false, reason: 'lifetime' };
     if (payload.type !== TOKEN_TYPE[kind]) return { ok: false, reason: 'wrong-type' };
+    if (this.#cacheMax > 0) {
+      if (this.#verified.size >= this.#cacheMax) this.#verified.delete(this.#verified.keys().next().value!);
+      this.#verified.set(token, { kind, payload });
+    }
     return { ok: true, value: payload };
   }
 
