@@ -127,6 +127,9 @@ export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, 
   const origin = options.widgetOrigin ?? `http://localhost:${ctx.topology.nginx.port}`;
   const assistant = options.widgetAssistantId ?? DEMO_WIDGET_ASSISTANT_ID;
   const session = await widgetSession(ctx, assistant, origin, creds.widgetVisitorKey, timeoutMs);
+  const wanted = options.dialogId ?? DEFAULT_PROBE_DIALOG;
+  if (creds.widgetVisitorKey && session.dialogId !== wanted) throw new Error(`the widget's visitor key resumes dialog ${session.dialogId}, not the probe dialog ${wanted}: pass --probe-dialog ${session.dialogId} or the key of dialog ${wanted}`);
+  // Without a visitor key the session opens a new dialog, and the probe runs on that one.
   const dialog = session.dialogId;
   const listeners = [
     listen('admin', `${ctx.endpoints.ws}/ws/dialogs/${dialog}`, creds.adminToken, timeoutMs),

@@ -65,10 +65,11 @@ export interface LegacyWebSockets {
 /** The deprecated query parameter each kind's token may still arrive in. */
 const QUERY_TOKEN: Readonly<Record<ConnectionKind, string | undefined>> = { admin: 'token', site: 'site_token', widget: undefined };
 
-async function callerFor(kind: ConnectionKind, url: URL, req: IncomingMessage, creds: BackendCredentials): Promise<Caller | Denial | 'bad-request'> {
+async function callerFor(kind: ConnectionKind, url: URL, req: IncomingMessage, creds: BackendCredentials, log: Logger): Promise<Caller | Denial | 'bad-request'> {
   const q = url.searchParams;
   const origin = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
   const presented = presentedToken(req.headers, q, QUERY_TOKEN[kind]);
+  if (presented?.source === 'query') log.debug({ kind }, `${LOG_TAG[kind]} deprecated credential: token in the query string (send it as the replyx.token.<JWT> subprotocol)`);
   if (kind === 'widget' && !presented && creds.legacyWidgetAuth && q.has('assistant_id')) {
     const assistantId = Number(q.get('assistant_id'));
     if (!/^\d{1,15}$/.test(q.get('assistant_id') ?? '') || assistantId < 1) return 'bad-request';
@@ -108,7 +109,7 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
   async function accept(ws: WebSocket, req: IncomingMessage, url: URL, kind: ConnectionKind, dialogId: number): Promise<void> {
     let caller: Caller | Denial | 'bad-request';
     try {
-      caller = await callerFor(kind, url, req, deps.credentials);
+      caller = await callerFor(kind, url, req, deps.credentials, deps.log);
       if (caller !== 'bad-request' && !denied(caller)) caller = authorise(caller, dialogId, await deps.credentials.dialogAccess(dialogId)) ?? caller;
     } catch (err) {
       deps.log.error({ err, dialogId }, `${LOG_TAG[kind]} legacy handshake failed`);
