@@ -97,7 +97,7 @@ describe('runReplyxProgram: docker target', () => {
     const run = await runProgram({ ...DOCKER, 'replyx:nginx': { port: 8099 } });
     expect(run.error).toBeUndefined();
     const passwords = run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword');
-    expect(passwords.map((r) => r.name).sort()).toEqual(['replyx-secrets-jwtSecret', 'replyx-secrets-postgresPassword', 'replyx-secrets-publishKey']);
+    expect(passwords.map((r) => r.name).sort()).toEqual(['replyx-secrets-jwtSecret', 'replyx-secrets-postgresPassword', 'replyx-secrets-publishKey', 'replyx-secrets-siteTokenSecret', 'replyx-secrets-widgetTokenSecret']);
     for (const p of passwords) expect(p.inputs).toMatchObject({ length: 48, special: false });
     expect(run.resources.filter((r) => r.type === 'docker:index/container:Container')).toHaveLength(5);
     const backend = run.resources.find((r) => r.type === 'docker:index/container:Container' && plain(r.inputs.name) === 'replyx-backend')!;
@@ -105,7 +105,7 @@ describe('runReplyxProgram: docker target', () => {
     expect(plain<string[]>(backend.inputs.envs)).toContain('JWT_SECRET=generated-replyx-secrets-jwtSecret');
     const outputs = run.outputs!;
     expect(outputs.target).toBe('docker');
-    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'postgresPassword', 'publishKey']);
+    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey']);
     expect(await valueOf(outputs.publicUrl as pulumi.Output<string>)).toBe('http://localhost:8099');
     expect(await valueOf(outputs.wsRoute as pulumi.Output<string>)).toBe('gateway');
     expect(await valueOf(outputs.topologyChecksum as pulumi.Output<string>)).toMatch(/^[0-9a-f]{16}$/);
@@ -115,8 +115,8 @@ describe('runReplyxProgram: docker target', () => {
 
   it('uses the secrets from `pulumi config --secret` and generates none', async () => {
     const run = await runProgram(
-      { ...DOCKER, 'replyx:jwtSecret': 'cfg-jwt', 'replyx:postgresPassword': 'cfg-pg', 'replyx:publishKey': 'cfg-pub', 'replyx:debugToken': 'cfg-dbg' },
-      ['replyx:jwtSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken'],
+      { ...DOCKER, 'replyx:jwtSecret': 'cfg-jwt', 'replyx:siteTokenSecret': 'cfg-site', 'replyx:widgetTokenSecret': 'cfg-widget', 'replyx:postgresPassword': 'cfg-pg', 'replyx:publishKey': 'cfg-pub', 'replyx:debugToken': 'cfg-dbg' },
+      ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken'],
     );
     expect(run.error).toBeUndefined();
     expect(run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword')).toEqual([]);

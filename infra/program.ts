@@ -53,6 +53,8 @@ export function deployDocker(topology: Topology): DockerStackOutputs {
     topology,
     secrets: {
       jwtSecret: secrets.jwtSecret,
+      siteTokenSecret: secrets.siteTokenSecret,
+      widgetTokenSecret: secrets.widgetTokenSecret,
       postgresPassword: secrets.postgresPassword,
       publishKey: secrets.publishKey,
       ...(secrets.debugToken !== undefined ? { debugToken: secrets.debugToken } : {}),

@@ -7,7 +7,7 @@ import * as random from '@pulumi/random';
 import { CONFIG_NAMESPACE } from './topology/index.js';
 
 /** Secrets every target needs; generated when absent from the stack config. */
-export const GENERATED_SECRETS = ['jwtSecret', 'postgresPassword', 'publishKey'] as const;
+export const GENERATED_SECRETS = ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey'] as const;
 /** One of {@link GENERATED_SECRETS}. */
 export type GeneratedSecret = (typeof GENERATED_SECRETS)[number];
 
@@ -21,6 +21,10 @@ export interface ReplyxSecretsArgs {
 export class ReplyxSecrets extends pulumi.ComponentResource {
   /** HS256 key shared by the backend (signs) and the gateway (verifies). */
   readonly jwtSecret: pulumi.Output<string>;
+  /** Key of site tokens (backend issues, gateway verifies). */
+  readonly siteTokenSecret: pulumi.Output<string>;
+  /** Key of widget session tokens (backend issues, gateway verifies). */
+  readonly widgetTokenSecret: pulumi.Output<string>;
   /** Password of the Postgres user. */
   readonly postgresPassword: pulumi.Output<string>;
   /** Key the backend sends in X-Publish-Key to the gateway's /internal/publish. */
@@ -30,7 +34,7 @@ export class ReplyxSecrets extends pulumi.ComponentResource {
   /** Which secrets were generated because the config did not hold them (for the preview summary). */
   readonly generated: readonly GeneratedSecret[];
 
-  /** Reads `replyx:jwtSecret`, `replyx:postgresPassword`, `replyx:publishKey` (and `replyx:debugToken`). */
+  /** Reads `replyx:jwtSecret`, `replyx:siteTokenSecret`, `replyx:widgetTokenSecret`, `replyx:postgresPassword`, `replyx:publishKey` (and `replyx:debugToken`). */
   constructor(name: string, args: ReplyxSecretsArgs = {}, opts?: pulumi.ComponentResourceOptions) {
     super('replyx:index:Secrets', name, {}, opts);
     const config = new pulumi.Config(CONFIG_NAMESPACE);
@@ -47,6 +51,8 @@ export class ReplyxSecrets extends pulumi.ComponentResource {
       return pulumi.secret(password.result);
     };
     this.jwtSecret = read('jwtSecret');
+    this.siteTokenSecret = read('siteTokenSecret');
+    this.widgetTokenSecret = read('widgetTokenSecret');
     this.postgresPassword = read('postgresPassword');
     this.publishKey = read('publishKey');
     this.debugToken = config.getSecret('debugToken');

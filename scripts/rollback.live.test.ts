@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signAdminToken } from '../examples/backend/src/demo.js';
+import { demoWidgetToken, signAdminToken } from '../examples/backend/src/demo.js';
+import { tokenProtocols } from '../gateway/src/auth/credentials.js';
 import { waitUntil } from '../infra/targets/local/ports.js';
 import { readHistory, historyFile } from '../infra/operate/rollback/history.js';
 import { runRollback } from '../infra/operate/rollback/run.js';
@@ -66,7 +67,9 @@ beforeAll(async () => {
   adminToken = await signAdminToken(stack.handle.secrets.jwtSecret, 1, 3600);
   const ws = `ws://127.0.0.1:${stack.handle.ports.nginx}`;
   admin = listener('admin', () => `${ws}/ws/dialogs/${DIALOG}?token=${adminToken}`);
-  widget = listener('widget', () => `${ws}/ws/widget/dialogs/${DIALOG}?assistant_id=3`, { Origin: `http://localhost:${stack.handle.ports.nginx}` });
+  // A widget session token for dialog 123, as POST /api/widget/sessions issues it (15 minutes).
+  const widgetToken = (await demoWidgetToken(stack.handle.secrets.widgetTokenSecret, `http://localhost:${stack.handle.ports.nginx}`)).token;
+  widget = listener('widget', () => `${ws}/ws/widget/dialogs/${DIALOG}`, {}, () => tokenProtocols(widgetToken));
   expect(await onServer('ws-gateway')).toBe(true);
   // Background traffic through every rollback below.
   publisher = (async () => {

@@ -143,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
     case 'tokens': {
       const { demoTokens, formatDemoTokens } = await import('../infra/targets/local/demo-tokens.js');
       const { plan, secrets } = await loadDevPlan({ stack });
-      const t = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway }, secrets.debugToken);
+      const t = await demoTokens(secrets, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway });
       console.log(values.json ? JSON.stringify(t, null, 2) : formatDemoTokens(t));
       return 0;
     }

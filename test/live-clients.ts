@@ -16,8 +16,8 @@ export interface Listener {
   close(): void;
 }
 
-/** Opens a reconnecting listener on `url`. */
-export function listener(name: string, url: () => string, headers: Record<string, string> = {}): Listener {
+/** Opens a reconnecting listener on `url`, offering `protocols()` (the token subprotocol) on each connect. */
+export function listener(name: string, url: () => string, headers: Record<string, string> = {}, protocols: () => string[] = () => []): Listener {
   let current: WebSocket | undefined;
   let server: string | undefined;
   let stopped = false;
@@ -25,7 +25,7 @@ export function listener(name: string, url: () => string, headers: Record<string
   const closes: number[] = [];
   const connect = () => {
     if (stopped) return;
-    const ws = new WebSocket(url(), { headers });
+    const ws = new WebSocket(url(), protocols(), { headers });
     current = ws;
     ws.on('message', (data) => {
       let frame: { type?: string; server?: string; data?: { text?: string } };

@@ -45,7 +45,7 @@ function onFrame(conn: Connection, frame: string | Buffer): void {
 
 function connectWs(target: ConnectTarget, readyOn: ReadyOn, timeoutMs: number): Promise<Connection> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(target.url, {
+    const ws = new WebSocket(target.url, [...(target.protocols ?? [])], {
       headers: target.origin ? { Origin: target.origin } : {},
       perMessageDeflate: false,
       handshakeTimeout: timeoutMs,

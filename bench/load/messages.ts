@@ -9,8 +9,10 @@ export interface ConnectTarget {
   readonly url: string;
   /** The dialog this connection follows (the expected-event count is per dialog). */
   readonly dialog: number;
-  /** Origin header to send (the widget endpoint checks it against allowed domains). */
+  /** Origin header to send. */
   readonly origin?: string;
+  /** Subprotocols to offer (our gateway: `replyx.v1` and `replyx.token.<JWT>`). */
+  readonly protocols?: readonly string[];
 }
 
 /** When a connection counts as established. */

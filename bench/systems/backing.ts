@@ -1,19 +1,32 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
-import { SignJWT } from 'jose';
+import { signAdminToken, signWidgetToken, type TokenPolicy } from '../../gateway/src/auth/tokens.js';
+import { TOKEN_DEFAULTS } from '../../gateway/src/auth/token-settings.js';
 import { freePort } from '../../infra/targets/local/ports.js';
 import { startPostgres, startRedis, type ServiceProcess } from '../../infra/targets/local/processes.js';
 
 // Redis and Postgres for a benchmark run. Our gateway authorises every connection against the
-// `replyx_dialog_access` view, so the run seeds one user, one assistant and N dialogs behind it;
-// the peers ignore Postgres (they have no auth) and use Redis only where they publish through it.
+// `replyx_dialog_access` view, so the run seeds one user, one assistant and N dialogs behind it,
+// an empty `replyx_revoked_site_tokens`, and mints an admin token and one widget session token
+// per dialog; the peers ignore Postgres (they have no auth) and use Redis only where they
+// publish through it.
 
 /** The allowed domain of the bench assistant; widget connections send it as their Origin. */
 export const BENCH_ORIGIN = 'https://bench.example.com';
 /** Ids of the seeded owner and assistant. */
 export const BENCH_USER_ID = 1;
 export const BENCH_ASSISTANT_ID = 1;
+/** Lifetime of the run's tokens: longer than any run, so no connection is closed at expiry. */
+export const BENCH_TOKEN_TTL_S = 4 * 3600;
+/** The policy the bench gateway is started with (WIDGET_TOKEN_TTL_S raised to the run's tokens). */
+export const BENCH_TOKEN_POLICY: TokenPolicy = {
+  issuer: TOKEN_DEFAULTS.JWT_ISSUER,
+  adminAudience: TOKEN_DEFAULTS.JWT_AUDIENCE,
+  adminMaxTtlS: TOKEN_DEFAULTS.ADMIN_TOKEN_MAX_TTL_S,
+  siteMaxTtlS: TOKEN_DEFAULTS.SITE_TOKEN_MAX_TTL_S,
+  widgetTtlS: BENCH_TOKEN_TTL_S,
+};
 
 /** Running backing services and the secrets our gateway is started with. */
 export interface Backing {
@@ -21,9 +34,13 @@ export interface Backing {
   /** Undefined when no system needs Postgres. */
   readonly databaseUrl?: string;
   readonly jwtSecret: string;
+  readonly siteTokenSecret: string;
+  readonly widgetTokenSecret: string;
   readonly publishKey: string;
-  /** Admin JWT (`sub` = the bench user, 2 h lifetime) for `/ws/dialogs/{id}?token=`. */
+  /** Admin JWT (`sub` = the bench user) for `/ws/dialogs/{id}`, sent as the token subprotocol. */
   readonly adminToken: string;
+  /** A widget session token per seeded dialog (index = dialog id - 1), for the widget endpoint. */
+  readonly widgetTokens: readonly string[];
   /** Redis and Postgres versions, for the report. */
   readonly versions: Readonly<Record<string, string>>;
   stop(): Promise<void>;
@@ -50,6 +67,8 @@ const SCHEMA = [
   `CREATE OR REPLACE VIEW replyx_dialog_access AS
      SELECT d.id AS dialog_id, a.id AS assistant_id, a.user_id, a.allowed_domains
      FROM bench_dialogs d JOIN bench_assistants a ON a.id = d.assistant_id`,
+  // The bench issues no site tokens, so nothing is ever revoked.
+  'CREATE OR REPLACE VIEW replyx_revoked_site_tokens AS SELECT NULL::text AS jti WHERE false',
 ];
 
 async function seed(databaseUrl: string, dialogs: number): Promise<string> {
@@ -95,18 +114,20 @@ export async function startBacking(opts: BackingOptions): Promise<Backing> {
     }
     const versions: Record<string, string> = { redis: await redisVersion(redisUrl) };
     if (opts.postgres && databaseUrl) versions.postgres = await seed(databaseUrl, opts.dialogs);
-    const jwtSecret = randomBytes(32).toString('hex');
-    const adminToken = await new SignJWT({})
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(String(BENCH_USER_ID))
-      .setExpirationTime('2h')
-      .sign(new TextEncoder().encode(jwtSecret));
+    const [jwtSecret, siteTokenSecret, widgetTokenSecret] = [0, 1, 2].map(() => randomBytes(32).toString('hex')) as [string, string, string];
+    const adminToken = (await signAdminToken(jwtSecret, { userId: BENCH_USER_ID, ttlS: BENCH_TOKEN_TTL_S }, BENCH_TOKEN_POLICY)).token;
+    const widgetTokens = await Promise.all(
+      Array.from({ length: opts.dialogs }, async (_, i) => (await signWidgetToken(widgetTokenSecret, { dialogId: i + 1, assistantId: BENCH_ASSISTANT_ID, origin: BENCH_ORIGIN }, BENCH_TOKEN_POLICY)).token),
+    );
     return {
       redisUrl,
       databaseUrl: opts.postgres ? databaseUrl : undefined,
       jwtSecret,
+      siteTokenSecret,
+      widgetTokenSecret,
       publishKey: randomBytes(24).toString('hex'),
       adminToken,
+      widgetTokens,
       versions,
       async stop() {
         await Promise.all(started.map((s) => s.stop()));

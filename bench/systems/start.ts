@@ -9,7 +9,8 @@ import { validateTopology } from '../../infra/topology/index.js';
 import { freePort, isPortOpen, waitUntil } from '../../infra/targets/local/ports.js';
 import { findBinary, startNginx } from '../../infra/targets/local/processes.js';
 import { logTail, processTree, spawnLogged, type BenchProcess } from '../proc.js';
-import { BENCH_ASSISTANT_ID, BENCH_ORIGIN, type Backing } from './backing.js';
+import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
+import { BENCH_TOKEN_TTL_S, type Backing } from './backing.js';
 import { renderPushpinConfig, renderPushpinRoutes } from './pushpin-config.js';
 import type { Role, RunningSystem, SystemName } from './system.js';
 
@@ -95,6 +96,9 @@ async function startGateway(ctx: StartContext, label: string): Promise<{ proc: B
     REDIS_URL: backing.redisUrl,
     DATABASE_URL: backing.databaseUrl,
     JWT_SECRET: backing.jwtSecret,
+    SITE_TOKEN_SECRET: backing.siteTokenSecret,
+    WIDGET_TOKEN_SECRET: backing.widgetTokenSecret,
+    WIDGET_TOKEN_TTL_S: String(BENCH_TOKEN_TTL_S),
     PUBLISH_KEY: backing.publishKey,
     LOG_LEVEL: ctx.gatewayLogLevel ?? 'warn',
     INSTANCE_ID: `bench-${label}`,
@@ -113,10 +117,12 @@ async function startGateway(ctx: StartContext, label: string): Promise<{ proc: B
 }
 
 function gatewayTarget(base: string, backing: Backing) {
+  // Tokens travel as the replyx.token subprotocol, as the contract asks of clients.
+  const admin = tokenProtocols(backing.adminToken);
   return (dialog: number, role: Role) =>
     role === 'admin'
-      ? { url: `${base}/ws/dialogs/${dialog}?token=${encodeURIComponent(backing.adminToken)}`, dialog }
-      : { url: `${base}/ws/widget/dialogs/${dialog}?assistant_id=${BENCH_ASSISTANT_ID}`, dialog, origin: BENCH_ORIGIN };
+      ? { url: `${base}/ws/dialogs/${dialog}`, dialog, protocols: admin }
+      : { url: `${base}/ws/widget/dialogs/${dialog}`, dialog, protocols: tokenProtocols(backing.widgetTokens[dialog - 1]!) };
 }
 
 /** What both of our rows share: ws clients that count the `connected` frame, auth, the Lua publish. */

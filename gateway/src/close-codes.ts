@@ -14,7 +14,11 @@ export interface CloseCodeInfo {
 /** Every close code the gateway sends, by name. */
 export const CloseCodes = {
   /** Missing, malformed, expired or wrongly signed token. */
-  UNAUTHORIZED: { code: 4001, reason: 'unauthorized', meaning: 'token missing, invalid or expired' },
+  UNAUTHORIZED: { code: 4001, reason: 'unauthorized', meaning: 'token missing, invalid, expired or revoked' },
+  /** An open connection's token reached its `exp`: fetch a fresh token, reconnect with `since`. */
+  TOKEN_EXPIRED: { code: 4001, reason: 'token expired', meaning: 'the token of an open connection expired' },
+  /** An open connection lost its access (dialog moved, site token revoked, origin no longer allowed). */
+  ACCESS_REVOKED: { code: 4001, reason: 'access revoked', meaning: 'access of an open connection was revoked' },
   /** The widget/site origin is not one of the assistant's allowed domains (or is missing). */
   DOMAIN_FORBIDDEN: { code: 4003, reason: 'domain forbidden', meaning: 'origin not in the assistant allowed domains' },
   /** The dialog does not exist or does not belong to the caller. */

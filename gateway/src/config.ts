@@ -1,6 +1,10 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { TOKEN_DEFAULTS, TOKEN_ENV_FIXES, TOKEN_ENV_SHAPE, tokenPolicyOf, tokenSecretProblem, tokenSecretsOf } from './auth/token-settings.js';
+import type { TokenPolicy } from './auth/tokens.js';
+import { envInt as int, envSecret } from './env-fields.js';
 import { gatewayErrorLine, type GatewayErrorCode } from './error-codes.js';
+import { DEFAULT_TRUSTED_PROXIES, TrustedProxies } from './limits/client-ip.js';
 
 // Gateway configuration from the environment. Every variable is optional except the secrets
 // the gateway cannot run without; defaults match infra/topology/schema.ts. A bad value stops
@@ -25,22 +29,6 @@ export class GatewayConfigError extends Error {
     return gatewayErrorLine(this.code, this.message, this.fix);
   }
 }
-
-const int = (min: number, max: number, def: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/, `must be a whole number between ${min} and ${max}`)
-    .transform(Number)
-    .pipe(z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
-    .optional()
-    .transform((v) => v ?? def);
-
-const bool = (def: boolean) =>
-  z
-    .enum(['1', '0', 'true', 'false', 'yes', 'no'], 'must be one of 1, 0, true, false, yes, no')
-    .optional()
-    .transform((v) => (v === undefined ? def : v === '1' || v === 'true' || v === 'yes'));
 
 const url = (protocols: readonly string[]) =>
   z
@@ -79,7 +67,12 @@ export const DEFAULTS = {
   REDIS_START_TIMEOUT_MS: 5_000,
   DATABASE_POOL_SIZE: 4,
   DATABASE_QUERY_TIMEOUT_MS: 3_000,
+  REAUTH_INTERVAL_MS: 15_000,
+  ...TOKEN_DEFAULTS,
 } as const;
+
+/** The longest REAUTH_INTERVAL_MS accepted: revoked access is cut within this bound. */
+export const MAX_REAUTH_INTERVAL_MS = 60_000;
 
 const envSchema = z
   .object({
@@ -88,13 +81,13 @@ const envSchema = z
     BROKER: z.enum(['redis', 'memory'], 'must be "redis" or "memory"').optional().transform((v) => v ?? 'redis'),
     REDIS_URL: url(['redis:', 'rediss:']).optional(),
     DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
-    JWT_SECRET: z.string().min(1, 'must not be empty').optional(),
+    ...TOKEN_ENV_SHAPE,
     JWT_PUBLIC_KEY: z
       .string()
       .refine((v) => v.includes('-----BEGIN PUBLIC KEY-----'), 'must be an RS256 public key in PEM (SPKI) form, "-----BEGIN PUBLIC KEY-----"')
       .optional(),
-    PUBLISH_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
-    DEBUG_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    PUBLISH_KEY: envSecret(32).optional(),
+    DEBUG_TOKEN: envSecret(32).optional(),
     HEARTBEAT_MS: int(1000, 600_000, DEFAULTS.HEARTBEAT_MS),
     DRAIN_WINDOW_MS: int(0, 300_000, DEFAULTS.DRAIN_WINDOW_MS),
     MAX_PAYLOAD_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.MAX_PAYLOAD_BYTES),
@@ -117,7 +110,20 @@ const envSchema = z
     REDIS_START_TIMEOUT_MS: int(0, 300_000, DEFAULTS.REDIS_START_TIMEOUT_MS),
     DATABASE_POOL_SIZE: int(1, 100, DEFAULTS.DATABASE_POOL_SIZE),
     DATABASE_QUERY_TIMEOUT_MS: int(100, 60_000, DEFAULTS.DATABASE_QUERY_TIMEOUT_MS),
-    TRUST_PROXY: bool(true),
+    REAUTH_INTERVAL_MS: int(1000, MAX_REAUTH_INTERVAL_MS, DEFAULTS.REAUTH_INTERVAL_MS),
+    TRUSTED_PROXIES: z
+      .string()
+      .trim()
+      .optional()
+      .transform((v, ctx) => {
+        const entries = v === undefined ? DEFAULT_TRUSTED_PROXIES : v === 'none' ? [] : v.split(',').map((e) => e.trim()).filter((e) => e !== '');
+        try {
+          return new TrustedProxies(entries);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `${(err as Error).message}; give a comma-separated list of addresses or CIDRs, or "none"` });
+          return z.NEVER;
+        }
+      }),
     LOG_LEVEL: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'must be one of fatal, error, warn, info, debug, trace, silent')
       .optional()
@@ -139,9 +145,19 @@ export interface GatewayConfig {
   /** Required with broker "redis". */
   readonly redisUrl?: string;
   readonly databaseUrl: string;
-  /** Exactly one of jwtSecret (HS256) and jwtPublicKey (RS256 PEM). */
+  /** Exactly one of jwtSecret (HS256) and jwtPublicKey (RS256 PEM) for admin tokens. */
   readonly jwtSecret?: string;
   readonly jwtPublicKey?: string;
+  /** HS256 key of site tokens (SITE_TOKEN_SECRET). */
+  readonly siteTokenSecret: string;
+  /** HS256 key of widget session tokens (WIDGET_TOKEN_SECRET). */
+  readonly widgetTokenSecret: string;
+  /** Issuer, audience and lifetime bounds of every token. */
+  readonly tokenPolicy: TokenPolicy;
+  /** Accept the seed's credential-less widget handshake (`assistant_id` + origin only). */
+  readonly legacyWidgetAuth: boolean;
+  /** How often the access of open connections is re-read (revocations cut within this). */
+  readonly reauthIntervalMs: number;
   readonly publishKey: string;
   readonly debugToken?: string;
   readonly heartbeatMs: number;
@@ -173,8 +189,8 @@ export interface GatewayConfig {
   readonly databasePoolSize: number;
   /** Connect and query timeout of that pool. */
   readonly databaseQueryTimeoutMs: number;
-  /** Honour X-Real-IP / X-Forwarded-For when the peer is loopback or private (nginx in front). */
-  readonly trustProxy: boolean;
+  /** Peers whose X-Real-IP / X-Forwarded-For are believed (nginx in front). */
+  readonly trustedProxies: TrustedProxies;
   readonly logLevel: string;
   readonly instanceId: string;
 }
@@ -182,10 +198,11 @@ export interface GatewayConfig {
 const FIXES: Record<string, string> = {
   REDIS_URL: 'set REDIS_URL=redis://host:6379 (or BROKER=memory for a single process without Redis)',
   DATABASE_URL: 'set DATABASE_URL=postgres://user:password@host:5432/db (the database with the replyx_dialog_access view)',
-  JWT_SECRET: 'set JWT_SECRET to the HS256 secret the backend signs tokens with, or JWT_PUBLIC_KEY for RS256',
+  ...TOKEN_ENV_FIXES,
   JWT_PUBLIC_KEY: 'set JWT_PUBLIC_KEY to the PEM public key (RS256) or unset it and use JWT_SECRET',
-  PUBLISH_KEY: 'set PUBLISH_KEY to a random string of 16+ characters (openssl rand -hex 32); backends send it as X-Publish-Key',
-  DEBUG_TOKEN: 'set DEBUG_TOKEN to a random string of 16+ characters or unset it',
+  PUBLISH_KEY: 'set PUBLISH_KEY to a random string of 32+ characters (openssl rand -hex 32); backends send it as X-Publish-Key',
+  DEBUG_TOKEN: 'set DEBUG_TOKEN to a random string of 32+ characters (openssl rand -hex 32) or unset it',
+  TRUSTED_PROXIES: 'set TRUSTED_PROXIES to the addresses/CIDRs of the proxies in front (nginx), e.g. 127.0.0.1/32,::1/128,10.0.0.0/8',
 };
 
 function defaultFix(variable: string): string {
@@ -211,6 +228,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
   if (e.JWT_SECRET && e.JWT_PUBLIC_KEY) {
     throw new GatewayConfigError('JWT_PUBLIC_KEY', 'is set together with JWT_SECRET; pinning one algorithm needs exactly one key', 'unset JWT_SECRET (RS256) or JWT_PUBLIC_KEY (HS256)');
   }
+  const secrets = tokenSecretProblem(e);
+  if (secrets) throw new GatewayConfigError(secrets.variable, secrets.message, FIXES[secrets.variable]!);
   if (!e.PUBLISH_KEY) throw new GatewayConfigError('PUBLISH_KEY', 'is required', FIXES.PUBLISH_KEY!);
   return {
     port: e.PORT,
@@ -220,6 +239,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.JWT_SECRET,
     jwtPublicKey: e.JWT_PUBLIC_KEY,
+    ...tokenSecretsOf(e),
+    tokenPolicy: tokenPolicyOf(e),
+    legacyWidgetAuth: e.LEGACY_WIDGET_AUTH,
+    reauthIntervalMs: e.REAUTH_INTERVAL_MS,
     publishKey: e.PUBLISH_KEY,
     debugToken: e.DEBUG_TOKEN,
     heartbeatMs: e.HEARTBEAT_MS,
@@ -243,7 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     redisStartTimeoutMs: e.REDIS_START_TIMEOUT_MS,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     databaseQueryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
-    trustProxy: e.TRUST_PROXY,
+    trustedProxies: e.TRUSTED_PROXIES,
     logLevel: e.LOG_LEVEL,
     instanceId: e.INSTANCE_ID ?? `${os.hostname()}-${process.pid}`,
   };

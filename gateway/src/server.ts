@@ -2,6 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import { DialogAccessStore } from './access/dialog-access.js';
+import { RevokedSiteTokens } from './access/revoked-site-tokens.js';
 import { TokenVerifier } from './auth/tokens.js';
 import type { Broker, BrokerHandlers } from './broker/broker.js';
 import { MemoryBroker } from './broker/memory-broker.js';
@@ -15,6 +16,7 @@ import { createUpgradeHandler } from './http/upgrade.js';
 import { createHttpHandler } from './http/routes.js';
 import { DeliveryHub } from './hub/delivery-hub.js';
 import type { DialogHub } from './hub/dialog-hub.js';
+import { Reauthorizer } from './hub/reauthorizer.js';
 import { Admission } from './limits/admission.js';
 import { createLogger } from './log/logger.js';
 import { GatewayMetrics } from './metrics/gateway-metrics.js';
@@ -68,17 +70,22 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   assertFrameWriterSupport();
   const log = options.logger ?? createLogger(config.logLevel, options.logStream, { instance: config.instanceId });
   const admission = new Admission(config);
-  const tokens = new TokenVerifier(config);
+  const tokens = new TokenVerifier(config, config.tokenPolicy);
   const access = new DialogAccessStore(config.databaseUrl, {
     cacheTtlMs: config.accessCacheTtlMs,
     cacheMax: config.accessCacheMax,
     poolSize: config.databasePoolSize,
     queryTimeoutMs: config.databaseQueryTimeoutMs,
+    onIgnoredDomain: (entry, problem, assistantId) =>
+      log.warn({ assistant_id: assistantId, entry, problem }, `allowed domain ${JSON.stringify(entry)} of assistant ${assistantId} is ignored (${problem}); list registrable domains, e.g. *.example.com`),
   });
+  // Trusted for a little longer than a sweep interval, so handshakes rarely wait for a read.
+  const revoked = new RevokedSiteTokens(() => access.revokedSiteTokens(), Math.floor(config.reauthIntervalMs * 1.5));
   // The broker calls the hub and the hub calls the broker; the arrows resolve `hub` at call time.
   const broker = createBroker(config, { onEvent: (event) => hub.deliver(event), onResync: (dialogId) => hub.resync(dialogId) }, log);
   const metrics: GatewayMetrics = new GatewayMetrics({ connections: () => hub.members.counts(), dialogs: () => hub.members.dialogCount }, options.processMetrics ?? true);
   const hub: DeliveryHub = new DeliveryHub(broker, config, metrics, log);
+  const reauthorizer = new Reauthorizer(hub, { lookupMany: (ids) => access.lookupMany(ids), revoked }, config.reauthIntervalMs, log.child({ component: 'reauth' }));
   const startedAt = Date.now();
   // Expired handshake windows and cache rows are swept about ten times per heartbeat interval.
   const sweepEveryMs = Math.max(1, Math.floor(config.heartbeatMs / 10));
@@ -91,12 +98,17 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
 
   const upgrade = createUpgradeHandler({
     maxPayloadBytes: config.maxPayloadBytes,
-    trustProxy: config.trustProxy,
+    trustedProxies: config.trustedProxies,
     log,
     metrics,
     admission,
-    tokens,
-    lookup: (dialogId) => access.lookup(dialogId),
+    access: {
+      tokens,
+      lookup: (dialogId) => access.lookup(dialogId),
+      assistantDomains: (assistantId) => access.assistantDomains(assistantId),
+      revoked,
+      legacyWidgetAuth: config.legacyWidgetAuth,
+    },
     isDraining,
     accept: (ws, auth, ip) => void hub.attach(ws, auth, ip),
   });
@@ -105,11 +117,13 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   server.on('upgrade', upgrade.handle);
   server.on('clientError', (_err, socket) => socket.destroy());
 
-  // One shared timer: each tick pings one slice of the connections (see HeartbeatWheel) and
-  // now and then sweeps the expiring maps.
+  // One shared timer: each tick pings one slice of the connections (see HeartbeatWheel), closes
+  // expired tokens, starts a re-authorization sweep when one is due, and now and then sweeps the
+  // expiring maps.
   const tick = (): void => {
-    hub.heartbeat();
     const now = Date.now();
+    hub.heartbeat(now);
+    reauthorizer.tick(now);
     if (now - sweptAt < sweepEveryMs) return;
     sweptAt = now;
     admission.sweep(now);
@@ -131,6 +145,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   return {
     async listen() {
       await tokens.ready();
+      // Best effort: without the list, the first site handshake reads it.
+      await revoked.refresh().catch((err: unknown) => log.warn({ err: String(err) }, 'could not read replyx_revoked_site_tokens at start; retrying on the first site handshake'));
       await broker.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -142,7 +158,11 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       boundPort = (server.address() as AddressInfo).port;
       heartbeat = setInterval(tick, Math.max(1, Math.floor(config.heartbeatMs / hub.heartbeatTicks)));
       heartbeat.unref();
-      log.info({ port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs }, `ws-gateway listening on ${config.host}:${boundPort}`);
+      log.info(
+        { port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs, reauth_interval_ms: config.reauthIntervalMs, trusted_proxies: config.trustedProxies.cidrs },
+        `ws-gateway listening on ${config.host}:${boundPort}`,
+      );
+      if (config.legacyWidgetAuth) log.warn('LEGACY_WIDGET_AUTH is on: widgets may connect without a session token (origin check only); turn it off once every widget uses POST /api/widget/sessions');
       return boundPort;
     },
     drain(windowMs = config.drainWindowMs) {

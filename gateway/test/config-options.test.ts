@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, GATEWAY_ENV_VARIABLES, GatewayConfigError, loadConfig } from '../src/config.js';
+import { CONFIG_BASE as base } from './harness.js';
 
 // The limits that used to be constants (pending events, parsed frame size, shutdown grace, Redis
 // and Postgres timeouts, memory-broker dialogs) are options: defaults, overrides, ranges, and
 // one documented row each in docs/gateway.md.
 
-const base = { REDIS_URL: 'redis://127.0.0.1:6380', DATABASE_URL: 'postgres://u@127.0.0.1:5433/replyx', JWT_SECRET: 'secret', PUBLISH_KEY: '0123456789abcdef' };
 
 const OPTIONS = [
   ['MAX_PENDING_EVENTS', 'maxPendingEvents', 10_000, '50', '0'],
@@ -17,6 +17,7 @@ const OPTIONS = [
   ['MEMORY_HISTORY_DIALOGS', 'memoryHistoryDialogs', 10_000, '3', '0'],
   ['DATABASE_POOL_SIZE', 'databasePoolSize', 4, '16', '101'],
   ['DATABASE_QUERY_TIMEOUT_MS', 'databaseQueryTimeoutMs', 3000, '10000', '50'],
+  ['REAUTH_INTERVAL_MS', 'reauthIntervalMs', 15_000, '1000', '60001'],
 ] as const;
 
 describe('limits as options', () => {

@@ -40,7 +40,7 @@ interface Fixture {
   readonly broker: GatedBroker;
   readonly metrics: GatewayMetrics;
   readonly logs: string[];
-  url(kind: ConnectionKind, dialog: number, since?: string): string;
+  url(kind: ConnectionKind, dialog: number, since?: string, exp?: number): string;
   readonly port: number;
 }
 
@@ -73,12 +73,13 @@ async function fixture(hubOptions: Partial<DeliveryHubOptions> = {}, brokerOptio
   wss.on('connection', (ws, req) => {
     const url = new URL(req.url ?? '/', 'http://hub');
     const [, kind, dialog] = url.pathname.split('/');
-    const auth: Authorized = { ok: true, kind: kind as ConnectionKind, dialogId: Number(dialog), since: url.searchParams.get('since') ?? undefined, who: {} };
+    const expiresAt = Number(url.searchParams.get('exp') ?? 0);
+    const auth: Authorized = { ok: true, kind: kind as ConnectionKind, dialogId: Number(dialog), since: url.searchParams.get('since') ?? undefined, grant: { kind: 'admin', userId: 1 }, expiresAt, via: 'protocol', who: {} };
     void hub.attach(ws, auth, '127.0.0.1');
   });
   await new Promise((resolve) => wss.once('listening', resolve));
   const port = (wss.address() as net.AddressInfo).port;
-  return { hub, broker, metrics, logs, port, url: (kind, dialog, since) => `ws://127.0.0.1:${port}/${kind}/${dialog}${since ? `?since=${since}` : ''}` };
+  return { hub, broker, metrics, logs, port, url: (kind, dialog, since, exp) => `ws://127.0.0.1:${port}/${kind}/${dialog}?${new URLSearchParams({ ...(since ? { since } : {}), ...(exp ? { exp: String(exp) } : {}) }).toString()}` };
 }
 
 async function connect(url: string): Promise<TestClient> {
@@ -204,5 +205,36 @@ describe('ClientConnection (through the hub)', () => {
     expect((await c.closed).code).toBe(4100);
     expect(f.logs.some((l) => l.includes('[Widget] client frame flood; closing with 4100'))).toBe(true);
     await eventually(() => f.hub.size === 0);
+  });
+});
+
+describe('token expiry (through the hub)', () => {
+  it('closes a connection with 4001 "token expired" on the first heartbeat tick at or after its exp, and only it', async () => {
+    const f = await fixture();
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const [expiring, lasting, none] = await Promise.all([connect(f.url('site', 12, undefined, exp)), connect(f.url('admin', 12, undefined, exp + 3600)), connect(f.url('widget', 12))]);
+    expect(f.hub.expiring).toBe(2);
+    const ticks = setInterval(() => f.hub.heartbeat(), 100);
+    try {
+      const closed = await expiring.closed;
+      expect(closed).toEqual({ code: 4001, reason: 'token expired' });
+      // exp is a whole second: closed once that second began, within one tick of it.
+      expect(Date.now()).toBeGreaterThanOrEqual(exp * 1000);
+      expect(Date.now()).toBeLessThan(exp * 1000 + 1000);
+    } finally {
+      clearInterval(ticks);
+    }
+    expect([lasting.ws.readyState, none.ws.readyState]).toEqual([1, 1]);
+    await eventually(() => f.hub.expiring === 1, 2000, 'expired connection forgotten');
+    expect(f.logs.some((l) => l.includes('[Site] token expired; closing with 4001'))).toBe(true);
+  });
+
+  it('refuses to attach a connection whose exp passed between the handshake and the attach', async () => {
+    const f = await fixture();
+    f.hub.heartbeat();
+    const c = new TestClient(f.url('admin', 13, undefined, Math.floor(Date.now() / 1000) - 1));
+    clients.push(c);
+    expect(await c.closed).toEqual({ code: 4001, reason: 'token expired' });
+    expect(f.hub.members.has(13)).toBe(false);
   });
 });

@@ -12,9 +12,11 @@ import {
   eventually,
   httpPublish,
   noneToken,
+  protocols,
   siteToken,
   startGateway,
   testConfig,
+  widgetToken,
   type AccessDatabase,
   type TestGateway,
 } from './harness.js';
@@ -40,7 +42,11 @@ afterAll(async () => {
 });
 
 const adminUrl = (dialog: number, token: string, extra = '') => `${gw.ws}/ws/dialogs/${dialog}?token=${encodeURIComponent(token)}${extra}`;
-const widgetUrl = (dialog: number, assistant: number | string, extra = '') => `${gw.ws}/ws/widget/dialogs/${dialog}?assistant_id=${assistant}${extra}`;
+const widgetUrl = (dialog: number) => `${gw.ws}/ws/widget/dialogs/${dialog}`;
+/** A widget client with a session token for `origin` (sent as the replyx.token subprotocol). */
+const widgetClient = async (dialog: number, assistant: number, origin: string, headers: Record<string, string> = {}) =>
+  new TestClient(widgetUrl(dialog), headers, protocols(await widgetToken(dialog, assistant, origin)));
+const expired = () => ({ iat: Math.floor(Date.now() / 1000) - 7200, exp: Math.floor(Date.now() / 1000) - 3600 });
 const siteUrl = (dialog: number, token: string) => `${gw.ws}/ws/site/dialogs/${dialog}?site_token=${encodeURIComponent(token)}`;
 
 async function expectClose(client: TestClient, code: number): Promise<void> {
@@ -52,8 +58,8 @@ async function expectClose(client: TestClient, code: number): Promise<void> {
 describe('happy paths', () => {
   it('admin, widget and site on one dialog all get connected, then the event published through Lua', async () => {
     const dialog = db.a.dialogs[0]!;
-    const admin = new TestClient(adminUrl(dialog, await adminToken(db.a.userId, { expiresIn: '1h' })));
-    const widget = new TestClient(widgetUrl(dialog, db.a.assistantId), { Origin: 'https://example.com' });
+    const admin = new TestClient(adminUrl(dialog, await adminToken(db.a.userId)));
+    const widget = await widgetClient(dialog, db.a.assistantId, 'https://example.com');
     const site = new TestClient(siteUrl(dialog, await siteToken(db.a.userId, db.a.assistantId)));
     for (const c of [admin, widget, site]) {
       const hello = await c.ready();
@@ -76,10 +82,8 @@ describe('happy paths', () => {
     expect(gw.logs.some((l) => l.includes('[Widget] disconnected'))).toBe(true);
   });
 
-  it('widget with parent_origin is judged by parent_origin, not the Origin header (iframe)', async () => {
-    const c = new TestClient(widgetUrl(db.a.dialogs[0]!, db.a.assistantId, `&parent_origin=${encodeURIComponent('https://deep.shop.example.org/page')}`), {
-      Origin: 'https://widget.replyx.example',
-    });
+  it('a widget is judged by the origin its session token was issued for, not the Origin header (iframe)', async () => {
+    const c = await widgetClient(db.a.dialogs[0]!, db.a.assistantId, 'https://deep.shop.example.org', { Origin: 'https://widget.replyx.example' });
     await c.ready();
     await c.close();
   });
@@ -118,7 +122,7 @@ describe('audience', () => {
   it('delivers only to the kinds named in audience (Lua and HTTP)', async () => {
     const dialog = db.a.dialogs[1]!;
     const admin = new TestClient(adminUrl(dialog, await adminToken(db.a.userId)));
-    const widget = new TestClient(widgetUrl(dialog, db.a.assistantId), { Origin: 'https://example.com' });
+    const widget = await widgetClient(dialog, db.a.assistantId, 'https://example.com');
     const site = new TestClient(siteUrl(dialog, await siteToken(db.a.userId, db.a.assistantId)));
     await Promise.all([admin, widget, site].map((c) => c.ready()));
     await eventually(() => gw.gateway.hub.dialogCounts(dialog).site === 1);
@@ -139,8 +143,8 @@ describe('refusals and close codes', () => {
     const d = db.a.dialogs[0]!;
     const tokens = [
       '',
-      await adminToken(db.a.userId, { expiresIn: Math.floor(Date.now() / 1000) - 3600 }),
-      await adminToken(db.a.userId, { secret: 'another-secret-0123456789abcdef' }),
+      await adminToken(db.a.userId, { claims: expired() }),
+      await adminToken(db.a.userId, { secret: 'another-secret-0123456789abcdef-0123456789' }),
       noneToken({ sub: String(db.a.userId) }),
       'not.a.jwt',
       await siteToken(db.a.userId, db.a.assistantId), // a site token is not an admin token
@@ -152,8 +156,8 @@ describe('refusals and close codes', () => {
   it('4001: expired, wrongly signed, alg:none and admin tokens on the site endpoint', async () => {
     const d = db.a.dialogs[0]!;
     const tokens = [
-      await siteToken(db.a.userId, db.a.assistantId, { expiresIn: Math.floor(Date.now() / 1000) - 60 }),
-      await siteToken(db.a.userId, db.a.assistantId, { secret: 'another-secret-0123456789abcdef' }),
+      await siteToken(db.a.userId, db.a.assistantId, { claims: expired() }),
+      await siteToken(db.a.userId, db.a.assistantId, { secret: 'another-secret-0123456789abcdef-0123456789' }),
       noneToken({ type: 'site', user_id: db.a.userId, assistant_id: db.a.assistantId }),
       await adminToken(db.a.userId),
     ];
@@ -165,30 +169,27 @@ describe('refusals and close codes', () => {
     await expectClose(new TestClient(siteUrl(db.b.dialogs[0]!, await siteToken(db.a.userId, db.a.assistantId))), 4004);
     // A site token naming B's assistant but A's user does not match B's dialog either.
     await expectClose(new TestClient(siteUrl(db.b.dialogs[0]!, await siteToken(db.a.userId, db.b.assistantId))), 4004);
-    await expectClose(new TestClient(widgetUrl(db.b.dialogs[0]!, db.a.assistantId), { Origin: 'https://example.com' }), 4004);
+    // A widget token of A's assistant naming B's dialog: the same 4004 as a dialog that does not exist.
+    await expectClose(await widgetClient(db.b.dialogs[0]!, db.a.assistantId, 'https://example.com'), 4004);
+    await expectClose(await widgetClient(999_999_999, db.a.assistantId, 'https://example.com'), 4004);
+    // A token for one dialog does not open another of the same assistant.
+    await expectClose(new TestClient(widgetUrl(db.a.dialogs[1]!), {}, protocols(await widgetToken(db.a.dialogs[0]!, db.a.assistantId, 'https://example.com'))), 4004);
     await expectClose(new TestClient(adminUrl(999_999_999, await adminToken(db.a.userId))), 4004);
   });
 
-  it('4003: spoofed, wildcard-apex, malformed and missing origins; logs WEBSOCKET_4003_ERROR', async () => {
+  it('4003: widget tokens for origins outside the allowed domains (spoofed, wildcard apex); logs WEBSOCKET_4003_ERROR', async () => {
     const d = db.a.dialogs[0]!;
     const a = db.a.assistantId;
-    const refused: [string, Record<string, string>][] = [
-      ['', { Origin: 'https://evil.com' }],
-      ['', { Origin: 'https://example.com.evil.com' }],
-      ['', { Origin: 'https://notexample.com' }],
-      ['', { Origin: 'https://shop.example.org' }], // apex of *.shop.example.org is not covered
-      ['', {}],
-      ['', { Origin: 'null' }],
-      [`&parent_origin=${encodeURIComponent('https://evil.com')}`, { Origin: 'https://example.com' }],
-      [`&parent_origin=${encodeURIComponent('javascript:alert(1)')}`, {}],
-    ];
-    for (const [extra, headers] of refused) await expectClose(new TestClient(widgetUrl(d, a, extra), headers), 4003);
+    // A token's origin was allowed when it was issued; these model domains removed since.
+    for (const origin of ['https://evil.com', 'https://example.com.evil.com', 'https://notexample.com', 'https://shop.example.org']) {
+      await expectClose(await widgetClient(d, a, origin, { Origin: 'https://example.com' }), 4003);
+    }
     const line = gw.logs.find((l) => l.includes('WEBSOCKET_4003_ERROR') && l.includes('evil.com'));
     expect(line).toBeDefined();
     expect(JSON.parse(line!)).toMatchObject({ assistant_id: a, origin: 'https://evil.com', code: 4003 });
     // Accepted: exact host with a port, a subdomain and a deeper subdomain of the wildcard.
     for (const origin of ['https://example.com:8443', 'http://a.shop.example.org', 'https://x.y.shop.example.org']) {
-      const c = new TestClient(widgetUrl(d, a), { Origin: origin });
+      const c = await widgetClient(d, a, origin);
       await c.ready();
       await c.close();
     }
@@ -203,11 +204,10 @@ describe('refusals and close codes', () => {
     await ok.close();
   });
 
-  it('4009: malformed dialog id, assistant_id and since', async () => {
+  it('4009: malformed dialog id and since', async () => {
     const t = await adminToken(db.a.userId);
     await expectClose(new TestClient(`${gw.ws}/ws/dialogs/abc?token=${t}`), 4009);
     await expectClose(new TestClient(`${gw.ws}/ws/dialogs/0?token=${t}`), 4009);
-    await expectClose(new TestClient(widgetUrl(db.a.dialogs[0]!, 'x'), { Origin: 'https://example.com' }), 4009);
     await expectClose(new TestClient(adminUrl(db.a.dialogs[0]!, t, '&since=yesterday')), 4009);
   });
 
@@ -344,17 +344,29 @@ describe('limits, heartbeat and internal-only endpoints on a dedicated gateway',
     const status = `${tight.base}/api/debug/websocket/status`;
     expect((await fetch(status, { headers: { 'X-Forwarded-For': '8.8.8.8' } })).status).toBe(403);
     expect((await fetch(status, { headers: { 'X-Forwarded-For': '8.8.8.8', 'X-Debug-Token': 'wrong-token-0123456789abcdef' } })).status).toBe(403);
+    // Even a forwarded loopback or private client: a loopback peer with forwarding headers is a proxy.
+    expect((await fetch(status, { headers: { 'X-Real-IP': '127.0.0.1' } })).status).toBe(403);
+    expect((await fetch(status, { headers: { 'X-Forwarded-For': '10.0.0.5' } })).status).toBe(403);
+    expect((await fetch(status, { headers: { Forwarded: 'for=10.0.0.5' } })).status).toBe(403);
     const ok = await fetch(status, { headers: { 'X-Forwarded-For': '8.8.8.8', 'X-Debug-Token': DEBUG_TOKEN } });
     expect(ok.status).toBe(200);
     expect(await ok.json()).toMatchObject({ instance: 'gw-tight', workers: 1 });
   });
 });
 
-describe('protocol ping flood', () => {
+describe('protocol ping and pong floods', () => {
   it('protocol-level pings count toward the frame rate (4100)', async () => {
     const c = new TestClient(`${gw.ws}/ws/dialogs/${db.a.dialogs[0]}?token=${await adminToken(db.a.userId)}`);
     await c.ready();
     for (let i = 0; i < 50; i += 1) c.ws.ping();
     expect((await c.closed).code).toBe(4100);
+  });
+
+  it('unsolicited pongs count toward the frame rate too (4100)', async () => {
+    const c = new TestClient(`${gw.ws}/ws/dialogs/${db.a.dialogs[0]}?token=${await adminToken(db.a.userId)}`);
+    await c.ready();
+    for (let i = 0; i < 50; i += 1) c.ws.pong();
+    expect((await c.closed).code).toBe(4100);
+    await eventually(() => gw.logs.some((l) => l.includes('client frame flood')), 2000, 'flood logged');
   });
 });

@@ -4,7 +4,10 @@ import { SignJWT } from 'jose';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { createTestDatabase } from '../../test/services.js';
+import { tokenProtocols } from '../src/auth/credentials.js';
+import { SITE_AUDIENCE, WIDGET_AUDIENCE, type TokenPolicy } from '../src/auth/tokens.js';
 import { DEFAULTS, type GatewayConfig } from '../src/config.js';
+import { TrustedProxies } from '../src/limits/client-ip.js';
 import { createGateway, type Gateway } from '../src/server.js';
 
 // Shared fixtures for the gateway tests: a database with the reference schema and two tenants,
@@ -13,10 +16,33 @@ import { createGateway, type Gateway } from '../src/server.js';
 
 /** HS256 secret the test gateways verify with. */
 export const JWT_SECRET = 'test-secret-0123456789abcdef-0123456789';
+/** HS256 key of site tokens. */
+export const SITE_TOKEN_SECRET = 'site-secret-0123456789abcdef-0123456789';
+/** HS256 key of widget session tokens. */
+export const WIDGET_TOKEN_SECRET = 'widget-secret-0123456789abcdef-01234567';
 /** X-Publish-Key of the test gateways. */
-export const PUBLISH_KEY = 'publish-key-0123456789abcdef';
+export const PUBLISH_KEY = 'publish-key-0123456789abcdef-0123456789';
 /** X-Debug-Token of the test gateways. */
-export const DEBUG_TOKEN = 'debug-token-0123456789abcdef';
+export const DEBUG_TOKEN = 'debug-token-0123456789abcdef-0123456789';
+/** The smallest environment loadConfig accepts (the pure config tests start from it). */
+export const CONFIG_BASE = {
+  REDIS_URL: 'redis://127.0.0.1:6380',
+  DATABASE_URL: 'postgres://u@127.0.0.1:5433/replyx',
+  JWT_SECRET,
+  SITE_TOKEN_SECRET,
+  WIDGET_TOKEN_SECRET,
+  PUBLISH_KEY,
+};
+/** The env vars a gateway process needs besides the database and Redis. */
+export const SECRETS_ENV = { JWT_SECRET, SITE_TOKEN_SECRET, WIDGET_TOKEN_SECRET, PUBLISH_KEY };
+/** The default token policy (issuer replyx, the default audiences and lifetimes). */
+export const POLICY: TokenPolicy = {
+  issuer: DEFAULTS.JWT_ISSUER,
+  adminAudience: DEFAULTS.JWT_AUDIENCE,
+  adminMaxTtlS: DEFAULTS.ADMIN_TOKEN_MAX_TTL_S,
+  siteMaxTtlS: DEFAULTS.SITE_TOKEN_MAX_TTL_S,
+  widgetTtlS: DEFAULTS.WIDGET_TOKEN_TTL_S,
+};
 
 /** One tenant: an operator, their assistant, its dialogs and allowed domains. */
 export interface Tenant {
@@ -67,6 +93,11 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     host: '127.0.0.1',
     broker: 'memory',
     jwtSecret: JWT_SECRET,
+    siteTokenSecret: SITE_TOKEN_SECRET,
+    widgetTokenSecret: WIDGET_TOKEN_SECRET,
+    tokenPolicy: POLICY,
+    legacyWidgetAuth: false,
+    reauthIntervalMs: DEFAULTS.REAUTH_INTERVAL_MS,
     publishKey: PUBLISH_KEY,
     debugToken: DEBUG_TOKEN,
     heartbeatMs: 25_000,
@@ -90,7 +121,7 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     redisStartTimeoutMs: DEFAULTS.REDIS_START_TIMEOUT_MS,
     databasePoolSize: DEFAULTS.DATABASE_POOL_SIZE,
     databaseQueryTimeoutMs: DEFAULTS.DATABASE_QUERY_TIMEOUT_MS,
-    trustProxy: true,
+    trustedProxies: new TrustedProxies(['127.0.0.1/32', '::1/128']),
     logLevel: 'info',
     instanceId: 'gw-test',
     ...overrides,
@@ -126,19 +157,46 @@ export async function startGateway(config: GatewayConfig): Promise<TestGateway> 
   return { gateway, base: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}`, logs, stop: () => gateway.close() };
 }
 
-/** Signs an admin-panel JWT (HS256 by default). */
-export async function adminToken(userId: number | string, opts: { secret?: string; expiresIn?: string | number; claims?: Record<string, unknown> } = {}): Promise<string> {
-  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader({ alg: 'HS256' }).setSubject(String(userId)).setIssuedAt();
-  if (opts.expiresIn !== undefined) jwt.setExpirationTime(opts.expiresIn);
-  return jwt.sign(new TextEncoder().encode(opts.secret ?? JWT_SECRET));
+/** How a test token departs from the contract: other claims (undefined removes one), key or lifetime. */
+export interface TokenOptions {
+  readonly secret?: string;
+  /** Lifetime in seconds from now (default 3600; widget 600). */
+  readonly ttlS?: number;
+  /** Claims to set or, with undefined, to remove. */
+  readonly claims?: Record<string, unknown>;
 }
 
-/** Signs a site token `{type:"site", user_id, assistant_id}`. */
-export async function siteToken(userId: number, assistantId: number, opts: { secret?: string; expiresIn?: string | number } = {}): Promise<string> {
-  const jwt = new SignJWT({ type: 'site', user_id: userId, assistant_id: assistantId }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
-  if (opts.expiresIn !== undefined) jwt.setExpirationTime(opts.expiresIn);
-  return jwt.sign(new TextEncoder().encode(opts.secret ?? JWT_SECRET));
+/** Signs exactly `payload` (HS256). */
+export async function signRaw(payload: Record<string, unknown>, secret: string): Promise<string> {
+  return new SignJWT(payload).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(new TextEncoder().encode(secret));
 }
+
+async function contractToken(type: string, aud: string, claims: Record<string, unknown>, secret: string, opts: TokenOptions, ttlS: number): Promise<string> {
+  const iat = Math.floor(Date.now() / 1000);
+  const payload: Record<string, unknown> = { iss: POLICY.issuer, aud, type, iat, exp: iat + (opts.ttlS ?? ttlS), ...claims, ...opts.claims };
+  for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
+  return signRaw(payload, opts.secret ?? secret);
+}
+
+/** Signs an admin-panel JWT as the contract says (`type: "access"`, iss, aud, iat, exp), unless told otherwise. */
+export function adminToken(userId: number | string, opts: TokenOptions = {}): Promise<string> {
+  return contractToken('access', POLICY.adminAudience, { sub: String(userId) }, JWT_SECRET, opts, 3600);
+}
+
+/** Signs a site token for an assistant (optionally one dialog) with a random jti unless given. */
+export function siteToken(userId: number, assistantId: number, opts: TokenOptions & { dialogId?: number; jti?: string } = {}): Promise<string> {
+  const claims = { user_id: userId, assistant_id: assistantId, jti: opts.jti ?? `test-${Math.random().toString(36).slice(2)}-${Date.now()}`, ...(opts.dialogId ? { dialog_id: opts.dialogId } : {}) };
+  return contractToken('site', SITE_AUDIENCE, claims, SITE_TOKEN_SECRET, opts, 3600);
+}
+
+/** Signs a widget session token for one dialog and origin. */
+export function widgetToken(dialogId: number, assistantId: number, origin: string, opts: TokenOptions = {}): Promise<string> {
+  const claims = { dialog_id: dialogId, assistant_id: assistantId, origin, jti: `w-${Math.random().toString(36).slice(2)}-${Date.now()}` };
+  return contractToken('widget', WIDGET_AUDIENCE, claims, WIDGET_TOKEN_SECRET, opts, 600);
+}
+
+/** The subprotocols that carry `token` (replyx.v1, replyx.token.<token>). */
+export const protocols = tokenProtocols;
 
 /** An unsigned `alg: none` token with the given payload. */
 export function noneToken(payload: Record<string, unknown>): string {
@@ -163,9 +221,9 @@ export class TestClient {
   /** The close code once closed. */
   closeCode: number | undefined;
 
-  /** Connects to `url` with optional headers (Origin, X-Real-IP). */
-  constructor(url: string, headers: Record<string, string> = {}) {
-    this.ws = new WebSocket(url, { headers, perMessageDeflate: false });
+  /** Connects to `url` with optional headers (Origin, X-Real-IP) and subprotocols (the token). */
+  constructor(url: string, headers: Record<string, string> = {}, subprotocols: readonly string[] = []) {
+    this.ws = new WebSocket(url, [...subprotocols], { headers, perMessageDeflate: false });
     this.ws.on('message', (data: Buffer) => {
       const text = data.toString('utf8');
       let json: Record<string, unknown>;

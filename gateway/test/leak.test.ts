@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedRedisUrl } from '../../test/services.js';
-import { JWT_SECRET, PUBLISH_KEY, TestClient, adminToken, createAccessDatabase, siteToken, type AccessDatabase } from './harness.js';
+import { SECRETS_ENV, TestClient, adminToken, createAccessDatabase, protocols, siteToken, widgetToken, type AccessDatabase } from './harness.js';
 
 // No leaks: 1,000 connect/disconnect cycles leave the hub, the subscriptions and the heap where
 // they started. Then 1,000 idle connections are held to measure memory per connection. The
@@ -43,8 +43,7 @@ beforeAll(async () => {
       BROKER: 'redis',
       REDIS_URL: sharedRedisUrl(),
       DATABASE_URL: db.url,
-      JWT_SECRET,
-      PUBLISH_KEY,
+      ...SECRETS_ENV,
       MAX_CONNECTIONS_PER_IP: '100000',
       HANDSHAKES_PER_IP_PER_SECOND: '100000',
       LOG_LEVEL: 'silent',
@@ -67,11 +66,12 @@ describe('leaks and memory', () => {
     const urls = [
       `ws://127.0.0.1:${port}/ws/dialogs/${db.a.dialogs[0]}?token=${await adminToken(db.a.userId)}`,
       `ws://127.0.0.1:${port}/ws/site/dialogs/${db.a.dialogs[1]}?site_token=${await siteToken(db.a.userId, db.a.assistantId)}`,
-      `ws://127.0.0.1:${port}/ws/widget/dialogs/${db.b.dialogs[0]}?assistant_id=${db.b.assistantId}`,
+      `ws://127.0.0.1:${port}/ws/widget/dialogs/${db.b.dialogs[0]}`,
     ];
+    const widgetProtocols = protocols(await widgetToken(db.b.dialogs[0]!, db.b.assistantId, 'https://b.example.net'));
     const cycle = async (i: number) => {
       const widget = i % urls.length === 2;
-      const c = new TestClient(urls[i % urls.length]!, widget ? { Origin: 'https://b.example.net' } : {});
+      const c = new TestClient(urls[i % urls.length]!, {}, widget ? widgetProtocols : []);
       await c.ready();
       await c.close();
     };

@@ -5,7 +5,7 @@ import readline from 'node:readline';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedRedisUrl } from '../../test/services.js';
-import { JWT_SECRET, PUBLISH_KEY, TestClient, adminToken, createAccessDatabase, type AccessDatabase } from './harness.js';
+import { PUBLISH_KEY, SECRETS_ENV, TestClient, adminToken, createAccessDatabase, type AccessDatabase } from './harness.js';
 
 // The real entry point as a process: SIGTERM drains with 4200 spread over the window and exits
 // 0; a bad env value stops start-up with one line; the compiled output (Docker's build command)
@@ -28,7 +28,7 @@ interface Started {
 async function startProcess(args: string[], env: Record<string, string>): Promise<Started> {
   const child = spawn(process.execPath, args, {
     cwd: repo,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', DATABASE_URL: db.url, JWT_SECRET, PUBLISH_KEY, REDIS_URL: sharedRedisUrl(), ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', DATABASE_URL: db.url, ...SECRETS_ENV, REDIS_URL: sharedRedisUrl(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderr: string[] = [];
@@ -77,7 +77,7 @@ describe('gateway process', () => {
     const run = promisify(execFile);
     const err = await run(process.execPath, ['--import', 'tsx', 'gateway/src/main.ts'], {
       cwd: repo,
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, JWT_SECRET, PUBLISH_KEY, REDIS_URL: sharedRedisUrl(), MAX_PAYLOAD_BYTES: 'lots' },
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, ...SECRETS_ENV, REDIS_URL: sharedRedisUrl(), MAX_PAYLOAD_BYTES: 'lots' },
     }).catch((e: { code: number; stderr: string; stdout: string }) => e);
     expect('code' in err ? err.code : 0).toBe(1);
     const lines = (err as { stderr: string }).stderr.trim().split('\n');

@@ -1,24 +1,27 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { SignJWT, importPKCS8 } from 'jose';
+import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { CloseCodes, closeAction } from '../src/close-codes.js';
 import { DEFAULTS, GatewayConfigError, loadConfig } from '../src/config.js';
-import { TokenVerifier, positiveId } from '../src/auth/tokens.js';
-import { isHostAllowed, normaliseDomainEntry, originHost, widgetOrigin } from '../src/origin/allowed-domains.js';
-import { matchEndpoint } from '../src/connection/endpoints.js';
+import { positiveId } from '../src/auth/tokens.js';
+import { bearerToken, presentedToken, selectProtocol, tokenFromProtocols, tokenProtocols } from '../src/auth/credentials.js';
+import { domainEntryProblem, isHostAllowed, normaliseDomainEntry, originHost, widgetOrigin } from '../src/origin/allowed-domains.js';
+import { matchEndpoint } from '../src/access/endpoints.js';
 import { mergeReplay } from '../src/broker/merge-replay.js';
 import { compareEventIds, detachedCopy, eventTs, eventType, parseBrokerMessage, type BrokerEvent } from '../src/broker/protocol.js';
 import { sanitizeUrl } from '../src/log/logger.js';
 import { Admission } from '../src/limits/admission.js';
-import { isPrivateAddress } from '../src/limits/client-ip.js';
+import { TrustedProxies, clientAddress, isLoopbackAddress, parseCidr } from '../src/limits/client-ip.js';
+import { ExpirySchedule } from '../src/connection/expiry-schedule.js';
+import { checkGrant } from '../src/access/grant.js';
+import { revocationReason } from '../src/hub/reauthorizer.js';
 import { parsePublishBody } from '../src/http/publish-request.js';
 import { DialogHub } from '../src/hub/dialog-hub.js';
-import { JWT_SECRET, adminToken, noneToken, siteToken } from './harness.js';
+import { CONFIG_BASE as base } from './harness.js';
 
-// The pure parts, exhaustively: config parsing, close-code ranges, tokens (incl. RS256 and alg
-// confusion), origin matching, endpoint parsing, replay merging, URL redaction, admission.
-
-const base = { REDIS_URL: 'redis://127.0.0.1:6380', DATABASE_URL: 'postgres://u@127.0.0.1:5433/replyx', JWT_SECRET: 'secret', PUBLISH_KEY: '0123456789abcdef' };
+// The pure parts, exhaustively: config parsing, close-code ranges, token transport, origin
+// matching (public-suffix wildcards), trusted proxies, grants, expiry buckets, endpoint parsing,
+// replay merging, URL redaction, admission. The token claim matrix is in tokens.test.ts.
 
 describe('config', () => {
   it('applies the documented defaults', () => {
@@ -36,8 +39,41 @@ describe('config', () => {
       handshakesPerIpPerSecond: 50,
       historyLength: 1000,
       historyTtlS: 86_400,
-      trustProxy: true,
+      legacyWidgetAuth: false,
+      reauthIntervalMs: 15_000,
+      tokenPolicy: { issuer: 'replyx', adminAudience: 'replyx-admin', adminMaxTtlS: 86_400, siteMaxTtlS: 2_592_000, widgetTtlS: 900 },
       logLevel: 'info',
+    });
+    expect(c.trustedProxies.cidrs).toEqual(['127.0.0.1/32', '::1/128']);
+  });
+
+  it('reads TRUSTED_PROXIES as a CIDR list ("none" trusts nobody) and refuses anything else', () => {
+    expect(loadConfig({ ...base, TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.7,fd00::/8' }).trustedProxies.cidrs).toEqual(['10.0.0.0/8', '192.0.2.7/32', 'fd00::/8']);
+    expect(loadConfig({ ...base, TRUSTED_PROXIES: 'none' }).trustedProxies.cidrs).toEqual([]);
+    expect(() => loadConfig({ ...base, TRUSTED_PROXIES: '10.0.0.0/33' })).toThrow(/^TRUSTED_PROXIES: not an IP address or CIDR: "10.0.0.0\/33"/);
+    expect(() => loadConfig({ ...base, TRUSTED_PROXIES: 'nginx' })).toThrow(/TRUSTED_PROXIES/);
+  });
+
+  it('needs every signing secret, 32+ characters each and all different, and names the one that is wrong', () => {
+    const line = (env: Record<string, string | undefined>) => {
+      try {
+        loadConfig({ ...base, ...env });
+      } catch (err) {
+        return (err as GatewayConfigError).toLine();
+      }
+      return 'accepted';
+    };
+    expect(line({ JWT_SECRET: 'x'.repeat(31) })).toMatch(/^error RPX_GATEWAY_CONFIG: JWT_SECRET: must be at least 32 characters — set JWT_SECRET to a random string of 32\+ characters/);
+    expect(line({ SITE_TOKEN_SECRET: undefined })).toMatch(/^error RPX_GATEWAY_CONFIG: SITE_TOKEN_SECRET: is required — set SITE_TOKEN_SECRET/);
+    expect(line({ WIDGET_TOKEN_SECRET: 'short' })).toMatch(/^error RPX_GATEWAY_CONFIG: WIDGET_TOKEN_SECRET: must be at least 32 characters/);
+    expect(line({ SITE_TOKEN_SECRET: base.JWT_SECRET })).toMatch(/SITE_TOKEN_SECRET: must differ from JWT_SECRET/);
+    expect(line({ WIDGET_TOKEN_SECRET: base.SITE_TOKEN_SECRET })).toMatch(/WIDGET_TOKEN_SECRET: must differ/);
+    expect(line({ DEBUG_TOKEN: 'd'.repeat(31) })).toMatch(/DEBUG_TOKEN: must be at least 32 characters/);
+    expect(line({ REAUTH_INTERVAL_MS: '60001' })).toMatch(/REAUTH_INTERVAL_MS: must be at most 60000/);
+    expect(line({ LEGACY_WIDGET_AUTH: 'maybe' })).toMatch(/LEGACY_WIDGET_AUTH: must be one of/);
+    expect(loadConfig({ ...base, LEGACY_WIDGET_AUTH: '1', JWT_ISSUER: 'https://auth.example.com', ADMIN_TOKEN_MAX_TTL_S: '3600' })).toMatchObject({
+      legacyWidgetAuth: true,
+      tokenPolicy: { issuer: 'https://auth.example.com', adminMaxTtlS: 3600 },
     });
   });
 
@@ -57,7 +93,7 @@ describe('config', () => {
     [{ JWT_PUBLIC_KEY: 'not a pem' }, 'JWT_PUBLIC_KEY'],
     [{ PUBLISH_KEY: 'short' }, 'PUBLISH_KEY'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
-    [{ TRUST_PROXY: 'maybe' }, 'TRUST_PROXY'],
+    [{ TRUSTED_PROXIES: 'everyone' }, 'TRUSTED_PROXIES'],
   ])('%o names %s in one line with a fix', (override, variable) => {
     let err: unknown;
     try {
@@ -73,7 +109,8 @@ describe('config', () => {
   });
 
   it('does not echo secret values in the error', () => {
-    expect(() => loadConfig({ ...base, PUBLISH_KEY: 'tiny' })).toThrow(/^PUBLISH_KEY: must be at least 16 characters$/);
+    expect(() => loadConfig({ ...base, PUBLISH_KEY: 'tiny' })).toThrow(/^PUBLISH_KEY: must be at least 32 characters$/);
+    expect(() => loadConfig({ ...base, JWT_SECRET: 'tiny' })).toThrow(/^JWT_SECRET: must be at least 32 characters$/);
   });
 
   it('needs no Redis with BROKER=memory, and refuses two JWT keys', () => {
@@ -92,36 +129,31 @@ describe('close codes', () => {
     expect(closeAction(CloseCodes.DRAINING.code)).toBe('reconnect-now');
     expect(closeAction(1009)).toBe('standard');
     const codes = Object.values(CloseCodes).map((c) => c.code);
-    expect(codes.sort()).toEqual([1009, 1011, 4001, 4003, 4004, 4009, 4100, 4101, 4200]);
+    expect(codes.sort()).toEqual([1009, 1011, 4001, 4001, 4001, 4003, 4004, 4009, 4100, 4101, 4200]);
+    expect([CloseCodes.TOKEN_EXPIRED.reason, CloseCodes.ACCESS_REVOKED.reason]).toEqual(['token expired', 'access revoked']);
     for (const c of Object.values(CloseCodes)) expect(Buffer.byteLength(c.reason)).toBeLessThanOrEqual(123);
   });
 });
 
-describe('tokens', () => {
-  const hs = new TokenVerifier({ jwtSecret: JWT_SECRET });
-
-  it('HS256: admin sub and site claims', async () => {
-    expect(await hs.verifyAdmin(await adminToken(7))).toEqual({ ok: true, value: { userId: 7 } });
-    expect(await hs.verifySite(await siteToken(7, 3))).toEqual({ ok: true, value: { userId: 7, assistantId: 3 } });
-    expect(await hs.verifyAdmin(await adminToken('abc'))).toEqual({ ok: false, reason: 'invalid' });
-    expect(await hs.verifyAdmin(await adminToken(7, { expiresIn: Math.floor(Date.now() / 1000) - 60 }))).toEqual({ ok: false, reason: 'expired' });
-    expect(await hs.verifyAdmin(undefined)).toEqual({ ok: false, reason: 'missing' });
-    expect(await hs.verifyAdmin(noneToken({ sub: '7' }))).toEqual({ ok: false, reason: 'invalid' });
-    expect(await hs.verifySite(await adminToken(7))).toEqual({ ok: false, reason: 'wrong-type' });
-    expect(await hs.verifyAdmin(await siteToken(7, 3))).toEqual({ ok: false, reason: 'wrong-type' });
+describe('token transport', () => {
+  it('reads the token from the replyx.token subprotocol, then Bearer, then the deprecated query parameter', () => {
+    const params = new URLSearchParams('token=q&site_token=s');
+    expect(tokenProtocols('a.b.c')).toEqual(['replyx.v1', 'replyx.token.a.b.c']);
+    expect(tokenFromProtocols('replyx.v1, replyx.token.a.b.c')).toBe('a.b.c');
+    expect(tokenFromProtocols(['replyx.v1', 'replyx.token.x'])).toBe('x');
+    expect(tokenFromProtocols('replyx.v1, replyx.token.')).toBeUndefined();
+    expect(tokenFromProtocols(undefined)).toBeUndefined();
+    expect(presentedToken({ 'sec-websocket-protocol': 'replyx.v1, replyx.token.p', authorization: 'Bearer b' }, params, 'token')).toEqual({ token: 'p', source: 'protocol' });
+    expect(presentedToken({ authorization: 'Bearer b' }, params, 'token')).toEqual({ token: 'b', source: 'bearer' });
+    expect(presentedToken({}, params, 'site_token')).toEqual({ token: 's', source: 'query' });
+    expect(presentedToken({}, params, undefined)).toBeUndefined();
+    expect([bearerToken('bearer abc'), bearerToken('Basic abc'), bearerToken('Bearer a b'), bearerToken(undefined)]).toEqual(['abc', undefined, undefined, undefined]);
   });
 
-  it('RS256: accepts RS256, refuses HS256 signed with the public key text (alg confusion) and alg:none', async () => {
-    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
-    const rs = new TokenVerifier({ jwtPublicKey: publicKey });
-    await rs.ready();
-    const good = await new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject('9').sign(await importPKCS8(privateKey, 'RS256'));
-    expect(await rs.verifyAdmin(good)).toEqual({ ok: true, value: { userId: 9 } });
-    const confused = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('9').sign(new TextEncoder().encode(publicKey));
-    expect(await rs.verifyAdmin(confused)).toEqual({ ok: false, reason: 'invalid' });
-    expect(await rs.verifyAdmin(noneToken({ sub: '9' }))).toEqual({ ok: false, reason: 'invalid' });
-    // And the HS256 verifier refuses an RS256 token.
-    expect(await hs.verifyAdmin(good)).toEqual({ ok: false, reason: 'invalid' });
+  it('answers replyx.v1 only, never a token protocol', () => {
+    expect(selectProtocol(new Set(['replyx.v1', 'replyx.token.a.b.c']))).toBe('replyx.v1');
+    expect(selectProtocol(new Set(['replyx.token.a.b.c']))).toBe(false);
+    expect(selectProtocol(new Set())).toBe(false);
   });
 
   it('positiveId accepts positive integers and decimal strings only', () => {
@@ -144,6 +176,19 @@ describe('origins', () => {
     expect(normaliseDomainEntry('*')).toBeUndefined();
     expect(normaliseDomainEntry('a.*.com')).toBeUndefined();
     expect(normaliseDomainEntry('')).toBeUndefined();
+  });
+
+  it('ignores wildcards over public suffixes (Public Suffix List, private section too), single labels and IPs', () => {
+    for (const entry of ['*.com', '*.co.uk', '*.github.io', '*.s3.amazonaws.com', '*.vercel.app', '*.localhost', '*.127.0.0.1', 'https://*.COM/']) {
+      expect(domainEntryProblem(entry), entry).toBe('public-suffix-wildcard');
+      expect(normaliseDomainEntry(entry), entry).toBeUndefined();
+    }
+    for (const entry of ['*.example.com', '*.example.co.uk', '*.me.github.io', 'com', 'github.io', 'localhost']) expect(domainEntryProblem(entry), entry).toBeUndefined();
+    expect(domainEntryProblem('a.*.com')).toBe('unusable');
+    expect(isHostAllowed('evil.com', ['*.com'])).toBe(false);
+    expect(isHostAllowed('attacker.github.io', ['*.github.io', 'shop.example.com'])).toBe(false);
+    expect(isHostAllowed('shop.example.com', ['*.github.io', 'shop.example.com'])).toBe(true);
+    expect(isHostAllowed('a.me.github.io', ['*.me.github.io'])).toBe(true);
   });
 
   it('matches exact hosts and wildcards (subdomains only, not the apex)', () => {
@@ -236,9 +281,25 @@ describe('logging and limits', () => {
     expect(a.trackedHandshakeWindows).toBe(0);
   });
 
-  it('classifies private addresses', () => {
-    for (const ip of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '::1', '::ffff:10.0.0.1', 'fd00::1']) expect(isPrivateAddress(ip)).toBe(true);
-    for (const ip of ['8.8.8.8', '172.32.0.1', '2001:db8::1', '']) expect(isPrivateAddress(ip)).toBe(false);
+  it('believes X-Real-IP / X-Forwarded-For only from trusted proxies', () => {
+    const req = (peer: string, headers: Record<string, string> = {}) => ({ socket: { remoteAddress: peer }, headers }) as unknown as IncomingMessage;
+    const local = new TrustedProxies(['127.0.0.1/32', '::1/128']);
+    expect(clientAddress(req('127.0.0.1', { 'x-real-ip': '203.0.113.9' }), local)).toBe('203.0.113.9');
+    expect(clientAddress(req('::ffff:127.0.0.1', { 'x-forwarded-for': '198.51.100.1, 203.0.113.9' }), local)).toBe('203.0.113.9');
+    expect(clientAddress(req('::1', { 'x-real-ip': '203.0.113.9' }), local)).toBe('203.0.113.9');
+    // A private peer is not a proxy unless configured: it cannot claim another address.
+    expect(clientAddress(req('10.0.0.7', { 'x-real-ip': '203.0.113.9' }), local)).toBe('10.0.0.7');
+    expect(clientAddress(req('10.0.0.7', { 'x-real-ip': '203.0.113.9' }), new TrustedProxies(['10.0.0.0/8']))).toBe('203.0.113.9');
+    expect(clientAddress(req('127.0.0.1', { 'x-real-ip': 'not-an-ip' }), local)).toBe('127.0.0.1');
+    expect(clientAddress(req('127.0.0.1', { 'x-real-ip': '203.0.113.9' }), new TrustedProxies([]))).toBe('127.0.0.1');
+    expect([parseCidr('10.0.0.0/8'), parseCidr('::1'), parseCidr('10.0.0.0/33'), parseCidr('10.0.0.0/8/1'), parseCidr('x')]).toEqual([
+      { address: '10.0.0.0', prefix: 8, family: 'ipv4' },
+      { address: '::1', prefix: 128, family: 'ipv6' },
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    expect([isLoopbackAddress('127.0.0.2'), isLoopbackAddress('::1'), isLoopbackAddress('::ffff:127.0.0.1'), isLoopbackAddress('10.0.0.1')]).toEqual([true, true, true, false]);
   });
 
   it('reads ts and type from a broker frame without parsing data', () => {
@@ -266,5 +327,60 @@ describe('hub', () => {
     expect(hub.leave(1, widget)).toBe(true);
     expect(hub.size).toBe(0);
     expect(hub.dialogCount).toBe(0);
+  });
+});
+
+describe('grants and re-authorization', () => {
+  const access = { dialogId: 5, assistantId: 3, userId: 1, allowedDomains: ['example.com', '*.example.org'] };
+
+  it('checks ownership first (the same "not-found" for missing and foreign dialogs), then the origin', () => {
+    expect(checkGrant({ kind: 'admin', userId: 1 }, 5, access)).toBe('ok');
+    expect(checkGrant({ kind: 'admin', userId: 2 }, 5, access)).toBe('not-found');
+    expect(checkGrant({ kind: 'admin', userId: 1 }, 5, null)).toBe('not-found');
+    expect(checkGrant({ kind: 'admin', userId: 1 }, 6, access)).toBe('not-found');
+    expect(checkGrant({ kind: 'site', userId: 1, assistantId: 3, jti: 'j-000001' }, 5, access)).toBe('ok');
+    expect(checkGrant({ kind: 'site', userId: 1, assistantId: 3, dialogId: 5, jti: 'j-000001' }, 5, access)).toBe('ok');
+    expect(checkGrant({ kind: 'site', userId: 1, assistantId: 3, dialogId: 6, jti: 'j-000001' }, 5, access)).toBe('not-found');
+    expect(checkGrant({ kind: 'site', userId: 2, assistantId: 3, jti: 'j-000001' }, 5, access)).toBe('not-found');
+    expect(checkGrant({ kind: 'site', userId: 1, assistantId: 3, jti: 'j-000001', originHost: 'evil.test' }, 5, access)).toBe('origin');
+    expect(checkGrant({ kind: 'site', userId: 1, assistantId: 3, jti: 'j-000001', originHost: '' }, 5, access)).toBe('origin');
+    expect(checkGrant({ kind: 'widget', assistantId: 3, originHost: 'a.example.org' }, 5, access)).toBe('ok');
+    expect(checkGrant({ kind: 'widget', assistantId: 4, originHost: 'evil.test' }, 5, access)).toBe('not-found');
+    expect(checkGrant({ kind: 'widget', assistantId: 3, originHost: 'evil.test' }, 5, access)).toBe('origin');
+  });
+
+  it('names why a grant no longer holds', () => {
+    const none = () => false;
+    expect(revocationReason({ kind: 'site', userId: 1, assistantId: 3, jti: 'j-000001' }, 5, access, (j) => j === 'j-000001')).toBe('site token revoked');
+    expect(revocationReason({ kind: 'admin', userId: 1 }, 5, { ...access, userId: 2 }, none)).toBe('dialog belongs to another owner now');
+    expect(revocationReason({ kind: 'admin', userId: 1 }, 5, null, none)).toBe('dialog no longer exists');
+    expect(revocationReason({ kind: 'widget', assistantId: 3, originHost: 'example.com' }, 5, { ...access, allowedDomains: [] }, none)).toBe('origin no longer in allowed domains');
+    expect(revocationReason({ kind: 'widget', assistantId: 3, originHost: 'example.com' }, 5, access, none)).toBeUndefined();
+  });
+
+  it('expiry schedule: buckets by second, sweeps only what expired, once; never-expiring items are not tracked', () => {
+    const t0 = 1_700_000_000_000;
+    const schedule = new ExpirySchedule<{ expiresAt: number; name: string }>(t0);
+    const a = { expiresAt: t0 / 1000 + 1, name: 'a' };
+    const b = { expiresAt: t0 / 1000 + 1, name: 'b' };
+    const c = { expiresAt: t0 / 1000 + 3, name: 'c' };
+    const gone = { expiresAt: t0 / 1000 + 2, name: 'gone' };
+    for (const item of [a, b, c, gone]) expect(schedule.add(item)).toBe(true);
+    expect(schedule.add({ expiresAt: 0, name: 'never' })).toBe(true);
+    expect(schedule.size).toBe(4);
+    schedule.delete(gone);
+    const expired: string[] = [];
+    schedule.sweep((i) => expired.push(i.name), t0 + 999);
+    expect(expired).toEqual([]);
+    schedule.sweep((i) => expired.push(i.name), t0 + 1000);
+    expect(expired).toEqual(['a', 'b']);
+    schedule.sweep((i) => expired.push(i.name), t0 + 1500);
+    expect(expired).toEqual(['a', 'b']);
+    // An item whose second was already swept is refused: the caller closes it at once.
+    expect(schedule.add({ expiresAt: t0 / 1000 + 1, name: 'late' })).toBe(false);
+    // A long pause walks the buckets, not the seconds.
+    schedule.sweep((i) => expired.push(i.name), t0 + 86_400_000);
+    expect(expired).toEqual(['a', 'b', 'c']);
+    expect(schedule.size).toBe(0);
   });
 });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { DEMO_WIDGET_ASSISTANT_ID } from '../../examples/backend/src/demo.js';
+import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
 import type { StackContext } from './stack.js';
 import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from './live-state.js';
 import { httpJson, PROBE_TIMEOUT_MS } from './probes.js';
@@ -47,8 +48,8 @@ interface Listener {
   waitFor(match: (frame: Record<string, unknown>) => boolean, timeoutMs: number): Promise<number>;
 }
 
-function listen(name: string, url: string, headers: Record<string, string>, timeoutMs: number): Listener {
-  const ws = new WebSocket(url, { headers, handshakeTimeout: timeoutMs });
+function listen(name: string, url: string, token: string, timeoutMs: number): Listener {
+  const ws = new WebSocket(url, tokenProtocols(token), { handshakeTimeout: timeoutMs });
   const frames: { at: number; frame: Record<string, unknown> }[] = [];
   const waiters = new Set<() => void>();
   ws.on('message', (data) => {
@@ -101,19 +102,38 @@ function listen(name: string, url: string, headers: Record<string, string>, time
   };
 }
 
+/** Opens a widget session through nginx as the embed does; resumes the visitor's dialog when a key is given. */
+async function widgetSession(ctx: StackContext, assistant: number, origin: string, visitorKey: string | undefined, timeoutMs: number): Promise<{ token: string; dialogId: number }> {
+  const res = await fetch(`${ctx.endpoints.nginx}/api/widget/sessions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ assistant_id: assistant, parent_origin: origin, ...(visitorKey ? { visitor_key: visitorKey } : {}) }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const body = (await res.json().catch(() => ({}))) as { token?: string; dialog_id?: number };
+  if (res.status !== 201 || !body.token || !body.dialog_id) throw new Error(`POST /api/widget/sessions answered HTTP ${res.status}: ${JSON.stringify(body).slice(0, 100)}`);
+  return { token: body.token, dialogId: body.dialog_id };
+}
+
 /**
- * The synthetic probe: admin panel and widget on one dialog through nginx, one message through
- * the backend API; resolves with each listener's delivery latency, or throws saying who missed it.
+ * The synthetic probe: admin panel and widget on one dialog through nginx (the widget with a
+ * session from the API, which resumes the probe dialog with the visitor key), one message
+ * through the backend API; resolves with each listener's delivery latency, or throws saying who
+ * missed it.
  */
 export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions = {}): Promise<{ latencyMs: Record<string, number>; server: string }> {
   if (!creds.adminToken) throw new Error('no admin token: set REPLYX_ADMIN_TOKEN (an operator JWT) to run the probe');
-  const dialog = options.dialogId ?? DEFAULT_PROBE_DIALOG;
   const timeoutMs = options.timeoutMs ?? 5000;
   const origin = options.widgetOrigin ?? `http://localhost:${ctx.topology.nginx.port}`;
   const assistant = options.widgetAssistantId ?? DEMO_WIDGET_ASSISTANT_ID;
+  const session = await widgetSession(ctx, assistant, origin, creds.widgetVisitorKey, timeoutMs);
+  const wanted = options.dialogId ?? DEFAULT_PROBE_DIALOG;
+  if (creds.widgetVisitorKey && session.dialogId !== wanted) throw new Error(`the widget's visitor key resumes dialog ${session.dialogId}, not the probe dialog ${wanted}: pass --probe-dialog ${session.dialogId} or the key of dialog ${wanted}`);
+  // Without a visitor key the session opens a new dialog, and the probe runs on that one.
+  const dialog = session.dialogId;
   const listeners = [
-    listen('admin', `${ctx.endpoints.ws}/ws/dialogs/${dialog}?token=${encodeURIComponent(creds.adminToken)}`, {}, timeoutMs),
-    listen('widget', `${ctx.endpoints.ws}/ws/widget/dialogs/${dialog}?assistant_id=${assistant}`, { Origin: origin }, timeoutMs),
+    listen('admin', `${ctx.endpoints.ws}/ws/dialogs/${dialog}`, creds.adminToken, timeoutMs),
+    listen('widget', `${ctx.endpoints.ws}/ws/widget/dialogs/${dialog}`, session.token, timeoutMs),
   ];
   try {
     const hellos = await Promise.all(listeners.map((l) => l.connected));

@@ -11,19 +11,25 @@ import type { StackContext } from './stack.js';
 export interface ProbeCredentials {
   readonly adminToken?: string;
   readonly debugToken?: string;
+  /** Resumes the probe widget's dialog through POST /api/widget/sessions (else the probe opens a new one). */
+  readonly widgetVisitorKey?: string;
 }
 
 /** The dialog the handshake and the synthetic probe use (a seed dialog of the demo data). */
 export const DEFAULT_PROBE_DIALOG = 123;
 
-/** Credentials for a stack: its target's own (local secrets) or REPLYX_ADMIN_TOKEN / REPLYX_DEBUG_TOKEN. */
+/** Credentials for a stack: its target's own (local secrets) or REPLYX_ADMIN_TOKEN / REPLYX_DEBUG_TOKEN / REPLYX_WIDGET_VISITOR_KEY. */
 export async function probeCredentials(ctx: StackContext, env: NodeJS.ProcessEnv = process.env): Promise<ProbeCredentials> {
   return ctx.surface.credentials(env);
 }
 
 /** Credentials from the environment: what targets without secrets of their own use. */
 export function credentialsFromEnv(env: NodeJS.ProcessEnv): ProbeCredentials {
-  return { ...(env.REPLYX_ADMIN_TOKEN ? { adminToken: env.REPLYX_ADMIN_TOKEN } : {}), ...(env.REPLYX_DEBUG_TOKEN ? { debugToken: env.REPLYX_DEBUG_TOKEN } : {}) };
+  return {
+    ...(env.REPLYX_ADMIN_TOKEN ? { adminToken: env.REPLYX_ADMIN_TOKEN } : {}),
+    ...(env.REPLYX_DEBUG_TOKEN ? { debugToken: env.REPLYX_DEBUG_TOKEN } : {}),
+    ...(env.REPLYX_WIDGET_VISITOR_KEY ? { widgetVisitorKey: env.REPLYX_WIDGET_VISITOR_KEY } : {}),
+  };
 }
 
 /** Collects every live observation for the check. */

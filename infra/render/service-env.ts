@@ -19,6 +19,10 @@ export type SettingRef =
   | 'redisUrl'
   /** HS256 key shared by backend (signs) and gateway (verifies). */
   | 'jwtSecret'
+  /** Key of site tokens (backend issues, gateway verifies); distinct from jwtSecret. */
+  | 'siteTokenSecret'
+  /** Key of widget session tokens (backend issues, gateway verifies); distinct from the other two. */
+  | 'widgetTokenSecret'
   /** Key the backend sends to the gateway's /internal/publish. */
   | 'publishKey'
   /** Token for the gateway's debug endpoints; targets without one omit the variable. */
@@ -29,10 +33,10 @@ export type SettingRef =
   | 'postgresPassword';
 
 /** Every {@link SettingRef}, for targets that check they resolve all of them. */
-export const SETTING_REFS = ['bindHost', 'databaseUrl', 'redisUrl', 'jwtSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
+export const SETTING_REFS = ['bindHost', 'databaseUrl', 'redisUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
 
 /** Refs whose resolved value is a credential (or embeds one): never shown, compared or logged. */
-export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'redisUrl', 'jwtSecret', 'publishKey', 'debugToken', 'postgresPassword']);
+export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'redisUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
 
 /** A setting: a literal derived from the topology, or a reference the target resolves. */
 export type SettingValue = string | { readonly ref: SettingRef };
@@ -79,6 +83,8 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           DATABASE_URL: ref('databaseUrl'),
           REDIS_URL: ref('redisUrl'),
           JWT_SECRET: ref('jwtSecret'),
+          SITE_TOKEN_SECRET: ref('siteTokenSecret'),
+          WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),
           LOG_LEVEL: logLevel,
           ...history,
         }),
@@ -92,6 +98,8 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           REDIS_URL: ref('redisUrl'),
           DATABASE_URL: ref('databaseUrl'),
           JWT_SECRET: ref('jwtSecret'),
+          SITE_TOKEN_SECRET: ref('siteTokenSecret'),
+          WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),
           PUBLISH_KEY: ref('publishKey'),
           DEBUG_TOKEN: ref('debugToken'),
           HEARTBEAT_MS: String(topology.gateway.heartbeatMs),

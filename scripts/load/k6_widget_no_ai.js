@@ -1,19 +1,24 @@
 // k6 scenario from the seed: widget WebSocket connections on many dialogs, messages posted
 // through the backend API (site token), no AI replies. For users who have k6:
 //
-//   npm start && npm run stack -- tokens          # prints the demo site tokens
-//   k6 run -e BASE_URL=http://127.0.0.1:8080 -e SITE_TOKEN=<SITE1 token> scripts/load/k6_widget_no_ai.js
+//   npm start && npm run stack -- tokens          # prints the demo site tokens and visitor key
+//   k6 run -e BASE_URL=http://127.0.0.1:8080 -e SITE_TOKEN=<SITE1 token> -e VISITOR_KEY=<dialog 123 visitor key> scripts/load/k6_widget_no_ai.js
+//
+// Each widget opens a session as the embed does (POST /api/widget/sessions with the visitor key,
+// which resumes dialog 123) and connects with the session token in the subprotocol
+// (`replyx.v1, replyx.token.<JWT>`); messages carry the site token as `Authorization: Bearer`.
 //
 // Every message carries its send time; each widget measures post -> WebSocket receive latency
 // (ws_event_latency) and counts deliveries, so lost events show up as a delivery ratio below 1.
 //
-// Environment (all optional except SITE_TOKEN):
+// Environment (all optional except SITE_TOKEN and VISITOR_KEY):
 //   BASE_URL        nginx in front of the stack              default http://127.0.0.1:8080
 //   WS_URL          WebSocket base                           default BASE_URL with ws:// or wss://
 //   SITE_TOKEN      site token whose assistant owns DIALOG_IDS (npm run stack -- tokens)
-//   DIALOG_IDS      comma-separated dialogs to spread widgets and messages over  default 100,123
+//   VISITOR_KEY     visitor key of the widgets' dialog (npm run stack -- tokens: dialog 123's)
+//   DIALOG_IDS      comma-separated dialogs messages are posted to (the widgets' dialog)  default 123
 //   ASSISTANT_ID    the widget's assistant_id                default 3
-//   PARENT_ORIGIN   parent_origin the widget sends (must be an allowed domain)  default http://localhost
+//   PARENT_ORIGIN   parent_origin of the widget session (must be an allowed domain)  default http://localhost
 //   WIDGETS         concurrent widget connections (VUs)      default 200
 //   DURATION        how long widgets stay connected          default 60s
 //   MESSAGE_RATE    messages per second posted over all dialogs  default 10
@@ -30,7 +35,8 @@ const env = (name, fallback) => (__ENV[name] !== undefined && __ENV[name] !== ''
 const BASE_URL = env('BASE_URL', 'http://127.0.0.1:8080').replace(/\/$/, '');
 const WS_URL = env('WS_URL', BASE_URL.replace(/^http/, 'ws'));
 const SITE_TOKEN = env('SITE_TOKEN', '');
-const DIALOG_IDS = env('DIALOG_IDS', '100,123')
+const VISITOR_KEY = env('VISITOR_KEY', '');
+const DIALOG_IDS = env('DIALOG_IDS', '123')
   .split(',')
   .map((s) => Number(s.trim()))
   .filter((n) => Number.isInteger(n) && n > 0);
@@ -43,6 +49,7 @@ const MESSAGE_BYTES = Number(env('MESSAGE_BYTES', '120'));
 const RAMP_S = Number(env('RAMP_S', '5'));
 
 if (!SITE_TOKEN) throw new Error('set SITE_TOKEN (npm run stack -- tokens prints the demo site tokens)');
+if (!VISITOR_KEY) throw new Error('set VISITOR_KEY (npm run stack -- tokens prints dialog 123\'s visitor key)');
 if (DIALOG_IDS.length === 0) throw new Error('DIALOG_IDS must list at least one dialog id');
 
 /** Parses "60s", "2m", "1h" into milliseconds (k6 durations). */
@@ -90,11 +97,19 @@ export const options = {
 
 const filler = 'hello, is the widget still there? '.repeat(Math.ceil(MESSAGE_BYTES / 34)).slice(0, MESSAGE_BYTES);
 
-/** One widget: connects to its dialog and measures every message event it receives. */
+/** One widget: opens a session, connects to its dialog and measures every message event it receives. */
 export function widget() {
-  const dialogId = DIALOG_IDS[(__VU - 1) % DIALOG_IDS.length];
-  const url = `${WS_URL}/ws/widget/dialogs/${dialogId}?assistant_id=${ASSISTANT_ID}&parent_origin=${encodeURIComponent(PARENT_ORIGIN)}`;
-  const res = ws.connect(url, {}, (socket) => {
+  const session = http.post(`${BASE_URL}/api/widget/sessions`, JSON.stringify({ assistant_id: ASSISTANT_ID, parent_origin: PARENT_ORIGIN, visitor_key: VISITOR_KEY }), {
+    headers: { 'Content-Type': 'application/json' },
+    tags: { name: 'POST /api/widget/sessions' },
+  });
+  if (!check(session, { 'widget session issued (201)': (r) => r.status === 201 })) {
+    wsConnected.add(false);
+    return;
+  }
+  const { token, dialog_id: dialogId } = session.json();
+  const url = `${WS_URL}/ws/widget/dialogs/${dialogId}`;
+  const res = ws.connect(url, { headers: { 'Sec-WebSocket-Protocol': `replyx.v1, replyx.token.${token}` } }, (socket) => {
     socket.on('open', () => {
       wsConnected.add(true);
       // The application-level ping keeps idle proxies from closing the socket.
@@ -117,9 +132,9 @@ export function widget() {
 export function postMessage() {
   const dialogId = DIALOG_IDS[Math.floor(Math.random() * DIALOG_IDS.length)];
   const res = http.post(
-    `${BASE_URL}/api/site/dialogs/${dialogId}/messages?site_token=${encodeURIComponent(SITE_TOKEN)}`,
+    `${BASE_URL}/api/site/dialogs/${dialogId}/messages`,
     JSON.stringify({ text: `k6 t=${Date.now()} ${filler}` }),
-    { headers: { 'Content-Type': 'application/json' }, tags: { name: 'POST /api/site/dialogs/{id}/messages' } },
+    { headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${SITE_TOKEN}` }, tags: { name: 'POST /api/site/dialogs/{id}/messages' } },
   );
   const ok = check(res, { 'message stored and published (201)': (r) => r.status === 201 });
   postOk.add(ok);

@@ -1,8 +1,10 @@
 import WebSocket from 'ws';
+import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
 import { waitUntil } from '../../infra/targets/local/ports.js';
 
 // WebSocket and HTTP clients for the end-to-end tests: they talk to the stack only through
-// nginx, like the seed's admin panel, widget and third-party sites.
+// nginx, like the seed's admin panel, widget and third-party sites. Tokens travel as the
+// `replyx.token.<JWT>` subprotocol (or, for the seed's clients, the deprecated query string).
 
 /** A frame the server sent, parsed. */
 export type Frame = Record<string, unknown> & { type?: string; id?: string; dialog_id?: number };
@@ -19,9 +21,9 @@ export interface TestSocket {
   closeCode(): number | undefined;
 }
 
-/** Opens a WebSocket and resolves after the server's `connected` frame, or on close. */
-export function openSocket(url: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<TestSocket> {
-  const ws = new WebSocket(url, { headers });
+/** Opens a WebSocket (with `token` in the subprotocol, if given) and resolves after the server's `connected` frame, or on close. */
+export function openSocket(url: string, opts: { headers?: Record<string, string>; token?: string } = {}, timeoutMs = 10_000): Promise<TestSocket> {
+  const ws = new WebSocket(url, opts.token ? tokenProtocols(opts.token) : [], { headers: opts.headers ?? {} });
   const frames: Frame[] = [];
   let code: number | undefined;
   const closed = new Promise<number>((resolve) =>
@@ -49,11 +51,18 @@ export function openSocket(url: string, headers: Record<string, string> = {}, ti
   });
 }
 
-/** POSTs `{"text"}` as JSON and returns status and body. */
-export async function postMessage(url: string, text: string, headers: Record<string, string> = {}): Promise<{ status: number; eventId?: string; body: Record<string, unknown> }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ text }) });
+/** POSTs `{"text"}` as JSON (with `Authorization: Bearer <token>`, if given) and returns status and body. */
+export async function postMessage(url: string, text: string, token?: string): Promise<{ status: number; eventId?: string; body: Record<string, unknown> }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify({ text }) });
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   return { status: res.status, eventId: typeof body.event_id === 'string' ? body.event_id : undefined, body };
+}
+
+/** A widget session as the embed opens one: `POST /api/widget/sessions` through nginx. */
+export async function widgetSession(api: string, body: { assistant_id: number; parent_origin?: string; visitor_key?: string }): Promise<{ status: number; token: string; dialogId: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${api}/api/widget/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  return { status: res.status, token: String(json.token ?? ''), dialogId: Number(json.dialog_id ?? 0), body: json };
 }
 
 /** Waits until `socket` has received an event with `eventId`; resolves whether it did in time. */
@@ -64,7 +73,8 @@ export function receives(socket: TestSocket, eventId: string, timeoutMs: number)
 /**
  * A client that behaves like a well-written widget: on a non-terminal close it reconnects
  * (4200: at once with jitter; anything else: after a short backoff) and resumes with
- * `since=<last event id>`. It records every event it receives, duplicates included.
+ * `since=<last event id>`, offering its token in the subprotocol each time. It records every
+ * event it receives, duplicates included.
  */
 export class ResumingClient {
   readonly received: string[] = [];
@@ -74,8 +84,11 @@ export class ResumingClient {
   #ws: WebSocket | undefined;
   #stopped = false;
 
-  /** Creates a client for `baseUrl` (which already carries its query string). */
-  constructor(readonly baseUrl: string) {}
+  /** Creates a client for `baseUrl` that presents `token` in the subprotocol. */
+  constructor(
+    readonly baseUrl: string,
+    readonly token: string,
+  ) {}
 
   /** Connects the first time; resolves once the server said `connected`. */
   async start(): Promise<void> {
@@ -84,8 +97,9 @@ export class ResumingClient {
 
   #connect(onConnected?: () => void): void {
     if (this.#stopped) return;
-    const url = this.#lastId ? `${this.baseUrl}&since=${encodeURIComponent(this.#lastId)}` : this.baseUrl;
-    const ws = new WebSocket(url);
+    const url = new URL(this.baseUrl);
+    if (this.#lastId) url.searchParams.set('since', this.#lastId);
+    const ws = new WebSocket(url, tokenProtocols(this.token));
     this.#ws = ws;
     ws.on('message', (data) => {
       const frame = JSON.parse(data.toString()) as Frame;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TopologyInput } from '../../infra/topology/index.js';
 import { startLocalStack, type LocalStackHandle } from '../../infra/targets/local/local-stack.js';
 import { createTestDatabase } from '../services.js';
-import { openSocket, postMessage, type TestSocket } from './clients.js';
+import { openSocket, postMessage, widgetSession, type TestSocket } from './clients.js';
 
 // The seed's bug, reproduced and fixed. With /ws/ served by the backend (wsRoute=backend)
 // every socket lives in one worker's memory and a message only reaches the sockets of the
@@ -21,17 +21,19 @@ interface Outcome {
 
 async function measure(stack: LocalStackHandle): Promise<Outcome> {
   const { ws, public: api } = stack.urls;
-  const origin = encodeURIComponent(`http://localhost:${stack.ports.nginx}`);
-  const urls = Array.from({ length: SOCKETS }, (_, i) =>
-    i % 2 === 0 ? `${ws}/ws/dialogs/123?token=${stack.tokens.adminToken}` : `${ws}/ws/widget/dialogs/123?assistant_id=3&parent_origin=${origin}`,
+  // The widget's session comes from the API (the demo visitor key resumes dialog 123).
+  const session = await widgetSession(api, { assistant_id: 3, parent_origin: `http://localhost:${stack.ports.nginx}`, visitor_key: stack.tokens.widget.visitorKey });
+  expect(session).toMatchObject({ status: 201, dialogId: 123 });
+  const clients = Array.from({ length: SOCKETS }, (_, i) =>
+    i % 2 === 0 ? { url: `${ws}/ws/dialogs/123`, token: stack.tokens.adminToken } : { url: `${ws}/ws/widget/dialogs/123`, token: session.token },
   );
   const sockets: TestSocket[] = [];
   // One after another, so the cluster's round-robin spreads them as real clients arriving would.
-  for (const url of urls) sockets.push(await openSocket(url));
+  for (const c of clients) sockets.push(await openSocket(c.url, { token: c.token }));
   const site = stack.tokens.siteTokens[0]!.token;
   const ids: string[] = [];
   for (let i = 0; i < MESSAGES; i += 1) {
-    const r = await postMessage(`${api}/api/site/dialogs/123/messages?site_token=${site}`, `desync probe ${i}`);
+    const r = await postMessage(`${api}/api/site/dialogs/123/messages`, `desync probe ${i}`, site);
     expect(r.status).toBe(201);
     ids.push(r.eventId!);
   }

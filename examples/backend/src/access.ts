@@ -1,9 +1,13 @@
-import { jwtVerify, errors as joseErrors } from 'jose';
-import { z } from 'zod';
-import { isHostAllowed, originHost as gatewayOriginHost } from '@replyx/gateway/origin/allowed-domains';
+import { checkGrant, type Grant } from '@replyx/gateway/access/grant';
+import type { TokenKeys, TokenPolicy, TokenVerifier } from '@replyx/gateway/auth/tokens';
+import type { ConnectionKind } from '@replyx/gateway/connection-kinds';
+import { isHostAllowed, originHost, widgetOrigin as chooseWidgetOrigin } from '@replyx/gateway/origin/allowed-domains';
 
-// Who may write to or listen on a dialog: the seed's three clients (operator JWT, site token,
-// widget origin). Used by the HTTP API and by legacy /ws/ mode, so both refuse the same things.
+// Who may write to or listen on a dialog: the three kinds of client, each with its own token
+// (operator JWT, site token, widget session token), or, behind LEGACY_WIDGET_AUTH, the seed's
+// credential-less widget. Used by the HTTP API and by legacy /ws/ mode, so both refuse the same
+// things; the claim rules, the ownership check and the origin matching are the gateway's own
+// modules, so the backend and the gateway cannot disagree.
 
 /** One row of the `replyx_dialog_access` view. */
 export interface DialogAccess {
@@ -20,85 +24,85 @@ export interface Denial {
   readonly reason: string;
 }
 
+/** A caller who passed the credential check; `expiresAt` in epoch seconds (0: no credential). */
+export interface Caller {
+  readonly kind: ConnectionKind;
+  readonly grant: Grant;
+  readonly expiresAt: number;
+}
+
 const deny = (code: Denial['code'], reason: string): Denial => ({ denied: true, code, reason });
-
-/** A caller who passed the checks. */
-export type Caller =
-  | { readonly kind: 'admin'; readonly userId: number }
-  | { readonly kind: 'site'; readonly userId: number; readonly assistantId: number }
-  | { readonly kind: 'widget'; readonly assistantId: number; readonly origin: string };
-
-const adminClaims = z.object({ sub: z.string().regex(/^\d+$/, 'sub must be a numeric user id') });
-const siteClaims = z.object({ type: z.literal('site'), user_id: z.coerce.number().int().positive(), assistant_id: z.coerce.number().int().positive() });
-
-async function verify(secret: string, token: string): Promise<{ claims: Record<string, unknown> } | Denial> {
-  try {
-    const { payload } = await jwtVerify(token, new TextEncoder().encode(secret), { algorithms: ['HS256'] });
-    return { claims: payload as Record<string, unknown> };
-  } catch (err) {
-    const reason = err instanceof joseErrors.JWTExpired ? 'token expired' : 'invalid token';
-    return deny('UNAUTHORIZED', reason);
-  }
-}
-
-const isDenial = (v: unknown): v is Denial => typeof v === 'object' && v !== null && (v as { denied?: unknown }).denied === true;
-
-/** Verifies an operator JWT (HS256, `sub` = user id) and returns the user id. */
-export async function verifyAdminToken(secret: string, token: string | undefined): Promise<{ userId: number } | Denial> {
-  if (!token) return deny('UNAUTHORIZED', 'missing token');
-  const verified = await verify(secret, token);
-  if (isDenial(verified)) return verified;
-  const payload = verified.claims;
-  if (payload.type === 'site') return deny('UNAUTHORIZED', 'a site token is not an operator token');
-  const claims = adminClaims.safeParse(payload);
-  return claims.success ? { userId: Number(claims.data.sub) } : deny('UNAUTHORIZED', 'token has no numeric sub');
-}
-
-/** Verifies a site token (`type: "site"`, `user_id`, `assistant_id`). */
-export async function verifySiteToken(secret: string, token: string | undefined): Promise<{ userId: number; assistantId: number } | Denial> {
-  if (!token) return deny('UNAUTHORIZED', 'missing site_token');
-  const verified = await verify(secret, token);
-  if (isDenial(verified)) return verified;
-  const claims = siteClaims.safeParse(verified.claims);
-  return claims.success ? { userId: claims.data.user_id, assistantId: claims.data.assistant_id } : deny('UNAUTHORIZED', 'not a site token');
-}
-
-/** The host of an http(s) origin (`https://a.example.com:8443` -> `a.example.com`), or undefined; the gateway's rule. */
-export function originHost(origin: string): string | undefined {
-  return gatewayOriginHost(origin);
-}
-
-/**
- * True when `host` matches an allowed domain: exactly, or `*.example.com` for any subdomain of
- * example.com (not example.com itself). The gateway's rule, so HTTP and WebSocket agree.
- */
-export function hostAllowed(host: string, allowedDomains: readonly string[]): boolean {
-  return isHostAllowed(host.toLowerCase(), allowedDomains);
-}
-
-/** The owner check every client kind ends with. */
-export function authorise(caller: Caller, access: DialogAccess | undefined): Denial | undefined {
-  if (!access) return deny('DIALOG_NOT_FOUND', 'dialog not found');
-  switch (caller.kind) {
-    case 'admin':
-      return access.userId === caller.userId ? undefined : deny('DIALOG_NOT_FOUND', 'dialog not found or not yours');
-    case 'site':
-      return access.assistantId === caller.assistantId && access.userId === caller.userId ? undefined : deny('DIALOG_NOT_FOUND', "dialog does not belong to the site token's assistant");
-    case 'widget':
-      if (access.assistantId !== caller.assistantId) return deny('DIALOG_NOT_FOUND', 'dialog does not belong to this assistant');
-      return hostAllowed(originHost(caller.origin) ?? '', access.allowedDomains) ? undefined : deny('ORIGIN_FORBIDDEN', `origin ${caller.origin} is not allowed for assistant ${caller.assistantId}`);
-  }
-}
-
-/** Checks a widget's origin: `parent_origin` (iframe) wins over the Origin header; none is denied. */
-export function widgetOrigin(parentOrigin: string | undefined, originHeader: string | undefined): string | Denial {
-  const origin = parentOrigin || originHeader;
-  if (!origin) return deny('ORIGIN_FORBIDDEN', 'missing origin (send parent_origin or an Origin header)');
-  if (!originHost(origin)) return deny('ORIGIN_FORBIDDEN', `origin ${origin} is not an http(s) URL`);
-  return origin;
-}
 
 /** Narrows a result to a Denial. */
 export function denied(v: unknown): v is Denial {
-  return isDenial(v);
+  return typeof v === 'object' && v !== null && (v as { denied?: unknown }).denied === true;
+}
+
+/** What checking a token needs: the verifier and the revocation lookup for site tokens. */
+export interface CredentialChecks {
+  readonly tokens: TokenVerifier;
+  readonly isRevoked: (jti: string) => Promise<boolean>;
+}
+
+/** Everything the API and legacy /ws/ need to check and issue credentials. */
+export interface BackendCredentials extends CredentialChecks {
+  /** The signing secrets (site and widget tokens are issued here). */
+  readonly keys: TokenKeys;
+  readonly policy: TokenPolicy;
+  /** Accept the credential-less widget (LEGACY_WIDGET_AUTH). */
+  readonly legacyWidgetAuth: boolean;
+  /** An assistant's allowed domains (undefined: no such assistant), for origin checks. */
+  readonly assistantDomains: (assistantId: number) => Promise<readonly string[] | undefined>;
+  /** A dialog's access row (undefined: no such dialog). */
+  readonly dialogAccess: (dialogId: number) => Promise<DialogAccess | undefined>;
+}
+
+const tokenDenial = (kind: ConnectionKind, reason: string): Denial => deny('UNAUTHORIZED', reason === 'missing' ? `missing ${kind} token` : `${kind} token ${reason}`);
+
+/**
+ * Verifies a token as `kind` and returns what it grants. A browser `Origin` sent with a site
+ * token must be allowed as well (like on the gateway); server-to-server callers send none.
+ */
+export async function callerFromToken(checks: CredentialChecks, kind: ConnectionKind, token: string | undefined, originHeader?: string): Promise<Caller | Denial> {
+  if (kind === 'admin') {
+    const r = await checks.tokens.verifyAdmin(token);
+    return r.ok ? { kind, grant: { kind, userId: r.value.userId }, expiresAt: r.value.exp } : tokenDenial(kind, r.reason);
+  }
+  if (kind === 'site') {
+    const r = await checks.tokens.verifySite(token);
+    if (!r.ok) return tokenDenial(kind, r.reason);
+    const { userId, assistantId, dialogId, jti, exp } = r.value;
+    if (await checks.isRevoked(jti)) return deny('UNAUTHORIZED', 'site token revoked');
+    const origin = originHeader === undefined ? {} : { originHost: originHost(originHeader) ?? '' };
+    return { kind, grant: { kind, userId, assistantId, jti, ...(dialogId === undefined ? {} : { dialogId }), ...origin }, expiresAt: exp };
+  }
+  const r = await checks.tokens.verifyWidget(token);
+  if (!r.ok) return tokenDenial(kind, r.reason);
+  return { kind, grant: { kind, assistantId: r.value.assistantId, originHost: originHost(r.value.origin)!, dialogId: r.value.dialogId }, expiresAt: r.value.exp };
+}
+
+/**
+ * The seed's credential-less widget (LEGACY_WIDGET_AUTH only): the origin (`parent_origin`,
+ * else the Origin header) is checked against the claimed assistant's allowed domains first, so
+ * a refusal says nothing about which assistant owns a dialog.
+ */
+export async function legacyWidgetCaller(
+  assistantId: number,
+  parentOrigin: string | undefined,
+  originHeader: string | undefined,
+  assistantDomains: (assistantId: number) => Promise<readonly string[] | undefined>,
+): Promise<Caller | Denial> {
+  const choice = chooseWidgetOrigin(parentOrigin ?? null, originHeader);
+  if (!choice.ok) return deny('ORIGIN_FORBIDDEN', choice.reason === 'missing' ? 'missing origin (send parent_origin or an Origin header)' : 'origin is not an http(s) origin');
+  const domains = await assistantDomains(assistantId);
+  if (!domains || !isHostAllowed(choice.host, domains)) return deny('ORIGIN_FORBIDDEN', `origin ${choice.origin} is not allowed for assistant ${assistantId}`);
+  return { kind: 'widget', grant: { kind: 'widget', assistantId, originHost: choice.host }, expiresAt: 0 };
+}
+
+/** The ownership (then origin) check every caller ends with; the same "not found" for missing and foreign dialogs. */
+export function authorise(caller: Caller, dialogId: number, access: DialogAccess | undefined): Denial | undefined {
+  const result = checkGrant(caller.grant, dialogId, access ?? null);
+  if (result === 'not-found') return deny('DIALOG_NOT_FOUND', 'dialog not found');
+  if (result === 'origin') return deny('ORIGIN_FORBIDDEN', 'origin not allowed for this dialog');
+  return undefined;
 }

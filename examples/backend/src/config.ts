@@ -1,7 +1,11 @@
 import { z } from 'zod';
+import { TOKEN_ENV_FIXES, TOKEN_ENV_SHAPE, tokenPolicyOf, tokenSecretProblem, tokenSecretsOf } from '@replyx/gateway/auth/token-settings';
+import type { TokenKeys, TokenPolicy } from '@replyx/gateway/auth/tokens';
 
 // Environment of the reference backend, validated once at start. Names follow the team
-// contract (and the seed's UVICORN_WORKERS, which operators already set).
+// contract (and the seed's UVICORN_WORKERS, which operators already set). The credential
+// settings (secrets, issuer, audiences, lifetimes, LEGACY_WIDGET_AUTH) are the gateway's own
+// definitions, so both components read the same names with the same rules.
 
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -10,9 +14,9 @@ const envSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   BACKEND_WORKERS: intFrom(1, 64).optional(),
   UVICORN_WORKERS: intFrom(1, 64).optional(),
-  DATABASE_URL: z.string().min(1, 'DATABASE_URL is required (postgres://user@host:port/db)'),
-  REDIS_URL: z.string().min(1, 'REDIS_URL is required (redis://host:port)'),
-  JWT_SECRET: z.string().min(16, 'JWT_SECRET must be at least 16 characters'),
+  DATABASE_URL: z.string().min(1, 'is required (postgres://user@host:port/db)'),
+  REDIS_URL: z.string().min(1, 'is required (redis://host:port)'),
+  ...TOKEN_ENV_SHAPE,
   HISTORY_LENGTH: intFrom(0, 1_000_000).default(1000),
   HISTORY_TTL_S: intFrom(60, 30 * 86_400).default(86_400),
   MAX_BODY_BYTES: intFrom(256, 16 * 1024 * 1024).default(64 * 1024),
@@ -28,7 +32,12 @@ export interface BackendConfig {
   readonly workers: number;
   readonly databaseUrl: string;
   readonly redisUrl: string;
-  readonly jwtSecret: string;
+  /** The three signing keys (admin tokens are HS256 with JWT_SECRET here). */
+  readonly tokenKeys: Required<Pick<TokenKeys, 'jwtSecret'>> & TokenKeys;
+  /** Issuer, admin audience and lifetimes of every token. */
+  readonly tokenPolicy: TokenPolicy;
+  /** Accept the seed's credential-less widget calls (`assistant_id` + origin) on the API and /ws/. */
+  readonly legacyWidgetAuth: boolean;
   readonly historyLength: number;
   readonly historyTtlS: number;
   /** Largest request body accepted; bigger gets 413. */
@@ -38,21 +47,54 @@ export interface BackendConfig {
   readonly seedDemo: boolean;
 }
 
-/** Parses the environment; throws one Error listing every bad variable. */
+/** One bad variable: what is wrong and what to do. */
+export interface ConfigProblem {
+  readonly variable: string;
+  readonly message: string;
+  readonly fix: string;
+}
+
+/** The backend's environment is unusable; `toLine()` is the one line printed before exiting. */
+export class BackendConfigError extends Error {
+  override readonly name = 'BackendConfigError';
+  /** Stable code, documented in docs/errors.md. */
+  readonly code = 'RPX_BACKEND_CONFIG';
+  /** Lists every problem found. */
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(`invalid backend environment: ${problems.map((p) => `${p.variable}: ${p.message}`).join('; ')}`);
+  }
+
+  /** `error RPX_BACKEND_CONFIG: VAR: problem — fix; VAR2: …` */
+  toLine(): string {
+    return `error ${this.code}: ${this.problems.map((p) => `${p.variable}: ${p.message} — ${p.fix}`).join('; ')}`;
+  }
+}
+
+const fixFor = (variable: string): string => TOKEN_ENV_FIXES[variable] ?? `correct ${variable} or unset it to use its default (see examples/backend/src/config.ts)`;
+
+/** Parses the environment; throws BackendConfigError naming every bad variable and its fix. */
 export function configFromEnv(env: NodeJS.ProcessEnv): BackendConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new Error(`invalid backend environment: ${problems}`);
+    throw new BackendConfigError(
+      parsed.error.issues.map((i) => {
+        const variable = String(i.path[0] ?? 'environment');
+        return { variable, message: i.message, fix: fixFor(variable) };
+      }),
+    );
   }
   const e = parsed.data;
+  const problem = e.JWT_SECRET ? tokenSecretProblem(e) : { variable: 'JWT_SECRET', message: 'is required' };
+  if (problem) throw new BackendConfigError([{ ...problem, fix: fixFor(problem.variable) }]);
   return {
     port: e.PORT,
     host: e.HOST,
     workers: e.BACKEND_WORKERS ?? e.UVICORN_WORKERS ?? 4,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
-    jwtSecret: e.JWT_SECRET,
+    tokenKeys: { jwtSecret: e.JWT_SECRET!, ...tokenSecretsOf(e) },
+    tokenPolicy: tokenPolicyOf(e),
+    legacyWidgetAuth: e.LEGACY_WIDGET_AUTH,
     historyLength: e.HISTORY_LENGTH,
     historyTtlS: e.HISTORY_TTL_S,
     maxBodyBytes: e.MAX_BODY_BYTES,

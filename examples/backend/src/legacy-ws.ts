@@ -3,18 +3,25 @@ import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { presentedToken, selectProtocol } from '@replyx/gateway/auth/credentials';
 import { LOG_TAG, type ConnectionKind } from '@replyx/gateway/connection-kinds';
 import { DialogHub } from '@replyx/gateway/hub/dialog-hub';
-import { authorise, denied, verifyAdminToken, verifySiteToken, widgetOrigin, type Caller, type Denial } from './access.js';
-import { dialogAccess } from './store.js';
+import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCredentials, type Caller, type Denial } from './access.js';
 
 // Legacy mode: the pre-migration design, kept on purpose. Each worker serves /ws/ itself and
 // keeps its sockets in its OWN in-memory hub, with no fan-out between workers: a message
 // POSTed to worker K reaches only the sockets that happen to live on worker K. With several
 // workers this is the seed's desync ("every other time"); with one worker it is not.
+// Credentials are the gateway's: tokens in the `replyx.token.<JWT>` subprotocol (answered with
+// `replyx.v1`) or the seed's query parameters, widget session tokens, the credential-less widget
+// only with LEGACY_WIDGET_AUTH; a socket is closed with 4001 "token expired" when its token
+// expires. (Revocation while open is the gateway's job; this mode is a rollback state.)
 
 /** Close codes shared with the gateway's contract. */
 export const CLOSE = { UNAUTHORIZED: 4001, ORIGIN_FORBIDDEN: 4003, DIALOG_NOT_FOUND: 4004, BAD_REQUEST: 4009 } as const;
+
+/** setTimeout's longest delay; longer token lifetimes re-arm the timer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const PATHS: { kind: ConnectionKind; pattern: RegExp }[] = [
   { kind: 'admin', pattern: /^\/ws\/dialogs\/(\d{1,15})\/?$/ },
@@ -39,7 +46,7 @@ interface Member {
 /** What legacy mode needs from the worker. */
 export interface LegacyDeps {
   readonly db: pg.Pool;
-  readonly jwtSecret: string;
+  readonly credentials: BackendCredentials;
   readonly log: Logger;
   readonly heartbeatMs?: number;
   readonly maxPayloadBytes?: number;
@@ -55,26 +62,36 @@ export interface LegacyWebSockets {
   close(): void;
 }
 
-async function callerFor(kind: ConnectionKind, url: URL, req: IncomingMessage, secret: string): Promise<Caller | Denial> {
+/** The deprecated query parameter each kind's token may still arrive in. */
+const QUERY_TOKEN: Readonly<Record<ConnectionKind, string | undefined>> = { admin: 'token', site: 'site_token', widget: undefined };
+
+async function callerFor(kind: ConnectionKind, url: URL, req: IncomingMessage, creds: BackendCredentials, log: Logger): Promise<Caller | Denial | 'bad-request'> {
   const q = url.searchParams;
-  if (kind === 'admin') {
-    const r = await verifyAdminToken(secret, q.get('token') ?? undefined);
-    return denied(r) ? r : { kind: 'admin', userId: r.userId };
+  const origin = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
+  const presented = presentedToken(req.headers, q, QUERY_TOKEN[kind]);
+  if (presented?.source === 'query') log.debug({ kind }, `${LOG_TAG[kind]} deprecated credential: token in the query string (send it as the replyx.token.<JWT> subprotocol)`);
+  if (kind === 'widget' && !presented && creds.legacyWidgetAuth && q.has('assistant_id')) {
+    const assistantId = Number(q.get('assistant_id'));
+    if (!/^\d{1,15}$/.test(q.get('assistant_id') ?? '') || assistantId < 1) return 'bad-request';
+    return legacyWidgetCaller(assistantId, q.get('parent_origin') ?? undefined, origin, creds.assistantDomains);
   }
-  if (kind === 'site') {
-    const r = await verifySiteToken(secret, q.get('site_token') ?? undefined);
-    return denied(r) ? r : { kind: 'site', ...r };
-  }
-  const assistantId = Number(q.get('assistant_id'));
-  if (!Number.isSafeInteger(assistantId) || assistantId < 1) return { denied: true, code: 'DIALOG_NOT_FOUND', reason: 'assistant_id must be a positive integer' };
-  const origin = widgetOrigin(q.get('parent_origin') ?? undefined, req.headers.origin);
-  return denied(origin) ? origin : { kind: 'widget', assistantId, origin };
+  return callerFromToken(creds, kind, presented?.token, kind === 'site' ? origin : undefined);
+}
+
+/** Closes `ws` with 4001 "token expired" once `expiresAt` (epoch seconds) has passed. */
+function closeAtExpiry(ws: WebSocket, expiresAt: number): NodeJS.Timeout {
+  const timer = setTimeout(() => {
+    if (Date.now() < expiresAt * 1000) return void closeAtExpiry(ws, expiresAt);
+    ws.close(CLOSE.UNAUTHORIZED, 'token expired');
+  }, Math.min(MAX_TIMER_MS, Math.max(0, expiresAt * 1000 - Date.now())));
+  timer.unref();
+  return timer;
 }
 
 /** Serves the seed's /ws/ paths on `server` from this worker's own in-memory hub. */
 export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): LegacyWebSockets {
   const hub = new DialogHub<Member>();
-  const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxPayloadBytes ?? 64 * 1024 });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxPayloadBytes ?? 64 * 1024, handleProtocols: selectProtocol });
   const alive = new WeakSet<WebSocket>();
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -90,13 +107,18 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
   });
 
   async function accept(ws: WebSocket, req: IncomingMessage, url: URL, kind: ConnectionKind, dialogId: number): Promise<void> {
-    let caller: Caller | Denial;
+    let caller: Caller | Denial | 'bad-request';
     try {
-      caller = await callerFor(kind, url, req, deps.jwtSecret);
-      if (!denied(caller)) caller = authorise(caller, await dialogAccess(deps.db, dialogId)) ?? caller;
+      caller = await callerFor(kind, url, req, deps.credentials, deps.log);
+      if (caller !== 'bad-request' && !denied(caller)) caller = authorise(caller, dialogId, await deps.credentials.dialogAccess(dialogId)) ?? caller;
     } catch (err) {
       deps.log.error({ err, dialogId }, `${LOG_TAG[kind]} legacy handshake failed`);
       ws.close(1011, 'internal error');
+      return;
+    }
+    if (caller === 'bad-request') {
+      deps.log.warn({ dialogId }, `${LOG_TAG[kind]} connection refused: assistant_id must be a positive integer`);
+      ws.close(CLOSE.BAD_REQUEST, 'bad request');
       return;
     }
     if (denied(caller)) {
@@ -107,6 +129,7 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
       return;
     }
     const member: Member = { kind, socket: ws };
+    const expiry = caller.expiresAt > 0 ? closeAtExpiry(ws, caller.expiresAt) : undefined;
     hub.join(dialogId, member);
     alive.add(ws);
     deps.log.info({ dialogId, worker: process.pid, connections: hub.size }, `${LOG_TAG[kind]} legacy connection on worker ${process.pid} to dialog ${dialogId}`);
@@ -122,6 +145,7 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
       }
     });
     ws.on('close', () => {
+      clearTimeout(expiry);
       hub.leave(dialogId, member);
       deps.log.info({ dialogId }, `${LOG_TAG[kind]} legacy connection closed`);
     });

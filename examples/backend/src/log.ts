@@ -19,6 +19,6 @@ export function createLogger(level: string, base: Record<string, unknown> = {}):
   return pino({
     level,
     base: { service: 'backend', pid: process.pid, ...base },
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'token', 'site_token', '*.token', '*.site_token', 'jwtSecret', 'config.jwtSecret'], censor: '[redacted]' },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'token', 'site_token', '*.token', '*.site_token', 'jwtSecret', 'config.jwtSecret', 'tokenKeys', 'config.tokenKeys', 'keys', '*.keys'], censor: '[redacted]' },
   });
 }

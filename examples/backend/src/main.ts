@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import pg from 'pg';
-import { configFromEnv, type BackendConfig } from './config.js';
+import { BackendConfigError, configFromEnv, type BackendConfig } from './config.js';
 import { createLogger } from './log.js';
 import { loadMigrations, migrate } from './migrate.js';
 import { seedDemoData } from './seed.js';
@@ -24,7 +24,7 @@ async function prepareDatabase(config: BackendConfig, log: ReturnType<typeof cre
     try {
       await client.connect();
       const applied = await migrate(client, await loadMigrations());
-      if (config.seedDemo) await seedDemoData(client);
+      if (config.seedDemo) await seedDemoData(client, config.tokenKeys);
       log.info({ applied, seeded: config.seedDemo }, applied.length ? `applied migrations ${applied.join(', ')}` : 'schema up to date');
       return;
     } catch (err) {
@@ -135,6 +135,11 @@ try {
   const config = configFromEnv(process.env);
   await (cluster.isPrimary ? runPrimary(config) : runWorker(config));
 } catch (err) {
+  if (err instanceof BackendConfigError) {
+    // One line naming each variable and its fix (the primary prints it; workers never get here).
+    process.stderr.write(`${err.toLine()}\n`);
+    process.exit(1);
+  }
   createLogger('info').fatal({ err }, `backend failed to start: ${(err as Error).message}`);
   process.exit(1);
 }

@@ -1,12 +1,20 @@
 import type pg from 'pg';
-import { DEMO_ASSISTANTS, DEMO_DIALOGS, DEMO_USER } from './demo.js';
+import { domainEntryProblem } from '@replyx/gateway/origin/allowed-domains';
+import { DEMO_ASSISTANTS, DEMO_DIALOGS, DEMO_SITES, DEMO_USER, DEMO_VISITOR_DIALOG_ID, demoVisitorKey } from './demo.js';
+import { visitorKeyHash } from './store.js';
 import { MIGRATION_LOCK_KEY } from './migrate.js';
 
 /**
  * Inserts the demo user, assistants and dialogs if missing (idempotent: existing rows are
  * left as they are), then moves the id sequences past them so later inserts cannot collide.
+ * Registers the demo site token ids and sets dialog 123's visitor key hash (derived from
+ * `widgetTokenSecret`, so it follows the stack's secret).
  */
-export async function seedDemoData(client: pg.ClientBase): Promise<void> {
+export async function seedDemoData(client: pg.ClientBase, secrets: { readonly widgetTokenSecret: string }): Promise<void> {
+  for (const a of DEMO_ASSISTANTS) {
+    const bad = a.allowedDomains.filter((d) => domainEntryProblem(d) !== undefined);
+    if (bad.length > 0) throw new Error(`demo assistant ${a.id} lists unusable allowed domains: ${bad.join(', ')}`);
+  }
   await client.query('BEGIN');
   try {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -16,6 +24,11 @@ export async function seedDemoData(client: pg.ClientBase): Promise<void> {
     }
     for (const d of DEMO_DIALOGS) {
       await client.query('INSERT INTO dialogs (id, assistant_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [d.id, d.assistantId]);
+    }
+    await client.query('UPDATE dialogs SET visitor_key_hash = $2 WHERE id = $1', [DEMO_VISITOR_DIALOG_ID, visitorKeyHash(demoVisitorKey(secrets.widgetTokenSecret))]);
+    for (const s of DEMO_SITES) {
+      // Minted on demand with fresh lifetimes, so the registration itself never expires.
+      await client.query("INSERT INTO site_tokens (jti, user_id, assistant_id, expires_at) VALUES ($1, $2, $3, 'infinity') ON CONFLICT (jti) DO NOTHING", [s.jti, DEMO_USER.id, s.assistantId]);
     }
     for (const table of ['users', 'assistants', 'dialogs']) {
       // Table names come from the fixed list above, never from input.

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { DialogAccess } from './access.js';
 
@@ -23,6 +24,61 @@ export async function dialogAccess(db: pg.Pool, dialogId: number): Promise<Dialo
   );
   const row = r.rows[0];
   return row && { dialogId: Number(row.dialog_id), assistantId: Number(row.assistant_id), userId: Number(row.user_id), allowedDomains: row.allowed_domains };
+}
+
+/** The SHA-256 a visitor key is stored as (keys are 256 random bits: no slow hash needed). */
+export function visitorKeyHash(visitorKey: string): Buffer {
+  return createHash('sha256').update(visitorKey, 'utf8').digest();
+}
+
+/** An assistant's owner and allowed domains, or undefined when it does not exist. */
+export async function assistantById(db: pg.Pool, assistantId: number): Promise<{ userId: number; allowedDomains: string[] } | undefined> {
+  const r = await db.query<{ user_id: string; allowed_domains: string[] }>('SELECT user_id, allowed_domains FROM assistants WHERE id = $1', [assistantId]);
+  const row = r.rows[0];
+  return row && { userId: Number(row.user_id), allowedDomains: row.allowed_domains };
+}
+
+/** True when the site token `jti` is revoked (the view the gateway reads). */
+export async function isSiteTokenRevoked(db: pg.Pool, jti: string): Promise<boolean> {
+  const r = await db.query('SELECT 1 FROM replyx_revoked_site_tokens WHERE jti = $1', [jti]);
+  return (r.rowCount ?? 0) > 0;
+}
+
+/** The dialog of `assistantId` whose visitor key hashes to `keyHash`, if any. */
+export async function dialogByVisitorKey(db: pg.Pool, assistantId: number, keyHash: Buffer): Promise<number | undefined> {
+  const r = await db.query<{ id: string }>('SELECT id FROM dialogs WHERE visitor_key_hash = $1 AND assistant_id = $2', [keyHash, assistantId]);
+  return r.rows[0] ? Number(r.rows[0].id) : undefined;
+}
+
+/** Creates a dialog for a new widget visitor, storing only the hash of its key. */
+export async function createVisitorDialog(db: pg.Pool, assistantId: number, keyHash: Buffer): Promise<number> {
+  const r = await db.query<{ id: string }>('INSERT INTO dialogs (assistant_id, visitor_key_hash) VALUES ($1, $2) RETURNING id', [assistantId, keyHash]);
+  return Number(r.rows[0]!.id);
+}
+
+/** Registers an issued site token (who may revoke it, until when it matters). */
+export async function registerSiteToken(db: pg.Pool, t: { jti: string; userId: number; assistantId: number; dialogId?: number; exp: number }): Promise<void> {
+  await db.query('INSERT INTO site_tokens (jti, user_id, assistant_id, dialog_id, expires_at) VALUES ($1, $2, $3, $4, to_timestamp($5))', [t.jti, t.userId, t.assistantId, t.dialogId ?? null, t.exp]);
+}
+
+/**
+ * Revokes a site token issued to `userId`; false when there is no such token of that user (the
+ * same answer either way). Revocations live until the token would have expired anyway; older
+ * ones are dropped here.
+ */
+export async function revokeSiteToken(db: pg.Pool, userId: number, jti: string): Promise<boolean> {
+  const r = await db.query(
+    `INSERT INTO site_token_revocations (jti, expires_at)
+     SELECT jti, expires_at FROM site_tokens WHERE jti = $1 AND user_id = $2
+     ON CONFLICT (jti) DO NOTHING RETURNING jti`,
+    [jti, userId],
+  );
+  if ((r.rowCount ?? 0) === 0) {
+    const owned = await db.query('SELECT 1 FROM site_tokens WHERE jti = $1 AND user_id = $2', [jti, userId]);
+    if ((owned.rowCount ?? 0) === 0) return false;
+  }
+  await db.query("DELETE FROM site_token_revocations WHERE expires_at < now() - interval '1 day'");
+  return true;
 }
 
 /** Inserts a message and returns the stored row. */

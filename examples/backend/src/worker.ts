@@ -2,12 +2,15 @@ import http from 'node:http';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { TokenVerifier } from '@replyx/gateway/auth/tokens';
 import { RedisPublisher } from '@replyx/gateway/broker/publisher';
+import { ignoredDomainReporter } from '@replyx/gateway/origin/allowed-domains';
+import type { BackendCredentials } from './access.js';
 import type { BackendConfig } from './config.js';
 import { handleApiRequest } from './http-api.js';
 import { attachLegacyWebSockets } from './legacy-ws.js';
 import { redactUrl } from './log.js';
-import type { MessageRow } from './store.js';
+import { assistantById, dialogAccess, isSiteTokenRevoked, type MessageRow } from './store.js';
 
 /** A running worker: its HTTP server and a way to stop it cleanly. */
 export interface BackendWorker {
@@ -43,8 +46,26 @@ export async function startWorker(config: BackendConfig, log: Logger, listenPort
   await withTimeout(redis.connect(), 10_000).catch((err: unknown) => log.error({ err }, 'redis not reachable at start; publishing will fail until it is'));
   const publisher = new RedisPublisher(redis, { historyLength: config.historyLength, historyTtlS: config.historyTtlS });
 
+  const checked = ignoredDomainReporter((entry, problem, assistantId) =>
+    log.warn({ assistantId, entry, problem }, `allowed domain ${JSON.stringify(entry)} of assistant ${assistantId} is ignored (${problem}); list registrable domains, e.g. *.example.com`),
+  );
+  const credentials: BackendCredentials = {
+    tokens: new TokenVerifier(config.tokenKeys, config.tokenPolicy),
+    isRevoked: (jti) => isSiteTokenRevoked(db, jti),
+    keys: config.tokenKeys,
+    policy: config.tokenPolicy,
+    legacyWidgetAuth: config.legacyWidgetAuth,
+    assistantDomains: async (id) => {
+      const a = await assistantById(db, id);
+      return a && checked(id, a.allowedDomains);
+    },
+    dialogAccess: async (id) => {
+      const row = await dialogAccess(db, id);
+      return row && { ...row, allowedDomains: checked(row.assistantId, row.allowedDomains) };
+    },
+  };
   const server = http.createServer();
-  const legacy = attachLegacyWebSockets(server, { db, jwtSecret: config.jwtSecret, log });
+  const legacy = attachLegacyWebSockets(server, { db, credentials, log });
 
   const publish = async (row: MessageRow): Promise<string> => {
     const eventId = await publisher.publish({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: row });
@@ -64,7 +85,7 @@ export async function startWorker(config: BackendConfig, log: Logger, listenPort
   server.on('request', (req, res) => {
     const started = Date.now();
     res.on('finish', () => log.debug({ method: req.method, url: redactUrl(req.url ?? ''), status: res.statusCode, ms: Date.now() - started }, 'request'));
-    void handleApiRequest({ db, jwtSecret: config.jwtSecret, maxBodyBytes: config.maxBodyBytes, log, publish, health, workers: config.workers }, req, res);
+    void handleApiRequest({ db, credentials, maxBodyBytes: config.maxBodyBytes, log, publish, health, workers: config.workers }, req, res);
   });
   // Slow or idle clients must not hold a worker's sockets forever.
   server.headersTimeout = 10_000;

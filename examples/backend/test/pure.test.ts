@@ -1,43 +1,41 @@
 import { describe, expect, it } from 'vitest';
-import { authorise, hostAllowed, originHost, widgetOrigin } from '../src/access.js';
-import { configFromEnv } from '../src/config.js';
+import { authorise, legacyWidgetCaller, type Caller } from '../src/access.js';
+import { BackendConfigError, configFromEnv } from '../src/config.js';
+import { demoVisitorKey } from '../src/demo.js';
 import { matchLegacyPath } from '../src/legacy-ws.js';
 import { redactUrl } from '../src/log.js';
 import { parseMigrationNames } from '../src/migrate.js';
 
-describe('origin rules', () => {
-  it('matches exact hosts and one-or-more-level wildcards, never the bare parent', () => {
-    const allowed = ['localhost', '*.example.com'];
-    expect(hostAllowed('localhost', allowed)).toBe(true);
-    expect(hostAllowed('shop.example.com', allowed)).toBe(true);
-    expect(hostAllowed('a.b.example.com', allowed)).toBe(true);
-    expect(hostAllowed('example.com', allowed)).toBe(false);
-    expect(hostAllowed('evilexample.com', allowed)).toBe(false);
-    expect(hostAllowed('example.com.evil.test', allowed)).toBe(false);
-    expect(hostAllowed('LOCALHOST', allowed)).toBe(true);
+const SECRETS = { JWT_SECRET: 'j'.repeat(32), SITE_TOKEN_SECRET: 's'.repeat(32), WIDGET_TOKEN_SECRET: 'w'.repeat(32) };
+
+describe('access', () => {
+  const access = { dialogId: 123, assistantId: 3, userId: 1, allowedDomains: ['localhost', '*.example.com'] };
+  const caller = (grant: Caller['grant']): Caller => ({ kind: grant.kind, grant, expiresAt: 0 });
+
+  it('authorises each kind against the dialog owner, with one answer for missing and foreign dialogs', () => {
+    expect(authorise(caller({ kind: 'admin', userId: 1 }), 123, access)).toBeUndefined();
+    expect(authorise(caller({ kind: 'admin', userId: 2 }), 123, access)).toEqual(authorise(caller({ kind: 'admin', userId: 1 }), 123, undefined));
+    expect(authorise(caller({ kind: 'site', userId: 1, assistantId: 3, jti: 'j-0000001' }), 123, access)).toBeUndefined();
+    expect(authorise(caller({ kind: 'site', userId: 1, assistantId: 4, jti: 'j-0000001' }), 123, access)).toMatchObject({ code: 'DIALOG_NOT_FOUND', reason: 'dialog not found' });
+    expect(authorise(caller({ kind: 'widget', assistantId: 3, originHost: 'localhost', dialogId: 123 }), 123, access)).toBeUndefined();
+    expect(authorise(caller({ kind: 'widget', assistantId: 3, originHost: 'localhost', dialogId: 100 }), 123, access)).toMatchObject({ code: 'DIALOG_NOT_FOUND' });
+    expect(authorise(caller({ kind: 'widget', assistantId: 3, originHost: 'evil.test' }), 123, access)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
   });
 
-  it('takes the host of http(s) origins only, and prefers parent_origin', () => {
-    expect(originHost('https://A.Example.com:8443/path')).toBe('a.example.com');
-    expect(originHost('http://[::1]:8080')).toBe('[::1]');
-    expect(hostAllowed('shop.example.com', ['https://*.example.com:443/'])).toBe(true);
-    expect(originHost('javascript:alert(1)')).toBeUndefined();
-    expect(originHost('not a url')).toBeUndefined();
-    expect(widgetOrigin('https://iframe-parent.example.com', 'http://localhost')).toBe('https://iframe-parent.example.com');
-    expect(widgetOrigin(undefined, 'http://localhost')).toBe('http://localhost');
-    expect(widgetOrigin(undefined, undefined)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
-    expect(widgetOrigin('ftp://x', undefined)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
+  it('legacy widget: the origin is judged against the claimed assistant before any dialog is looked at', async () => {
+    const domains = async (id: number) => (id === 3 ? access.allowedDomains : undefined);
+    expect(await legacyWidgetCaller(3, 'https://shop.example.com', 'https://widget.cdn', domains)).toMatchObject({ grant: { kind: 'widget', assistantId: 3, originHost: 'shop.example.com' }, expiresAt: 0 });
+    expect(await legacyWidgetCaller(3, undefined, 'http://localhost:8080', domains)).toMatchObject({ grant: { originHost: 'localhost' } });
+    expect(await legacyWidgetCaller(3, 'https://evil.test', 'http://localhost', domains)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
+    expect(await legacyWidgetCaller(3, undefined, undefined, domains)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
+    expect(await legacyWidgetCaller(3, 'ftp://x', undefined, domains)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
+    expect(await legacyWidgetCaller(9, 'http://localhost', undefined, domains)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
   });
 
-  it('authorises each kind against the dialog owner', () => {
-    const access = { dialogId: 123, assistantId: 3, userId: 1, allowedDomains: ['localhost'] };
-    expect(authorise({ kind: 'admin', userId: 1 }, access)).toBeUndefined();
-    expect(authorise({ kind: 'admin', userId: 2 }, access)).toMatchObject({ code: 'DIALOG_NOT_FOUND' });
-    expect(authorise({ kind: 'site', userId: 1, assistantId: 3 }, access)).toBeUndefined();
-    expect(authorise({ kind: 'site', userId: 1, assistantId: 4 }, access)).toMatchObject({ code: 'DIALOG_NOT_FOUND' });
-    expect(authorise({ kind: 'widget', assistantId: 3, origin: 'http://localhost:8080' }, access)).toBeUndefined();
-    expect(authorise({ kind: 'widget', assistantId: 3, origin: 'https://evil.test' }, access)).toMatchObject({ code: 'ORIGIN_FORBIDDEN' });
-    expect(authorise({ kind: 'admin', userId: 1 }, undefined)).toMatchObject({ code: 'DIALOG_NOT_FOUND' });
+  it('derives the demo visitor key from the widget secret', () => {
+    expect(demoVisitorKey(SECRETS.WIDGET_TOKEN_SECRET)).toBe(demoVisitorKey(SECRETS.WIDGET_TOKEN_SECRET));
+    expect(demoVisitorKey(SECRETS.WIDGET_TOKEN_SECRET)).not.toBe(demoVisitorKey('x'.repeat(32)));
+    expect(demoVisitorKey(SECRETS.WIDGET_TOKEN_SECRET)).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 });
 
@@ -55,11 +53,34 @@ describe('small pure pieces', () => {
   });
 
   it('reads workers from BACKEND_WORKERS, then UVICORN_WORKERS, default 4, and names bad variables', () => {
-    const base = { DATABASE_URL: 'postgres://x', REDIS_URL: 'redis://x', JWT_SECRET: '0123456789abcdef' };
+    const base = { DATABASE_URL: 'postgres://x', REDIS_URL: 'redis://x', ...SECRETS };
     expect(configFromEnv(base).workers).toBe(4);
     expect(configFromEnv({ ...base, UVICORN_WORKERS: '1' }).workers).toBe(1);
     expect(configFromEnv({ ...base, UVICORN_WORKERS: '1', BACKEND_WORKERS: '3' }).workers).toBe(3);
     expect(() => configFromEnv({ ...base, BACKEND_WORKERS: '0', JWT_SECRET: 'short' })).toThrow(/BACKEND_WORKERS.*JWT_SECRET|JWT_SECRET.*BACKEND_WORKERS/);
+  });
+
+  it('needs three different signing secrets of 32+ characters and says what to do in one line', () => {
+    const base = { DATABASE_URL: 'postgres://x', REDIS_URL: 'redis://x', ...SECRETS };
+    const line = (env: Record<string, string | undefined>) => {
+      try {
+        configFromEnv({ ...base, ...env });
+      } catch (err) {
+        expect(err).toBeInstanceOf(BackendConfigError);
+        return (err as BackendConfigError).toLine();
+      }
+      return 'accepted';
+    };
+    expect(line({ SITE_TOKEN_SECRET: 'short-site-secret' })).toMatch(/^error RPX_BACKEND_CONFIG: SITE_TOKEN_SECRET: must be at least 32 characters — set SITE_TOKEN_SECRET to a random string/);
+    expect(line({ SITE_TOKEN_SECRET: 'short-site-secret' })).not.toContain('short-site-secret');
+    expect(line({ WIDGET_TOKEN_SECRET: undefined })).toMatch(/WIDGET_TOKEN_SECRET: is required — /);
+    expect(line({ JWT_SECRET: undefined })).toMatch(/JWT_SECRET: is required — /);
+    expect(line({ WIDGET_TOKEN_SECRET: SECRETS.JWT_SECRET })).toMatch(/WIDGET_TOKEN_SECRET: must differ/);
+    expect(line({ WIDGET_TOKEN_TTL_S: '10' })).toMatch(/WIDGET_TOKEN_TTL_S: must be at least 60/);
+    expect(line({ LEGACY_WIDGET_AUTH: 'sometimes' })).toMatch(/LEGACY_WIDGET_AUTH: must be one of .* — set LEGACY_WIDGET_AUTH=1 only while migrating/);
+    const c = configFromEnv({ ...base, LEGACY_WIDGET_AUTH: '1', JWT_ISSUER: 'auth.example', SITE_TOKEN_MAX_TTL_S: '3600' });
+    expect(c).toMatchObject({ legacyWidgetAuth: true, tokenPolicy: { issuer: 'auth.example', adminAudience: 'replyx-admin', siteMaxTtlS: 3600, widgetTtlS: 900 } });
+    expect(configFromEnv(base).legacyWidgetAuth).toBe(false);
   });
 
   it('recognises exactly the seed’s /ws/ paths', () => {

@@ -1,19 +1,38 @@
 import type { IncomingMessage } from 'node:http';
-import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
+import { presentedToken, type CredentialSource } from '../auth/credentials.js';
 import type { TokenVerifier } from '../auth/tokens.js';
 import { positiveId } from '../auth/tokens.js';
 import { isEventId } from '../broker/protocol.js';
+import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
 import type { ConnectionKind } from '../connection-kinds.js';
-import type { EndpointMatch } from '../connection/endpoints.js';
+import type { EndpointMatch } from './endpoints.js';
 import { isHostAllowed, originHost, widgetOrigin } from '../origin/allowed-domains.js';
 import type { DialogAccess } from './dialog-access.js';
+import { checkGrant, type Grant } from './grant.js';
 
 // Decides whether a WebSocket request may attach to its dialog. Order matters for what the
-// client learns: malformed parameters (4009) before credentials (4001), ownership (4004)
-// before origin (4003), so a stranger cannot probe which domains an assistant allows.
+// client learns: malformed parameters (4009) before credentials (4001), ownership (4004) before
+// origin (4003), so a stranger cannot probe which domains an assistant allows; "no such dialog"
+// and "someone else's dialog" are the same 4004. The legacy widget handshake (no credential)
+// checks the origin against the claimed assistant first, so 4003 vs 4004 reveals no owner there
+// either. Tokens come from the subprotocol, `Authorization: Bearer` or (deprecated) the query.
 
 /** Looks a dialog's access row up (DialogAccessStore in production). */
 export type AccessLookup = (dialogId: number) => Promise<DialogAccess | null>;
+
+/** What authorization reads besides the request. */
+export interface AuthorizeDeps {
+  readonly tokens: TokenVerifier;
+  readonly lookup: AccessLookup;
+  /** The allowed domains of an assistant (null: unknown); for the legacy widget handshake. */
+  readonly assistantDomains: (assistantId: number) => Promise<readonly string[] | null>;
+  readonly revoked: { isRevoked(jti: string): Promise<boolean> };
+  /** Accept the seed's credential-less widget handshake (LEGACY_WIDGET_AUTH). */
+  readonly legacyWidgetAuth: boolean;
+}
+
+/** How the credential arrived; `legacy` is the credential-less widget handshake. */
+export type CredentialVia = CredentialSource | 'legacy';
 
 /** An accepted request. */
 export interface Authorized {
@@ -21,6 +40,11 @@ export interface Authorized {
   readonly kind: ConnectionKind;
   readonly dialogId: number;
   readonly since: string | undefined;
+  /** What was granted, re-checked while the connection is open. */
+  readonly grant: Grant;
+  /** When the credential expires (epoch seconds); 0 when there is none (legacy widget). */
+  readonly expiresAt: number;
+  readonly via: CredentialVia;
   /** Who it is, for the connect log line (ids and origin only, never tokens). */
   readonly who: Readonly<Record<string, string | number>>;
 }
@@ -37,8 +61,11 @@ export interface Refused {
   readonly origin?: string;
 }
 
+/** The deprecated query parameter each kind's token may still arrive in (widgets have none). */
+const QUERY_TOKEN: Readonly<Record<ConnectionKind, string | undefined>> = { admin: 'token', site: 'site_token', widget: undefined };
+
 /** Authorizes one WebSocket request; rejects only on infrastructure errors (database down). */
-export async function authorize(match: EndpointMatch, req: IncomingMessage, tokens: TokenVerifier, lookup: AccessLookup): Promise<Authorized | Refused> {
+export async function authorize(match: EndpointMatch, req: IncomingMessage, deps: AuthorizeDeps): Promise<Authorized | Refused> {
   const { kind, params } = match;
   const refuse = (close: CloseCodeInfo, detail: string, extra: Partial<Refused> = {}): Refused => ({ ok: false, close, detail, kind, ...extra });
   const dialogId = /^\d{1,16}$/.test(match.dialogSegment) ? positiveId(match.dialogSegment) : undefined;
@@ -46,41 +73,76 @@ export async function authorize(match: EndpointMatch, req: IncomingMessage, toke
   const since = params.get('since') ?? undefined;
   if (since !== undefined && !isEventId(since)) return refuse(CloseCodes.BAD_REQUEST, 'since must be an event id such as 1732780000000-0', { dialogId });
   const originHeader = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
+  const presented = presentedToken(req.headers, params, QUERY_TOKEN[kind]);
+  const accept = (grant: Grant, expiresAt: number, via: CredentialVia, who: Authorized['who']): Authorized => ({ ok: true, kind, dialogId, since, grant, expiresAt, via, who });
+
+  const check = (grant: Grant, assistantId?: number, origin?: string) => checkAccess(deps, dialogId, grant, refuse, assistantId, origin);
 
   if (kind === 'admin') {
-    const token = await tokens.verifyAdmin(params.get('token'));
+    const token = await deps.tokens.verifyAdmin(presented?.token);
     if (!token.ok) return refuse(CloseCodes.UNAUTHORIZED, `admin token ${token.reason}`, { dialogId });
-    const access = await lookup(dialogId);
-    if (!access || access.userId !== token.value.userId) return refuse(CloseCodes.DIALOG_NOT_FOUND, access ? 'dialog belongs to another user' : 'no such dialog', { dialogId });
-    return { ok: true, kind, dialogId, since, who: { user_id: token.value.userId } };
+    const grant: Grant = { kind, userId: token.value.userId };
+    return (await check(grant)) ?? accept(grant, token.value.exp, presented!.source, { user_id: token.value.userId });
   }
 
   if (kind === 'site') {
-    const token = await tokens.verifySite(params.get('site_token'));
+    const token = await deps.tokens.verifySite(presented?.token);
     if (!token.ok) return refuse(CloseCodes.UNAUTHORIZED, `site token ${token.reason}`, { dialogId });
-    const { assistantId, userId } = token.value;
-    const access = await lookup(dialogId);
-    if (!access || access.assistantId !== assistantId || access.userId !== userId) {
-      return refuse(CloseCodes.DIALOG_NOT_FOUND, access ? 'dialog belongs to another assistant' : 'no such dialog', { dialogId });
-    }
-    // Server-to-server clients send no Origin; browsers always do, and then it must be allowed.
-    if (originHeader !== undefined) {
-      const host = originHost(originHeader);
-      if (!host || !isHostAllowed(host, access.allowedDomains)) {
-        return refuse(CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: originHeader });
-      }
-    }
-    return { ok: true, kind, dialogId, since, who: { assistant_id: assistantId, ...(originHeader ? { origin: originHeader } : {}) } };
+    const { userId, assistantId, dialogId: onlyDialog, jti, exp } = token.value;
+    if (await deps.revoked.isRevoked(jti)) return refuse(CloseCodes.UNAUTHORIZED, `site token ${jti} revoked`, { dialogId });
+    // Server-to-server clients send no Origin; browsers always do, and then it must be allowed
+    // (a malformed one as well: the empty host matches no entry).
+    const originCheck = originHeader === undefined ? {} : { originHost: originHost(originHeader) ?? '' };
+    const grant: Grant = { kind, userId, assistantId, ...(onlyDialog === undefined ? {} : { dialogId: onlyDialog }), jti, ...originCheck };
+    const who = { assistant_id: assistantId, jti, ...(originHeader ? { origin: originHeader } : {}) };
+    return (await check(grant, assistantId, originHeader)) ?? accept(grant, exp, presented!.source, who);
   }
 
-  const assistantId = positiveId(params.get('assistant_id') ?? undefined);
+  if (!presented && deps.legacyWidgetAuth && params.has('assistant_id')) return legacyWidget(match, dialogId, originHeader, deps, check, refuse, accept);
+  if (!presented) return refuse(CloseCodes.UNAUTHORIZED, 'widget token missing (obtain one with POST /api/widget/sessions)', { dialogId });
+  const token = await deps.tokens.verifyWidget(presented.token);
+  if (!token.ok) return refuse(CloseCodes.UNAUTHORIZED, `widget token ${token.reason}`, { dialogId });
+  const { assistantId, origin, exp } = token.value;
+  const grant: Grant = { kind: 'widget', assistantId, originHost: originHost(origin)!, dialogId: token.value.dialogId };
+  return (await check(grant, assistantId, origin)) ?? accept(grant, exp, presented.source, { assistant_id: assistantId, origin });
+}
+
+/**
+ * The seed's credential-less widget handshake (LEGACY_WIDGET_AUTH only): the origin is checked
+ * against the claimed assistant's allowed domains first, then the dialog must be that
+ * assistant's; a missing dialog and another assistant's dialog get the same 4004.
+ */
+async function legacyWidget(
+  match: EndpointMatch,
+  dialogId: number,
+  originHeader: string | undefined,
+  deps: AuthorizeDeps,
+  check: (grant: Grant, assistantId?: number, origin?: string) => Promise<Refused | undefined>,
+  refuse: (close: CloseCodeInfo, detail: string, extra?: Partial<Refused>) => Refused,
+  accept: (grant: Grant, expiresAt: number, via: CredentialVia, who: Authorized['who']) => Authorized,
+): Promise<Authorized | Refused> {
+  const assistantId = positiveId(match.params.get('assistant_id') ?? undefined);
   if (assistantId === undefined) return refuse(CloseCodes.BAD_REQUEST, 'assistant_id must be a positive integer', { dialogId });
-  const access = await lookup(dialogId);
-  if (!access || access.assistantId !== assistantId) return refuse(CloseCodes.DIALOG_NOT_FOUND, access ? 'dialog belongs to another assistant' : 'no such dialog', { dialogId });
-  const choice = widgetOrigin(params.get('parent_origin'), originHeader);
-  if (!choice.ok) return refuse(CloseCodes.DOMAIN_FORBIDDEN, `origin ${choice.reason}`, { dialogId, assistantId, origin: params.get('parent_origin') ?? originHeader ?? '' });
-  if (!isHostAllowed(choice.host, access.allowedDomains)) {
-    return refuse(CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: choice.origin });
-  }
-  return { ok: true, kind, dialogId, since, who: { assistant_id: assistantId, origin: choice.origin } };
+  const choice = widgetOrigin(match.params.get('parent_origin'), originHeader);
+  if (!choice.ok) return refuse(CloseCodes.DOMAIN_FORBIDDEN, `origin ${choice.reason}`, { dialogId, assistantId, origin: match.params.get('parent_origin') ?? originHeader ?? '' });
+  const domains = await deps.assistantDomains(assistantId);
+  if (!domains || !isHostAllowed(choice.host, domains)) return refuse(CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: choice.origin });
+  const grant: Grant = { kind: 'widget', assistantId, originHost: choice.host };
+  return (await check(grant, assistantId, choice.origin)) ?? accept(grant, 0, 'legacy', { assistant_id: assistantId, origin: choice.origin });
+}
+
+/** Ownership then origin, through the same check re-authorization runs later. */
+async function checkAccess(
+  deps: AuthorizeDeps,
+  dialogId: number,
+  grant: Grant,
+  refuse: (close: CloseCodeInfo, detail: string, extra?: Partial<Refused>) => Refused,
+  assistantId: number | undefined,
+  origin: string | undefined,
+): Promise<Refused | undefined> {
+  const access = await deps.lookup(dialogId);
+  const result = checkGrant(grant, dialogId, access);
+  if (result === 'not-found') return refuse(CloseCodes.DIALOG_NOT_FOUND, access ? `dialog belongs to another ${grant.kind === 'admin' ? 'user' : 'assistant'}` : 'no such dialog', { dialogId });
+  if (result === 'origin') return refuse(CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: origin ?? '' });
+  return undefined;
 }

@@ -1,9 +1,12 @@
 import pg from 'pg';
+import { ignoredDomainReporter, type DomainEntryProblem } from '../origin/allowed-domains.js';
 
-// Who may attach to a dialog, read from the `replyx_dialog_access` view (gateway/sql/
-// dialog_access.sql). The gateway reads nothing else, so users map their own schema by
-// defining that view. Lookups are cached briefly (reconnect storms hit the same dialogs),
-// misses included, and concurrent lookups of one dialog share one query.
+// Who may attach to a dialog, read from the `replyx_dialog_access` view, and which site tokens
+// are revoked, from `replyx_revoked_site_tokens` (gateway/sql/dialog_access.sql). The gateway
+// reads nothing else, so users map their own schema by defining those two views. Lookups are
+// cached briefly (reconnect storms hit the same dialogs), misses included, and concurrent
+// lookups of one dialog share one query; re-authorization reads many dialogs in one query and
+// refreshes the cache with what it read.
 
 /** One row of `replyx_dialog_access`. */
 export interface DialogAccess {
@@ -23,14 +26,26 @@ export interface DialogAccessOptions {
   readonly poolSize: number;
   /** Connect and per-query timeout (DATABASE_QUERY_TIMEOUT_MS). */
   readonly queryTimeoutMs: number;
+  /** Told once per distinct allowed-domains entry that is ignored (unusable, public-suffix wildcard). */
+  readonly onIgnoredDomain?: (entry: string, problem: DomainEntryProblem, assistantId: number) => void;
 }
 
+const ACCESS_COLUMNS = 'dialog_id::bigint AS dialog_id, assistant_id::bigint AS assistant_id, user_id::bigint AS user_id, allowed_domains';
 /** The lookup query, exported for the docs and the tests. */
-export const DIALOG_ACCESS_QUERY =
-  'SELECT dialog_id::bigint AS dialog_id, assistant_id::bigint AS assistant_id, user_id::bigint AS user_id, allowed_domains FROM replyx_dialog_access WHERE dialog_id = $1 LIMIT 1';
+export const DIALOG_ACCESS_QUERY = `SELECT ${ACCESS_COLUMNS} FROM replyx_dialog_access WHERE dialog_id = $1 LIMIT 1`;
+/** Re-authorization's batched read of the dialogs with open connections. */
+export const DIALOG_ACCESS_MANY_QUERY = `SELECT ${ACCESS_COLUMNS} FROM replyx_dialog_access WHERE dialog_id = ANY($1::bigint[])`;
+/** The legacy widget handshake's read of the claimed assistant's domains (any of its dialogs' rows). */
+export const ASSISTANT_DOMAINS_QUERY = 'SELECT allowed_domains FROM replyx_dialog_access WHERE assistant_id = $1 LIMIT 1';
+/** The revoked site token ids that have not expired yet. */
+export const REVOKED_SITE_TOKENS_QUERY = 'SELECT jti::text AS jti FROM replyx_revoked_site_tokens';
+/** Dialogs per re-authorization query. */
+export const ACCESS_BATCH_SIZE = 1000;
 
-interface CacheEntry {
-  readonly value: DialogAccess | null;
+type AccessRow = { dialog_id: string; assistant_id: string; user_id: string; allowed_domains: string[] | null };
+
+interface CacheEntry<T = DialogAccess | null> {
+  readonly value: T;
   readonly expiresAt: number;
 }
 
@@ -41,11 +56,15 @@ export class DialogAccessStore {
   readonly #max: number;
   readonly #cache = new Map<number, CacheEntry>();
   readonly #inflight = new Map<number, Promise<DialogAccess | null>>();
+  readonly #assistantDomains = new Map<number, CacheEntry<readonly string[] | null>>();
+  readonly #checkedDomains: (assistantId: number, domains: readonly string[]) => readonly string[];
 
   /** Creates the pool (lazy: no connection until the first query). */
   constructor(databaseUrl: string, options: DialogAccessOptions) {
     this.#ttlMs = options.cacheTtlMs;
     this.#max = options.cacheMax;
+    const report = options.onIgnoredDomain;
+    this.#checkedDomains = report ? ignoredDomainReporter(report) : (_id, domains) => domains;
     const timeout = options.queryTimeoutMs;
     this.#pool = new pg.Pool({
       connectionString: databaseUrl,
@@ -72,17 +91,63 @@ export class DialogAccessStore {
   }
 
   async #query(dialogId: number): Promise<DialogAccess | null> {
-    const { rows } = await this.#pool.query<{ dialog_id: string; assistant_id: string; user_id: string; allowed_domains: string[] | null }>(DIALOG_ACCESS_QUERY, [dialogId]);
-    const row = rows[0];
-    const value: DialogAccess | null = row
-      ? { dialogId: Number(row.dialog_id), assistantId: Number(row.assistant_id), userId: Number(row.user_id), allowedDomains: row.allowed_domains ?? [] }
-      : null;
+    const { rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_QUERY, [dialogId]);
+    const value = rows[0] ? this.#toAccess(rows[0]) : null;
+    this.#remember(dialogId, value);
+    return value;
+  }
+
+  /**
+   * The access rows of many dialogs (null for those that no longer exist), read in batches of
+   * ACCESS_BATCH_SIZE; the cache is refreshed with them. Rejects on database errors.
+   */
+  async lookupMany(dialogIds: readonly number[]): Promise<Map<number, DialogAccess | null>> {
+    const found = new Map<number, DialogAccess | null>();
+    for (let i = 0; i < dialogIds.length; i += ACCESS_BATCH_SIZE) {
+      const batch = dialogIds.slice(i, i + ACCESS_BATCH_SIZE);
+      const { rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_MANY_QUERY, [batch]);
+      for (const row of rows) found.set(Number(row.dialog_id), this.#toAccess(row));
+      for (const id of batch) {
+        if (!found.has(id)) found.set(id, null);
+        this.#remember(id, found.get(id)!);
+      }
+    }
+    return found;
+  }
+
+  /**
+   * The allowed domains of an assistant, from any of its dialogs' rows (null when it has none);
+   * cached like dialog rows. Only the legacy widget handshake needs it.
+   */
+  async assistantDomains(assistantId: number): Promise<readonly string[] | null> {
+    const now = Date.now();
+    const hit = this.#assistantDomains.get(assistantId);
+    if (hit && hit.expiresAt > now) return hit.value;
+    const { rows } = await this.#pool.query<{ allowed_domains: string[] | null }>(ASSISTANT_DOMAINS_QUERY, [assistantId]);
+    const value = rows[0] ? this.#checkedDomains(assistantId, rows[0].allowed_domains ?? []) : null;
     if (this.#ttlMs > 0 && this.#max > 0) {
-      this.#cache.delete(dialogId);
-      if (this.#cache.size >= this.#max) this.#cache.delete(this.#cache.keys().next().value!);
-      this.#cache.set(dialogId, { value, expiresAt: Date.now() + this.#ttlMs });
+      if (this.#assistantDomains.size >= this.#max) this.#assistantDomains.delete(this.#assistantDomains.keys().next().value!);
+      this.#assistantDomains.set(assistantId, { value, expiresAt: now + this.#ttlMs });
     }
     return value;
+  }
+
+  /** The ids of revoked site tokens (the view lists only those not yet expired). */
+  async revokedSiteTokens(): Promise<string[]> {
+    const { rows } = await this.#pool.query<{ jti: string }>(REVOKED_SITE_TOKENS_QUERY);
+    return rows.map((r) => r.jti);
+  }
+
+  #toAccess(row: AccessRow): DialogAccess {
+    const assistantId = Number(row.assistant_id);
+    return { dialogId: Number(row.dialog_id), assistantId, userId: Number(row.user_id), allowedDomains: this.#checkedDomains(assistantId, row.allowed_domains ?? []) };
+  }
+
+  #remember(dialogId: number, value: DialogAccess | null): void {
+    if (this.#ttlMs <= 0 || this.#max <= 0) return;
+    this.#cache.delete(dialogId);
+    if (this.#cache.size >= this.#max) this.#cache.delete(this.#cache.keys().next().value!);
+    this.#cache.set(dialogId, { value, expiresAt: Date.now() + this.#ttlMs });
   }
 
   /** Entries currently cached (for tests and the debug endpoint). */
@@ -93,11 +158,13 @@ export class DialogAccessStore {
   /** Drops expired cache entries; called from the gateway's shared interval. */
   sweep(now = Date.now()): void {
     for (const [id, entry] of this.#cache) if (entry.expiresAt <= now) this.#cache.delete(id);
+    for (const [id, entry] of this.#assistantDomains) if (entry.expiresAt <= now) this.#assistantDomains.delete(id);
   }
 
   /** Forgets every cached row. */
   clear(): void {
     this.#cache.clear();
+    this.#assistantDomains.clear();
   }
 
   /** True when Postgres answers `SELECT 1` within the timeout. */

@@ -1,97 +1,307 @@
-import { errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
+import { randomUUID } from 'node:crypto';
+import { SignJWT, decodeJwt, errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
+import { z } from 'zod';
+import type { ConnectionKind } from '../connection-kinds.js';
+import { originHost } from '../origin/allowed-domains.js';
 
-// Token verification with the algorithm pinned: a gateway configured with JWT_SECRET accepts
-// only HS256, one configured with JWT_PUBLIC_KEY only RS256. jose never accepts `alg: none`
-// through jwtVerify, and the pinned list stops alg confusion (an HS256 token "signed" with the
-// public key text is refused by the RS256 verifier).
+// The credential contract, in one place for whoever signs and whoever verifies: the gateway
+// verifies, the reference backend signs site and widget tokens and verifies all three kinds on
+// its API and legacy /ws/ (it imports this module as @replyx/gateway/auth/tokens).
+//
+// Three kinds, three keys, three audiences, so a token of one kind is refused as another twice
+// over (wrong signature and wrong `aud`):
+//   admin  JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256)  type "access"  aud JWT_AUDIENCE
+//   site   SITE_TOKEN_SECRET (HS256)                     type "site"    aud "replyx-site"
+//   widget WIDGET_TOKEN_SECRET (HS256)                   type "widget"  aud "replyx-widget"
+// Every token needs `iss`, `iat` (not in the future beyond the skew) and `exp`, and its lifetime
+// `exp - iat` is bounded per kind. Algorithms are pinned per key: jose never accepts `alg: none`,
+// and an HS256 token "signed" with an RS256 public key's text is refused by the RS256 verifier.
 
-/** Key material for verification: exactly one of the two. */
-export interface TokenKeyConfig {
+/** The `type` claim each kind must carry (an allowlist: anything else is refused). */
+export const TOKEN_TYPE = { admin: 'access', site: 'site', widget: 'widget' } as const satisfies Record<ConnectionKind, string>;
+/** `aud` of site tokens. */
+export const SITE_AUDIENCE = 'replyx-site';
+/** `aud` of widget tokens. */
+export const WIDGET_AUDIENCE = 'replyx-widget';
+/** Seconds of clock skew tolerated on `iat` and `nbf` (`exp` is strict: a socket lives until it). */
+export const CLOCK_TOLERANCE_S = 5;
+
+/** Issuer, admin audience and lifetime bounds (env JWT_ISSUER, JWT_AUDIENCE, *_TTL_S). */
+export interface TokenPolicy {
+  readonly issuer: string;
+  readonly adminAudience: string;
+  /** Longest admin token lifetime `exp - iat` accepted (ADMIN_TOKEN_MAX_TTL_S). */
+  readonly adminMaxTtlS: number;
+  /** Longest site token lifetime accepted and issued (SITE_TOKEN_MAX_TTL_S). */
+  readonly siteMaxTtlS: number;
+  /** Lifetime of widget tokens; longer ones are refused (WIDGET_TOKEN_TTL_S). */
+  readonly widgetTtlS: number;
+}
+
+/** Key material: exactly one admin key, plus the site and widget secrets. */
+export interface TokenKeys {
   readonly jwtSecret?: string;
   readonly jwtPublicKey?: string;
+  readonly siteTokenSecret: string;
+  readonly widgetTokenSecret: string;
 }
 
 /** Why a token was refused; logged, never sent to the client. */
-export type TokenFailure = 'missing' | 'expired' | 'invalid' | 'wrong-type';
+export type TokenFailure = 'missing' | 'expired' | 'invalid' | 'wrong-type' | 'claims' | 'lifetime';
 
 /** The result of verifying a token. */
 export type TokenResult<T> = { ok: true; value: T } | { ok: false; reason: TokenFailure };
 
-/** An operator admin panel identity. */
+/** An operator admin panel identity; `exp` in epoch seconds. */
 export interface AdminIdentity {
   readonly userId: number;
+  readonly exp: number;
 }
 
-/** A third-party site identity. */
+/** A third-party site identity, optionally narrowed to one dialog. */
 export interface SiteIdentity {
   readonly userId: number;
   readonly assistantId: number;
+  readonly dialogId?: number;
+  readonly jti: string;
+  readonly exp: number;
 }
 
-/** Seconds of clock skew tolerated on `exp`/`nbf`. */
-export const CLOCK_TOLERANCE_S = 5;
+/** A widget session: one dialog of one assistant, for the origin checked when it was issued. */
+export interface WidgetIdentity {
+  readonly dialogId: number;
+  readonly assistantId: number;
+  readonly origin: string;
+  readonly jti: string;
+  readonly exp: number;
+}
 
-/** Verifies admin JWTs (`sub` = user id) and site tokens (`type: "site"`). */
+/** The identity each kind of token yields. */
+export interface IdentityByKind {
+  admin: AdminIdentity;
+  site: SiteIdentity;
+  widget: WidgetIdentity;
+}
+
+const idClaim = z
+  .union([z.int(), z.string().regex(/^\d{1,16}$/).transform(Number)])
+  .pipe(z.int().min(1).max(Number.MAX_SAFE_INTEGER));
+const jtiClaim = z.string().regex(/^[A-Za-z0-9._:-]{8,128}$/, 'jti must be 8-128 characters of A-Z a-z 0-9 . _ : -');
+
+/** The kind-specific claims (the registered ones are checked by jose and below). */
+const CLAIMS = {
+  admin: z.object({ type: z.literal(TOKEN_TYPE.admin), sub: z.string().regex(/^\d{1,16}$/) }),
+  site: z.object({ type: z.literal(TOKEN_TYPE.site), jti: jtiClaim, user_id: idClaim, assistant_id: idClaim, dialog_id: idClaim.optional() }),
+  widget: z.object({
+    type: z.literal(TOKEN_TYPE.widget),
+    jti: jtiClaim,
+    dialog_id: idClaim,
+    assistant_id: idClaim,
+    origin: z.string().max(2048).refine((o) => originHost(o) !== undefined, 'origin must be an http(s) origin'),
+  }),
+};
+
+const encoder = new TextEncoder();
+
+function hmacKey(secret: string, usage: 'sign' | 'verify'): Promise<CryptoKey> {
+  // Imported once: handing jose raw bytes makes it re-import the key on every verify, which
+  // cost ~100 µs per handshake in the connect benchmark.
+  return globalThis.crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [usage]);
+}
+
+interface KindKey {
+  readonly key: Promise<CryptoKey>;
+  readonly algorithms: string[];
+  readonly audience: string;
+  readonly maxTtlS: number;
+}
+
+/** Tokens whose signature and claims were verified, kept so a reconnect costs no second HMAC. */
+export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
+
+/**
+ * Verifies the three kinds of token against their own keys, audiences and lifetimes. Tokens that
+ * passed are remembered by their exact text (a reconnect storm presents the same tokens again;
+ * the signature check is most of a handshake's CPU), and `exp` is checked again on every use.
+ */
 export class TokenVerifier {
-  readonly #key: Promise<CryptoKey>;
-  readonly #algorithms: string[];
+  readonly #keys: Record<ConnectionKind, KindKey>;
+  readonly #issuer: string;
+  readonly #verified = new Map<string, { readonly kind: ConnectionKind; readonly payload: JWTPayload }>();
+  readonly #cacheMax: number;
 
-  /** Prepares the verifier for HS256 (secret) or RS256 (public key PEM). */
-  constructor(config: TokenKeyConfig) {
-    if (config.jwtPublicKey) {
-      this.#algorithms = ['RS256'];
-      this.#key = importSPKI(config.jwtPublicKey, 'RS256');
-    } else if (config.jwtSecret) {
-      this.#algorithms = ['HS256'];
-      // Import the HMAC key once: handing jose the raw bytes makes it re-import the key on
-      // every verify, which cost ~100 µs per handshake in the connect benchmark.
-      this.#key = globalThis.crypto.subtle.importKey('raw', new TextEncoder().encode(config.jwtSecret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
-    } else {
-      throw new TypeError('TokenVerifier needs jwtSecret or jwtPublicKey');
-    }
-    // Surface a bad PEM at start-up rather than on the first connection.
-    this.#key.catch(() => undefined);
+  /** Prepares the keys (HS256 secrets, or an RS256 public key PEM for admin tokens); `cacheMax` verified tokens are remembered. */
+  constructor(keys: TokenKeys, policy: TokenPolicy, cacheMax = VERIFIED_TOKEN_CACHE_MAX) {
+    this.#cacheMax = cacheMax;
+    let admin: KindKey;
+    if (keys.jwtPublicKey) admin = { key: importSPKI(keys.jwtPublicKey, 'RS256'), algorithms: ['RS256'], audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
+    else if (keys.jwtSecret) admin = { key: hmacKey(keys.jwtSecret, 'verify'), algorithms: ['HS256'], audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
+    else throw new TypeError('TokenVerifier needs jwtSecret or jwtPublicKey');
+    this.#keys = {
+      admin,
+      site: { key: hmacKey(keys.siteTokenSecret, 'verify'), algorithms: ['HS256'], audience: SITE_AUDIENCE, maxTtlS: policy.siteMaxTtlS },
+      widget: { key: hmacKey(keys.widgetTokenSecret, 'verify'), algorithms: ['HS256'], audience: WIDGET_AUDIENCE, maxTtlS: policy.widgetTtlS },
+    };
+    this.#issuer = policy.issuer;
+    // Surface a bad PEM at start-up (ready()) rather than as an unhandled rejection.
+    for (const k of Object.values(this.#keys)) k.key.catch(() => undefined);
   }
 
-  /** Resolves once the key is usable; rejects when the PEM is not a valid RS256 public key. */
+  /** Resolves once every key is usable; rejects when the PEM is not a valid RS256 public key. */
   async ready(): Promise<void> {
-    await this.#key;
+    await Promise.all(Object.values(this.#keys).map((k) => k.key));
   }
 
-  /** The algorithm this verifier accepts. */
+  /** Verified tokens remembered (at most the cache size). */
+  get rememberedTokens(): number {
+    return this.#verified.size;
+  }
+
+  /** The algorithm admin tokens are verified with. */
   get algorithm(): string {
-    return this.#algorithms[0]!;
+    return this.#keys.admin.algorithms[0]!;
   }
 
-  async #verify(token: string | null | undefined): Promise<TokenResult<JWTPayload>> {
+  async #claims(kind: ConnectionKind, token: string | null | undefined): Promise<TokenResult<JWTPayload>> {
     if (!token) return { ok: false, reason: 'missing' };
-    try {
-      const { payload } = await jwtVerify(token, await this.#key, { algorithms: this.#algorithms, clockTolerance: CLOCK_TOLERANCE_S });
-      return { ok: true, value: payload };
-    } catch (err) {
-      return { ok: false, reason: err instanceof errors.JWTExpired ? 'expired' : 'invalid' };
+    const hit = this.#verified.get(token);
+    if (hit && hit.kind === kind) {
+      if (hit.payload.exp! > Date.now() / 1000) return { ok: true, value: hit.payload };
+      this.#verified.delete(token);
+      return { ok: false, reason: 'expired' };
     }
+    const k = this.#keys[kind];
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, await k.key, {
+        algorithms: k.algorithms,
+        issuer: this.#issuer,
+        audience: k.audience,
+        requiredClaims: ['exp', 'iat'],
+        clockTolerance: CLOCK_TOLERANCE_S,
+      }));
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) return { ok: false, reason: 'expired' };
+      return { ok: false, reason: err instanceof errors.JWTClaimValidationFailed ? 'claims' : 'invalid' };
+    }
+    const now = Date.now() / 1000;
+    const { exp, iat } = payload as { exp: number; iat: number };
+    if (exp <= now) return { ok: false, reason: 'expired' };
+    if (iat > now + CLOCK_TOLERANCE_S) return { ok: false, reason: 'claims' };
+    if (exp - iat > k.maxTtlS) return { ok: false, reason: 'lifetime' };
+    if (payload.type !== TOKEN_TYPE[kind]) return { ok: false, reason: 'wrong-type' };
+    if (this.#cacheMax > 0) {
+      if (this.#verified.size >= this.#cacheMax) this.#verified.delete(this.#verified.keys().next().value!);
+      this.#verified.set(token, { kind, payload });
+    }
+    return { ok: true, value: payload };
   }
 
-  /** Verifies an admin panel JWT; `sub` must be a positive integer user id. */
+  /** Verifies an admin panel JWT: `type: "access"`, numeric `sub`. */
   async verifyAdmin(token: string | null | undefined): Promise<TokenResult<AdminIdentity>> {
-    const r = await this.#verify(token);
+    const r = await this.#claims('admin', token);
     if (!r.ok) return r;
-    if (r.value.type === 'site') return { ok: false, reason: 'wrong-type' };
-    const userId = positiveId(r.value.sub);
-    return userId === undefined ? { ok: false, reason: 'invalid' } : { ok: true, value: { userId } };
+    const c = CLAIMS.admin.safeParse(r.value);
+    return c.success ? { ok: true, value: { userId: Number(c.data.sub), exp: r.value.exp! } } : { ok: false, reason: 'claims' };
   }
 
-  /** Verifies a site token `{type:"site", user_id, assistant_id}`. */
+  /** Verifies a site token: `type: "site"`, `jti`, `user_id`, `assistant_id`, optional `dialog_id`. */
   async verifySite(token: string | null | undefined): Promise<TokenResult<SiteIdentity>> {
-    const r = await this.#verify(token);
+    const r = await this.#claims('site', token);
     if (!r.ok) return r;
-    if (r.value.type !== 'site') return { ok: false, reason: 'wrong-type' };
-    const userId = positiveId(r.value.user_id);
-    const assistantId = positiveId(r.value.assistant_id);
-    if (userId === undefined || assistantId === undefined) return { ok: false, reason: 'invalid' };
-    return { ok: true, value: { userId, assistantId } };
+    const c = CLAIMS.site.safeParse(r.value);
+    if (!c.success) return { ok: false, reason: 'claims' };
+    const { jti, user_id: userId, assistant_id: assistantId, dialog_id: dialogId } = c.data;
+    return { ok: true, value: { userId, assistantId, ...(dialogId === undefined ? {} : { dialogId }), jti, exp: r.value.exp! } };
   }
+
+  /** Verifies a widget token: `type: "widget"`, `jti`, `dialog_id`, `assistant_id`, `origin`. */
+  async verifyWidget(token: string | null | undefined): Promise<TokenResult<WidgetIdentity>> {
+    const r = await this.#claims('widget', token);
+    if (!r.ok) return r;
+    const c = CLAIMS.widget.safeParse(r.value);
+    if (!c.success) return { ok: false, reason: 'claims' };
+    return { ok: true, value: { dialogId: c.data.dialog_id, assistantId: c.data.assistant_id, origin: c.data.origin, jti: c.data.jti, exp: r.value.exp! } };
+  }
+
+  /** Verifies a token as the given kind. */
+  verify<K extends ConnectionKind>(kind: K, token: string | null | undefined): Promise<TokenResult<IdentityByKind[K]>> {
+    const verifiers: { [P in ConnectionKind]: (t: string | null | undefined) => Promise<TokenResult<IdentityByKind[P]>> } = {
+      admin: (t) => this.verifyAdmin(t),
+      site: (t) => this.verifySite(t),
+      widget: (t) => this.verifyWidget(t),
+    };
+    return verifiers[kind](token);
+  }
+}
+
+/**
+ * The kind a token claims to be, from its unverified `type` (to pick the key to verify it with,
+ * e.g. for `Authorization: Bearer` on an endpoint any kind may call); undefined when unreadable.
+ */
+export function claimedTokenKind(token: string): ConnectionKind | undefined {
+  let type: unknown;
+  try {
+    type = decodeJwt(token).type;
+  } catch {
+    return undefined;
+  }
+  return (Object.keys(TOKEN_TYPE) as ConnectionKind[]).find((k) => TOKEN_TYPE[k] === type);
+}
+
+/** A freshly signed token with its id and expiry (epoch seconds). */
+export interface SignedToken {
+  readonly token: string;
+  readonly jti: string;
+  readonly exp: number;
+}
+
+interface Lifetime {
+  /** Seconds from now until `exp`. */
+  readonly ttlS: number;
+  /** Issue time in epoch seconds (default now). */
+  readonly iat?: number;
+}
+
+async function sign(kind: ConnectionKind, secret: string, claims: Record<string, unknown>, audience: string, issuer: string, life: Lifetime, maxTtlS: number): Promise<{ token: string; exp: number }> {
+  if (!Number.isSafeInteger(life.ttlS) || life.ttlS < 1 || life.ttlS > maxTtlS) throw new RangeError(`${kind} token lifetime must be 1-${maxTtlS} s, got ${life.ttlS}`);
+  // What is signed must pass what is verified: one schema for both sides.
+  CLAIMS[kind].parse(claims);
+  const iat = life.iat ?? Math.floor(Date.now() / 1000);
+  const exp = iat + life.ttlS;
+  const token = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuer(issuer).setAudience(audience).setIssuedAt(iat).setExpirationTime(exp).sign(encoder.encode(secret));
+  return { token, exp };
+}
+
+/** Signs an admin panel token (HS256 with JWT_SECRET) for `userId`. */
+export async function signAdminToken(secret: string, input: { readonly userId: number } & Lifetime, policy: TokenPolicy): Promise<SignedToken> {
+  const jti = randomUUID();
+  const { token, exp } = await sign('admin', secret, { type: TOKEN_TYPE.admin, sub: String(input.userId), jti }, policy.adminAudience, policy.issuer, input, policy.adminMaxTtlS);
+  return { token, jti, exp };
+}
+
+/** Signs a site token (HS256 with SITE_TOKEN_SECRET); `dialogId` narrows it to one dialog. */
+export async function signSiteToken(
+  secret: string,
+  input: { readonly userId: number; readonly assistantId: number; readonly dialogId?: number; readonly jti?: string } & Lifetime,
+  policy: TokenPolicy,
+): Promise<SignedToken> {
+  const jti = input.jti ?? randomUUID();
+  const claims = { type: TOKEN_TYPE.site, jti, user_id: input.userId, assistant_id: input.assistantId, ...(input.dialogId === undefined ? {} : { dialog_id: input.dialogId }) };
+  const { token, exp } = await sign('site', secret, claims, SITE_AUDIENCE, policy.issuer, input, policy.siteMaxTtlS);
+  return { token, jti, exp };
+}
+
+/** Signs a widget session token (HS256 with WIDGET_TOKEN_SECRET), bound to one dialog and origin. */
+export async function signWidgetToken(
+  secret: string,
+  input: { readonly dialogId: number; readonly assistantId: number; readonly origin: string; readonly ttlS?: number; readonly iat?: number },
+  policy: TokenPolicy,
+): Promise<SignedToken> {
+  const jti = randomUUID();
+  const claims = { type: TOKEN_TYPE.widget, jti, dialog_id: input.dialogId, assistant_id: input.assistantId, origin: input.origin };
+  const { token, exp } = await sign('widget', secret, claims, WIDGET_AUDIENCE, policy.issuer, { ttlS: input.ttlS ?? policy.widgetTtlS, iat: input.iat }, policy.widgetTtlS);
+  return { token, jti, exp };
 }
 
 /** A positive safe integer from a number or a decimal string; undefined otherwise. */

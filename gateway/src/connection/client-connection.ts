@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import type { Grant } from '../access/grant.js';
 import type { BrokerEvent } from '../broker/protocol.js';
 import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
 import type { ConnectionKind } from '../connection-kinds.js';
@@ -42,13 +43,9 @@ function onMessage(this: TaggedSocket, data: Buffer, isBinary: boolean): void {
   this[CONN]?.receive(data, isBinary);
 }
 
-function onPong(this: TaggedSocket): void {
-  const conn = this[CONN];
-  if (conn) conn.alive = true;
-}
-
-function onPing(this: TaggedSocket): void {
-  // ws answers protocol pings itself; they still count toward the client's frame rate.
+function onControlFrame(this: TaggedSocket): void {
+  // ws answers protocol pings itself; pings and pongs (solicited or not) still count toward the
+  // client's frame rate, and any of them proves the peer alive.
   this[CONN]?.receive(NO_DATA, true);
 }
 
@@ -85,7 +82,11 @@ export class ClientConnection implements CorkState {
   /** The frame writer's batch that last wrote to this socket (see frame-writer). */
   writeBatch = -1;
 
-  /** Wires the socket's events to this connection through shared handlers. */
+  /**
+   * Wires the socket's events to this connection through shared handlers. `grant` is what the
+   * credential allowed (re-checked while open) and `expiresAt` its expiry in epoch seconds (0:
+   * none), the two things re-authorization adds to a connection.
+   */
   constructor(
     readonly ws: WebSocket,
     readonly kind: ConnectionKind,
@@ -93,11 +94,13 @@ export class ClientConnection implements CorkState {
     readonly ip: string,
     readonly id: number,
     readonly owner: ConnectionOwner,
+    readonly grant: Grant,
+    readonly expiresAt: number,
   ) {
     (ws as TaggedSocket)[CONN] = this;
     ws.on('message', onMessage);
-    ws.on('pong', onPong);
-    ws.on('ping', onPing);
+    ws.on('pong', onControlFrame);
+    ws.on('ping', onControlFrame);
     ws.on('close', onClose);
     ws.on('error', onError);
   }

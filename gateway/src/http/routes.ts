@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import type { GatewayConfig } from '../config.js';
 import type { DialogHub } from '../hub/dialog-hub.js';
-import { forwardedAddress, isPrivateAddress, peerAddress } from '../limits/client-ip.js';
+import { hasForwardingHeaders, isLoopbackAddress, peerAddress } from '../limits/client-ip.js';
 import { sanitizeUrl } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { parsePublishBody } from './publish-request.js';
@@ -33,13 +33,15 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-/** True when a debug request comes from loopback/private addresses or carries the debug token. */
+/**
+ * True when a debug request carries the debug token, or comes straight from loopback: a loopback
+ * peer that forwards someone (any X-Real-IP / X-Forwarded-For / Forwarded header, i.e. a proxy
+ * such as the local nginx) needs the token like everyone else, and so does any other address,
+ * private ones included (a container network is not a trust boundary).
+ */
 export function isInternalCaller(req: IncomingMessage, debugToken: string | undefined): boolean {
   if (secretMatches(req.headers['x-debug-token'], debugToken)) return true;
-  if (!isPrivateAddress(peerAddress(req))) return false;
-  // A private peer forwarding a public client (a proxy) does not make that client internal.
-  const forwarded = forwardedAddress(req);
-  return forwarded === undefined || isPrivateAddress(forwarded);
+  return isLoopbackAddress(peerAddress(req)) && !hasForwardingHeaders(req);
 }
 
 /** Builds the request handler for every non-WebSocket request. */
@@ -150,7 +152,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
         if (req.method !== 'GET') return json(res, 405, { error: 'use GET' });
         if (!isInternalCaller(req, config.debugToken)) {
           log.warn({ ip: peerAddress(req), url: sanitizeUrl(req.url) }, 'debug endpoint refused: caller is not internal');
-          return json(res, 403, { error: 'debug endpoints answer loopback/private callers or a valid X-Debug-Token only' });
+          return json(res, 403, { error: 'debug endpoints need a valid X-Debug-Token header (only direct loopback callers without forwarding headers are exempt)' });
         }
         if (path.endsWith('/status')) return json(res, 200, status());
         const raw = new URL(req.url ?? '/', 'http://gateway').searchParams.get('dialog_id') ?? '';

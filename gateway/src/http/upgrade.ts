@@ -2,30 +2,32 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { authorize, type AccessLookup, type Authorized, type Refused } from '../access/authorize.js';
-import type { TokenVerifier } from '../auth/tokens.js';
+import { authorize, type AuthorizeDeps, type Authorized, type Refused } from '../access/authorize.js';
+import { selectProtocol } from '../auth/credentials.js';
 import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
 import { LOG_TAG } from '../connection-kinds.js';
 import type { Admission } from '../limits/admission.js';
-import { clientAddress } from '../limits/client-ip.js';
+import { clientAddress, type TrustedProxies } from '../limits/client-ip.js';
 import { sanitizeUrl } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
-import { matchEndpoint } from '../connection/endpoints.js';
+import { matchEndpoint } from '../access/endpoints.js';
 
 // The WebSocket handshake: `ws` in noServer mode behind node:http's 'upgrade' event. Requests
 // that are not WebSockets on a known path are refused before upgrading (HTTP status); everything
 // a client must act on (auth, origin, limits) is accepted and closed with a registry code,
-// because a browser never sees the HTTP status of a failed handshake.
+// because a browser never sees the HTTP status of a failed handshake. A client that offers the
+// `replyx.v1` subprotocol (with its token as `replyx.token.<JWT>`) gets `replyx.v1` back, never
+// the token.
 
 /** What the upgrade handler needs from the gateway. */
 export interface UpgradeDeps {
   readonly maxPayloadBytes: number;
-  readonly trustProxy: boolean;
+  readonly trustedProxies: TrustedProxies;
   readonly log: Logger;
   readonly metrics: GatewayMetrics;
   readonly admission: Admission;
-  readonly tokens: TokenVerifier;
-  readonly lookup: AccessLookup;
+  /** Tokens, access rows, revocations and the legacy widget switch. */
+  readonly access: AuthorizeDeps;
   /** True once shutdown began: new upgrades get 503, late authorizations 4200. */
   isDraining(): boolean;
   /** Takes over an accepted, authorized socket (the hub's attach). */
@@ -47,6 +49,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     // Compression costs ~300 KB per socket in zlib contexts and CPU per frame; chat frames are small.
     perMessageDeflate: false,
     clientTracking: false,
+    handleProtocols: selectProtocol,
   });
 
   const refuseUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, close: CloseCodeInfo): void => {
@@ -62,7 +65,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     if (deps.isDraining()) return rejectHttp(socket, 503, 'Service Unavailable');
     const match = matchEndpoint(req.url);
     if (!match) return rejectHttp(socket, 404, 'Not Found');
-    const ip = clientAddress(req, deps.trustProxy);
+    const ip = clientAddress(req, deps.trustedProxies);
     const refusal = admission.admit(ip);
     if (refusal) {
       log.warn({ ip, url, reason: refusal }, `${LOG_TAG[match.kind]} connection refused: ${refusal}; closing with 4100`);
@@ -70,12 +73,17 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     }
     // The slot is released when the TCP socket closes, whatever happened in between.
     socket.once('close', () => admission.release(ip));
-    authorize(match, req, deps.tokens, deps.lookup).then(
+    authorize(match, req, deps.access).then(
       (result) => {
         if (socket.destroyed) return;
         if (!result.ok) {
           logRefusal(log, result, ip, url);
           return refuseUpgrade(req, socket, head, result.close);
+        }
+        if (result.via === 'query' || result.via === 'legacy') {
+          // Deprecated ways in: counted, and noted at debug level (never with the token).
+          metrics.deprecatedCredential(result.kind, result.via);
+          log.debug({ ip, kind: result.kind, via: result.via }, `${LOG_TAG[result.kind]} deprecated credential: ${result.via === 'query' ? 'token in the query string (send it as the replyx.token.<JWT> subprotocol)' : 'widget without a session token (LEGACY_WIDGET_AUTH)'}`);
         }
         if (deps.isDraining()) return refuseUpgrade(req, socket, head, CloseCodes.DRAINING);
         wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip));

@@ -7,6 +7,7 @@ import { compareEventIds, eventTs, eventType, type BrokerEvent } from '../broker
 import { CloseCodes } from '../close-codes.js';
 import { LOG_TAG } from '../connection-kinds.js';
 import { ClientConnection, type ConnectionLimits, type ConnectionOwner } from '../connection/client-connection.js';
+import { ExpirySchedule } from '../connection/expiry-schedule.js';
 import { encodeTextFrame } from '../connection/frame-writer.js';
 import { HeartbeatWheel, heartbeatSlices } from '../connection/heartbeat-wheel.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
@@ -17,6 +18,7 @@ import { DialogHub } from './dialog-hub.js';
 // replaying history after `since` without gap or duplicate; it runs the heartbeat and the drain.
 // It reaches the broker through the Broker interface only; the broker reaches the hub through
 // the BrokerHandlers the gateway wires to deliver() and resync(), so neither imports the other.
+// The heartbeat tick also closes connections whose token expired (4001 "token expired").
 
 /** The frame telling a client its `since` is older than the retained history: refetch via the API. */
 export const RESYNC_FRAME = '{"type":"resync"}';
@@ -40,6 +42,7 @@ export class DeliveryHub implements ConnectionOwner {
   readonly members = new DialogHub<ClientConnection>();
   readonly limits: ConnectionLimits;
   readonly #connections: HeartbeatWheel<ClientConnection>;
+  readonly #expiry = new ExpirySchedule<ClientConnection>();
   readonly #broker: Broker;
   readonly #metrics: GatewayMetrics;
   readonly #log: Logger;
@@ -106,8 +109,10 @@ export class DeliveryHub implements ConnectionOwner {
    * events that arrive meanwhile; `resync` when `since` is older than the retained history.
    */
   async attach(ws: WebSocket, auth: Authorized, ip: string): Promise<void> {
-    const conn = new ClientConnection(ws, auth.kind, auth.dialogId, ip, this.#nextId++, this);
+    const conn = new ClientConnection(ws, auth.kind, auth.dialogId, ip, this.#nextId++, this, auth.grant, auth.expiresAt);
     this.#connections.add(conn);
+    // Expired between the handshake's check and now (a slow database): no event may reach it.
+    if (!this.#expiry.add(conn)) return void conn.close(CloseCodes.TOKEN_EXPIRED);
     conn.send(this.#connectedFrame);
     this.#log.info({ conn: conn.id, dialog_id: auth.dialogId, kind: auth.kind, ip, since: auth.since, ...auth.who }, `${LOG_TAG[auth.kind]} connected dialog=${auth.dialogId}`);
     // Buffer live events from the moment of joining, so nothing published during the replay is lost.
@@ -147,9 +152,31 @@ export class DeliveryHub implements ConnectionOwner {
     }
   }
 
-  /** One heartbeat tick: pings the next slice of connections, terminating those that never answered. */
-  heartbeat(): void {
+  /**
+   * One heartbeat tick: pings the next slice of connections, terminating those that never
+   * answered, and closes every connection whose token expired since the last tick.
+   */
+  heartbeat(now = Date.now()): void {
     for (const conn of this.#connections.nextSlice()) conn.heartbeat();
+    this.#expiry.sweep(this.#expire, now);
+  }
+
+  readonly #expire = (conn: ClientConnection): void => {
+    this.#log.info({ conn: conn.id, dialog_id: conn.dialogId, kind: conn.kind, expires_at: conn.expiresAt }, `${LOG_TAG[conn.kind]} token expired; closing with 4001`);
+    conn.close(CloseCodes.TOKEN_EXPIRED);
+  };
+
+  /** Closes a connection whose access was revoked (4001 "access revoked"), logging why; false when it was closing already. */
+  revoke(conn: ClientConnection, why: string): boolean {
+    if (conn.closeCode !== undefined) return false;
+    this.#log.warn({ conn: conn.id, dialog_id: conn.dialogId, kind: conn.kind, reason: why }, `${LOG_TAG[conn.kind]} access revoked (${why}); closing with 4001`);
+    conn.close(CloseCodes.ACCESS_REVOKED);
+    return true;
+  }
+
+  /** Connections waiting for their token's expiry. */
+  get expiring(): number {
+    return this.#expiry.size;
   }
 
   /**
@@ -194,6 +221,7 @@ export class DeliveryHub implements ConnectionOwner {
   /** ConnectionOwner: forgets a closed connection; the dialog's last local leave unsubscribes. */
   onConnectionClosed(conn: ClientConnection, code: number): void {
     this.#connections.delete(conn);
+    this.#expiry.delete(conn);
     if (this.members.leave(conn.dialogId, conn)) this.#broker.unsubscribe(conn.dialogId);
     if (conn.closeCode === undefined) this.#metrics.closed(code);
     conn.pending = null;

@@ -1,9 +1,49 @@
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 
-// Client addresses for per-IP limits and the debug endpoints' "internal callers only" rule.
-// Behind nginx every peer is nginx, so the forwarded address counts, but only when the peer
-// itself is loopback or private (a public client cannot claim another address).
+// Client addresses for per-IP limits and the debug endpoints. Behind nginx every peer is nginx,
+// so the forwarded address counts, but only when the peer is one of the configured proxies
+// (TRUSTED_PROXIES): anyone else could claim any address in X-Real-IP.
+
+/** Proxies whose X-Real-IP / X-Forwarded-For are believed (default: this host's nginx). */
+export const DEFAULT_TRUSTED_PROXIES: readonly string[] = ['127.0.0.1/32', '::1/128'];
+
+/** Matches peer addresses against a list of CIDRs (IPv4 and IPv6). */
+export class TrustedProxies {
+  readonly #list = new net.BlockList();
+  /** The CIDRs as given (normalised to address/prefix). */
+  readonly cidrs: readonly string[];
+
+  /** Builds the matcher; throws RangeError naming the first entry that is not an address or CIDR. */
+  constructor(entries: readonly string[]) {
+    const cidrs: string[] = [];
+    for (const raw of entries) {
+      const parsed = parseCidr(raw);
+      if (!parsed) throw new RangeError(`not an IP address or CIDR: ${JSON.stringify(raw)}`);
+      this.#list.addSubnet(parsed.address, parsed.prefix, parsed.family);
+      cidrs.push(`${parsed.address}/${parsed.prefix}`);
+    }
+    this.cidrs = cidrs;
+  }
+
+  /** True when `address` lies in one of the trusted CIDRs. */
+  has(address: string): boolean {
+    const family = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : undefined;
+    return family !== undefined && this.#list.check(address, family);
+  }
+}
+
+/** An address or CIDR (`10.0.0.0/8`, `192.0.2.7`, `::1`, `fd00::/8`); undefined when malformed. */
+export function parseCidr(raw: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address = '', prefixText, extra] = raw.trim().split('/');
+  if (extra !== undefined) return undefined;
+  const family = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : undefined;
+  if (!family) return undefined;
+  const max = family === 'ipv4' ? 32 : 128;
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  return prefix <= max ? { address, prefix, family } : undefined;
+}
 
 /** The socket peer address without the IPv4-mapped IPv6 prefix. */
 export function peerAddress(req: IncomingMessage): string {
@@ -11,21 +51,19 @@ export function peerAddress(req: IncomingMessage): string {
   return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
 }
 
-/** True for loopback, RFC 1918, link-local, CGNAT and IPv6 unique-local addresses. */
-export function isPrivateAddress(address: string): boolean {
+/** True for loopback addresses (127.0.0.0/8, ::1). */
+export function isLoopbackAddress(address: string): boolean {
   const addr = address.startsWith('::ffff:') ? address.slice(7) : address;
-  if (net.isIPv4(addr)) {
-    const [a = 0, b = 0] = addr.split('.').map(Number);
-    return a === 127 || a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254) || (a === 100 && b >= 64 && b <= 127);
-  }
-  if (net.isIPv6(addr)) {
-    const lower = addr.toLowerCase();
-    return lower === '::1' || lower.startsWith('fc') || lower.startsWith('fd') || lower.startsWith('fe80:');
-  }
-  return false;
+  return (net.isIPv4(addr) && addr.startsWith('127.')) || addr === '::1';
 }
 
-/** The address forwarded by a trusted proxy (X-Real-IP, else the last X-Forwarded-For hop). */
+/** True when the request carries any proxy forwarding header. */
+export function hasForwardingHeaders(req: IncomingMessage): boolean {
+  const h = req.headers;
+  return h['x-real-ip'] !== undefined || h['x-forwarded-for'] !== undefined || h.forwarded !== undefined;
+}
+
+/** The address forwarded by a proxy (X-Real-IP, else the last X-Forwarded-For hop). */
 export function forwardedAddress(req: IncomingMessage): string | undefined {
   const real = req.headers['x-real-ip'];
   if (typeof real === 'string' && net.isIP(real.trim())) return real.trim();
@@ -35,9 +73,9 @@ export function forwardedAddress(req: IncomingMessage): string | undefined {
   return last && net.isIP(last) ? last : undefined;
 }
 
-/** The client address limits apply to. */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+/** The client address limits apply to: the forwarded one only when the peer is a trusted proxy. */
+export function clientAddress(req: IncomingMessage, trusted: TrustedProxies): string {
   const peer = peerAddress(req);
-  if (!trustProxy || !isPrivateAddress(peer)) return peer;
+  if (!trusted.has(peer)) return peer;
   return forwardedAddress(req) ?? peer;
 }

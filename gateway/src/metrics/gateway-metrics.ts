@@ -19,6 +19,7 @@ export class GatewayMetrics {
   readonly #forbidden: Counter;
   readonly #latency: Histogram;
   readonly #published: Counter<'result'>;
+  readonly #deprecated: Counter<'type' | 'via'>;
 
   /** Registers every metric; `defaults` adds process metrics (off in tests). */
   constructor(sources: MetricsSources, defaults = true) {
@@ -55,6 +56,12 @@ export class GatewayMetrics {
     this.#closes = new Counter({ name: 'replyx_gateway_closes_total', help: 'Connections closed, by close code.', labelNames: ['code'], registers });
     this.#forbidden = new Counter({ name: 'replyx_gateway_domain_forbidden_total', help: 'Connections refused with 4003 (origin not allowed).', registers });
     this.#published = new Counter({ name: 'replyx_gateway_http_publish_total', help: 'POST /internal/publish requests by result.', labelNames: ['result'], registers });
+    this.#deprecated = new Counter({
+      name: 'replyx_gateway_deprecated_credentials_total',
+      help: 'Connections accepted through a deprecated way in: via="query" (token in the URL) or via="legacy" (widget without a session token).',
+      labelNames: ['type', 'via'],
+      registers,
+    });
     this.#latency = new Histogram({
       name: 'replyx_gateway_publish_to_send_seconds',
       help: "Time from an event's ts (set when it was stored) to the gateway sending it to the last local recipient.",
@@ -67,6 +74,11 @@ export class GatewayMetrics {
   closed(code: number): void {
     this.#closes.inc({ code: String(code) });
     if (code === 4003) this.#forbidden.inc();
+  }
+
+  /** Counts one connection accepted with a deprecated credential (query-string token, legacy widget). */
+  deprecatedCredential(kind: string, via: string): void {
+    this.#deprecated.inc({ type: kind, via });
   }
 
   /** Records publish-to-send latency of one event. */

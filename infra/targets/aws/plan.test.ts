@@ -23,6 +23,8 @@ const refs = (topology: Topology, overrides: Partial<TaskRefs> = {}): TaskRefs =
     databaseUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:db',
     redisUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:redis',
     jwtSecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:jwt',
+    siteTokenSecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:site',
+    widgetTokenSecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:widget',
     publishKey: 'arn:aws:secretsmanager:eu-west-1:1:secret:publish',
   },
   nginxConfig: renderNginxConfig(topology, 'aws'),
@@ -163,12 +165,12 @@ describe('planTaskDefinitions', () => {
     const t = topo();
     const r = refs(t, { secrets: { ...refs(t).secrets, debugToken: 'arn:aws:secretsmanager:eu-west-1:1:secret:debug' } });
     const tasks = planTaskDefinitions(t, r);
-    expect(secretNamesOf(tasks.backend.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'JWT_SECRET', 'REDIS_URL']);
-    expect(secretNamesOf(tasks.gateway.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'DEBUG_TOKEN', 'JWT_SECRET', 'PUBLISH_KEY', 'REDIS_URL']);
+    expect(secretNamesOf(tasks.backend.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'JWT_SECRET', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
+    expect(secretNamesOf(tasks.gateway.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'DEBUG_TOKEN', 'JWT_SECRET', 'PUBLISH_KEY', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
     expect(tasks.nginx.containerDefinitions[0]!.secrets).toEqual([]);
     for (const task of Object.values(tasks)) {
       const env = envOf(task.containerDefinitions[0]!);
-      for (const key of ['DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'PUBLISH_KEY', 'DEBUG_TOKEN']) expect(env[key]).toBeUndefined();
+      for (const key of ['DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET', 'PUBLISH_KEY', 'DEBUG_TOKEN']) expect(env[key]).toBeUndefined();
     }
     expect(tasks.gateway.containerDefinitions[0]!.secrets.find((s) => s.name === 'REDIS_URL')!.valueFrom).toBe(r.secrets.redisUrl);
   });

@@ -101,6 +101,8 @@ export class AwsStack extends pulumi.ComponentResource {
       databaseUrl: data.databaseUrl,
       redisUrl: data.redisUrl,
       jwtSecret: secrets.jwtSecret,
+      siteTokenSecret: secrets.siteTokenSecret,
+      widgetTokenSecret: secrets.widgetTokenSecret,
       publishKey: secrets.publishKey,
       ...(secrets.debugToken !== undefined ? { debugToken: secrets.debugToken } : {}),
     };
@@ -136,6 +138,8 @@ export class AwsStack extends pulumi.ComponentResource {
           databaseUrl: secretArns.databaseUrl!,
           redisUrl: secretArns.redisUrl!,
           jwtSecret: secretArns.jwtSecret!,
+          siteTokenSecret: secretArns.siteTokenSecret!,
+          widgetTokenSecret: secretArns.widgetTokenSecret!,
           publishKey: secretArns.publishKey!,
           ...(secretArns.debugToken !== undefined ? { debugToken: secretArns.debugToken } : {}),
         },

@@ -9,7 +9,7 @@ export type AwsServiceName = (typeof AWS_SERVICES)[number];
 export const CONTAINER_NAMES: Readonly<Record<AwsServiceName, string>> = { backend: 'backend', gateway: 'ws-gateway', nginx: 'nginx' };
 
 /** The Secrets Manager secrets the stack keeps; each task reads only the ones it needs. */
-export type StackSecretName = 'databaseUrl' | 'redisUrl' | 'jwtSecret' | 'publishKey' | 'debugToken';
+export type StackSecretName = 'databaseUrl' | 'redisUrl' | 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'publishKey' | 'debugToken';
 
 /** ARNs of the stack's secrets; `debugToken` exists only when `replyx:debugToken` is set. */
 export type SecretArns = Readonly<Record<Exclude<StackSecretName, 'debugToken'>, string>> & { readonly debugToken?: string };
@@ -52,6 +52,8 @@ const SECRET_OF_REF: Partial<Record<SettingRef, StackSecretName>> = {
   databaseUrl: 'databaseUrl',
   redisUrl: 'redisUrl',
   jwtSecret: 'jwtSecret',
+  siteTokenSecret: 'siteTokenSecret',
+  widgetTokenSecret: 'widgetTokenSecret',
   publishKey: 'publishKey',
   debugToken: 'debugToken',
 };

@@ -14,7 +14,7 @@ import type { Topology } from '../../topology/index.js';
 export type ServiceKey = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres';
 
 /** Secrets the Docker target wires into containers (config keys `replyx:<name>`). */
-export type SecretName = 'jwtSecret' | 'postgresPassword' | 'publishKey' | 'debugToken';
+export type SecretName = 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'postgresPassword' | 'publishKey' | 'debugToken';
 
 /** An env value that embeds a secret: `prefix + secret + suffix`, the secret URI-encoded if asked. */
 export interface SecretRef {
@@ -179,6 +179,8 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       case 'debugToken':
         return options.debugToken ? { secret: 'debugToken' } : undefined;
       case 'jwtSecret':
+      case 'siteTokenSecret':
+      case 'widgetTokenSecret':
       case 'publishKey':
       case 'postgresPassword':
         return { secret: ref };

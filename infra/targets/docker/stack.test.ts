@@ -11,6 +11,8 @@ const resources: RecordedResource[] = installPulumiMocks();
 
 const SECRETS: DockerStackSecrets = {
   jwtSecret: pulumi.secret('jwt-value'),
+  siteTokenSecret: pulumi.secret('site-value'),
+  widgetTokenSecret: pulumi.secret('widget-value'),
   postgresPassword: pulumi.secret('p@ss/word'),
   publishKey: pulumi.secret('publish-value'),
 };

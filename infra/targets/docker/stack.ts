@@ -12,6 +12,8 @@ import { planDockerStack, type ContainerPlan, type DockerStackPlan, type EnvValu
 /** The secrets the containers need, as Pulumi secret Outputs (see infra/secrets.ts). */
 export interface DockerStackSecrets {
   readonly jwtSecret: pulumi.Input<string>;
+  readonly siteTokenSecret: pulumi.Input<string>;
+  readonly widgetTokenSecret: pulumi.Input<string>;
   readonly postgresPassword: pulumi.Input<string>;
   readonly publishKey: pulumi.Input<string>;
   /** Optional: only passed to the gateway when set. */

@@ -280,7 +280,7 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     await stop().catch(() => undefined);
     throw err;
   }
-  const tokens = await demoTokens(secrets.jwtSecret, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway }, secrets.debugToken);
+  const tokens = await demoTokens(secrets, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway });
   return {
     plan,
     topology: plan.topology,

@@ -12,7 +12,7 @@ import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
 import { freePorts } from './ports.js';
 
-const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43) };
+const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43) };
 const local = (input: Record<string, unknown> = {}) => validateTopology({ target: 'local', ...input }).topology;
 const opts = { stateDir: '/tmp/state', repoDir: '/repo', secrets, nodePath: '/usr/bin/node' };
 
@@ -32,9 +32,9 @@ describe('planLocalStack', () => {
     const backend = plan.services.find((s) => s.name === 'backend')!;
     const gateway = plan.services.find((s) => s.name === 'gateway')!;
     expect(backend.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'examples/backend/src/main.ts']);
-    expect(backend.env).toMatchObject({ PORT: '8000', BACKEND_WORKERS: '2', UVICORN_WORKERS: '2', DATABASE_URL: 'postgres://replyx@127.0.0.1:5433/replyx', REDIS_URL: 'redis://127.0.0.1:6380', JWT_SECRET: secrets.jwtSecret });
+    expect(backend.env).toMatchObject({ PORT: '8000', BACKEND_WORKERS: '2', UVICORN_WORKERS: '2', DATABASE_URL: 'postgres://replyx@127.0.0.1:5433/replyx', REDIS_URL: 'redis://127.0.0.1:6380', JWT_SECRET: secrets.jwtSecret, SITE_TOKEN_SECRET: secrets.siteTokenSecret, WIDGET_TOKEN_SECRET: secrets.widgetTokenSecret });
     expect(gateway.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'gateway/src/main.ts']);
-    expect(gateway.env).toMatchObject({ PORT: '8001', HEARTBEAT_MS: '10000', DRAIN_WINDOW_MS: '700', PUBLISH_KEY: secrets.publishKey, DEBUG_TOKEN: secrets.debugToken, BROKER: 'redis', SERVICE_MODE: 'websocket', UVICORN_WORKERS: '1' });
+    expect(gateway.env).toMatchObject({ PORT: '8001', HEARTBEAT_MS: '10000', DRAIN_WINDOW_MS: '700', PUBLISH_KEY: secrets.publishKey, DEBUG_TOKEN: secrets.debugToken, SITE_TOKEN_SECRET: secrets.siteTokenSecret, WIDGET_TOKEN_SECRET: secrets.widgetTokenSecret, BROKER: 'redis', SERVICE_MODE: 'websocket', UVICORN_WORKERS: '1' });
     expect(gateway.stopGraceMs).toBeGreaterThan(700);
     expect(backend.ready).toEqual({ kind: 'http', url: 'http://127.0.0.1:8000/health' });
     const nginx = plan.services.find((s) => s.name === 'nginx')!;
@@ -102,23 +102,39 @@ describe('secrets and tokens', () => {
     expect(await loadOrCreateSecrets(dir)).toEqual(first);
     expect((await stat(path.join(dir, 'secrets.json'))).mode & 0o777).toBe(0o600);
     expect(first.jwtSecret).not.toBe(generateSecrets().jwtSecret);
+    // A state directory from before site/widget keys existed gets them added, once.
+    const { siteTokenSecret: _s, widgetTokenSecret: _w, ...older } = first;
+    await writeFile(path.join(dir, 'secrets.json'), JSON.stringify(older));
+    const completed = await loadOrCreateSecrets(dir);
+    expect(completed).toMatchObject(older);
+    expect(completed.siteTokenSecret).toHaveLength(43);
+    expect(await loadOrCreateSecrets(dir)).toEqual(completed);
     await writeFile(path.join(dir, 'secrets.json'), '{"jwtSecret": 1}');
     await expect(loadOrCreateSecrets(dir)).rejects.toMatchObject({ code: 'RPX_LOCAL_SECRETS_INVALID' });
   });
 
   it('fills the seed’s commands in for the stack’s ports, and quotes them for a shell', async () => {
-    const t = await demoTokens(secrets.jwtSecret, { nginx: 18080, backend: 18000, gateway: 18001 }, 'dbg');
-    expect(t.siteTokens.map((s) => [s.name, s.dialogId, s.assistantId])).toEqual([['SITE1', 100, 3], ['SITE2', 200, 4], ['SITE3', 300, 5]]);
+    const t = await demoTokens(secrets, { nginx: 18080, backend: 18000, gateway: 18001 });
+    expect(t.siteTokens.map((s) => [s.name, s.dialogId, s.assistantId, s.jti])).toEqual([
+      ['SITE1', 100, 3, 'demo-site1-token'],
+      ['SITE2', 200, 4, 'demo-site2-token'],
+      ['SITE3', 300, 5, 'demo-site3-token'],
+    ]);
     expect(t.dialogs).toEqual([100, 123, 200, 300]);
-    expect(t.widget).toMatchObject({ assistantId: 3, allowedOrigin: 'http://localhost:18080' });
+    expect(t.widget).toMatchObject({ assistantId: 3, allowedOrigin: 'http://localhost:18080', dialogId: 123 });
     const text = formatDemoTokens(t);
-    expect(text).toContain(`'ws://localhost:18080/ws/dialogs/123?token=${t.adminToken}'`);
-    expect(text).toContain("'ws://localhost:18080/ws/widget/dialogs/123?assistant_id=3&parent_origin=http://localhost:18080'");
+    // Tokens go in the subprotocol (wscat -s), never in the URL.
+    expect(text).toContain(`npx --yes wscat@6 -c ws://localhost:18080/ws/dialogs/123 -s replyx.v1 -s replyx.token.${t.adminToken}`);
+    expect(text).toContain(`wscat@6 -c ws://localhost:18080/ws/widget/dialogs/123 -s replyx.v1 -s replyx.token.${t.widget.token}`);
+    expect(text).not.toMatch(/\?(token|site_token|assistant_id)=/);
+    expect(text).toContain(`'{"assistant_id":3,"parent_origin":"http://localhost:18080","visitor_key":"${t.widget.visitorKey}"}'`);
     expect(text).toContain('curl -s http://localhost:18000/health');
     expect(text).toContain(`-d '{"text": "Test message"}'`);
     expect(shellQuote("it's")).toBe(`'it'\\''s'`);
-    // Same secret, same site tokens: they are derived, not stored.
-    expect((await demoTokens(secrets.jwtSecret, { nginx: 1, backend: 2, gateway: 3 })).siteTokens).toEqual(t.siteTokens);
+    // Same secrets, same visitor key and site token ids: derived or fixed, not stored.
+    const again = await demoTokens(secrets, { nginx: 1, backend: 2, gateway: 3 });
+    expect(again.widget.visitorKey).toBe(t.widget.visitorKey);
+    expect(again.siteTokens.map((s) => s.jti)).toEqual(t.siteTokens.map((s) => s.jti));
   });
 });
 

@@ -18,6 +18,8 @@ export interface LocalSecrets {
   readonly jwtSecret: string;
   readonly publishKey: string;
   readonly debugToken: string;
+  readonly siteTokenSecret: string;
+  readonly widgetTokenSecret: string;
 }
 
 /** How the supervisor knows a service is up. */
@@ -134,6 +136,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       case 'redisUrl':
         return redisUrl;
       case 'jwtSecret':
+      case 'siteTokenSecret':
+      case 'widgetTokenSecret':
       case 'publishKey':
       case 'debugToken':
         return secrets[ref];

@@ -10,14 +10,18 @@ import type { LocalSecrets } from './plan.js';
 
 const secretsSchema = z.strictObject({
   jwtSecret: z.string().min(32),
-  publishKey: z.string().min(16),
-  debugToken: z.string().min(16),
+  publishKey: z.string().min(32),
+  debugToken: z.string().min(32),
+  // Added with the site/widget token keys: older state directories lack them (filled in below).
+  siteTokenSecret: z.string().min(32).optional(),
+  widgetTokenSecret: z.string().min(32).optional(),
 });
+
+const secret = () => randomBytes(32).toString('base64url');
 
 /** A fresh set of random local secrets. */
 export function generateSecrets(): LocalSecrets {
-  const secret = () => randomBytes(32).toString('base64url');
-  return { jwtSecret: secret(), publishKey: secret(), debugToken: secret() };
+  return { jwtSecret: secret(), publishKey: secret(), debugToken: secret(), siteTokenSecret: secret(), widgetTokenSecret: secret() };
 }
 
 /** Path of the secrets file inside a state directory. */
@@ -34,7 +38,10 @@ async function readSecretsFile(file: string): Promise<string | undefined> {
   }
 }
 
-function parseSecrets(file: string, text: string): LocalSecrets {
+/** A secrets file as stored: state dirs made before the site/widget keys existed lack them. */
+type StoredSecrets = z.output<typeof secretsSchema>;
+
+function parseSecrets(file: string, text: string): StoredSecrets {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -55,7 +62,11 @@ export async function readLocalSecrets(stateDir: string): Promise<LocalSecrets> 
   if (text === undefined) {
     throw new ReplyxError('RPX_STACK_NOT_STARTED', `no local stack state in ${stateDir} (secrets.json missing)`, 'start the stack with npm start (or pass --state-dir of a running stack)');
   }
-  return parseSecrets(file, text);
+  const { siteTokenSecret, widgetTokenSecret, ...rest } = parseSecrets(file, text);
+  if (!siteTokenSecret || !widgetTokenSecret) {
+    throw new ReplyxError('RPX_STACK_NOT_STARTED', `${file} predates the site and widget token keys`, 'run npm stop, then npm start (it adds the keys and restarts every service with them)');
+  }
+  return { ...rest, siteTokenSecret, widgetTokenSecret };
 }
 
 /** Reads `<stateDir>/secrets.json`, creating it (mode 600) on first use. */
@@ -66,7 +77,11 @@ export async function loadOrCreateSecrets(stateDir: string): Promise<LocalSecret
     const secrets = parseSecrets(file, text);
     // Someone may have loosened the mode; secrets stay owner-only.
     await chmod(file, 0o600);
-    return secrets;
+    const { siteTokenSecret, widgetTokenSecret } = secrets;
+    if (siteTokenSecret && widgetTokenSecret) return { ...secrets, siteTokenSecret, widgetTokenSecret };
+    const completed = { ...secrets, siteTokenSecret: siteTokenSecret ?? secret(), widgetTokenSecret: widgetTokenSecret ?? secret() };
+    await writeFile(file, `${JSON.stringify(completed, null, 2)}\n`, { mode: 0o600 });
+    return completed;
   }
   await mkdir(stateDir, { recursive: true });
   const secrets = generateSecrets();

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { signAdminToken } from '../../../examples/backend/src/demo.js';
+import { demoVisitorKey, signAdminToken } from '../../../examples/backend/src/demo.js';
 import type { ProbeCredentials } from '../../operate/live-state.js';
 import { postgresPing, redisPing, tailFile } from '../../operate/probes.js';
 import { describeSteps, type RollbackChange, type RollbackPlan } from '../../operate/rollback/plan.js';
@@ -41,7 +41,7 @@ export async function localSurface(file: StackFile, stateDir: string): Promise<T
     topologyOf: (text: string): Topology => localPlanFor(local, text, path.basename(file.stackFile)).topology,
     renderNginx: (topology: Topology) => renderNginxConfig(topology, 'local', { prefixDir: plan.nginxPrefixDir }),
     async credentials(): Promise<ProbeCredentials> {
-      return { adminToken: await signAdminToken(secrets.jwtSecret, 1, PROBE_TOKEN_TTL_S), debugToken: secrets.debugToken };
+      return { adminToken: await signAdminToken(secrets.jwtSecret, 1, PROBE_TOKEN_TTL_S), debugToken: secrets.debugToken, widgetVisitorKey: demoVisitorKey(secrets.widgetTokenSecret) };
     },
     async observe(): Promise<TargetObservation> {
       let runningChecksum: Probe<string | undefined>;

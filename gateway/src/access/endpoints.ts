@@ -1,6 +1,7 @@
 import type { ConnectionKind } from '../connection-kinds.js';
 
-// The seed's three WebSocket paths. Parsing is pure so it is tested without sockets.
+// The seed's three WebSocket paths (which kind of client, which dialog). Parsing is pure so it is
+// tested without sockets.
 
 /** A request matched to one of the WebSocket endpoints. */
 export interface EndpointMatch {
