@@ -103,7 +103,7 @@ describe('infra/index.ts under the node arguments of Pulumi.yaml', () => {
         redis: ['replyx-redis'],
         postgres: ['replyx-postgres'],
       },
-      generatedSecrets: ['jwtSecret', 'postgresPassword', 'publishKey'],
+      generatedSecrets: ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey'],
       nginxConfigFile: path.join(REPO, '.stack/docker/nginx/nginx.conf'),
     });
     expect(result.outputs!.topologyChecksum).toMatch(/^[0-9a-f]{16}$/);
