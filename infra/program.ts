@@ -25,6 +25,8 @@ export type DockerStackOutputs = Pick<ReplyxDockerStack, 'publicUrl' | 'containe
   readonly target: 'docker';
   /** Names (never values) of the secrets generated because the config lacked them. */
   readonly generatedSecrets: readonly string[];
+  /** Prometheus and Grafana on the Docker host's loopback (monitoring.enabled only). */
+  readonly monitoringUrls?: { readonly prometheus: string; readonly grafana: string };
 };
 
 /** Turns any failure into a one-line RunError (Pulumi prints it without a stack trace). */
@@ -71,6 +73,7 @@ export function deployDocker(topology: Topology): DockerStackOutputs {
     wsRoute: stack.wsRoute,
     topologyChecksum: stack.topologyChecksum,
     generatedSecrets: secrets.generated,
+    ...(stack.plan.monitoringUrls ? { monitoringUrls: stack.plan.monitoringUrls } : {}),
   };
 }
 

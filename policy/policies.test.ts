@@ -86,7 +86,7 @@ describe('replyx policy pack', () => {
   });
 
   it('replyx-nginx-config: a deployed config that leaks /ws/ tokens to the log and drops buffering off', async () => {
-    const text = renderNginxConfig(t, 'docker').replace('proxy_buffering off;', '').replace(/(log_format replyx_ws '[^']*)\$uri/, '$1$request_uri');
+    const text = renderNginxConfig(t, 'docker').replace('proxy_buffering off;', '').replace(/(log_format replyx_ws escape=json '[^']*)\$uri/, '$1$request_uri');
     const out = await run(p('replyx-nginx-config'), dockerResources(t, { nginx: text }));
     expect(out.violations.map((v) => v.message.split(':')[0]).sort()).toEqual(['ws-buffering-off', 'ws-log-no-query']);
     expect(out.violations[0]!.urn).toMatch(/replyx-nginx-config$/);

@@ -1,8 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { REPO_DIR } from '../infra/operate/stack.js';
 import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
 
@@ -11,8 +13,8 @@ import { startOperatorTestStack, type OperatorTestStack } from '../test/operator
 // fails CI. Static tests check each runbook's structure and the seed's log greps.
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
-const RUNBOOKS = ['deploy', 'rollback', 'ws-desync', 'ws-gateway-down', 'domain-4003', 'redis-outage', 'load-test'] as const;
-const SECTIONS = ['Symptoms', 'Diagnosis', 'Decision', 'Action', 'Verification', 'Escalation'];
+const RUNBOOKS = ['deploy', 'rollback', 'ws-desync', 'ws-gateway-down', 'domain-4003', 'redis-outage', 'backend-errors', 'gateway-capacity', 'load-test'] as const;
+const SECTIONS = ['Symptoms', 'Alerts', 'Diagnosis', 'Decision', 'Action', 'Verification', 'Escalation'];
 
 /** The commands of every fence whose info string is `bash <kind>`, continuation lines joined. */
 function fencedCommands(markdown: string, kind: string): string[] {
@@ -76,7 +78,8 @@ describe('runbooks (live: every `bash local` command against a running local sta
   let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
-    stack = await startOperatorTestStack();
+    // With Prometheus, so the runbooks' alert queries run against a real one.
+    stack = await startOperatorTestStack((doc) => doc.setIn(['config', 'replyx:monitoring'], doc.createNode({ enabled: true, scrapeIntervalS: 1, evaluationIntervalS: 1 })));
     const p = stack.handle.ports;
     env = {
       ...process.env,
@@ -88,6 +91,7 @@ describe('runbooks (live: every `bash local` command against a running local sta
       REPLYX_GATEWAY_PORT: String(p.gateway),
       REPLYX_REDIS_PORT: String(p.redis),
       REPLYX_POSTGRES_PORT: String(p.postgres),
+      REPLYX_PROMETHEUS_PORT: String(p.prometheus),
     };
   }, 240_000);
 
@@ -110,4 +114,115 @@ describe('runbooks (live: every `bash local` command against a running local sta
       expect(r.err, where).not.toMatch(/No such file or directory|command not found|Unknown option|unknown option|RPX_USAGE/);
     }
   }, 900_000);
+
+  it('`stack logs nginx` shows the access and error logs, as JSON access lines', async () => {
+    const r = await run('npm run -s stack -- logs nginx -n 5');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`==> ${stack.stateDir}/nginx/logs/access.log <==`);
+    expect(r.out).toContain(`==> ${stack.stateDir}/nginx/logs/error.log <==`);
+    const access = r.out.split('\n').filter((l) => l.startsWith('{"time"'));
+    expect(access.length).toBeGreaterThan(0);
+    for (const line of access) expect(JSON.parse(line)).toMatchObject({ service: 'nginx' });
+  }, 60_000);
+
+  it('every log grep of the runbooks (local and Docker forms) matches real log lines of this stack', async () => {
+    const h = stack.handle;
+    // Make the lines the runbooks look for happen: a refused widget (4003), a slow consumer
+    // (4101), and a publish that fails while Redis is away (backend error, nginx 5xx).
+    await forbiddenWidget(h.ports.gateway);
+    await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
+    await publishWhileRedisIsDown();
+    const checked: string[] = [];
+    for (const name of RUNBOOKS) {
+      for (const kind of ['local', 'docker'] as const) {
+        for (const command of fencedCommands(text(name), kind)) {
+          const probe = grepProbe(command, kind);
+          if (!probe) continue;
+          const r = await run(probe);
+          checked.push(probe);
+          expect(r.out.trim(), `${name}.md (${kind}): ${command}\nran: ${probe}\n${r.err.slice(-400)}`).not.toBe('');
+        }
+      }
+    }
+    expect(checked.length).toBeGreaterThan(15);
+  }, 240_000);
+
+  /** A widget handshake from an origin its assistant does not allow: the gateway logs WEBSOCKET_4003_ERROR. */
+  async function forbiddenWidget(port: number): Promise<void> {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/widget/dialogs/123?assistant_id=3&parent_origin=https://evil.example.org`);
+    await new Promise<void>((resolve) => ws.on('close', () => resolve()).on('error', () => resolve()));
+  }
+
+  async function adminTokenFor(secret: string): Promise<string> {
+    const { signAdminToken } = await import('../examples/backend/src/demo.js');
+    return signAdminToken(secret, 1, 600);
+  }
+
+  /** A client that stops reading while big events arrive: the gateway closes it with 4101 and logs "slow consumer". */
+  async function slowConsumer(port: number, publishKey: string, token: string): Promise<void> {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/dialogs/200?token=${token}`);
+    await new Promise((resolve) => ws.once('message', resolve));
+    (ws as unknown as { _socket: Socket })._socket.pause();
+    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+    const big = JSON.stringify({ dialog_id: 200, type: 'message:new', data: { text: 'x'.repeat(200 * 1024) } });
+    for (let i = 0; i < 200; i += 1) {
+      const res = await fetch(`http://127.0.0.1:${port}/internal/publish`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-publish-key': publishKey }, body: big });
+      await res.arrayBuffer();
+      if (grepCount(stack.handle.logFile('gateway'), 'slow consumer') > 0) break;
+    }
+    (ws as unknown as { _socket: Socket })._socket.resume();
+    expect(await closed).toBe(4101);
+  }
+
+  /** Stops Redis, posts a message through nginx (stored, not published: 503), starts Redis again. */
+  async function publishWhileRedisIsDown(): Promise<void> {
+    const redis = stack.handle.plan.services.find((s) => s.name === 'redis')!;
+    const { stopService, startService } = await import('../infra/targets/local/supervisor.js');
+    await stopService(redis);
+    try {
+      const [site] = stack.handle.tokens.siteTokens;
+      const res = await fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/site/dialogs/${site!.dialogId}/messages?site_token=${site!.token}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ text: 'while redis is away' }),
+      });
+      expect(res.status).toBe(503);
+    } finally {
+      await startService(redis, { redisMaxmemoryMb: stack.handle.topology.redis.maxmemoryMb });
+    }
+  }
+
+  function grepCount(file: string, needle: string): number {
+    return readFileSync(file, 'utf8').split('\n').filter((l) => l.includes(needle)).length;
+  }
+
+  /**
+   * The part of a runbook command that greps a log, as a command for this stack: up to the last
+   * grep of the pipeline (a `| tail` or `|| echo` after it would hide an empty result), Docker's
+   * `docker logs` / `docker exec` rewritten to this stack's files and ports. Undefined for
+   * commands that grep no log (or grep Prometheus' alerts, which the monitoring test covers).
+   */
+  function grepProbe(command: string, kind: 'local' | 'docker'): string | undefined {
+    if (!/\bgrep\b/.test(command) || command.includes('/api/v1/alerts')) return undefined;
+    const stages = command.split(/ \|\| /)[0]!.split(' | ');
+    const lastGrep = stages.findLastIndex((s) => /^grep\b/.test(s.trim()));
+    if (lastGrep < 0) return undefined;
+    let probe = stages.slice(0, lastGrep + 1).join(' | ');
+    if (kind === 'docker') {
+      const p = stack.handle.ports;
+      const state = stack.stateDir;
+      const files: Record<string, string> = {
+        'replyx-ws-gateway': `"${state}/logs/gateway.log"`,
+        'replyx-backend': `"${state}/logs/backend.log"`,
+        'replyx-nginx': `"${state}/nginx/logs/access.log" "${state}/nginx/logs/error.log"`,
+        'replyx-redis': `"${state}/redis/redis.log"`,
+      };
+      probe = probe
+        .replace(/docker logs (replyx-[a-z-]+)(?: --tail=\d+)?/g, (_, c: string) => `cat ${files[c] ?? `missing-${c}`}`)
+        .replace(/docker exec replyx-redis redis-cli/g, `redis-cli -p ${p.redis}`)
+        .replace(/http:\/\/localhost:8001/g, `http://127.0.0.1:${p.gateway}`);
+      if (/docker /.test(probe)) return undefined;
+    }
+    return probe;
+  }
 });

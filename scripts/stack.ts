@@ -7,9 +7,12 @@ import { $ } from 'zx';
 import { lastLines } from '../infra/processes/log-tail.js';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
 import { parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
-import { isStackName, type ServiceName } from '../infra/topology/index.js';
+import { isStackName } from '../infra/topology/index.js';
 
 const LOCAL_SERVICES = SERVICE_NAMES;
+/** The opt-in monitoring process (the local plan's MONITORING_SERVICE; that module loads lazily). */
+const PROMETHEUS = 'prometheus';
+type LocalName = (typeof LOCAL_SERVICES)[number] | typeof PROMETHEUS;
 const ALIASES = Object.entries(SERVICE_ALIASES).map(([alias, name]) => `${alias} = ${name}`).join(', ');
 
 const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --help         show this help';
@@ -18,26 +21,27 @@ const HELP: Record<string, string> = {
   main: `Usage: npm run stack -- <command> [options]   (npm start = up, npm stop = down)
 
 Commands:
-  up                 start postgres, redis, backend, gateway, nginx (idempotent) and print the URLs
+  up [--monitoring]  start postgres, redis, backend, gateway, nginx (idempotent) and print the URLs;
+                     --monitoring adds Prometheus scraping backend and gateway with the alert rules
   down               stop every service, nginx first
-  status [--json]    service, pid, port, health
-  logs SVC [-f]      print a service's log (-f follows it)
+  status [--json]    service, pid, port, health, URL
+  logs SVC [-f]      print a service's logs (nginx: access and error logs; -f follows them)
   restart SVC        restart one service (gateway drains its clients first)
   tokens [--json]    demo admin JWT, site tokens, widget origin and the seed's wscat/curl checks
 
-Services: ${LOCAL_SERVICES.join(', ')} (also accepted: ${ALIASES})
+Services: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS} (with monitoring) (also accepted: ${ALIASES})
 Options:
 ${COMMON}`,
-  up: `Usage: npm start [-- --stack NAME]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs.\n${COMMON}`,
+  up: `Usage: npm start [-- --stack NAME] [-- --monitoring]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs.\n  --monitoring   also run Prometheus (Debian's /usr/bin/prometheus) with monitoring/alerts.yml,\n                 as if the stack file set replyx:monitoring.enabled (kept until npm stop)\n${COMMON}`,
   down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
-  status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port and health.\n  --json         machine-readable output\n${COMMON}`,
-  logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's log. SVC: ${LOCAL_SERVICES.join(', ')}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines (default 100)\n${COMMON}`,
+  status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, health and URL (Prometheus's too when monitoring runs).\n  --json         machine-readable output\n${COMMON}`,
+  logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
   restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service. Restarting backend leaves WebSockets alone; restarting gateway\ncloses its clients with 4200 (they reconnect and resume with since=).\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
   tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials and the seed's wscat/curl checks for this stack's ports.\n  --json         machine-readable output\n${COMMON}`,
 };
 
 const OPTIONS: Record<string, ParseArgsConfig['options']> = {
-  up: {},
+  up: { monitoring: { type: 'boolean' } },
   down: {},
   status: { json: { type: 'boolean' } },
   logs: { follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' } },
@@ -51,10 +55,11 @@ function usageError(message: string, command?: string): never {
   throw new ReplyxError('RPX_USAGE', message, `run npm run stack -- ${command ? `${command} ` : ''}--help`);
 }
 
-function serviceArg(positionals: string[], command: string): ServiceName {
+function serviceArg(positionals: string[], command: string): LocalName {
   const svc = positionals[0];
-  if (!svc) usageError(`${command} needs a service name (${LOCAL_SERVICES.join(', ')})`, command);
+  if (!svc) usageError(`${command} needs a service name (${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS})`, command);
   if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, command);
+  if (svc === PROMETHEUS) return PROMETHEUS;
   return parseServiceName(svc, LOCAL_SERVICES, `run npm run stack -- ${command} --help`);
 }
 
@@ -76,40 +81,57 @@ async function main(argv: string[]): Promise<number> {
     usageError((err as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, ''), command);
   }
   const positionals = parsed.positionals;
-  const values = parsed.values as { stack?: string; help?: boolean; json?: boolean; follow?: boolean; lines?: string };
+  const values = parsed.values as { stack?: string; help?: boolean; json?: boolean; follow?: boolean; lines?: string; monitoring?: boolean };
   if (values.help) {
     console.log(HELP[command]);
     return 0;
   }
   const stack = values.stack;
   if (stack !== undefined && !isStackName(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
+  // Like check, health and rollback: REPLYX_PROJECT_DIR / REPLYX_STATE_DIR select another stack (runbooks, tests).
+  const where = {
+    stack,
+    ...(process.env.REPLYX_PROJECT_DIR ? { projectDir: process.env.REPLYX_PROJECT_DIR } : {}),
+    ...(process.env.REPLYX_STATE_DIR ? { stateDir: process.env.REPLYX_STATE_DIR } : {}),
+  };
   if (!['logs', 'restart'].includes(command) && positionals.length > 0) usageError(`unexpected argument "${positionals[0]}"`, command);
 
-  const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, upDevStack } = await import('../infra/targets/local/local-stack.js');
+  const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, serviceUrl, upDevStack } = await import('../infra/targets/local/local-stack.js');
   switch (command) {
     case 'up': {
-      const { ensureOsPackages } = await import('../infra/targets/local/os-packages.js');
-      ensureOsPackages(log);
-      const plan = await upDevStack({ stack }, log);
+      const { ensureOsPackages, MONITORING_BINARIES } = await import('../infra/targets/local/os-packages.js');
+      const { plan: planned } = await loadDevPlan({ ...where, monitoring: values.monitoring });
+      ensureOsPackages(log, planned.ports.prometheus !== undefined ? MONITORING_BINARIES : []);
+      const plan = await upDevStack({ ...where, monitoring: values.monitoring }, log);
       log('');
       const url = (u: string, what: string) => log(`  ${u.padEnd(34)} ${what}`);
       url(plan.urls.public, `nginx: /api/ -> backend, /ws/ -> ${plan.topology.wsRoute === 'gateway' ? 'gateway' : 'backend (legacy, pre-migration)'}`);
       url(`${plan.urls.ws}/ws/...`, 'WebSockets through nginx');
-      url(`${plan.urls.backend}/health`, 'backend');
-      url(`${plan.urls.gateway}/health`, 'gateway');
+      url(`${plan.urls.backend}/health`, 'backend (/metrics for Prometheus)');
+      url(`${plan.urls.gateway}/health`, 'gateway (/metrics for Prometheus)');
+      if (plan.urls.prometheus) url(`${plan.urls.prometheus}/alerts`, 'Prometheus: alert rules from monitoring/alerts.yml');
       const flag = stack ? ` --stack ${stack}` : '';
       log(`Next: npm run stack -- tokens${flag}   (credentials and the seed's wscat/curl checks); npm stop${stack ? ` --${flag}` : ''}`);
       return 0;
     }
     case 'down':
-      await downDevStack({ stack }, log);
+      await downDevStack(where, log);
       return 0;
     case 'status': {
-      const { services } = await devStackStatus({ stack });
+      const { plan, services } = await devStackStatus(where);
       if (values.json) {
-        console.log(JSON.stringify(services.map((s) => ({ service: s.name, pid: s.pid ?? null, port: s.port, running: s.running, healthy: s.healthy, log: s.logFile })), null, 2));
+        console.log(
+          JSON.stringify(
+            services.map((s) => ({ service: s.name, pid: s.pid ?? null, port: s.port, running: s.running, healthy: s.healthy, url: serviceUrl(plan, s.name) ?? null, log: s.logFile, logs: s.logFiles })),
+            null,
+            2,
+          ),
+        );
       } else {
-        const rows = [['SERVICE', 'PID', 'PORT', 'HEALTH'], ...services.map((s) => [s.name, s.pid ? String(s.pid) : '-', String(s.port), s.healthy ? 'healthy' : s.running ? 'unhealthy' : 'stopped'])];
+        const rows = [
+          ['SERVICE', 'PID', 'PORT', 'HEALTH', 'URL'],
+          ...services.map((s) => [s.name, s.pid ? String(s.pid) : '-', String(s.port), s.healthy ? 'healthy' : s.running ? 'unhealthy' : 'stopped', serviceUrl(plan, s.name) ?? '-']),
+        ];
         const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
         for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
       }
@@ -119,30 +141,31 @@ async function main(argv: string[]): Promise<number> {
       const svc = serviceArg(positionals, command);
       const lines = values.lines === undefined ? 100 : Number(values.lines);
       if (!Number.isInteger(lines) || lines < 0) usageError(`--lines must be a whole number, got "${String(values.lines)}"`, command);
-      const { plan } = await loadDevPlan({ stack });
-      const file = plan.services.find((s) => s.name === svc)!.logFile;
+      const { plan } = await loadDevPlan(where);
+      const spec = plan.services.find((s) => s.name === svc);
+      if (!spec) throw new ReplyxError('RPX_NO_LOG', `${svc} is not part of this stack`, 'start it with npm start -- --monitoring (or set replyx:monitoring.enabled: true)');
+      const files = spec.logFiles;
       if (values.follow) {
-        const tail = await $({ stdio: 'inherit', nothrow: true })`tail -n ${String(lines)} -F ${file}`;
+        const tail = await $({ stdio: 'inherit', nothrow: true })`tail -n ${String(lines)} -F ${files}`;
         return tail.exitCode ?? 0;
       }
-      let text: string[];
-      try {
-        text = await lastLines(file, lines === 0 ? Infinity : lines);
-      } catch {
-        throw new ReplyxError('RPX_NO_LOG', `${svc} has no log yet (${file})`, 'start the stack with npm start');
-      }
-      console.log(text.join('\n'));
+      const read = await Promise.all(files.map(async (file) => ({ file, text: await lastLines(file, lines === 0 ? Infinity : lines).catch(() => undefined) })));
+      const present = read.filter((r): r is { file: string; text: string[] } => r.text !== undefined);
+      if (present.length === 0) throw new ReplyxError('RPX_NO_LOG', `${svc} has no log yet (${files.join(', ')})`, 'start the stack with npm start');
+      // Like tail with several files: a header before each, so lines are never attributed to the wrong log.
+      const out = files.length === 1 ? present[0]!.text : present.flatMap((r, i) => [...(i > 0 ? [''] : []), `==> ${r.file} <==`, ...r.text]);
+      if (out.length > 0) console.log(out.join('\n'));
       return 0;
     }
     case 'restart': {
       const svc = serviceArg(positionals, command);
-      const { plan } = await loadDevPlan({ stack });
+      const { plan } = await loadDevPlan(where);
       await restartPlanService(plan, svc, log);
       return 0;
     }
     case 'tokens': {
       const { demoTokens, formatDemoTokens } = await import('../infra/targets/local/demo-tokens.js');
-      const { plan, secrets } = await loadDevPlan({ stack });
+      const { plan, secrets } = await loadDevPlan(where);
       const t = await demoTokens(secrets, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway });
       console.log(values.json ? JSON.stringify(t, null, 2) : formatDemoTokens(t));
       return 0;

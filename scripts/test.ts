@@ -3,10 +3,11 @@
 // both the human reporter and a JSON report (test-results/vitest.json) that CI counts from.
 import { $ } from 'zx';
 import { formatErrorForCli } from '../infra/errors.js';
-import { ensureOsPackages } from '../infra/targets/local/os-packages.js';
+import { ensureOsPackages, MONITORING_BINARIES } from '../infra/targets/local/os-packages.js';
 
 try {
-  ensureOsPackages();
+  // promtool checks the alert rules and the dashboard; Prometheus runs in the monitoring live test.
+  ensureOsPackages(undefined, MONITORING_BINARIES);
 } catch (err) {
   console.error(formatErrorForCli(err));
   process.exit(1);

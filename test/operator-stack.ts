@@ -36,6 +36,7 @@ export async function startOperatorTestStack(patch: (doc: ReturnType<typeof pars
     doc.setIn(['config', 'replyx:nginx', 'port'], ports.nginx);
     doc.setIn(['config', 'replyx:redis', 'port'], ports.redis);
     doc.setIn(['config', 'replyx:postgres', 'port'], ports.postgres);
+    if (ports.prometheus !== undefined) doc.setIn(['config', 'replyx:monitoring', 'prometheusPort'], ports.prometheus);
     const stackFile = path.join(projectDir, 'Pulumi.local.yaml');
     await writeFile(stackFile, doc.toString());
     await writeFile(secretsFile(handle.dir), `${JSON.stringify(handle.secrets)}\n`, { mode: 0o600 });
@@ -52,6 +53,7 @@ export async function startOperatorTestStack(patch: (doc: ReturnType<typeof pars
     };
   } catch (err) {
     await handle.stop();
+    await rm(projectDir, { recursive: true, force: true });
     throw err;
   }
 }

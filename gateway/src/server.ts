@@ -82,8 +82,20 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   // Trusted for a little longer than a sweep interval, so handshakes rarely wait for a read.
   const revoked = new RevokedSiteTokens(() => access.revokedSiteTokens(), Math.floor(config.reauthIntervalMs * 1.5));
   // The broker calls the hub and the hub calls the broker; the arrows resolve `hub` at call time.
-  const broker = createBroker(config, { onEvent: (event) => hub.deliver(event), onResync: (dialogId) => hub.resync(dialogId) }, log);
-  const metrics: GatewayMetrics = new GatewayMetrics({ connections: () => hub.members.counts(), dialogs: () => hub.members.dialogCount }, options.processMetrics ?? true);
+  const broker = createBroker(
+    config,
+    { onEvent: (event) => hub.deliver(event), onResync: (dialogId) => hub.resync(dialogId), onReconnect: () => metrics.brokerReconnected() },
+    log,
+  );
+  const metrics: GatewayMetrics = new GatewayMetrics(
+    {
+      connections: () => hub.members.counts(),
+      dialogs: () => hub.members.dialogCount,
+      dependencies: async () => ({ ...(broker.kind === 'redis' ? { redis: broker.isReady() } : {}), postgres: await access.healthy() }),
+      ...(broker instanceof RedisBroker ? { redisRoundTrip: () => broker.roundTrip() } : {}),
+    },
+    options.processMetrics ?? true,
+  );
   const hub: DeliveryHub = new DeliveryHub(broker, config, metrics, log);
   const reauthorizer = new Reauthorizer(hub, { lookupMany: (ids) => access.lookupMany(ids), revoked }, config.reauthIntervalMs, log.child({ component: 'reauth' }));
   const startedAt = Date.now();

@@ -66,7 +66,10 @@ async function fixture(hubOptions: Partial<DeliveryHubOptions> = {}, brokerOptio
   const { logs, stream } = captureLogs();
   const handlers: BrokerHandlers = { onEvent: (event) => hub.deliver(event), onResync: (dialogId) => hub.resync(dialogId) };
   const broker = new GatedBroker({ historyLength: 100, historyTtlS: 600, maxDialogs: 100, ...brokerOptions }, handlers);
-  const metrics: GatewayMetrics = new GatewayMetrics({ connections: () => hub.members.counts(), dialogs: () => hub.members.dialogCount }, false);
+  const metrics: GatewayMetrics = new GatewayMetrics(
+    { connections: () => hub.members.counts(), dialogs: () => hub.members.dialogCount, dependencies: async () => ({ postgres: true }) },
+    false,
+  );
   const hub: DeliveryHub = new DeliveryHub(broker, { ...HUB_DEFAULTS, ...hubOptions }, metrics, createLogger('info', stream));
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
   servers.push(wss);
@@ -103,7 +106,8 @@ describe('DeliveryHub', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(widget.events()).toEqual([]);
     expect(elsewhere.events()).toEqual([]);
-    expect(f.metrics.delivered).toBe(2);
+    expect(f.metrics.delivered).toEqual({ admin: 1, widget: 0, site: 1 });
+    expect(f.metrics.recipients).toEqual({ admin: 1, widget: 0, site: 1 });
     expect(f.logs.some((l) => l.includes(`Broadcasting message dialog=1 type=message:new recipients=2`))).toBe(true);
   });
 
@@ -128,6 +132,10 @@ describe('DeliveryHub', () => {
     await watcher.waitFor((fr) => fr.json.id === after);
     expect(ids(late)).toEqual([...stored.slice(1), ...live, after]);
     expect(ids(watcher)).toEqual([...live, after]);
+    // History and the buffered live events count as replayed; only `after` was a live delivery to it.
+    expect(f.metrics.replayed.widget).toBe(5);
+    expect(f.metrics.delivered.widget).toBe(1);
+    expect(await f.metrics.render()).toContain('replyx_gateway_resumes_total{outcome="replayed"} 1');
   });
 
   it('closes a replaying connection with 4101 once more live events wait than maxPendingEvents', async () => {
@@ -141,6 +149,9 @@ describe('DeliveryHub', () => {
     await eventually(() => f.hub.members.dialogCounts(3).site === 1);
     for (let i = 0; i < 3; i += 1) await f.broker.publish({ dialogId: 3, type: 'e', data: { i } });
     expect((await slow.closed).code).toBe(4101);
+    // The third event found its buffer full: addressed to the site client and never delivered live.
+    expect(f.metrics.recipients.site).toBe(1);
+    expect(f.metrics.delivered.site).toBe(0);
     f.broker.open();
     await eventually(() => f.hub.members.dialogCounts(3).site === 0);
     expect(f.logs.some((l) => l.includes('[Site] slow consumer'))).toBe(true);
@@ -157,6 +168,10 @@ describe('DeliveryHub', () => {
     expect(c.frames.map((fr) => fr.json.type ?? fr.json.id)).toEqual(['connected', 'resync', 'e']);
     f.hub.resync(5);
     await c.waitFor((fr) => fr.json.type === 'resync', 2);
+    const text = await f.metrics.render();
+    expect(text).toContain('replyx_gateway_resumes_total{outcome="resync"} 1');
+    expect(text).toContain('replyx_gateway_resyncs_total{cause="resume_gap"} 1');
+    expect(text).toContain('replyx_gateway_resyncs_total{cause="broker_gap"} 1');
   });
 
   it('drain closes every connection with 4200 spread over the window, without waiting the grace when all answer, and leaves the hub empty', async () => {

@@ -269,7 +269,12 @@ describe('refusals and close codes', () => {
     expect(text).toMatch(/replyx_gateway_closes_total\{code="4003"\} [1-9]/);
     expect(text).toMatch(/replyx_gateway_domain_forbidden_total [1-9]/);
     expect(text).toMatch(/replyx_gateway_closes_total\{code="4001"\} [1-9]/);
-    expect(text).toMatch(/replyx_gateway_events_delivered_total [1-9]/);
+    expect(text).toMatch(/replyx_gateway_events_delivered_total\{type="admin"\} [1-9]/);
+    expect(text).toMatch(/replyx_gateway_handshakes_total\{type="widget",outcome="domain_forbidden"\} [1-9]/);
+    expect(text).toMatch(/replyx_gateway_handshakes_total\{type="admin",outcome="accepted"\} [1-9]/);
+    expect(text).toContain('replyx_gateway_dependency_up{dependency="postgres"} 1');
+    expect(text).toContain('replyx_gateway_dependency_up{dependency="redis"} 1');
+    expect(text).toMatch(/replyx_gateway_redis_roundtrip_seconds 0\.\d+/);
     expect(text).toContain('replyx_gateway_connections{type="admin"}');
     expect(text).toContain('replyx_gateway_publish_to_send_seconds_bucket');
   });

@@ -93,6 +93,9 @@ describe('Redis restarted mid-test', () => {
     expect(refused.status).toBe(503);
     // Connections stay open while Redis is away.
     expect(gw.gateway.hub.dialogCounts(dialog)).toMatchObject({ admin: 1, site: 1 });
+    const whileDown = await gw.gateway.metrics.render();
+    expect(whileDown).toContain('replyx_gateway_dependency_up{dependency="redis"} 0');
+    expect(whileDown).toMatch(/^replyx_gateway_redis_roundtrip_seconds nan$/im);
 
     redisProc = await startRedis({ dir, port: redisPort });
     await eventually(async () => (await fetch(`${gw.base}/health`)).status === 200, 10_000, '/health 200 again');
@@ -117,10 +120,36 @@ describe('Redis restarted mid-test', () => {
     redis.disconnect();
     // The restarted Redis kept no history (no persistence): clients were told to resync.
     expect(admin.frames.some((f) => f.json.type === 'resync')).toBe(true);
+    const after = await gw.gateway.metrics.render();
+    expect(after).toMatch(/^replyx_gateway_broker_reconnects_total [1-9]/m);
+    expect(after).toMatch(/^replyx_gateway_resyncs_total\{cause="broker_gap"\} [1-9]/m);
+    expect(after).toContain('replyx_gateway_dependency_up{dependency="redis"} 1');
     // Nothing delivered twice.
     const ids = admin.events().map((f) => f.json.id);
     expect(new Set(ids).size).toBe(ids.length);
     await Promise.all([admin.close(), site.close()]);
+  });
+});
+
+describe('shutdown while Redis is away', () => {
+  it('drains and closes without waiting for Redis to come back', async () => {
+    const ownDir = await mkdtemp(path.join(os.tmpdir(), 'replyx-gw-redis-down-'));
+    await chmod(ownDir, 0o755);
+    const port = await freePort();
+    const own = await startRedis({ dir: ownDir, port });
+    const lonely = await startGateway(testConfig({ databaseUrl: db.url, broker: 'redis', redisUrl: `redis://127.0.0.1:${port}`, instanceId: 'gw-lonely' }));
+    try {
+      const c = new TestClient(`${lonely.ws}/ws/dialogs/${db.a.dialogs[0]}?token=${await adminToken(db.a.userId)}`);
+      await c.ready();
+      await own.stop();
+      await eventually(async () => (await fetch(`${lonely.base}/health`)).status === 503, 5000, 'Redis seen down');
+      const started = Date.now();
+      await lonely.gateway.close();
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect((await c.closed).code).toBe(4200);
+    } finally {
+      await rm(ownDir, { recursive: true, force: true });
+    }
   });
 });
 

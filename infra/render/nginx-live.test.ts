@@ -160,11 +160,12 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     expect((await fetch(`http://${base}/api/debug/websocket/status`)).status).toBe(404);
     expect((await fetch(`http://${base}/api/debug/websocket/sync?dialog_id=123`)).status).toBe(404);
     expect((await fetch(`http://${base}/internal/publish`, { method: 'POST', body: '{}' })).status).toBe(404);
-    for (const target of ['/api/x/../debug/websocket/status', '/api/%64ebug/websocket/status', '//api/debug/websocket/status', '/ws/..%2Finternal/publish', '/ws/../api/debug/websocket/status']) {
+    expect((await fetch(`http://${base}/metrics`)).status).toBe(404);
+    for (const target of ['/api/x/../debug/websocket/status', '/api/%64ebug/websocket/status', '//api/debug/websocket/status', '/ws/..%2Finternal/publish', '/ws/../api/debug/websocket/status', '/api/../metrics', '/api/%2e%2e/metrics', '/metrics?x=1']) {
       expect(await rawGet(nginxPort, target), target).toBe(404);
     }
     expect(await wsHandshakeStatus(`ws://${base}/api/debug/websocket/status`)).toBe(404);
-    expect([...gateway.seen, ...backend.seen].filter((u) => /debug|internal/.test(u))).toEqual([]);
+    expect([...gateway.seen, ...backend.seen].filter((u) => /debug|internal|metrics/.test(u))).toEqual([]);
   });
 
   it('keeps /ws/ query strings (tokens) out of the access and error logs, also when the upstream is down', async () => {
@@ -172,18 +173,21 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     await wsRoundTrip(`ws://${base}/ws/dialogs/123?token=secret-token-123`);
     await fetch(`http://${base}/api/site/dialogs/123/messages?site_token=site-secret-456`, { method: 'POST', body: '{}' });
     // A WebSocket is logged when it closes; wait for both lines.
-    expect(await waitUntil(async () => /\/ws\/dialogs\/123 /.test(await readText(accessLog)) && /\/api\/site\//.test(await readText(accessLog)), 5000)).toBe(true);
+    expect(await waitUntil(async () => /"\/ws\/dialogs\/123"/.test(await readText(accessLog)) && /\/api\/site\//.test(await readText(accessLog)), 5000)).toBe(true);
 
     await wsServer.close();
     expect(await wsHandshakeStatus(`ws://${base}/ws/dialogs/200?token=secret-token-789`)).toBe(502);
-    expect(await waitUntil(async () => /\/ws\/dialogs\/200 /.test(await readText(accessLog)), 5000)).toBe(true);
+    expect(await waitUntil(async () => /"\/ws\/dialogs\/200"/.test(await readText(accessLog)), 5000)).toBe(true);
 
     const log = await readText(accessLog);
-    const wsLines = log.split('\n').filter((l) => l.includes('/ws/'));
+    // One JSON object per line.
+    const lines = log.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const wsLines = lines.filter((l) => String(l.uri).startsWith('/ws/'));
     expect(wsLines).toHaveLength(2);
-    expect(wsLines[0]).toMatch(/ ws \[.*\] "GET \/ws\/dialogs\/123 HTTP\/1\.1" 101 /);
-    expect(wsLines[1]).toMatch(/ ws \[.*\] "GET \/ws\/dialogs\/200 HTTP\/1\.1" 502 /);
-    expect(log).toMatch(/"POST \/api\/site\/dialogs\/123\/messages HTTP\/1\.1" 200 /);
+    expect(wsLines[0]).toMatchObject({ service: 'nginx', kind: 'ws', method: 'GET', uri: '/ws/dialogs/123', protocol: 'HTTP/1.1', status: 101, upstream_status: '101' });
+    expect(wsLines[1]).toMatchObject({ kind: 'ws', uri: '/ws/dialogs/200', status: 502, upstream_status: '502' });
+    expect(typeof wsLines[0]!.duration).toBe('number');
+    expect(lines).toContainEqual(expect.objectContaining({ kind: 'http', method: 'POST', uri: '/api/site/dialogs/123/messages', status: 200 }));
     for (const secret of ['secret-token-123', 'secret-token-789', 'site-secret-456', 'token=', '?']) expect(log).not.toContain(secret);
     expect(await readText(errorLog)).not.toMatch(/secret-token/);
   });

@@ -182,6 +182,11 @@ interface RuntimePaths {
   tempPaths?: NginxPlan['tempPaths'];
 }
 
+/** Where nginx writes its access and error logs under a prefix directory (local target, tests). */
+export function nginxLogFiles(prefixDir: string): { readonly access: string; readonly error: string } {
+  return { access: path.join(prefixDir, 'logs/access.log'), error: path.join(prefixDir, 'logs/error.log') };
+}
+
 function runtimePaths(target: Target, prefixDir: string | undefined): RuntimePaths {
   if (prefixDir === undefined && target !== 'local') {
     // The official image's locations; logs go to the container's stdout/stderr so
@@ -192,10 +197,11 @@ function runtimePaths(target: Target, prefixDir: string | undefined): RuntimePat
   // outside its own directory (the compiled-in /var/lib/nginx temp dirs need root). Temp dirs sit
   // directly in the prefix because nginx creates only the last path component.
   const at = (p: string) => (prefixDir === undefined ? p : path.join(prefixDir, p));
+  const logs = nginxLogFiles('');
   return {
     pidFile: at('logs/nginx.pid'),
-    errorLog: at('logs/error.log'),
-    accessLog: at('logs/access.log'),
+    errorLog: at(logs.error),
+    accessLog: at(logs.access),
     tempPaths: {
       clientBody: at('client_body_temp'),
       proxy: at('proxy_temp'),
@@ -274,6 +280,9 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       { modifier: '=', path: '/api/debug' },
       { modifier: '^~', path: '/internal/' },
       { modifier: '=', path: '/internal' },
+      // The backend and gateway answer /metrics on their own ports, for Prometheus only.
+      { modifier: '=', path: '/metrics' },
+      { modifier: '^~', path: '/metrics/' },
     ],
     healthPath: '/health',
   };

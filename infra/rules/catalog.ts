@@ -1,6 +1,6 @@
 import { TOKEN_CARRYING_VARIABLES } from '../render/nginx-reader.js';
 import type { Topology } from '../topology/schema.js';
-import { idleTimeoutsOf, portClashes, SERVICE_PORT_PATHS } from './topology-rules.js';
+import { idleTimeoutsOf, portClashes } from './topology-rules.js';
 
 // The one table of architecture rules. Topology validation, the static and live rules of
 // `npm run check`, the Pulumi program's fail-fast and the CrossGuard policy pack take each rule's
@@ -162,6 +162,15 @@ const RULE_TABLE = [
     fix: () => 'add location /internal/ { return 404; } before the proxying locations',
   },
   {
+    id: 'metrics-blocked',
+    title: '/metrics not reachable through nginx',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'declared'],
+    blocksDeploy: true,
+    fix: () => 'add location = /metrics { return 404; } before the proxying locations (Prometheus scrapes the services directly)',
+  },
+  {
     id: 'ws-log-no-query',
     title: 'no access log format carries query strings (tokens)',
     kind: 'static',
@@ -266,7 +275,7 @@ const RULE_TABLE = [
     against: ['stack-file'],
     blocksDeploy: true,
     fix: ({ topology }) => {
-      const moves = portClashes(topology).flatMap((c) => c.services.slice(1).map((s) => SERVICE_PORT_PATHS[s]));
+      const moves = portClashes(topology).flatMap((c) => c.paths.slice(1));
       return `give ${moves.length > 0 ? moves.join(', ') : 'each service'} a port of its own`;
     },
   },

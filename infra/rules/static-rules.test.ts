@@ -126,6 +126,14 @@ describe('evaluateStaticRules', () => {
     expectOnly(run({ nginxConfig: conf }), 'internal-blocked');
   });
 
+  it('metrics-blocked: a catch-all location proxies /metrics to the backend', () => {
+    const conf = good.replace('location = /metrics { return 404; }', 'location / { proxy_pass http://replyx_backend; }');
+    const results = run({ nginxConfig: conf });
+    expect(statusOf(results, 'metrics-blocked')).toMatchObject({ status: 'fail', detail: '/metrics reach an upstream through nginx' });
+    // Without the catch-all, nothing proxies /metrics: no location matches, nginx answers 404 itself.
+    expect(statusOf(run({ nginxConfig: good.replace('location = /metrics { return 404; }', '') }), 'metrics-blocked').status).toBe('pass');
+  });
+
   it('ws-log-no-query: $request in the /ws/ format, combined default, or no access_log', () => {
     expectOnly(run({ nginxConfig: good.replace('"$request_method $uri"', '"$request"') }), 'ws-log-no-query');
     // No access_log at any level: nginx writes its "combined" format, which has $request.

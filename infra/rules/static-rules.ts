@@ -39,9 +39,10 @@ export const WS_PROBE_URIS = ['/ws/dialogs/123', '/ws/widget/dialogs/123', '/ws/
 /** API paths that must reach the backend. */
 export const API_PROBE_URIS = ['/api/site/dialogs/123/messages', '/api/dialogs/123/messages'] as const;
 /** Paths nginx must never pass to an upstream. */
-export const BLOCKED_PROBE_URIS: Readonly<Record<'debug-blocked' | 'internal-blocked', readonly string[]>> = {
+export const BLOCKED_PROBE_URIS: Readonly<Record<'debug-blocked' | 'internal-blocked' | 'metrics-blocked', readonly string[]>> = {
   'debug-blocked': ['/api/debug/websocket/status', '/api/debug/websocket/sync'],
   'internal-blocked': ['/internal/publish'],
+  'metrics-blocked': ['/metrics'],
 };
 
 /** The rules of `npm run check`'s static part, in the order it prints them. */

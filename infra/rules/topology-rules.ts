@@ -71,14 +71,26 @@ export const SERVICE_PORT_PATHS: Readonly<Record<ServiceName, string>> = {
   postgres: 'postgres.port',
 };
 
-/** unique-ports: the ports more than one service uses, with the services in stack-file order. */
-export function portClashes(t: Topology): { port: number; services: ServiceName[] }[] {
-  const byPort = new Map<number, ServiceName[]>();
-  for (const service of Object.keys(SERVICE_PORT_PATHS) as ServiceName[]) {
-    const port = t[service].port;
-    byPort.set(port, [...(byPort.get(port) ?? []), service]);
+/** Every port the stack listens on with its stack-file path: the services', then monitoring's when it is enabled. */
+export function portSettings(t: Topology): { readonly owner: string; readonly path: string; readonly port: number }[] {
+  const services = (Object.keys(SERVICE_PORT_PATHS) as ServiceName[]).map((service) => ({ owner: service, path: SERVICE_PORT_PATHS[service], port: t[service].port }));
+  if (!t.monitoring.enabled) return services;
+  const monitoring = [{ owner: 'prometheus', path: 'monitoring.prometheusPort', port: t.monitoring.prometheusPort }];
+  // Grafana runs on the docker target only.
+  if (t.target === 'docker') monitoring.push({ owner: 'grafana', path: 'monitoring.grafanaPort', port: t.monitoring.grafanaPort });
+  return [...services, ...monitoring];
+}
+
+/** unique-ports: the ports more than one listener uses, with the owners and their stack-file paths in stack-file order. */
+export function portClashes(t: Topology): { port: number; owners: string[]; paths: string[] }[] {
+  const byPort = new Map<number, { owners: string[]; paths: string[] }>();
+  for (const { owner, path, port } of portSettings(t)) {
+    const entry = byPort.get(port) ?? { owners: [], paths: [] };
+    entry.owners.push(owner);
+    entry.paths.push(path);
+    byPort.set(port, entry);
   }
-  return [...byPort.entries()].filter(([, services]) => services.length > 1).map(([port, services]) => ({ port, services }));
+  return [...byPort.entries()].filter(([, e]) => e.owners.length > 1).map(([port, e]) => ({ port, ...e }));
 }
 
 /** aws-vpc-subnets: an existing VPC needs both subnet lists, and subnet lists need the VPC. */
@@ -96,7 +108,7 @@ export const TOPOLOGY_FINDINGS: Readonly<Record<RuleIdReading<'topology'>, (t: T
   'desync-risk': (t) => (desyncRisk(t.wsRoute, t.backend.workers) ? [{ path: 'wsRoute', message: desyncRiskMessage(t.backend.workers) }] : []),
   'heartbeat-vs-timeouts': (t) =>
     idleTimeoutsCutBy(t.gateway.heartbeatMs, idleTimeoutsOf(t)).map((cut) => ({ path: cut.changeFirst, message: heartbeatMessage(t.gateway.heartbeatMs, [cut]) })),
-  'unique-ports': (t) => portClashes(t).map(({ port, services }) => ({ path: SERVICE_PORT_PATHS[services[1]!], message: `port ${port} is used by ${services.join(' and ')}` })),
+  'unique-ports': (t) => portClashes(t).map(({ port, owners, paths }) => ({ path: paths[1]!, message: `port ${port} is used by ${owners.join(' and ')}` })),
   'aws-vpc-subnets': (t) =>
     vpcSubnetsConsistent(t.aws)
       ? []

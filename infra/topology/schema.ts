@@ -69,6 +69,27 @@ export const limitsSchema = z
   })
   .describe('Gateway limits.');
 
+export const monitoringSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Run Prometheus scraping the backend and gateway with monitoring/alerts.yml loaded (and Grafana on docker); `npm start -- --monitoring` turns it on for one local run.'),
+    prometheusPort: port.default(9190).describe('Port Prometheus listens on (local: 127.0.0.1; docker: published on the host\'s 127.0.0.1).'),
+    grafanaPort: port.default(3000).describe('Port Grafana is published on, on the Docker host\'s 127.0.0.1 (docker target).'),
+    scrapeIntervalS: z.int().min(1).max(300).default(15).describe('How often Prometheus scrapes each service (seconds).'),
+    evaluationIntervalS: z.int().min(1).max(300).default(15).describe('How often Prometheus evaluates the alert rules (seconds).'),
+    retentionHours: z.int().min(1).max(8760).default(168).describe('How long Prometheus keeps samples (hours).'),
+    prometheusImage: image.default('prom/prometheus:v3.5.0').describe('Prometheus image (docker target; the local target runs Debian\'s /usr/bin/prometheus).'),
+    grafanaImage: image.default('grafana/grafana:12.1.0').describe('Grafana image (docker target).'),
+    alarmTopicArn: z
+      .string()
+      .regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/, 'must be an SNS topic ARN like "arn:aws:sns:eu-west-1:123456789012:replyx-alerts"')
+      .optional()
+      .describe('SNS topic the CloudWatch alarms notify (aws target); unset: the alarms change state without notifying anyone.'),
+  })
+  .describe('Monitoring: Prometheus with the alert rules, and Grafana with the dashboard (docker); on aws, CloudWatch alarms instead.');
+
 export const awsSchema = z
   .strictObject({
     region: z.string().optional().describe('AWS region; unset uses the aws:region stack setting.'),
@@ -107,6 +128,7 @@ export const topologySchema = z
     redis: redisSchema.prefault({}),
     postgres: postgresSchema.prefault({}),
     limits: limitsSchema.prefault({}),
+    monitoring: monitoringSchema.prefault({}),
     aws: awsSchema.prefault({}),
   })
   .describe('The replyx stack.');

@@ -105,6 +105,17 @@ describe('cross-field rules', () => {
     expect(errorsOf({ redis: { port: 8002 } })).toEqual([]);
   });
 
+  it('counts the monitoring ports only when monitoring runs, Grafana only on docker', () => {
+    expect(errorsOf({ monitoring: { prometheusPort: 8080 } })).toEqual([]);
+    expect(errorsOf({ monitoring: { enabled: true, prometheusPort: 8080 } })).toEqual([
+      expect.objectContaining({ path: 'monitoring.prometheusPort', rule: 'unique-ports', message: 'port 8080 is used by nginx and prometheus' }),
+    ]);
+    expect(errorsOf({ target: 'docker', monitoring: { enabled: true, grafanaPort: 9190 } })).toEqual([
+      expect.objectContaining({ path: 'monitoring.grafanaPort', message: 'port 9190 is used by prometheus and grafana' }),
+    ]);
+    expect(errorsOf({ target: 'local', monitoring: { enabled: true, grafanaPort: 8080 } })).toEqual([]);
+  });
+
   it('wsRoute=backend with workers > 1 is allowed but flagged as a desync risk', () => {
     const { warnings } = validateTopology({ wsRoute: 'backend', backend: { workers: 4 } });
     expect(warnings).toEqual([expect.objectContaining({ path: 'wsRoute', severity: 'warning', rule: 'desync-risk' })]);

@@ -70,15 +70,27 @@ async function callerFor(route: ConnectionKind | 'any', req: IncomingMessage, ur
 
 type Action = 'post' | 'list' | 'session' | 'issue-site-token' | 'revoke-site-token';
 
-const ROUTES: { method: string; pattern: RegExp; route: ConnectionKind | 'any' | 'public'; action: Action }[] = [
-  { method: 'POST', pattern: /^\/api\/site\/dialogs\/([^/]+)\/messages$/, route: 'site', action: 'post' },
-  { method: 'POST', pattern: /^\/api\/widget\/dialogs\/([^/]+)\/messages$/, route: 'widget', action: 'post' },
-  { method: 'POST', pattern: /^\/api\/dialogs\/([^/]+)\/messages$/, route: 'admin', action: 'post' },
-  { method: 'GET', pattern: /^\/api\/dialogs\/([^/]+)\/messages$/, route: 'any', action: 'list' },
-  { method: 'POST', pattern: /^\/api\/widget\/sessions$/, route: 'public', action: 'session' },
-  { method: 'POST', pattern: /^\/api\/site-tokens$/, route: 'admin', action: 'issue-site-token' },
-  { method: 'DELETE', pattern: /^\/api\/site-tokens\/([^/]+)$/, route: 'admin', action: 'revoke-site-token' },
+// `template` is the route as metrics label it (ids replaced by `{id}`, so the label set stays bounded).
+const ROUTES: { method: string; pattern: RegExp; template: string; route: ConnectionKind | 'any' | 'public'; action: Action }[] = [
+  { method: 'POST', pattern: /^\/api\/site\/dialogs\/([^/]+)\/messages$/, template: '/api/site/dialogs/{id}/messages', route: 'site', action: 'post' },
+  { method: 'POST', pattern: /^\/api\/widget\/dialogs\/([^/]+)\/messages$/, template: '/api/widget/dialogs/{id}/messages', route: 'widget', action: 'post' },
+  { method: 'POST', pattern: /^\/api\/dialogs\/([^/]+)\/messages$/, template: '/api/dialogs/{id}/messages', route: 'admin', action: 'post' },
+  { method: 'GET', pattern: /^\/api\/dialogs\/([^/]+)\/messages$/, template: '/api/dialogs/{id}/messages', route: 'any', action: 'list' },
+  { method: 'POST', pattern: /^\/api\/widget\/sessions$/, template: '/api/widget/sessions', route: 'public', action: 'session' },
+  { method: 'POST', pattern: /^\/api\/site-tokens$/, template: '/api/site-tokens', route: 'admin', action: 'issue-site-token' },
+  { method: 'DELETE', pattern: /^\/api\/site-tokens\/([^/]+)$/, template: '/api/site-tokens/{jti}', route: 'admin', action: 'revoke-site-token' },
 ];
+
+/** Paths the worker answers itself, besides the API routes. */
+const FIXED_PATHS: ReadonlySet<string> = new Set(['/health', '/metrics']);
+
+/** The route template of a request path (`/api/dialogs/{id}/messages`, `/health`), or undefined when no route matches. */
+export function routeTemplate(rawUrl: string): string | undefined {
+  const q = rawUrl.indexOf('?');
+  const pathname = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  if (FIXED_PATHS.has(pathname)) return pathname;
+  return ROUTES.find((r) => r.pattern.test(pathname))?.template;
+}
 
 async function postMessage(deps: ApiDeps, req: IncomingMessage, url: URL, route: ConnectionKind, dialogId: number): Promise<Answer> {
   // Validate the body before the credential check costs a DB round trip.

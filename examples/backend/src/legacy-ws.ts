@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { presentedToken, selectProtocol } from '@replyx/gateway/auth/credentials';
-import { LOG_TAG, type ConnectionKind } from '@replyx/gateway/connection-kinds';
+import { LOG_TAG, type ConnectionKind, type KindCounts } from '@replyx/gateway/connection-kinds';
 import { DialogHub } from '@replyx/gateway/hub/dialog-hub';
 import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCredentials, type Caller, type Denial } from './access.js';
 
@@ -58,6 +58,8 @@ export interface LegacyWebSockets {
   deliver(dialogId: number, frame: string): number;
   /** Connections on this worker. */
   readonly size: number;
+  /** Connections on this worker by type. */
+  counts(): KindCounts;
   /** Closes every socket (1001) and stops the heartbeat. */
   close(): void;
 }
@@ -179,6 +181,7 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
     get size() {
       return hub.size;
     },
+    counts: () => hub.counts(),
     close() {
       clearInterval(heartbeat);
       for (const ws of wss.clients) ws.close(1001, 'backend shutting down');

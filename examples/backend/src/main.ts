@@ -2,8 +2,10 @@ import cluster, { type Worker } from 'node:cluster';
 import pg from 'pg';
 import { BackendConfigError, configFromEnv, type BackendConfig } from './config.js';
 import { createLogger } from './log.js';
+import { PrimaryMetrics } from './metrics.js';
 import { loadMigrations, migrate } from './migrate.js';
 import { seedDemoData } from './seed.js';
+import { unpublishedMessages } from './store.js';
 import { startWorker } from './worker.js';
 
 // Entry point: the cluster primary prepares the database (migrations, demo seed) and then
@@ -44,8 +46,21 @@ async function runPrimary(config: BackendConfig): Promise<void> {
   // Workers load their code while the primary migrates; they listen only once told the schema
   // is ready, so no request ever meets a half-migrated database.
   const waiting = new Set<Worker>();
+  const listening = new Set<Worker>();
+  // The primary reads the outbox for the metrics only; one connection is plenty.
+  let outboxDb: pg.Pool | undefined;
+  const metrics = new PrimaryMetrics({
+    workers: () => listening.size,
+    configuredWorkers: config.workers,
+    outbox: () => {
+      if (!dbReady) return Promise.reject(new Error('database not prepared yet'));
+      outboxDb ??= new pg.Pool({ connectionString: config.databaseUrl, max: 1, connectionTimeoutMillis: 2000, query_timeout: 2000 });
+      return unpublishedMessages(outboxDb);
+    },
+  });
   const fork = (): Worker => {
     const w = cluster.fork({ REPLYX_WORKER: '1' });
+    metrics.serve(w);
     // The worker asks once its listener is in place, so the answer cannot be lost.
     w.on('message', (m: unknown) => {
       if (m !== WORKER_WAITING) return;
@@ -54,7 +69,6 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     });
     return w;
   };
-  const listening = new Set<Worker>();
   let allListening = false;
   cluster.on('listening', (worker) => {
     listening.add(worker);
@@ -91,6 +105,7 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     log.info({ signal }, 'stopping workers');
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
     for (const w of workers) w.process.kill('SIGTERM');
+    void outboxDb?.end().catch(() => undefined);
     const force = setTimeout(() => {
       for (const w of workers) w.process.kill('SIGKILL');
       process.exit(1);

@@ -102,3 +102,15 @@ function normalise(row: MessageRow): MessageRow {
   const created = row.created_at as unknown;
   return { ...row, created_at: created instanceof Date ? created.toISOString() : String(created) };
 }
+
+/**
+ * Stored messages that were never published (event_id NULL: publishing failed) and the age of
+ * the oldest in seconds: what the outbox metrics report.
+ */
+export async function unpublishedMessages(db: pg.Pool): Promise<{ pending: number; oldestAgeSeconds: number }> {
+  const r = await db.query<{ pending: number; age: number }>(
+    'SELECT count(*)::float8 AS pending, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM messages WHERE event_id IS NULL',
+  );
+  const row = r.rows[0];
+  return { pending: row?.pending ?? 0, oldestAgeSeconds: row?.age ?? 0 };
+}

@@ -7,10 +7,11 @@ import { RedisPublisher } from '@replyx/gateway/broker/publisher';
 import { ignoredDomainReporter } from '@replyx/gateway/origin/allowed-domains';
 import type { BackendCredentials } from './access.js';
 import type { BackendConfig } from './config.js';
-import { handleApiRequest } from './http-api.js';
+import { handleApiRequest, routeTemplate } from './http-api.js';
 import { attachLegacyWebSockets } from './legacy-ws.js';
 import { redactUrl } from './log.js';
 import { assistantById, dialogAccess, isSiteTokenRevoked, type MessageRow } from './store.js';
+import { UNMATCHED_ROUTE, WorkerMetrics } from './metrics.js';
 
 /** A running worker: its HTTP server and a way to stop it cleanly. */
 export interface BackendWorker {
@@ -37,7 +38,13 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
  * workers), a Postgres pool and a Redis connection for publishing. `/health` says "starting"
  * (503) until `clusterReady()` is true.
  */
-export async function startWorker(config: BackendConfig, log: Logger, listenPort = config.port, clusterReady: () => boolean = () => true): Promise<BackendWorker> {
+export async function startWorker(
+  config: BackendConfig,
+  log: Logger,
+  listenPort = config.port,
+  clusterReady: () => boolean = () => true,
+  options: { readonly processMetrics?: boolean } = {},
+): Promise<BackendWorker> {
   const db = new pg.Pool({ connectionString: config.databaseUrl, max: 10, connectionTimeoutMillis: 3000 });
   db.on('error', (err) => log.error({ err }, 'postgres pool error'));
   // No offline queue: while Redis is down a publish fails at once (503) instead of hanging.
@@ -66,11 +73,30 @@ export async function startWorker(config: BackendConfig, log: Logger, listenPort
   };
   const server = http.createServer();
   const legacy = attachLegacyWebSockets(server, { db, credentials, log });
+  const metrics = new WorkerMetrics({ defaults: options.processMetrics ?? true, legacyConnections: () => legacy.counts() });
 
   const publish = async (row: MessageRow): Promise<string> => {
-    const eventId = await publisher.publish({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: row });
+    let eventId: string;
+    try {
+      eventId = await publisher.publish({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: row });
+    } catch (err) {
+      metrics.publishFailed();
+      throw err;
+    }
+    metrics.published();
     legacy.deliver(row.dialog_id, JSON.stringify({ id: eventId, type: MESSAGE_EVENT, dialog_id: row.dialog_id, data: row, ts: Date.now() }));
     return eventId;
+  };
+  const serveMetrics = async (res: http.ServerResponse): Promise<void> => {
+    try {
+      const text = await metrics.render();
+      res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+      res.end(text);
+    } catch (err) {
+      log.warn({ err: String(err) }, 'metrics unavailable');
+      res.writeHead(503, { 'content-type': 'application/json; charset=utf-8' });
+      res.end(JSON.stringify({ error: { code: 'METRICS_UNAVAILABLE', message: `${String(err)}; retry the scrape` } }));
+    }
   };
   const health = async () => {
     const [dbState, redisState] = await Promise.all([
@@ -83,8 +109,16 @@ export async function startWorker(config: BackendConfig, log: Logger, listenPort
   };
 
   server.on('request', (req, res) => {
-    const started = Date.now();
-    res.on('finish', () => log.debug({ method: req.method, url: redactUrl(req.url ?? ''), status: res.statusCode, ms: Date.now() - started }, 'request'));
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.observeRequest(req.method, routeTemplate(req.url ?? '/') ?? UNMATCHED_ROUTE, res.statusCode, seconds);
+      log.debug({ method: req.method, url: redactUrl(req.url ?? ''), status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+    });
+    if (routeTemplate(req.url ?? '/') === '/metrics' && req.method === 'GET') {
+      void serveMetrics(res);
+      return;
+    }
     void handleApiRequest({ db, credentials, maxBodyBytes: config.maxBodyBytes, log, publish, health, workers: config.workers }, req, res);
   });
   // Slow or idle clients must not hold a worker's sockets forever.

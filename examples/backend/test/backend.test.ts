@@ -171,6 +171,20 @@ describe('HTTP API', () => {
     }
   });
 
+  it('counts requests by route template, method and status, their latency and the publishes on GET /metrics', async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/^replyx_backend_http_requests_total\{method="POST",route="\/api\/site\/dialogs\/\{id\}\/messages",status="201"\} [1-9]/m);
+    expect(text).toMatch(/^replyx_backend_http_requests_total\{method="POST",route="\/api\/site\/dialogs\/\{id\}\/messages",status="400"\} [1-9]/m);
+    expect(text).toMatch(/^replyx_backend_http_requests_total\{method="GET",route="unmatched",status="404"\} [1-9]/m);
+    expect(text).toMatch(/^replyx_backend_http_requests_total\{method="DELETE",route="\/api\/site\/dialogs\/\{id\}\/messages",status="405"\} 1$/m);
+    expect(text).toMatch(/^replyx_backend_http_request_duration_seconds_bucket\{le="\+Inf",method="POST",route="\/api\/dialogs\/\{id\}\/messages"\} [1-9]/m);
+    expect(text).toMatch(/^replyx_backend_events_published_total [1-9]/m);
+    expect(text).toMatch(/^replyx_backend_publish_failures_total 0$/m);
+    expect(text).toMatch(/^replyx_backend_process_resident_memory_bytes [1-9]/m);
+    // No dialog id ever becomes a label value.
+    expect(text).not.toMatch(/route="[^"]*\d/);
+  });
+
   it('reports health with db and redis state', async () => {
     const res = await fetch(`${base}/health`);
     expect(res.status).toBe(200);
@@ -263,6 +277,29 @@ describe('site tokens: issue and revoke', () => {
   });
 });
 
+describe('publish failures', () => {
+  it('answers 503 PUBLISH_FAILED, keeps the message and counts the failure', async () => {
+    const deadRedis = `redis://127.0.0.1:${await freePort()}`;
+    const config = configFromEnv({ DATABASE_URL: databaseUrl, REDIS_URL: deadRedis, ...SECRETS, LOG_LEVEL: 'silent' });
+    const broken = await startWorker(config, createLogger('silent'), 0, () => true, { processMetrics: false });
+    try {
+      const [site1] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
+      const res = await fetch(`http://127.0.0.1:${broken.port}/api/site/dialogs/100/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${site1!.token}` },
+        body: JSON.stringify({ text: 'never published' }),
+      });
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ error: { code: 'PUBLISH_FAILED' } });
+      const text = await (await fetch(`http://127.0.0.1:${broken.port}/metrics`)).text();
+      expect(text).toMatch(/^replyx_backend_publish_failures_total 1$/m);
+      expect(text).toMatch(/^replyx_backend_http_requests_total\{method="POST",route="\/api\/site\/dialogs\/\{id\}\/messages",status="503"\} 1$/m);
+    } finally {
+      await broken.close();
+    }
+  });
+});
+
 describe('legacy /ws/ mode', () => {
   it('delivers to this worker’s admin, widget and site sockets on the dialog only; tokens in the subprotocol are answered with replyx.v1', async () => {
     const [site1] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
@@ -282,6 +319,9 @@ describe('legacy /ws/ mode', () => {
     await waitUntil(async () => admin.frames.length === 3, 2000);
     expect(admin.frames[2]).toEqual({ type: 'pong' });
     expect(other.frames).toHaveLength(1);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toContain('replyx_backend_ws_connections{type="admin"} 2');
+    expect(text).toContain('replyx_backend_ws_connections{type="widget"} 1');
     for (const c of [admin, widget, site, other]) c.ws.close();
   });
 
@@ -360,6 +400,25 @@ describe('cluster entry point', () => {
         return pids.size === 2;
       }, 30_000, 50);
       expect(bothAnswer).toBe(true);
+      if (round === 1) {
+        // One scrape, whichever worker answers it, describes the whole cluster.
+        for (let i = 0; i < 6; i += 1) await fetch(`http://127.0.0.1:${port}/health`, { headers: { connection: 'close' } });
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        expect(text).toMatch(/^replyx_backend_workers 2$/m);
+        expect(text).toMatch(/^replyx_backend_workers_configured 2$/m);
+        expect(text).toMatch(/^replyx_backend_outbox_pending_messages 0$/m);
+        expect(text).toMatch(/^replyx_backend_outbox_lag_seconds 0$/m);
+        const healthCount = Number(/^replyx_backend_http_requests_total\{method="GET",route="\/health",status="200"\} (\d+)$/m.exec(text)?.[1]);
+        expect(healthCount).toBeGreaterThanOrEqual(6);
+        expect(text.match(/^# TYPE replyx_backend_http_requests_total /gm)).toHaveLength(1);
+        const stored = new pg.Client({ connectionString: url });
+        await stored.connect();
+        await stored.query("INSERT INTO messages (dialog_id, sender, text, created_at) VALUES (100, 'site', 'stuck', now() - interval '90 seconds')");
+        await stored.end();
+        const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        expect(after).toMatch(/^replyx_backend_outbox_pending_messages 1$/m);
+        expect(Number(/^replyx_backend_outbox_lag_seconds (\S+)$/m.exec(after)?.[1])).toBeGreaterThanOrEqual(90);
+      }
       child.kill('SIGTERM');
       const [code] = (await once(child, 'exit')) as [number | null];
       expect(code).toBe(0);

@@ -13,6 +13,8 @@ export interface BrokerHandlers {
   onEvent(event: BrokerEvent): void;
   /** The broker lost events of a dialog (e.g. Redis restarted empty): clients must resync. */
   onResync(dialogId: number): void;
+  /** The broker's connection came back after it was lost (counted in the metrics). */
+  onReconnect?(): void;
 }
 
 /** Fan-out between publishers and gateways. */

@@ -158,6 +158,18 @@ export class RedisBroker implements Broker {
     return last[0]?.[0];
   }
 
+  /** Seconds one PING takes on the command connection; undefined when Redis is not connected or does not answer. */
+  async roundTrip(): Promise<number | undefined> {
+    if (this.#cmd.status !== 'ready') return undefined;
+    const started = process.hrtime.bigint();
+    try {
+      await this.#cmd.ping();
+    } catch {
+      return undefined;
+    }
+    return Number(process.hrtime.bigint() - started) / 1e9;
+  }
+
   async publish(input: PublishInput): Promise<string> {
     if (this.#cmd.status !== 'ready') throw new BrokerUnavailableError(`Redis is ${this.#cmd.status}`);
     return this.#publisher.publish(input);
@@ -196,6 +208,7 @@ export class RedisBroker implements Broker {
     const lostAt = this.#lostAt ?? Date.now();
     this.#lostAt = undefined;
     if (!reconnect) return;
+    this.#handlers.onReconnect?.();
     const dialogs = [...this.#dialogs.entries()];
     this.#log.info({ dialogs: dialogs.length }, 'Redis connection back; resubscribing');
     if (dialogs.length === 0) return;

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { authorize, type AuthorizeDeps, type Authorized, type Refused } from '../access/authorize.js';
 import { selectProtocol } from '../auth/credentials.js';
 import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
-import { LOG_TAG } from '../connection-kinds.js';
+import { LOG_TAG, type ConnectionKind } from '../connection-kinds.js';
 import type { Admission } from '../limits/admission.js';
 import { clientAddress, type TrustedProxies } from '../limits/client-ip.js';
 import { sanitizeUrl } from '../log/logger.js';
@@ -52,7 +52,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     handleProtocols: selectProtocol,
   });
 
-  const refuseUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, close: CloseCodeInfo): void => {
+  const refuseUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, kind: ConnectionKind, close: CloseCodeInfo): void => {
+    metrics.handshake(kind, close.code);
     wss.handleUpgrade(req, socket, head, (ws) => {
       metrics.closed(close.code);
       ws.close(close.code, close.reason);
@@ -62,14 +63,17 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
   const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => socket.destroy());
     const url = sanitizeUrl(req.url);
-    if (deps.isDraining()) return rejectHttp(socket, 503, 'Service Unavailable');
     const match = matchEndpoint(req.url);
+    if (deps.isDraining()) {
+      if (match) metrics.handshake(match.kind, CloseCodes.DRAINING.code);
+      return rejectHttp(socket, 503, 'Service Unavailable');
+    }
     if (!match) return rejectHttp(socket, 404, 'Not Found');
     const ip = clientAddress(req, deps.trustedProxies);
     const refusal = admission.admit(ip);
     if (refusal) {
       log.warn({ ip, url, reason: refusal }, `${LOG_TAG[match.kind]} connection refused: ${refusal}; closing with 4100`);
-      return refuseUpgrade(req, socket, head, CloseCodes.OVER_LIMIT);
+      return refuseUpgrade(req, socket, head, match.kind, CloseCodes.OVER_LIMIT);
     }
     // The slot is released when the TCP socket closes, whatever happened in between.
     socket.once('close', () => admission.release(ip));
@@ -78,19 +82,20 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         if (socket.destroyed) return;
         if (!result.ok) {
           logRefusal(log, result, ip, url);
-          return refuseUpgrade(req, socket, head, result.close);
+          return refuseUpgrade(req, socket, head, match.kind, result.close);
         }
         if (result.via === 'query' || result.via === 'legacy') {
           // Deprecated ways in: counted, and noted at debug level (never with the token).
           metrics.deprecatedCredential(result.kind, result.via);
           log.debug({ ip, kind: result.kind, via: result.via }, `${LOG_TAG[result.kind]} deprecated credential: ${result.via === 'query' ? 'token in the query string (send it as the replyx.token.<JWT> subprotocol)' : 'widget without a session token (LEGACY_WIDGET_AUTH)'}`);
         }
-        if (deps.isDraining()) return refuseUpgrade(req, socket, head, CloseCodes.DRAINING);
+        if (deps.isDraining()) return refuseUpgrade(req, socket, head, match.kind, CloseCodes.DRAINING);
+        metrics.handshake(match.kind);
         wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip));
       },
       (err: unknown) => {
         log.error({ ip, url, err: String(err) }, `${LOG_TAG[match.kind]} authorization failed (database); closing with 1011`);
-        if (!socket.destroyed) refuseUpgrade(req, socket, head, CloseCodes.INTERNAL_ERROR);
+        if (!socket.destroyed) refuseUpgrade(req, socket, head, match.kind, CloseCodes.INTERNAL_ERROR);
       },
     );
   };

@@ -76,20 +76,28 @@ export class DeliveryHub implements ConnectionOwner {
   /** Sends a live event to the dialog's connections in its audience, framed once for all of them. */
   deliver(event: BrokerEvent): void {
     const frame = encodeTextFrame(event.json);
+    const { recipients, delivered } = this.#metrics;
     let sent = 0;
     for (const conn of this.members.recipients(event.dialogId, event.audience)) {
       if (conn.pending) {
         if (conn.pending.length < this.#maxPending) conn.pending.push(event);
-        else conn.close(CloseCodes.SLOW_CONSUMER);
+        else {
+          // Counted as addressed and not delivered: this client misses the event until it resumes.
+          recipients[conn.kind] += 1;
+          conn.close(CloseCodes.SLOW_CONSUMER);
+        }
         continue;
       }
       if (conn.replayedUpTo !== undefined) {
         if (compareEventIds(event.id, conn.replayedUpTo) <= 0) continue;
         conn.replayedUpTo = undefined;
       }
-      if (conn.sendEncoded(frame)) sent += 1;
+      recipients[conn.kind] += 1;
+      if (conn.sendEncoded(frame)) {
+        sent += 1;
+        delivered[conn.kind] += 1;
+      }
     }
-    this.#metrics.delivered += sent;
     const ts = eventTs(event.json);
     if (ts !== undefined) this.#metrics.observeLatency(Math.max(0, Date.now() - ts) / 1000);
     if (this.#log.isLevelEnabled('info')) {
@@ -100,7 +108,9 @@ export class DeliveryHub implements ConnectionOwner {
 
   /** Tells the dialog's live connections to refetch (the broker lost events); replaying ones learn it from their history read. */
   resync(dialogId: number): void {
-    for (const conn of this.members.recipients(dialogId)) if (!conn.pending) conn.send(RESYNC);
+    let frames = 0;
+    for (const conn of this.members.recipients(dialogId)) if (!conn.pending && conn.send(RESYNC)) frames += 1;
+    this.#metrics.resynced('broker_gap', frames);
   }
 
   /**
@@ -135,6 +145,8 @@ export class DeliveryHub implements ConnectionOwner {
       let replay: readonly BrokerEvent[];
       if (result.status === 'gap') {
         conn.send(RESYNC);
+        this.#metrics.resumed('resync');
+        this.#metrics.resynced('resume_gap');
         replay = mergeReplay([], buffered, undefined);
         conn.replayedUpTo = replay.at(-1)?.id;
       } else {
@@ -142,10 +154,16 @@ export class DeliveryHub implements ConnectionOwner {
         const mine = result.events.filter((e) => e.audience.length === 0 || e.audience.includes(conn.kind));
         replay = mergeReplay(mine, buffered, auth.since);
         conn.replayedUpTo = replay.at(-1)?.id ?? auth.since;
+        this.#metrics.resumed('replayed');
       }
-      for (const event of replay) if (!conn.send(Buffer.from(event.json))) break;
-      this.#metrics.delivered += replay.length;
+      let sent = 0;
+      for (const event of replay) {
+        if (!conn.send(Buffer.from(event.json))) break;
+        sent += 1;
+      }
+      this.#metrics.replayed[conn.kind] += sent;
     } catch (err) {
+      this.#metrics.resumed('failed');
       this.#log.error({ conn: conn.id, dialog_id: auth.dialogId, err: String(err) }, `${LOG_TAG[auth.kind]} history replay failed; closing with 1011`);
       conn.pending = null;
       conn.close(CloseCodes.INTERNAL_ERROR);

@@ -1,25 +1,66 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CONNECTION_KINDS, type KindCounts } from '../connection-kinds.js';
+import { CloseCodes } from '../close-codes.js';
+import { CONNECTION_KINDS, type ConnectionKind, type KindCounts } from '../connection-kinds.js';
 
 // Prometheus metrics. The hot path (per recipient) touches plain numbers only; prom-client
-// reads them at scrape time through collect(), so delivery never hashes label sets.
+// reads them at scrape time through collect(), so delivery never hashes label sets. Every label
+// takes values from a closed set (kinds, registry close codes, outcomes): no dialog, user or
+// connection id ever becomes a label. Which instance a series comes from is Prometheus' own
+// `instance` label (the scrape target), never one of ours.
+
+/** The state of the gateway's dependencies at scrape time. */
+export interface DependencyState {
+  /** Undefined when the gateway runs without Redis (memory broker). */
+  readonly redis?: boolean;
+  readonly postgres: boolean;
+}
 
 /** Live values the metrics read at scrape time. */
 export interface MetricsSources {
   connections(): KindCounts;
   dialogs(): number;
+  /** Whether Redis and Postgres answer right now. */
+  dependencies(): Promise<DependencyState>;
+  /** One Redis round trip in seconds; undefined when there is no Redis or it did not answer. */
+  redisRoundTrip?(): Promise<number | undefined>;
 }
+
+/** How a resume (`since=`) ended: history replayed, `resync` sent (gap), or the history read failed (1011). */
+export type ResumeOutcome = 'replayed' | 'resync' | 'failed';
+/** Why clients were told to resync: their `since` was older than the history, or the broker lost events while Redis was away. */
+export type ResyncCause = 'resume_gap' | 'broker_gap';
+/** Outcomes of POST /internal/publish. */
+export type PublishResult = 'accepted' | 'bad-request' | 'unauthorized' | 'unavailable';
+
+/** Close codes counted under their own label value; any other code a client sends counts as "other". */
+const KNOWN_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1005, 1006, ...Object.values(CloseCodes).map((c) => c.code)]);
+
+/** Handshake outcome label of each registry close code: its name in snake case (4003 -> domain_forbidden). */
+const HANDSHAKE_OUTCOME: ReadonlyMap<number, string> = new Map(Object.entries(CloseCodes).map(([name, info]) => [info.code, name.toLowerCase()]));
+
+/** Every handshake outcome label value: accepted, or a registry close code's name. */
+export const HANDSHAKE_OUTCOMES: readonly string[] = ['accepted', ...HANDSHAKE_OUTCOME.values()];
+
+const zeroCounts = (): KindCounts => ({ admin: 0, widget: 0, site: 0 });
 
 /** The gateway's metrics in their own registry (several gateways can share a test process). */
 export class GatewayMetrics {
   readonly registry = new Registry();
-  /** Frames sent to clients (events x recipients); incremented without prom-client in the hot path. */
-  delivered = 0;
+  /** Live event frames written, by connection kind; incremented without prom-client in the hot path. */
+  readonly delivered: KindCounts = zeroCounts();
+  /** Live events addressed to attached, fully resumed connections (sent or not), by kind. */
+  readonly recipients: KindCounts = zeroCounts();
+  /** Frames sent from history when a connection resumed with `since=`, by kind. */
+  readonly replayed: KindCounts = zeroCounts();
   readonly #closes: Counter<'code'>;
   readonly #forbidden: Counter;
   readonly #latency: Histogram;
   readonly #published: Counter<'result'>;
   readonly #deprecated: Counter<'type' | 'via'>;
+  readonly #handshakes: Counter<'type' | 'outcome'>;
+  readonly #resumes: Counter<'outcome'>;
+  readonly #resyncs: Counter<'cause'>;
+  readonly #reconnects: Counter;
 
   /** Registers every metric; `defaults` adds process metrics (off in tests). */
   constructor(sources: MetricsSources, defaults = true) {
@@ -43,17 +84,25 @@ export class GatewayMetrics {
         this.set(sources.dialogs());
       },
     });
-    const delivered = (): number => this.delivered;
-    new Counter({
-      name: 'replyx_gateway_events_delivered_total',
-      help: 'Event frames sent to clients (one per recipient).',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(delivered());
-      },
-    });
-    this.#closes = new Counter({ name: 'replyx_gateway_closes_total', help: 'Connections closed, by close code.', labelNames: ['code'], registers });
+    const perKind = (name: string, help: string, counts: KindCounts) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['type'],
+        registers,
+        collect() {
+          this.reset();
+          for (const kind of CONNECTION_KINDS) this.inc({ type: kind }, counts[kind]);
+        },
+      });
+    perKind('replyx_gateway_events_delivered_total', 'Live event frames written to clients, by connection type (one per recipient).', this.delivered);
+    perKind(
+      'replyx_gateway_event_recipients_total',
+      'Live events addressed to attached, fully resumed clients, by connection type; events_delivered_total below this means attached clients missed live events.',
+      this.recipients,
+    );
+    perKind('replyx_gateway_events_replayed_total', 'Event frames sent from history to clients resuming with since=, by connection type.', this.replayed);
+    this.#closes = new Counter({ name: 'replyx_gateway_closes_total', help: 'Connections closed, by close code (codes outside the registry count as "other").', labelNames: ['code'], registers });
     this.#forbidden = new Counter({ name: 'replyx_gateway_domain_forbidden_total', help: 'Connections refused with 4003 (origin not allowed).', registers });
     this.#published = new Counter({ name: 'replyx_gateway_http_publish_total', help: 'POST /internal/publish requests by result.', labelNames: ['result'], registers });
     this.#deprecated = new Counter({
@@ -62,18 +111,76 @@ export class GatewayMetrics {
       labelNames: ['type', 'via'],
       registers,
     });
+    this.#handshakes = new Counter({
+      name: 'replyx_gateway_handshakes_total',
+      help: 'WebSocket handshakes on the three endpoints by connection type and outcome (accepted, or the close code name it was refused with).',
+      labelNames: ['type', 'outcome'],
+      registers,
+    });
+    this.#resumes = new Counter({ name: 'replyx_gateway_resumes_total', help: 'Connections that resumed with since=, by outcome (replayed, resync, failed).', labelNames: ['outcome'], registers });
+    this.#resyncs = new Counter({
+      name: 'replyx_gateway_resyncs_total',
+      help: 'resync frames sent (the client must refetch through the API), by cause (resume_gap, broker_gap).',
+      labelNames: ['cause'],
+      registers,
+    });
+    this.#reconnects = new Counter({ name: 'replyx_gateway_broker_reconnects_total', help: 'Times the broker got its Redis subscription back after losing it.', registers });
     this.#latency = new Histogram({
       name: 'replyx_gateway_publish_to_send_seconds',
       help: "Time from an event's ts (set when it was stored) to the gateway sending it to the last local recipient.",
       buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+    new Gauge({
+      name: 'replyx_gateway_dependency_up',
+      help: 'Whether a dependency answers the gateway right now (1) or not (0): redis (Redis broker only) and postgres.',
+      labelNames: ['dependency'],
+      registers,
+      async collect() {
+        const state = await sources.dependencies();
+        this.reset();
+        if (state.redis !== undefined) this.set({ dependency: 'redis' }, state.redis ? 1 : 0);
+        this.set({ dependency: 'postgres' }, state.postgres ? 1 : 0);
+      },
+    });
+    if (sources.redisRoundTrip) {
+      const roundTrip = sources.redisRoundTrip;
+      new Gauge({
+        name: 'replyx_gateway_redis_roundtrip_seconds',
+        help: 'One PING on the command connection, measured at scrape time; NaN while Redis does not answer.',
+        registers,
+        async collect() {
+          this.set((await roundTrip()) ?? Number.NaN);
+        },
+      });
+    }
   }
 
   /** Counts one close by code. */
   closed(code: number): void {
-    this.#closes.inc({ code: String(code) });
-    if (code === 4003) this.#forbidden.inc();
+    this.#closes.inc({ code: KNOWN_CLOSE_CODES.has(code) ? String(code) : 'other' });
+    if (code === CloseCodes.DOMAIN_FORBIDDEN.code) this.#forbidden.inc();
+  }
+
+  /** Counts one handshake on an endpoint of `kind`: accepted (no code) or refused with a registry close code. */
+  handshake(kind: ConnectionKind, refusedWith?: number): void {
+    const outcome = refusedWith === undefined ? 'accepted' : (HANDSHAKE_OUTCOME.get(refusedWith) ?? 'internal_error');
+    this.#handshakes.inc({ type: kind, outcome });
+  }
+
+  /** Counts how one resume ended. */
+  resumed(outcome: ResumeOutcome): void {
+    this.#resumes.inc({ outcome });
+  }
+
+  /** Counts `frames` resync frames sent for `cause`. */
+  resynced(cause: ResyncCause, frames = 1): void {
+    if (frames > 0) this.#resyncs.inc({ cause }, frames);
+  }
+
+  /** Counts one broker reconnect (Redis came back). */
+  brokerReconnected(): void {
+    this.#reconnects.inc();
   }
 
   /** Counts one connection accepted with a deprecated credential (query-string token, legacy widget). */
@@ -86,8 +193,8 @@ export class GatewayMetrics {
     this.#latency.observe(seconds);
   }
 
-  /** Counts one HTTP publish by outcome (accepted, bad-request, unauthorized, unavailable). */
-  published(result: string): void {
+  /** Counts one HTTP publish by outcome. */
+  published(result: PublishResult): void {
     this.#published.inc({ result });
   }
 

@@ -135,6 +135,8 @@ export class Services extends pulumi.ComponentResource {
   readonly logGroupNames: Record<AwsServiceName, pulumi.Output<string>>;
   readonly taskDefinitionArns: Record<AwsServiceName, pulumi.Output<string>>;
   readonly albDnsName: pulumi.Output<string>;
+  /** `app/<name>/<id>`: the load balancer's CloudWatch dimension (alarms). */
+  readonly albArnSuffix: pulumi.Output<string>;
   readonly publicUrl: pulumi.Output<string>;
 
   /** Creates the cluster, services and load balancer for `args.topology`. */
@@ -324,6 +326,7 @@ export class Services extends pulumi.ComponentResource {
     this.logGroupNames = { backend: logGroups.backend.name, gateway: logGroups.gateway.name, nginx: logGroups.nginx.name };
     this.taskDefinitionArns = { backend: taskDefinitions.backend.arn, gateway: taskDefinitions.gateway.arn, nginx: taskDefinitions.nginx.arn };
     this.albDnsName = alb.dnsName;
+    this.albArnSuffix = alb.arnSuffix;
     this.publicUrl = pulumi.interpolate`${lbPlan.https ? 'https' : 'http'}://${alb.dnsName}`;
     this.registerOutputs({ clusterName: this.clusterName, serviceNames: this.serviceNames, logGroupNames: this.logGroupNames, publicUrl: this.publicUrl });
   }

@@ -44,6 +44,7 @@ void pulumi.runtime.setMocks(
       switch (args.type) {
         case 'aws:lb/loadBalancer:LoadBalancer':
           state.dnsName = `${args.name}.us-east-1.elb.amazonaws.com`;
+          state.arnSuffix = `app/${args.name}/0123456789abcdef`;
           break;
         case 'aws:ecr/repository:Repository':
           state.repositoryUrl = `123456789012.dkr.ecr.us-east-1.amazonaws.com/${String(inputs.name)}`;
@@ -211,6 +212,33 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     expect(count('aws:ecs/taskDefinition:TaskDefinition')).toBe(3);
     expect(count(SERVICE)).toBe(3);
     expect(count('aws:cloudwatch/logGroup:LogGroup')).toBe(3);
+    // Alarms only with monitoring.enabled.
+    expect(count('aws:cloudwatch/metricAlarm:MetricAlarm')).toBe(0);
+  });
+
+  it('with monitoring, raises the CloudWatch alarms that stand for the alerts ECS and ALB metrics can express', async () => {
+    const topic = 'arn:aws:sns:us-east-1:123456789012:replyx-alerts';
+    const m = await deploy({ name: 'watched', monitoring: { enabled: true, alarmTopicArn: topic } });
+    const alarms = new Map(m.of('aws:cloudwatch/metricAlarm:MetricAlarm').map((a) => [String(a.inputs.name), a.inputs]));
+    expect([...alarms.keys()].sort()).toEqual(['watched-aws-5xx-ratio', 'watched-aws-backend-no-tasks', 'watched-aws-gateway-memory', 'watched-aws-gateway-no-tasks']);
+    const noGateway = alarms.get('watched-aws-gateway-no-tasks')!;
+    expect(noGateway).toMatchObject({
+      namespace: 'AWS/ECS',
+      metricName: 'CPUUtilization',
+      statistic: 'SampleCount',
+      comparisonOperator: 'LessThanThreshold',
+      threshold: 1,
+      treatMissingData: 'breaching',
+      dimensions: { ClusterName: m.outputs.clusterName, ServiceName: m.outputs.serviceNames.gateway },
+      alarmActions: [topic],
+      okActions: [topic],
+    });
+    expect(String(noGateway.alarmDescription)).toContain('runbooks/ws-gateway-down.md');
+    const ratio = alarms.get('watched-aws-5xx-ratio')!;
+    const queries = ratio.metricQueries as { id: string; expression?: string; metric?: { metricName: string; dimensions: Record<string, string> } }[];
+    expect(queries.map((q) => q.metric?.metricName ?? q.expression)).toEqual(['HTTPCode_Target_5XX_Count', 'RequestCount', '100 * errors / requests']);
+    expect(queries[0]!.metric!.dimensions).toEqual({ LoadBalancer: expect.stringMatching(/^app\/watched.*\/0123456789abcdef$/) });
+    expect(ratio).toMatchObject({ comparisonOperator: 'GreaterThanThreshold', threshold: 5, treatMissingData: 'notBreaching' });
   });
 
   it('spreads public and private subnets over distinct zones, private ones routed through NAT', () => {

@@ -5,6 +5,7 @@ import { renderNginxConfig } from '../../render/nginx.js';
 import { assertArchitecture } from '../../rules/index.js';
 import { ReplyxSecrets } from '../../secrets.js';
 import { CONFIG_NAMESPACE, TopologyError, checkTopology, topologyChecksum, type Topology } from '../../topology/index.js';
+import { Alarms } from './alarms.js';
 import { Data } from './data.js';
 import { Images, planImages } from './images.js';
 import { Network, planAwsNetwork } from './network.js';
@@ -38,6 +39,8 @@ export interface AwsStackOutputs {
   readonly topologyChecksum: string;
   /** Names (never values) of the secrets generated because the config lacked them. */
   readonly generatedSecrets: readonly string[];
+  /** CloudWatch alarm names by the Prometheus alert they stand for (monitoring.enabled only). */
+  readonly alarmNames?: pulumi.Output<Record<string, string>>;
 }
 
 /** Arguments of the Stack component. */
@@ -150,6 +153,11 @@ export class AwsStack extends pulumi.ComponentResource {
       parent,
     );
 
+    // CloudWatch alarms for the alert conditions AWS's own metrics can express (docs/aws.md).
+    const alarms = topology.monitoring.enabled
+      ? new Alarms(name, { topology, stack, clusterName: services.clusterName, serviceNames: services.serviceNames, loadBalancerArnSuffix: services.albArnSuffix, tags }, parent)
+      : undefined;
+
     this.outputs = {
       publicUrl: services.publicUrl,
       albDnsName: services.albDnsName,
@@ -162,6 +170,7 @@ export class AwsStack extends pulumi.ComponentResource {
       backendWorkers: topology.backend.workers,
       topologyChecksum: topologyChecksum(topology),
       generatedSecrets: generated,
+      ...(alarms ? { alarmNames: pulumi.output(alarms.names) } : {}),
     };
     this.registerOutputs({ ...this.outputs });
   }

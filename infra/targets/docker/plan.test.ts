@@ -1,5 +1,8 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { GRAFANA_DATASOURCE_UID } from '../../render/grafana.js';
+import { readMonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
 import { validateTopology, type TopologyInput } from '../../topology/index.js';
 import { DEFAULT_NGINX_STATE_DIR, NGINX_CONTAINER_DIR, planDockerStack, replicaNames, type ContainerPlan, type DockerStackPlan, type ServiceKey } from './plan.js';
@@ -280,5 +283,64 @@ describe('planDockerStack: nginx config delivery', () => {
     const gateway = only(plan({ wsRoute: 'gateway', backend: { workers: 1 } }), 'nginx');
     const backend = only(plan({ wsRoute: 'backend', backend: { workers: 1 } }), 'nginx');
     expect(backend).toEqual(gateway);
+  });
+});
+
+describe('planDockerStack: monitoring', () => {
+  const artefacts = { alertRules: 'groups: []\n', dashboard: '{"panels":[]}\n' };
+
+  it('adds nothing unless monitoring.enabled', () => {
+    const p = plan();
+    expect(p.containers.map((c) => c.service)).not.toContain('prometheus');
+    expect(p.monitoringUrls).toBeUndefined();
+  });
+
+  it('adds Prometheus and Grafana, pinned, published on the host loopback only, after the services they watch', () => {
+    const p = plan({ monitoring: { enabled: true, prometheusPort: 9191, grafanaPort: 3001 }, gateway: { replicas: 2 } }, { monitoring: artefacts });
+    expect(p.images.slice(-2)).toEqual([
+      { key: 'prometheus', kind: 'remote', name: 'prom/prometheus:v3.5.0' },
+      { key: 'grafana', kind: 'remote', name: 'grafana/grafana:12.1.0' },
+    ]);
+    const prometheus = only(p, 'prometheus');
+    const grafana = only(p, 'grafana');
+    expect(p.containers.map((c) => c.name).slice(-2)).toEqual(['replyx-prometheus', 'replyx-grafana']);
+    expect(prometheus.ports).toEqual([{ internal: 9090, external: 9191, ip: '127.0.0.1' }]);
+    expect(grafana.ports).toEqual([{ internal: 3000, external: 3001, ip: '127.0.0.1' }]);
+    expect(prometheus.dependsOn).toEqual(['backend', 'gateway']);
+    expect(grafana.dependsOn).toEqual(['prometheus']);
+    expect(prometheus.mounts).toEqual([{ type: 'volume', volume: 'replyx-prometheus-data', target: '/prometheus' }]);
+    expect(p.volumes.map((v) => v.name)).toContain('replyx-prometheus-data');
+    expect(p.monitoringUrls).toEqual({ prometheus: 'http://localhost:9191', grafana: 'http://localhost:3001' });
+    // Anonymous read-only Grafana: no login form, no basic auth to reach the admin API.
+    expect(grafana.env).toMatchObject({ GF_AUTH_ANONYMOUS_ENABLED: 'true', GF_AUTH_ANONYMOUS_ORG_ROLE: 'Viewer', GF_AUTH_BASIC_ENABLED: 'false', GF_AUTH_DISABLE_LOGIN_FORM: 'true' });
+  });
+
+  it('uploads a config scraping every backend and gateway container (replicas as targets of one job) with the shipped rules', () => {
+    const p = plan({ monitoring: { enabled: true }, gateway: { replicas: 2 } }, { monitoring: artefacts });
+    const prometheus = only(p, 'prometheus');
+    const files = Object.fromEntries((prometheus.uploads ?? []).map((u) => [u.file, u.content]));
+    expect(files['/etc/prometheus/alerts.yml']).toBe(artefacts.alertRules);
+    const config = parse(files['/etc/prometheus/prometheus.yml']!) as { rule_files: string[]; scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
+    expect(config.rule_files).toEqual(['/etc/prometheus/alerts.yml']);
+    expect(Object.fromEntries(config.scrape_configs.map((j) => [j.job_name, j.static_configs[0]!.targets]))).toEqual({
+      'replyx-gateway': ['replyx-ws-gateway:8001', 'replyx-ws-gateway-2:8001'],
+      'replyx-backend': ['replyx-backend:8000'],
+      prometheus: ['localhost:9090'],
+    });
+    expect(prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
+  });
+
+  it('provisions Grafana with the Prometheus datasource the shipped dashboard names and the dashboard itself', () => {
+    const shipped = readMonitoringArtefacts();
+    const grafana = only(plan({ monitoring: { enabled: true } }), 'grafana');
+    const files = Object.fromEntries((grafana.uploads ?? []).map((u) => [u.file, u.content]));
+    expect(files['/var/lib/grafana/dashboards/replyx-overview.json']).toBe(shipped.dashboard);
+    const datasources = parse(files['/etc/grafana/provisioning/datasources/replyx.yml']!) as { datasources: { uid: string; url: string; type: string }[] };
+    expect(datasources.datasources).toEqual([expect.objectContaining({ uid: GRAFANA_DATASOURCE_UID, type: 'prometheus', url: 'http://replyx-prometheus:9090' })]);
+    const providers = parse(files['/etc/grafana/provisioning/dashboards/replyx.yml']!) as { providers: { options: { path: string } }[] };
+    expect(providers.providers[0]!.options.path).toBe('/var/lib/grafana/dashboards');
+    // Every panel and query of the dashboard uses that datasource.
+    const uids = new Set([...shipped.dashboard.matchAll(/"uid": "([^"]+)"/g)].map((m) => m[1]).filter((u) => u !== 'replyx-overview'));
+    expect([...uids]).toEqual([GRAFANA_DATASOURCE_UID]);
   });
 });

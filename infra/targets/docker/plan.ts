@@ -6,12 +6,14 @@
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderGrafanaProvisioning } from '../../render/grafana.js';
+import { readMonitoringArtefacts, renderPrometheusConfig, type MonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import type { Topology } from '../../topology/index.js';
 
-/** The five services of the stack, as the plan names them. */
-export type ServiceKey = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres';
+/** The five services of the stack, and Prometheus and Grafana when monitoring is enabled. */
+export type ServiceKey = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres' | 'prometheus' | 'grafana';
 
 /** Secrets the Docker target wires into containers (config keys `replyx:<name>`). */
 export type SecretName = 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'postgresPassword' | 'publishKey' | 'debugToken';
@@ -30,7 +32,7 @@ export type EnvValue = string | SecretRef;
 
 /** An image the stack pulls (pinned by the topology) or builds from this repository. */
 export type ImagePlan =
-  | { readonly key: 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres'; readonly kind: 'remote'; readonly name: string }
+  | { readonly key: ServiceKey; readonly kind: 'remote'; readonly name: string }
   | {
       readonly key: 'backend' | 'gateway';
       readonly kind: 'build';
@@ -71,9 +73,11 @@ export interface ContainerPlan {
   readonly env: Readonly<Record<string, EnvValue>>;
   /** DNS names on the private network: the service name, shared by its replicas. */
   readonly aliases: readonly string[];
-  /** Host ports published; empty for everything but nginx. */
-  readonly ports: readonly { readonly internal: number; readonly external: number }[];
+  /** Host ports published; empty for everything but nginx (and Prometheus and Grafana, on the host's loopback only). */
+  readonly ports: readonly { readonly internal: number; readonly external: number; readonly ip?: string }[];
   readonly mounts: readonly MountPlan[];
+  /** Files written into the container when it is created (rendered configuration). */
+  readonly uploads?: readonly { readonly file: string; readonly content: string }[];
   readonly healthcheck: HealthcheckPlan;
   readonly restart: 'unless-stopped';
   /** Seconds Docker waits after the stop signal before SIGKILL. */
@@ -97,13 +101,15 @@ export interface NginxConfigPlan {
 /** Everything the Docker target creates, as plain data. */
 export interface DockerStackPlan {
   readonly network: { readonly name: string; readonly driver: 'bridge' };
-  readonly volumes: readonly { readonly key: 'postgres' | 'redis'; readonly name: string }[];
+  readonly volumes: readonly { readonly key: 'postgres' | 'redis' | 'prometheus'; readonly name: string }[];
   readonly images: readonly ImagePlan[];
   /** Containers in creation order (each after what it depends on). */
   readonly containers: readonly ContainerPlan[];
   readonly nginxConfig: NginxConfigPlan;
   /** The URL users open: nginx on the Docker host. */
   readonly publicUrl: string;
+  /** Prometheus and Grafana on the Docker host's loopback, when monitoring is enabled. */
+  readonly monitoringUrls?: { readonly prometheus: string; readonly grafana: string };
 }
 
 /** Options of {@link planDockerStack}; every one has a documented default. */
@@ -114,7 +120,19 @@ export interface DockerPlanOptions {
   readonly stateDir?: string;
   /** Pass `replyx:debugToken` to the gateway as DEBUG_TOKEN. Default false (debug endpoints stay internal-only). */
   readonly debugToken?: boolean;
+  /** The alert rules and the dashboard to upload when `monitoring.enabled`. Default: the shipped files (readMonitoringArtefacts). */
+  readonly monitoring?: MonitoringArtefacts;
 }
+
+/** Where Prometheus keeps its config, rules and data inside its container (the prom/prometheus image's layout). */
+export const PROMETHEUS_CONTAINER = { config: '/etc/prometheus/prometheus.yml', rules: '/etc/prometheus/alerts.yml', data: '/prometheus', port: 9090 } as const;
+/** Where Grafana reads provisioning and the dashboard inside its container. */
+export const GRAFANA_CONTAINER = {
+  datasources: '/etc/grafana/provisioning/datasources/replyx.yml',
+  dashboards: '/etc/grafana/provisioning/dashboards/replyx.yml',
+  dashboardDir: '/var/lib/grafana/dashboards',
+  port: 3000,
+} as const;
 
 /** Default host directory of the nginx config, relative to the project root. */
 export const DEFAULT_NGINX_STATE_DIR = '.stack/docker/nginx';
@@ -159,7 +177,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
   const hostDir = path.resolve(projectRoot, options.stateDir ?? DEFAULT_NGINX_STATE_DIR);
   // Shared with the nginx renderer, so its upstream names and these containers agree.
   const names = dockerContainerNames(topology);
-  const host = (service: ServiceKey) => names[service];
+  const host = (service: keyof typeof names) => names[service];
 
   // The docker values of the rendered settings' references: container names on the private
   // network, and SecretRefs the component resolves to Pulumi secrets.
@@ -188,7 +206,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
         return container;
     }
   };
-  const envOf = (service: ServiceKey, container: string) => resolveServiceEnv(renderServiceEnv(topology, service), resolver(container));
+  const envOf = (service: keyof typeof names, container: string) => resolveServiceEnv(renderServiceEnv(topology, service), resolver(container));
   const labels = (service: ServiceKey) => ({ [STACK_LABEL]: name, [SERVICE_LABEL]: service });
 
   const images: ImagePlan[] = [
@@ -355,12 +373,105 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     labels: labels('nginx'),
   };
 
+  const monitoring = topology.monitoring.enabled ? planMonitoring(topology, options.monitoring ?? readMonitoringArtefacts(), { backends, gateways, labels, volume: `${name}-prometheus-data` }) : undefined;
+
   return {
     network: { name: `${name}-net`, driver: 'bridge' },
-    volumes,
-    images,
-    containers: [postgres, redis, ...backends, ...gateways, nginx],
+    volumes: monitoring ? [...volumes, monitoring.volume] : volumes,
+    images: monitoring ? [...images, ...monitoring.images] : images,
+    containers: [postgres, redis, ...backends, ...gateways, nginx, ...(monitoring?.containers ?? [])],
+    ...(monitoring ? { monitoringUrls: monitoring.urls } : {}),
     nginxConfig: { hostDir, hostFile: path.join(hostDir, NGINX_CONFIG_FILE), containerDir, containerFile },
     publicUrl: `http://localhost:${topology.nginx.port}`,
+  };
+}
+
+/**
+ * Prometheus scraping every backend and gateway container by name (replicas are targets of one
+ * job, told apart by Prometheus' `instance` label) with the alert rules loaded, and Grafana with
+ * the dashboard provisioned; both published on the host's loopback only, Grafana read-only for
+ * anonymous viewers (no login, no admin over the API).
+ */
+function planMonitoring(
+  topology: Topology,
+  artefacts: MonitoringArtefacts,
+  ctx: { backends: readonly ContainerPlan[]; gateways: readonly ContainerPlan[]; labels: (service: ServiceKey) => Record<string, string>; volume: string },
+): { containers: ContainerPlan[]; images: ImagePlan[]; volume: { key: 'prometheus'; name: string }; urls: { prometheus: string; grafana: string } } {
+  const m = topology.monitoring;
+  const prometheusName = `${topology.name}-prometheus`;
+  const grafanaName = `${topology.name}-grafana`;
+  const target = (c: ContainerPlan, port: number) => `${c.name}:${port}`;
+  const prometheusConfig = renderPrometheusConfig(topology, {
+    targets: {
+      gateway: ctx.gateways.map((c) => target(c, topology.gateway.port)),
+      backend: ctx.backends.map((c) => target(c, topology.backend.port)),
+      prometheus: `localhost:${PROMETHEUS_CONTAINER.port}`,
+    },
+    ruleFiles: [PROMETHEUS_CONTAINER.rules],
+  });
+  const provisioning = renderGrafanaProvisioning(`http://${prometheusName}:${PROMETHEUS_CONTAINER.port}`, GRAFANA_CONTAINER.dashboardDir);
+  const dashboardFile = `${GRAFANA_CONTAINER.dashboardDir}/replyx-overview.json`;
+  const prometheus: ContainerPlan = {
+    service: 'prometheus',
+    name: prometheusName,
+    image: 'prometheus',
+    // The image's entrypoint is prometheus; these are its arguments.
+    command: [
+      `--config.file=${PROMETHEUS_CONTAINER.config}`,
+      `--storage.tsdb.path=${PROMETHEUS_CONTAINER.data}`,
+      `--storage.tsdb.retention.time=${m.retentionHours}h`,
+      `--web.listen-address=:${PROMETHEUS_CONTAINER.port}`,
+      '--log.format=json',
+    ],
+    env: {},
+    aliases: [prometheusName],
+    ports: [{ internal: PROMETHEUS_CONTAINER.port, external: m.prometheusPort, ip: '127.0.0.1' }],
+    mounts: [{ type: 'volume', volume: ctx.volume, target: PROMETHEUS_CONTAINER.data }],
+    uploads: [
+      { file: PROMETHEUS_CONTAINER.config, content: prometheusConfig },
+      { file: PROMETHEUS_CONTAINER.rules, content: artefacts.alertRules },
+    ],
+    healthcheck: { test: httpProbe(`http://127.0.0.1:${PROMETHEUS_CONTAINER.port}/-/ready`), intervalS: 10, timeoutS: 5, retries: 6, startPeriodS: 10 },
+    restart: 'unless-stopped',
+    stopTimeoutS: 30,
+    stopSignal: 'SIGTERM',
+    dependsOn: ['backend', 'gateway'],
+    labels: ctx.labels('prometheus'),
+  };
+  const grafana: ContainerPlan = {
+    service: 'grafana',
+    name: grafanaName,
+    image: 'grafana',
+    env: {
+      GF_AUTH_ANONYMOUS_ENABLED: 'true',
+      GF_AUTH_ANONYMOUS_ORG_ROLE: 'Viewer',
+      GF_AUTH_BASIC_ENABLED: 'false',
+      GF_AUTH_DISABLE_LOGIN_FORM: 'true',
+      GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH: dashboardFile,
+      GF_USERS_VIEWERS_CAN_EDIT: 'true',
+    },
+    aliases: [grafanaName],
+    ports: [{ internal: GRAFANA_CONTAINER.port, external: m.grafanaPort, ip: '127.0.0.1' }],
+    mounts: [],
+    uploads: [
+      { file: GRAFANA_CONTAINER.datasources, content: provisioning.datasources },
+      { file: GRAFANA_CONTAINER.dashboards, content: provisioning.dashboards },
+      { file: dashboardFile, content: artefacts.dashboard },
+    ],
+    healthcheck: { test: httpProbe(`http://127.0.0.1:${GRAFANA_CONTAINER.port}/api/health`), intervalS: 10, timeoutS: 5, retries: 6, startPeriodS: 30 },
+    restart: 'unless-stopped',
+    stopTimeoutS: 30,
+    stopSignal: 'SIGTERM',
+    dependsOn: ['prometheus'],
+    labels: ctx.labels('grafana'),
+  };
+  return {
+    containers: [prometheus, grafana],
+    images: [
+      { key: 'prometheus', kind: 'remote', name: m.prometheusImage },
+      { key: 'grafana', kind: 'remote', name: m.grafanaImage },
+    ],
+    volume: { key: 'prometheus', name: ctx.volume },
+    urls: { prometheus: `http://localhost:${m.prometheusPort}`, grafana: `http://localhost:${m.grafanaPort}` },
   };
 }

@@ -3,6 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { DOCKER_STACK_RESOURCE_COUNTS } from '../../../test/docker-graph.js';
 import { installPulumiMocks, isSecretValue, plain, valueOf, type RecordedResource } from '../../../test/pulumi-mocks.js';
 import { renderNginxConfig } from '../../render/nginx.js';
+import { readMonitoringArtefacts } from '../../render/prometheus.js';
 import { topologyChecksum, validateTopology, type TopologyInput } from '../../topology/index.js';
 import { ReplyxDockerStack, resolveEnv, type DockerStackSecrets } from './stack.js';
 
@@ -170,6 +171,21 @@ describe('ReplyxDockerStack containers', () => {
       'replyx-ws-gateway',
       'replyx-ws-gateway-2',
     ]);
+  });
+
+  it('with monitoring, adds Prometheus and Grafana with their files uploaded and ports on the host loopback', async () => {
+    const { container, ofType } = await deploy({ monitoring: { enabled: true } });
+    expect(ofType('docker:index/remoteImage:RemoteImage').map((r) => plain(r.inputs.name))).toEqual(expect.arrayContaining(['prom/prometheus:v3.5.0', 'grafana/grafana:12.1.0']));
+    const prometheus = container('replyx-prometheus');
+    expect(plain(prometheus.inputs.ports)).toEqual([{ internal: 9090, external: 9190, ip: '127.0.0.1' }]);
+    const uploads = plain<{ file: string; content: string }[]>(prometheus.inputs.uploads);
+    expect(uploads.map((u) => u.file)).toEqual(['/etc/prometheus/prometheus.yml', '/etc/prometheus/alerts.yml']);
+    expect(uploads[1]!.content).toBe(readMonitoringArtefacts().alertRules);
+    expect(plain(container('replyx-grafana').inputs.ports)).toEqual([{ internal: 3000, external: 3000, ip: '127.0.0.1' }]);
+    expect(plain<{ file: string }[]>(container('replyx-grafana').inputs.uploads).map((u) => u.file)).toContain('/var/lib/grafana/dashboards/replyx-overview.json');
+    // Without monitoring the five containers upload nothing.
+    const plainStack = await deploy();
+    expect(plain(plainStack.container('replyx-nginx').inputs.uploads)).toBeUndefined();
   });
 
   it('mounts the data volumes and the nginx config directory', async () => {

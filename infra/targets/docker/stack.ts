@@ -135,7 +135,8 @@ export class ReplyxDockerStack extends pulumi.ComponentResource {
           ...(c.command ? { command: [...c.command] } : {}),
           envs: resolveEnv(c.env, args.secrets),
           networksAdvanced: [{ name: network.name, aliases: [...c.aliases] }],
-          ports: c.ports.map((p) => ({ internal: p.internal, external: p.external })),
+          ports: c.ports.map((p) => ({ internal: p.internal, external: p.external, ...(p.ip !== undefined ? { ip: p.ip } : {}) })),
+          ...(c.uploads ? { uploads: c.uploads.map((u) => ({ file: u.file, content: u.content })) } : {}),
           mounts: c.mounts.map((m) =>
             m.type === 'volume'
               ? { type: 'volume', source: volumes.get(m.volume)!.name, target: m.target }
@@ -188,7 +189,7 @@ export class ReplyxDockerStack extends pulumi.ComponentResource {
     makeContainer(nginxPlan, [configFile]);
 
     const names = Object.fromEntries(
-      (['backend', 'gateway', 'nginx', 'redis', 'postgres'] as const).map((s) => [s, plan.containers.filter((c) => c.service === s).map((c) => c.name)]),
+      [...new Set(plan.containers.map((c) => c.service))].map((s) => [s, plan.containers.filter((c) => c.service === s).map((c) => c.name)]),
     ) as Record<ServiceKey, string[]>;
 
     this.containers = containers;

@@ -7,7 +7,7 @@ import { renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
-import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
+import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
 import { freePorts } from './ports.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
@@ -24,6 +24,7 @@ export type ProgressLog = (line: string) => void;
 /** The state file `npm start` writes. */
 export interface StackStateFile {
   readonly stack: string;
+  /** Prometheus's port is here when monitoring runs. */
   readonly ports: LocalPorts;
   readonly startedAt: string;
 }
@@ -120,16 +121,27 @@ export async function restartPlanService(plan: LocalStackPlan, name: LocalServic
 /** How a developer's stack is chosen: a `Pulumi.<stack>.yaml` in the repo and a state dir. */
 export interface DevStackOptions {
   readonly stack?: string;
+  /** The sources the node services run from. Default: this checkout. */
   readonly repoDir?: string;
+  /** Where the stack file (and, by default, `.stack/`) live. Default: repoDir. */
+  readonly projectDir?: string;
   readonly stateDir?: string;
+  /** `npm start -- --monitoring`: run Prometheus whatever `monitoring.enabled` says. */
+  readonly monitoring?: boolean;
+}
+
+/** The state directory of a developer's stack: the one given, else `.stack/` next to its stack file. */
+function devStateDir(opts: DevStackOptions): string {
+  return stateDirFor({ ...opts, projectDir: opts.projectDir ?? opts.repoDir ?? REPO_DIR });
 }
 
 /** Loads the stack file, secrets and (if running) the recorded ports, and plans the stack. */
 export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Promise<{ plan: LocalStackPlan; secrets: LocalSecrets; stackFile: string; running: boolean }> {
   const repoDir = opts.repoDir ?? REPO_DIR;
-  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
+  const projectDir = opts.projectDir ?? repoDir;
+  const stateDir = devStateDir(opts);
   const stack = opts.stack ?? 'local';
-  const stackFile = stackFilePath(repoDir, stack);
+  const stackFile = stackFilePath(projectDir, stack);
   const { topology, warnings } = await loadTopologyFromStackFile(stackFile);
   if (topology.target !== 'local') {
     throw new ReplyxError('RPX_NOT_LOCAL_TARGET', `${path.basename(stackFile)} has target "${topology.target}", not "local"`, 'pass --stack local (or a stack file with replyx:target: local)');
@@ -137,13 +149,15 @@ export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Pro
   for (const w of warnings) log?.(`warning ${w.rule ?? ''} ${w.path}: ${w.message}`);
   const secrets = await loadOrCreateSecrets(stateDir);
   const recorded = await readStateFile(stateDir);
-  const plan = planLocalStack(topology, { stateDir, repoDir, secrets, ports: recorded?.ports });
+  // A stack started with --monitoring keeps Prometheus in its plan (status, logs, stop) until it is stopped.
+  const monitoring = opts.monitoring === true || recorded?.ports.prometheus !== undefined || topology.monitoring.enabled;
+  const plan = planLocalStack(topology, { stateDir, repoDir, secrets, ports: recorded?.ports, monitoring });
   return { plan, secrets, stackFile, running: recorded !== undefined };
 }
 
 /** `npm start`: starts what is not running and records the ports; resolves with the plan. */
 export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promise<LocalStackPlan> {
-  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
+  const stateDir = devStateDir(opts);
   await mkdir(stateDir, { recursive: true });
   // Postgres runs as the postgres user and must be able to walk into .stack/.
   await chmod(stateDir, 0o755);
@@ -158,17 +172,23 @@ export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promi
 
 /** `npm stop`: stops every service, nginx first. */
 export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Promise<void> {
-  const stateDir = stateDirFor({ ...opts, projectDir: opts.repoDir ?? REPO_DIR });
+  const stateDir = devStateDir(opts);
   const { plan } = await loadDevPlan(opts);
   await stopPlan(plan, log);
   await rm(stateFile(stateDir), { force: true });
 }
 
 /** The state of every service of the developer's stack. */
-export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; services: (ServiceState & { logFile: string })[] }> {
+export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; services: (ServiceState & { logFile: string; logFiles: readonly string[] })[] }> {
   const { plan } = await loadDevPlan(opts);
-  const services = await Promise.all(startOrder(plan.services).map(async (s) => ({ ...(await serviceState(s)), logFile: s.logFile })));
+  const services = await Promise.all(startOrder(plan.services).map(async (s) => ({ ...(await serviceState(s)), logFile: s.logFile, logFiles: s.logFiles })));
   return { plan, services };
+}
+
+/** Where a service of a plan answers HTTP (nginx: the public URL; Prometheus: its UI), if it does. */
+export function serviceUrl(plan: LocalStackPlan, name: string): string | undefined {
+  const urls: Partial<Record<string, string>> = { nginx: plan.urls.public, backend: plan.urls.backend, gateway: plan.urls.gateway, prometheus: plan.urls.prometheus };
+  return urls[name];
 }
 
 /** Options of `startLocalStack` (tests and tools). */
@@ -183,6 +203,8 @@ export interface StartLocalStackOptions {
   readonly databaseUrl?: string;
   /** Log level of backend and gateway. Default "info". */
   readonly logLevel?: string;
+  /** Run Prometheus too (on a free port like the rest). Default: the topology's monitoring.enabled. */
+  readonly monitoring?: boolean;
   readonly log?: ProgressLog;
 }
 
@@ -197,10 +219,22 @@ export interface LocalStackHandle {
   readonly dir: string;
   /** Log file of a service (gateway logs carry `WEBSOCKET_4003_ERROR` etc.); aliases such as `ws-gateway` work too. */
   logFile(name: LocalServiceName | ServiceAlias): string;
+  /** Every log file of a service (nginx: access, error, stderr). */
+  logFiles(name: LocalServiceName | ServiceAlias): readonly string[];
   /** Restarts one service; the gateway drains (4200) before it stops. */
   restart(name: LocalServiceName | ServiceAlias): Promise<void>;
   /** Stops everything and removes the temp dir (if it created one). */
   stop(): Promise<void>;
+}
+
+/** The canonical name of a service or alias of the local stack (`prometheus` included). */
+function localServiceName(name: LocalServiceName | ServiceAlias): LocalServiceName {
+  return name === MONITORING_SERVICE ? name : canonicalServiceName(name)!;
+}
+
+function specOf(plan: LocalStackPlan, name: LocalServiceName | ServiceAlias) {
+  const canonical = localServiceName(name);
+  return plan.services.find((s) => s.name === canonical);
 }
 
 const liveStacks = new Set<LocalStackPlan>();
@@ -247,15 +281,17 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
   await chmod(dir, 0o755);
   const secrets = generateSecrets();
   let ports: Partial<Record<LocalServiceName, number>> | undefined;
+  const monitoring = options.monitoring ?? topology.monitoring.enabled;
   if (options.ports === undefined || options.ports === 'free') {
-    const free = await freePorts(LOCAL_SERVICES.length);
-    ports = Object.fromEntries(LOCAL_SERVICES.map((s, i) => [s, free[i]!]));
+    const names: LocalServiceName[] = monitoring ? [...LOCAL_SERVICES, MONITORING_SERVICE] : [...LOCAL_SERVICES];
+    const free = await freePorts(names.length);
+    ports = Object.fromEntries(names.map((s, i) => [s, free[i]!]));
   } else if (options.ports !== 'topology') {
     ports = options.ports;
   }
   let plan: LocalStackPlan;
   try {
-    plan = planLocalStack(topology, { stateDir: dir, repoDir: REPO_DIR, secrets, ports, externalDatabaseUrl: options.databaseUrl, logLevel: options.logLevel });
+    plan = planLocalStack(topology, { stateDir: dir, repoDir: REPO_DIR, secrets, ports, externalDatabaseUrl: options.databaseUrl, logLevel: options.logLevel, monitoring });
   } catch (err) {
     if (ownDir) await rm(dir, { recursive: true, force: true });
     throw err;
@@ -289,9 +325,10 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     secrets,
     tokens,
     dir,
-    logFile: (name) => plan.services.find((s) => s.name === canonicalServiceName(name))?.logFile ?? '',
+    logFile: (name) => specOf(plan, name)?.logFile ?? '',
+    logFiles: (name) => specOf(plan, name)?.logFiles ?? [],
     async restart(name) {
-      await restartPlanService(plan, canonicalServiceName(name)!, log);
+      await restartPlanService(plan, localServiceName(name), log);
       await remember();
     },
     stop,

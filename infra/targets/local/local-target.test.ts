@@ -4,6 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { renderNginxConfig } from '../../render/nginx.js';
+import { ALERT_RULES_FILE } from '../../render/prometheus.js';
 import { validateTopology } from '../../topology/index.js';
 import { demoTokens, formatDemoTokens, shellQuote } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, withPorts } from './plan.js';
@@ -49,6 +52,49 @@ describe('planLocalStack', () => {
     expect(plan.topology.gateway.port).toBe(41004);
     expect(plan.services.find((s) => s.name === 'redis')!.argv).toContain('41002');
     expect(withPorts(local(), ports).backend.port).toBe(41003);
+  });
+
+  it('lists every log a service writes: nginx access and error logs before its stderr, Postgres JSON first', () => {
+    const plan = planLocalStack(local(), opts);
+    const logs = (name: string) => plan.services.find((s) => s.name === name)!.logFiles;
+    expect(logs('nginx')).toEqual(['/tmp/state/nginx/logs/access.log', '/tmp/state/nginx/logs/error.log', '/tmp/state/nginx/logs/nginx.stderr.log']);
+    expect(logs('postgres')).toEqual(['/tmp/state/postgres/log/postgresql.json', '/tmp/state/postgres/postgres.log']);
+    expect(logs('gateway')).toEqual(['/tmp/state/logs/gateway.log']);
+    // The files nginx is configured with are the ones listed.
+    const config = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
+    expect(config).toContain('access_log "/tmp/state/nginx/logs/access.log" replyx_http;');
+    expect(config).toContain('error_log "/tmp/state/nginx/logs/error.log" warn;');
+  });
+
+  it('adds Prometheus only with monitoring: Debian binary, rendered config scraping backend and gateway, the alert rules, its URL', () => {
+    expect(planLocalStack(local(), opts).services.map((s) => s.name)).not.toContain('prometheus');
+    for (const plan of [planLocalStack(local({ monitoring: { enabled: true, prometheusPort: 9300 } }), opts), planLocalStack(local({ monitoring: { prometheusPort: 9300 } }), { ...opts, monitoring: true })]) {
+      const prom = plan.services.find((s) => s.name === 'prometheus')!;
+      expect(plan.ports.prometheus).toBe(9300);
+      expect(plan.urls.prometheus).toBe('http://localhost:9300');
+      expect(plan.topology.monitoring.enabled).toBe(true);
+      expect(prom.argv).toEqual([
+        'prometheus',
+        '--config.file=/tmp/state/prometheus/prometheus.yml',
+        '--storage.tsdb.path=/tmp/state/prometheus/data',
+        '--storage.tsdb.retention.time=168h',
+        '--web.listen-address=127.0.0.1:9300',
+        '--log.format=json',
+      ]);
+      expect(prom.ready).toEqual({ kind: 'http', url: 'http://127.0.0.1:9300/-/ready' });
+      expect(prom.dependsOn).toEqual(['backend', 'gateway']);
+      const config = parse(prom.files![0]!.content) as { rule_files: string[]; scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
+      expect(prom.files![0]!.path).toBe('/tmp/state/prometheus/prometheus.yml');
+      expect(config.rule_files).toEqual([ALERT_RULES_FILE]);
+      expect(Object.fromEntries(config.scrape_configs.map((j) => [j.job_name, j.static_configs[0]!.targets]))).toEqual({
+        'replyx-gateway': ['127.0.0.1:8001'],
+        'replyx-backend': ['127.0.0.1:8000'],
+        prometheus: ['127.0.0.1:9300'],
+      });
+    }
+    // Prometheus on a port a service already uses is a topology error, like any clash.
+    expect(() => local({ monitoring: { enabled: true, prometheusPort: 8080 } })).toThrow(expect.objectContaining({ details: ['monitoring.prometheusPort: port 8080 is used by nginx and prometheus (fix: give monitoring.prometheusPort a port of its own)'] }));
+    expect(() => planLocalStack(local({ monitoring: { prometheusPort: 8080 } }), { ...opts, monitoring: true })).toThrow(expect.objectContaining({ details: [expect.stringMatching(/^monitoring\.prometheusPort: port 8080/)] }));
   });
 
   it('skips Postgres when given a database, and refuses gateway replicas locally', () => {
@@ -145,6 +191,7 @@ describe('scripts/stack.ts', () => {
     const outs = await Promise.all(['up', 'down', 'status', 'logs', 'restart', 'tokens', ''].map((cmd) => cli(...(cmd ? [cmd] : []), '--help')));
     for (const o of outs) expect(o.stdout).toContain('Usage:');
     expect(outs.at(-1)!.stdout).toContain('restart SVC');
+    expect(outs[0]!.stdout).toContain('--monitoring');
   }, 90_000);
 
   it('rejects bad input with one RPX_USAGE line', async () => {

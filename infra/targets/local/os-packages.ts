@@ -14,9 +14,15 @@ export const REQUIRED_BINARIES: readonly { binary: string; pkg: string }[] = [
   { binary: 'initdb', pkg: 'postgresql' },
 ];
 
+/** Binaries monitoring needs: Prometheus for the local stack, promtool for the rule tests. */
+export const MONITORING_BINARIES: readonly { binary: string; pkg: string }[] = [
+  { binary: 'prometheus', pkg: 'prometheus' },
+  { binary: 'promtool', pkg: 'prometheus' },
+];
+
 /** The Debian packages whose binaries are missing on this machine (pure apart from the PATH lookup). */
-export function missingPackages(find: (bin: string) => string | undefined = findBinary): string[] {
-  return [...new Set(REQUIRED_BINARIES.filter((r) => !find(r.binary)).map((r) => r.pkg))];
+export function missingPackages(find: (bin: string) => string | undefined = findBinary, extra: readonly { binary: string; pkg: string }[] = []): string[] {
+  return [...new Set([...REQUIRED_BINARIES, ...extra].filter((r) => !find(r.binary)).map((r) => r.pkg))];
 }
 
 /** The argv to install packages with apt, as a user would type it. */
@@ -25,11 +31,11 @@ export function aptInstallCommand(pkgs: readonly string[]): string[] {
 }
 
 /**
- * Makes sure nginx, Redis and Postgres are installed: installs the missing Debian packages when
- * running as root on Debian, otherwise throws with the exact command to run.
+ * Makes sure nginx, Redis and Postgres (and `extra`, e.g. Prometheus) are installed: installs the
+ * missing Debian packages when running as root on Debian, otherwise throws with the exact command to run.
  */
-export function ensureOsPackages(log: (line: string) => void = (l) => console.error(l)): void {
-  const missing = missingPackages();
+export function ensureOsPackages(log: (line: string) => void = (l) => console.error(l), extra: readonly { binary: string; pkg: string }[] = []): void {
+  const missing = missingPackages(findBinary, extra);
   if (missing.length === 0) return;
   const canInstall = process.getuid?.() === 0 && existsSync('/usr/bin/apt-get');
   if (!canInstall) {
@@ -48,7 +54,7 @@ export function ensureOsPackages(log: (line: string) => void = (l) => console.er
   } catch (err) {
     throw new ReplyxError('RPX_APT_FAILED', `apt-get could not install ${missing.join(', ')}`, 'run the apt-get command by hand and read its error', { cause: err });
   }
-  const still = missingPackages();
+  const still = missingPackages(findBinary, extra);
   if (still.length > 0) {
     throw new ReplyxError('RPX_MISSING_PACKAGE', `still missing after apt-get: ${still.join(', ')}`, 'install them by hand and run again');
   }

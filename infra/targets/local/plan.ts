@@ -2,16 +2,20 @@ import path from 'node:path';
 import { validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { ReplyxError } from '../../errors.js';
 import { SERVICE_NAMES } from '../../topology/service-names.js';
+import { nginxLogFiles } from '../../render/nginx.js';
+import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
-import { nginxArgs, postgresArgs, redisArgs } from './processes.js';
+import { nginxArgs, postgresArgs, postgresJsonLog, prometheusArgs, redisArgs } from './processes.js';
 
 // Pure planning of the local stack: from a topology to the processes that run it (argv, env,
 // ports, ready probes, logs, pid files, dependency order). The supervisor only executes this.
 
 /** The services of a local stack, in start order. */
 export const LOCAL_SERVICES = SERVICE_NAMES;
-/** One service of the local stack (the topology's names). */
-export type LocalServiceName = (typeof LOCAL_SERVICES)[number];
+/** The opt-in monitoring process (`monitoring.enabled` or `npm start -- --monitoring`). */
+export const MONITORING_SERVICE = 'prometheus';
+/** One process of the local stack: a service (the topology's names) or Prometheus. */
+export type LocalServiceName = (typeof LOCAL_SERVICES)[number] | typeof MONITORING_SERVICE;
 
 /** Secrets the local stack generates once (see secrets.ts). */
 export interface LocalSecrets {
@@ -34,8 +38,8 @@ export interface ProcessSpec {
   readonly name: LocalServiceName;
   /** The container-style name (`replyx-backend`), used in logs and messages. */
   readonly displayName: string;
-  /** Which start routine runs it: OS services need set-up (initdb, nginx -t), node services do not. */
-  readonly kind: 'postgres' | 'redis' | 'node' | 'nginx';
+  /** Which start routine runs it: OS services need set-up (initdb, nginx -t); node services and Prometheus are started as they are. */
+  readonly kind: 'postgres' | 'redis' | 'node' | 'nginx' | 'prometheus';
   /** Program and arguments; argv[0] is the binary name (resolved on PATH) or an absolute path. */
   readonly argv: readonly string[];
   /** Variables set for the process (on top of PATH, HOME, LANG). */
@@ -44,7 +48,12 @@ export interface ProcessSpec {
   readonly port: number;
   /** State directory of the service (data, config). */
   readonly dir: string;
+  /** Where the process's stdout and stderr go. */
   readonly logFile: string;
+  /** Every log the service writes, what `stack logs` shows (nginx: access and error logs, then its stderr). */
+  readonly logFiles: readonly string[];
+  /** Files written before the start (rendered configuration). */
+  readonly files?: readonly { readonly path: string; readonly content: string }[];
   readonly pidFile: string;
   readonly ready: ReadyProbe;
   readonly readyTimeoutMs: number;
@@ -54,8 +63,8 @@ export interface ProcessSpec {
   readonly stopGraceMs: number;
 }
 
-/** The ports of a local stack by service. */
-export type LocalPorts = Readonly<Record<LocalServiceName, number>>;
+/** The ports of a local stack by service; Prometheus's when monitoring runs. */
+export type LocalPorts = Readonly<Record<(typeof LOCAL_SERVICES)[number], number>> & { readonly prometheus?: number };
 
 /** A planned local stack. */
 export interface LocalStackPlan {
@@ -66,7 +75,7 @@ export interface LocalStackPlan {
   readonly services: readonly ProcessSpec[];
   readonly databaseUrl: string;
   readonly redisUrl: string;
-  readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string };
+  readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string; readonly prometheus?: string };
   readonly nginxConfigFile: string;
   readonly nginxPrefixDir: string;
 }
@@ -86,20 +95,26 @@ export interface PlanOptions {
   readonly externalDatabaseUrl?: string;
   /** Log level of the backend and gateway. Default "info". */
   readonly logLevel?: string;
+  /** Run Prometheus whatever `monitoring.enabled` says (`npm start -- --monitoring`). Default: the topology's. */
+  readonly monitoring?: boolean;
 }
 
-/** The stack's ports: overrides first, then the topology's. */
-export function portsFor(topology: Topology, overrides: Partial<Record<LocalServiceName, number>> = {}): LocalPorts {
+/** The stack's ports: overrides first, then the topology's; Prometheus's only when `monitoring`. */
+export function portsFor(topology: Topology, overrides: Partial<Record<LocalServiceName, number>> = {}, monitoring = topology.monitoring.enabled): LocalPorts {
   return {
     postgres: overrides.postgres ?? topology.postgres.port,
     redis: overrides.redis ?? topology.redis.port,
     backend: overrides.backend ?? topology.backend.port,
     gateway: overrides.gateway ?? topology.gateway.port,
     nginx: overrides.nginx ?? topology.nginx.port,
+    ...(monitoring ? { prometheus: overrides.prometheus ?? topology.monitoring.prometheusPort } : {}),
   };
 }
 
-/** Re-validates `topology` with the given ports, so renderers see the ports actually used. */
+/**
+ * Re-validates `topology` with the given ports (and monitoring on when Prometheus has one), so
+ * renderers and the unique-ports rule see what actually runs.
+ */
 export function withPorts(topology: Topology, ports: LocalPorts): Topology {
   const input = structuredClone(topology) as unknown as TopologyInput & Record<string, Record<string, unknown>>;
   input.postgres = { ...input.postgres, port: ports.postgres };
@@ -107,6 +122,7 @@ export function withPorts(topology: Topology, ports: LocalPorts): Topology {
   input.backend = { ...input.backend, port: ports.backend };
   input.gateway = { ...input.gateway, port: ports.gateway };
   input.nginx = { ...input.nginx, port: ports.nginx };
+  if (ports.prometheus !== undefined) input.monitoring = { ...input.monitoring, enabled: true, prometheusPort: ports.prometheus };
   return validateTopology(input, 'local stack ports').topology;
 }
 
@@ -115,7 +131,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
   if (topology.gateway.replicas > 1) {
     throw new ReplyxError('RPX_LOCAL_GATEWAY_REPLICAS', `gateway.replicas is ${topology.gateway.replicas}, but the local target runs one gateway process`, 'set gateway.replicas to 1 in the stack file (use the docker or aws target for replicas)');
   }
-  const ports = portsFor(topology, options.ports);
+  const ports = portsFor(topology, options.ports, options.monitoring ?? topology.monitoring.enabled);
   const effective = withPorts(topology, ports);
   const state = path.resolve(options.stateDir);
   const run = path.join(state, 'run');
@@ -158,6 +174,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
   const redisDir = path.join(state, 'redis');
   const nginxDir = path.join(state, 'nginx');
   const nginxConfigFile = path.join(nginxDir, 'nginx.conf');
+  const nginxStderr = path.join(nginxDir, 'logs', 'nginx.stderr.log');
+  const nginxLogs = nginxLogFiles(nginxDir);
 
   const services: ProcessSpec[] = [];
   if (!options.externalDatabaseUrl) {
@@ -171,6 +189,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       port: ports.postgres,
       dir: postgresDir,
       logFile: path.join(postgresDir, 'postgres.log'),
+      logFiles: [postgresJsonLog(postgresDir), path.join(postgresDir, 'postgres.log')],
       pidFile: pidFile('postgres'),
       ready: { kind: 'postgres', port: ports.postgres },
       readyTimeoutMs: 60_000,
@@ -189,6 +208,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       port: ports.redis,
       dir: redisDir,
       logFile: path.join(redisDir, 'redis.log'),
+      logFiles: [path.join(redisDir, 'redis.log')],
       pidFile: pidFile('redis'),
       ready: { kind: 'redis-ping', port: ports.redis },
       readyTimeoutMs: 10_000,
@@ -204,6 +224,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       port: ports.backend,
       dir: path.join(state, 'backend'),
       logFile: path.join(logs, 'backend.log'),
+      logFiles: [path.join(logs, 'backend.log')],
       pidFile: pidFile('backend'),
       ready: { kind: 'http', url: `http://127.0.0.1:${ports.backend}/health` },
       readyTimeoutMs: 60_000,
@@ -219,6 +240,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       port: ports.gateway,
       dir: path.join(state, 'gateway'),
       logFile: path.join(logs, 'gateway.log'),
+      logFiles: [path.join(logs, 'gateway.log')],
       pidFile: pidFile('gateway'),
       ready: { kind: 'http', url: `http://127.0.0.1:${ports.gateway}/health` },
       readyTimeoutMs: 60_000,
@@ -234,7 +256,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       cwd: nginxDir,
       port: ports.nginx,
       dir: nginxDir,
-      logFile: path.join(nginxDir, 'logs', 'nginx.stderr.log'),
+      logFile: nginxStderr,
+      logFiles: [nginxLogs.access, nginxLogs.error, nginxStderr],
       pidFile: pidFile('nginx'),
       ready: { kind: 'tcp', port: ports.nginx },
       readyTimeoutMs: 10_000,
@@ -242,6 +265,38 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       stopGraceMs: (effective.nginx.workerShutdownTimeoutS + 5) * 1000,
     },
   );
+  if (ports.prometheus !== undefined) {
+    const dir = path.join(state, 'prometheus');
+    const configFile = path.join(dir, 'prometheus.yml');
+    const loopback = (port: number) => `127.0.0.1:${port}`;
+    services.push({
+      name: MONITORING_SERVICE,
+      displayName: `${name}-prometheus`,
+      kind: 'prometheus',
+      argv: ['prometheus', ...prometheusArgs({ dir, configFile, port: ports.prometheus, retentionHours: effective.monitoring.retentionHours })],
+      env: {},
+      cwd: dir,
+      port: ports.prometheus,
+      dir,
+      logFile: path.join(logs, 'prometheus.log'),
+      logFiles: [path.join(logs, 'prometheus.log')],
+      files: [
+        {
+          path: configFile,
+          content: renderPrometheusConfig(effective, {
+            targets: { gateway: [loopback(ports.gateway)], backend: [loopback(ports.backend)], prometheus: loopback(ports.prometheus) },
+            ruleFiles: [ALERT_RULES_FILE],
+          }),
+        },
+      ],
+      pidFile: pidFile(MONITORING_SERVICE),
+      ready: { kind: 'http', url: `http://127.0.0.1:${ports.prometheus}/-/ready` },
+      readyTimeoutMs: 30_000,
+      // Scrapes what is up; started with nginx so its first scrapes find both services serving.
+      dependsOn: ['backend', 'gateway'],
+      stopGraceMs: 10_000,
+    });
+  }
   return {
     topology: effective,
     stateDir: state,
@@ -254,6 +309,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       backend: `http://localhost:${ports.backend}`,
       gateway: `http://localhost:${ports.gateway}`,
       ws: `ws://localhost:${ports.nginx}`,
+      ...(ports.prometheus !== undefined ? { prometheus: `http://localhost:${ports.prometheus}` } : {}),
     },
     nginxConfigFile,
     nginxPrefixDir: nginxDir,

@@ -48,6 +48,8 @@ const debianPackage: Record<string, string> = {
   postgres: 'postgresql',
   initdb: 'postgresql',
   pg_ctl: 'postgresql',
+  prometheus: 'prometheus',
+  promtool: 'prometheus',
 };
 
 /** Resolves a binary or throws an error naming the Debian package that provides it. */
@@ -110,14 +112,16 @@ export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boo
   await waitUntil(async () => !alive(), 5000, 25);
 }
 
-async function failedToStart(name: string, child: LoggedProcess, port: number, logFile: string): Promise<never> {
+async function failedToStart(name: string, child: LoggedProcess, port: number, logFile: string, laterLog?: string): Promise<never> {
   const exitedByItself = child.exited() !== undefined;
   child.kill('SIGKILL');
   const portTaken = exitedByItself && (await isPortOpen(port));
+  // A server that moves its log elsewhere once started (Postgres's JSON log) has the cause there.
+  const later = laterLog === undefined ? '' : ` | ${await logExcerpt(laterLog, 4)}`;
   throw new ReplyxError(
     'RPX_SERVICE_START_FAILED',
-    `${name} did not become ready on 127.0.0.1:${port}${portTaken ? ' (the port is taken by another process)' : ''}; log: ${await logExcerpt(logFile)}`,
-    portTaken ? `free port ${port} or choose another in the stack file` : `read ${logFile} for the cause`,
+    `${name} did not become ready on 127.0.0.1:${port}${portTaken ? ' (the port is taken by another process)' : ''}; log: ${await logExcerpt(logFile)}${later}`,
+    portTaken ? `free port ${port} or choose another in the stack file` : `read ${laterLog ?? logFile} for the cause`,
   );
 }
 
@@ -169,7 +173,15 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   await execa('chown', ['-R', `${uid}:${gid}`, dir]);
 }
 
-/** The postgres server arguments (pure): data in `dir/data`, socket in `dir/run`, loopback only. */
+/** Postgres's JSON log (one object per line) of a server started in `dir`. */
+export function postgresJsonLog(dir: string): string {
+  return path.join(dir, 'log', 'postgresql.json');
+}
+
+/**
+ * The postgres server arguments (pure): data in `dir/data`, socket in `dir/run`, loopback only,
+ * and the log as JSON lines in postgresJsonLog(dir) (its stderr keeps only the first start-up lines).
+ */
 export function postgresArgs(opts: { dir: string; port: number }): string[] {
   return [
     '-D', path.join(opts.dir, 'data'),
@@ -179,6 +191,23 @@ export function postgresArgs(opts: { dir: string; port: number }): string[] {
     '-c', 'fsync=off',
     '-c', 'max_connections=200',
     '-c', 'shared_buffers=64MB',
+    '-c', 'logging_collector=on',
+    '-c', 'log_destination=jsonlog',
+    '-c', `log_directory=${path.dirname(postgresJsonLog(opts.dir))}`,
+    // jsonlog swaps the .log suffix for .json: the file is postgresql.json.
+    '-c', 'log_filename=postgresql.log',
+    '-c', 'log_rotation_age=0',
+  ];
+}
+
+/** The prometheus server arguments (pure): config and data under `dir`, loopback only, JSON logs. */
+export function prometheusArgs(opts: { dir: string; configFile: string; port: number; retentionHours: number }): string[] {
+  return [
+    `--config.file=${opts.configFile}`,
+    `--storage.tsdb.path=${path.join(opts.dir, 'data')}`,
+    `--storage.tsdb.retention.time=${opts.retentionHours}h`,
+    `--web.listen-address=127.0.0.1:${opts.port}`,
+    '--log.format=json',
   ];
 }
 
@@ -233,7 +262,7 @@ export async function startPostgres(opts: StartOptions & { user?: string; databa
     }
   };
   const ready = await waitUntil(async () => child.exited() === undefined && (await canQuery('postgres')), opts.readyTimeoutMs ?? 30_000, 100);
-  if (!ready) return failedToStart('postgres', child, opts.port, logFile);
+  if (!ready) return failedToStart('postgres', child, opts.port, logFile, postgresJsonLog(opts.dir));
   const admin = new pg.default.Client({ host: '127.0.0.1', port: opts.port, user, database: 'postgres' });
   await admin.connect();
   try {

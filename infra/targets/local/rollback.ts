@@ -10,7 +10,7 @@ import { planRollback, stateOf, type RollbackChange, type RollbackPlan } from '.
 import { REPO_DIR, withTopology, type StackContext } from '../../operate/stack.js';
 import type { StepRunner } from '../../operate/steps.js';
 import type { ApplyOptions, ApplyOutcome } from '../../operate/surface.js';
-import { renderNginxConfig } from '../../render/nginx.js';
+import { nginxLogFiles, renderNginxConfig } from '../../render/nginx.js';
 import { topologyFromStackText } from '../../topology/index.js';
 import { restartPlanService } from './local-stack.js';
 import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
@@ -48,7 +48,7 @@ async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; mast
   // SIGHUP is what `nginx -s reload` sends: the master re-reads the file, starts new workers and
   // lets old ones finish (at most worker_shutdown_timeout).
   const { oldWorkers, reloaded } = await reloadAndWait(st.pid);
-  if (!reloaded) throw new ReplyxError('RPX_ROLLBACK_RELOAD', `nginx (pid ${st.pid}) did not start new workers after SIGHUP`, `read ${path.join(plan.nginxPrefixDir, 'logs', 'error.log')}`);
+  if (!reloaded) throw new ReplyxError('RPX_ROLLBACK_RELOAD', `nginx (pid ${st.pid}) did not start new workers after SIGHUP`, `read ${nginxLogFiles(plan.nginxPrefixDir).error}`);
   return { detail: `SIGHUP to nginx master pid ${st.pid}; new workers serving`, masterPid: st.pid, oldWorkers };
 }
 

@@ -9,7 +9,7 @@ import type { ProcessSpec } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
 import { isPortOpen, waitUntil } from './ports.js';
 import { redisCommand } from '../../operate/probes.js';
-import { startNginx, startPostgres, startRedis, stopPid } from './processes.js';
+import { requireBinary, startNginx, startPostgres, startRedis, stopPid } from './processes.js';
 
 // The thin process manager: runs one ProcessSpec detached, records its pid, waits for its
 // ready probe, stops it, and tells whether it is running and healthy. All policy (ports,
@@ -112,9 +112,15 @@ function childEnv(spec: ProcessSpec): NodeJS.ProcessEnv {
   return { ...env, ...spec.env };
 }
 
-async function startNode(spec: ProcessSpec): Promise<number> {
+/** Writes the spec's rendered files, then runs its argv as it is (node services, Prometheus). */
+async function startProgram(spec: ProcessSpec, argv: readonly string[] = spec.argv): Promise<number> {
   await mkdir(path.dirname(spec.logFile), { recursive: true });
-  const child = await startLogged(spec.argv, { cwd: spec.cwd, env: childEnv(spec), logFile: spec.logFile, detached: true });
+  await mkdir(spec.cwd, { recursive: true });
+  for (const file of spec.files ?? []) {
+    await mkdir(path.dirname(file.path), { recursive: true });
+    await writeFile(file.path, file.content);
+  }
+  const child = await startLogged(argv, { cwd: spec.cwd, env: childEnv(spec), logFile: spec.logFile, detached: true });
   const ready = await waitUntil(async () => child.exited() === undefined && (await probeReady(spec)), spec.readyTimeoutMs, 100);
   if (!ready) {
     const exited = child.exited();
@@ -144,7 +150,11 @@ export async function startService(spec: ProcessSpec, extra: { postgresUser?: st
       pid = (await startNginx({ dir: spec.dir, port: spec.port, configFile: spec.argv[spec.argv.indexOf('-c') + 1]!, detached: true, readyTimeoutMs: spec.readyTimeoutMs })).pid;
       break;
     case 'node':
-      pid = await startNode(spec);
+      pid = await startProgram(spec);
+      break;
+    case 'prometheus':
+      // Debian's binary; a clear error naming the package when it is missing.
+      pid = await startProgram(spec, [requireBinary('prometheus'), ...spec.argv.slice(1)]);
       break;
   }
   await writeFile(spec.pidFile, `${pid}\n`);

@@ -7,7 +7,7 @@ import { describeSteps, type RollbackChange, type RollbackPlan } from '../../ope
 import { REPO_DIR, type StackContext, type StackFile } from '../../operate/stack.js';
 import type { StepRunner } from '../../operate/steps.js';
 import { loopbackEndpoints, type ApplyOptions, type ApplyOutcome, type TargetDescription, type TargetObservation, type TargetSurface } from '../../operate/surface.js';
-import { readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
+import { nginxLogFiles, readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
 import type { Probe } from '../../rules/index.js';
 import type { Topology } from '../../topology/index.js';
 import { readStateFile } from './local-stack.js';
@@ -54,7 +54,7 @@ export async function localSurface(file: StackFile, stateDir: string): Promise<T
         runningChecksum,
         redis: await redisPing(t.redis.port),
         postgres: await postgresPing(plan.databaseUrl),
-        accessLog: await tailFile(path.join(plan.nginxPrefixDir, 'logs', 'access.log')),
+        accessLog: await tailFile(nginxLogFiles(plan.nginxPrefixDir).access),
       };
     },
     upCommand: () => ['npm', 'start', '--', '--stack', file.stack],
