@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedRedisUrl } from '../../test/services.js';
 import { RedisPublisher } from '../src/broker/publisher.js';
-import { dialogChannel, dialogStream } from '../src/broker/protocol.js';
+import { dialogChannel, dialogIdempotencyKey, dialogStream } from '../src/broker/protocol.js';
 import { parsePublishBody } from '../src/http/publish-request.js';
 import { createAccessDatabase, httpPublish, startGateway, testConfig, type TestGateway } from './harness.js';
 
@@ -19,6 +19,8 @@ interface Case {
   readonly frame?: Record<string, unknown>;
   readonly audience?: string;
   readonly error?: string;
+  /** Publish twice with the same idempotency key: the second answers the first id and publishes nothing. */
+  readonly repeat?: boolean;
 }
 
 const FIXTURE = JSON.parse(readFileSync(new URL('../../test/fixtures/publish-conformance.json', import.meta.url), 'utf8')) as { cases: Case[] };
@@ -73,6 +75,21 @@ function expectFrame(c: Case, seen: Awaited<ReturnType<typeof observe>>): void {
   expect(seen.storedAudience).toBe(c.audience);
 }
 
+/** Forgets the case's idempotency key (left by an earlier run or another runner within the window). */
+async function forgetKey(body: Record<string, unknown>): Promise<void> {
+  if (typeof body.idempotency_key === 'string') await redis.del(dialogIdempotencyKey(Number(body.dialog_id), body.idempotency_key));
+}
+
+/** A repeat of a published case: same id, nothing new in the history, no channel message. */
+async function expectRepeat(c: Case, firstId: string, again: () => Promise<{ id: string; duplicate?: boolean }>): Promise<void> {
+  const dialogId = Number((c.body as { dialog_id: number }).dialog_id);
+  const before = await redis.xlen(dialogStream(dialogId));
+  const second = await again();
+  expect(second.id).toBe(firstId);
+  if (second.duplicate !== undefined) expect(second.duplicate).toBe(true);
+  expect(await redis.xlen(dialogStream(dialogId))).toBe(before);
+}
+
 let redisUrl: string;
 let redis: Redis;
 let publisher: RedisPublisher;
@@ -100,7 +117,10 @@ describe('publish conformance: TypeScript publisher', () => {
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
     const input = { ...parsed.input, data: revive(body.data) };
-    expectFrame(c, await observe(redisUrl, parsed.input.dialogId, () => publisher.publish(input)));
+    await forgetKey(body);
+    const seen = await observe(redisUrl, parsed.input.dialogId, () => publisher.publish(input));
+    expectFrame(c, seen);
+    if (c.repeat) await expectRepeat(c, seen.id, () => publisher.publishEvent(input));
   });
 
   it.each(refused.map((c) => [c.name, c] as const))('refuses %s', (_name, c) => {
@@ -111,6 +131,7 @@ describe('publish conformance: TypeScript publisher', () => {
 describe('publish conformance: POST /internal/publish', () => {
   it.each(published.map((c) => [c.name, c] as const))('publishes %s', async (_name, c) => {
     const dialogId = Number((c.body as { dialog_id: number }).dialog_id);
+    await forgetKey(c.body as Record<string, unknown>);
     let status = 0;
     const seen = await observe(redisUrl, dialogId, async () => {
       const res = await httpPublish(gw.base, JSON.stringify(revive(c.body)));
@@ -119,6 +140,13 @@ describe('publish conformance: POST /internal/publish', () => {
     });
     expect(status).toBe(202);
     expectFrame(c, seen);
+    if (c.repeat) {
+      await expectRepeat(c, seen.id, async () => {
+        const res = await httpPublish(gw.base, JSON.stringify(revive(c.body)));
+        expect(res.status).toBe(202);
+        return { id: String(res.body.id) };
+      });
+    }
   });
 
   it.each(refused.map((c) => [c.name, c] as const))('refuses %s', async (_name, c) => {

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
+import redis.exceptions
+
 from .body import PublishInput
 from .encoding import encode_data
 from .errors import LibraryNotLoadedError, NotPublishedError
@@ -97,8 +99,8 @@ def is_missing_function(err: BaseException) -> bool:
 
 
 def is_no_permission(err: BaseException) -> bool:
-    """Redis refused the command to this user (ACL)."""
-    return "NOPERM" in str(err)
+    """Redis refused the command to this user (ACL); redis-py strips the NOPERM prefix."""
+    return isinstance(err, redis.exceptions.NoPermissionError) or "NOPERM" in str(err)
 
 
 def cannot_load(library: Optional[Library], loaded: Optional[int], why: str) -> LibraryNotLoadedError:
