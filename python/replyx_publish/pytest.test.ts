@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { DEFAULT_IDEMPOTENCY_TTL_S } from '../../gateway/src/broker/publisher.js
 import { PUBLISH_KEY, TestClient, adminToken, createAccessDatabase, eventually, startGateway, testConfig, type AccessDatabase, type TestGateway } from '../../gateway/test/harness.js';
 import { freePort } from '../../infra/targets/local/ports.js';
 import { startRedis, type ServiceProcess } from '../../infra/targets/local/processes.js';
-import { PYTHON_BIN } from '../../infra/python/interpreter.js';
+import { PYTHON_BIN, PYTHON_PACKAGES } from '../../infra/python/interpreter.js';
 
 // The Python package's pytest suite, run by Debian's python against a Redis of its own (its tests
 // flush the function library and add ACL users) and a real gateway; each pytest test becomes one
@@ -106,5 +107,13 @@ describe('python/replyx_publish end to end', () => {
   it("the package's history and idempotency defaults are the gateway's", async () => {
     const run = await execa(PYTHON_BIN, ['-c', 'from replyx_publish.call import *; print(DEFAULT_HISTORY_LENGTH, DEFAULT_HISTORY_TTL_S, DEFAULT_IDEMPOTENCY_TTL_S)'], { cwd: path.join(PACKAGE_DIR, 'src') });
     expect(run.stdout.trim()).toBe(`${DEFAULTS.HISTORY_LENGTH} ${DEFAULTS.HISTORY_TTL_S} ${DEFAULT_IDEMPOTENCY_TTL_S}`);
+  });
+});
+
+describe('python packages in CI', () => {
+  it('.ci/run installs exactly the Debian packages infra/python/interpreter.ts lists', () => {
+    const ci = readFileSync(new URL('../../.ci/run', import.meta.url), 'utf8');
+    const pairs = /for pair in ([^;]+); do/.exec(ci)?.[1]?.trim().split(/\s+/) ?? [];
+    expect(pairs).toEqual(PYTHON_PACKAGES.map((p) => `${p.module}:${p.pkg}`));
   });
 });
