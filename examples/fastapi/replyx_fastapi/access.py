@@ -24,7 +24,14 @@ def origin_host(value: Optional[str]) -> Optional[str]:
         return None
     if parts.scheme not in ("http", "https") or not host:
         return None
-    return host.lower().rstrip(".") or None
+    host = host.lower().rstrip(".")
+    if ":" in host:
+        return f"[{host}]"  # IPv6, bracketed as URL.hostname writes it
+    try:
+        host = host.encode("idna").decode("ascii")  # Unicode names as their punycode, like URL
+    except UnicodeError:
+        return None
+    return host or None
 
 
 def origin_of(value: str) -> str:
