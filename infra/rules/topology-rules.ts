@@ -62,6 +62,19 @@ export function heartbeatMessage(heartbeatMs: number, cut: readonly IdleTimeout[
   return `heartbeat ${heartbeatMs / 1000} s is not shorter than ${cut.map((t) => `the ${t.label} ${t.seconds} s (${t.setting})`).join(' and ')}: idle WebSockets get cut`;
 }
 
+/** backend-kind: why a topology cannot run its backend kind (the FastAPI example is local only and has no /ws/). */
+export function backendKindFindings(t: Topology): TopologyFinding[] {
+  if (t.backend.kind !== 'fastapi') return [];
+  const found: TopologyFinding[] = [];
+  if (t.target !== 'local' && t.backend.image === undefined) {
+    found.push({ path: 'backend.kind', message: `backend.kind "fastapi" without backend.image on the ${t.target} target, which builds only examples/backend` });
+  }
+  if (t.wsRoute === 'backend') {
+    found.push({ path: 'wsRoute', message: 'the FastAPI example backend has no legacy /ws/ mode: wsRoute "backend" would leave every WebSocket unserved' });
+  }
+  return found;
+}
+
 /** The stack-file path of each service's port. */
 export const SERVICE_PORT_PATHS: Readonly<Record<ServiceName, string>> = {
   nginx: 'nginx.port',
@@ -113,4 +126,5 @@ export const TOPOLOGY_FINDINGS: Readonly<Record<RuleIdReading<'topology'>, (t: T
     vpcSubnetsConsistent(t.aws)
       ? []
       : [{ path: 'aws.vpcId', message: 'an existing VPC needs both aws.publicSubnetIds and aws.privateSubnetIds, and subnet ids need aws.vpcId' }],
+  'backend-kind': backendKindFindings,
 };
