@@ -1,5 +1,5 @@
 // The Python the stack's Python parts run on: Debian's interpreter with Debian's packages
-// (python3-redis, python3-fastapi, uvicorn, python3-psycopg, python3-pytest), never a version
+// (python3-redis, python3-fastapi, uvicorn, python3-psycopg, python3-jwt, python3-pytest), never a version
 // manager's python3 on PATH, which lacks them.
 
 /** The interpreter of the Python package's tests and the FastAPI example backend. */
@@ -11,6 +11,7 @@ export const PYTHON_PACKAGES: readonly { module: string; pkg: string }[] = [
   { module: 'fastapi', pkg: 'python3-fastapi' },
   { module: 'uvicorn', pkg: 'uvicorn' },
   { module: 'psycopg', pkg: 'python3-psycopg' },
+  { module: 'jwt', pkg: 'python3-jwt' },
   { module: 'pytest', pkg: 'python3-pytest' },
   { module: 'pytest_asyncio', pkg: 'python3-pytest-asyncio' },
 ];
