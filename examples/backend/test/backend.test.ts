@@ -7,13 +7,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { tokenProtocols } from '@replyx/gateway/auth/credentials';
 import { signSiteToken, signWidgetToken } from '@replyx/gateway/auth/tokens';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { RedisPublisher } from '@replyx/gateway/broker/publisher';
 import { createTestDatabase, sharedRedisUrl } from '../../../test/services.js';
+import { startRedis } from '../../../infra/targets/local/processes.js';
 import { freePort, waitUntil } from '../../../infra/targets/local/ports.js';
 import { configFromEnv } from '../src/config.js';
 import { DEFAULT_TOKEN_POLICY, demoSiteTokens, demoVisitorKey, signAdminToken } from '../src/demo.js';
 import { createLogger } from '../src/log.js';
 import { loadMigrations, migrate } from '../src/migrate.js';
+import { messageIdempotencyKey, OutboxRelay } from '../src/outbox.js';
 import { seedDemoData } from '../src/seed.js';
+import { messageData } from '../src/store.js';
 import { startWorker, type BackendWorker } from '../src/worker.js';
 
 // The backend against the suite's real Postgres and Redis: one in-process worker for the API
@@ -277,26 +284,149 @@ describe('site tokens: issue and revoke', () => {
   });
 });
 
-describe('publish failures', () => {
-  it('answers 503 PUBLISH_FAILED, keeps the message and counts the failure', async () => {
-    const deadRedis = `redis://127.0.0.1:${await freePort()}`;
-    const config = configFromEnv({ DATABASE_URL: databaseUrl, REDIS_URL: deadRedis, ...SECRETS, LOG_LEVEL: 'silent' });
-    const broken = await startWorker(config, createLogger('silent'), 0, () => true, { processMetrics: false });
+describe('stored means published: the outbox', () => {
+  it('while Redis is down: 201 with event_id null, counted; once Redis is back the relay publishes it exactly once', { timeout: 60_000 }, async () => {
+    const redisPort = await freePort();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-outbox-'));
+    await chmod(dir, 0o755);
+    const env = { DATABASE_URL: databaseUrl, REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...SECRETS, LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', OUTBOX_RETRY_MAX_MS: '200', OUTBOX_CLAIM_DELAY_MS: '0' };
+    const broken = await startWorker(configFromEnv(env), createLogger('silent'), 0, () => true, { processMetrics: false });
+    let own: Awaited<ReturnType<typeof startRedis>> | undefined;
     try {
+      const at = `http://127.0.0.1:${broken.port}`;
       const [site1] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
-      const res = await fetch(`http://127.0.0.1:${broken.port}/api/site/dialogs/100/messages`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${site1!.token}` },
-        body: JSON.stringify({ text: 'never published' }),
-      });
-      expect(res.status).toBe(503);
-      expect(await res.json()).toMatchObject({ error: { code: 'PUBLISH_FAILED' } });
-      const text = await (await fetch(`http://127.0.0.1:${broken.port}/metrics`)).text();
-      expect(text).toMatch(/^replyx_backend_publish_failures_total 1$/m);
-      expect(text).toMatch(/^replyx_backend_http_requests_total\{method="POST",route="\/api\/site\/dialogs\/\{id\}\/messages",status="503"\} 1$/m);
+      const headers = { ...bearer(site1!.token), 'idempotency-key': 'outage-1' };
+      const res = await post('/api/site/dialogs/100/messages', { text: 'stored while Redis is down' }, headers, at);
+      expect(res).toMatchObject({ status: 201, json: { event_id: null, message: { text: 'stored while Redis is down', event_id: null } } });
+      const id = (res.json.message as { id: number }).id;
+      // The client's retry (it never saw the reply, say) answers the same message.
+      const retry = await post('/api/site/dialogs/100/messages', { text: 'stored while Redis is down' }, headers, at);
+      expect(retry).toMatchObject({ status: 201, json: { message: { id } } });
+      const text = await (await fetch(`${at}/metrics`)).text();
+      expect(text).toMatch(/^replyx_backend_publish_failures_total [1-9]/m);
+      expect(text).toMatch(/^replyx_backend_http_requests_total\{method="POST",route="\/api\/site\/dialogs\/\{id\}\/messages",status="201"\} 2$/m);
+      expect((await sql.query('SELECT 1 FROM message_outbox WHERE message_id = $1', [id])).rowCount).toBe(1);
+
+      own = await startRedis({ dir, port: redisPort });
+      const published = await waitUntil(async () => (await sql.query('SELECT event_id FROM messages WHERE id = $1', [id])).rows[0]?.event_id !== null, 15_000, 50);
+      expect(published).toBe(true);
+      const eventId = String((await sql.query('SELECT event_id FROM messages WHERE id = $1', [id])).rows[0].event_id);
+      expect((await sql.query('SELECT 1 FROM message_outbox WHERE message_id = $1', [id])).rowCount).toBe(0);
+      const check = new Redis(`redis://127.0.0.1:${redisPort}`);
+      const history = await check.xrange('replyx:dialog:100:events', '-', '+');
+      check.disconnect();
+      const mine = history.filter(([, f]) => f[3]?.includes(`"id":${id},`));
+      expect(mine.map(([e]) => e)).toEqual([eventId]);
+      // The frame's data is the message (its id is the reply's message.id); the event id is the frame's own id.
+      const body = JSON.parse(`{"id":"${eventId}",${mine[0]![1][3]!}}`) as { id: string; data: Record<string, unknown> };
+      expect(body.data).toEqual({ id, dialog_id: 100, sender: 'site', text: 'stored while Redis is down', created_at: (res.json.message as { created_at: string }).created_at });
+      // A retry now answers the published event id.
+      const late = await post('/api/site/dialogs/100/messages', { text: 'stored while Redis is down' }, headers, at);
+      expect(late).toMatchObject({ status: 201, json: { event_id: eventId, message: { id, event_id: eventId } } });
     } finally {
       await broken.close();
+      await own?.stop();
+      await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('concurrent relays over 200 waiting messages publish each exactly once (SKIP LOCKED + idempotency key)', { timeout: 30_000 }, async () => {
+    const ids = (await sql.query<{ id: string }>(
+      `WITH m AS (INSERT INTO messages (dialog_id, sender, text) SELECT 200, 'site', 'bulk ' || g FROM generate_series(1, 200) g RETURNING id)
+       INSERT INTO message_outbox (message_id) SELECT id FROM m RETURNING message_id AS id`,
+    )).rows.map((r) => Number(r.id));
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 8 });
+    const conn = new Redis(sharedRedisUrl());
+    const publisher = new RedisPublisher(conn);
+    const before = await redis.xlen('replyx:dialog:200:events');
+    const firsts: number[] = [];
+    const relays = Array.from({ length: 4 }, () =>
+      new OutboxRelay(
+        {
+          db: pool,
+          log: createLogger('silent'),
+          publish: (row) => publisher.publishEvent({ dialogId: row.dialog_id, type: 'message:new', data: messageData(row), idempotencyKey: messageIdempotencyKey(row.id) }),
+          onPublished: (row) => firsts.push(row.id),
+          onFailed: () => undefined,
+        },
+        { pollMs: 10, retryMaxMs: 100, batchSize: 7, idempotencyRetentionS: 86_400 },
+      ),
+    );
+    try {
+      await Promise.all(relays.map(async (r) => {
+        while ((await r.pass()) > 0);
+      }));
+      const left = await sql.query('SELECT count(*)::int AS n FROM message_outbox WHERE message_id = ANY($1::bigint[])', [ids]);
+      expect(left.rows[0].n).toBe(0);
+      expect(await redis.xlen('replyx:dialog:200:events')).toBe(before + 200);
+      // The suite's two workers run relays on this database too: six relays in all, still one event each.
+      expect(new Set(firsts).size).toBe(firsts.length);
+      expect(firsts.length).toBeGreaterThan(0);
+      const unset = await sql.query('SELECT count(*)::int AS n FROM messages WHERE id = ANY($1::bigint[]) AND event_id IS NULL', [ids]);
+      expect(unset.rows[0].n).toBe(0);
+    } finally {
+      await pool.end();
+      conn.disconnect();
+    }
+  });
+
+  it('a database outage answers 503 DATABASE_UNAVAILABLE (retry with the same key), never 500', async () => {
+    const deadDb = `postgres://replyx@127.0.0.1:${await freePort()}/none`;
+    const down = await startWorker(configFromEnv({ DATABASE_URL: deadDb, REDIS_URL: sharedRedisUrl(), ...SECRETS, LOG_LEVEL: 'silent' }), createLogger('silent'), 0, () => true, { processMetrics: false });
+    try {
+      const [site1] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
+      const res = await post('/api/site/dialogs/100/messages', { text: 'db down' }, { ...bearer(site1!.token), 'idempotency-key': 'db-down-1' }, `http://127.0.0.1:${down.port}`);
+      expect(res).toMatchObject({ status: 503, json: { error: { code: 'DATABASE_UNAVAILABLE' } } });
+    } finally {
+      await down.close();
+    }
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('a retried POST answers the first result (same status and message) and stores once; concurrent retries too', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const headers = { ...bearer(admin), 'idempotency-key': 'b7a1d1e0-retry-1' };
+    const first = await post('/api/dialogs/123/messages', { text: 'exactly once' }, headers);
+    expect(first.status).toBe(201);
+    const again = await post('/api/dialogs/123/messages', { text: 'exactly once' }, headers);
+    expect(again).toEqual(first);
+    const burst = await Promise.all(Array.from({ length: 8 }, () => post('/api/dialogs/123/messages', { text: 'burst' }, { ...bearer(admin), 'idempotency-key': 'burst-1' })));
+    expect(new Set(burst.map((r) => r.status))).toEqual(new Set([201]));
+    expect(new Set(burst.map((r) => (r.json.message as { id: number }).id)).size).toBe(1);
+    const stored = await sql.query("SELECT count(*)::int AS n FROM messages WHERE text IN ('exactly once', 'burst')");
+    expect(stored.rows[0].n).toBe(2);
+    // One event per message in the history, whatever the retries.
+    const history = await redis.xrange('replyx:dialog:123:events', '-', '+');
+    expect(history.filter(([, f]) => f[3]?.includes('"text":"exactly once"'))).toHaveLength(1);
+  });
+
+  it('is scoped to the caller and dialog; another body under the same key is 422; malformed keys are 400', async () => {
+    const [site1, site2] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const key = { 'idempotency-key': 'shared-key-1' };
+    const a = await post('/api/dialogs/100/messages', { text: 'scoped' }, { ...bearer(admin), ...key });
+    const b = await post('/api/site/dialogs/100/messages', { text: 'scoped' }, { ...bearer(site1!.token), ...key });
+    const c = await post('/api/dialogs/123/messages', { text: 'scoped' }, { ...bearer(admin), ...key });
+    const ids = [a, b, c].map((r) => (r.json.message as { id: number }).id);
+    expect([a.status, b.status, c.status]).toEqual([201, 201, 201]);
+    expect(new Set(ids).size).toBe(3);
+    const reused = await post('/api/dialogs/100/messages', { text: 'something else' }, { ...bearer(admin), ...key });
+    expect(reused).toMatchObject({ status: 422, json: { error: { code: 'IDEMPOTENCY_KEY_REUSED' } } });
+    for (const bad of ['has space', 'x'.repeat(201), '']) {
+      const r = await post('/api/site/dialogs/100/messages', { text: 'bad key' }, { ...bearer(site1!.token), 'idempotency-key': bad });
+      expect(r).toMatchObject({ status: 400, json: { error: { code: 'BAD_IDEMPOTENCY_KEY' } } });
+    }
+    // Another site token of the same user is another caller.
+    const other = await post('/api/site/dialogs/100/messages', { text: 'scoped' }, { ...bearer(site2!.token), ...key });
+    expect(other.status === 201 ? (other.json.message as { id: number }).id : undefined).not.toBe(ids[1]);
+  });
+
+  it('text with a NUL byte is a 400 with the reason, not a 500', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const r = await post('/api/dialogs/123/messages', { text: 'a\u0000b' }, bearer(admin));
+    expect(r).toMatchObject({ status: 400, json: { error: { code: 'BAD_REQUEST' } } });
+    expect(String((r.json.error as { message: string }).message)).toContain('NUL');
   });
 });
 
@@ -413,7 +543,11 @@ describe('cluster entry point', () => {
         expect(text.match(/^# TYPE replyx_backend_http_requests_total /gm)).toHaveLength(1);
         const stored = new pg.Client({ connectionString: url });
         await stored.connect();
-        await stored.query("INSERT INTO messages (dialog_id, sender, text, created_at) VALUES (100, 'site', 'stuck', now() - interval '90 seconds')");
+        // A message whose publish keeps failing: its outbox row is 90 s old and not due for an hour.
+        await stored.query(
+          `WITH m AS (INSERT INTO messages (dialog_id, sender, text, created_at) VALUES (100, 'site', 'stuck', now() - interval '90 seconds') RETURNING id)
+           INSERT INTO message_outbox (message_id, created_at, next_attempt_at, attempts) SELECT id, now() - interval '90 seconds', now() + interval '1 hour', 9 FROM m`,
+        );
         await stored.end();
         const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         expect(after).toMatch(/^replyx_backend_outbox_pending_messages 1$/m);
@@ -426,7 +560,7 @@ describe('cluster entry point', () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     const versions = await client.query('SELECT version FROM schema_migrations ORDER BY version');
-    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3]);
+    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3, 4]);
     const access = await client.query('SELECT dialog_id::int, assistant_id::int, user_id::int FROM replyx_dialog_access ORDER BY dialog_id');
     expect(access.rows).toEqual([
       { dialog_id: 100, assistant_id: 3, user_id: 1 },
