@@ -68,15 +68,18 @@ def observe(redis_url: str) -> Iterator[Callable[[int, Callable[[], str]], Dict[
     reader = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
 
     def run(dialog_id: int, publish: Callable[[], str]) -> Dict[str, Any]:
-        sub = reader.pubsub(ignore_subscribe_messages=True)
+        sub = reader.pubsub()
         sub.subscribe(f"replyx:dialog:{dialog_id}")
         try:
-            event_id = publish()
+            # SUBSCRIBE is only sent above; publishing before Redis confirmed it could miss the event.
             deadline = time.monotonic() + 5
+            while (m := sub.get_message(timeout=0.1)) is None or m["type"] != "subscribe":
+                assert time.monotonic() < deadline, "no subscribe confirmation"
+            event_id = publish()
             message = None
-            while message is None and time.monotonic() < deadline:
+            while message is None and time.monotonic() < deadline + 5:
                 m = sub.get_message(timeout=0.1)
-                if m and m["data"].startswith(f"{event_id}|"):
+                if m and m["type"] == "message" and m["data"].startswith(f"{event_id}|"):
                     message = m["data"]
             assert message is not None, f"no channel message for {event_id}"
         finally:
