@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { execa, execaSync } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../gateway/src/config.js';
-import { DEFAULT_IDEMPOTENCY_TTL_S } from '../../gateway/src/broker/publisher.js';
+import { DEFAULT_IDEMPOTENCY_TTL_S, LIBRARY_NAME, LIBRARY_VERSION, PUBLISH_FUNCTION } from '../../gateway/src/broker/publisher.js';
 import { PUBLISH_KEY, TestClient, adminToken, createAccessDatabase, eventually, startGateway, testConfig, type AccessDatabase, type TestGateway } from '../../gateway/test/harness.js';
 import { freePort } from '../../infra/targets/local/ports.js';
 import { startRedis, type ServiceProcess } from '../../infra/targets/local/processes.js';
@@ -107,6 +107,12 @@ describe('python/replyx_publish end to end', () => {
   it("the package's history and idempotency defaults are the gateway's", async () => {
     const run = await execa(PYTHON_BIN, ['-c', 'from replyx_publish.call import *; print(DEFAULT_HISTORY_LENGTH, DEFAULT_HISTORY_TTL_S, DEFAULT_IDEMPOTENCY_TTL_S)'], { cwd: path.join(PACKAGE_DIR, 'src') });
     expect(run.stdout.trim()).toBe(`${DEFAULTS.HISTORY_LENGTH} ${DEFAULTS.HISTORY_TTL_S} ${DEFAULT_IDEMPOTENCY_TTL_S}`);
+  });
+
+  it('the package reads the library the gateway ships (same file, name, version and function)', async () => {
+    const run = await execa(PYTHON_BIN, ['-c', 'from replyx_publish.library import *; l = read_library(); print(l.path, l.name, l.version, PUBLISH_FUNCTION)'], { cwd: path.join(PACKAGE_DIR, 'src') });
+    const gatewayFile = fileURLToPath(new URL('../../gateway/src/broker/replyx.lua', import.meta.url));
+    expect(run.stdout.trim()).toBe(`${gatewayFile} ${LIBRARY_NAME} ${LIBRARY_VERSION} ${PUBLISH_FUNCTION}`);
   });
 });
 
