@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PYTHON_BIN } from '../python/interpreter.js';
+import { FASTAPI_BACKEND_MODULES, PYTHON_BIN, missingPythonPackages } from '../python/interpreter.js';
 import { renderServiceEnv } from '../render/service-env.js';
 import { planLocalStack } from '../targets/local/plan.js';
 import { checkTopology, validateTopology } from '../topology/validate.js';
@@ -46,5 +46,13 @@ describe('backend.kind: fastapi on the local target', () => {
     expect(backend.argv).toEqual([PYTHON_BIN, 'examples/fastapi/run.py']);
     expect(backend.env).toMatchObject({ REPLYX_NODE: '/opt/node', UVICORN_WORKERS: '3', BACKEND_WORKERS: '3', PORT: '8000', HOST: '127.0.0.1' });
     expect(backend.cwd).toBe('/repo');
+  });
+});
+
+describe('the FastAPI backend\'s Debian packages', () => {
+  it('names the package of every module python3 cannot import, and only the backend\'s', () => {
+    expect(missingPythonPackages(FASTAPI_BACKEND_MODULES, (m) => m !== 'fastapi' && m !== 'jwt')).toEqual(['python3-fastapi', 'python3-jwt']);
+    expect(missingPythonPackages(FASTAPI_BACKEND_MODULES, () => false)).toEqual(['python3-redis', 'python3-fastapi', 'uvicorn', 'python3-psycopg', 'python3-jwt']);
+    expect(missingPythonPackages(FASTAPI_BACKEND_MODULES, () => true)).toEqual([]);
   });
 });
