@@ -8,8 +8,8 @@ import { openSocket, postMessage, receives, widgetSession } from '../../test/e2e
 // The seed's scenarios against the FastAPI example backend (backend.kind: fastapi, 4 uvicorn
 // workers) through real nginx, the gateway, Redis and Postgres, started by the local target:
 // admin panel and widget on one dialog (200/200), three sites at once, the three write routes,
-// Idempotency-Key retries, and the outbox: a message stored while Redis stalls is published
-// once Redis answers again, as one event.
+// Idempotency-Key retries, the outbox (a message stored while Redis stalls is published once
+// Redis answers again, as one event) and a backend restart that WebSockets do not notice.
 
 let stack: LocalStackHandle;
 let ws: string;
@@ -161,4 +161,22 @@ describe('retries and the outbox on FastAPI', () => {
       admin.ws.close();
     }
   }, 30_000);
+});
+
+describe('seed scenario 4 on FastAPI: restart resilience', () => {
+  it('restarting the backend (all its workers) leaves WebSockets open and they get messages sent after it', async () => {
+    const admin = await openSocket(`${ws}/ws/dialogs/123`, { token: stack.tokens.adminToken });
+    const widget = await openSocket(`${ws}/ws/widget/dialogs/123`, { token: await widgetToken123() });
+    const before = ((await (await fetch(`${stack.urls.backend}/health`)).json()) as { pid: number }).pid;
+    await stack.restart('backend');
+    // The old workers are gone with their parent, not left serving the port.
+    expect(() => process.kill(before, 0)).toThrow();
+    expect([admin.closeCode(), widget.closeCode()]).toEqual([undefined, undefined]);
+    const r = await postSite(123, 'after backend restart');
+    expect(r.status).toBe(201);
+    expect(await receives(admin, r.eventId!, 2000)).toBe(true);
+    expect(await receives(widget, r.eventId!, 2000)).toBe(true);
+    admin.ws.close();
+    widget.ws.close();
+  }, 120_000);
 });

@@ -34,7 +34,7 @@ def publish(request: pytest.FixtureRequest, live: Dict[str, str]) -> Publish:
     url = live["REPLYX_TEST_REDIS_URL"]
     if request.param == "sync":
         pub = Publisher.from_url(url)
-        request.addfinalizer(pub._redis.close)
+        request.addfinalizer(pub.close)
         return lambda body: pub.publish(**body)
     if request.param == "http":
         http = HttpPublisher(live["REPLYX_TEST_GATEWAY_URL"], live["REPLYX_TEST_PUBLISH_KEY"])

@@ -56,6 +56,10 @@ class Publisher:
         options.setdefault("socket_connect_timeout", timeout_s)
         return cls(redis.Redis.from_url(url, **options), settings=settings)
 
+    def close(self) -> None:
+        """Closes the client's connections."""
+        self._redis.close()
+
     def load_library(self) -> None:
         """Loads the library (FUNCTION LOAD REPLACE) unless Redis has this version or a newer one."""
         loaded: Optional[int] = None
