@@ -5,7 +5,7 @@ import { planLocalStack } from '../targets/local/plan.js';
 import { checkTopology, validateTopology } from '../topology/validate.js';
 
 // backend.kind: the FastAPI example backend runs on the local target (or wherever an image is
-// given) and never serves /ws/; the local target runs it with Debian's python3.
+// given); the local target runs it with Debian's python3.
 
 const errors = (input: Record<string, unknown>) => checkTopology(input).issues.filter((i) => i.severity === 'error');
 
@@ -24,9 +24,8 @@ describe('backend-kind', () => {
     }
   });
 
-  it('refuses /ws/ on the FastAPI backend (it has no legacy WebSocket mode)', () => {
-    expect(errors({ target: 'local', wsRoute: 'backend', backend: { kind: 'fastapi', workers: 1 } })).toEqual([expect.objectContaining({ path: 'wsRoute', rule: 'backend-kind' })]);
-    expect(errors({ target: 'local', wsRoute: 'backend', backend: { kind: 'node', workers: 1 } })).toEqual([]);
+  it('lets the FastAPI backend serve /ws/ after a rollback, like the reference backend', () => {
+    expect(errors({ target: 'local', wsRoute: 'backend', backend: { kind: 'fastapi', workers: 1 } })).toEqual([]);
   });
 
   it('renders the FastAPI backend to run examples/fastapi/run.py with python, with the same environment as node', () => {

@@ -290,12 +290,12 @@ const RULE_TABLE = [
   },
   {
     id: 'backend-kind',
-    title: 'the FastAPI example backend runs locally and never serves /ws/',
+    title: 'the FastAPI example backend runs locally, or from an image',
     kind: 'topology',
     reads: 'topology',
     against: ['stack-file'],
     blocksDeploy: true,
-    fix: () => 'set backend.kind: node, or set backend.image on the docker and aws targets; with backend.kind: fastapi keep wsRoute: gateway',
+    fix: () => 'set backend.kind: node, or set backend.image on the docker and aws targets',
   },
 ] as const satisfies readonly RuleDefinition[];
 

@@ -62,17 +62,10 @@ export function heartbeatMessage(heartbeatMs: number, cut: readonly IdleTimeout[
   return `heartbeat ${heartbeatMs / 1000} s is not shorter than ${cut.map((t) => `the ${t.label} ${t.seconds} s (${t.setting})`).join(' and ')}: idle WebSockets get cut`;
 }
 
-/** backend-kind: why a topology cannot run its backend kind (the FastAPI example is local only and has no /ws/). */
+/** backend-kind: why a topology cannot run its backend kind (the FastAPI example is built by no target but local). */
 export function backendKindFindings(t: Topology): TopologyFinding[] {
-  if (t.backend.kind !== 'fastapi') return [];
-  const found: TopologyFinding[] = [];
-  if (t.target !== 'local' && t.backend.image === undefined) {
-    found.push({ path: 'backend.kind', message: `backend.kind "fastapi" without backend.image on the ${t.target} target, which builds only examples/backend` });
-  }
-  if (t.wsRoute === 'backend') {
-    found.push({ path: 'wsRoute', message: 'the FastAPI example backend has no legacy /ws/ mode: wsRoute "backend" would leave every WebSocket unserved' });
-  }
-  return found;
+  if (t.backend.kind !== 'fastapi' || t.target === 'local' || t.backend.image !== undefined) return [];
+  return [{ path: 'backend.kind', message: `backend.kind "fastapi" without backend.image on the ${t.target} target, which builds only examples/backend` }];
 }
 
 /** The stack-file path of each service's port. */

@@ -13,7 +13,7 @@ export const backendSchema = z
     kind: z
       .enum(['node', 'fastapi'])
       .default('node')
-      .describe('Which example backend the local target runs: "node" (examples/backend, the reference backend) or "fastapi" (examples/fastapi under uvicorn, publishing through python/replyx_publish; no legacy /ws/ mode).'),
+      .describe('Which example backend the local target runs: "node" (examples/backend, the reference backend) or "fastapi" (examples/fastapi under uvicorn, publishing through python/replyx_publish; docker and aws need backend.image for it).'),
     workers: z.int().min(1).max(64).default(4).describe('HTTP worker processes (exported as BACKEND_WORKERS and UVICORN_WORKERS).'),
     port: port.default(8000).describe('Port the backend listens on.'),
     replicas: z.int().min(1).max(50).default(1).describe('Backend containers/tasks (AWS desired count).'),

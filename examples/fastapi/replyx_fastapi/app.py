@@ -12,10 +12,10 @@ import secrets
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import redis.asyncio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,7 +25,8 @@ from replyx_publish.encoding import plain_data
 from . import db
 from .access import Grant, check_grant, is_host_allowed, origin_host, origin_of
 from .config import settings_or_exit
-from .relay import Relay
+from .legacy_ws import LegacyWebSockets
+from .relay import MESSAGE_EVENT, Relay, message_data
 from .tokens import TokenRefused, Tokens, claimed_kind
 
 settings = settings_or_exit()
@@ -99,8 +100,15 @@ async def start() -> None:
     client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.command_timeout_s, socket_connect_timeout=settings.command_timeout_s)
     publisher = AsyncPublisher(client, settings=HistorySettings(history_length=settings.history_length, history_ttl_s=settings.history_ttl_s))
     pool = db.Pool(settings.database_url, size=4, timeout_s=3.0)
-    relay = Relay(pool, publisher, settings.outbox_poll_ms, settings.outbox_retry_max_ms, settings.idempotency_retention_s)
-    state.update(redis=client, publisher=publisher, pool=pool, relay=relay)
+    legacy = LegacyWebSockets(client, settings.history_length)
+
+    async def deliver_locally(row: Dict[str, Any], event_id: str) -> None:
+        # Legacy /ws/ mode: only this worker's sockets get it (the seed's desync with several workers).
+        frame = {"id": event_id, "type": MESSAGE_EVENT, "dialog_id": int(row["dialog_id"]), "data": message_data(row), "ts": int(time.time() * 1000)}
+        await legacy.deliver(int(row["dialog_id"]), event_id, json.dumps(plain_data(frame), separators=(",", ":"), ensure_ascii=False))
+
+    relay = Relay(pool, publisher, settings.outbox_poll_ms, settings.outbox_retry_max_ms, settings.idempotency_retention_s, deliver_locally)
+    state.update(redis=client, publisher=publisher, pool=pool, relay=relay, legacy=legacy)
     relay.start()
 
 
@@ -152,6 +160,22 @@ def bearer(request: Request) -> Optional[str]:
     return value[7:].strip() or None if value[:7].lower() == "bearer " else None
 
 
+async def verified_caller(kind: str, token: Optional[str], origin: Optional[str]) -> Tuple[Grant, int]:
+    """What a ``kind`` token grants and when it expires; ``origin`` is a site's browser Origin, if any."""
+    try:
+        who = tokens.verify(kind, token)
+    except TokenRefused as refused:
+        raise ApiError(401, "UNAUTHORIZED", f"missing {kind} token" if refused.reason == "missing" else f"{kind} token {refused.reason}") from None
+    if kind == "admin":
+        return Grant("admin", user_id=who.user_id), who.exp
+    if kind == "site":
+        if await db.is_site_token_revoked(state["pool"], who.jti or ""):
+            raise ApiError(401, "UNAUTHORIZED", "site token revoked")
+        host = None if origin is None else origin_host(origin) or ""
+        return Grant("site", user_id=who.user_id, assistant_id=who.assistant_id, dialog_id=who.dialog_id, jti=who.jti, origin_host=host), who.exp
+    return Grant("widget", assistant_id=who.assistant_id, dialog_id=who.dialog_id, origin_host=origin_host(who.origin)), who.exp
+
+
 async def caller_for(route: str, request: Request) -> Grant:
     """Who is calling: the route's kind, or on shared routes the token's claimed kind."""
     token = bearer(request)
@@ -160,18 +184,7 @@ async def caller_for(route: str, request: Request) -> Grant:
         raise ApiError(401, "UNAUTHORIZED", "send Authorization: Bearer <token> (an operator, site or widget session token)")
     if not token and kind == "site" and request.query_params.get("site_token"):
         token = request.query_params["site_token"]  # the seed's deprecated query credential
-    try:
-        who = tokens.verify(kind, token)
-    except TokenRefused as refused:
-        raise ApiError(401, "UNAUTHORIZED", f"missing {kind} token" if refused.reason == "missing" else f"{kind} token {refused.reason}") from None
-    if kind == "admin":
-        return Grant("admin", user_id=who.user_id)
-    if kind == "site":
-        if await db.is_site_token_revoked(state["pool"], who.jti or ""):
-            raise ApiError(401, "UNAUTHORIZED", "site token revoked")
-        origin = request.headers.get("origin")
-        return Grant("site", user_id=who.user_id, assistant_id=who.assistant_id, dialog_id=who.dialog_id, jti=who.jti, origin_host=None if origin is None else origin_host(origin) or "")
-    return Grant("widget", assistant_id=who.assistant_id, dialog_id=who.dialog_id, origin_host=origin_host(who.origin))
+    return (await verified_caller(kind, token, request.headers.get("origin") if kind == "site" else None))[0]
 
 
 async def authorise(grant: Grant, dialog_id: int) -> None:
@@ -345,3 +358,31 @@ async def revoke_site_token(request: Request, jti: str) -> Response:
     return Response(status_code=204, headers={"cache-control": "no-store"})
 
 
+async def legacy_socket(ws: WebSocket, kind: str, raw_dialog_id: str) -> None:
+    """Legacy /ws/ (wsRoute: backend): this worker's own sockets, as before the migration."""
+    if not re.fullmatch(r"\d{1,15}", raw_dialog_id) or int(raw_dialog_id) < 1:
+        await ws.close()  # before accepting: an HTTP 403, like an unknown path
+        return
+    dialog_id = int(raw_dialog_id)
+
+    async def check(kind: str, token: Optional[str], origin: Optional[str]) -> int:
+        grant, exp = await verified_caller(kind, token, origin)
+        await authorise(grant, dialog_id)
+        return exp
+
+    await state["legacy"].serve(ws, kind, dialog_id, check)
+
+
+@app.websocket("/ws/dialogs/{dialog_id}")
+async def admin_socket(ws: WebSocket, dialog_id: str) -> None:
+    await legacy_socket(ws, "admin", dialog_id)
+
+
+@app.websocket("/ws/widget/dialogs/{dialog_id}")
+async def widget_socket(ws: WebSocket, dialog_id: str) -> None:
+    await legacy_socket(ws, "widget", dialog_id)
+
+
+@app.websocket("/ws/site/dialogs/{dialog_id}")
+async def site_socket(ws: WebSocket, dialog_id: str) -> None:
+    await legacy_socket(ws, "site", dialog_id)

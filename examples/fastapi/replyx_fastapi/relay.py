@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from replyx_publish import AsyncPublisher, PublishError
+from replyx_publish import AsyncPublisher, PublishError, PublishResult
 
 from . import db
 
@@ -42,8 +42,18 @@ def retry_delay_ms(attempts: int, base_ms: int, max_ms: int) -> int:
 class Relay:
     """Publishes messages now (the writer's fast path) and keeps publishing the outbox's leftovers."""
 
-    def __init__(self, pool: db.Pool, publisher: AsyncPublisher, poll_ms: int, retry_max_ms: int, retention_s: int) -> None:
+    def __init__(
+        self,
+        pool: db.Pool,
+        publisher: AsyncPublisher,
+        poll_ms: int,
+        retry_max_ms: int,
+        retention_s: int,
+        on_published: Callable[[Dict[str, Any], str], Awaitable[None]],
+    ) -> None:
         self._pool = pool
+        # Called once per message published for the first time (legacy /ws/ delivers it locally).
+        self._on_published = on_published
         self._publisher = publisher
         self._poll_s = poll_ms / 1000
         self._retry_max_ms = retry_max_ms
@@ -53,9 +63,11 @@ class Relay:
         self._last_warning = 0.0
 
     async def _publish(self, row: Dict[str, Any]) -> str:
-        result = await self._publisher.publish(
+        result: PublishResult = await self._publisher.publish(
             int(row["dialog_id"]), MESSAGE_EVENT, message_data(row), idempotency_key=message_idempotency_key(int(row["id"]))
         )
+        if not result.duplicate:
+            await self._on_published(row, result.id)
         return result.id
 
     async def publish_now(self, row: Dict[str, Any]) -> Optional[str]:
