@@ -12,12 +12,13 @@ export const PYTHON_PACKAGES: readonly { module: string; pkg: string }[] = [
   { module: 'uvicorn', pkg: 'uvicorn' },
   { module: 'psycopg', pkg: 'python3-psycopg' },
   { module: 'jwt', pkg: 'python3-jwt' },
+  { module: 'wsproto', pkg: 'python3-wsproto' },
   { module: 'pytest', pkg: 'python3-pytest' },
   { module: 'pytest_asyncio', pkg: 'python3-pytest-asyncio' },
 ];
 
 /** The modules the FastAPI example backend imports (the rest of PYTHON_PACKAGES are for tests). */
-export const FASTAPI_BACKEND_MODULES: readonly string[] = ['redis', 'fastapi', 'uvicorn', 'psycopg', 'jwt'];
+export const FASTAPI_BACKEND_MODULES: readonly string[] = ['redis', 'fastapi', 'uvicorn', 'psycopg', 'jwt', 'wsproto'];
 
 /** The Debian packages of `modules` that Debian's python3 cannot import (all of them without python3). */
 export function missingPythonPackages(modules: readonly string[], canImport: (module: string) => boolean): string[] {

@@ -51,7 +51,7 @@ describe('backend.kind: fastapi on the local target', () => {
 describe('the FastAPI backend\'s Debian packages', () => {
   it('names the package of every module python3 cannot import, and only the backend\'s', () => {
     expect(missingPythonPackages(FASTAPI_BACKEND_MODULES, (m) => m !== 'fastapi' && m !== 'jwt')).toEqual(['python3-fastapi', 'python3-jwt']);
-    expect(missingPythonPackages(FASTAPI_BACKEND_MODULES, () => false)).toEqual(['python3-redis', 'python3-fastapi', 'uvicorn', 'python3-psycopg', 'python3-jwt']);
+    expect(missingPythonPackages(FASTAPI_BACKEND_MODULES, () => false)).toEqual(['python3-redis', 'python3-fastapi', 'uvicorn', 'python3-psycopg', 'python3-jwt', 'python3-wsproto']);
     expect(missingPythonPackages(FASTAPI_BACKEND_MODULES, () => true)).toEqual([]);
   });
 });
