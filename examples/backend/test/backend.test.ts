@@ -361,7 +361,7 @@ describe('stored means published: the outbox', () => {
         {
           db: pool,
           log: createLogger('silent'),
-          publish: (row) => publisher.publishEvent({ dialogId: row.dialog_id, type: 'message:new', data: messageData(row), idempotencyKey: messageIdempotencyKey(row.id) }),
+          publish: (row) => publisher.publishEvent({ dialogId: row.dialog_id, type: 'message:new', data: messageData(row), idempotencyKey: messageIdempotencyKey(row) }),
           onPublished: (row) => firsts.push(row.id),
           onFailed: () => undefined,
         },
