@@ -1,5 +1,5 @@
 -- Issue 13. Stored means published: a message and its outbox row are written in one transaction,
--- and a relay publishes each row (FCALL replyx_publish, idempotency key "message:<id>") until it
+-- and a relay publishes each row (FCALL replyx_publish, idempotency key "message:<id>:<created_at>") until it
 -- succeeds, then deletes it. A Redis outage delays events instead of refusing stored messages.
 CREATE TABLE message_outbox (
   message_id bigint PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,

@@ -46,7 +46,7 @@ export interface BackendConfig {
   readonly legacyWidgetAuth: boolean;
   readonly historyLength: number;
   readonly historyTtlS: number;
-  /** Seconds Redis remembers a message's publish (its idempotency key `message:<id>`). */
+  /** Seconds Redis remembers a message's publish (its idempotency key `message:<id>:<created_at>`). */
   readonly publishIdempotencyTtlS: number;
   /** Seconds an `Idempotency-Key` of the public API answers retries. */
   readonly idempotencyRetentionS: number;

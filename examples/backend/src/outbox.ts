@@ -7,12 +7,16 @@ import { markPublished, type MessageRow } from './store.js';
 // stored it publishes it at once (publishNow) and the relay, in every worker, publishes whatever
 // is left: rows whose writer failed to publish (Redis down) or died. Rows are claimed with
 // SELECT … FOR UPDATE SKIP LOCKED, so four workers never publish the same row at the same time,
-// and every publish carries the idempotency key `message:<id>`, so a row published twice (a
+// and every publish carries the idempotency key `message:<id>:<created_at>`, so a row published twice (a
 // writer and the relay, or a relay whose delete failed) still yields one event with one id.
 
-/** The idempotency key a message is published with (one event per message). */
-export function messageIdempotencyKey(messageId: number): string {
-  return `message:${messageId}`;
+/**
+ * The idempotency key a message is published with (one event per message): its id and its
+ * creation time, because ids alone repeat when the database is recreated while Redis still
+ * remembers the old keys (a reset dev stack, a restored backup), and a repeat would be swallowed.
+ */
+export function messageIdempotencyKey(message: Pick<MessageRow, 'id' | 'created_at'>): string {
+  return `message:${message.id}:${message.created_at}`;
 }
 
 /** Delay before retry number `attempts + 1`: doubling from `baseMs`, capped at `maxMs`. */

@@ -82,7 +82,7 @@ export async function startWorker(
     {
       db,
       log,
-      publish: (row: MessageRow) => publisher.publishEvent({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: messageData(row), idempotencyKey: messageIdempotencyKey(row.id) }),
+      publish: (row: MessageRow) => publisher.publishEvent({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: messageData(row), idempotencyKey: messageIdempotencyKey(row) }),
       onPublished: (row, eventId) => {
         metrics.published();
         // Legacy /ws/ on this worker gets the frame the gateway would send (ts: this clock, not Redis').

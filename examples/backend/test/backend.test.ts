@@ -284,12 +284,24 @@ describe('site tokens: issue and revoke', () => {
   });
 });
 
+/** A migrated, seeded database of its own, where no other worker's relay runs. */
+async function freshDatabase(name: string): Promise<{ url: string; sql: pg.Client }> {
+  const url = await createTestDatabase(name);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await migrate(client, await loadMigrations());
+  await seedDemoData(client, { widgetTokenSecret: SECRETS.WIDGET_TOKEN_SECRET });
+  return { url, sql: client };
+}
+
 describe('stored means published: the outbox', () => {
   it('while Redis is down: 201 with event_id null, counted; once Redis is back the relay publishes it exactly once', { timeout: 60_000 }, async () => {
     const redisPort = await freePort();
     const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-outbox-'));
     await chmod(dir, 0o755);
-    const env = { DATABASE_URL: databaseUrl, REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...SECRETS, LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', OUTBOX_RETRY_MAX_MS: '200', OUTBOX_CLAIM_DELAY_MS: '0' };
+    // Its own database: the suite's other workers run relays too, and would publish these rows to their Redis.
+    const { url: ownDb, sql } = await freshDatabase('outbox');
+    const env = { DATABASE_URL: ownDb, REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...SECRETS, LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', OUTBOX_RETRY_MAX_MS: '200', OUTBOX_CLAIM_DELAY_MS: '0' };
     const broken = await startWorker(configFromEnv(env), createLogger('silent'), 0, () => true, { processMetrics: false });
     let own: Awaited<ReturnType<typeof startRedis>> | undefined;
     try {
@@ -325,27 +337,31 @@ describe('stored means published: the outbox', () => {
       expect(late).toMatchObject({ status: 201, json: { event_id: eventId, message: { id, event_id: eventId } } });
     } finally {
       await broken.close();
+      await sql.end();
       await own?.stop();
       await rm(dir, { recursive: true, force: true });
     }
   });
 
-  it('concurrent relays over 200 waiting messages publish each exactly once (SKIP LOCKED + idempotency key)', { timeout: 30_000 }, async () => {
+  it('four relays over 200 waiting messages publish each exactly once (SKIP LOCKED + idempotency key)', { timeout: 30_000 }, async () => {
+    const { url, sql } = await freshDatabase('relays');
+    // The shared Redis keeps dialog 200's stream across runs: count this run's events by their tag.
+    const tag = `bulk-${Date.now()}-`;
     const ids = (await sql.query<{ id: string }>(
-      `WITH m AS (INSERT INTO messages (dialog_id, sender, text) SELECT 200, 'site', 'bulk ' || g FROM generate_series(1, 200) g RETURNING id)
+      `WITH m AS (INSERT INTO messages (dialog_id, sender, text) SELECT 200, 'site', $1 || g FROM generate_series(1, 200) g RETURNING id)
        INSERT INTO message_outbox (message_id) SELECT id FROM m RETURNING message_id AS id`,
+      [tag],
     )).rows.map((r) => Number(r.id));
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: 8 });
+    const pool = new pg.Pool({ connectionString: url, max: 8 });
     const conn = new Redis(sharedRedisUrl());
     const publisher = new RedisPublisher(conn);
-    const before = await redis.xlen('replyx:dialog:200:events');
     const firsts: number[] = [];
     const relays = Array.from({ length: 4 }, () =>
       new OutboxRelay(
         {
           db: pool,
           log: createLogger('silent'),
-          publish: (row) => publisher.publishEvent({ dialogId: row.dialog_id, type: 'message:new', data: messageData(row), idempotencyKey: messageIdempotencyKey(row.id) }),
+          publish: (row) => publisher.publishEvent({ dialogId: row.dialog_id, type: 'message:new', data: messageData(row), idempotencyKey: messageIdempotencyKey(row) }),
           onPublished: (row) => firsts.push(row.id),
           onFailed: () => undefined,
         },
@@ -353,19 +369,18 @@ describe('stored means published: the outbox', () => {
       ),
     );
     try {
-      await Promise.all(relays.map(async (r) => {
-        while ((await r.pass()) > 0);
-      }));
-      const left = await sql.query('SELECT count(*)::int AS n FROM message_outbox WHERE message_id = ANY($1::bigint[])', [ids]);
-      expect(left.rows[0].n).toBe(0);
-      expect(await redis.xlen('replyx:dialog:200:events')).toBe(before + 200);
-      // The suite's two workers run relays on this database too: six relays in all, still one event each.
-      expect(new Set(firsts).size).toBe(firsts.length);
-      expect(firsts.length).toBeGreaterThan(0);
+      for (const r of relays) r.start();
+      const drained = await waitUntil(async () => (await sql.query('SELECT count(*)::int AS n FROM message_outbox WHERE message_id = ANY($1::bigint[])', [ids])).rows[0].n === 0, 15_000, 20);
+      await Promise.all(relays.map((r) => r.stop()));
+      expect(drained).toBe(true);
+      const history = await redis.xrange('replyx:dialog:200:events', '-', '+');
+      expect(history.filter(([, f]) => f[3]?.includes(`"text":"${tag}`))).toHaveLength(200);
+      expect(firsts.sort((a, b) => a - b)).toEqual(ids);
       const unset = await sql.query('SELECT count(*)::int AS n FROM messages WHERE id = ANY($1::bigint[]) AND event_id IS NULL', [ids]);
       expect(unset.rows[0].n).toBe(0);
     } finally {
       await pool.end();
+      await sql.end();
       conn.disconnect();
     }
   });
@@ -386,19 +401,21 @@ describe('stored means published: the outbox', () => {
 describe('Idempotency-Key', () => {
   it('a retried POST answers the first result (same status and message) and stores once; concurrent retries too', async () => {
     const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    // Redis is shared across runs: this run's text is its own.
+    const once = `exactly once ${Date.now()}`;
     const headers = { ...bearer(admin), 'idempotency-key': 'b7a1d1e0-retry-1' };
-    const first = await post('/api/dialogs/123/messages', { text: 'exactly once' }, headers);
+    const first = await post('/api/dialogs/123/messages', { text: once }, headers);
     expect(first.status).toBe(201);
-    const again = await post('/api/dialogs/123/messages', { text: 'exactly once' }, headers);
+    const again = await post('/api/dialogs/123/messages', { text: once }, headers);
     expect(again).toEqual(first);
     const burst = await Promise.all(Array.from({ length: 8 }, () => post('/api/dialogs/123/messages', { text: 'burst' }, { ...bearer(admin), 'idempotency-key': 'burst-1' })));
     expect(new Set(burst.map((r) => r.status))).toEqual(new Set([201]));
     expect(new Set(burst.map((r) => (r.json.message as { id: number }).id)).size).toBe(1);
-    const stored = await sql.query("SELECT count(*)::int AS n FROM messages WHERE text IN ('exactly once', 'burst')");
+    const stored = await sql.query("SELECT count(*)::int AS n FROM messages WHERE text IN ($1, 'burst')", [once]);
     expect(stored.rows[0].n).toBe(2);
     // One event per message in the history, whatever the retries.
     const history = await redis.xrange('replyx:dialog:123:events', '-', '+');
-    expect(history.filter(([, f]) => f[3]?.includes('"text":"exactly once"'))).toHaveLength(1);
+    expect(history.filter(([, f]) => f[3]?.includes(`"text":"${once}"`))).toHaveLength(1);
   });
 
   it('is scoped to the caller and dialog; another body under the same key is 422; malformed keys are 400', async () => {
@@ -453,6 +470,49 @@ describe('legacy /ws/ mode', () => {
     expect(text).toContain('replyx_backend_ws_connections{type="admin"} 2');
     expect(text).toContain('replyx_backend_ws_connections{type="widget"} 1');
     for (const c of [admin, widget, site, other]) c.ws.close();
+  });
+
+  it('resumes since= from the same Redis history and ids as the gateway: replay, then live, no gap or duplicate', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const ids: string[] = [];
+    for (const text of ['r1', 'r2', 'r3']) ids.push(String((await post('/api/dialogs/200/messages', { text }, bearer(admin))).json.event_id));
+    // An event another publisher (a gateway's POST /internal/publish, another backend) stored meanwhile.
+    const other = await new RedisPublisher(redis).publish({ dialogId: 200, type: 'typing', data: { who: 'operator' } });
+    const c = await openSocket(`/ws/dialogs/200?since=${ids[0]}`, { token: admin });
+    await waitUntil(async () => c.frames.length === 4, 2000);
+    const live = await post('/api/dialogs/200/messages', { text: 'r4' }, bearer(admin));
+    await waitUntil(async () => c.frames.length === 5, 2000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.frames.slice(1).map((f) => f.id)).toEqual([ids[1], ids[2], other, live.json.event_id]);
+    expect(c.frames[1]).toMatchObject({ type: 'message:new', dialog_id: 200, data: { text: 'r2' } });
+    expect(c.frames[4]).toMatchObject({ data: { id: (live.json.message as { id: number }).id, text: 'r4' } });
+    expect(c.frames.some((f) => f.type === 'resync')).toBe(false);
+    c.ws.close();
+  });
+
+  it('sends resync where continuity cannot be proven, and closes bad since= with 4009 and the reason', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    // Dialog 300 has no history stream: nothing proves the client missed nothing.
+    await redis.del('replyx:dialog:300:events');
+    const lost = await openSocket('/ws/dialogs/300?since=1700000000000-0', { token: admin });
+    await waitUntil(async () => lost.frames.length === 2, 2000);
+    expect(lost.frames[1]).toEqual({ type: 'resync' });
+    const live = await post('/api/dialogs/300/messages', { text: 'after resync' }, bearer(admin));
+    await waitUntil(async () => lost.frames.length === 3, 2000);
+    expect(lost.frames[2]).toMatchObject({ id: live.json.event_id });
+    lost.ws.close();
+    const newest = String(live.json.event_id);
+    const cases: [string, RegExp][] = [
+      ['abc', /^since must be an event id such as/],
+      ['99999999999999999999-0', /^since has a part above 18446744073709551615/],
+      [`${Number(newest.split('-')[0]) + 3_600_000}-0`, /^since is ahead of the dialog's newest event$/],
+    ];
+    for (const [since, reason] of cases) {
+      const s = await openSocket(`/ws/dialogs/300?since=${since}`, { token: admin });
+      const closed = await s.closed;
+      expect({ since, code: closed.code }).toEqual({ since, code: 4009 });
+      expect(closed.reason).toMatch(reason);
+    }
   });
 
   it('closes refused connections with the gateway’s codes; no credential-less widget by default', async () => {

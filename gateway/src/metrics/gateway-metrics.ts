@@ -36,7 +36,13 @@ export type PublishResult = 'accepted' | 'bad-request' | 'unauthorized' | 'unava
 const KNOWN_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1005, 1006, ...Object.values(CloseCodes).map((c) => c.code)]);
 
 /** Handshake outcome label of each registry close code: its name in snake case (4003 -> domain_forbidden). */
-const HANDSHAKE_OUTCOME: ReadonlyMap<number, string> = new Map(Object.entries(CloseCodes).map(([name, info]) => [info.code, name.toLowerCase()]));
+// Several names share 4001 (unauthorized, token expired, access revoked); a refused handshake is
+// always the first of them, so the first name per code wins.
+const HANDSHAKE_OUTCOME: ReadonlyMap<number, string> = new Map(
+  Object.entries(CloseCodes)
+    .reverse()
+    .map(([name, info]) => [info.code, name.toLowerCase()]),
+);
 
 /** Every handshake outcome label value: accepted, or a registry close code's name. */
 export const HANDSHAKE_OUTCOMES: readonly string[] = ['accepted', ...HANDSHAKE_OUTCOME.values()];
