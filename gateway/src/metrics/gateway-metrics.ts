@@ -26,7 +26,7 @@ export interface MetricsSources {
 }
 
 /** How a resume (`since=`) ended: history replayed, `resync` sent (gap), or the history read failed (1011). */
-export type ResumeOutcome = 'replayed' | 'resync' | 'failed';
+export type ResumeOutcome = 'replayed' | 'resync' | 'ahead' | 'failed';
 /** Why clients were told to resync: their `since` was older than the history, or the broker lost events while Redis was away. */
 export type ResyncCause = 'resume_gap' | 'broker_gap';
 /** Outcomes of POST /internal/publish. */
@@ -123,7 +123,7 @@ export class GatewayMetrics {
       labelNames: ['type', 'outcome'],
       registers,
     });
-    this.#resumes = new Counter({ name: 'replyx_gateway_resumes_total', help: 'Connections that resumed with since=, by outcome (replayed, resync, failed).', labelNames: ['outcome'], registers });
+    this.#resumes = new Counter({ name: 'replyx_gateway_resumes_total', help: 'Connections that resumed with since=, by outcome (replayed, resync, ahead: closed with 4009, failed).', labelNames: ['outcome'], registers });
     this.#resyncs = new Counter({
       name: 'replyx_gateway_resyncs_total',
       help: 'resync frames sent (the client must refetch through the API), by cause (resume_gap, broker_gap).',
