@@ -1,7 +1,7 @@
 import type { CommandRunner } from '../processes/run.js';
 import type { LiveState, Probe } from '../rules/index.js';
-import { topologyChecksum } from '../topology/index.js';
-import { httpGet, httpJson, wsFirstFrame } from './probes.js';
+import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
+import { httpGet, httpJson, PROBE_TIMEOUT_MS, wsFirstFrame } from './probes.js';
 import type { StackContext } from './stack.js';
 
 // Observes a running stack for the live rules: the HTTP and WebSocket probes every target
@@ -32,17 +32,27 @@ export function credentialsFromEnv(env: NodeJS.ProcessEnv): ProbeCredentials {
   };
 }
 
+/** A response whose body must be JSON, whatever its status (a 503 still names what is down). */
+function jsonBody(res: { status: number; body: string }): Probe<{ status: number; body: unknown }> {
+  try {
+    return { ok: true, value: { status: res.status, body: JSON.parse(res.body) as unknown } };
+  } catch {
+    return { ok: false, error: `HTTP ${res.status}, not JSON: ${res.body.slice(0, 80)}` };
+  }
+}
+
 /** Collects every live observation for the check. */
 export async function collectLiveState(ctx: StackContext, creds: ProbeCredentials, run: CommandRunner, probeDialog = DEFAULT_PROBE_DIALOG): Promise<LiveState> {
   const debugHeaders: Record<string, string> = creds.debugToken ? { 'X-Debug-Token': creds.debugToken } : {};
+  // The token travels in the subprotocol, never in the URL: nginx logs URLs.
   const ws: Probe<unknown> = creds.adminToken
-    ? await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${probeDialog}?token=${encodeURIComponent(creds.adminToken)}`)
+    ? await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${probeDialog}`, {}, PROBE_TIMEOUT_MS, tokenProtocols(creds.adminToken))
     : { ok: false, error: 'no admin token: set REPLYX_ADMIN_TOKEN (an operator JWT) to probe /ws/' };
+  const health = await httpGet(`${ctx.endpoints.backend}/health`);
   return {
-    renderedChecksum: topologyChecksum(ctx.topology),
     wsFirstFrame: ws,
     gatewayStatus: await httpJson(`${ctx.endpoints.gateway}/api/debug/websocket/status`, debugHeaders),
-    backendHealth: await httpJson(`${ctx.endpoints.backend}/health`),
+    backendHealth: health.ok ? jsonBody(health.value) : health,
     debugThroughNginx: await httpGet(`${ctx.endpoints.nginx}/api/debug/websocket/status`),
     ...(await ctx.surface.observe(run)),
   };
