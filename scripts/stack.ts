@@ -188,8 +188,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'apply': {
       const { applyLocalStack } = await import('../infra/targets/local/apply.js');
-      const { plan, running } = await loadDevPlan(where);
-      if (!running) throw new ReplyxError('RPX_STACK_NOT_STARTED', 'the stack is not running, so there is nothing to apply to', `start it: npm start${stack ? ` -- --stack ${stack}` : ''}`);
+      const { plan } = await loadDevPlan(where);
       log(`apply ${plan.topology.name} (wsRoute=${plan.topology.wsRoute}, backend workers=${plan.topology.backend.workers}) to the running stack`);
       const report = await applyLocalStack(plan, log);
       log(report.actions.length === 0 ? 'applied: nothing changed' : `applied: ${report.actions.length} change${report.actions.length === 1 ? '' : 's'}`);

@@ -45,3 +45,8 @@ export async function runCheck(ctx: StackContext, options: CheckOptions = {}): P
   }
   return { target: ctx.target, stack: ctx.stack, ok: allPassed(results), results };
 }
+
+/** The operator commands in a printed fix (`npm run stack -- …`, `npm run rollback -- …`, `pulumi up …`), each as argv. */
+export function fixCommands(fix: string): string[][] {
+  return (fix.match(/(?:npm run [a-z-]+ --|pulumi up)(?: [^\s()]+)*/g) ?? []).map((c) => c.split(' '));
+}

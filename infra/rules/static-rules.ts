@@ -14,7 +14,7 @@ import {
   type NginxDirective,
 } from '../render/nginx-reader.js';
 import type { Topology } from '../topology/index.js';
-import { applyFix, ruleById, rulesOfKind, rulesReading, type FixContext, type Rule, type RuleId, type RuleIdWhere } from './catalog.js';
+import { applyFix, rulesOfKind, rulesReading, type FixContext, type Rule, type RuleId, type RuleIdWhere } from './catalog.js';
 import { readChecksumFromConfig } from '../render/nginx.js';
 import { topologyChecksum } from '../topology/index.js';
 import { result, type RuleResult } from './result.js';
@@ -294,7 +294,8 @@ export function evaluateRunningConfigRules(
 ): RuleResult[] {
   const ctx: FixContext = { ...fixContext, topology };
   const rules = rulesReading('nginx-config');
-  if ('error' in running) return rules.map((rule) => result(rule.id, 'fail', `running nginx config not readable: ${running.error}`, ctx, ruleById('running-config-drift').probeFix?.(ctx), 'running'));
+  // Unreadable: running-config-drift fails with the reason; one failure, not one per nginx rule.
+  if ('error' in running) return rules.map((rule) => result(rule.id, 'skip', `running nginx config not readable (${running.error}): see running-config-drift`, ctx, undefined, 'running'));
   const rows = nginxConfigRows(running.text, { topology, configChecksum: readChecksumFromConfig(running.text), expectedChecksum: topologyChecksum(topology) }, ctx);
   const renderedOk = new Set(rendered.filter((r) => r.status === 'pass').map((r) => r.id));
   return rules.map((rule) => {

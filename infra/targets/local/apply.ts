@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ReplyxError } from '../../errors.js';
 import { redisCommand } from '../../operate/probes.js';
@@ -24,6 +24,25 @@ export interface ApplyReport {
   readonly actions: readonly string[];
 }
 
+/**
+ * A master killed with SIGKILL leaves its workers running, holding the port. They are ours when
+ * they have this stack's nginx logs open; ends them so a new master can bind.
+ */
+async function endOrphanedWorkers(plan: LocalStackPlan, port: number): Promise<number> {
+  const owner = portOwner(port);
+  if (owner?.pid === undefined || owner.command !== 'nginx') return 0;
+  const fds = await readdir(`/proc/${owner.pid}/fd`).catch(() => [] as string[]);
+  const links = await Promise.all(fds.map((fd) => readlink(`/proc/${owner.pid}/fd/${fd}`).catch(() => '')));
+  if (!links.some((l) => l.startsWith(plan.nginxPrefixDir))) return 0;
+  let ended = 0;
+  for (let p = portOwner(port); p?.pid !== undefined && p.command === 'nginx' && ended < 64; p = portOwner(port)) {
+    process.kill(p.pid, 'SIGKILL');
+    ended += 1;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return ended;
+}
+
 /** Re-renders, validates, swaps and reloads the nginx config when what runs differs; returns what it did. */
 async function applyNginx(plan: LocalStackPlan, log: ProgressLog): Promise<string | undefined> {
   const spec = plan.services.find((s) => s.name === 'nginx')!;
@@ -45,6 +64,8 @@ async function applyNginx(plan: LocalStackPlan, log: ProgressLog): Promise<strin
     log(`  nginx       config re-rendered from the stack file, nginx -t ok, swapped (temp file + rename)`);
   }
   if (!st.running || st.pid === undefined) {
+    const orphans = await endOrphanedWorkers(plan, spec.port);
+    if (orphans > 0) log(`  nginx       ended ${orphans} worker${orphans === 1 ? '' : 's'} left behind by a killed master (they held port ${spec.port})`);
     const pid = await startService(spec, startExtras(plan));
     return `nginx started (pid ${pid})`;
   }

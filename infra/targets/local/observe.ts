@@ -32,14 +32,14 @@ export function configFileSection(dump: string, file: string): string | undefine
   return undefined;
 }
 
-/** Start time of a process (ms since the epoch), from /proc (Linux). */
+/** Start time of a process (ms since the epoch), from /proc (Linux): its start tick against the uptime now (btime is whole seconds, too coarse). */
 async function processStartMs(pid: number): Promise<number | undefined> {
   try {
-    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-    const ticks = Number(fields[19]);
-    const btime = Number(/^btime (\d+)$/m.exec(await readFile('/proc/stat', 'utf8'))?.[1]);
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const uptimeS = Number((await readFile('/proc/uptime', 'utf8')).split(' ')[0]);
     // USER_HZ is 100 on every Linux the stack supports.
-    return btime * 1000 + ticks * 10;
+    return Date.now() - (uptimeS - ticks / 100) * 1000;
   } catch {
     return undefined;
   }
@@ -79,7 +79,8 @@ export async function runningNginxConfig(spec: ProcessSpec): Promise<Probe<Runni
   if (!st.running || st.pid === undefined) return { ok: false, error: 'nginx is not running' };
   let argv: string[];
   try {
-    argv = (await readFile(`/proc/${st.pid}/cmdline`, 'utf8')).split('\0');
+    // nginx rewrites its title ("nginx: master process nginx -p … -c …"): split on spaces too.
+    argv = (await readFile(`/proc/${st.pid}/cmdline`, 'utf8')).split(/[\0 ]/);
   } catch (err) {
     return { ok: false, error: `cannot read nginx's command line: ${errorText(err)}` };
   }
