@@ -90,7 +90,15 @@ const CASES: readonly Case[] = [
     },
     expect: [['services-running', 'running', /nginx \(pid \d+\) does not listen on its port/], ['running-config-drift', 'running', /listen 127\.0\.0\.1:\d+ default_server/]],
   },
-  { name: 'nginx bound to every interface', breakIt: () => editRunningNginx((t) => t.replace(/listen 127\.0\.0\.1:(\d+) default_server;/, 'listen 0.0.0.0:$1 default_server;')), expect: [['running-config-drift', 'running', /\+ http > server > listen 0\.0\.0\.0:\d+ default_server/]] },
+  {
+    name: 'nginx bound to every interface (the reload fails to bind)',
+    breakIt: async () => {
+      await editRunningNginx((t) => t.replace(/listen 127\.0\.0\.1:(\d+) default_server;/, 'listen 0.0.0.0:$1 default_server;'), false);
+      process.kill(await pidOf('nginx'), 'SIGHUP');
+      await new Promise((r) => setTimeout(r, 300));
+    },
+    expect: [['running-config-drift', 'running', /without a reload.*\+ http > server > listen 0\.0\.0\.0:\d+ default_server/]],
+  },
   { name: 'config edited without a reload', breakIt: () => editRunningNginx(inLocation('/ws/', /proxy_send_timeout \d+s;/, 'proxy_send_timeout 5s;'), false), expect: [['running-config-drift', 'running', /changed after nginx \(pid \d+\) loaded it, without a reload/]] },
   { name: 'gateway killed', breakIt: async () => process.kill(await pidOf('gateway'), 'SIGKILL'), expect: [['services-running', 'running', /^gateway is not running$/], ['ws-handshake', 'running', /gateway is not running|HTTP 502/]] },
   { name: 'redis killed', breakIt: async () => process.kill(await pidOf('redis'), 'SIGKILL'), expect: [['services-running', 'running', /^redis is not running$/], ['redis', 'running', /ECONNREFUSED/]] },
@@ -106,7 +114,7 @@ const CASES: readonly Case[] = [
   },
   { name: 'stack file: backend.workers changed', breakIt: () => editStackFile((t) => t.replace(/(replyx:backend:[\s\S]*?workers: )\d+/, '$12')), expect: [['backend-workers', 'running', /backend runs 4 workers, stack file says 2/], ['service-settings', 'running', /backend runs with BACKEND_WORKERS=4, stack file 2/]] },
   { name: 'stack file: gateway.heartbeatMs changed', breakIt: () => editStackFile((t) => t.replace(/heartbeatMs: \d+/, 'heartbeatMs: 20000')), expect: [['service-settings', 'running', /heartbeat is 25000 ms, stack file 20000 ms/], ['config-checksum', 'running', /says [0-9a-f]{16}, topology is [0-9a-f]{16}/]] },
-  { name: 'stack file: nginx.proxyReadTimeoutS changed', breakIt: () => editStackFile((t) => t.replace(/(replyx:nginx:\n)/, '$1    proxyReadTimeoutS: 90\n')), expect: [['running-config-drift', 'running', /- http > server > location \/ws\/ > proxy_read_timeout 120s.*\+ http > server > location \/ws\/ > proxy_read_timeout 90s/]] },
+  { name: 'stack file: nginx.proxyReadTimeoutS changed', breakIt: () => editStackFile((t) => t.replace(/(replyx:nginx:\n)/, '$1    proxyReadTimeoutS: 90\n')), expect: [['running-config-drift', 'running', /- http > server > location \/ws\/ > proxy_read_timeout 90s.*\+ http > server > location \/ws\/ > proxy_read_timeout 120s/]] },
   {
     name: 'site token in the error log',
     breakIt: async () => {
