@@ -100,9 +100,9 @@ const CASES: readonly Case[] = [
     expect: [['running-config-drift', 'running', /without a reload.*\+ http > server > listen 0\.0\.0\.0:\d+ default_server/]],
   },
   { name: 'config edited without a reload', breakIt: () => editRunningNginx(inLocation('/ws/', /proxy_send_timeout \d+s;/, 'proxy_send_timeout 5s;'), false), expect: [['running-config-drift', 'running', /changed after nginx \(pid \d+\) loaded it, without a reload/]] },
-  { name: 'gateway killed', breakIt: async () => process.kill(await pidOf('gateway'), 'SIGKILL'), expect: [['services-running', 'running', /^gateway is not running$/], ['ws-handshake', 'running', /gateway is not running|HTTP 502/]] },
-  { name: 'redis killed', breakIt: async () => process.kill(await pidOf('redis'), 'SIGKILL'), expect: [['services-running', 'running', /^redis is not running$/], ['redis', 'running', /ECONNREFUSED/]] },
-  { name: 'nginx killed', breakIt: async () => process.kill(await pidOf('nginx'), 'SIGKILL'), expect: [['services-running', 'running', /^nginx is not running( and nginx \(pid \d+\) holds its port)?$/], ['running-config-drift', 'running', /nginx is not running/]] },
+  { name: 'gateway killed', breakIt: async () => void process.kill(await pidOf('gateway'), 'SIGKILL'), expect: [['services-running', 'running', /^gateway is not running$/], ['ws-handshake', 'running', /gateway is not running|HTTP 502/]] },
+  { name: 'redis killed', breakIt: async () => void process.kill(await pidOf('redis'), 'SIGKILL'), expect: [['services-running', 'running', /^redis is not running$/], ['redis', 'running', /ECONNREFUSED/]] },
+  { name: 'nginx killed', breakIt: async () => void process.kill(await pidOf('nginx'), 'SIGKILL'), expect: [['services-running', 'running', /^nginx is not running( and nginx \(pid \d+\) holds its port)?$/], ['running-config-drift', 'running', /nginx is not running/]] },
   { name: "Redis's maxmemory changed live", breakIt: async () => void (await redisCommand(stack.handle.ports.redis, 'CONFIG SET maxmemory 1000000')), expect: [['service-settings', 'running', /redis runs with maxmemory=1000000, stack file \d+/]] },
   {
     name: 'JWT secret rotated in secrets.json, services not restarted',

@@ -140,6 +140,8 @@ export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, 
     const nonce = `probe-${randomBytes(6).toString('hex')}`;
     const sentAt = performance.now();
     const waits = listeners.map((l) => l.waitFor((f) => JSON.stringify(f).includes(nonce), timeoutMs));
+    // A failed POST below leaves these waiting: their timeouts must not surface as unhandled rejections.
+    for (const w of waits) w.catch(() => undefined);
     const res = await fetch(`${ctx.endpoints.nginx}/api/dialogs/${dialog}/messages`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${creds.adminToken}` },

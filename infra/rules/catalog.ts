@@ -305,7 +305,10 @@ const RULE_TABLE = [
     reads: 'live',
     against: ['running'],
     blocksDeploy: false,
-    fix: (ctx) => `${stackCommand(ctx, 'redact-logs')} (then rotate the leaked credentials)`,
+    fix: (ctx) =>
+      ctx.topology.target === 'local'
+        ? `${stackCommand(ctx, 'redact-logs')} (then rotate the leaked credentials)`
+        : 'rotate the leaked credentials; the lines stay in the container log (docker logs / CloudWatch) until the container is replaced or the log expires',
     probeFix: () => 'check that the log files are readable by this user',
   },
   {

@@ -51,7 +51,7 @@ describe('evaluateLiveRules', () => {
   it('running-config-drift: a directive diff, also when the checksum header was kept', () => {
     const edited = rendered.replace(/^worker_shutdown_timeout .*;$/m, '');
     const r = only({ runningConfig: ok({ text: edited, source: 'nginx -T' }) }, 'running-config-drift');
-    expect(r.detail).toMatch(/differs from the rendered config by 1 directive\(s\): - worker_shutdown_timeout \d+s/);
+    expect(r.detail).toMatch(/differs from the rendered config by 1 directive\(s\) \(- rendered only, \+ running only\): - worker_shutdown_timeout \d+s/);
     expect(r.fix).toBe('npm run stack -- apply --stack ops');
     expect(only({ runningConfig: ok({ text: rendered, source: 'nginx -T', notLoaded: 'changed after nginx loaded it' }) }, 'running-config-drift').detail).toMatch(/without|changed after/);
     expect(only({ runningConfig: bad('nginx is not running') }, 'running-config-drift').detail).toMatch(/nginx is not running/);

@@ -184,10 +184,10 @@ function driftRow(live: LiveState, ctx: FixContext): RuleResult {
     } catch (err) {
       return result(id, 'fail', `running ${running.source} does not parse: ${(err as Error).message}`, ctx);
     }
-    if (running.notLoaded) return result(id, 'fail', `${running.notLoaded}${lines.length > 0 ? `; the file differs from the rendered config by ${lines.length} directive(s): ${some(lines)}` : ''}`, ctx);
+    if (running.notLoaded) return result(id, 'fail', `${running.notLoaded}${lines.length > 0 ? `; the file differs from the rendered config by ${lines.length} directive(s) (- rendered only, + running only): ${some(lines)}` : ''}`, ctx);
     return lines.length === 0
       ? result(id, 'pass', `running ${running.source} = rendered (every directive)`, ctx)
-      : result(id, 'fail', `running ${running.source} differs from the rendered config by ${lines.length} directive(s): ${some(lines, 6)}`, ctx);
+      : result(id, 'fail', `running ${running.source} differs from the rendered config by ${lines.length} directive(s) (- rendered only, + running only): ${some(lines, 6)}`, ctx);
   });
 }
 
