@@ -1,3 +1,4 @@
+import { PROBE_DIALOG_ID } from '../../examples/backend/src/demo.js';
 import type { CommandRunner } from '../processes/run.js';
 import type { LiveState, Probe } from '../rules/index.js';
 import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
@@ -13,10 +14,12 @@ export interface ProbeCredentials {
   readonly debugToken?: string;
   /** Resumes the probe widget's dialog through POST /api/widget/sessions (else the probe opens a new one). */
   readonly widgetVisitorKey?: string;
+  /** The visitor key of another dialog, where the target can derive it (the local demo dialogs); else widgetVisitorKey is used. */
+  readonly widgetVisitorKeyFor?: (dialogId: number) => string | undefined;
 }
 
-/** The dialog the handshake and the synthetic probe use (a seed dialog of the demo data). */
-export const DEFAULT_PROBE_DIALOG = 123;
+/** The dialog the handshake and the synthetic probe use: the demo data's probe dialog, which no user's data includes and whose messages the probe deletes. */
+export const DEFAULT_PROBE_DIALOG = PROBE_DIALOG_ID;
 
 /** Credentials for a stack: its target's own (local secrets) or REPLYX_ADMIN_TOKEN / REPLYX_DEBUG_TOKEN / REPLYX_WIDGET_VISITOR_KEY. */
 export async function probeCredentials(ctx: StackContext, env: NodeJS.ProcessEnv = process.env): Promise<ProbeCredentials> {

@@ -114,3 +114,10 @@ export async function unpublishedMessages(db: pg.Pool): Promise<{ pending: numbe
   const row = r.rows[0];
   return { pending: row?.pending ?? 0, oldestAgeSeconds: row?.age ?? 0 };
 }
+
+/** Deletes every message of a probe dialog; resolves with how many, or undefined when the dialog is not a probe dialog. */
+export async function clearProbeDialog(db: pg.Pool, dialogId: number): Promise<number | undefined> {
+  const probe = await db.query<{ probe: boolean }>('SELECT probe FROM dialogs WHERE id = $1', [dialogId]);
+  if (probe.rows[0]?.probe !== true) return undefined;
+  return (await db.query('DELETE FROM messages WHERE dialog_id = $1', [dialogId])).rowCount ?? 0;
+}

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { demoVisitorKey, signAdminToken } from '../../../examples/backend/src/demo.js';
+import { demoVisitorKey, PROBE_DIALOG_ID, signAdminToken } from '../../../examples/backend/src/demo.js';
 import type { ProbeCredentials } from '../../operate/live-state.js';
 import { describeSteps, type RollbackChange, type RollbackPlan } from '../../operate/rollback/plan.js';
 import { REPO_DIR, type StackContext, type StackFile } from '../../operate/stack.js';
@@ -39,7 +39,7 @@ export async function localSurface(file: StackFile, stateDir: string): Promise<T
     topologyOf: (text: string): Topology => localPlanFor(local, text, path.basename(file.stackFile)).topology,
     renderNginx: (topology: Topology) => renderNginxConfig(topology, 'local', { prefixDir: plan.nginxPrefixDir }),
     async credentials(): Promise<ProbeCredentials> {
-      return { adminToken: await signAdminToken(secrets.jwtSecret, 1, PROBE_TOKEN_TTL_S), debugToken: secrets.debugToken, widgetVisitorKey: demoVisitorKey(secrets.widgetTokenSecret) };
+      return { adminToken: await signAdminToken(secrets.jwtSecret, 1, PROBE_TOKEN_TTL_S), debugToken: secrets.debugToken, widgetVisitorKey: demoVisitorKey(secrets.widgetTokenSecret, PROBE_DIALOG_ID), widgetVisitorKeyFor: (dialogId: number) => demoVisitorKey(secrets.widgetTokenSecret, dialogId) };
     },
     observe: (): Promise<TargetObservation> => observeLocalStack(plan, secrets),
     upCommand: () => ['npm', 'start', '--', '--stack', file.stack],
