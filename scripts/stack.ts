@@ -103,7 +103,8 @@ function serviceArg(positionals: string[], command: string): LocalName {
   return parseServiceName(svc, LOCAL_SERVICES, `run npm run stack -- ${command} --help`);
 }
 
-async function main(argv: string[]): Promise<number> {
+/** Runs one stack command; resolves with its exit code (tests run printed fixes through this, as the CLI does). */
+export async function stackMain(argv: string[]): Promise<number> {
   const { command, positionals, values } = parseStackArgs(argv);
   if (values.help || !command) {
     console.log(command ? HELP[command] : HELP.main);
@@ -213,7 +214,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).then(
+  stackMain(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
       console.error(formatErrorForCli(err));
