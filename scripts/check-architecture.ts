@@ -8,14 +8,18 @@ import { resolveContext } from '../infra/operate/stack.js';
 
 const HELP = `Usage: npm run check -- [--static-only] [options]
 
-Checks the architecture of a stack: static rules (routing, upgrade headers, timeouts vs heartbeat,
-blocked /api/debug/ and /internal/, token-free /ws/ logs, worker_shutdown_timeout, one gateway
-worker or the Redis broker, desync risk) and, unless --static-only, live rules against the running
-stack (nginx runs the rendered config, /ws/ answered by the right server, worker counts, Redis,
-Postgres, /api/debug/ blocked, no /ws/ token in the access log). Exit 1 when a rule fails.
+Checks the architecture of a stack. Every row says what it judged: the stack file (one gateway
+worker or the Redis broker, desync risk, heartbeat vs timeouts), the nginx config rendered from it
+(routing, upgrade headers, buffering, timeouts, blocked /api/debug/, /internal/ and /metrics,
+token-free log formats, worker_shutdown_timeout), and, unless --static-only, the running system:
+the same nginx rules over the config the running nginx loaded, a directive diff against the
+rendered one, every service's process and listener, the settings each service loaded, the /ws/
+handshake, worker counts, Redis, Postgres, and tokens or secrets in the logs. Fixes are printed
+below the table as complete commands for this stack. Exit 1 when a rule fails. --json prints JSON
+on stdout, also when the check cannot run (an invalid stack file: {"ok": false, "error": ...}).
 
 Options:
-  --static-only              skip the live rules (no running stack needed)
+  --static-only              skip the running system (no running stack needed)
 ${COMMON_HELP}
 
 Docker/AWS: set REPLYX_ADMIN_TOKEN (operator JWT) and REPLYX_DEBUG_TOKEN for the /ws/ and debug probes.`;
