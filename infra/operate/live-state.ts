@@ -47,16 +47,15 @@ function jsonBody(res: { status: number; body: string }): Probe<{ status: number
 /** Collects every live observation for the check. */
 export async function collectLiveState(ctx: StackContext, creds: ProbeCredentials, run: CommandRunner, probeDialog = DEFAULT_PROBE_DIALOG): Promise<LiveState> {
   const debugHeaders: Record<string, string> = creds.debugToken ? { 'X-Debug-Token': creds.debugToken } : {};
-  // The token travels in the subprotocol, never in the URL: nginx logs URLs.
-  const ws: Probe<unknown> = creds.adminToken
-    ? await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${probeDialog}`, {}, PROBE_TIMEOUT_MS, tokenProtocols(creds.adminToken))
-    : { ok: false, error: 'no admin token: set REPLYX_ADMIN_TOKEN (an operator JWT) to probe /ws/' };
-  const health = await httpGet(`${ctx.endpoints.backend}/health`);
-  return {
-    wsFirstFrame: ws,
-    gatewayStatus: await httpJson(`${ctx.endpoints.gateway}/api/debug/websocket/status`, debugHeaders),
-    backendHealth: health.ok ? jsonBody(health.value) : health,
-    debugThroughNginx: await httpGet(`${ctx.endpoints.nginx}/api/debug/websocket/status`),
-    ...(await ctx.surface.observe(run)),
-  };
+  // Independent probes run together; the token travels in the subprotocol, never in the URL: nginx logs URLs.
+  const [ws, gatewayStatus, health, debugThroughNginx, observed] = await Promise.all([
+    creds.adminToken
+      ? wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${probeDialog}`, {}, PROBE_TIMEOUT_MS, tokenProtocols(creds.adminToken))
+      : Promise.resolve<Probe<unknown>>({ ok: false, error: 'no admin token: set REPLYX_ADMIN_TOKEN (an operator JWT) to probe /ws/' }),
+    httpJson(`${ctx.endpoints.gateway}/api/debug/websocket/status`, debugHeaders),
+    httpGet(`${ctx.endpoints.backend}/health`),
+    httpGet(`${ctx.endpoints.nginx}/api/debug/websocket/status`),
+    ctx.surface.observe(run),
+  ]);
+  return { wsFirstFrame: ws, gatewayStatus, backendHealth: health.ok ? jsonBody(health.value) : health, debugThroughNginx, ...observed };
 }

@@ -169,13 +169,13 @@ export async function observeLocalStack(plan: LocalStackPlan, secrets: LocalSecr
       return { ok: false, error: `${what}: ${errorText(err)}` };
     }
   };
-  return {
-    runningConfig: await runningNginxConfig(nginx),
-    processes: await safely('processes', () => observeProcesses(plan)),
-    settings: await safely('settings', () => observeSettings(plan)),
-    redis: await redisPing(plan.ports.redis),
-    postgres: await postgresPing(plan.databaseUrl),
-    logs: await observeLogs(plan),
-    knownSecrets: Object.entries(secrets).map(([name, value]) => ({ name, value: String(value) })),
-  };
+  const [runningConfig, processes, settings, redis, postgres, logs] = await Promise.all([
+    runningNginxConfig(nginx),
+    safely('processes', () => observeProcesses(plan)),
+    safely('settings', () => observeSettings(plan)),
+    redisPing(plan.ports.redis),
+    postgresPing(plan.databaseUrl),
+    observeLogs(plan),
+  ]);
+  return { runningConfig, processes, settings, redis, postgres, logs, knownSecrets: Object.entries(secrets).map(([name, value]) => ({ name, value: String(value) })) };
 }
