@@ -85,7 +85,7 @@ export function parseStackArgs(argv: readonly string[]): StackArgs {
   const values = parsed.values as StackArgs['values'];
   if (values.stack !== undefined && !isStackName(values.stack)) usageError(`--stack "${values.stack}" is not a stack name`, command);
   if (!['logs', 'restart'].includes(command) && parsed.positionals.length > 0) usageError(`unexpected argument "${parsed.positionals[0]}"`, command);
-  if (command === 'restart') serviceArg(parsed.positionals, command);
+  if (command === 'restart' && values.help !== true) serviceArg(parsed.positionals, command);
   return { command, positionals: parsed.positionals, values };
 }
 
