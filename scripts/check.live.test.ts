@@ -122,7 +122,7 @@ const CASES: readonly Case[] = [
     expect: [['service-settings', 'running', /backend runs with JWT_SECRET \(secret, differs\).*gateway runs with JWT_SECRET \(secret, differs\)/], ['ws-handshake', 'running', /4001|another JWT secret/]],
   },
   { name: 'stack file: backend.workers changed', breakIt: () => editStackFile((t) => t.replace(/(replyx:backend:[\s\S]*?workers: )\d+/, '$12')), expect: [['backend-workers', 'running', /backend runs 4 workers, stack file says 2/], ['service-settings', 'running', /backend runs with BACKEND_WORKERS=4, stack file 2/]] },
-  { name: 'stack file: gateway.heartbeatMs changed', breakIt: () => editStackFile((t) => t.replace(/heartbeatMs: \d+/, 'heartbeatMs: 20000')), expect: [['service-settings', 'running', /heartbeat is 25000 ms, stack file 20000 ms/], ['config-checksum', 'running', /says [0-9a-f]{16}, topology is [0-9a-f]{16}/]] },
+  { name: 'stack file: gateway.heartbeatMs changed', breakIt: () => editStackFile((t) => t.replace(/heartbeatMs: \d+/, 'heartbeatMs: 20000')), expect: [['service-settings', 'running', /heartbeat is 25000 ms, stack file 20000 ms/], ['config-checksum', 'running', /header says [0-9a-f]{16}, the topology is [0-9a-f]{16}/]] },
   { name: 'stack file: nginx.proxyReadTimeoutS changed', breakIt: () => editStackFile((t) => t.replace(/(replyx:nginx:\n)/, '$1    proxyReadTimeoutS: 90\n')), expect: [['running-config-drift', 'running', /- http > server > location \/ws\/ > proxy_read_timeout 90s.*\+ http > server > location \/ws\/ > proxy_read_timeout 120s/]] },
   {
     name: 'site token in the error log',

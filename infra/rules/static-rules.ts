@@ -226,7 +226,7 @@ function checksumRow(input: StaticInput, ctx: FixContext): RuleResult {
   return result(
     'config-checksum',
     'fail',
-    input.configChecksum === undefined ? 'rendered config has no checksum header' : `rendered config says ${input.configChecksum}, topology is ${input.expectedChecksum}`,
+    input.configChecksum === undefined ? 'the config has no checksum header' : `the config's header says ${input.configChecksum}, the topology is ${input.expectedChecksum}`,
     ctx,
   );
 }
