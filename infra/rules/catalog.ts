@@ -71,6 +71,9 @@ const applyCommand = (ctx: FixContext) => (ctx.topology.target === 'local' ? sta
 const restartCommand = (ctx: FixContext, service: 'nginx' | 'backend' | 'gateway' | 'redis' | 'postgres') =>
   ctx.topology.target === 'local' ? stackCommand(ctx, 'restart', service) : deployCommand(ctx);
 
+/** A change to the stack file or a template, then the command that rolls it out: complete as printed. */
+const thenApply = (ctx: FixContext, change: string) => `${change}, then ${applyCommand(ctx)}`;
+
 /** The command that brings a running stack back to its stack file (`npm run stack -- apply --stack NAME`, or `pulumi up --stack NAME`). */
 export function applyFix(ctx: FixContext): string {
   return applyCommand(ctx);
@@ -89,7 +92,7 @@ const RULE_TABLE = [
     reads: 'topology',
     against: ['stack-file', 'declared'],
     blocksDeploy: true,
-    fix: () => 'set gateway.broker to "redis" or gateway.replicas to 1 in the stack file',
+    fix: (ctx) => thenApply(ctx, 'set gateway.broker to "redis" or gateway.replicas to 1 in the stack file'),
   },
   {
     id: 'desync-risk',
@@ -107,9 +110,9 @@ const RULE_TABLE = [
     reads: 'topology',
     against: ['stack-file', 'declared'],
     blocksDeploy: true,
-    fix: ({ topology }) => {
-      const timeouts = idleTimeoutsOf(topology);
-      return `set gateway.heartbeatMs below ${Math.min(...timeouts.map((t) => t.seconds)) * 1000} or raise ${timeouts.map((t) => t.setting).join(' and ')}`;
+    fix: (ctx) => {
+      const timeouts = idleTimeoutsOf(ctx.topology);
+      return thenApply(ctx, `set gateway.heartbeatMs below ${Math.min(...timeouts.map((t) => t.seconds)) * 1000} or raise ${timeouts.map((t) => t.setting).join(' and ')} in the stack file`);
     },
   },
   {
@@ -128,7 +131,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: (ctx) => `fix the /ws/ location in nginx-templates/ (it must reach the ${ctx.topology.wsRoute} on port ${ctx.topology.wsRoute === 'gateway' ? ctx.topology.gateway.port : ctx.topology.backend.port})`,
+    fix: (ctx) => thenApply(ctx, `fix the /ws/ location in nginx-templates/ (it must reach the ${ctx.topology.wsRoute} on port ${ctx.topology.wsRoute === 'gateway' ? ctx.topology.gateway.port : ctx.topology.backend.port})`),
   },
   {
     id: 'api-route',
@@ -137,7 +140,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'fix the /api/ location in nginx-templates/',
+    fix: (ctx) => thenApply(ctx, 'fix the /api/ location in nginx-templates/'),
   },
   {
     id: 'ws-upgrade-headers',
@@ -146,8 +149,8 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () =>
-      'in location /ws/: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade, from map $http_upgrade $connection_upgrade { default upgrade; "" close; }',
+    fix: (ctx) =>
+      thenApply(ctx, 'in location /ws/ of nginx-templates/: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade, from map $http_upgrade $connection_upgrade { default upgrade; "" close; }'),
   },
   {
     id: 'ws-buffering-off',
@@ -156,7 +159,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add proxy_buffering off; to location /ws/',
+    fix: (ctx) => thenApply(ctx, 'add proxy_buffering off; to location /ws/ in nginx-templates/'),
   },
   {
     id: 'ws-read-timeout',
@@ -165,7 +168,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: ({ topology }) => `set nginx.proxyReadTimeoutS to at least ${Math.ceil((2 * topology.gateway.heartbeatMs) / 1000)}`,
+    fix: (ctx) => thenApply(ctx, `set nginx.proxyReadTimeoutS to at least ${Math.ceil((2 * ctx.topology.gateway.heartbeatMs) / 1000)} in the stack file`),
   },
   {
     id: 'debug-blocked',
@@ -174,7 +177,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add location /api/debug/ { return 404; } before the proxying locations',
+    fix: (ctx) => thenApply(ctx, 'add location ^~ /api/debug/ { return 404; } to nginx-templates/'),
   },
   {
     id: 'internal-blocked',
@@ -183,7 +186,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add location /internal/ { return 404; } before the proxying locations',
+    fix: (ctx) => thenApply(ctx, 'add location ^~ /internal/ { return 404; } to nginx-templates/'),
   },
   {
     id: 'metrics-blocked',
@@ -192,7 +195,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add location = /metrics { return 404; } before the proxying locations (Prometheus scrapes the services directly)',
+    fix: (ctx) => thenApply(ctx, 'add location = /metrics { return 404; } to nginx-templates/ (Prometheus scrapes the services directly)'),
   },
   {
     id: 'ws-log-no-query',
@@ -201,7 +204,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => `give every access_log a log_format that logs $uri and none of ${TOKEN_CARRYING_VARIABLES.join(' ')} (or access_log off)`,
+    fix: (ctx) => thenApply(ctx, `give every access_log in nginx-templates/ a log_format that logs $uri and none of ${TOKEN_CARRYING_VARIABLES.join(' ')} (or access_log off)`),
   },
   {
     id: 'worker-shutdown-timeout',
@@ -210,7 +213,7 @@ const RULE_TABLE = [
     reads: 'nginx-config',
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'set worker_shutdown_timeout in nginx-templates/ from nginx.workerShutdownTimeoutS',
+    fix: (ctx) => thenApply(ctx, 'set worker_shutdown_timeout in nginx-templates/ from nginx.workerShutdownTimeoutS'),
   },
   {
     id: 'running-config-drift',
