@@ -4,7 +4,7 @@ import { fixCommands, runCheck, type CheckReport } from '../infra/operate/check.
 import { redisCommand } from '../infra/operate/probes.js';
 import { resolveContext } from '../infra/operate/stack.js';
 import { reloadAndWait } from '../infra/targets/local/nginx-workers.js';
-import { freePorts } from '../infra/targets/local/ports.js';
+import { freePorts, waitUntil } from '../infra/targets/local/ports.js';
 import { secretsFile } from '../infra/targets/local/secrets.js';
 import { readPid } from '../infra/targets/local/supervisor.js';
 import { runOperatorScript } from '../test/live-clients.js';
@@ -31,6 +31,13 @@ async function editRunningNginx(edit: (text: string) => string, reload = true): 
   expect(after.split('\n')[0]).toBe(before.split('\n')[0]);
   await writeFile(confFile(), after);
   if (reload) expect((await reloadAndWait(await pidOf('nginx'))).reloaded).toBe(true);
+}
+
+/** SIGKILL, as the OOM killer does; waits until the process is gone. */
+async function killHard(name: string): Promise<void> {
+  const pid = await pidOf(name);
+  process.kill(pid, 'SIGKILL');
+  await waitUntil(async () => !(await readFile(`/proc/${pid}/cmdline`, 'utf8').then((c) => c.length > 0, () => false)), 5000, 20);
 }
 
 /** Replaces `from` inside the `location <path>` block only. */
@@ -109,9 +116,9 @@ const CASES: readonly Case[] = [
     expect: [['running-config-drift', 'running', /without a reload.*\+ http > server > listen 0\.0\.0\.0:\d+ default_server/]],
   },
   { name: 'config edited without a reload', breakIt: () => editRunningNginx(inLocation('/ws/', /proxy_send_timeout \d+s;/, 'proxy_send_timeout 5s;'), false), expect: [['running-config-drift', 'running', /changed after nginx \(pid \d+\) loaded it, without a reload/]] },
-  { name: 'gateway killed', breakIt: async () => void process.kill(await pidOf('gateway'), 'SIGKILL'), expect: [['services-running', 'running', /^gateway is not running$/], ['ws-handshake', 'running', /gateway is not running|HTTP 502/]] },
-  { name: 'redis killed', breakIt: async () => void process.kill(await pidOf('redis'), 'SIGKILL'), expect: [['services-running', 'running', /^redis is not running$/], ['redis', 'running', /ECONNREFUSED/]] },
-  { name: 'nginx killed', breakIt: async () => void process.kill(await pidOf('nginx'), 'SIGKILL'), expect: [['services-running', 'running', /^nginx is not running( and nginx \(pid \d+\) holds its port)?$/], ['running-config-drift', 'running', /nginx is not running/]] },
+  { name: 'gateway killed', breakIt: () => killHard('gateway'), expect: [['services-running', 'running', /^gateway is not running$/], ['ws-handshake', 'running', /gateway is not running|HTTP 502/]] },
+  { name: 'redis killed', breakIt: () => killHard('redis'), expect: [['services-running', 'running', /^redis is not running$/], ['redis', 'running', /ECONNREFUSED/]] },
+  { name: 'nginx killed', breakIt: () => killHard('nginx'), expect: [['services-running', 'running', /^nginx is not running( and nginx \(pid \d+\) holds its port)?$/], ['running-config-drift', 'running', /nginx is not running/]] },
   { name: "Redis's maxmemory changed live", breakIt: async () => void (await redisCommand(stack.handle.ports.redis, 'CONFIG SET maxmemory 1000000')), expect: [['service-settings', 'running', /redis runs with maxmemory=1000000, stack file \d+/]] },
   {
     name: 'JWT secret rotated in secrets.json, services not restarted',
