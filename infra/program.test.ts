@@ -79,7 +79,7 @@ describe('runReplyxProgram: topology first', () => {
   it('calls deploy() of the AWS target module with the validated topology and returns its outputs', async () => {
     const file = path.join(tmp, 'aws-ok.mjs');
     await writeFile(file, 'export async function deploy({ topology, warnings }) { return { seen: topology.target + ":" + topology.backend.workers, warnings: warnings.length }; }\n');
-    const run = await runProgram({ 'replyx:target': 'aws', 'replyx:backend': { workers: 2 } }, [], { awsModule: pathToFileURL(file).href });
+    const run = await runProgram({ 'replyx:target': 'aws', 'replyx:backend': { workers: 2 }, 'replyx:aws': { certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc' } }, [], { awsModule: pathToFileURL(file).href });
     expect(run.error).toBeUndefined();
     expect(run.outputs).toEqual({ target: 'aws', seen: 'aws:2', warnings: 0 });
   });

@@ -13,8 +13,8 @@ const topo = (target: Target, input: TopologyInput = {}): Topology => validateTo
 const INPUT: TopologyInput = { backend: { workers: 3 }, gateway: { heartbeatMs: 15_000, drainWindowMs: 1500 }, limits: { maxConnections: 777, historyLength: 42 } };
 const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43) };
 
-/** Variables that say where a service is or who it is, not how it behaves. */
-const PLACEMENT = new Set(['PORT', 'HOST', 'INSTANCE_ID']);
+/** Variables that say where a service is or who it is, not how it behaves; and SEED_DEMO, whose default is the target's. */
+const PLACEMENT = new Set(['PORT', 'HOST', 'INSTANCE_ID', 'SEED_DEMO']);
 
 /** Each target's resolved env of one service, with `undefined` standing for a value held as a secret. */
 function resolvedEnvs(service: 'backend' | 'gateway'): Record<Target, Record<string, string | undefined>> {
@@ -57,6 +57,17 @@ describe('renderServiceEnv: one rendering, three targets', () => {
     const port = String(topo('local')[service].port);
     expect([envs.local.PORT, envs.docker.PORT, envs.aws.PORT]).toEqual([port, port, port]);
     expect([envs.local.HOST, envs.docker.HOST, envs.aws.HOST]).toEqual(['127.0.0.1', '0.0.0.0', '0.0.0.0']);
+  });
+
+  it('seeds demo data on the local target only, unless backend.seedDemo says otherwise; the legacy widget handshake is off unless asked for', () => {
+    const envs = resolvedEnvs('backend');
+    expect([envs.local.SEED_DEMO, envs.docker.SEED_DEMO, envs.aws.SEED_DEMO]).toEqual(['1', '0', '0']);
+    expect(renderServiceEnv(topo('docker', { backend: { seedDemo: true } }), 'backend').env.SEED_DEMO).toBe('1');
+    expect(renderServiceEnv(topo('local', { backend: { seedDemo: false } }), 'backend').env.SEED_DEMO).toBe('0');
+    for (const service of ['backend', 'gateway'] as const) {
+      expect(renderServiceEnv(topo('docker'), service).env.LEGACY_WIDGET_AUTH).toBe('0');
+      expect(renderServiceEnv(topo('aws', { gateway: { legacyWidgetAuth: true } }), service).env.LEGACY_WIDGET_AUTH).toBe('1');
+    }
   });
 
   it('names gateway processes where the target can (aws tasks fall back to hostname-pid)', () => {

@@ -70,6 +70,8 @@ function sorted(env: Record<string, SettingValue>): Readonly<Record<string, Sett
 export function renderServiceEnv(topology: Topology, service: RenderedService, options: RenderServiceOptions = {}): ServiceSettings {
   const logLevel = options.logLevel ?? 'info';
   const { limits } = topology;
+  // Both read it: the gateway for the socket, the backend for the widget's API calls.
+  const legacyWidgetAuth = topology.gateway.legacyWidgetAuth ? '1' : '0';
   const history = { HISTORY_LENGTH: String(limits.historyLength), HISTORY_TTL_S: String(limits.historyTtlS) };
   switch (service) {
     case 'backend':
@@ -85,6 +87,8 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),
           WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),
+          LEGACY_WIDGET_AUTH: legacyWidgetAuth,
+          SEED_DEMO: seedsDemo(topology) ? '1' : '0',
           LOG_LEVEL: logLevel,
           ...history,
         }),
@@ -102,6 +106,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),
           PUBLISH_KEY: ref('publishKey'),
           DEBUG_TOKEN: ref('debugToken'),
+          LEGACY_WIDGET_AUTH: legacyWidgetAuth,
           HEARTBEAT_MS: String(topology.gateway.heartbeatMs),
           BROKER: topology.gateway.broker,
           DRAIN_WINDOW_MS: String(topology.gateway.drainWindowMs),
@@ -136,6 +141,11 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
       // nginx takes everything from its rendered config (renderNginxConfig); targets only say where it is.
       return { env: {} };
   }
+}
+
+/** Whether the backend creates the demo data: `backend.seedDemo`, else only on the local target. */
+export function seedsDemo(topology: Pick<Topology, 'target' | 'backend'>): boolean {
+  return topology.backend.seedDemo ?? topology.target === 'local';
 }
 
 /** The redis-server arguments every target runs with: port, memory bound and eviction policy. */

@@ -13,6 +13,10 @@ export const backendSchema = z
     workers: z.int().min(1).max(64).default(4).describe('HTTP worker processes (exported as BACKEND_WORKERS and UVICORN_WORKERS).'),
     port: port.default(8000).describe('Port the backend listens on.'),
     replicas: z.int().min(1).max(50).default(1).describe('Backend containers/tasks (AWS desired count).'),
+    seedDemo: z
+      .boolean()
+      .optional()
+      .describe('Create the demo users, assistants (allowing localhost and example.com) and dialogs at start (SEED_DEMO); unset: on for the local target only.'),
   })
   .describe('The multi-worker HTTP backend that serves /api/.');
 
@@ -24,6 +28,10 @@ export const gatewaySchema = z
     heartbeatMs: z.int().min(1000).max(600_000).default(25_000).describe('Protocol ping interval; must be shorter than nginx.proxyReadTimeoutS.'),
     broker: z.enum(['redis', 'memory']).default('redis').describe('Fan-out between gateway processes: "redis" (shared) or "memory" (single process only).'),
     drainWindowMs: z.int().min(0).max(300_000).default(5_000).describe('On SIGTERM, closes with 4200 are spread over this window so clients do not reconnect at once.'),
+    legacyWidgetAuth: z
+      .boolean()
+      .default(false)
+      .describe('Accept the seed\'s credential-less widget (`?assistant_id=&parent_origin=`, no session token) on the gateway and the backend (LEGACY_WIDGET_AUTH), for a migration window only: `npm run check` fails while it is on (docs/security.md).'),
   })
   .describe('The WebSocket gateway that owns every /ws/ connection.');
 

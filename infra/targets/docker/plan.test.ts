@@ -119,8 +119,11 @@ describe('planDockerStack: env', () => {
       JWT_SECRET: { secret: 'jwtSecret' },
       SITE_TOKEN_SECRET: { secret: 'siteTokenSecret' },
       WIDGET_TOKEN_SECRET: { secret: 'widgetTokenSecret' },
+      LEGACY_WIDGET_AUTH: '0',
       LOG_LEVEL: 'info',
       PORT: '9000',
+      // Demo data only on the local target unless backend.seedDemo asks for it.
+      SEED_DEMO: '0',
       REDIS_URL: 'redis://replyx-redis:6380',
       UVICORN_WORKERS: '4',
     });
@@ -148,6 +151,7 @@ describe('planDockerStack: env', () => {
       JWT_SECRET: { secret: 'jwtSecret' },
       SITE_TOKEN_SECRET: { secret: 'siteTokenSecret' },
       WIDGET_TOKEN_SECRET: { secret: 'widgetTokenSecret' },
+      LEGACY_WIDGET_AUTH: '0',
       LOG_LEVEL: 'info',
       MAX_CONNECTIONS: '10',
       MAX_CONNECTIONS_PER_IP: '3',
