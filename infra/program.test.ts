@@ -97,7 +97,16 @@ describe('runReplyxProgram: docker target', () => {
     const run = await runProgram({ ...DOCKER, 'replyx:nginx': { port: 8099 } });
     expect(run.error).toBeUndefined();
     const passwords = run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword');
-    expect(passwords.map((r) => r.name).sort()).toEqual(['replyx-secrets-jwtSecret', 'replyx-secrets-postgresPassword', 'replyx-secrets-publishKey', 'replyx-secrets-siteTokenSecret', 'replyx-secrets-widgetTokenSecret']);
+    expect(passwords.map((r) => r.name).sort()).toEqual([
+      'replyx-secrets-jwtSecret',
+      'replyx-secrets-postgresPassword',
+      'replyx-secrets-publishKey',
+      'replyx-secrets-redisAdminPassword',
+      'replyx-secrets-redisGatewayPassword',
+      'replyx-secrets-redisPublisherPassword',
+      'replyx-secrets-siteTokenSecret',
+      'replyx-secrets-widgetTokenSecret',
+    ]);
     for (const p of passwords) expect(p.inputs).toMatchObject({ length: 48, special: false });
     expect(run.resources.filter((r) => r.type === 'docker:index/container:Container')).toHaveLength(5);
     const backend = run.resources.find((r) => r.type === 'docker:index/container:Container' && plain(r.inputs.name) === 'replyx-backend')!;
@@ -105,7 +114,8 @@ describe('runReplyxProgram: docker target', () => {
     expect(plain<string[]>(backend.inputs.envs)).toContain('JWT_SECRET=generated-replyx-secrets-jwtSecret');
     const outputs = run.outputs!;
     expect(outputs.target).toBe('docker');
-    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey']);
+    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword']);
+    expect(plain<string[]>(backend.inputs.envs)).toContain('REDIS_URL=redis://replyx-publisher:generated-replyx-secrets-redisPublisherPassword@replyx-redis:6380');
     expect(await valueOf(outputs.publicUrl as pulumi.Output<string>)).toBe('http://localhost:8099');
     expect(await valueOf(outputs.wsRoute as pulumi.Output<string>)).toBe('gateway');
     expect(await valueOf(outputs.topologyChecksum as pulumi.Output<string>)).toMatch(/^[0-9a-f]{16}$/);
@@ -115,15 +125,26 @@ describe('runReplyxProgram: docker target', () => {
 
   it('uses the secrets from `pulumi config --secret` and generates none', async () => {
     const run = await runProgram(
-      { ...DOCKER, 'replyx:jwtSecret': 'cfg-jwt', 'replyx:siteTokenSecret': 'cfg-site', 'replyx:widgetTokenSecret': 'cfg-widget', 'replyx:postgresPassword': 'cfg-pg', 'replyx:publishKey': 'cfg-pub', 'replyx:debugToken': 'cfg-dbg' },
-      ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken'],
+      {
+        ...DOCKER,
+        'replyx:jwtSecret': 'cfg-jwt',
+        'replyx:siteTokenSecret': 'cfg-site',
+        'replyx:widgetTokenSecret': 'cfg-widget',
+        'replyx:postgresPassword': 'cfg-pg',
+        'replyx:publishKey': 'cfg-pub',
+        'replyx:debugToken': 'cfg-dbg',
+        'replyx:redisGatewayPassword': 'cfg-redis-gateway',
+        'replyx:redisPublisherPassword': 'cfg-redis-publisher',
+        'replyx:redisAdminPassword': 'cfg-redis-admin',
+      },
+      ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken', 'replyx:redisGatewayPassword', 'replyx:redisPublisherPassword', 'replyx:redisAdminPassword'],
     );
     expect(run.error).toBeUndefined();
     expect(run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword')).toEqual([]);
     expect(run.outputs!.generatedSecrets).toEqual([]);
     const container = (name: string) => run.resources.find((r) => r.type === 'docker:index/container:Container' && plain(r.inputs.name) === name)!;
     const gatewayEnv = plain<string[]>(container('replyx-ws-gateway').inputs.envs);
-    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx:cfg-pg@replyx-postgres:5433/replyx']));
+    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx:cfg-pg@replyx-postgres:5433/replyx', 'REDIS_URL=redis://replyx-gateway:cfg-redis-gateway@replyx-redis:6380']));
     expect(isSecretValue(container('replyx-ws-gateway').inputs.envs)).toBe(true);
     expect(isSecretValue(container('replyx-postgres').inputs.envs)).toBe(true);
   });

@@ -8,13 +8,17 @@ import { CONFIG_NAMESPACE } from './topology/index.js';
 
 /** Secrets every target needs; generated when absent from the stack config. */
 export const GENERATED_SECRETS = ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey'] as const;
-/** One of {@link GENERATED_SECRETS}. */
-export type GeneratedSecret = (typeof GENERATED_SECRETS)[number];
+/** Passwords of the Redis users (infra/render/redis-acl.ts), for targets that run their own Redis (docker). */
+export const REDIS_USER_SECRETS = ['redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword'] as const;
+/** One of {@link GENERATED_SECRETS} or {@link REDIS_USER_SECRETS}. */
+export type GeneratedSecret = (typeof GENERATED_SECRETS)[number] | (typeof REDIS_USER_SECRETS)[number];
 
 /** Arguments of {@link ReplyxSecrets}. */
 export interface ReplyxSecretsArgs {
   /** Length of generated values (letters and digits only, so they fit in URLs unescaped). Default 48. */
   readonly length?: number;
+  /** Also read or generate {@link REDIS_USER_SECRETS} (targets that render the Redis ACL). Default false. */
+  readonly redisUsers?: boolean;
 }
 
 /** The stack's secrets as secret Outputs, from config or generated. */
@@ -31,6 +35,8 @@ export class ReplyxSecrets extends pulumi.ComponentResource {
   readonly publishKey: pulumi.Output<string>;
   /** Optional token for the gateway's debug endpoints; undefined unless `replyx:debugToken` is set. */
   readonly debugToken: pulumi.Output<string> | undefined;
+  /** Passwords of the Redis users, when `redisUsers` was asked for. */
+  readonly redisPasswords: { readonly gateway: pulumi.Output<string>; readonly publisher: pulumi.Output<string>; readonly admin: pulumi.Output<string> } | undefined;
   /** Which secrets were generated because the config did not hold them (for the preview summary). */
   readonly generated: readonly GeneratedSecret[];
 
@@ -56,6 +62,9 @@ export class ReplyxSecrets extends pulumi.ComponentResource {
     this.postgresPassword = read('postgresPassword');
     this.publishKey = read('publishKey');
     this.debugToken = config.getSecret('debugToken');
+    this.redisPasswords = args.redisUsers
+      ? { gateway: read('redisGatewayPassword'), publisher: read('redisPublisherPassword'), admin: read('redisAdminPassword') }
+      : undefined;
     this.generated = generated;
     this.registerOutputs({ generated });
   }

@@ -15,8 +15,10 @@ export type SettingRef =
   | 'bindHost'
   /** Postgres connection URL (carries the password where the target has one). */
   | 'databaseUrl'
-  /** Redis connection URL. */
-  | 'redisUrl'
+  /** Redis URL of the gateway's user (read histories, subscribe, load and call the function library). */
+  | 'redisGatewayUrl'
+  /** Redis URL of a publisher's user (call the publish function only). */
+  | 'redisPublisherUrl'
   /** HS256 key shared by backend (signs) and gateway (verifies). */
   | 'jwtSecret'
   /** Key of site tokens (backend issues, gateway verifies); distinct from jwtSecret. */
@@ -33,10 +35,10 @@ export type SettingRef =
   | 'postgresPassword';
 
 /** Every {@link SettingRef}, for targets that check they resolve all of them. */
-export const SETTING_REFS = ['bindHost', 'databaseUrl', 'redisUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
+export const SETTING_REFS = ['bindHost', 'databaseUrl', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
 
 /** Refs whose resolved value is a credential (or embeds one): never shown, compared or logged. */
-export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'redisUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
+export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
 
 /** A setting: a literal derived from the topology, or a reference the target resolves. */
 export type SettingValue = string | { readonly ref: SettingRef };
@@ -83,7 +85,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           BACKEND_WORKERS: String(topology.backend.workers),
           UVICORN_WORKERS: String(topology.backend.workers),
           DATABASE_URL: ref('databaseUrl'),
-          REDIS_URL: ref('redisUrl'),
+          REDIS_URL: ref('redisPublisherUrl'),
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),
           WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),
@@ -99,7 +101,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
         env: sorted({
           HOST: ref('bindHost'),
           PORT: String(topology.gateway.port),
-          REDIS_URL: ref('redisUrl'),
+          REDIS_URL: ref('redisGatewayUrl'),
           DATABASE_URL: ref('databaseUrl'),
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),

@@ -50,7 +50,9 @@ export interface TaskPlan {
 /** Rendered refs that reach AWS tasks through Secrets Manager, and the secret holding each. */
 const SECRET_OF_REF: Partial<Record<SettingRef, StackSecretName>> = {
   databaseUrl: 'databaseUrl',
-  redisUrl: 'redisUrl',
+  // One ElastiCache auth token for both until the stack creates RBAC users there (docs/aws.md).
+  redisGatewayUrl: 'redisUrl',
+  redisPublisherUrl: 'redisUrl',
   jwtSecret: 'jwtSecret',
   siteTokenSecret: 'siteTokenSecret',
   widgetTokenSecret: 'widgetTokenSecret',

@@ -5,6 +5,7 @@ import { SERVICE_NAMES } from '../../topology/service-names.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { redisUrlFor, renderRedisAclFile, type RedisPasswords } from '../../render/redis-acl.js';
 import { nginxArgs, postgresArgs, postgresJsonLog, prometheusArgs, redisArgs } from './processes.js';
 
 // Pure planning of the local stack: from a topology to the processes that run it (argv, env,
@@ -24,6 +25,10 @@ export interface LocalSecrets {
   readonly debugToken: string;
   readonly siteTokenSecret: string;
   readonly widgetTokenSecret: string;
+  /** Passwords of the Redis users (infra/render/redis-acl.ts). */
+  readonly redisGatewayPassword: string;
+  readonly redisPublisherPassword: string;
+  readonly redisAdminPassword: string;
 }
 
 /** How the supervisor knows a service is up. */
@@ -74,6 +79,7 @@ export interface LocalStackPlan {
   readonly ports: LocalPorts;
   readonly services: readonly ProcessSpec[];
   readonly databaseUrl: string;
+  /** Redis URL of the admin user (operators and probes; the services get their own users). */
   readonly redisUrl: string;
   readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string; readonly prometheus?: string };
   readonly nginxConfigFile: string;
@@ -139,8 +145,9 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
   const node = options.nodePath ?? process.execPath;
   const name = effective.name;
   const databaseUrl = options.externalDatabaseUrl ?? `postgres://${effective.postgres.user}@127.0.0.1:${ports.postgres}/${effective.postgres.database}`;
-  const redisUrl = `redis://127.0.0.1:${ports.redis}`;
   const { secrets } = options;
+  const redisPasswords: RedisPasswords = { gateway: secrets.redisGatewayPassword, publisher: secrets.redisPublisherPassword, admin: secrets.redisAdminPassword };
+  const redisUrl = redisUrlFor('admin', redisPasswords.admin, '127.0.0.1', ports.redis);
   // The local values of the rendered settings' references: loopback, the planned ports, the
   // secrets file; Postgres uses trust auth on loopback, so there is no password.
   const resolve: SettingResolver<string> = (ref) => {
@@ -149,8 +156,10 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
         return '127.0.0.1';
       case 'databaseUrl':
         return databaseUrl;
-      case 'redisUrl':
-        return redisUrl;
+      case 'redisGatewayUrl':
+        return redisUrlFor('gateway', redisPasswords.gateway, '127.0.0.1', ports.redis);
+      case 'redisPublisherUrl':
+        return redisUrlFor('publisher', redisPasswords.publisher, '127.0.0.1', ports.redis);
       case 'jwtSecret':
       case 'siteTokenSecret':
       case 'widgetTokenSecret':
@@ -172,6 +181,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
 
   const postgresDir = path.join(state, 'postgres');
   const redisDir = path.join(state, 'redis');
+  const redisAclFile = path.join(redisDir, 'users.acl');
   const nginxDir = path.join(state, 'nginx');
   const nginxConfigFile = path.join(nginxDir, 'nginx.conf');
   const nginxStderr = path.join(nginxDir, 'logs', 'nginx.stderr.log');
@@ -202,7 +212,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       name: 'redis',
       displayName: `${name}-redis`,
       kind: 'redis',
-      argv: ['redis-server', ...redisArgs({ dir: redisDir, port: ports.redis, maxmemoryMb: effective.redis.maxmemoryMb })],
+      argv: ['redis-server', ...redisArgs({ dir: redisDir, port: ports.redis, maxmemoryMb: effective.redis.maxmemoryMb, aclFile: redisAclFile })],
+      files: [{ path: redisAclFile, content: renderRedisAclFile(redisPasswords) }],
       env: {},
       cwd: redisDir,
       port: ports.redis,
