@@ -133,9 +133,9 @@ describe('runReplyxProgram: docker target', () => {
         'replyx:postgresPassword': 'cfg-pg',
         'replyx:publishKey': 'cfg-pub',
         'replyx:debugToken': 'cfg-dbg',
-        'replyx:redisGatewayPassword': 'cfg-redis-gateway',
-        'replyx:redisPublisherPassword': 'cfg-redis-publisher',
-        'replyx:redisAdminPassword': 'cfg-redis-admin',
+        'replyx:redisGatewayPassword': 'cfg-redis-gateway-0123456789abcdefghij',
+        'replyx:redisPublisherPassword': 'cfg-redis-publisher-0123456789abcdefghij',
+        'replyx:redisAdminPassword': 'cfg-redis-admin-0123456789abcdefghij',
       },
       ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken', 'replyx:redisGatewayPassword', 'replyx:redisPublisherPassword', 'replyx:redisAdminPassword'],
     );
@@ -144,7 +144,7 @@ describe('runReplyxProgram: docker target', () => {
     expect(run.outputs!.generatedSecrets).toEqual([]);
     const container = (name: string) => run.resources.find((r) => r.type === 'docker:index/container:Container' && plain(r.inputs.name) === name)!;
     const gatewayEnv = plain<string[]>(container('replyx-ws-gateway').inputs.envs);
-    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx:cfg-pg@replyx-postgres:5433/replyx', 'REDIS_URL=redis://replyx-gateway:cfg-redis-gateway@replyx-redis:6380']));
+    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx:cfg-pg@replyx-postgres:5433/replyx', 'REDIS_URL=redis://replyx-gateway:cfg-redis-gateway-0123456789abcdefghij@replyx-redis:6380']));
     expect(isSecretValue(container('replyx-ws-gateway').inputs.envs)).toBe(true);
     expect(isSecretValue(container('replyx-postgres').inputs.envs)).toBe(true);
   });
