@@ -98,6 +98,7 @@ describe('runReplyxProgram: docker target', () => {
     expect(run.error).toBeUndefined();
     const passwords = run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword');
     expect(passwords.map((r) => r.name).sort()).toEqual([
+      'replyx-secrets-gatewayDatabasePassword',
       'replyx-secrets-jwtSecret',
       'replyx-secrets-postgresPassword',
       'replyx-secrets-publishKey',
@@ -114,7 +115,7 @@ describe('runReplyxProgram: docker target', () => {
     expect(plain<string[]>(backend.inputs.envs)).toContain('JWT_SECRET=generated-replyx-secrets-jwtSecret');
     const outputs = run.outputs!;
     expect(outputs.target).toBe('docker');
-    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword']);
+    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'gatewayDatabasePassword', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword']);
     expect(plain<string[]>(backend.inputs.envs)).toContain('REDIS_URL=redis://replyx-publisher:generated-replyx-secrets-redisPublisherPassword@replyx-redis:6380');
     expect(await valueOf(outputs.publicUrl as pulumi.Output<string>)).toBe('http://localhost:8099');
     expect(await valueOf(outputs.wsRoute as pulumi.Output<string>)).toBe('gateway');
@@ -136,15 +137,16 @@ describe('runReplyxProgram: docker target', () => {
         'replyx:redisGatewayPassword': 'cfg-redis-gateway-0123456789abcdefghij',
         'replyx:redisPublisherPassword': 'cfg-redis-publisher-0123456789abcdefghij',
         'replyx:redisAdminPassword': 'cfg-redis-admin-0123456789abcdefghij',
+        'replyx:gatewayDatabasePassword': 'cfg-gateway-db-0123456789abcdefghij',
       },
-      ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken', 'replyx:redisGatewayPassword', 'replyx:redisPublisherPassword', 'replyx:redisAdminPassword'],
+      ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken', 'replyx:redisGatewayPassword', 'replyx:redisPublisherPassword', 'replyx:redisAdminPassword', 'replyx:gatewayDatabasePassword'],
     );
     expect(run.error).toBeUndefined();
     expect(run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword')).toEqual([]);
     expect(run.outputs!.generatedSecrets).toEqual([]);
     const container = (name: string) => run.resources.find((r) => r.type === 'docker:index/container:Container' && plain(r.inputs.name) === name)!;
     const gatewayEnv = plain<string[]>(container('replyx-ws-gateway').inputs.envs);
-    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx:cfg-pg@replyx-postgres:5433/replyx', 'REDIS_URL=redis://replyx-gateway:cfg-redis-gateway-0123456789abcdefghij@replyx-redis:6380']));
+    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx_gateway:cfg-gateway-db-0123456789abcdefghij@replyx-postgres:5433/replyx', 'REDIS_URL=redis://replyx-gateway:cfg-redis-gateway-0123456789abcdefghij@replyx-redis:6380']));
     expect(isSecretValue(container('replyx-ws-gateway').inputs.envs)).toBe(true);
     expect(isSecretValue(container('replyx-postgres').inputs.envs)).toBe(true);
   });

@@ -59,6 +59,7 @@ export function deployDocker(topology: Topology): DockerStackOutputs {
       widgetTokenSecret: secrets.widgetTokenSecret,
       postgresPassword: secrets.postgresPassword,
       publishKey: secrets.publishKey,
+      gatewayDatabasePassword: secrets.gatewayDatabasePassword,
       redisGatewayPassword: secrets.redisPasswords!.gateway,
       redisPublisherPassword: secrets.redisPasswords!.publisher,
       redisAdminPassword: secrets.redisPasswords!.admin,

@@ -7,7 +7,7 @@ import * as random from '@pulumi/random';
 import { CONFIG_NAMESPACE } from './topology/index.js';
 
 /** Secrets every target needs; generated when absent from the stack config. */
-export const GENERATED_SECRETS = ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey'] as const;
+export const GENERATED_SECRETS = ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'gatewayDatabasePassword'] as const;
 /** Passwords of the Redis users (infra/render/redis-acl.ts), for targets that run their own Redis (docker). */
 export const REDIS_USER_SECRETS = ['redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword'] as const;
 /** One of {@link GENERATED_SECRETS} or {@link REDIS_USER_SECRETS}. */
@@ -31,6 +31,8 @@ export class ReplyxSecrets extends pulumi.ComponentResource {
   readonly widgetTokenSecret: pulumi.Output<string>;
   /** Password of the Postgres user. */
   readonly postgresPassword: pulumi.Output<string>;
+  /** Password of the gateway's database role (SELECT on the access views only). */
+  readonly gatewayDatabasePassword: pulumi.Output<string>;
   /** Key the backend sends in X-Publish-Key to the gateway's /internal/publish. */
   readonly publishKey: pulumi.Output<string>;
   /** Optional token for the gateway's debug endpoints; undefined unless `replyx:debugToken` is set. */
@@ -61,6 +63,7 @@ export class ReplyxSecrets extends pulumi.ComponentResource {
     this.widgetTokenSecret = read('widgetTokenSecret');
     this.postgresPassword = read('postgresPassword');
     this.publishKey = read('publishKey');
+    this.gatewayDatabasePassword = read('gatewayDatabasePassword');
     this.debugToken = config.getSecret('debugToken');
     this.redisPasswords = args.redisUsers
       ? { gateway: read('redisGatewayPassword'), publisher: read('redisPublisherPassword'), admin: read('redisAdminPassword') }

@@ -262,6 +262,37 @@ describe('least privilege (point 5)', () => {
     expect(await admin.acl('WHOAMI')).toBe('replyx-admin');
   });
 
+  it('connects the gateway to Postgres as a role that can only SELECT the two access views', async () => {
+    const url = stack.plan.services.find((s) => s.name === 'gateway')!.env.DATABASE_URL!;
+    expect(decodeURIComponent(new URL(url).username)).toBe('replyx_gateway');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    try {
+      expect((await db.query('SELECT count(*) FROM replyx_dialog_access')).rowCount).toBe(1);
+      expect((await db.query('SELECT count(*) FROM replyx_revoked_site_tokens')).rowCount).toBe(1);
+      const denied: Record<string, string> = {};
+      for (const sql of [
+        'SELECT * FROM messages LIMIT 1',
+        'SELECT * FROM users LIMIT 1',
+        'SELECT * FROM assistants LIMIT 1',
+        'SELECT * FROM dialogs LIMIT 1',
+        'SELECT * FROM site_tokens LIMIT 1',
+        "UPDATE assistants SET allowed_domains = ARRAY['*'] WHERE id = 3",
+        'DELETE FROM site_token_revocations',
+        'CREATE TABLE gateway_was_here (x int)',
+      ]) {
+        denied[sql] = await db.query(sql).then(
+          () => 'allowed',
+          (err: { code?: string }) => String(err.code),
+        );
+      }
+      // 42501: insufficient_privilege.
+      for (const [sql, code] of Object.entries(denied)) expect(code, sql).toBe('42501');
+    } finally {
+      await db.end();
+    }
+  });
+
   it('ignores X-Real-IP and X-Forwarded-For sent by a client, through nginx and directly', async () => {
     await pause();
     const spoofed = '203.0.113.77';

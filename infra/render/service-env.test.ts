@@ -11,7 +11,7 @@ import { renderServiceEnv, resolveServiceEnv, SECRET_SETTING_REFS, SETTING_REFS,
 
 const topo = (target: Target, input: TopologyInput = {}): Topology => validateTopology({ ...input, target }).topology;
 const INPUT: TopologyInput = { backend: { workers: 3 }, gateway: { heartbeatMs: 15_000, drainWindowMs: 1500 }, limits: { maxConnections: 777, historyLength: 42 } };
-const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43), redisGatewayPassword: 'g'.repeat(43), redisPublisherPassword: 'u'.repeat(43), redisAdminPassword: 'a'.repeat(43) };
+const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43), redisGatewayPassword: 'g'.repeat(43), redisPublisherPassword: 'u'.repeat(43), redisAdminPassword: 'a'.repeat(43), gatewayDatabasePassword: 'q'.repeat(43) };
 
 /** Variables that say where a service is or who it is, not how it behaves; and SEED_DEMO, whose default is the target's. */
 const PLACEMENT = new Set(['PORT', 'HOST', 'INSTANCE_ID', 'SEED_DEMO']);
@@ -25,7 +25,7 @@ function resolvedEnvs(service: 'backend' | 'gateway'): Record<Target, Record<str
     images: { backend: 'b', gateway: 'g', nginx: 'n' },
     region: 'eu-west-1',
     logGroups: { backend: '/b', gateway: '/g', nginx: '/n' },
-    secrets: { databaseUrl: 'arn:db', redisUrl: 'arn:redis', jwtSecret: 'arn:jwt', siteTokenSecret: 'arn:site', widgetTokenSecret: 'arn:widget', publishKey: 'arn:publish', debugToken: 'arn:debug' },
+    secrets: { databaseUrl: 'arn:db', gatewayDatabaseUrl: 'arn:gwdb', gatewayDatabasePassword: 'arn:gwpw', redisUrl: 'arn:redis', jwtSecret: 'arn:jwt', siteTokenSecret: 'arn:site', widgetTokenSecret: 'arn:widget', publishKey: 'arn:publish', debugToken: 'arn:debug' },
     nginxConfig: '',
   };
   const aws = planTaskDefinitions(t, refs)[service].containerDefinitions[0]!;

@@ -13,8 +13,12 @@ export type RenderedService = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postg
 export type SettingRef =
   /** Address the service binds: loopback locally, every interface in a container. */
   | 'bindHost'
-  /** Postgres connection URL (carries the password where the target has one). */
+  /** Postgres connection URL of the owner (carries the password where the target has one): the backend's. */
   | 'databaseUrl'
+  /** Postgres connection URL of the gateway's role (SELECT on the access views only). */
+  | 'gatewayDatabaseUrl'
+  /** Password the backend gives the gateway's role at start. */
+  | 'gatewayDatabasePassword'
   /** Redis URL of the gateway's user (read histories, subscribe, load and call the function library). */
   | 'redisGatewayUrl'
   /** Redis URL of a publisher's user (call the publish function only). */
@@ -35,10 +39,10 @@ export type SettingRef =
   | 'postgresPassword';
 
 /** Every {@link SettingRef}, for targets that check they resolve all of them. */
-export const SETTING_REFS = ['bindHost', 'databaseUrl', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
+export const SETTING_REFS = ['bindHost', 'databaseUrl', 'gatewayDatabaseUrl', 'gatewayDatabasePassword', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
 
 /** Refs whose resolved value is a credential (or embeds one): never shown, compared or logged. */
-export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
+export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'gatewayDatabaseUrl', 'gatewayDatabasePassword', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
 
 /** A setting: a literal derived from the topology, or a reference the target resolves. */
 export type SettingValue = string | { readonly ref: SettingRef };
@@ -85,6 +89,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           BACKEND_WORKERS: String(topology.backend.workers),
           UVICORN_WORKERS: String(topology.backend.workers),
           DATABASE_URL: ref('databaseUrl'),
+          GATEWAY_DATABASE_PASSWORD: ref('gatewayDatabasePassword'),
           REDIS_URL: ref('redisPublisherUrl'),
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),
@@ -102,7 +107,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           HOST: ref('bindHost'),
           PORT: String(topology.gateway.port),
           REDIS_URL: ref('redisGatewayUrl'),
-          DATABASE_URL: ref('databaseUrl'),
+          DATABASE_URL: ref('gatewayDatabaseUrl'),
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),
           WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),

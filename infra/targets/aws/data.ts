@@ -3,6 +3,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { ReplyxError } from '../../errors.js';
 import type { Topology } from '../../topology/index.js';
 import { fittedName, NAME_LIMITS } from './names.js';
+import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import { AWS_POSTGRES_PORT, AWS_REDIS_PORT } from './security.js';
 
 /** Postgres major version on RDS, the same major as the docker target's default image. */
@@ -103,6 +104,8 @@ export interface DataArgs {
   readonly postgresSecurityGroupId: pulumi.Input<string>;
   readonly redisAuthToken: pulumi.Input<string>;
   readonly postgresPassword: pulumi.Input<string>;
+  /** Password of the gateway's role (migration 004 creates it; the backend lets it log in). */
+  readonly gatewayDatabasePassword: pulumi.Input<string>;
   readonly tags: Readonly<Record<string, string>>;
 }
 
@@ -114,6 +117,8 @@ export interface DataArgs {
 export class Data extends pulumi.ComponentResource {
   readonly redisUrl: pulumi.Output<string>;
   readonly databaseUrl: pulumi.Output<string>;
+  /** The gateway's URL: same server and database, as its SELECT-only role. */
+  readonly gatewayDatabaseUrl: pulumi.Output<string>;
   readonly redisHost: pulumi.Output<string>;
   readonly postgresHost: pulumi.Output<string>;
 
@@ -164,6 +169,11 @@ export class Data extends pulumi.ComponentResource {
     this.redisUrl = pulumi.secret(pulumi.all([redis.primaryEndpointAddress, token]).apply(([host, t]) => redisUrl(host, t)));
     this.databaseUrl = pulumi.secret(
       pulumi.all([postgres.address, password]).apply(([host, p]) => databaseUrl({ host, user: plan.postgres.username, password: p, database: plan.postgres.dbName })),
+    );
+    this.gatewayDatabaseUrl = pulumi.secret(
+      pulumi
+        .all([postgres.address, args.gatewayDatabasePassword])
+        .apply(([host, p]) => databaseUrl({ host, user: GATEWAY_DATABASE_ROLE, password: p, database: plan.postgres.dbName })),
     );
     this.registerOutputs({ redisHost: this.redisHost, postgresHost: this.postgresHost });
   }

@@ -21,6 +21,8 @@ const refs = (topology: Topology, overrides: Partial<TaskRefs> = {}): TaskRefs =
   logGroups: { backend: '/ecs/replyx-aws/backend', gateway: '/ecs/replyx-aws/ws-gateway', nginx: '/ecs/replyx-aws/nginx' },
   secrets: {
     databaseUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:db',
+    gatewayDatabaseUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:gwdb',
+    gatewayDatabasePassword: 'arn:aws:secretsmanager:eu-west-1:1:secret:gwpw',
     redisUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:redis',
     jwtSecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:jwt',
     siteTokenSecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:site',
@@ -165,12 +167,14 @@ describe('planTaskDefinitions', () => {
     const t = topo();
     const r = refs(t, { secrets: { ...refs(t).secrets, debugToken: 'arn:aws:secretsmanager:eu-west-1:1:secret:debug' } });
     const tasks = planTaskDefinitions(t, r);
-    expect(secretNamesOf(tasks.backend.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'JWT_SECRET', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
+    expect(secretNamesOf(tasks.backend.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'GATEWAY_DATABASE_PASSWORD', 'JWT_SECRET', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
+    // The gateway connects as its SELECT-only role, never with the owner's URL.
+    expect(tasks.gateway.containerDefinitions[0]!.secrets.find((s) => s.name === 'DATABASE_URL')!.valueFrom).toBe(r.secrets.gatewayDatabaseUrl);
     expect(secretNamesOf(tasks.gateway.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'DEBUG_TOKEN', 'JWT_SECRET', 'PUBLISH_KEY', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
     expect(tasks.nginx.containerDefinitions[0]!.secrets).toEqual([]);
     for (const task of Object.values(tasks)) {
       const env = envOf(task.containerDefinitions[0]!);
-      for (const key of ['DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET', 'PUBLISH_KEY', 'DEBUG_TOKEN']) expect(env[key]).toBeUndefined();
+      for (const key of ['DATABASE_URL', 'GATEWAY_DATABASE_PASSWORD', 'REDIS_URL', 'JWT_SECRET', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET', 'PUBLISH_KEY', 'DEBUG_TOKEN']) expect(env[key]).toBeUndefined();
     }
     expect(tasks.gateway.containerDefinitions[0]!.secrets.find((s) => s.name === 'REDIS_URL')!.valueFrom).toBe(r.secrets.redisUrl);
   });

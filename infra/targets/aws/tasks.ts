@@ -9,7 +9,7 @@ export type AwsServiceName = (typeof AWS_SERVICES)[number];
 export const CONTAINER_NAMES: Readonly<Record<AwsServiceName, string>> = { backend: 'backend', gateway: 'ws-gateway', nginx: 'nginx' };
 
 /** The Secrets Manager secrets the stack keeps; each task reads only the ones it needs. */
-export type StackSecretName = 'databaseUrl' | 'redisUrl' | 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'publishKey' | 'debugToken';
+export type StackSecretName = 'databaseUrl' | 'gatewayDatabaseUrl' | 'gatewayDatabasePassword' | 'redisUrl' | 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'publishKey' | 'debugToken';
 
 /** ARNs of the stack's secrets; `debugToken` exists only when `replyx:debugToken` is set. */
 export type SecretArns = Readonly<Record<Exclude<StackSecretName, 'debugToken'>, string>> & { readonly debugToken?: string };
@@ -50,6 +50,8 @@ export interface TaskPlan {
 /** Rendered refs that reach AWS tasks through Secrets Manager, and the secret holding each. */
 const SECRET_OF_REF: Partial<Record<SettingRef, StackSecretName>> = {
   databaseUrl: 'databaseUrl',
+  gatewayDatabaseUrl: 'gatewayDatabaseUrl',
+  gatewayDatabasePassword: 'gatewayDatabasePassword',
   // One ElastiCache auth token for both until the stack creates RBAC users there (docs/aws.md).
   redisGatewayUrl: 'redisUrl',
   redisPublisherUrl: 'redisUrl',

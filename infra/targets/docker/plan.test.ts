@@ -113,6 +113,7 @@ describe('planDockerStack: env', () => {
     expect(env).toEqual({
       BACKEND_WORKERS: '4',
       DATABASE_URL: { secret: 'postgresPassword', prefix: 'postgres://replyx:', suffix: '@replyx-postgres:5433/replyx', uriEncode: true },
+      GATEWAY_DATABASE_PASSWORD: { secret: 'gatewayDatabasePassword' },
       HISTORY_LENGTH: '50',
       HISTORY_TTL_S: '600',
       HOST: '0.0.0.0',
@@ -140,7 +141,8 @@ describe('planDockerStack: env', () => {
     });
     expect(only(p, 'gateway').env).toEqual({
       BROKER: 'memory',
-      DATABASE_URL: { secret: 'postgresPassword', prefix: 'postgres://chat:', suffix: '@replyx-postgres:6000/chatdb', uriEncode: true },
+      // The gateway's SELECT-only role (migration 004), not the owner.
+      DATABASE_URL: { secret: 'gatewayDatabasePassword', prefix: 'postgres://replyx_gateway:', suffix: '@replyx-postgres:6000/chatdb', uriEncode: true },
       DRAIN_WINDOW_MS: '2000',
       HANDSHAKES_PER_IP_PER_SECOND: '7',
       HEARTBEAT_MS: '10000',

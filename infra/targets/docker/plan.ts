@@ -11,6 +11,7 @@ import { readMonitoringArtefacts, renderPrometheusConfig, type MonitoringArtefac
 import { dockerContainerNames } from '../../render/service-hosts.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { REDIS_USERS } from '../../render/redis-acl.js';
+import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import type { Topology } from '../../topology/index.js';
 
 /** The five services of the stack, and Prometheus and Grafana when monitoring is enabled. */
@@ -26,7 +27,8 @@ export type SecretName =
   | 'debugToken'
   | 'redisGatewayPassword'
   | 'redisPublisherPassword'
-  | 'redisAdminPassword';
+  | 'redisAdminPassword'
+  | 'gatewayDatabasePassword';
 
 /** An upload's text: literal, or the Redis ACL file the component renders from the Redis user passwords. */
 export type UploadContent = string | { readonly render: 'redisAcl' };
@@ -212,6 +214,15 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
           suffix: `@${host('postgres')}:${topology.postgres.port}/${topology.postgres.database}`,
           uriEncode: true,
         };
+      case 'gatewayDatabaseUrl':
+        return {
+          secret: 'gatewayDatabasePassword',
+          prefix: `postgres://${GATEWAY_DATABASE_ROLE}:`,
+          suffix: `@${host('postgres')}:${topology.postgres.port}/${topology.postgres.database}`,
+          uriEncode: true,
+        };
+      case 'gatewayDatabasePassword':
+        return { secret: 'gatewayDatabasePassword' };
       case 'redisGatewayUrl':
         return { secret: 'redisGatewayPassword', prefix: `redis://${REDIS_USERS.gateway}:`, suffix: `@${host('redis')}:${topology.redis.port}`, uriEncode: true };
       case 'redisPublisherUrl':

@@ -19,6 +19,7 @@ const SECRETS: DockerStackSecrets = {
   redisGatewayPassword: pulumi.secret('g'.repeat(40)),
   redisPublisherPassword: pulumi.secret('u'.repeat(40)),
   redisAdminPassword: pulumi.secret('a'.repeat(40)),
+  gatewayDatabasePassword: pulumi.secret('q'.repeat(40)),
 };
 
 let counter = 0;
@@ -146,7 +147,9 @@ describe('ReplyxDockerStack containers', () => {
     expect(backend.JWT_SECRET).toBe('jwt-value');
     expect(backend.REDIS_URL).toBe(`redis://replyx-publisher:${'u'.repeat(40)}@replyx-redis:6380`);
     const gateway = env('replyx-ws-gateway');
-    expect(gateway).toMatchObject({ JWT_SECRET: 'jwt-value', PUBLISH_KEY: 'publish-value', DATABASE_URL: backend.DATABASE_URL });
+    expect(gateway).toMatchObject({ JWT_SECRET: 'jwt-value', PUBLISH_KEY: 'publish-value', DATABASE_URL: `postgres://replyx_gateway:${'q'.repeat(40)}@replyx-postgres:5433/replyx` });
+    expect(backend.GATEWAY_DATABASE_PASSWORD).toBe('q'.repeat(40));
+    expect(gateway.REDIS_URL).toBe(`redis://replyx-gateway:${'g'.repeat(40)}@replyx-redis:6380`);
     expect(gateway.DEBUG_TOKEN).toBeUndefined();
     expect(env('replyx-postgres')).toMatchObject({ POSTGRES_PASSWORD: 'p@ss/word', POSTGRES_USER: 'replyx', POSTGRES_DB: 'replyx' });
   });

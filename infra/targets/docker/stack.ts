@@ -21,6 +21,8 @@ export interface DockerStackSecrets {
   readonly redisGatewayPassword: pulumi.Input<string>;
   readonly redisPublisherPassword: pulumi.Input<string>;
   readonly redisAdminPassword: pulumi.Input<string>;
+  /** Password of the gateway's database role. */
+  readonly gatewayDatabasePassword: pulumi.Input<string>;
   /** Optional: only passed to the gateway when set. */
   readonly debugToken?: pulumi.Input<string>;
 }

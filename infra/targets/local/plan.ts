@@ -5,6 +5,7 @@ import { SERVICE_NAMES } from '../../topology/service-names.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import { redisUrlFor, renderRedisAclFile, type RedisPasswords } from '../../render/redis-acl.js';
 import { nginxArgs, postgresArgs, postgresJsonLog, prometheusArgs, redisArgs } from './processes.js';
 
@@ -29,6 +30,8 @@ export interface LocalSecrets {
   readonly redisGatewayPassword: string;
   readonly redisPublisherPassword: string;
   readonly redisAdminPassword: string;
+  /** Password of the gateway's database role (migration 004; trust auth locally, checked elsewhere). */
+  readonly gatewayDatabasePassword: string;
 }
 
 /** How the supervisor knows a service is up. */
@@ -105,6 +108,14 @@ export interface PlanOptions {
   readonly monitoring?: boolean;
 }
 
+/** The gateway's connection URL: the owner's server and database, as the gateway's role. */
+export function gatewayDatabaseUrl(ownerUrl: string, password: string): string {
+  const url = new URL(ownerUrl);
+  url.username = GATEWAY_DATABASE_ROLE;
+  url.password = password;
+  return url.toString();
+}
+
 /** The stack's ports: overrides first, then the topology's; Prometheus's only when `monitoring`. */
 export function portsFor(topology: Topology, overrides: Partial<Record<LocalServiceName, number>> = {}, monitoring = topology.monitoring.enabled): LocalPorts {
   return {
@@ -156,6 +167,10 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
         return '127.0.0.1';
       case 'databaseUrl':
         return databaseUrl;
+      case 'gatewayDatabaseUrl':
+        return gatewayDatabaseUrl(databaseUrl, secrets.gatewayDatabasePassword);
+      case 'gatewayDatabasePassword':
+        return secrets.gatewayDatabasePassword;
       case 'redisGatewayUrl':
         return redisUrlFor('gateway', redisPasswords.gateway, '127.0.0.1', ports.redis);
       case 'redisPublisherUrl':

@@ -19,10 +19,11 @@ const secretsSchema = z.strictObject({
   redisGatewayPassword: z.string().min(32).optional(),
   redisPublisherPassword: z.string().min(32).optional(),
   redisAdminPassword: z.string().min(32).optional(),
+  gatewayDatabasePassword: z.string().min(32).optional(),
 });
 
 /** Secrets added after the first secrets files were written; a start fills in what a file lacks. */
-const LATER_SECRETS = ['siteTokenSecret', 'widgetTokenSecret', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword'] as const;
+const LATER_SECRETS = ['siteTokenSecret', 'widgetTokenSecret', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword', 'gatewayDatabasePassword'] as const;
 
 const secret = () => randomBytes(32).toString('base64url');
 
@@ -37,6 +38,7 @@ export function generateSecrets(): LocalSecrets {
     redisGatewayPassword: secret(),
     redisPublisherPassword: secret(),
     redisAdminPassword: secret(),
+    gatewayDatabasePassword: secret(),
   };
 }
 
