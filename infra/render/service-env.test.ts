@@ -13,8 +13,11 @@ const topo = (target: Target, input: TopologyInput = {}): Topology => validateTo
 const INPUT: TopologyInput = { backend: { workers: 3 }, gateway: { heartbeatMs: 15_000, drainWindowMs: 1500 }, limits: { maxConnections: 777, historyLength: 42 } };
 const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43), redisGatewayPassword: 'g'.repeat(43), redisPublisherPassword: 'u'.repeat(43), redisAdminPassword: 'a'.repeat(43), gatewayDatabasePassword: 'q'.repeat(43) };
 
-/** Variables that say where a service is or who it is, not how it behaves; and SEED_DEMO, whose default is the target's. */
-const PLACEMENT = new Set(['PORT', 'HOST', 'INSTANCE_ID', 'SEED_DEMO']);
+/**
+ * Variables that say where a service is or who it is, not how it behaves; SEED_DEMO, whose
+ * default is the target's; NODE_EXTRA_CA_CERTS, the CA of the target's own database (aws: RDS).
+ */
+const PLACEMENT = new Set(['PORT', 'HOST', 'INSTANCE_ID', 'SEED_DEMO', 'NODE_EXTRA_CA_CERTS']);
 
 /** Each target's resolved env of one service, with `undefined` standing for a value held as a secret. */
 function resolvedEnvs(service: 'backend' | 'gateway'): Record<Target, Record<string, string | undefined>> {

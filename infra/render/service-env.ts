@@ -35,11 +35,13 @@ export type SettingRef =
   | 'debugToken'
   /** Name of one gateway process; targets that cannot name it omit it (the gateway then uses hostname-pid). */
   | 'instanceId'
+  /** CA bundle file the images carry for verifying the database server (aws: RDS); targets without one omit it. */
+  | 'databaseCaFile'
   /** Password of the Postgres user (the Postgres container's own setting). */
   | 'postgresPassword';
 
 /** Every {@link SettingRef}, for targets that check they resolve all of them. */
-export const SETTING_REFS = ['bindHost', 'databaseUrl', 'gatewayDatabaseUrl', 'gatewayDatabasePassword', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
+export const SETTING_REFS = ['bindHost', 'databaseUrl', 'gatewayDatabaseUrl', 'gatewayDatabasePassword', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'databaseCaFile', 'postgresPassword'] as const satisfies readonly SettingRef[];
 
 /** Refs whose resolved value is a credential (or embeds one): never shown, compared or logged. */
 export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'gatewayDatabaseUrl', 'gatewayDatabasePassword', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
@@ -89,6 +91,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           BACKEND_WORKERS: String(topology.backend.workers),
           UVICORN_WORKERS: String(topology.backend.workers),
           DATABASE_URL: ref('databaseUrl'),
+          NODE_EXTRA_CA_CERTS: ref('databaseCaFile'),
           GATEWAY_DATABASE_PASSWORD: ref('gatewayDatabasePassword'),
           REDIS_URL: ref('redisPublisherUrl'),
           JWT_SECRET: ref('jwtSecret'),
@@ -108,6 +111,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           PORT: String(topology.gateway.port),
           REDIS_URL: ref('redisGatewayUrl'),
           DATABASE_URL: ref('gatewayDatabaseUrl'),
+          NODE_EXTRA_CA_CERTS: ref('databaseCaFile'),
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),
           WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),

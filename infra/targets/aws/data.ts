@@ -21,12 +21,12 @@ export function redisUrl(host: string, authToken: string, port = AWS_REDIS_PORT)
 
 /**
  * The DATABASE_URL tasks get. RDS for Postgres 15+ forces TLS (`rds.force_ssl=1`);
- * `sslmode=no-verify` makes node-postgres encrypt without checking the certificate against the
- * RDS CA, which Node does not trust by default (see docs/aws.md to verify it).
+ * `sslmode=verify-full` makes node-postgres check the server certificate and its name against
+ * the RDS CA bundle the images carry (NODE_EXTRA_CA_CERTS, set on the tasks).
  */
 export function databaseUrl(args: { host: string; port?: number; user: string; password: string; database: string }): string {
   const port = args.port ?? AWS_POSTGRES_PORT;
-  return `postgres://${encodeURIComponent(args.user)}:${encodeURIComponent(args.password)}@${args.host}:${port}/${encodeURIComponent(args.database)}?sslmode=no-verify`;
+  return `postgres://${encodeURIComponent(args.user)}:${encodeURIComponent(args.password)}@${args.host}:${port}/${encodeURIComponent(args.database)}?sslmode=verify-full`;
 }
 
 /** Checks an ElastiCache auth token: 16–128 printable ASCII characters, none of `/`, `"`, `@` or space. */

@@ -11,7 +11,7 @@ import { AUTONAME_SUFFIX_LENGTH, fittedName } from './names.js';
 import { planAwsNetwork, VPC_CIDR } from './network.js';
 import { AWS_POSTGRES_PORT, AWS_REDIS_PORT, planSecurityGroups, securityRuleName, securityRulesFor, type AllowedFlow } from './security.js';
 import { planLoadBalancer, planNames, planServices } from './services.js';
-import { CONTAINER_NAMES, healthCheckCommand, NGINX_START_SCRIPT, planTaskDefinitions, secretEnvFor, stopTimeoutFor, type TaskRefs } from './tasks.js';
+import { CONTAINER_NAMES, healthCheckCommand, NGINX_START_SCRIPT, planTaskDefinitions, RDS_CA_BUNDLE_FILE, secretEnvFor, stopTimeoutFor, type TaskRefs } from './tasks.js';
 
 const topo = (input: TopologyInput = {}): Topology => validateTopology({ target: 'aws', ...input }).topology;
 
@@ -350,7 +350,15 @@ describe('planData and connection URLs', () => {
     const url = new URL(databaseUrl({ host: 'db.x.rds.amazonaws.com', user: 'replyx', password: 'p:w#d?', database: 'replyx' }));
     expect(decodeURIComponent(url.password)).toBe('p:w#d?');
     expect(url.port).toBe('5432');
-    expect(url.searchParams.get('sslmode')).toBe('no-verify');
+    // The server certificate and name are verified against the RDS CA bundle the images carry.
+    expect(url.searchParams.get('sslmode')).toBe('verify-full');
+  });
+
+  it('points node at the RDS CA bundle in the backend and gateway tasks (and nowhere else)', () => {
+    const t = topo();
+    const tasks = planTaskDefinitions(t, refs(t));
+    for (const service of ['backend', 'gateway'] as const) expect(envOf(tasks[service].containerDefinitions[0]!).NODE_EXTRA_CA_CERTS).toBe(RDS_CA_BUNDLE_FILE);
+    expect(envOf(tasks.nginx.containerDefinitions[0]!).NODE_EXTRA_CA_CERTS).toBeUndefined();
   });
 
   it('rejects auth tokens and passwords the AWS APIs would refuse', () => {

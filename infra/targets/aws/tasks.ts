@@ -47,6 +47,9 @@ export interface TaskPlan {
   readonly containerDefinitions: readonly ContainerDefinition[];
 }
 
+/** Where the gateway and backend images put the RDS CA bundle (their Dockerfiles). */
+export const RDS_CA_BUNDLE_FILE = '/etc/ssl/certs/rds-global-bundle.pem';
+
 /** Rendered refs that reach AWS tasks through Secrets Manager, and the secret holding each. */
 const SECRET_OF_REF: Partial<Record<SettingRef, StackSecretName>> = {
   databaseUrl: 'databaseUrl',
@@ -70,6 +73,9 @@ function plainValueOf(ref: SettingRef): string | undefined {
     // ECS cannot name a task in its definition: the gateway falls back to hostname-pid, unique per task.
     case 'instanceId':
       return undefined;
+    // The RDS CA bundle the gateway and backend images carry: DATABASE_URL says sslmode=verify-full.
+    case 'databaseCaFile':
+      return RDS_CA_BUNDLE_FILE;
     default:
       throw new Error(`the aws target has no value for ${ref}`);
   }

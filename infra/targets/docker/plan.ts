@@ -237,6 +237,9 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
         return { secret: ref };
       case 'instanceId':
         return container;
+      // The docker target's Postgres is on the private network without TLS.
+      case 'databaseCaFile':
+        return undefined;
     }
   };
   const envOf = (service: keyof typeof names, container: string) => resolveServiceEnv(renderServiceEnv(topology, service), resolver(container));

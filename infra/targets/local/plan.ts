@@ -184,6 +184,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       case 'instanceId':
         return `${name}-ws-gateway-1`;
       case 'postgresPassword':
+      case 'databaseCaFile':
         return undefined;
     }
   };
