@@ -1,5 +1,5 @@
 import type { Broker, BrokerHandlers, HistoryResult } from './broker.js';
-import { compareEventIds, type BrokerEvent } from './protocol.js';
+import { compareEventIds, eventFrame, type BrokerEvent } from './protocol.js';
 import { DEFAULT_IDEMPOTENCY_TTL_S, idempotencyKeyProblem, type PublishInput } from './publisher.js';
 
 // The single-process broker (BROKER=memory): POST /internal/publish delivers directly and
@@ -70,6 +70,8 @@ export class MemoryBroker implements Broker {
     const events = this.#live(dialogId)?.events;
     const oldest = events?.[0];
     if (!events || !oldest || compareEventIds(sinceId, oldest.id) < 0) return { status: 'gap' };
+    const newest = events.at(-1)!.id;
+    if (compareEventIds(sinceId, newest) > 0) return { status: 'ahead', newest };
     return { status: 'ok', events: events.filter((e) => compareEventIds(e.id, sinceId) > 0) };
   }
 
@@ -94,7 +96,7 @@ export class MemoryBroker implements Broker {
       this.#seq += 1;
     }
     const id = `${this.#lastMs}-${this.#seq}`;
-    const json = `{"id":"${id}","type":${JSON.stringify(input.type)},"dialog_id":${input.dialogId},"data":${JSON.stringify(input.data ?? null)},"ts":${now}}`;
+    const json = eventFrame(id, input.type, input.dialogId, JSON.stringify(input.data ?? null), now);
     const event: BrokerEvent = { id, dialogId: input.dialogId, audience: input.audience ?? [], json };
     if (this.#historyLength > 0) {
       let history = this.#histories.get(input.dialogId);

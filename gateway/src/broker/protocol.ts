@@ -78,6 +78,17 @@ export function detachedCopy(s: string): string {
   return s.length < SLICE_MIN_LENGTH ? s : Buffer.from(s, 'utf8').toString('utf8');
 }
 
+/** The frame telling a client its `since` is older than the retained history: refetch via the API. */
+export const RESYNC_FRAME = '{"type":"resync"}';
+
+/** The 4009 close reason of a resume whose `since` is newer than the dialog's newest event. */
+export const SINCE_AHEAD_REASON = "since is ahead of the dialog's newest event";
+
+/** The text frame of an event, exactly as the function library writes it (`dataJson` is JSON text). */
+export function eventFrame(id: string, type: string, dialogId: number, dataJson: string, ts: number): string {
+  return `{"id":"${id}","type":${JSON.stringify(type)},"dialog_id":${dialogId},"data":${dataJson},"ts":${ts}}`;
+}
+
 /** Rebuilds a history entry (stream id + fields `aud`, `body`) into a broker event. */
 export function eventFromStreamEntry(dialogId: number, id: string, fields: readonly string[]): BrokerEvent | undefined {
   let aud: string | undefined;

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Broker, BrokerHandlers, HistoryResult } from './broker.js';
 import { compareEventIds, dialogChannel, dialogIdFromChannel, dialogStream, eventFromStreamEntry, parseBrokerMessage, type BrokerEvent } from './protocol.js';
 import { RedisPublisher, type PublishInput } from './publisher.js';
+import { readHistory } from './history.js';
 import { mergeReplay } from './merge-replay.js';
 
 // The Redis broker: one subscriber connection (SUBSCRIBE per dialog with local members) and one
@@ -145,25 +146,8 @@ export class RedisBroker implements Broker {
     if (this.#sub.status === 'ready') this.#sub.unsubscribe(dialogChannel(dialogId)).catch(() => undefined);
   }
 
-  async history(dialogId: number, sinceId: string): Promise<HistoryResult> {
-    const stream = dialogStream(dialogId);
-    const results = await this.#cmd
-      .multi()
-      .xrange(stream, '-', '+', 'COUNT', 1)
-      .xrange(stream, `(${sinceId}`, '+', 'COUNT', Math.max(1, this.#historyLength))
-      .exec();
-    if (!results) throw new Error('history: transaction aborted');
-    const [[firstErr, first], [rangeErr, range]] = results as [[Error | null, [string, string[]][]], [Error | null, [string, string[]][]]];
-    if (firstErr ?? rangeErr) throw firstErr ?? rangeErr;
-    const oldest = first[0]?.[0];
-    // Everything after `sinceId` is retained only if the oldest retained id is not newer than it.
-    if (oldest === undefined || compareEventIds(sinceId, oldest) < 0) return { status: 'gap' };
-    const events: BrokerEvent[] = [];
-    for (const [id, fields] of range) {
-      const ev = eventFromStreamEntry(dialogId, id, fields);
-      if (ev) events.push(ev);
-    }
-    return { status: 'ok', events };
+  history(dialogId: number, sinceId: string): Promise<HistoryResult> {
+    return readHistory(this.#cmd, dialogId, sinceId, this.#historyLength);
   }
 
   async lastEventId(dialogId: number): Promise<string | undefined> {
@@ -249,7 +233,8 @@ export class RedisBroker implements Broker {
         return;
       }
       const result = await this.history(dialogId, state.lastId);
-      if (result.status === 'gap') {
+      // `ahead`: the stream was lost and restarted with older ids than ours; either way not provably continuous.
+      if (result.status !== 'ok') {
         this.#log.warn({ dialog_id: dialogId, last_id: state.lastId }, 'history lost while Redis was away; clients told to resync');
         if (this.#dialogs.get(dialogId) === state) this.#handlers.onResync(dialogId);
         state.lastId = undefined;
