@@ -219,11 +219,11 @@ describe('least privilege (point 5)', () => {
     expect(await redisCommand(stack.ports.redis, 'AUTH default nopass')).toMatch(/^-(WRONGPASS|ERR)/);
   });
 
-  it('lets the publisher user call the publish function and nothing that reads, subscribes, evaluates or replaces code', async () => {
+  it('lets the publisher user call the publish function and read histories, and nothing that subscribes, evaluates or replaces code', async () => {
     const publisher = redisAs('publisher');
     await publisher.connect();
+    expect(await redisOutcome(() => publisher.xrange(dialogStream(123), '-', '+'))).toBe('OK');
     const denied = {
-      xrange: () => publisher.xrange(dialogStream(123), '-', '+'),
       subscribe: () => publisher.subscribe(dialogChannel(123)),
       eval: () => publisher.eval("return redis.call('PUBLISH', KEYS[1], 'x')", 1, dialogChannel(123)),
       functionDelete: () => publisher.function('DELETE', 'replyx'),

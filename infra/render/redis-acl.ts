@@ -7,10 +7,11 @@ import { PUBLISHER_ACL_COMMANDS } from '../../gateway/src/broker/publisher.js';
 // commands it runs and nothing else, on the stack's keys and channels only:
 //  - the gateway reads histories (XRANGE/XREVRANGE), subscribes, loads the function library and
 //    publishes (POST /internal/publish) through it;
-//  - publishers (the backend) only call the library. Redis 7 checks the caller's ACL for every
-//    command a function runs, so the library's own commands (XADD, PUBLISH, ...) must be allowed
-//    too: a publisher can write events by hand, but not read a history, subscribe, run EVAL or
-//    load, replace or delete the library;
+//  - publishers (the backend) call the library and read histories (the reference backend's
+//    WebSocket mode resumes `since=` from them; the backend owns that data anyway). Redis 7
+//    checks the caller's ACL for every command a function runs, so the library's own commands
+//    (XADD, PUBLISH, ...) must be allowed too: a publisher can write events by hand, but not
+//    subscribe, run EVAL, or load, replace or delete the library;
 //  - an admin user for operators (redis-cli --user replyx-admin).
 
 /** The stack's Redis users by role. */
@@ -24,10 +25,13 @@ export type RedisRole = keyof typeof REDIS_USERS;
  */
 export const REDIS_CONNECT_COMMANDS = ['auth', 'hello', 'ping', 'info', 'client|setname', 'quit'] as const;
 
+/** Reading a dialog's history as gateway/src/broker/history.ts does (one MULTI of XRANGE/XREVRANGE). */
+export const REDIS_HISTORY_COMMANDS = ['xrange', 'xrevrange', 'multi', 'exec', 'discard'] as const;
+
 /** The commands each application role may run (besides {@link REDIS_CONNECT_COMMANDS}). */
 export const REDIS_ROLE_COMMANDS: Readonly<Record<Exclude<RedisRole, 'admin'>, readonly string[]>> = {
-  publisher: [...PUBLISHER_ACL_COMMANDS],
-  gateway: [...PUBLISHER_ACL_COMMANDS, 'function|load', 'subscribe', 'unsubscribe', 'xrange', 'xrevrange', 'multi', 'exec', 'discard'],
+  publisher: [...PUBLISHER_ACL_COMMANDS, ...REDIS_HISTORY_COMMANDS],
+  gateway: [...PUBLISHER_ACL_COMMANDS, ...REDIS_HISTORY_COMMANDS, 'function|load', 'subscribe', 'unsubscribe'],
 };
 
 /** Key and channel patterns the application roles reach: the stack's dialog keys and channels only. */

@@ -28,7 +28,7 @@ const envSchema = z.object({
   OUTBOX_CLAIM_DELAY_MS: intFrom(0, 60_000).default(2000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SEED_DEMO: z.enum(['0', '1']).default('1'),
-  // The gateway's database role (migration 004) logs in with this; unset leaves it NOLOGIN.
+  // The gateway's database role (migration 005) logs in with this; unset leaves it NOLOGIN.
   GATEWAY_DATABASE_PASSWORD: z.string().regex(/^[A-Za-z0-9_-]{32,}$/, 'must be 32+ characters of A-Z a-z 0-9 _ -').optional(),
 });
 

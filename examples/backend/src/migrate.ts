@@ -10,7 +10,7 @@ import type pg from 'pg';
 /** Directory holding the backend's migration files. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations/', import.meta.url));
 
-/** The gateway's database role (migration 004): SELECT on the two access views, nothing else. */
+/** The gateway's database role (migration 005): SELECT on the two access views, nothing else. */
 export const GATEWAY_DATABASE_ROLE = 'replyx_gateway';
 
 /**

@@ -104,7 +104,7 @@ export interface DataArgs {
   readonly postgresSecurityGroupId: pulumi.Input<string>;
   readonly redisAuthToken: pulumi.Input<string>;
   readonly postgresPassword: pulumi.Input<string>;
-  /** Password of the gateway's role (migration 004 creates it; the backend lets it log in). */
+  /** Password of the gateway's role (migration 005 creates it; the backend lets it log in). */
   readonly gatewayDatabasePassword: pulumi.Input<string>;
   readonly tags: Readonly<Record<string, string>>;
 }

@@ -141,7 +141,7 @@ describe('planDockerStack: env', () => {
     });
     expect(only(p, 'gateway').env).toEqual({
       BROKER: 'memory',
-      // The gateway's SELECT-only role (migration 004), not the owner.
+      // The gateway's SELECT-only role (migration 005), not the owner.
       DATABASE_URL: { secret: 'gatewayDatabasePassword', prefix: 'postgres://replyx_gateway:', suffix: '@replyx-postgres:6000/chatdb', uriEncode: true },
       DRAIN_WINDOW_MS: '2000',
       HANDSHAKES_PER_IP_PER_SECOND: '7',

@@ -30,7 +30,7 @@ export interface LocalSecrets {
   readonly redisGatewayPassword: string;
   readonly redisPublisherPassword: string;
   readonly redisAdminPassword: string;
-  /** Password of the gateway's database role (migration 004; trust auth locally, checked elsewhere). */
+  /** Password of the gateway's database role (migration 005; trust auth locally, checked elsewhere). */
   readonly gatewayDatabasePassword: string;
 }
 
