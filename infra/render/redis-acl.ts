@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ReplyxError } from '../errors.js';
 import { KEY_PREFIX } from '../../gateway/src/broker/protocol.js';
 import { PUBLISHER_ACL_COMMANDS } from '../../gateway/src/broker/publisher.js';
 
@@ -56,7 +57,9 @@ export function redisAclRules(role: RedisRole): string[] {
 export function renderRedisAclFile(passwords: RedisPasswords): string {
   for (const [role, password] of Object.entries(passwords)) {
     // Passwords reach URLs and a line-based file: refuse anything that could break either.
-    if (!/^[A-Za-z0-9_-]{32,}$/.test(password)) throw new Error(`the Redis password of ${role} must be 32+ characters of A-Z a-z 0-9 _ -`);
+    if (!/^[A-Za-z0-9_-]{32,}$/.test(password)) {
+      throw new ReplyxError('RPX_REDIS_USER_PASSWORD', `the Redis password of ${REDIS_USERS[role as RedisRole]} must be 32+ characters of A-Z a-z 0-9 _ -`, 'set another with pulumi config set --secret, or unset it to have one generated');
+    }
   }
   const lines = ['user default off resetkeys resetchannels -@all'];
   for (const role of Object.keys(REDIS_USERS) as RedisRole[]) {
