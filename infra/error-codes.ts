@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   RPX_AWS_SUBNETS: '`aws.vpcId` is set but `aws.publicSubnetIds` or `aws.privateSubnetIds` lists fewer than two subnets',
   RPX_AWS_ZONES: 'the region has fewer available zones than `aws.availabilityZones`',
   RPX_AWS_REDIS_PASSWORD: '`replyx:redisPassword` is not a valid ElastiCache auth token',
+  RPX_REDIS_USER_PASSWORD: 'a Redis user password (`replyx:redisGatewayPassword`, `replyx:redisPublisherPassword`, `replyx:redisAdminPassword`) is too short or has characters a URL or the ACL file cannot carry',
   RPX_AWS_POSTGRES_PASSWORD: '`replyx:postgresPassword` is not a valid RDS password',
   RPX_AWS_ROLLBACK_ARGS: 'the AWS rollback got no change, a bad `--ws-to`/`--backend-workers` value or a bad stack name',
   RPX_AWS_ROLLBACK_CONFIG: '`pulumi config set` failed during an AWS rollback',

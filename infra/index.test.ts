@@ -85,7 +85,7 @@ describe('infra/index.ts under the node arguments of Pulumi.yaml', () => {
     const types = result.resources.map((r) => r.type);
     const count = (type: string) => types.filter((t) => t === type).length;
     expect(count('replyx:index:Secrets')).toBe(1);
-    expect(count('random:index/randomPassword:RandomPassword')).toBe(5);
+    expect(count('random:index/randomPassword:RandomPassword')).toBe(9);
     for (const [type, n] of Object.entries(DOCKER_STACK_RESOURCE_COUNTS)) expect(count(type), type).toBe(n);
     const published = result.resources
       .filter((r) => r.type === 'docker:index/container:Container' && Array.isArray(r.inputs.ports) && r.inputs.ports.length > 0)
@@ -103,7 +103,7 @@ describe('infra/index.ts under the node arguments of Pulumi.yaml', () => {
         redis: ['replyx-redis'],
         postgres: ['replyx-postgres'],
       },
-      generatedSecrets: ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey'],
+      generatedSecrets: ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'gatewayDatabasePassword', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword'],
       nginxConfigFile: path.join(REPO, '.stack/docker/nginx/nginx.conf'),
     });
     expect(result.outputs!.topologyChecksum).toMatch(/^[0-9a-f]{16}$/);

@@ -79,7 +79,7 @@ describe('runReplyxProgram: topology first', () => {
   it('calls deploy() of the AWS target module with the validated topology and returns its outputs', async () => {
     const file = path.join(tmp, 'aws-ok.mjs');
     await writeFile(file, 'export async function deploy({ topology, warnings }) { return { seen: topology.target + ":" + topology.backend.workers, warnings: warnings.length }; }\n');
-    const run = await runProgram({ 'replyx:target': 'aws', 'replyx:backend': { workers: 2 } }, [], { awsModule: pathToFileURL(file).href });
+    const run = await runProgram({ 'replyx:target': 'aws', 'replyx:backend': { workers: 2 }, 'replyx:aws': { certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc' } }, [], { awsModule: pathToFileURL(file).href });
     expect(run.error).toBeUndefined();
     expect(run.outputs).toEqual({ target: 'aws', seen: 'aws:2', warnings: 0 });
   });
@@ -97,7 +97,17 @@ describe('runReplyxProgram: docker target', () => {
     const run = await runProgram({ ...DOCKER, 'replyx:nginx': { port: 8099 } });
     expect(run.error).toBeUndefined();
     const passwords = run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword');
-    expect(passwords.map((r) => r.name).sort()).toEqual(['replyx-secrets-jwtSecret', 'replyx-secrets-postgresPassword', 'replyx-secrets-publishKey', 'replyx-secrets-siteTokenSecret', 'replyx-secrets-widgetTokenSecret']);
+    expect(passwords.map((r) => r.name).sort()).toEqual([
+      'replyx-secrets-gatewayDatabasePassword',
+      'replyx-secrets-jwtSecret',
+      'replyx-secrets-postgresPassword',
+      'replyx-secrets-publishKey',
+      'replyx-secrets-redisAdminPassword',
+      'replyx-secrets-redisGatewayPassword',
+      'replyx-secrets-redisPublisherPassword',
+      'replyx-secrets-siteTokenSecret',
+      'replyx-secrets-widgetTokenSecret',
+    ]);
     for (const p of passwords) expect(p.inputs).toMatchObject({ length: 48, special: false });
     expect(run.resources.filter((r) => r.type === 'docker:index/container:Container')).toHaveLength(5);
     const backend = run.resources.find((r) => r.type === 'docker:index/container:Container' && plain(r.inputs.name) === 'replyx-backend')!;
@@ -105,7 +115,8 @@ describe('runReplyxProgram: docker target', () => {
     expect(plain<string[]>(backend.inputs.envs)).toContain('JWT_SECRET=generated-replyx-secrets-jwtSecret');
     const outputs = run.outputs!;
     expect(outputs.target).toBe('docker');
-    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey']);
+    expect(outputs.generatedSecrets).toEqual(['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'gatewayDatabasePassword', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword']);
+    expect(plain<string[]>(backend.inputs.envs)).toContain('REDIS_URL=redis://replyx-publisher:generated-replyx-secrets-redisPublisherPassword@replyx-redis:6380');
     expect(await valueOf(outputs.publicUrl as pulumi.Output<string>)).toBe('http://localhost:8099');
     expect(await valueOf(outputs.wsRoute as pulumi.Output<string>)).toBe('gateway');
     expect(await valueOf(outputs.topologyChecksum as pulumi.Output<string>)).toMatch(/^[0-9a-f]{16}$/);
@@ -115,15 +126,27 @@ describe('runReplyxProgram: docker target', () => {
 
   it('uses the secrets from `pulumi config --secret` and generates none', async () => {
     const run = await runProgram(
-      { ...DOCKER, 'replyx:jwtSecret': 'cfg-jwt', 'replyx:siteTokenSecret': 'cfg-site', 'replyx:widgetTokenSecret': 'cfg-widget', 'replyx:postgresPassword': 'cfg-pg', 'replyx:publishKey': 'cfg-pub', 'replyx:debugToken': 'cfg-dbg' },
-      ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken'],
+      {
+        ...DOCKER,
+        'replyx:jwtSecret': 'cfg-jwt',
+        'replyx:siteTokenSecret': 'cfg-site',
+        'replyx:widgetTokenSecret': 'cfg-widget',
+        'replyx:postgresPassword': 'cfg-pg',
+        'replyx:publishKey': 'cfg-pub',
+        'replyx:debugToken': 'cfg-dbg',
+        'replyx:redisGatewayPassword': 'cfg-redis-gateway-0123456789abcdefghij',
+        'replyx:redisPublisherPassword': 'cfg-redis-publisher-0123456789abcdefghij',
+        'replyx:redisAdminPassword': 'cfg-redis-admin-0123456789abcdefghij',
+        'replyx:gatewayDatabasePassword': 'cfg-gateway-db-0123456789abcdefghij',
+      },
+      ['replyx:jwtSecret', 'replyx:siteTokenSecret', 'replyx:widgetTokenSecret', 'replyx:postgresPassword', 'replyx:publishKey', 'replyx:debugToken', 'replyx:redisGatewayPassword', 'replyx:redisPublisherPassword', 'replyx:redisAdminPassword', 'replyx:gatewayDatabasePassword'],
     );
     expect(run.error).toBeUndefined();
     expect(run.resources.filter((r) => r.type === 'random:index/randomPassword:RandomPassword')).toEqual([]);
     expect(run.outputs!.generatedSecrets).toEqual([]);
     const container = (name: string) => run.resources.find((r) => r.type === 'docker:index/container:Container' && plain(r.inputs.name) === name)!;
     const gatewayEnv = plain<string[]>(container('replyx-ws-gateway').inputs.envs);
-    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx:cfg-pg@replyx-postgres:5433/replyx']));
+    expect(gatewayEnv).toEqual(expect.arrayContaining(['JWT_SECRET=cfg-jwt', 'PUBLISH_KEY=cfg-pub', 'DEBUG_TOKEN=cfg-dbg', 'DATABASE_URL=postgres://replyx_gateway:cfg-gateway-db-0123456789abcdefghij@replyx-postgres:5433/replyx', 'REDIS_URL=redis://replyx-gateway:cfg-redis-gateway-0123456789abcdefghij@replyx-redis:6380']));
     expect(isSecretValue(container('replyx-ws-gateway').inputs.envs)).toBe(true);
     expect(isSecretValue(container('replyx-postgres').inputs.envs)).toBe(true);
   });

@@ -47,7 +47,7 @@ function readTopology(config: Readonly<Record<string, string>>): ValidatedTopolo
 /** Deploys the Docker target: secrets, then the ReplyxDockerStack component. */
 export function deployDocker(topology: Topology): DockerStackOutputs {
   const dockerConfig = new pulumi.Config(DOCKER_CONFIG_NAMESPACE);
-  const secrets = new ReplyxSecrets(`${topology.name}-secrets`);
+  const secrets = new ReplyxSecrets(`${topology.name}-secrets`, { redisUsers: true });
   const stateDir = dockerConfig.get('stateDir');
   // The docker provider's own daemon setting, so the nginx reload talks to the same daemon.
   const dockerHost = new pulumi.Config('docker').get('host');
@@ -59,6 +59,10 @@ export function deployDocker(topology: Topology): DockerStackOutputs {
       widgetTokenSecret: secrets.widgetTokenSecret,
       postgresPassword: secrets.postgresPassword,
       publishKey: secrets.publishKey,
+      gatewayDatabasePassword: secrets.gatewayDatabasePassword,
+      redisGatewayPassword: secrets.redisPasswords!.gateway,
+      redisPublisherPassword: secrets.redisPasswords!.publisher,
+      redisAdminPassword: secrets.redisPasswords!.admin,
       ...(secrets.debugToken !== undefined ? { debugToken: secrets.debugToken } : {}),
     },
     ...(stateDir !== undefined ? { stateDir } : {}),

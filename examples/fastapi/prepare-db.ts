@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { loadMigrations, migrate } from '../backend/src/migrate.js';
+import { loadMigrations, migrate, setGatewayRolePassword } from '../backend/src/migrate.js';
 import { seedDemoData } from '../backend/src/seed.js';
 
 // The FastAPI example's database step, before uvicorn starts: the reference backend's migrations
@@ -18,6 +18,9 @@ await client.connect();
 try {
   const applied = await migrate(client, await loadMigrations());
   if (process.env.SEED_DEMO !== '0') await seedDemoData(client, { widgetTokenSecret });
+  // The gateway's SELECT-only role (migration 005) logs in with this, as with the reference backend.
+  const gatewayPassword = process.env.GATEWAY_DATABASE_PASSWORD;
+  if (gatewayPassword) await setGatewayRolePassword(client, gatewayPassword);
   console.log(JSON.stringify({ level: 'info', service: 'backend', msg: `schema ready (${applied.length} migration(s) applied)` }));
 } finally {
   await client.end();

@@ -148,7 +148,7 @@ describe('retries and the outbox on FastAPI', () => {
 
   it('a message stored while Redis stalls is answered 201 at once and published by the relay, once', async () => {
     const admin = await openSocket(`${ws}/ws/dialogs/123`, { token: stack.tokens.adminToken });
-    const redis = new Redis(`redis://127.0.0.1:${stack.ports.redis}`);
+    const redis = new Redis(stack.plan.redisUrl);
     try {
       await redis.call('CLIENT', 'PAUSE', '3000', 'ALL');
       const started = Date.now();

@@ -15,6 +15,8 @@
 -- and the view `replyx_revoked_site_tokens(jti text)`: the ids of revoked site tokens that have
 -- not expired yet (keep it small: drop rows once the token's exp has passed). A schema that
 -- issues no site tokens can define it as `SELECT NULL::text AS jti WHERE false`.
+-- Connect the gateway as a role of its own with SELECT on these two views and no right on any
+-- table (a view runs with its owner's rights): examples/backend/migrations/005_gateway_role.sql.
 -- The tables below are the reference schema the gateway tests load; the reference backend
 -- (examples/backend) creates the same shape in its migrations. Idempotent.
 

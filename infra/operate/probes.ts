@@ -79,11 +79,19 @@ export async function redisCommand(port: number, command: string, host = '127.0.
   });
 }
 
-/** Redis PING on 127.0.0.1:port. */
+/**
+ * Whether a reply to an unauthenticated PING shows a Redis that serves: PONG, or NOAUTH from one
+ * whose default user is off (the stack's own Redis: every client must log in).
+ */
+export function redisAnswers(reply: string): boolean {
+  return reply === '+PONG' || reply.startsWith('-NOAUTH');
+}
+
+/** Redis PING on 127.0.0.1:port (without credentials: NOAUTH counts as up). */
 export async function redisPing(port: number): Promise<Probe<true>> {
   try {
     const reply = await redisCommand(port, 'PING');
-    return reply === '+PONG' ? { ok: true, value: true } : { ok: false, error: `PING answered ${reply}` };
+    return redisAnswers(reply) ? { ok: true, value: true } : { ok: false, error: `PING answered ${reply}` };
   } catch (err) {
     return { ok: false, error: `127.0.0.1:${port}: ${errorText(err)}` };
   }

@@ -11,7 +11,7 @@ import type { TargetSurface } from './surface.js';
 // (the local one from a state directory with secrets and recorded ports, nothing running).
 
 let dir: string;
-const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43) };
+const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43), redisGatewayPassword: 'g'.repeat(43), redisPublisherPassword: 'u'.repeat(43), redisAdminPassword: 'a'.repeat(43), gatewayDatabasePassword: 'q'.repeat(43) };
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-surface-'));

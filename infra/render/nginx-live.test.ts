@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { validateTopology, type WsRoute } from '../topology/index.js';
+import { validateTopology, type TopologyInput, type WsRoute } from '../topology/index.js';
 import { freePort, waitUntil } from '../targets/local/ports.js';
 import { startNginx, type ServiceProcess } from '../targets/local/processes.js';
 import { renderNginxConfig } from './nginx.js';
@@ -109,7 +109,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function stackFor(wsRoute: WsRoute) {
+async function stackFor(wsRoute: WsRoute, nginxSettings: Omit<NonNullable<TopologyInput['nginx']>, 'port'> = {}) {
   const backend = await startUpstream('backend');
   cleanups.push(() => backend.close());
   const gateway = await startUpstream('gateway');
@@ -119,7 +119,7 @@ async function stackFor(wsRoute: WsRoute) {
   // Started as root, nginx workers run unprivileged and must reach their temp dirs in here.
   await chmod(dir, 0o755);
   const nginxPort = await freePort();
-  const { topology } = validateTopology({ target: 'local', wsRoute, nginx: { port: nginxPort }, backend: { port: backend.port }, gateway: { port: gateway.port } });
+  const { topology } = validateTopology({ target: 'local', wsRoute, nginx: { ...nginxSettings, port: nginxPort }, backend: { port: backend.port }, gateway: { port: gateway.port } });
   const configFile = path.join(dir, 'nginx.conf');
   await writeFile(configFile, renderNginxConfig(topology, 'local'));
   const nginx: ServiceProcess = await startNginx({ dir, port: nginxPort, configFile });
@@ -190,5 +190,34 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     expect(lines).toContainEqual(expect.objectContaining({ kind: 'http', method: 'POST', uri: '/api/site/dialogs/123/messages', status: 200 }));
     for (const secret of ['secret-token-123', 'secret-token-789', 'site-secret-456', 'token=', '?']) expect(log).not.toContain(secret);
     expect(await readText(errorLog)).not.toMatch(/secret-token/);
+  });
+
+  it('writes no token to either log when requests with query tokens fail: 413, upstream down, rate-limited', async () => {
+    const { base, accessLog, errorLog, backend, wsServer } = await stackFor(wsRoute, { clientMaxBodySize: '1k', apiRequestsPerSecond: 1, apiBurst: 1, wsHandshakesPerSecond: 1, wsHandshakeBurst: 1 });
+    const big = 'x'.repeat(4096);
+    expect((await fetch(`http://${base}/api/site/dialogs/1/messages?site_token=leak-413-site`, { method: 'POST', body: big })).status).toBe(413);
+    await backend.close();
+    if (wsServer !== backend) await wsServer.close();
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await fetch(`http://${base}/api/dialogs/1/messages?site_token=leak-502-site-${i}&token=leak-502-admin-${i}`)).status);
+    // The first request (the burst) reaches the dead upstream (502); the rest are over the rate (429).
+    expect(statuses[0]).toBe(502);
+    expect(statuses.slice(1)).toContain(429);
+    const ws: number[] = [];
+    for (let i = 0; i < 4; i++) ws.push(await wsHandshakeStatus(`ws://${base}/ws/dialogs/7?token=leak-ws-${i}`));
+    expect(ws[0]).toBe(502);
+    expect(ws.slice(1)).toContain(429);
+    expect(await waitUntil(async () => (await readText(accessLog)).split('\n').filter((l) => l.includes('"/ws/dialogs/7"')).length === 4, 5000)).toBe(true);
+
+    const access = await readText(accessLog);
+    const lines = access.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toContainEqual(expect.objectContaining({ kind: 'http', uri: '/api/site/dialogs/1/messages', status: 413 }));
+    expect(lines).toContainEqual(expect.objectContaining({ kind: 'http', status: 502, upstream_status: '502' }));
+    expect(lines).toContainEqual(expect.objectContaining({ kind: 'http', status: 429, limit_req: 'REJECTED' }));
+    expect(lines).toContainEqual(expect.objectContaining({ kind: 'ws', status: 429, limit_req: 'REJECTED' }));
+    const errors = await readText(errorLog);
+    for (const text of [access, errors]) {
+      expect(text).not.toMatch(/leak-|token=|\?/);
+    }
   });
 });

@@ -5,14 +5,17 @@ import {
   DEFAULT_BACKEND_KEEPALIVE,
   nginxImageSupportsResolve,
   planNginx,
+  RATE_LIMIT_ZONE_MB,
   readChecksumFromConfig,
   readNginxConfigHeader,
   renderNginxConfig,
+  REQUEST_ERROR_LOG_LEVEL,
   type NginxRenderOptions,
 } from './nginx.js';
 import {
   accessLogsInEffect,
   childrenNamed,
+  httpBlock,
   logFormats,
   matchLocation,
   parseNginxConfig,
@@ -392,8 +395,29 @@ describe.each(variants())('invariants: $label', ({ topology, target, options }) 
       const logs = ws.directives.filter((d) => d.startsWith('access_log'));
       expect(logs).toHaveLength(1);
       expect(logs[0]).toMatch(/ replyx_ws$/);
-      expect(ws.directives.find((d) => d.startsWith('error_log'))).toMatch(/ crit$/);
     }
+    // Request-scoped error lines quote the request line (query included): the server block logs
+    // none of them, and no location sets its own level.
+    for (const server of childrenNamed(httpBlock(tree), 'server')) expect(childrenNamed(server.block, 'error_log').map((d) => d.args.at(-1))).toEqual([REQUEST_ERROR_LOG_LEVEL]);
+    expect(REQUEST_ERROR_LOG_LEVEL).toBe('emerg');
+    for (const l of locations) expect(l.directives.filter((d) => d.startsWith('error_log')), l.path).toEqual([]);
+  });
+
+  it('limits requests to /api/ and handshakes and open sockets on /ws/ per client address, from the topology', () => {
+    const http = httpBlock(tree).map((d) => d.text);
+    const n = topology.nginx;
+    expect(http).toEqual(
+      expect.arrayContaining([
+        `limit_req_zone $binary_remote_addr zone=replyx_api_req:${RATE_LIMIT_ZONE_MB}m rate=${n.apiRequestsPerSecond}r/s`,
+        `limit_conn_zone $binary_remote_addr zone=replyx_api_conn:${RATE_LIMIT_ZONE_MB}m`,
+        `limit_req_zone $binary_remote_addr zone=replyx_ws_req:${RATE_LIMIT_ZONE_MB}m rate=${n.wsHandshakesPerSecond}r/s`,
+        `limit_conn_zone $binary_remote_addr zone=replyx_ws_conn:${RATE_LIMIT_ZONE_MB}m`,
+        'limit_req_status 429',
+        'limit_conn_status 429',
+      ]),
+    );
+    expect(location(config, '/api/').directives).toEqual(expect.arrayContaining([`limit_req zone=replyx_api_req burst=${n.apiBurst} nodelay`, `limit_conn replyx_api_conn ${n.apiConnectionsPerClient}`]));
+    expect(location(config, '/ws/').directives).toEqual(expect.arrayContaining([`limit_req zone=replyx_ws_req burst=${n.wsHandshakeBurst} nodelay`, `limit_conn replyx_ws_conn ${n.wsConnectionsPerClient}`]));
     // Any other access_log must name one of the query-free formats (a bare one would use "combined").
     for (const line of config.split('\n').filter((l) => /^\s*access_log\s/.test(l))) {
       expect(line).toMatch(/ (replyx_http|replyx_ws);$|access_log off;$/);

@@ -80,6 +80,29 @@ export interface NginxBlockedLocationPlan {
   readonly path: string;
 }
 
+/**
+ * Level of the error log inside the server block, where every line nginx writes about a request
+ * quotes its request line (`request: "GET /api/...?site_token=..."`), query string and all. Every
+ * level up to `crit` has such lines (upstream failures, 413s, rate-limit refusals, temp-file
+ * errors), so only `emerg` keeps tokens out; request failures show in the access log instead
+ * (status, upstream_status, limit_req). nginx's own events stay at `warn` in the main context.
+ */
+export const REQUEST_ERROR_LOG_LEVEL = 'emerg';
+
+/** Shared-memory size of each rate-limit zone: about 16,000 client addresses per MiB (binary IPv4 keys). */
+export const RATE_LIMIT_ZONE_MB = 10;
+
+/** One `limit_req` + `limit_conn` pair applied to a location, keyed by the client address. */
+export interface NginxRateLimitPlan {
+  /** Zone name of the request-rate limit (`limit_req_zone ... zone=<name>`). */
+  readonly reqZone: string;
+  readonly ratePerSecond: number;
+  readonly burst: number;
+  /** Zone name of the concurrent-connection limit. */
+  readonly connZone: string;
+  readonly connections: number;
+}
+
 /** Everything the nginx templates need: computed here, laid out by the templates. */
 export interface NginxPlan {
   /** `topologyChecksum(topology)`, written into the header. */
@@ -113,6 +136,10 @@ export interface NginxPlan {
   readonly ws: NginxProxyLocationPlan;
   readonly blocked: readonly NginxBlockedLocationPlan[];
   readonly healthPath: string;
+  /** Per-client limits of /api/ and of /ws/ handshakes; refusals answer `limitStatus`. */
+  readonly rateLimits: { readonly api: NginxRateLimitPlan; readonly ws: NginxRateLimitPlan; readonly zoneMb: number; readonly limitStatus: number };
+  /** Error-log level inside the server block ({@link REQUEST_ERROR_LOG_LEVEL}). */
+  readonly requestErrorLogLevel: string;
 }
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -285,6 +312,14 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       { modifier: '^~', path: '/metrics/' },
     ],
     healthPath: '/health',
+    rateLimits: {
+      api: { reqZone: 'replyx_api_req', ratePerSecond: n.apiRequestsPerSecond, burst: n.apiBurst, connZone: 'replyx_api_conn', connections: n.apiConnectionsPerClient },
+      ws: { reqZone: 'replyx_ws_req', ratePerSecond: n.wsHandshakesPerSecond, burst: n.wsHandshakeBurst, connZone: 'replyx_ws_conn', connections: n.wsConnectionsPerClient },
+      zoneMb: RATE_LIMIT_ZONE_MB,
+      // 429 tells clients (and the access log) "slow down", unlike nginx's default 503.
+      limitStatus: 429,
+    },
+    requestErrorLogLevel: REQUEST_ERROR_LOG_LEVEL,
   };
 }
 

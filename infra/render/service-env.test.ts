@@ -11,10 +11,13 @@ import { renderServiceEnv, resolveServiceEnv, SECRET_SETTING_REFS, SETTING_REFS,
 
 const topo = (target: Target, input: TopologyInput = {}): Topology => validateTopology({ ...input, target }).topology;
 const INPUT: TopologyInput = { backend: { workers: 3 }, gateway: { heartbeatMs: 15_000, drainWindowMs: 1500 }, limits: { maxConnections: 777, historyLength: 42 } };
-const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43) };
+const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43), redisGatewayPassword: 'g'.repeat(43), redisPublisherPassword: 'u'.repeat(43), redisAdminPassword: 'a'.repeat(43), gatewayDatabasePassword: 'q'.repeat(43) };
 
-/** Variables that say where a service is or who it is, not how it behaves. */
-const PLACEMENT = new Set(['PORT', 'HOST', 'INSTANCE_ID']);
+/**
+ * Variables that say where a service is or who it is, not how it behaves; SEED_DEMO, whose
+ * default is the target's; NODE_EXTRA_CA_CERTS, the CA of the target's own database (aws: RDS).
+ */
+const PLACEMENT = new Set(['PORT', 'HOST', 'INSTANCE_ID', 'SEED_DEMO', 'NODE_EXTRA_CA_CERTS']);
 
 /** Each target's resolved env of one service, with `undefined` standing for a value held as a secret. */
 function resolvedEnvs(service: 'backend' | 'gateway'): Record<Target, Record<string, string | undefined>> {
@@ -25,7 +28,7 @@ function resolvedEnvs(service: 'backend' | 'gateway'): Record<Target, Record<str
     images: { backend: 'b', gateway: 'g', nginx: 'n' },
     region: 'eu-west-1',
     logGroups: { backend: '/b', gateway: '/g', nginx: '/n' },
-    secrets: { databaseUrl: 'arn:db', redisUrl: 'arn:redis', jwtSecret: 'arn:jwt', siteTokenSecret: 'arn:site', widgetTokenSecret: 'arn:widget', publishKey: 'arn:publish', debugToken: 'arn:debug' },
+    secrets: { databaseUrl: 'arn:db', gatewayDatabaseUrl: 'arn:gwdb', gatewayDatabasePassword: 'arn:gwpw', redisUrl: 'arn:redis', jwtSecret: 'arn:jwt', siteTokenSecret: 'arn:site', widgetTokenSecret: 'arn:widget', publishKey: 'arn:publish', debugToken: 'arn:debug' },
     nginxConfig: '',
   };
   const aws = planTaskDefinitions(t, refs)[service].containerDefinitions[0]!;
@@ -57,6 +60,17 @@ describe('renderServiceEnv: one rendering, three targets', () => {
     const port = String(topo('local')[service].port);
     expect([envs.local.PORT, envs.docker.PORT, envs.aws.PORT]).toEqual([port, port, port]);
     expect([envs.local.HOST, envs.docker.HOST, envs.aws.HOST]).toEqual(['127.0.0.1', '0.0.0.0', '0.0.0.0']);
+  });
+
+  it('seeds demo data on the local target only, unless backend.seedDemo says otherwise; the legacy widget handshake is off unless asked for', () => {
+    const envs = resolvedEnvs('backend');
+    expect([envs.local.SEED_DEMO, envs.docker.SEED_DEMO, envs.aws.SEED_DEMO]).toEqual(['1', '0', '0']);
+    expect(renderServiceEnv(topo('docker', { backend: { seedDemo: true } }), 'backend').env.SEED_DEMO).toBe('1');
+    expect(renderServiceEnv(topo('local', { backend: { seedDemo: false } }), 'backend').env.SEED_DEMO).toBe('0');
+    for (const service of ['backend', 'gateway'] as const) {
+      expect(renderServiceEnv(topo('docker'), service).env.LEGACY_WIDGET_AUTH).toBe('0');
+      expect(renderServiceEnv(topo('aws', { gateway: { legacyWidgetAuth: true } }), service).env.LEGACY_WIDGET_AUTH).toBe('1');
+    }
   });
 
   it('names gateway processes where the target can (aws tasks fall back to hostname-pid)', () => {

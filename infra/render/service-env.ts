@@ -13,10 +13,16 @@ export type RenderedService = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postg
 export type SettingRef =
   /** Address the service binds: loopback locally, every interface in a container. */
   | 'bindHost'
-  /** Postgres connection URL (carries the password where the target has one). */
+  /** Postgres connection URL of the owner (carries the password where the target has one): the backend's. */
   | 'databaseUrl'
-  /** Redis connection URL. */
-  | 'redisUrl'
+  /** Postgres connection URL of the gateway's role (SELECT on the access views only). */
+  | 'gatewayDatabaseUrl'
+  /** Password the backend gives the gateway's role at start. */
+  | 'gatewayDatabasePassword'
+  /** Redis URL of the gateway's user (read histories, subscribe, load and call the function library). */
+  | 'redisGatewayUrl'
+  /** Redis URL of a publisher's user (call the publish function only). */
+  | 'redisPublisherUrl'
   /** HS256 key shared by backend (signs) and gateway (verifies). */
   | 'jwtSecret'
   /** Key of site tokens (backend issues, gateway verifies); distinct from jwtSecret. */
@@ -29,14 +35,16 @@ export type SettingRef =
   | 'debugToken'
   /** Name of one gateway process; targets that cannot name it omit it (the gateway then uses hostname-pid). */
   | 'instanceId'
+  /** CA bundle file the images carry for verifying the database server (aws: RDS); targets without one omit it. */
+  | 'databaseCaFile'
   /** Password of the Postgres user (the Postgres container's own setting). */
   | 'postgresPassword';
 
 /** Every {@link SettingRef}, for targets that check they resolve all of them. */
-export const SETTING_REFS = ['bindHost', 'databaseUrl', 'redisUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'postgresPassword'] as const satisfies readonly SettingRef[];
+export const SETTING_REFS = ['bindHost', 'databaseUrl', 'gatewayDatabaseUrl', 'gatewayDatabasePassword', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'instanceId', 'databaseCaFile', 'postgresPassword'] as const satisfies readonly SettingRef[];
 
 /** Refs whose resolved value is a credential (or embeds one): never shown, compared or logged. */
-export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'redisUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
+export const SECRET_SETTING_REFS: ReadonlySet<SettingRef> = new Set(['databaseUrl', 'gatewayDatabaseUrl', 'gatewayDatabasePassword', 'redisGatewayUrl', 'redisPublisherUrl', 'jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'publishKey', 'debugToken', 'postgresPassword']);
 
 /** A setting: a literal derived from the topology, or a reference the target resolves. */
 export type SettingValue = string | { readonly ref: SettingRef };
@@ -72,6 +80,8 @@ function sorted(env: Record<string, SettingValue>): Readonly<Record<string, Sett
 export function renderServiceEnv(topology: Topology, service: RenderedService, options: RenderServiceOptions = {}): ServiceSettings {
   const logLevel = options.logLevel ?? 'info';
   const { limits } = topology;
+  // Both read it: the gateway for the socket, the backend for the widget's API calls.
+  const legacyWidgetAuth = topology.gateway.legacyWidgetAuth ? '1' : '0';
   const history = { HISTORY_LENGTH: String(limits.historyLength), HISTORY_TTL_S: String(limits.historyTtlS) };
   switch (service) {
     case 'backend':
@@ -83,10 +93,14 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           BACKEND_WORKERS: String(topology.backend.workers),
           UVICORN_WORKERS: String(topology.backend.workers),
           DATABASE_URL: ref('databaseUrl'),
-          REDIS_URL: ref('redisUrl'),
+          NODE_EXTRA_CA_CERTS: ref('databaseCaFile'),
+          GATEWAY_DATABASE_PASSWORD: ref('gatewayDatabasePassword'),
+          REDIS_URL: ref('redisPublisherUrl'),
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),
           WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),
+          LEGACY_WIDGET_AUTH: legacyWidgetAuth,
+          SEED_DEMO: seedsDemo(topology) ? '1' : '0',
           LOG_LEVEL: logLevel,
           ...history,
         }),
@@ -97,13 +111,15 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
         env: sorted({
           HOST: ref('bindHost'),
           PORT: String(topology.gateway.port),
-          REDIS_URL: ref('redisUrl'),
-          DATABASE_URL: ref('databaseUrl'),
+          REDIS_URL: ref('redisGatewayUrl'),
+          DATABASE_URL: ref('gatewayDatabaseUrl'),
+          NODE_EXTRA_CA_CERTS: ref('databaseCaFile'),
           JWT_SECRET: ref('jwtSecret'),
           SITE_TOKEN_SECRET: ref('siteTokenSecret'),
           WIDGET_TOKEN_SECRET: ref('widgetTokenSecret'),
           PUBLISH_KEY: ref('publishKey'),
           DEBUG_TOKEN: ref('debugToken'),
+          LEGACY_WIDGET_AUTH: legacyWidgetAuth,
           HEARTBEAT_MS: String(topology.gateway.heartbeatMs),
           BROKER: topology.gateway.broker,
           DRAIN_WINDOW_MS: String(topology.gateway.drainWindowMs),
@@ -138,6 +154,11 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
       // nginx takes everything from its rendered config (renderNginxConfig); targets only say where it is.
       return { env: {} };
   }
+}
+
+/** Whether the backend creates the demo data: `backend.seedDemo`, else only on the local target. */
+export function seedsDemo(topology: Pick<Topology, 'target' | 'backend'>): boolean {
+  return topology.backend.seedDemo ?? topology.target === 'local';
 }
 
 /** The redis-server arguments every target runs with: port, memory bound and eviction policy. */

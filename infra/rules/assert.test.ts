@@ -8,9 +8,18 @@ const topo = (input: TopologyInput) => validateTopology(input, 'test').topology;
 
 describe('assertArchitecture', () => {
   it.each(['local', 'docker', 'aws'] as const)('passes the rendered config of a default %s topology', (target) => {
-    const t = topo({ target });
+    const t = topo({ target, ...(target === 'aws' ? { aws: { certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc' } } : {}) });
     expect(checkStaticArchitecture(t).filter((r) => r.status !== 'pass' && r.status !== 'skip')).toEqual([]);
     expect(assertArchitecture(t)).toEqual([]);
+  });
+
+  it('fails the check, and warns the deploy, for plain HTTP on aws and for the legacy widget handshake', () => {
+    const plain = topo({ target: 'aws' });
+    expect(checkStaticArchitecture(plain).filter((r) => r.status === 'fail').map((r) => r.id)).toEqual(['aws-https']);
+    expect(assertArchitecture(plain).map((w) => w.id)).toEqual(['aws-https']);
+    const legacy = topo({ target: 'local', gateway: { legacyWidgetAuth: true } });
+    expect(checkStaticArchitecture(legacy).filter((r) => r.status === 'fail').map((r) => r.id)).toEqual(['legacy-widget-auth-off']);
+    expect(assertArchitecture(legacy).map((w) => w.id)).toEqual(['legacy-widget-auth-off']);
   });
 
   it('lets a rollback to the backend through with a desync warning instead of blocking pulumi up', () => {

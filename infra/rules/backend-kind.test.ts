@@ -39,7 +39,7 @@ describe('backend-kind', () => {
 
 describe('backend.kind: fastapi on the local target', () => {
   it('runs run.py with Debian python3, telling it which node prepares the database', () => {
-    const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43) };
+    const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43), redisGatewayPassword: 'g'.repeat(43), redisPublisherPassword: 'u'.repeat(43), redisAdminPassword: 'a'.repeat(43), gatewayDatabasePassword: 'q'.repeat(43) };
     const plan = planLocalStack(validateTopology({ target: 'local', backend: { kind: 'fastapi', workers: 3 } }).topology, { stateDir: '/tmp/state', repoDir: '/repo', secrets, nodePath: '/opt/node' });
     const backend = plan.services.find((s) => s.name === 'backend')!;
     expect(backend.argv).toEqual([PYTHON_BIN, 'examples/fastapi/run.py']);

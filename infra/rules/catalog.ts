@@ -116,6 +116,26 @@ const RULE_TABLE = [
     },
   },
   {
+    id: 'legacy-widget-auth-off',
+    title: 'widgets need a session token (gateway.legacyWidgetAuth off)',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file'],
+    // A migration window is a choice an operator makes for a while: validation warns, the check fails.
+    blocksDeploy: false,
+    fix: () => 'move every widget to POST /api/widget/sessions, then set gateway.legacyWidgetAuth to false (docs/security.md#the-legacy-widget-handshake)',
+  },
+  {
+    id: 'aws-https',
+    title: 'the AWS load balancer serves HTTPS',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file'],
+    // A first deploy may precede the domain and its certificate: `pulumi up` warns, the check fails.
+    blocksDeploy: false,
+    fix: () => 'request an ACM certificate for your domain and set aws.certificateArn (HTTP then redirects to HTTPS)',
+  },
+  {
     id: 'config-checksum',
     title: 'rendered config carries the topology checksum',
     kind: 'static',

@@ -56,6 +56,8 @@ type StaticTopologyRuleId = RuleIdWhere<'static', 'topology'>;
 const TOPOLOGY_PASS_DETAIL: Readonly<Record<StaticTopologyRuleId, (t: Topology) => string>> = {
   'single-gateway-or-broker': (t) => (t.gateway.replicas === 1 ? `1 gateway process (broker ${t.gateway.broker})` : `${t.gateway.replicas} gateway processes share the Redis broker`),
   'desync-risk': (t) => (t.wsRoute === 'gateway' ? '/ws/ served by the gateway' : '/ws/ served by a single backend worker'),
+  'legacy-widget-auth-off': () => 'widgets connect with session tokens only',
+  'aws-https': (t) => (t.target === 'aws' ? 'HTTPS on 443 with aws.certificateArn; HTTP redirects to it' : `no load balancer on the ${t.target} target`),
   'heartbeat-vs-timeouts': (t) => `heartbeat ${t.gateway.heartbeatMs / 1000} s < ${idleTimeoutsOf(t).map((timeout) => `${timeout.label} ${timeout.seconds} s`).join(', ')}`,
 };
 

@@ -115,6 +115,14 @@ export const TOPOLOGY_FINDINGS: Readonly<Record<RuleIdReading<'topology'>, (t: T
   'heartbeat-vs-timeouts': (t) =>
     idleTimeoutsCutBy(t.gateway.heartbeatMs, idleTimeoutsOf(t)).map((cut) => ({ path: cut.changeFirst, message: heartbeatMessage(t.gateway.heartbeatMs, [cut]) })),
   'unique-ports': (t) => portClashes(t).map(({ port, owners, paths }) => ({ path: paths[1]!, message: `port ${port} is used by ${owners.join(' and ')}` })),
+  'legacy-widget-auth-off': (t) =>
+    t.gateway.legacyWidgetAuth
+      ? [{ path: 'gateway.legacyWidgetAuth', message: 'LEGACY_WIDGET_AUTH is on: anyone who knows an allowed domain reads and writes every dialog of that assistant without a credential' }]
+      : [],
+  'aws-https': (t) =>
+    t.target === 'aws' && t.aws.certificateArn === undefined
+      ? [{ path: 'aws.certificateArn', message: 'without aws.certificateArn the load balancer serves plain HTTP to the internet, and tokens travel in cleartext' }]
+      : [],
   'aws-vpc-subnets': (t) =>
     vpcSubnetsConsistent(t.aws)
       ? []

@@ -9,7 +9,7 @@ import { validateTopology, TopologyError, type ValidatedTopology } from './valid
 export const CONFIG_NAMESPACE = 'replyx';
 
 /** Config keys that hold secrets: read by the targets, never part of the topology. */
-export const SECRET_KEYS = ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'redisPassword', 'debugToken'] as const;
+export const SECRET_KEYS = ['jwtSecret', 'siteTokenSecret', 'widgetTokenSecret', 'postgresPassword', 'publishKey', 'redisPassword', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword', 'gatewayDatabasePassword', 'debugToken'] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
 /**

@@ -17,6 +17,10 @@ export const backendSchema = z
     workers: z.int().min(1).max(64).default(4).describe('HTTP worker processes (exported as BACKEND_WORKERS and UVICORN_WORKERS).'),
     port: port.default(8000).describe('Port the backend listens on.'),
     replicas: z.int().min(1).max(50).default(1).describe('Backend containers/tasks (AWS desired count).'),
+    seedDemo: z
+      .boolean()
+      .optional()
+      .describe('Create the demo users, assistants (allowing localhost and example.com) and dialogs at start (SEED_DEMO); unset: on for the local target only.'),
   })
   .describe('The multi-worker HTTP backend that serves /api/.');
 
@@ -28,6 +32,10 @@ export const gatewaySchema = z
     heartbeatMs: z.int().min(1000).max(600_000).default(25_000).describe('Protocol ping interval; must be shorter than nginx.proxyReadTimeoutS.'),
     broker: z.enum(['redis', 'memory']).default('redis').describe('Fan-out between gateway processes: "redis" (shared) or "memory" (single process only).'),
     drainWindowMs: z.int().min(0).max(300_000).default(5_000).describe('On SIGTERM, closes with 4200 are spread over this window so clients do not reconnect at once.'),
+    legacyWidgetAuth: z
+      .boolean()
+      .default(false)
+      .describe('Accept the seed\'s credential-less widget (`?assistant_id=&parent_origin=`, no session token) on the gateway and the backend (LEGACY_WIDGET_AUTH), for a migration window only: `npm run check` fails while it is on (docs/security.md).'),
   })
   .describe('The WebSocket gateway that owns every /ws/ connection.');
 
@@ -41,6 +49,12 @@ export const nginxSchema = z
     workerShutdownTimeoutS: z.int().min(1).max(3600).default(30).describe('worker_shutdown_timeout: how long a reload lets old workers keep WebSockets (seconds).'),
     workerConnections: z.int().min(64).max(1_000_000).default(16_384).describe('worker_connections per nginx worker.'),
     clientMaxBodySize: z.string().regex(/^\d+[km]?$/i, 'must be an nginx size like "1m" or "512k"').default('1m').describe('client_max_body_size for /api/.'),
+    apiRequestsPerSecond: z.int().min(1).max(100_000).default(50).describe('limit_req rate for /api/ per client address (requests per second); beyond rate plus apiBurst nginx answers 429.'),
+    apiBurst: z.int().min(1).max(100_000).default(100).describe('limit_req burst for /api/: requests above the rate a client may send at once (served without delay).'),
+    apiConnectionsPerClient: z.int().min(1).max(1_000_000).default(100).describe('limit_conn for /api/: concurrent requests per client address; more get 429.'),
+    wsHandshakesPerSecond: z.int().min(1).max(100_000).default(20).describe('limit_req rate for /ws/ handshakes per client address (per second); beyond rate plus wsHandshakeBurst nginx answers 429.'),
+    wsHandshakeBurst: z.int().min(1).max(100_000).default(100).describe('limit_req burst for /ws/ handshakes (a page reconnecting its sockets at once).'),
+    wsConnectionsPerClient: z.int().min(1).max(1_000_000).default(500).describe('limit_conn for /ws/: open WebSockets per client address through this nginx; more get 429.'),
   })
   .describe('nginx, the only public entry: routes /api/ to the backend and /ws/ to the gateway.');
 

@@ -28,6 +28,8 @@ const envSchema = z.object({
   OUTBOX_CLAIM_DELAY_MS: intFrom(0, 60_000).default(2000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SEED_DEMO: z.enum(['0', '1']).default('1'),
+  // The gateway's database role (migration 005) logs in with this; unset leaves it NOLOGIN.
+  GATEWAY_DATABASE_PASSWORD: z.string().regex(/^[A-Za-z0-9_-]{32,}$/, 'must be 32+ characters of A-Z a-z 0-9 _ -').optional(),
 });
 
 /** The backend's settings. */
@@ -61,6 +63,8 @@ export interface BackendConfig {
   readonly logLevel: string;
   /** Whether the primary inserts the demo user, assistants and dialogs. */
   readonly seedDemo: boolean;
+  /** Password the primary gives the gateway's database role at start (GATEWAY_DATABASE_PASSWORD). */
+  readonly gatewayDatabasePassword?: string;
 }
 
 /** One bad variable: what is wrong and what to do. */
@@ -86,7 +90,11 @@ export class BackendConfigError extends Error {
   }
 }
 
-const fixFor = (variable: string): string => TOKEN_ENV_FIXES[variable] ?? `correct ${variable} or unset it to use its default (see examples/backend/src/config.ts)`;
+const OWN_FIXES: Readonly<Record<string, string>> = {
+  GATEWAY_DATABASE_PASSWORD: 'set it to the password in the gateway\'s DATABASE_URL (openssl rand -hex 24), or unset it',
+};
+
+const fixFor = (variable: string): string => TOKEN_ENV_FIXES[variable] ?? OWN_FIXES[variable] ?? `correct ${variable} or unset it to use its default (see examples/backend/src/config.ts)`;
 
 /** Parses the environment; throws BackendConfigError naming every bad variable and its fix. */
 export function configFromEnv(env: NodeJS.ProcessEnv): BackendConfig {
@@ -121,5 +129,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv): BackendConfig {
     outboxClaimDelayMs: e.OUTBOX_CLAIM_DELAY_MS,
     logLevel: e.LOG_LEVEL,
     seedDemo: e.SEED_DEMO === '1',
+    ...(e.GATEWAY_DATABASE_PASSWORD !== undefined ? { gatewayDatabasePassword: e.GATEWAY_DATABASE_PASSWORD } : {}),
   };
 }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { BackendConfigError, configFromEnv, type BackendConfig } from './config.js';
 import { createLogger } from './log.js';
 import { PrimaryMetrics } from './metrics.js';
-import { loadMigrations, migrate } from './migrate.js';
+import { loadMigrations, migrate, setGatewayRolePassword } from './migrate.js';
 import { seedDemoData } from './seed.js';
 import { outboxState } from './store.js';
 import { startWorker } from './worker.js';
@@ -27,6 +27,7 @@ async function prepareDatabase(config: BackendConfig, log: ReturnType<typeof cre
       await client.connect();
       const applied = await migrate(client, await loadMigrations());
       if (config.seedDemo) await seedDemoData(client, config.tokenKeys);
+      if (config.gatewayDatabasePassword !== undefined) await setGatewayRolePassword(client, config.gatewayDatabasePassword);
       log.info({ applied, seeded: config.seedDemo }, applied.length ? `applied migrations ${applied.join(', ')}` : 'schema up to date');
       return;
     } catch (err) {

@@ -10,6 +10,17 @@ import type pg from 'pg';
 /** Directory holding the backend's migration files. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations/', import.meta.url));
 
+/** The gateway's database role (migration 005): SELECT on the two access views, nothing else. */
+export const GATEWAY_DATABASE_ROLE = 'replyx_gateway';
+
+/**
+ * Lets the gateway's role log in with `password` (the backend owns the schema and its roles).
+ * The literal is escaped by the driver: ALTER ROLE takes no bind parameters.
+ */
+export async function setGatewayRolePassword(client: pg.ClientBase, password: string): Promise<void> {
+  await client.query(`ALTER ROLE ${client.escapeIdentifier(GATEWAY_DATABASE_ROLE)} WITH LOGIN PASSWORD ${client.escapeLiteral(password)}`);
+}
+
 /** Arbitrary constant key for pg_advisory_xact_lock; shared by every replyx backend. */
 export const MIGRATION_LOCK_KEY = 72_110_001;
 

@@ -3,6 +3,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { ReplyxError } from '../../errors.js';
 import type { Topology } from '../../topology/index.js';
 import { fittedName, NAME_LIMITS } from './names.js';
+import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import { AWS_POSTGRES_PORT, AWS_REDIS_PORT } from './security.js';
 
 /** Postgres major version on RDS, the same major as the docker target's default image. */
@@ -20,12 +21,12 @@ export function redisUrl(host: string, authToken: string, port = AWS_REDIS_PORT)
 
 /**
  * The DATABASE_URL tasks get. RDS for Postgres 15+ forces TLS (`rds.force_ssl=1`);
- * `sslmode=no-verify` makes node-postgres encrypt without checking the certificate against the
- * RDS CA, which Node does not trust by default (see docs/aws.md to verify it).
+ * `sslmode=verify-full` makes node-postgres check the server certificate and its name against
+ * the RDS CA bundle the images carry (NODE_EXTRA_CA_CERTS, set on the tasks).
  */
 export function databaseUrl(args: { host: string; port?: number; user: string; password: string; database: string }): string {
   const port = args.port ?? AWS_POSTGRES_PORT;
-  return `postgres://${encodeURIComponent(args.user)}:${encodeURIComponent(args.password)}@${args.host}:${port}/${encodeURIComponent(args.database)}?sslmode=no-verify`;
+  return `postgres://${encodeURIComponent(args.user)}:${encodeURIComponent(args.password)}@${args.host}:${port}/${encodeURIComponent(args.database)}?sslmode=verify-full`;
 }
 
 /** Checks an ElastiCache auth token: 16–128 printable ASCII characters, none of `/`, `"`, `@` or space. */
@@ -103,6 +104,8 @@ export interface DataArgs {
   readonly postgresSecurityGroupId: pulumi.Input<string>;
   readonly redisAuthToken: pulumi.Input<string>;
   readonly postgresPassword: pulumi.Input<string>;
+  /** Password of the gateway's role (migration 005 creates it; the backend lets it log in). */
+  readonly gatewayDatabasePassword: pulumi.Input<string>;
   readonly tags: Readonly<Record<string, string>>;
 }
 
@@ -114,6 +117,8 @@ export interface DataArgs {
 export class Data extends pulumi.ComponentResource {
   readonly redisUrl: pulumi.Output<string>;
   readonly databaseUrl: pulumi.Output<string>;
+  /** The gateway's URL: same server and database, as its SELECT-only role. */
+  readonly gatewayDatabaseUrl: pulumi.Output<string>;
   readonly redisHost: pulumi.Output<string>;
   readonly postgresHost: pulumi.Output<string>;
 
@@ -164,6 +169,11 @@ export class Data extends pulumi.ComponentResource {
     this.redisUrl = pulumi.secret(pulumi.all([redis.primaryEndpointAddress, token]).apply(([host, t]) => redisUrl(host, t)));
     this.databaseUrl = pulumi.secret(
       pulumi.all([postgres.address, password]).apply(([host, p]) => databaseUrl({ host, user: plan.postgres.username, password: p, database: plan.postgres.dbName })),
+    );
+    this.gatewayDatabaseUrl = pulumi.secret(
+      pulumi
+        .all([postgres.address, args.gatewayDatabasePassword])
+        .apply(([host, p]) => databaseUrl({ host, user: GATEWAY_DATABASE_ROLE, password: p, database: plan.postgres.dbName })),
     );
     this.registerOutputs({ redisHost: this.redisHost, postgresHost: this.postgresHost });
   }

@@ -11,7 +11,7 @@ import { AUTONAME_SUFFIX_LENGTH, fittedName } from './names.js';
 import { planAwsNetwork, VPC_CIDR } from './network.js';
 import { AWS_POSTGRES_PORT, AWS_REDIS_PORT, planSecurityGroups, securityRuleName, securityRulesFor, type AllowedFlow } from './security.js';
 import { planLoadBalancer, planNames, planServices } from './services.js';
-import { CONTAINER_NAMES, healthCheckCommand, NGINX_START_SCRIPT, planTaskDefinitions, secretEnvFor, stopTimeoutFor, type TaskRefs } from './tasks.js';
+import { CONTAINER_NAMES, healthCheckCommand, NGINX_START_SCRIPT, planTaskDefinitions, RDS_CA_BUNDLE_FILE, secretEnvFor, stopTimeoutFor, type TaskRefs } from './tasks.js';
 
 const topo = (input: TopologyInput = {}): Topology => validateTopology({ target: 'aws', ...input }).topology;
 
@@ -21,6 +21,8 @@ const refs = (topology: Topology, overrides: Partial<TaskRefs> = {}): TaskRefs =
   logGroups: { backend: '/ecs/replyx-aws/backend', gateway: '/ecs/replyx-aws/ws-gateway', nginx: '/ecs/replyx-aws/nginx' },
   secrets: {
     databaseUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:db',
+    gatewayDatabaseUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:gwdb',
+    gatewayDatabasePassword: 'arn:aws:secretsmanager:eu-west-1:1:secret:gwpw',
     redisUrl: 'arn:aws:secretsmanager:eu-west-1:1:secret:redis',
     jwtSecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:jwt',
     siteTokenSecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:site',
@@ -165,12 +167,14 @@ describe('planTaskDefinitions', () => {
     const t = topo();
     const r = refs(t, { secrets: { ...refs(t).secrets, debugToken: 'arn:aws:secretsmanager:eu-west-1:1:secret:debug' } });
     const tasks = planTaskDefinitions(t, r);
-    expect(secretNamesOf(tasks.backend.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'JWT_SECRET', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
+    expect(secretNamesOf(tasks.backend.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'GATEWAY_DATABASE_PASSWORD', 'JWT_SECRET', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
+    // The gateway connects as its SELECT-only role, never with the owner's URL.
+    expect(tasks.gateway.containerDefinitions[0]!.secrets.find((s) => s.name === 'DATABASE_URL')!.valueFrom).toBe(r.secrets.gatewayDatabaseUrl);
     expect(secretNamesOf(tasks.gateway.containerDefinitions[0]!)).toEqual(['DATABASE_URL', 'DEBUG_TOKEN', 'JWT_SECRET', 'PUBLISH_KEY', 'REDIS_URL', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET']);
     expect(tasks.nginx.containerDefinitions[0]!.secrets).toEqual([]);
     for (const task of Object.values(tasks)) {
       const env = envOf(task.containerDefinitions[0]!);
-      for (const key of ['DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET', 'PUBLISH_KEY', 'DEBUG_TOKEN']) expect(env[key]).toBeUndefined();
+      for (const key of ['DATABASE_URL', 'GATEWAY_DATABASE_PASSWORD', 'REDIS_URL', 'JWT_SECRET', 'SITE_TOKEN_SECRET', 'WIDGET_TOKEN_SECRET', 'PUBLISH_KEY', 'DEBUG_TOKEN']) expect(env[key]).toBeUndefined();
     }
     expect(tasks.gateway.containerDefinitions[0]!.secrets.find((s) => s.name === 'REDIS_URL')!.valueFrom).toBe(r.secrets.redisUrl);
   });
@@ -346,7 +350,15 @@ describe('planData and connection URLs', () => {
     const url = new URL(databaseUrl({ host: 'db.x.rds.amazonaws.com', user: 'replyx', password: 'p:w#d?', database: 'replyx' }));
     expect(decodeURIComponent(url.password)).toBe('p:w#d?');
     expect(url.port).toBe('5432');
-    expect(url.searchParams.get('sslmode')).toBe('no-verify');
+    // The server certificate and name are verified against the RDS CA bundle the images carry.
+    expect(url.searchParams.get('sslmode')).toBe('verify-full');
+  });
+
+  it('points node at the RDS CA bundle in the backend and gateway tasks (and nowhere else)', () => {
+    const t = topo();
+    const tasks = planTaskDefinitions(t, refs(t));
+    for (const service of ['backend', 'gateway'] as const) expect(envOf(tasks[service].containerDefinitions[0]!).NODE_EXTRA_CA_CERTS).toBe(RDS_CA_BUNDLE_FILE);
+    expect(envOf(tasks.nginx.containerDefinitions[0]!).NODE_EXTRA_CA_CERTS).toBeUndefined();
   });
 
   it('rejects auth tokens and passwords the AWS APIs would refuse', () => {
@@ -375,11 +387,11 @@ describe('planImages', () => {
 });
 
 describe('Pulumi.aws.example.yaml', () => {
-  it('is a valid aws topology without warnings', async () => {
+  it('is a valid aws topology whose only warning is the certificate it leaves to the user', async () => {
     const text = await readFile(new URL('../../../Pulumi.aws.example.yaml', import.meta.url), 'utf8');
     const { topology, warnings } = topologyFromStackText(text, 'Pulumi.aws.example.yaml');
     expect(topology.target).toBe('aws');
-    expect(warnings).toEqual([]);
+    expect(warnings.map((w) => w.rule)).toEqual(['aws-https']);
     expect(topology.aws.albIdleTimeoutS * 1000).toBeGreaterThan(topology.gateway.heartbeatMs);
   });
 });

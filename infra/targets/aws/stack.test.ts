@@ -200,7 +200,7 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     expect(count(SG)).toBe(6);
     expect(count('aws:elasticache/replicationGroup:ReplicationGroup')).toBe(1);
     expect(count('aws:rds/instance:Instance')).toBe(1);
-    expect(count('aws:secretsmanager/secret:Secret')).toBe(6);
+    expect(count('aws:secretsmanager/secret:Secret')).toBe(8);
     expect(count('aws:ecr/repository:Repository')).toBe(2);
     expect(count('docker:index/image:Image')).toBe(2);
     expect(count('aws:ecs/cluster:Cluster')).toBe(1);
@@ -263,7 +263,7 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
   it('never puts a secret value into a stack output', () => {
     const text = JSON.stringify(d.outputs);
     const secretValues = d.of('aws:secretsmanager/secretVersion:SecretVersion').map((v) => String(v.inputs.secretString));
-    expect(secretValues).toHaveLength(6);
+    expect(secretValues).toHaveLength(8);
     for (const value of [...secretValues, CONFIGURED_POSTGRES_PASSWORD, String(d.one('aws:elasticache/replicationGroup:ReplicationGroup', '-redis').inputs.authToken)]) {
       expect(text).not.toContain(value);
     }
@@ -446,7 +446,7 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     it('keeps every credential a Pulumi secret on its way to AWS', () => {
       expect(d.one('aws:rds/instance:Instance', '-postgres').secretKeys).toContain('password');
       const versions = d.of('aws:secretsmanager/secretVersion:SecretVersion');
-      expect(versions.map((v) => v.name.slice('graph-'.length)).sort()).toEqual(['databaseUrl', 'jwtSecret', 'publishKey', 'redisUrl', 'siteTokenSecret', 'widgetTokenSecret']);
+      expect(versions.map((v) => v.name.slice('graph-'.length)).sort()).toEqual(['databaseUrl', 'gatewayDatabasePassword', 'gatewayDatabaseUrl', 'jwtSecret', 'publishKey', 'redisUrl', 'siteTokenSecret', 'widgetTokenSecret']);
       for (const v of versions) expect(v.secretKeys).toContain('secretString');
     });
 
@@ -477,8 +477,9 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
         for (const s of doc.Statement) for (const a of s.Action) expect(a).not.toContain('*');
         return (doc.Statement.find((s) => s.Sid === 'ReadOwnSecrets')?.Resource ?? []).map((arn) => arn.slice(arn.lastIndexOf('/') + 1)).sort();
       };
-      expect(secretsOf('-backend-exec')).toEqual(['graph-databaseUrl', 'graph-jwtSecret', 'graph-redisUrl', 'graph-siteTokenSecret', 'graph-widgetTokenSecret']);
-      expect(secretsOf('-gateway-exec')).toEqual(['graph-databaseUrl', 'graph-jwtSecret', 'graph-publishKey', 'graph-redisUrl', 'graph-siteTokenSecret', 'graph-widgetTokenSecret']);
+      expect(secretsOf('-backend-exec')).toEqual(['graph-databaseUrl', 'graph-gatewayDatabasePassword', 'graph-jwtSecret', 'graph-redisUrl', 'graph-siteTokenSecret', 'graph-widgetTokenSecret']);
+      // The gateway's task cannot read the owner's URL: only its SELECT-only role's.
+      expect(secretsOf('-gateway-exec')).toEqual(['graph-gatewayDatabaseUrl', 'graph-jwtSecret', 'graph-publishKey', 'graph-redisUrl', 'graph-siteTokenSecret', 'graph-widgetTokenSecret']);
       expect(secretsOf('-nginx-exec')).toEqual([]);
       const taskRoles = d.of('aws:iam/role:Role').filter((r) => r.name.endsWith('-task'));
       expect(taskRoles).toHaveLength(3);

@@ -93,6 +93,7 @@ export class AwsStack extends pulumi.ComponentResource {
         postgresSecurityGroupId: groups.ids.postgres,
         redisAuthToken,
         postgresPassword: secrets.postgresPassword,
+        gatewayDatabasePassword: secrets.gatewayDatabasePassword,
         tags,
       },
       parent,
@@ -102,6 +103,8 @@ export class AwsStack extends pulumi.ComponentResource {
     // they never appear in task definitions, the console or `describe-task-definition`.
     const values: Partial<Record<StackSecretName, pulumi.Output<string>>> = {
       databaseUrl: data.databaseUrl,
+      gatewayDatabaseUrl: data.gatewayDatabaseUrl,
+      gatewayDatabasePassword: secrets.gatewayDatabasePassword,
       redisUrl: data.redisUrl,
       jwtSecret: secrets.jwtSecret,
       siteTokenSecret: secrets.siteTokenSecret,
@@ -139,6 +142,8 @@ export class AwsStack extends pulumi.ComponentResource {
         repositoryArns: images.repositoryArns,
         secretArns: {
           databaseUrl: secretArns.databaseUrl!,
+          gatewayDatabaseUrl: secretArns.gatewayDatabaseUrl!,
+          gatewayDatabasePassword: secretArns.gatewayDatabasePassword!,
           redisUrl: secretArns.redisUrl!,
           jwtSecret: secretArns.jwtSecret!,
           siteTokenSecret: secretArns.siteTokenSecret!,

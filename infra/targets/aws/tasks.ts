@@ -9,7 +9,7 @@ export type AwsServiceName = (typeof AWS_SERVICES)[number];
 export const CONTAINER_NAMES: Readonly<Record<AwsServiceName, string>> = { backend: 'backend', gateway: 'ws-gateway', nginx: 'nginx' };
 
 /** The Secrets Manager secrets the stack keeps; each task reads only the ones it needs. */
-export type StackSecretName = 'databaseUrl' | 'redisUrl' | 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'publishKey' | 'debugToken';
+export type StackSecretName = 'databaseUrl' | 'gatewayDatabaseUrl' | 'gatewayDatabasePassword' | 'redisUrl' | 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'publishKey' | 'debugToken';
 
 /** ARNs of the stack's secrets; `debugToken` exists only when `replyx:debugToken` is set. */
 export type SecretArns = Readonly<Record<Exclude<StackSecretName, 'debugToken'>, string>> & { readonly debugToken?: string };
@@ -47,10 +47,17 @@ export interface TaskPlan {
   readonly containerDefinitions: readonly ContainerDefinition[];
 }
 
+/** Where the gateway and backend images put the RDS CA bundle (their Dockerfiles). */
+export const RDS_CA_BUNDLE_FILE = '/etc/ssl/certs/rds-global-bundle.pem';
+
 /** Rendered refs that reach AWS tasks through Secrets Manager, and the secret holding each. */
 const SECRET_OF_REF: Partial<Record<SettingRef, StackSecretName>> = {
   databaseUrl: 'databaseUrl',
-  redisUrl: 'redisUrl',
+  gatewayDatabaseUrl: 'gatewayDatabaseUrl',
+  gatewayDatabasePassword: 'gatewayDatabasePassword',
+  // One ElastiCache auth token for both until the stack creates RBAC users there (docs/aws.md).
+  redisGatewayUrl: 'redisUrl',
+  redisPublisherUrl: 'redisUrl',
   jwtSecret: 'jwtSecret',
   siteTokenSecret: 'siteTokenSecret',
   widgetTokenSecret: 'widgetTokenSecret',
@@ -66,6 +73,9 @@ function plainValueOf(ref: SettingRef): string | undefined {
     // ECS cannot name a task in its definition: the gateway falls back to hostname-pid, unique per task.
     case 'instanceId':
       return undefined;
+    // The RDS CA bundle the gateway and backend images carry: DATABASE_URL says sslmode=verify-full.
+    case 'databaseCaFile':
+      return RDS_CA_BUNDLE_FILE;
     default:
       throw new Error(`the aws target has no value for ${ref}`);
   }

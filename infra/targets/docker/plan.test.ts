@@ -5,7 +5,7 @@ import { GRAFANA_DATASOURCE_UID } from '../../render/grafana.js';
 import { readMonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
 import { validateTopology, type TopologyInput } from '../../topology/index.js';
-import { DEFAULT_NGINX_STATE_DIR, NGINX_CONTAINER_DIR, planDockerStack, replicaNames, type ContainerPlan, type DockerStackPlan, type ServiceKey } from './plan.js';
+import { DEFAULT_NGINX_STATE_DIR, NGINX_CONTAINER_DIR, planDockerStack, REDIS_ACL_FILE, replicaNames, type ContainerPlan, type DockerStackPlan, type ServiceKey } from './plan.js';
 
 const ROOT = '/srv/replyx';
 const topo = (input: TopologyInput = {}) => validateTopology({ target: 'docker', ...input }).topology;
@@ -113,15 +113,19 @@ describe('planDockerStack: env', () => {
     expect(env).toEqual({
       BACKEND_WORKERS: '4',
       DATABASE_URL: { secret: 'postgresPassword', prefix: 'postgres://replyx:', suffix: '@replyx-postgres:5433/replyx', uriEncode: true },
+      GATEWAY_DATABASE_PASSWORD: { secret: 'gatewayDatabasePassword' },
       HISTORY_LENGTH: '50',
       HISTORY_TTL_S: '600',
       HOST: '0.0.0.0',
       JWT_SECRET: { secret: 'jwtSecret' },
       SITE_TOKEN_SECRET: { secret: 'siteTokenSecret' },
       WIDGET_TOKEN_SECRET: { secret: 'widgetTokenSecret' },
+      LEGACY_WIDGET_AUTH: '0',
       LOG_LEVEL: 'info',
       PORT: '9000',
-      REDIS_URL: 'redis://replyx-redis:6380',
+      // Demo data only on the local target unless backend.seedDemo asks for it.
+      SEED_DEMO: '0',
+      REDIS_URL: { secret: 'redisPublisherPassword', prefix: 'redis://replyx-publisher:', suffix: '@replyx-redis:6380', uriEncode: true },
       UVICORN_WORKERS: '4',
     });
     expect(Object.keys(env)).toEqual([...Object.keys(env)].sort());
@@ -137,7 +141,8 @@ describe('planDockerStack: env', () => {
     });
     expect(only(p, 'gateway').env).toEqual({
       BROKER: 'memory',
-      DATABASE_URL: { secret: 'postgresPassword', prefix: 'postgres://chat:', suffix: '@replyx-postgres:6000/chatdb', uriEncode: true },
+      // The gateway's SELECT-only role (migration 005), not the owner.
+      DATABASE_URL: { secret: 'gatewayDatabasePassword', prefix: 'postgres://replyx_gateway:', suffix: '@replyx-postgres:6000/chatdb', uriEncode: true },
       DRAIN_WINDOW_MS: '2000',
       HANDSHAKES_PER_IP_PER_SECOND: '7',
       HEARTBEAT_MS: '10000',
@@ -148,13 +153,14 @@ describe('planDockerStack: env', () => {
       JWT_SECRET: { secret: 'jwtSecret' },
       SITE_TOKEN_SECRET: { secret: 'siteTokenSecret' },
       WIDGET_TOKEN_SECRET: { secret: 'widgetTokenSecret' },
+      LEGACY_WIDGET_AUTH: '0',
       LOG_LEVEL: 'info',
       MAX_CONNECTIONS: '10',
       MAX_CONNECTIONS_PER_IP: '3',
       MAX_PAYLOAD_BYTES: '2048',
       PORT: '9001',
       PUBLISH_KEY: { secret: 'publishKey' },
-      REDIS_URL: 'redis://replyx-redis:7000',
+      REDIS_URL: { secret: 'redisGatewayPassword', prefix: 'redis://replyx-gateway:', suffix: '@replyx-redis:7000', uriEncode: true },
       SEND_BUFFER_BYTES: '65536',
       SERVICE_MODE: 'websocket',
       UVICORN_WORKERS: '1',
@@ -183,7 +189,9 @@ describe('planDockerStack: env', () => {
 
   it('runs redis with maxmemory, append-only persistence on its volume and the topology port', () => {
     const redis = only(plan({ redis: { maxmemoryMb: 512, port: 7001 } }), 'redis');
-    expect(redis.command).toEqual(['redis-server', '--port', '7001', '--maxmemory', '512mb', '--maxmemory-policy', 'volatile-ttl', '--appendonly', 'yes', '--dir', '/data']);
+    expect(redis.command).toEqual(['redis-server', '--port', '7001', '--maxmemory', '512mb', '--maxmemory-policy', 'volatile-ttl', '--appendonly', 'yes', '--dir', '/data', '--aclfile', REDIS_ACL_FILE]);
+    // The ACL file holds password hashes: the component renders it from the secrets.
+    expect(redis.uploads).toEqual([{ file: REDIS_ACL_FILE, content: { render: 'redisAcl' } }]);
     expect(redis.mounts).toEqual([{ type: 'volume', volume: 'replyx-redis-data', target: '/data' }]);
     expect(redis.env).toEqual({});
   });
@@ -242,7 +250,8 @@ describe('planDockerStack: health, restart, stop', () => {
   it('checks postgres with pg_isready and redis with redis-cli on their ports', () => {
     const p = plan({ postgres: { port: 6000, user: 'chat', database: 'chatdb' }, redis: { port: 7000 } });
     expect(only(p, 'postgres').healthcheck.test).toEqual(['CMD', 'pg_isready', '-q', '-h', '127.0.0.1', '-p', '6000', '-U', 'chat', '-d', 'chatdb']);
-    expect(only(p, 'redis').healthcheck.test).toEqual(['CMD', 'redis-cli', '-p', '7000', 'ping']);
+    // Unauthenticated PING answers NOAUTH (the default user is off), which proves Redis serves.
+    expect(only(p, 'redis').healthcheck.test).toEqual(['CMD', 'sh', '-c', 'redis-cli -p "$1" ping 2>&1 | grep -qE "PONG|NOAUTH"', 'healthcheck', '7000']);
   });
 
   it('lets the gateway drain before Docker kills it, and stops nginx gracefully', () => {
@@ -318,7 +327,7 @@ describe('planDockerStack: monitoring', () => {
   it('uploads a config scraping every backend and gateway container (replicas as targets of one job) with the shipped rules', () => {
     const p = plan({ monitoring: { enabled: true }, gateway: { replicas: 2 } }, { monitoring: artefacts });
     const prometheus = only(p, 'prometheus');
-    const files = Object.fromEntries((prometheus.uploads ?? []).map((u) => [u.file, u.content]));
+    const files = Object.fromEntries((prometheus.uploads ?? []).map((u) => [u.file, u.content as string]));
     expect(files['/etc/prometheus/alerts.yml']).toBe(artefacts.alertRules);
     const config = parse(files['/etc/prometheus/prometheus.yml']!) as { rule_files: string[]; scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
     expect(config.rule_files).toEqual(['/etc/prometheus/alerts.yml']);
@@ -333,7 +342,7 @@ describe('planDockerStack: monitoring', () => {
   it('provisions Grafana with the Prometheus datasource the shipped dashboard names and the dashboard itself', () => {
     const shipped = readMonitoringArtefacts();
     const grafana = only(plan({ monitoring: { enabled: true } }), 'grafana');
-    const files = Object.fromEntries((grafana.uploads ?? []).map((u) => [u.file, u.content]));
+    const files = Object.fromEntries((grafana.uploads ?? []).map((u) => [u.file, u.content as string]));
     expect(files['/var/lib/grafana/dashboards/replyx-overview.json']).toBe(shipped.dashboard);
     const datasources = parse(files['/etc/grafana/provisioning/datasources/replyx.yml']!) as { datasources: { uid: string; url: string; type: string }[] };
     expect(datasources.datasources).toEqual([expect.objectContaining({ uid: GRAFANA_DATASOURCE_UID, type: 'prometheus', url: 'http://replyx-prometheus:9090' })]);

@@ -10,13 +10,35 @@ import { renderGrafanaProvisioning } from '../../render/grafana.js';
 import { readMonitoringArtefacts, renderPrometheusConfig, type MonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { REDIS_USERS } from '../../render/redis-acl.js';
+import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import type { Topology } from '../../topology/index.js';
 
 /** The five services of the stack, and Prometheus and Grafana when monitoring is enabled. */
 export type ServiceKey = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres' | 'prometheus' | 'grafana';
 
 /** Secrets the Docker target wires into containers (config keys `replyx:<name>`). */
-export type SecretName = 'jwtSecret' | 'siteTokenSecret' | 'widgetTokenSecret' | 'postgresPassword' | 'publishKey' | 'debugToken';
+export type SecretName =
+  | 'jwtSecret'
+  | 'siteTokenSecret'
+  | 'widgetTokenSecret'
+  | 'postgresPassword'
+  | 'publishKey'
+  | 'debugToken'
+  | 'redisGatewayPassword'
+  | 'redisPublisherPassword'
+  | 'redisAdminPassword'
+  | 'gatewayDatabasePassword';
+
+/** An upload's text: literal, or the Redis ACL file the component renders from the Redis user passwords. */
+export type UploadContent = string | { readonly render: 'redisAcl' };
+
+/** Where the Redis ACL file is uploaded in the redis container. */
+export const REDIS_ACL_FILE = '/usr/local/etc/redis/users.acl';
+
+// The redis healthcheck: the default user is off, so an unauthenticated PING answers NOAUTH,
+// which proves the server serves. Constant script; the port arrives as $1.
+const REDIS_PROBE = 'redis-cli -p "$1" ping 2>&1 | grep -qE "PONG|NOAUTH"';
 
 /** An env value that embeds a secret: `prefix + secret + suffix`, the secret URI-encoded if asked. */
 export interface SecretRef {
@@ -77,7 +99,7 @@ export interface ContainerPlan {
   readonly ports: readonly { readonly internal: number; readonly external: number; readonly ip?: string }[];
   readonly mounts: readonly MountPlan[];
   /** Files written into the container when it is created (rendered configuration). */
-  readonly uploads?: readonly { readonly file: string; readonly content: string }[];
+  readonly uploads?: readonly { readonly file: string; readonly content: UploadContent }[];
   readonly healthcheck: HealthcheckPlan;
   readonly restart: 'unless-stopped';
   /** Seconds Docker waits after the stop signal before SIGKILL. */
@@ -192,8 +214,19 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
           suffix: `@${host('postgres')}:${topology.postgres.port}/${topology.postgres.database}`,
           uriEncode: true,
         };
-      case 'redisUrl':
-        return `redis://${host('redis')}:${topology.redis.port}`;
+      case 'gatewayDatabaseUrl':
+        return {
+          secret: 'gatewayDatabasePassword',
+          prefix: `postgres://${GATEWAY_DATABASE_ROLE}:`,
+          suffix: `@${host('postgres')}:${topology.postgres.port}/${topology.postgres.database}`,
+          uriEncode: true,
+        };
+      case 'gatewayDatabasePassword':
+        return { secret: 'gatewayDatabasePassword' };
+      case 'redisGatewayUrl':
+        return { secret: 'redisGatewayPassword', prefix: `redis://${REDIS_USERS.gateway}:`, suffix: `@${host('redis')}:${topology.redis.port}`, uriEncode: true };
+      case 'redisPublisherUrl':
+        return { secret: 'redisPublisherPassword', prefix: `redis://${REDIS_USERS.publisher}:`, suffix: `@${host('redis')}:${topology.redis.port}`, uriEncode: true };
       case 'debugToken':
         return options.debugToken ? { secret: 'debugToken' } : undefined;
       case 'jwtSecret':
@@ -204,6 +237,9 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
         return { secret: ref };
       case 'instanceId':
         return container;
+      // The docker target's Postgres is on the private network without TLS.
+      case 'databaseCaFile':
+        return undefined;
     }
   };
   const envOf = (service: keyof typeof names, container: string) => resolveServiceEnv(renderServiceEnv(topology, service), resolver(container));
@@ -275,13 +311,15 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     name: host('redis'),
     image: 'redis',
     // The rendered server settings, persisted append-only on the volume.
-    command: ['redis-server', ...(renderServiceEnv(topology, 'redis').args ?? []), '--appendonly', 'yes', '--dir', '/data'],
+    command: ['redis-server', ...(renderServiceEnv(topology, 'redis').args ?? []), '--appendonly', 'yes', '--dir', '/data', '--aclfile', REDIS_ACL_FILE],
     env: envOf('redis', host('redis')),
     aliases: [host('redis')],
     ports: [],
     mounts: [{ type: 'volume', volume: volumes[1]!.name, target: '/data' }],
+    // The stack's users (infra/render/redis-acl.ts), rendered with the generated passwords.
+    uploads: [{ file: REDIS_ACL_FILE, content: { render: 'redisAcl' } }],
     healthcheck: {
-      test: ['CMD', 'redis-cli', '-p', String(topology.redis.port), 'ping'],
+      test: ['CMD', 'sh', '-c', REDIS_PROBE, 'healthcheck', String(topology.redis.port)],
       intervalS: 5,
       timeoutS: 3,
       retries: 12,

@@ -16,6 +16,10 @@ const SECRETS: DockerStackSecrets = {
   widgetTokenSecret: pulumi.secret('widget-value'),
   postgresPassword: pulumi.secret('p@ss/word'),
   publishKey: pulumi.secret('publish-value'),
+  redisGatewayPassword: pulumi.secret('g'.repeat(40)),
+  redisPublisherPassword: pulumi.secret('u'.repeat(40)),
+  redisAdminPassword: pulumi.secret('a'.repeat(40)),
+  gatewayDatabasePassword: pulumi.secret('q'.repeat(40)),
 };
 
 let counter = 0;
@@ -141,9 +145,11 @@ describe('ReplyxDockerStack containers', () => {
     expect(backend.DATABASE_URL).toBe('postgres://replyx:p%40ss%2Fword@replyx-postgres:5433/replyx');
     expect(new URL(backend.DATABASE_URL!).password).toBe('p%40ss%2Fword');
     expect(backend.JWT_SECRET).toBe('jwt-value');
-    expect(backend.REDIS_URL).toBe('redis://replyx-redis:6380');
+    expect(backend.REDIS_URL).toBe(`redis://replyx-publisher:${'u'.repeat(40)}@replyx-redis:6380`);
     const gateway = env('replyx-ws-gateway');
-    expect(gateway).toMatchObject({ JWT_SECRET: 'jwt-value', PUBLISH_KEY: 'publish-value', DATABASE_URL: backend.DATABASE_URL });
+    expect(gateway).toMatchObject({ JWT_SECRET: 'jwt-value', PUBLISH_KEY: 'publish-value', DATABASE_URL: `postgres://replyx_gateway:${'q'.repeat(40)}@replyx-postgres:5433/replyx` });
+    expect(backend.GATEWAY_DATABASE_PASSWORD).toBe('q'.repeat(40));
+    expect(gateway.REDIS_URL).toBe(`redis://replyx-gateway:${'g'.repeat(40)}@replyx-redis:6380`);
     expect(gateway.DEBUG_TOKEN).toBeUndefined();
     expect(env('replyx-postgres')).toMatchObject({ POSTGRES_PASSWORD: 'p@ss/word', POSTGRES_USER: 'replyx', POSTGRES_DB: 'replyx' });
   });

@@ -7,7 +7,8 @@ import * as pulumi from '@pulumi/pulumi';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { topologyChecksum, type Topology } from '../../topology/index.js';
 import { NginxConfigFile } from './nginx-config-file.js';
-import { planDockerStack, type ContainerPlan, type DockerStackPlan, type EnvValue, type SecretName, type ServiceKey } from './plan.js';
+import { renderRedisAclFile } from '../../render/redis-acl.js';
+import { planDockerStack, type ContainerPlan, type DockerStackPlan, type EnvValue, type SecretName, type ServiceKey, type UploadContent } from './plan.js';
 
 /** The secrets the containers need, as Pulumi secret Outputs (see infra/secrets.ts). */
 export interface DockerStackSecrets {
@@ -16,6 +17,12 @@ export interface DockerStackSecrets {
   readonly widgetTokenSecret: pulumi.Input<string>;
   readonly postgresPassword: pulumi.Input<string>;
   readonly publishKey: pulumi.Input<string>;
+  /** Passwords of the Redis users (the ACL file and each service's REDIS_URL). */
+  readonly redisGatewayPassword: pulumi.Input<string>;
+  readonly redisPublisherPassword: pulumi.Input<string>;
+  readonly redisAdminPassword: pulumi.Input<string>;
+  /** Password of the gateway's database role. */
+  readonly gatewayDatabasePassword: pulumi.Input<string>;
   /** Optional: only passed to the gateway when set. */
   readonly debugToken?: pulumi.Input<string>;
 }
@@ -60,6 +67,16 @@ export function resolveEnv(env: Readonly<Record<string, EnvValue>>, secrets: Doc
     }),
   );
   return needed.size > 0 ? pulumi.secret(lines) : lines;
+}
+
+/** An upload's text: as planned, or the Redis ACL file rendered from the secrets (a secret itself). */
+export function uploadContent(content: UploadContent, secrets: DockerStackSecrets): pulumi.Input<string> {
+  if (typeof content === 'string') return content;
+  return pulumi.secret(
+    pulumi
+      .all([secrets.redisGatewayPassword, secrets.redisPublisherPassword, secrets.redisAdminPassword])
+      .apply(([gateway, publisher, admin]) => renderRedisAclFile({ gateway, publisher, admin })),
+  );
 }
 
 /** The whole replyx stack on one Docker host. */
@@ -136,7 +153,7 @@ export class ReplyxDockerStack extends pulumi.ComponentResource {
           envs: resolveEnv(c.env, args.secrets),
           networksAdvanced: [{ name: network.name, aliases: [...c.aliases] }],
           ports: c.ports.map((p) => ({ internal: p.internal, external: p.external, ...(p.ip !== undefined ? { ip: p.ip } : {}) })),
-          ...(c.uploads ? { uploads: c.uploads.map((u) => ({ file: u.file, content: u.content })) } : {}),
+          ...(c.uploads ? { uploads: c.uploads.map((u) => ({ file: u.file, content: uploadContent(u.content, args.secrets) })) } : {}),
           mounts: c.mounts.map((m) =>
             m.type === 'volume'
               ? { type: 'volume', source: volumes.get(m.volume)!.name, target: m.target }

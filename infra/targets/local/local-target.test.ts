@@ -15,7 +15,7 @@ import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
 import { freePorts } from './ports.js';
 
-const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43) };
+const secrets = { jwtSecret: 'j'.repeat(43), publishKey: 'p'.repeat(43), debugToken: 'd'.repeat(43), siteTokenSecret: 's'.repeat(43), widgetTokenSecret: 'w'.repeat(43), redisGatewayPassword: 'g'.repeat(43), redisPublisherPassword: 'u'.repeat(43), redisAdminPassword: 'a'.repeat(43), gatewayDatabasePassword: 'q'.repeat(43) };
 const local = (input: Record<string, unknown> = {}) => validateTopology({ target: 'local', ...input }).topology;
 const opts = { stateDir: '/tmp/state', repoDir: '/repo', secrets, nodePath: '/usr/bin/node' };
 
@@ -35,7 +35,7 @@ describe('planLocalStack', () => {
     const backend = plan.services.find((s) => s.name === 'backend')!;
     const gateway = plan.services.find((s) => s.name === 'gateway')!;
     expect(backend.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'examples/backend/src/main.ts']);
-    expect(backend.env).toMatchObject({ PORT: '8000', BACKEND_WORKERS: '2', UVICORN_WORKERS: '2', DATABASE_URL: 'postgres://replyx@127.0.0.1:5433/replyx', REDIS_URL: 'redis://127.0.0.1:6380', JWT_SECRET: secrets.jwtSecret, SITE_TOKEN_SECRET: secrets.siteTokenSecret, WIDGET_TOKEN_SECRET: secrets.widgetTokenSecret });
+    expect(backend.env).toMatchObject({ PORT: '8000', BACKEND_WORKERS: '2', UVICORN_WORKERS: '2', DATABASE_URL: 'postgres://replyx@127.0.0.1:5433/replyx', REDIS_URL: `redis://replyx-publisher:${secrets.redisPublisherPassword}@127.0.0.1:6380`, JWT_SECRET: secrets.jwtSecret, SITE_TOKEN_SECRET: secrets.siteTokenSecret, WIDGET_TOKEN_SECRET: secrets.widgetTokenSecret });
     expect(gateway.argv).toEqual(['/usr/bin/node', '--import', 'tsx', 'gateway/src/main.ts']);
     expect(gateway.env).toMatchObject({ PORT: '8001', HEARTBEAT_MS: '10000', DRAIN_WINDOW_MS: '700', PUBLISH_KEY: secrets.publishKey, DEBUG_TOKEN: secrets.debugToken, SITE_TOKEN_SECRET: secrets.siteTokenSecret, WIDGET_TOKEN_SECRET: secrets.widgetTokenSecret, BROKER: 'redis', SERVICE_MODE: 'websocket', UVICORN_WORKERS: '1' });
     expect(gateway.stopGraceMs).toBeGreaterThan(700);

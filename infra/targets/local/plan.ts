@@ -5,6 +5,8 @@ import { SERVICE_NAMES } from '../../topology/service-names.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
+import { redisUrlFor, renderRedisAclFile, type RedisPasswords } from '../../render/redis-acl.js';
 import { PYTHON_BIN } from '../../python/interpreter.js';
 import { nginxArgs, postgresArgs, postgresJsonLog, prometheusArgs, redisArgs } from './processes.js';
 
@@ -25,6 +27,12 @@ export interface LocalSecrets {
   readonly debugToken: string;
   readonly siteTokenSecret: string;
   readonly widgetTokenSecret: string;
+  /** Passwords of the Redis users (infra/render/redis-acl.ts). */
+  readonly redisGatewayPassword: string;
+  readonly redisPublisherPassword: string;
+  readonly redisAdminPassword: string;
+  /** Password of the gateway's database role (migration 005; trust auth locally, checked elsewhere). */
+  readonly gatewayDatabasePassword: string;
 }
 
 /** How the supervisor knows a service is up. */
@@ -75,6 +83,7 @@ export interface LocalStackPlan {
   readonly ports: LocalPorts;
   readonly services: readonly ProcessSpec[];
   readonly databaseUrl: string;
+  /** Redis URL of the admin user (operators and probes; the services get their own users). */
   readonly redisUrl: string;
   readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string; readonly prometheus?: string };
   readonly nginxConfigFile: string;
@@ -98,6 +107,14 @@ export interface PlanOptions {
   readonly logLevel?: string;
   /** Run Prometheus whatever `monitoring.enabled` says (`npm start -- --monitoring`). Default: the topology's. */
   readonly monitoring?: boolean;
+}
+
+/** The gateway's connection URL: the owner's server and database, as the gateway's role. */
+export function gatewayDatabaseUrl(ownerUrl: string, password: string): string {
+  const url = new URL(ownerUrl);
+  url.username = GATEWAY_DATABASE_ROLE;
+  url.password = password;
+  return url.toString();
 }
 
 /** The stack's ports: overrides first, then the topology's; Prometheus's only when `monitoring`. */
@@ -140,8 +157,9 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
   const node = options.nodePath ?? process.execPath;
   const name = effective.name;
   const databaseUrl = options.externalDatabaseUrl ?? `postgres://${effective.postgres.user}@127.0.0.1:${ports.postgres}/${effective.postgres.database}`;
-  const redisUrl = `redis://127.0.0.1:${ports.redis}`;
   const { secrets } = options;
+  const redisPasswords: RedisPasswords = { gateway: secrets.redisGatewayPassword, publisher: secrets.redisPublisherPassword, admin: secrets.redisAdminPassword };
+  const redisUrl = redisUrlFor('admin', redisPasswords.admin, '127.0.0.1', ports.redis);
   // The local values of the rendered settings' references: loopback, the planned ports, the
   // secrets file; Postgres uses trust auth on loopback, so there is no password.
   const resolve: SettingResolver<string> = (ref) => {
@@ -150,8 +168,14 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
         return '127.0.0.1';
       case 'databaseUrl':
         return databaseUrl;
-      case 'redisUrl':
-        return redisUrl;
+      case 'gatewayDatabaseUrl':
+        return gatewayDatabaseUrl(databaseUrl, secrets.gatewayDatabasePassword);
+      case 'gatewayDatabasePassword':
+        return secrets.gatewayDatabasePassword;
+      case 'redisGatewayUrl':
+        return redisUrlFor('gateway', redisPasswords.gateway, '127.0.0.1', ports.redis);
+      case 'redisPublisherUrl':
+        return redisUrlFor('publisher', redisPasswords.publisher, '127.0.0.1', ports.redis);
       case 'jwtSecret':
       case 'siteTokenSecret':
       case 'widgetTokenSecret':
@@ -161,6 +185,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       case 'instanceId':
         return `${name}-ws-gateway-1`;
       case 'postgresPassword':
+      case 'databaseCaFile':
         return undefined;
     }
   };
@@ -176,6 +201,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
 
   const postgresDir = path.join(state, 'postgres');
   const redisDir = path.join(state, 'redis');
+  const redisAclFile = path.join(redisDir, 'users.acl');
   const nginxDir = path.join(state, 'nginx');
   const nginxConfigFile = path.join(nginxDir, 'nginx.conf');
   const nginxStderr = path.join(nginxDir, 'logs', 'nginx.stderr.log');
@@ -206,7 +232,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       name: 'redis',
       displayName: `${name}-redis`,
       kind: 'redis',
-      argv: ['redis-server', ...redisArgs({ dir: redisDir, port: ports.redis, maxmemoryMb: effective.redis.maxmemoryMb })],
+      argv: ['redis-server', ...redisArgs({ dir: redisDir, port: ports.redis, maxmemoryMb: effective.redis.maxmemoryMb, aclFile: redisAclFile })],
+      files: [{ path: redisAclFile, content: renderRedisAclFile(redisPasswords) }],
       env: {},
       cwd: redisDir,
       port: ports.redis,

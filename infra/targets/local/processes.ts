@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { ReplyxError } from '../../errors.js';
-import { redisCommand } from '../../operate/probes.js';
+import { redisAnswers, redisCommand } from '../../operate/probes.js';
 import { findBinary } from '../../processes/run.js';
 import { logExcerpt } from '../../processes/log-tail.js';
 import { startLogged, type LoggedProcess } from '../../processes/run.js';
@@ -126,9 +126,11 @@ async function failedToStart(name: string, child: LoggedProcess, port: number, l
 }
 
 /** The redis-server arguments (pure): the rendered server settings, 127.0.0.1 only, no persistence. */
-export function redisArgs(opts: { dir: string; port: number; maxmemoryMb?: number }): string[] {
+export function redisArgs(opts: { dir: string; port: number; maxmemoryMb?: number; aclFile?: string }): string[] {
   return [
     ...redisServerArgs({ port: opts.port, maxmemoryMb: opts.maxmemoryMb ?? DEFAULT_REDIS_MAXMEMORY_MB }),
+    // The stack's users (infra/render/redis-acl.ts); without a file, the default user has no password (tests, benchmarks).
+    ...(opts.aclFile !== undefined ? ['--aclfile', opts.aclFile] : []),
     '--bind', '127.0.0.1',
     '--dir', opts.dir,
     '--save', '',
@@ -139,13 +141,13 @@ export function redisArgs(opts: { dir: string; port: number; maxmemoryMb?: numbe
 }
 
 /** Starts redis-server bound to 127.0.0.1 with no persistence, ready when it answers PING. */
-export async function startRedis(opts: StartOptions & { maxmemoryMb?: number }): Promise<ServiceProcess> {
+export async function startRedis(opts: StartOptions & { maxmemoryMb?: number; aclFile?: string }): Promise<ServiceProcess> {
   const bin = requireBinary('redis-server');
   await mkdir(opts.dir, { recursive: true });
   const logFile = path.join(opts.dir, 'redis.log');
   const args = redisArgs(opts);
   const child = await spawnService(bin, args, { ...opts, logFile });
-  const ready = await waitUntil(async () => (await redisCommand(opts.port, 'PING')) === '+PONG' && child.exited() === undefined, opts.readyTimeoutMs ?? 10_000);
+  const ready = await waitUntil(async () => redisAnswers(await redisCommand(opts.port, 'PING')) && child.exited() === undefined, opts.readyTimeoutMs ?? 10_000);
   if (!ready) return failedToStart('redis', child, opts.port, logFile);
   return handleFor('redis', child, opts.port, logFile);
 }

@@ -15,13 +15,31 @@ const secretsSchema = z.strictObject({
   // Added with the site/widget token keys: older state directories lack them (filled in below).
   siteTokenSecret: z.string().min(32).optional(),
   widgetTokenSecret: z.string().min(32).optional(),
+  // Added with the Redis users: older state directories lack them (filled in below).
+  redisGatewayPassword: z.string().min(32).optional(),
+  redisPublisherPassword: z.string().min(32).optional(),
+  redisAdminPassword: z.string().min(32).optional(),
+  gatewayDatabasePassword: z.string().min(32).optional(),
 });
+
+/** Secrets added after the first secrets files were written; a start fills in what a file lacks. */
+const LATER_SECRETS = ['siteTokenSecret', 'widgetTokenSecret', 'redisGatewayPassword', 'redisPublisherPassword', 'redisAdminPassword', 'gatewayDatabasePassword'] as const;
 
 const secret = () => randomBytes(32).toString('base64url');
 
 /** A fresh set of random local secrets. */
 export function generateSecrets(): LocalSecrets {
-  return { jwtSecret: secret(), publishKey: secret(), debugToken: secret(), siteTokenSecret: secret(), widgetTokenSecret: secret() };
+  return {
+    jwtSecret: secret(),
+    publishKey: secret(),
+    debugToken: secret(),
+    siteTokenSecret: secret(),
+    widgetTokenSecret: secret(),
+    redisGatewayPassword: secret(),
+    redisPublisherPassword: secret(),
+    redisAdminPassword: secret(),
+    gatewayDatabasePassword: secret(),
+  };
 }
 
 /** Path of the secrets file inside a state directory. */
@@ -62,11 +80,16 @@ export async function readLocalSecrets(stateDir: string): Promise<LocalSecrets> 
   if (text === undefined) {
     throw new ReplyxError('RPX_STACK_NOT_STARTED', `no local stack state in ${stateDir} (secrets.json missing)`, 'start the stack with npm start (or pass --state-dir of a running stack)');
   }
-  const { siteTokenSecret, widgetTokenSecret, ...rest } = parseSecrets(file, text);
-  if (!siteTokenSecret || !widgetTokenSecret) {
-    throw new ReplyxError('RPX_STACK_NOT_STARTED', `${file} predates the site and widget token keys`, 'run npm stop, then npm start (it adds the keys and restarts every service with them)');
+  const stored = parseSecrets(file, text);
+  const complete = completeSecrets(stored);
+  if (!complete) {
+    throw new ReplyxError('RPX_STACK_NOT_STARTED', `${file} predates the site and widget token keys or the Redis users`, 'run npm stop, then npm start (it adds the keys and restarts every service with them)');
   }
-  return { ...rest, siteTokenSecret, widgetTokenSecret };
+  return complete;
+}
+
+function completeSecrets(stored: StoredSecrets): LocalSecrets | undefined {
+  return LATER_SECRETS.every((key) => stored[key] !== undefined) ? (stored as LocalSecrets) : undefined;
 }
 
 /** Reads `<stateDir>/secrets.json`, creating it (mode 600) on first use. */
@@ -77,9 +100,9 @@ export async function loadOrCreateSecrets(stateDir: string): Promise<LocalSecret
     const secrets = parseSecrets(file, text);
     // Someone may have loosened the mode; secrets stay owner-only.
     await chmod(file, 0o600);
-    const { siteTokenSecret, widgetTokenSecret } = secrets;
-    if (siteTokenSecret && widgetTokenSecret) return { ...secrets, siteTokenSecret, widgetTokenSecret };
-    const completed = { ...secrets, siteTokenSecret: siteTokenSecret ?? secret(), widgetTokenSecret: widgetTokenSecret ?? secret() };
+    const complete = completeSecrets(secrets);
+    if (complete) return complete;
+    const completed = { ...secrets, ...Object.fromEntries(LATER_SECRETS.map((key) => [key, secrets[key] ?? secret()])) } as LocalSecrets;
     await writeFile(file, `${JSON.stringify(completed, null, 2)}\n`, { mode: 0o600 });
     return completed;
   }

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -8,7 +8,7 @@ import { startLogged } from '../../processes/run.js';
 import type { ProcessSpec } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
 import { isPortOpen, waitUntil } from './ports.js';
-import { redisCommand } from '../../operate/probes.js';
+import { redisAnswers, redisCommand } from '../../operate/probes.js';
 import { requireBinary, startNginx, startPostgres, startRedis, stopPid } from './processes.js';
 
 // The thin process manager: runs one ProcessSpec detached, records its pid, waits for its
@@ -68,7 +68,7 @@ export async function probeReady(spec: ProcessSpec): Promise<boolean> {
         return false;
       }
     case 'redis-ping':
-      return (await redisCommand(probe.port, 'PING').catch(() => '')) === '+PONG';
+      return redisAnswers(await redisCommand(probe.port, 'PING').catch(() => ''));
     case 'postgres': {
       const client = new pg.Client({ host: '127.0.0.1', port: probe.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1000 });
       // Any answer (even "role does not exist") proves the server accepts connections.
@@ -112,14 +112,19 @@ function childEnv(spec: ProcessSpec): NodeJS.ProcessEnv {
   return { ...env, ...spec.env };
 }
 
-/** Writes the spec's rendered files, then runs its argv as it is (node services, Prometheus). */
+/** Writes the spec's rendered files, owner-only (the Redis ACL file holds password hashes). */
+async function writeSpecFiles(spec: ProcessSpec): Promise<void> {
+  for (const file of spec.files ?? []) {
+    await mkdir(path.dirname(file.path), { recursive: true });
+    await writeFile(file.path, file.content, { mode: 0o600 });
+    await chmod(file.path, 0o600);
+  }
+}
+
+/** Runs a spec's argv as it is (node services, Prometheus). */
 async function startProgram(spec: ProcessSpec, argv: readonly string[] = spec.argv): Promise<number> {
   await mkdir(path.dirname(spec.logFile), { recursive: true });
   await mkdir(spec.cwd, { recursive: true });
-  for (const file of spec.files ?? []) {
-    await mkdir(path.dirname(file.path), { recursive: true });
-    await writeFile(file.path, file.content);
-  }
   const child = await startLogged(argv, { cwd: spec.cwd, env: childEnv(spec), logFile: spec.logFile, detached: true });
   const ready = await waitUntil(async () => child.exited() === undefined && (await probeReady(spec)), spec.readyTimeoutMs, 100);
   if (!ready) {
@@ -134,20 +139,23 @@ async function startProgram(spec: ProcessSpec, argv: readonly string[] = spec.ar
   return child.pid;
 }
 
+const argAfter = (argv: readonly string[], flag: string): string | undefined => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
+
 /** Starts one service detached, waits until it is healthy and writes its pid file; resolves with the pid. */
 export async function startService(spec: ProcessSpec, extra: { postgresUser?: string; postgresDatabase?: string; redisMaxmemoryMb?: number } = {}): Promise<number> {
   await assertPortFree(spec);
   await mkdir(path.dirname(spec.pidFile), { recursive: true });
+  await writeSpecFiles(spec);
   let pid: number;
   switch (spec.kind) {
     case 'postgres':
       pid = (await startPostgres({ dir: spec.dir, port: spec.port, user: extra.postgresUser, database: extra.postgresDatabase, detached: true, readyTimeoutMs: spec.readyTimeoutMs })).pid;
       break;
     case 'redis':
-      pid = (await startRedis({ dir: spec.dir, port: spec.port, detached: true, maxmemoryMb: extra.redisMaxmemoryMb, readyTimeoutMs: spec.readyTimeoutMs })).pid;
+      pid = (await startRedis({ dir: spec.dir, port: spec.port, detached: true, maxmemoryMb: extra.redisMaxmemoryMb, aclFile: argAfter(spec.argv, '--aclfile'), readyTimeoutMs: spec.readyTimeoutMs })).pid;
       break;
     case 'nginx':
-      pid = (await startNginx({ dir: spec.dir, port: spec.port, configFile: spec.argv[spec.argv.indexOf('-c') + 1]!, detached: true, readyTimeoutMs: spec.readyTimeoutMs })).pid;
+      pid = (await startNginx({ dir: spec.dir, port: spec.port, configFile: argAfter(spec.argv, '-c')!, detached: true, readyTimeoutMs: spec.readyTimeoutMs })).pid;
       break;
     case 'node':
       pid = await startProgram(spec);
