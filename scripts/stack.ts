@@ -27,7 +27,8 @@ Commands:
   status [--json]    service, pid, port, health, URL
   logs SVC [-f]      print a service's logs (nginx: access and error logs; -f follows them)
   restart SVC        restart one service (gateway drains its clients first)
-  tokens [--json]    demo admin JWT, site tokens, widget origin and the seed's wscat/curl checks
+  tokens [--json]    demo admin JWT, site tokens, widget session, publish key, the seed's wscat/curl
+                     checks and the HTTP publish recipe
 
 Services: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS} (with monitoring) (also accepted: ${ALIASES})
 Options:
@@ -37,7 +38,7 @@ ${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, health and URL (Prometheus's too when monitoring runs).\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
   restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service. Restarting backend leaves WebSockets alone; restarting gateway\ncloses its clients with 4200 (they reconnect and resume with since=).\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
-  tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials and the seed's wscat/curl checks for this stack's ports.\n  --json         machine-readable output\n${COMMON}`,
+  tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials, the gateway's publish key, the seed's wscat/curl checks and the HTTP\npublish recipe (POST /internal/publish) for this stack's ports and keys.\n  --json         machine-readable output\n${COMMON}`,
 };
 
 const OPTIONS: Record<string, ParseArgsConfig['options']> = {
