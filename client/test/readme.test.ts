@@ -72,7 +72,7 @@ describe('README: the client in five lines', () => {
     const source = `${lines.join('\n')}\n${APP_DECLARATIONS}\n`;
     expect(typeErrors(source)).toEqual([]);
     // The check bites: a kind the package does not know is a type error.
-    expect(typeErrors(source.replace("kind: 'admin'", "kind: 'boss'")).join('\n')).toContain("'boss'");
+    expect(typeErrors(source.replace("kind: 'admin'", "kind: 'boss'")).join('\n')).toContain('"boss"');
   }, 60_000);
 
   it('runs: token in the subprotocol, events to showMessage, resync to reloadMessages(123)', async () => {
