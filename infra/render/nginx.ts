@@ -113,6 +113,16 @@ export interface NginxPlan {
   readonly ws: NginxProxyLocationPlan;
   readonly blocked: readonly NginxBlockedLocationPlan[];
   readonly healthPath: string;
+  /** The demo pages (examples/web, built by the local stack into `root`), when served. */
+  readonly demo?: { readonly path: string; readonly root: string };
+}
+
+/** Where the demo pages are served, and the directory (under nginx's prefix) the local stack builds them into. */
+export const DEMO_PAGES = { path: '/demo/', dir: 'demo' } as const;
+
+/** Whether `topology` serves the demo pages on `target`: `nginx.demoPages`, by default only on local. */
+export function demoPagesEnabled(topology: Topology, target: Target = topology.target): boolean {
+  return topology.nginx.demoPages ?? target === 'local';
 }
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -237,6 +247,10 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
   const trustedProxyCidrs = (options.trustedProxyCidrs ?? (target === 'aws' ? PRIVATE_NETWORKS : [])).map(checkedCidr);
   const prefixDir = options.prefixDir === undefined ? undefined : checkedPrefixDir(options.prefixDir);
   const n = topology.nginx;
+  const demo = demoPagesEnabled(topology, target);
+  if (demo && target !== 'local') {
+    throw optionError(`nginx.demoPages is on for the ${target} target, whose nginx does not carry the demo pages`, 'remove replyx:nginx.demoPages (the local stack serves them: npm start, then /demo/)');
+  }
 
   const backend: NginxUpstreamPlan = { name: 'replyx_backend', servers: [backendServer], keepalive, leastConn: false };
   const gateway: NginxUpstreamPlan = { name: 'replyx_ws_gateway', servers: [gatewayServer], keepalive: 0, leastConn: true };
@@ -285,6 +299,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       { modifier: '^~', path: '/metrics/' },
     ],
     healthPath: '/health',
+    ...(demo ? { demo: { path: DEMO_PAGES.path, root: prefixDir === undefined ? DEMO_PAGES.dir : path.join(prefixDir, DEMO_PAGES.dir) } } : {}),
   };
 }
 

@@ -37,6 +37,10 @@ export const nginxSchema = z
     workerShutdownTimeoutS: z.int().min(1).max(3600).default(30).describe('worker_shutdown_timeout: how long a reload lets old workers keep WebSockets (seconds).'),
     workerConnections: z.int().min(64).max(1_000_000).default(16_384).describe('worker_connections per nginx worker.'),
     clientMaxBodySize: z.string().regex(/^\d+[km]?$/i, 'must be an nginx size like "1m" or "512k"').default('1m').describe('client_max_body_size for /api/.'),
+    demoPages: z
+      .boolean()
+      .optional()
+      .describe('Serve the demo pages (examples/web: operator page, customer site with the widget) under /demo/. Unset: on for the local target, off on docker and aws, whose nginx does not carry them (true there is refused).'),
   })
   .describe('nginx, the only public entry: routes /api/ to the backend and /ws/ to the gateway.');
 
