@@ -37,8 +37,9 @@ export function upgradeRequiredResponse(): { readonly status: 426; readonly head
   const body = `${UPGRADE_REQUIRED_HINT}\n`;
   return {
     status: 426,
-    // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
-    headers: { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' },
+    // RFC 9110 §15.5.22: a 426 names the protocol to switch to. No `Connection: Upgrade`: the
+    // server keeps managing the connection, and a proxy keeping it alive must not see an upgrade.
+    headers: { upgrade: 'websocket', 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' },
     body,
   };
 }
