@@ -3,11 +3,13 @@ import { applyEvent, isMessageRow, resumeAfter, type ShownMessage } from './mess
 import { byId, fetchHistory, postMessage, renderMessages, showState } from './page.js';
 
 // The operator page: an admin client on one dialog. The operator pastes the admin JWT (a real
-// panel has it from its own login); it stays in this tab's sessionStorage, never in a URL.
+// panel has it from its own login); it stays in this tab's sessionStorage with the dialog, so a
+// reload reopens it, and never goes in a URL.
 // History comes from the API, then the client resumes after its newest event, so nothing
 // published in between is missed; a `resync` refetches.
 
 const TOKEN_KEY = 'replyx.demo.admin-token';
+const DIALOG_KEY = 'replyx.demo.dialog';
 const api = location.origin;
 let client: DialogClient | undefined;
 let list: ShownMessage[] = [];
@@ -49,12 +51,13 @@ async function open(dialogId: number, token: string): Promise<void> {
 const form = byId<HTMLFormElement>('login');
 const dialogInput = byId<HTMLInputElement>('dialog');
 const tokenInput = byId<HTMLTextAreaElement>('token');
-dialogInput.value = new URLSearchParams(location.search).get('dialog') ?? '123';
+dialogInput.value = new URLSearchParams(location.search).get('dialog') ?? sessionStorage.getItem(DIALOG_KEY) ?? '123';
 tokenInput.value = sessionStorage.getItem(TOKEN_KEY) ?? '';
 form.onsubmit = (ev) => {
   ev.preventDefault();
   const token = tokenInput.value.trim();
   sessionStorage.setItem(TOKEN_KEY, token);
+  sessionStorage.setItem(DIALOG_KEY, dialogInput.value);
   void open(Number(dialogInput.value), token);
 };
 if (tokenInput.value) void open(Number(dialogInput.value), tokenInput.value);
