@@ -111,6 +111,8 @@ async function main(argv: string[]): Promise<number> {
       url(`${plan.urls.backend}/health`, 'backend (/metrics for Prometheus)');
       url(`${plan.urls.gateway}/health`, 'gateway (/metrics for Prometheus)');
       if (plan.urls.prometheus) url(`${plan.urls.prometheus}/alerts`, 'Prometheus: alert rules from monitoring/alerts.yml');
+      const { demoPagesEnabled, DEMO_PAGES } = await import('../infra/render/nginx.js');
+      if (demoPagesEnabled(plan.topology, 'local')) url(`${plan.urls.public}${DEMO_PAGES.path}`, 'demo pages: operator page, customer site with the widget');
       const flag = stack ? ` --stack ${stack}` : '';
       log(`Next: npm run stack -- tokens${flag}   (credentials and the seed's wscat/curl checks); npm stop${stack ? ` --${flag}` : ''}`);
       return 0;
