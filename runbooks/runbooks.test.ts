@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DEFAULT_TOKEN_POLICY } from '../examples/backend/src/demo.js';
@@ -133,6 +134,7 @@ describe('runbooks (live: every `bash local` command against a running local sta
     // Make the lines the runbooks look for happen: a refused widget (4003), a slow consumer
     // (4101), and a publish that fails while Redis is away (backend error, nginx 5xx).
     await forbiddenWidget(h.ports.gateway, h.secrets.widgetTokenSecret);
+    await ignoredDomainEntry(h.plan.databaseUrl, h.ports.gateway, h.secrets.widgetTokenSecret);
     await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
     await publishWhileRedisIsDown();
     const checked: string[] = [];
@@ -158,6 +160,27 @@ describe('runbooks (live: every `bash local` command against a running local sta
     const stale = await signWidgetToken(widgetTokenSecret, { dialogId: 123, assistantId: 3, origin: 'https://evil.example.org' }, DEFAULT_TOKEN_POLICY);
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/widget/dialogs/123`, tokenProtocols(stale.token));
     await new Promise<void>((resolve) => ws.on('close', () => resolve()).on('error', () => resolve()));
+  }
+
+  /**
+   * An assistant whose allowed domains hold a public-suffix wildcard (`*.com`): the gateway logs
+   * once that the entry "is ignored". Handshakes repeat until the access cache has expired.
+   */
+  async function ignoredDomainEntry(databaseUrl: string, port: number, widgetTokenSecret: string): Promise<void> {
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    const logFile = stack.handle.logFile('gateway');
+    try {
+      await db.query("UPDATE assistants SET allowed_domains = array_append(allowed_domains, '*.com') WHERE id = 3");
+      const deadline = Date.now() + 20_000;
+      while (grepCount(logFile, 'is ignored') === 0 && Date.now() < deadline) {
+        await forbiddenWidget(port, widgetTokenSecret);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    } finally {
+      await db.query("UPDATE assistants SET allowed_domains = array_remove(allowed_domains, '*.com') WHERE id = 3");
+      await db.end();
+    }
   }
 
   async function adminTokenFor(secret: string): Promise<string> {
