@@ -116,6 +116,7 @@ async function expectScreensMatchApi(label: string, soft = false): Promise<void>
   await operator.screenshot({ path: path.join(SHOTS, `${label}-operator.png`) });
   await site.screenshot({ path: path.join(SHOTS, `${label}-site.png`) });
   const seen = { operator: departures(await shown(operator), want), widget: departures(await shown(widget), want) };
+  console.log(`[demo-pages] ${label}: ${want.length} messages in the dialog; operator ${JSON.stringify(seen.operator) === JSON.stringify(CLEAN) ? 'exact' : 'differs'}, widget ${JSON.stringify(seen.widget) === JSON.stringify(CLEAN) ? 'exact' : 'differs'}`);
   (soft ? expect.soft : expect)({ label, messages: want.length, ...seen }).toEqual({ label, messages: want.length, operator: CLEAN, widget: CLEAN });
 }
 

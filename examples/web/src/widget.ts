@@ -27,6 +27,8 @@ function stop(text: string, code: number | undefined): void {
   banner.textContent = code === 4003 ? 'domain not allowed' : text;
   banner.dataset.code = String(code ?? '');
   banner.hidden = false;
+  byId('state').textContent = 'stopped';
+  byId('send').hidden = true;
 }
 
 async function firstSession(session: WidgetSession): Promise<WidgetSessionInfo | undefined> {
