@@ -136,7 +136,8 @@ describe('runbooks (live: every `bash local` command against a running local sta
     await forbiddenWidget(h.ports.gateway, h.secrets.widgetTokenSecret);
     await ignoredDomainEntry(h.plan.databaseUrl, h.ports.gateway, h.secrets.widgetTokenSecret);
     await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
-    await publishWhileRedisIsDown();
+    await postWhileRedisIsDown();
+    await postWhilePostgresIsDown();
     const checked: string[] = [];
     for (const name of RUNBOOKS) {
       for (const kind of ['local', 'docker'] as const) {
@@ -204,21 +205,41 @@ describe('runbooks (live: every `bash local` command against a running local sta
     expect(await closed).toBe(4101);
   }
 
-  /** Stops Redis, posts a message through nginx (stored, not published: 503), starts Redis again. */
-  async function publishWhileRedisIsDown(): Promise<void> {
+  /** A message posted through nginx for the demo site's dialog. */
+  async function postSiteMessage(text: string): Promise<Response> {
+    const [site] = stack.handle.tokens.siteTokens;
+    return fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/site/dialogs/${site!.dialogId}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${site!.token}` },
+      body: JSON.stringify({ text }),
+    });
+  }
+
+  /** Stops Redis, posts a message through nginx (stored in the outbox: 201, no event id yet), starts Redis again. */
+  async function postWhileRedisIsDown(): Promise<void> {
     const redis = stack.handle.plan.services.find((s) => s.name === 'redis')!;
     const { stopService, startService } = await import('../infra/targets/local/supervisor.js');
     await stopService(redis);
     try {
-      const [site] = stack.handle.tokens.siteTokens;
-      const res = await fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/site/dialogs/${site!.dialogId}/messages?site_token=${site!.token}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ text: 'while redis is away' }),
-      });
-      expect(res.status).toBe(503);
+      const res = await postSiteMessage('while redis is away');
+      expect(res.status).toBe(201);
+      expect(((await res.json()) as { event_id: string | null }).event_id).toBeNull();
     } finally {
       await startService(redis, { redisMaxmemoryMb: stack.handle.topology.redis.maxmemoryMb });
+    }
+  }
+
+  /** Stops Postgres, posts a message through nginx (nothing stored: 503 through nginx, a backend error line), starts Postgres again. */
+  async function postWhilePostgresIsDown(): Promise<void> {
+    const postgres = stack.handle.plan.services.find((s) => s.name === 'postgres')!;
+    const { stopService, startService } = await import('../infra/targets/local/supervisor.js');
+    await stopService(postgres);
+    try {
+      const res = await postSiteMessage('while postgres is away');
+      expect(res.status).toBe(503);
+      await res.arrayBuffer();
+    } finally {
+      await startService(postgres, { postgresUser: stack.handle.topology.postgres.user, postgresDatabase: stack.handle.topology.postgres.database });
     }
   }
 
