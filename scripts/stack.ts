@@ -31,7 +31,8 @@ Commands:
   apply              bring the running stack back to its stack file: start what is down, restart
                      what runs with other settings, re-render, validate, swap and reload nginx
   redact-logs        replace tokens and secrets found in the stack's logs with [redacted]
-  tokens [--json]    demo admin JWT, site tokens, widget origin and the seed's wscat/curl checks
+  tokens [--json]    demo admin JWT, site tokens, widget session, publish key, the seed's wscat/curl
+                     checks and the HTTP publish recipe
 
 Services: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS} (with monitoring) (also accepted: ${ALIASES})
 Options:
@@ -43,7 +44,7 @@ ${COMMON}`,
   restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service. Restarting backend leaves WebSockets alone; restarting gateway\ncloses its clients with 4200 (they reconnect and resume with since=).\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
   apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. Changes nothing on a stack that matches.\n${COMMON}`,
   'redact-logs': `Usage: npm run stack -- redact-logs\n\nReplaces every token and secret npm run check finds in the stack's logs (JWTs, token= query\nvalues, the stack's secrets) with [redacted], in place. Rotate the leaked credentials too.\n${COMMON}`,
-  tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials and the seed's wscat/curl checks for this stack's ports.\n  --json         machine-readable output\n${COMMON}`,
+  tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials, the gateway's publish key, the seed's wscat/curl checks and the HTTP\npublish recipe (POST /internal/publish) for this stack's ports and keys.\n  --json         machine-readable output\n${COMMON}`,
 };
 
 const OPTIONS: Record<string, ParseArgsConfig['options']> = {
@@ -140,6 +141,8 @@ export async function stackMain(argv: string[]): Promise<number> {
       url(`${plan.urls.backend}/health`, 'backend (/metrics for Prometheus)');
       url(`${plan.urls.gateway}/health`, 'gateway (/metrics for Prometheus)');
       if (plan.urls.prometheus) url(`${plan.urls.prometheus}/alerts`, 'Prometheus: alert rules from monitoring/alerts.yml');
+      const { demoPagesEnabled, DEMO_PAGES } = await import('../infra/render/nginx.js');
+      if (demoPagesEnabled(plan.topology, 'local')) url(`${plan.urls.public}${DEMO_PAGES.path}`, 'demo pages: operator page, customer site with the widget');
       const flag = stack ? ` --stack ${stack}` : '';
       log(`Next: npm run stack -- tokens${flag}   (credentials and the seed's wscat/curl checks); npm stop${stack ? ` --${flag}` : ''}`);
       return 0;

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { sharedRedisUrl } from '../../test/services.js';
+import { UPGRADE_REQUIRED_HINT } from '../src/access/endpoints.js';
 import { RedisPublisher } from '../src/broker/publisher.js';
 import {
   DEBUG_TOKEN,
@@ -215,6 +216,18 @@ describe('refusals and close codes', () => {
     const c = new TestClient(`${gw.ws}/ws/nope/1`);
     expect(await c.opened).toBe(false);
     expect((await c.closed).code).toBe(1006);
+  });
+
+  it('a plain HTTP request on a WebSocket path answers 426 with the one-line hint; other paths stay 404', async () => {
+    for (const path of ['/ws/dialogs/123', '/ws/widget/dialogs/5/', '/ws/site/dialogs/300?site_token=x']) {
+      const res = await fetch(`${gw.base}${path}`);
+      expect({ path, status: res.status, upgrade: res.headers.get('upgrade'), type: res.headers.get('content-type') }).toEqual({ path, status: 426, upgrade: 'websocket', type: 'text/plain; charset=utf-8' });
+      expect(await res.text()).toBe(`${UPGRADE_REQUIRED_HINT}\n`);
+    }
+    expect(UPGRADE_REQUIRED_HINT).not.toContain('\n');
+    const head = await fetch(`${gw.base}/ws/dialogs/1`, { method: 'HEAD' });
+    expect({ status: head.status, body: await head.text() }).toEqual({ status: 426, body: '' });
+    for (const path of ['/ws/nope/1', '/ws/', '/ws/dialogs/1/extra']) expect({ path, status: (await fetch(`${gw.base}${path}`)).status }).toEqual({ path, status: 404 });
   });
 
   it('1009: a 65 KiB frame closes the connection', async () => {

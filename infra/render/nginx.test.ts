@@ -3,6 +3,8 @@ import { ReplyxError } from '../errors.js';
 import { topologyChecksum, validateTopology, type Target, type Topology, type TopologyInput, type WsRoute } from '../topology/index.js';
 import {
   DEFAULT_BACKEND_KEEPALIVE,
+  DEMO_PAGES,
+  demoPagesEnabled,
   nginxImageSupportsResolve,
   planNginx,
   RATE_LIMIT_ZONE_MB,
@@ -461,5 +463,26 @@ describe('checksum header', () => {
     expect(readChecksumFromConfig('x # replyx-topology-checksum: 0123456789abcdef\n')).toBeUndefined();
     expect(readChecksumFromConfig('# replyx-topology-checksum: 0123456789abcdef\r\n')).toBe('0123456789abcdef');
     expect(readNginxConfigHeader('')).toEqual({});
+  });
+});
+
+describe('demo pages (/demo/)', () => {
+  it('are served on local by default, from the demo dir under the prefix, never on docker or aws', () => {
+    const local = planNginx(topo({ target: 'local' }), 'local', { prefixDir: '/tmp/replyx-nginx' });
+    expect(local.demo).toEqual({ path: DEMO_PAGES.path, root: `/tmp/replyx-nginx/${DEMO_PAGES.dir}` });
+    expect(planNginx(topo({ target: 'local' }), 'local').demo).toEqual({ path: '/demo/', root: 'demo' });
+    const text = renderNginxConfig(topo({ target: 'local' }), 'local', { prefixDir: '/tmp/replyx-nginx' });
+    expect(block(text, 'location /demo/ {')).toContain('alias "/tmp/replyx-nginx/demo/";');
+    expect(matchLocation(serverForPort(parseNginxConfig(text), 8080)!, '/demo/operator.html')?.args).toEqual(['/demo/']);
+    for (const target of ['docker', 'aws'] as const) {
+      expect(planNginx(topo({ target }), target).demo).toBeUndefined();
+      expect(renderNginxConfig(topo({ target }), target)).not.toContain('/demo/');
+    }
+  });
+
+  it('can be turned off on local, and refuse to be turned on where nginx does not carry them', () => {
+    expect(demoPagesEnabled(topo({ target: 'local', nginx: { demoPages: false } }))).toBe(false);
+    expect(renderNginxConfig(topo({ target: 'local', nginx: { demoPages: false } }), 'local')).not.toContain('/demo/');
+    expect(() => planNginx(topo({ target: 'docker', nginx: { demoPages: true } }), 'docker')).toThrow(/nginx.demoPages is on for the docker target/);
   });
 });

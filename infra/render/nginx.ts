@@ -140,6 +140,16 @@ export interface NginxPlan {
   readonly rateLimits: { readonly api: NginxRateLimitPlan; readonly ws: NginxRateLimitPlan; readonly zoneMb: number; readonly limitStatus: number };
   /** Error-log level inside the server block ({@link REQUEST_ERROR_LOG_LEVEL}). */
   readonly requestErrorLogLevel: string;
+  /** The demo pages (examples/web, built by the local stack into `root`), when served. */
+  readonly demo?: { readonly path: string; readonly root: string };
+}
+
+/** Where the demo pages are served, and the directory (under nginx's prefix) the local stack builds them into. */
+export const DEMO_PAGES = { path: '/demo/', dir: 'demo' } as const;
+
+/** Whether `topology` serves the demo pages on `target`: `nginx.demoPages`, by default only on local. */
+export function demoPagesEnabled(topology: Topology, target: Target = topology.target): boolean {
+  return topology.nginx.demoPages ?? target === 'local';
 }
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -264,6 +274,10 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
   const trustedProxyCidrs = (options.trustedProxyCidrs ?? (target === 'aws' ? PRIVATE_NETWORKS : [])).map(checkedCidr);
   const prefixDir = options.prefixDir === undefined ? undefined : checkedPrefixDir(options.prefixDir);
   const n = topology.nginx;
+  const demo = demoPagesEnabled(topology, target);
+  if (demo && target !== 'local') {
+    throw optionError(`nginx.demoPages is on for the ${target} target, whose nginx does not carry the demo pages`, 'remove replyx:nginx.demoPages (the local stack serves them: npm start, then /demo/)');
+  }
 
   const backend: NginxUpstreamPlan = { name: 'replyx_backend', servers: [backendServer], keepalive, leastConn: false };
   const gateway: NginxUpstreamPlan = { name: 'replyx_ws_gateway', servers: [gatewayServer], keepalive: 0, leastConn: true };
@@ -320,6 +334,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       limitStatus: 429,
     },
     requestErrorLogLevel: REQUEST_ERROR_LOG_LEVEL,
+    ...(demo ? { demo: { path: DEMO_PAGES.path, root: prefixDir === undefined ? DEMO_PAGES.dir : path.join(prefixDir, DEMO_PAGES.dir) } } : {}),
   };
 }
 

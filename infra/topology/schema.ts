@@ -55,6 +55,10 @@ export const nginxSchema = z
     wsHandshakesPerSecond: z.int().min(1).max(100_000).default(20).describe('limit_req rate for /ws/ handshakes per client address (per second); beyond rate plus wsHandshakeBurst nginx answers 429.'),
     wsHandshakeBurst: z.int().min(1).max(100_000).default(100).describe('limit_req burst for /ws/ handshakes (a page reconnecting its sockets at once).'),
     wsConnectionsPerClient: z.int().min(1).max(1_000_000).default(500).describe('limit_conn for /ws/: open WebSockets per client address through this nginx; more get 429.'),
+    demoPages: z
+      .boolean()
+      .optional()
+      .describe('Serve the demo pages (examples/web: operator page, customer site with the widget) under /demo/. Unset: on for the local target, off on docker and aws, whose nginx does not carry them (true there is refused).'),
   })
   .describe('nginx, the only public entry: routes /api/ to the backend and /ws/ to the gateway.');
 

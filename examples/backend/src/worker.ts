@@ -2,6 +2,7 @@ import http from 'node:http';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { upgradeRequiredResponse } from '@replyx/gateway/access/endpoints';
 import { TokenVerifier } from '@replyx/gateway/auth/tokens';
 import { eventFrame } from '@replyx/gateway/broker/protocol';
 import { RedisPublisher } from '@replyx/gateway/broker/publisher';
@@ -9,7 +10,7 @@ import { ignoredDomainReporter } from '@replyx/gateway/origin/allowed-domains';
 import type { BackendCredentials } from './access.js';
 import type { BackendConfig } from './config.js';
 import { handleApiRequest, routeTemplate } from './http-api.js';
-import { attachLegacyWebSockets } from './legacy-ws.js';
+import { attachLegacyWebSockets, matchLegacyPath } from './legacy-ws.js';
 import { redactUrl } from './log.js';
 import { messageIdempotencyKey, OutboxRelay } from './outbox.js';
 import { assistantById, dialogAccess, isSiteTokenRevoked, messageData, type MessageRow } from './store.js';
@@ -123,6 +124,13 @@ export async function startWorker(
     });
     if (routeTemplate(req.url ?? '/') === '/metrics' && req.method === 'GET') {
       void serveMetrics(res);
+      return;
+    }
+    if (matchLegacyPath((req.url ?? '/').split('?', 1)[0]!)) {
+      // After a rollback nginx sends /ws/ here: a plain request gets the gateway's 426, not 404.
+      const answer = upgradeRequiredResponse();
+      res.writeHead(answer.status, answer.headers);
+      res.end(answer.body);
       return;
     }
     void handleApiRequest(

@@ -22,6 +22,7 @@ import { messageIdempotencyKey, OutboxRelay } from '../src/outbox.js';
 import { seedDemoData } from '../src/seed.js';
 import { messageData } from '../src/store.js';
 import { startWorker, type BackendWorker } from '../src/worker.js';
+import { UPGRADE_REQUIRED_HINT } from '@replyx/gateway/access/endpoints';
 
 // The backend against the suite's real Postgres and Redis: one in-process worker for the API
 // and legacy /ws/ (and one with LEGACY_WIDGET_AUTH), and the real cluster entry point for health
@@ -160,6 +161,9 @@ describe('HTTP API', () => {
     const big = await post('/api/site/dialogs/100/messages', { text: 'x'.repeat(70 * 1024) }, s1);
     expect(big).toMatchObject({ status: 413, json: { error: { code: 'PAYLOAD_TOO_LARGE' } } });
     expect((await fetch(`${base}/api/nothing`)).status).toBe(404);
+    // A WebSocket path asked without an upgrade gets the gateway's own 426 and hint (after a rollback nginx sends /ws/ here).
+    const plain = await fetch(`${base}/ws/widget/dialogs/123?assistant_id=3`);
+    expect({ status: plain.status, upgrade: plain.headers.get('upgrade'), body: await plain.text() }).toEqual({ status: 426, upgrade: 'websocket', body: `${UPGRADE_REQUIRED_HINT}\n` });
     expect((await fetch(`${base}/api/site/dialogs/100/messages`, { method: 'DELETE' })).status).toBe(405);
   });
 

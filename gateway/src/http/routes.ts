@@ -4,13 +4,15 @@ import type { Broker } from '../broker/broker.js';
 import type { GatewayConfig } from '../config.js';
 import type { DialogHub } from '../hub/dialog-hub.js';
 import { hasForwardingHeaders, isLoopbackAddress, peerAddress } from '../limits/client-ip.js';
+import { matchEndpoint, upgradeRequiredResponse } from '../access/endpoints.js';
 import { sanitizeUrl } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { parsePublishBody } from './publish-request.js';
 import { BodyTooLargeError, readBody, secretMatches } from './request-body.js';
 
 // The gateway's HTTP endpoints: /health, /metrics, the two debug endpoints (internal callers
-// only) and POST /internal/publish. nginx routes none of /internal/ or /api/debug/.
+// only) and POST /internal/publish; a plain request on a WebSocket path gets 426 with a hint.
+// nginx routes none of /internal/ or /api/debug/.
 
 /** What the HTTP endpoints read from the gateway. */
 export interface HttpDeps {
@@ -159,6 +161,13 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
         const dialogId = /^\d{1,16}$/.test(raw) ? Number(raw) : 0;
         if (!(dialogId > 0)) return json(res, 400, { error: 'dialog_id must be a positive integer' });
         return json(res, 200, await sync(dialogId));
+      }
+      if (matchEndpoint(path)) {
+        // A WebSocket path asked without an upgrade (curl, a browser tab): say what it is, not 404.
+        const answer = upgradeRequiredResponse();
+        res.writeHead(answer.status, answer.headers);
+        res.end(answer.body);
+        return;
       }
       json(res, 404, { error: 'not found' });
     } catch (err) {

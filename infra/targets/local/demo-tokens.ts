@@ -13,7 +13,7 @@ import {
 import type { LocalSecrets } from './plan.js';
 
 // What `npm run stack -- tokens` prints: credentials for the reference backend's demo data and
-// the seed's wscat/curl checks filled in for this stack's ports. Tokens travel as the
+// the seed's wscat/curl checks and the HTTP publish recipe filled in for this stack's ports. Tokens travel as the
 // `replyx.token.<JWT>` subprotocol (wscat -s) and `Authorization: Bearer`, never in URLs.
 
 /** Demo credentials and ready-to-run check commands for one stack. */
@@ -35,6 +35,8 @@ export interface DemoTokens {
     readonly tokenExpires: string;
   };
   readonly dialogs: readonly number[];
+  /** `X-Publish-Key` of the gateway's `POST /internal/publish` (the HTTP publish recipe in `commands` uses it). */
+  readonly publishKey: string;
   /** Header value for the gateway's debug endpoints (`X-Debug-Token`), when the stack sets one. */
   readonly debugToken?: string;
   /** The seed's checks as argv arrays, for localhost. */
@@ -45,6 +47,9 @@ export interface DemoTokens {
 export function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`;
 }
+
+/** Title of the HTTP publish recipe in `commands` (docs/gateway.md#publishing points at it). */
+export const PUBLISH_RECIPE_TITLE = 'publish an event over HTTP to dialog 123 (gateway port; nginx does not route /internal/)';
 
 /** Builds the demo tokens and the seed's commands for a stack whose ports are given. */
 export async function demoTokens(secrets: LocalSecrets, ports: { nginx: number; backend: number; gateway: number }, adminTtlS = DEFAULT_TOKEN_POLICY.adminMaxTtlS): Promise<DemoTokens> {
@@ -74,6 +79,7 @@ export async function demoTokens(secrets: LocalSecrets, ports: { nginx: number; 
       tokenExpires: new Date(widget.exp * 1000).toISOString(),
     },
     dialogs: DEMO_DIALOGS.map((d) => d.id),
+    publishKey: secrets.publishKey,
     debugToken: secrets.debugToken,
     commands: [
       { title: 'backend health', argv: ['curl', '-s', `http://localhost:${ports.backend}/health`] },
@@ -91,6 +97,14 @@ export async function demoTokens(secrets: LocalSecrets, ports: { nginx: number; 
         title: 'send a message to dialog 123 (both terminals print it)',
         argv: ['curl', '-s', '-X', 'POST', `${http}/api/site/dialogs/123/messages`, '-H', `Authorization: Bearer ${site1.token}`, ...json, '-d', '{"text": "Test message"}'],
       },
+      {
+        // docs/gateway.md's recipe with this stack's port and key: what a backend of your own does.
+        title: PUBLISH_RECIPE_TITLE,
+        argv: [
+          'curl', '-s', '-X', 'POST', `http://127.0.0.1:${ports.gateway}/internal/publish`, '-H', `X-Publish-Key: ${secrets.publishKey}`, ...json,
+          '-d', JSON.stringify({ dialog_id: 123, type: 'message:new', data: { text: 'hi' }, audience: ['admin', 'widget'] }),
+        ],
+      },
     ],
   };
 }
@@ -106,6 +120,7 @@ export function formatDemoTokens(t: DemoTokens): string {
     `  dialog ${t.widget.dialogId} visitor key: ${t.widget.visitorKey}`,
     `  session token (expires ${t.widget.tokenExpires}): ${t.widget.token}`,
     `Demo dialogs: ${t.dialogs.join(', ')}`,
+    `Publish key (X-Publish-Key of POST /internal/publish on the gateway port): ${t.publishKey}`,
     '',
     "The seed's checks against this stack:",
   ];

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ReplyxError } from '../../errors.js';
 import { REPO_DIR, stateDirFor } from '../../operate/stack.js';
-import { renderNginxConfig } from '../../render/nginx.js';
+import { buildDemoPages } from '../../../examples/web/build.js';
+import { DEMO_PAGES, demoPagesEnabled, renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
@@ -44,9 +45,10 @@ export async function readStateFile(stateDir: string): Promise<StackStateFile | 
   return { ...state, ports };
 }
 
-/** Writes the rendered nginx config of a plan into its prefix dir. */
+/** Writes the rendered nginx config of a plan into its prefix dir, with the demo pages it serves. */
 export async function writeNginxConfig(plan: LocalStackPlan): Promise<void> {
   await mkdir(path.join(plan.nginxPrefixDir, 'logs'), { recursive: true });
+  if (demoPagesEnabled(plan.topology, 'local')) await buildDemoPages(path.join(plan.nginxPrefixDir, DEMO_PAGES.dir));
   const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
   await writeFile(plan.nginxConfigFile, text);
 }

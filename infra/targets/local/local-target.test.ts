@@ -8,7 +8,7 @@ import { parse } from 'yaml';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { ALERT_RULES_FILE } from '../../render/prometheus.js';
 import { validateTopology } from '../../topology/index.js';
-import { demoTokens, formatDemoTokens, shellQuote } from './demo-tokens.js';
+import { demoTokens, formatDemoTokens, PUBLISH_RECIPE_TITLE, shellQuote } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, withPorts } from './plan.js';
 import { describeOwner, parseProcNetTcp, parseSsListeners, portOwner } from './port-owner.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
@@ -185,13 +185,34 @@ describe('secrets and tokens', () => {
 });
 
 describe('scripts/stack.ts', () => {
-  const cli = (...args: string[]) => execa(process.execPath, ['--import', 'tsx', 'scripts/stack.ts', ...args], { cwd: path.resolve(import.meta.dirname, '../../..'), stdin: 'ignore' });
+  const cliIn = (env: Record<string, string>, ...args: string[]) =>
+    execa(process.execPath, ['--import', 'tsx', 'scripts/stack.ts', ...args], { cwd: path.resolve(import.meta.dirname, '../../..'), stdin: 'ignore', env });
+  const cli = (...args: string[]) => cliIn({}, ...args);
 
   it('prints help for every command', async () => {
     const outs = await Promise.all(['up', 'down', 'status', 'logs', 'restart', 'tokens', ''].map((cmd) => cli(...(cmd ? [cmd] : []), '--help')));
     for (const o of outs) expect(o.stdout).toContain('Usage:');
     expect(outs.at(-1)!.stdout).toContain('restart SVC');
     expect(outs[0]!.stdout).toContain('--monitoring');
+  }, 90_000);
+
+  it('tokens prints the publish key and the HTTP publish recipe filled in with this stack’s port and key', async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'replyx-tokens-'));
+    try {
+      const env = { REPLYX_STATE_DIR: stateDir };
+      const json = JSON.parse((await cliIn(env, 'tokens', '--json')).stdout) as { publishKey: string; commands: { title: string; argv: string[] }[] };
+      const key = (await loadOrCreateSecrets(stateDir)).publishKey;
+      expect(json.publishKey).toBe(key);
+      const recipe = json.commands.find((c) => c.title === PUBLISH_RECIPE_TITLE)!;
+      expect(recipe.argv.slice(0, 5)).toEqual(['curl', '-s', '-X', 'POST', 'http://127.0.0.1:8001/internal/publish']);
+      expect(recipe.argv).toContain(`X-Publish-Key: ${key}`);
+      expect(JSON.parse(recipe.argv.at(-1)!)).toMatchObject({ dialog_id: 123, type: 'message:new' });
+      const text = (await cliIn(env, 'tokens')).stdout;
+      expect(text).toContain(`Publish key (X-Publish-Key of POST /internal/publish on the gateway port): ${key}`);
+      expect(text).toContain(`curl -s -X POST http://127.0.0.1:8001/internal/publish -H 'X-Publish-Key: ${key}' -H 'content-type: application/json' -d '{"dialog_id":123,`);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
   }, 90_000);
 
   it('rejects bad input with one RPX_USAGE line', async () => {
