@@ -18,8 +18,16 @@ export interface BackendWorker {
   readonly server: http.Server;
   /** Port the server listens on (useful with port 0 in tests). */
   readonly port: number;
-  close(): Promise<void>;
+  /** Drains: stops accepting, finishes in-flight requests, waits up to `graceMs` for connections to end. */
+  close(graceMs?: number): Promise<void>;
 }
+
+/**
+ * How long a draining worker waits for its connections to end before cutting them: longer than
+ * nginx's upstream keepalive timeout (4 s, BACKEND_KEEPALIVE_TIMEOUT_S in infra/render/nginx.ts),
+ * so idle connections are closed by nginx, not under a request it is sending.
+ */
+export const DRAIN_GRACE_MS = 6000;
 
 /** The event type every stored message is published as. */
 export const MESSAGE_EVENT = 'message:new';
@@ -108,7 +116,11 @@ export async function startWorker(
     return { status, db: dbState, redis: redisState };
   };
 
+  // Once draining, every answer ends its connection, so nginx stops reusing this worker's
+  // sockets and nothing new reaches it while in-flight requests finish.
+  let draining = false;
   server.on('request', (req, res) => {
+    if (draining) res.setHeader('connection', 'close');
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -134,11 +146,21 @@ export async function startWorker(
   return {
     server,
     port,
-    async close() {
+    async close(graceMs = DRAIN_GRACE_MS) {
+      draining = true;
       legacy.close();
+      // Stop accepting, let in-flight requests finish (their answers close their connections),
+      // and leave idle keepalive connections to nginx, which closes them within its keepalive
+      // timeout: closing one ourselves races a request nginx may be sending on it (a cut POST).
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
+        const force = setTimeout(() => {
+          server.closeAllConnections();
+          resolve();
+        }, graceMs);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
       });
       redis.disconnect();
       await db.end();

@@ -59,9 +59,20 @@ export interface ProcessSpec {
   readonly readyTimeoutMs: number;
   /** Services that must be healthy first. */
   readonly dependsOn: readonly LocalServiceName[];
-  /** SIGTERM grace before SIGKILL; the gateway's includes its drain window. */
+  /** Stop-signal grace before SIGKILL; the gateway's includes its drain window. */
   readonly stopGraceMs: number;
+  /** The signal that asks for a clean stop (Postgres: SIGINT, its fast shutdown). Default SIGTERM. */
+  readonly stopSignal?: 'SIGTERM' | 'SIGINT';
+  /**
+   * The service announces it is serving with a JSON log line carrying `"ready":true` and its pid
+   * (READY_LOG_FIELD): start-up waits for that line (or the probe), not for a probe alone, which
+   * load can starve.
+   */
+  readonly readyLine?: boolean;
 }
+
+/** The field a node service sets to true on the log line that says it is serving. */
+export const READY_LOG_FIELD = 'ready';
 
 /** The ports of a local stack by service; Prometheus's when monitoring runs. */
 export type LocalPorts = Readonly<Record<(typeof LOCAL_SERVICES)[number], number>> & { readonly prometheus?: number };
@@ -195,6 +206,9 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       readyTimeoutMs: 60_000,
       dependsOn: [],
       stopGraceMs: 15_000,
+      // SIGTERM is Postgres's smart shutdown, which waits for every client to leave (pools never
+      // do); SIGINT is `pg_ctl -m fast`: roll back open transactions, checkpoint, exit.
+      stopSignal: 'SIGINT',
     });
   }
   services.push(
@@ -227,6 +241,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       logFiles: [path.join(logs, 'backend.log')],
       pidFile: pidFile('backend'),
       ready: { kind: 'http', url: `http://127.0.0.1:${ports.backend}/health` },
+      readyLine: true,
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
       stopGraceMs: 12_000,
@@ -243,6 +258,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       logFiles: [path.join(logs, 'gateway.log')],
       pidFile: pidFile('gateway'),
       ready: { kind: 'http', url: `http://127.0.0.1:${ports.gateway}/health` },
+      readyLine: true,
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
       stopGraceMs: effective.gateway.drainWindowMs + 10_000,
