@@ -250,6 +250,9 @@ describe('planDockerStack: health, restart, stop', () => {
     expect(only(plan({ gateway: { drainWindowMs: 0 } }), 'gateway').stopTimeoutS).toBe(10);
     const nginx = only(plan({ nginx: { workerShutdownTimeoutS: 45 } }), 'nginx');
     expect(nginx.stopSignal).toBe('SIGQUIT');
+    // Postgres gets its fast shutdown, not the smart one that waits for pooled clients forever.
+    expect(only(plan(), 'postgres').stopSignal).toBe('SIGINT');
+    expect(only(plan(), 'backend').stopTimeoutS).toBeGreaterThan(10);
     expect(nginx.stopTimeoutS).toBe(50);
   });
 
