@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,16 +17,19 @@ const RATE_PER_S = 100;
 let run: ReliabilityRun;
 const results: FaultResult[] = [];
 
+const RESULTS_DIR = path.join(REPO_DIR, 'test-results');
+// Progress goes to a file as it happens (vitest shows a file's output only when it ends).
+const progress = (line: string) => appendFileSync(path.join(RESULTS_DIR, 'reliability.log'), `${new Date().toISOString()} ${line}\n`);
+
 beforeAll(async () => {
-  run = await startReliabilityRun({ messagesPerFault: MESSAGES_PER_FAULT, ratePerS: RATE_PER_S, adminsPerDialog: 1 });
+  await mkdir(RESULTS_DIR, { recursive: true });
+  run = await startReliabilityRun({ messagesPerFault: MESSAGES_PER_FAULT, ratePerS: RATE_PER_S, adminsPerDialog: 1, log: progress });
 }, 180_000);
 
 afterAll(async () => {
   await run?.stop();
   if (results.length > 0) {
-    const dir = path.join(REPO_DIR, 'test-results');
-    await mkdir(dir, { recursive: true });
-    await writeFile(path.join(dir, 'reliability.json'), `${JSON.stringify(results, null, 2)}\n`);
+    await writeFile(path.join(RESULTS_DIR, 'reliability.json'), `${JSON.stringify(results, null, 2)}\n`);
     console.log(`\n${scoreTable(results)}\n`);
   }
 }, 120_000);
@@ -33,8 +37,11 @@ afterAll(async () => {
 describe('zero loss, zero duplicates under every fault (live stack, 100 msg/s through nginx)', () => {
   for (const fault of FAULTS) {
     it(`${fault}: ${MESSAGES_PER_FAULT}+ messages, 0 missing, 0 duplicate deliveries, 0 duplicate rows, every client back`, async () => {
+      progress(`${fault}: injecting`);
       const r = await run.fault(fault);
       results.push(r);
+      progress(`${fault}: ${JSON.stringify({ ...r, examples: undefined })}`);
+      for (const e of r.examples) progress(`    ${e}`);
       const summary = { ...r, examples: undefined };
       expect(r.messages, JSON.stringify(summary)).toBeGreaterThanOrEqual(MESSAGES_PER_FAULT);
       expect({ rejected: r.rejected, missing: r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, unstored: r.unstored, eventIdMismatches: r.eventIdMismatches, allReconnected: r.allReconnected }, r.examples.join('\n')).toEqual({

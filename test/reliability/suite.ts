@@ -159,6 +159,7 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
         const faultAt = Date.now();
         await inject(name);
         const injectMs = Date.now() - faultAt;
+        log(`  ${name}: injected in ${injectMs} ms; ${pub.pending()} requests pending`);
         // Keep the window open until it holds enough messages and the stack had time to settle.
         await waitUntil(async () => pub.sent.length - from >= opts.messagesPerFault && Date.now() - faultAt - injectMs >= 2000, 600_000, 50);
         const window = pub.sent.slice(from);
@@ -168,6 +169,7 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
         const deliveredEverywhere = () =>
           window.every((m) => m.acceptedAt === undefined || clients.every((c) => c.dialogId !== m.dialogId || c.firstSeenAt.has(m.text)));
         await waitUntil(async () => deliveredEverywhere() && clients.every((c) => c.isOpen()), 20_000, 100);
+        log(`  ${name}: window of ${window.length} settled; ${clients.filter((c) => !c.isOpen()).length} clients not open`);
         const rows = new Map<string, number>();
         const counted = await waitUntil(
           async () => {

@@ -35,6 +35,11 @@ export interface PublisherOptions {
   readonly prefix: string;
   /** A message still failing after this long is given up (counted as rejected). */
   readonly giveUpMs?: number;
+  /**
+   * Requests open at once, like an HTTP client's connection pool (default 32): while the API is
+   * down, retries queue here instead of becoming a storm that is itself the outage.
+   */
+  readonly maxInFlight?: number;
 }
 
 /** A running publisher. */
@@ -52,24 +57,37 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function startPublisher(opts: PublisherOptions): Publisher {
   const sent: SentMessage[] = [];
   const inFlight = new Set<Promise<void>>();
-  const giveUpMs = opts.giveUpMs ?? 90_000;
+  const giveUpMs = opts.giveUpMs ?? 120_000;
   let running = true;
+  let open = 0;
+  const waiting: (() => void)[] = [];
+  const slot = async () => {
+    if (open >= (opts.maxInFlight ?? 32)) await new Promise<void>((resolve) => waiting.push(resolve));
+    open += 1;
+  };
+  const release = () => {
+    open -= 1;
+    waiting.shift()?.();
+  };
   const post = async (m: SentMessage): Promise<void> => {
     for (let attempt = 1; ; attempt += 1) {
       m.attempts = attempt;
       let status = 0;
       let body: { event_id?: unknown; error?: { code?: unknown } } = {};
+      await slot();
       try {
         const res = await fetch(`${opts.api}/api/dialogs/${m.dialogId}/messages`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.token()}`, 'idempotency-key': m.key },
           body: JSON.stringify({ text: m.text }),
-          signal: AbortSignal.timeout(10_000),
+          signal: AbortSignal.timeout(30_000),
         });
         status = res.status;
         body = (await res.json().catch(() => ({}))) as typeof body;
       } catch {
         status = 0;
+      } finally {
+        release();
       }
       if (status >= 200 && status < 300) {
         m.acceptedAt = Date.now();

@@ -7,12 +7,12 @@ import { renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
-import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
-import { freePorts } from './ports.js';
+import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type ProcessSpec, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
+import { freePorts, isPortOpen, waitUntil } from './ports.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
 import { stopPid } from './processes.js';
-import { assertPortFree, pidMatches, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
+import { assertPortFree, pidMatches, processMarker, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
 import { readRestarts, superviseFile, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
 
 // The local stack as a whole: `npm start`/`npm stop`/status/restart for a developer (state in
@@ -140,6 +140,22 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
   return stopped;
 }
 
+/**
+ * The first half of a graceful restart: the old process gets its handover signal, closes its
+ * listener and finishes what it serves by itself; resolves with its pid once the port is free.
+ */
+async function handOver(spec: ProcessSpec): Promise<number | undefined> {
+  const pid = await readPid(spec.pidFile);
+  if (pid === undefined || !pidMatches(pid, processMarker(spec))) return stopService(spec);
+  // Without the pid file the watchdog takes the old process's exit for what it is: intended.
+  await rm(spec.pidFile, { force: true });
+  process.kill(pid, spec.handoverSignal!);
+  if (await waitUntil(async () => !(await isPortOpen(spec.port)), 5000, 20)) return pid;
+  // It did not let go of the port: stop it the ordinary way.
+  await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
+  return pid;
+}
+
 /** Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start. */
 export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
   const spec = plan.services.find((s) => s.name === name);
@@ -147,8 +163,8 @@ export async function restartPlanService(plan: LocalStackPlan, name: LocalServic
   // A crash of the new process must be restarted with the new settings.
   if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
   const t0 = Date.now();
-  const old = await stopService(spec);
-  log(`  ${pad(name, 11)} ${old !== undefined ? `stopped pid ${old} in ${secs(Date.now() - t0)}` : 'was not running'}`);
+  const old = spec.handoverSignal ? await handOver(spec) : await stopService(spec);
+  log(`  ${pad(name, 11)} ${old !== undefined ? `${spec.handoverSignal ? 'handed over by' : 'stopped'} pid ${old} in ${secs(Date.now() - t0)}` : 'was not running'}`);
   if (name === 'nginx') await writeNginxConfig(plan);
   const t1 = Date.now();
   const pid = await startService(spec, startExtras(plan));

@@ -64,6 +64,12 @@ export interface ProcessSpec {
   /** The signal that asks for a clean stop (Postgres: SIGINT, its fast shutdown). Default SIGTERM. */
   readonly stopSignal?: 'SIGTERM' | 'SIGINT';
   /**
+   * A restart hands over instead of stopping first: this signal makes the old process close its
+   * listener and finish what it is serving on its own, while the new one starts at once
+   * (nginx: SIGQUIT, its graceful shutdown, bounded by worker_shutdown_timeout).
+   */
+  readonly handoverSignal?: 'SIGQUIT';
+  /**
    * The service announces it is serving with a JSON log line carrying `"ready":true` and its pid
    * (READY_LOG_FIELD): start-up waits for that line (or the probe), not for a probe alone, which
    * load can starve.
@@ -279,6 +285,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       readyTimeoutMs: 10_000,
       dependsOn: ['backend', 'gateway'],
       stopGraceMs: (effective.nginx.workerShutdownTimeoutS + 5) * 1000,
+      // SIGTERM (a stop) cuts requests in flight; a restart lets them finish.
+      handoverSignal: 'SIGQUIT',
     },
   );
   if (ports.prometheus !== undefined) {
