@@ -10,6 +10,7 @@ export interface ClientView {
   readonly events: ReadonlyMap<string, number>;
   readonly refetched: ReadonlySet<string>;
   readonly firstSeenAt: ReadonlyMap<string, number>;
+  readonly eventIds: ReadonlyMap<string, string>;
 }
 
 /** The outcome of one fault. */
@@ -30,6 +31,8 @@ export interface FaultScore {
   readonly duplicateRows: number;
   /** Accepted messages with no stored row at all. */
   readonly unstored: number;
+  /** Deliveries whose event id differs from the one the API answered with. */
+  readonly eventIdMismatches: number;
   /** From the fault until the last message that needed a retry or arrived more than `lateMs` late was delivered everywhere; 0 when nothing was disturbed. */
   readonly recoveryMs: number;
   readonly examples: readonly string[];
@@ -55,6 +58,7 @@ export function scoreFault(input: {
   let duplicateDeliveries = 0;
   let duplicateRows = 0;
   let unstored = 0;
+  let eventIdMismatches = 0;
   let recoveredAt = input.faultAt;
   const examples: string[] = [];
   const note = (line: string) => {
@@ -86,6 +90,11 @@ export function scoreFault(input: {
         duplicateDeliveries += times - 1;
         note(`${c.name} got ${m.text} ${times} times`);
       }
+      const id = c.eventIds.get(m.text);
+      if (id !== undefined && m.eventId !== undefined && id !== m.eventId) {
+        eventIdMismatches += 1;
+        note(`${c.name} got ${m.text} as event ${id}, the API answered ${m.eventId}`);
+      }
       const at = c.firstSeenAt.get(m.text);
       if (times === 0 && !c.refetched.has(m.text)) {
         missing += 1;
@@ -109,6 +118,7 @@ export function scoreFault(input: {
     duplicateDeliveries,
     duplicateRows,
     unstored,
+    eventIdMismatches,
     recoveryMs: recoveredAt - input.faultAt,
     examples,
   };

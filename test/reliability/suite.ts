@@ -50,8 +50,6 @@ export interface FaultResult extends FaultScore {
   /** Connects beyond the first during the window, summed over clients. */
   readonly reconnects: number;
   readonly resyncs: number;
-  /** Event frames whose data.event_id was not their id. */
-  readonly eventIdMismatches: number;
   /** How long the fault's own command took (restart, rollback). */
   readonly injectMs: number;
   /** Restarts the watchdog counted during the window, by service. */
@@ -153,7 +151,6 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
         const from = pub.sent.length;
         const connectsBefore = clients.map((c) => c.connects);
         const resyncsBefore = clients.reduce((n, c) => n + c.resyncs, 0);
-        const mismatchesBefore = clients.reduce((n, c) => n + c.eventIdMismatches, 0);
         const restartsBefore = await readRestarts(h.dir);
         await sleep(opts.leadMs ?? 1500);
         const faultAt = Date.now();
@@ -200,7 +197,6 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
           allReconnected: open === clients.length,
           reconnects: clients.reduce((n, c, i) => n + c.connects - connectsBefore[i]!, 0),
           resyncs: clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore,
-          eventIdMismatches: clients.reduce((n, c) => n + c.eventIdMismatches, 0) - mismatchesBefore,
           injectMs,
           watchdogRestarts,
         };

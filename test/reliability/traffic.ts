@@ -146,8 +146,8 @@ export interface RecordingClient {
   resyncs: number;
   /** Close codes the client saw. */
   readonly closes: number[];
-  /** Event frames whose `data.event_id` differed from their frame id (the API's id must be the event's). */
-  eventIdMismatches: number;
+  /** The event id each message text arrived with (the first time). */
+  readonly eventIds: Map<string, string>;
   isOpen(): boolean;
   close(): void;
 }
@@ -187,7 +187,7 @@ export function recordingClient(opts: RecordingClientOptions): RecordingClient {
     connects: 0,
     resyncs: 0,
     closes: [],
-    eventIdMismatches: 0,
+    eventIds: new Map(),
     isOpen: () => client.state.state === 'open',
     close: () => client.close(),
   };
@@ -198,10 +198,10 @@ export function recordingClient(opts: RecordingClientOptions): RecordingClient {
   client.on('event', (event: DialogEvent) => {
     const data = event.data as { id?: unknown; text?: unknown; event_id?: unknown } | undefined;
     if (typeof data?.id === 'number' || typeof data?.id === 'string') lastMessageId = Math.max(lastMessageId, Number(data.id));
-    if (typeof data?.event_id === 'string' && data.event_id !== event.id) rec.eventIdMismatches += 1;
     const text = data?.text;
     if (typeof text !== 'string' || !text.startsWith(`${opts.prefix}:`)) return;
     rec.events.set(text, (rec.events.get(text) ?? 0) + 1);
+    if (!rec.eventIds.has(text)) rec.eventIds.set(text, event.id);
     seen(text);
   });
   // The contract: continuity could not be proven, so refetch what was stored meanwhile.

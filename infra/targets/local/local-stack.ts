@@ -129,6 +129,7 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
   await stopWatchdog(plan.stateDir);
   for (const spec of startOrder(plan.services).reverse()) {
     const t0 = Date.now();
+    if (spec.handoverSignal) await endHandedOver(spec);
     const pid = await stopService(spec);
     if (pid !== undefined) {
       stopped.push(spec.name);
@@ -140,6 +141,17 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
   return stopped;
 }
 
+/** Where a restart keeps the pid of the process still finishing after a handover. */
+const handedOverPidFile = (spec: ProcessSpec) => `${spec.pidFile}.handed-over`;
+
+/** Ends a process left finishing by a handover, if it still runs. */
+async function endHandedOver(spec: ProcessSpec): Promise<void> {
+  const file = handedOverPidFile(spec);
+  const pid = await readPid(file);
+  if (pid !== undefined && pidMatches(pid, processMarker(spec))) await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
+  await rm(file, { force: true });
+}
+
 /**
  * The first half of a graceful restart: the old process gets its handover signal, closes its
  * listener and finishes what it serves by itself; resolves with its pid once the port is free.
@@ -148,6 +160,8 @@ async function handOver(spec: ProcessSpec): Promise<number | undefined> {
   const pid = await readPid(spec.pidFile);
   if (pid === undefined || !pidMatches(pid, processMarker(spec))) return stopService(spec);
   // Without the pid file the watchdog takes the old process's exit for what it is: intended.
+  // The old pid is kept aside so a stop of the stack ends it too, not only its own timeout.
+  await writeFile(handedOverPidFile(spec), `${pid}\n`);
   await rm(spec.pidFile, { force: true });
   process.kill(pid, spec.handoverSignal!);
   if (await waitUntil(async () => !(await isPortOpen(spec.port)), 5000, 20)) return pid;

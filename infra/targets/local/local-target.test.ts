@@ -97,6 +97,17 @@ describe('planLocalStack', () => {
     expect(() => planLocalStack(local({ monitoring: { prometheusPort: 8080 } }), { ...opts, monitoring: true })).toThrow(expect.objectContaining({ details: [expect.stringMatching(/^monitoring\.prometheusPort: port 8080/)] }));
   });
 
+  it('stops and restarts each service the way that fails nothing: fast Postgres shutdown, nginx handover, ready lines from node services', () => {
+    const plan = planLocalStack(local(), opts);
+    const by = (n: string) => plan.services.find((s) => s.name === n)!;
+    expect(by('postgres').stopSignal).toBe('SIGINT');
+    expect(by('nginx').handoverSignal).toBe('SIGQUIT');
+    expect(by('nginx').stopSignal ?? 'SIGTERM').toBe('SIGTERM');
+    expect(plan.services.filter((s) => s.readyLine).map((s) => s.name).sort()).toEqual(['backend', 'gateway']);
+    // The backend's grace covers its drain (in-flight requests, then nginx's idle keepalive timeout).
+    expect(by('backend').stopGraceMs).toBeGreaterThan(6000);
+  });
+
   it('skips Postgres when given a database, and refuses gateway replicas locally', () => {
     const plan = planLocalStack(local(), { ...opts, externalDatabaseUrl: 'postgres://x@127.0.0.1:1/db' });
     expect(plan.services.map((s) => s.name)).not.toContain('postgres');
