@@ -5,7 +5,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { signAdminToken } from '../examples/backend/src/demo.js';
+import { DEFAULT_TOKEN_POLICY, signAdminToken } from '../examples/backend/src/demo.js';
+import { tokenProtocols } from '../gateway/src/auth/credentials.js';
+import { signWidgetToken } from '../gateway/src/auth/tokens.js';
 import { findBinary } from '../infra/processes/run.js';
 import { SCRAPE_JOBS } from '../infra/render/prometheus.js';
 import { startLocalStack, type LocalStackHandle } from '../infra/targets/local/local-stack.js';
@@ -37,18 +39,21 @@ async function traffic(h: LocalStackHandle): Promise<void> {
   const ws = `ws://127.0.0.1:${h.ports.nginx}`;
   const token = await signAdminToken(h.secrets.jwtSecret, 1, 600);
   const [site] = h.tokens.siteTokens;
-  const open = (url: string, headers: Record<string, string> = {}) =>
+  const widget = h.tokens.widget;
+  // As if the page's domain had been removed after its session was issued: refused with 4003.
+  const stale = await signWidgetToken(h.secrets.widgetTokenSecret, { dialogId: widget.dialogId, assistantId: widget.assistantId, origin: 'https://evil.example.org' }, DEFAULT_TOKEN_POLICY);
+  const open = (url: string, protocols: string[] = []) =>
     new Promise<WebSocket>((resolve) => {
-      const s = new WebSocket(url, { headers });
+      const s = new WebSocket(url, protocols);
       s.once('message', () => resolve(s));
       s.once('close', () => resolve(s));
       s.once('error', () => resolve(s));
     });
   const clients = await Promise.all([
     open(`${ws}/ws/dialogs/${site!.dialogId}?token=${token}&since=0-0`),
-    open(`${ws}/ws/widget/dialogs/${site!.dialogId}?assistant_id=${site!.assistantId}`, { Origin: `http://localhost:${h.ports.nginx}` }),
+    open(`${ws}/ws/widget/dialogs/${widget.dialogId}`, tokenProtocols(widget.token)),
     open(`${ws}/ws/site/dialogs/${site!.dialogId}?site_token=${site!.token}`),
-    open(`${ws}/ws/widget/dialogs/${site!.dialogId}?assistant_id=${site!.assistantId}&parent_origin=https://evil.example.org`),
+    open(`${ws}/ws/widget/dialogs/${widget.dialogId}`, tokenProtocols(stale.token)),
     open(`${ws}/ws/dialogs/${site!.dialogId}?token=not-a-token`),
   ]);
   const res = await fetch(`http://127.0.0.1:${h.ports.nginx}/api/site/dialogs/${site!.dialogId}/messages?site_token=${site!.token}`, {
@@ -77,7 +82,7 @@ afterAll(async () => {
 
 // Labels are closed sets: connection types, outcomes, close codes, route templates, methods,
 // statuses, dependencies, and the histogram/quantile labels. An id never becomes a label.
-const ALLOWED_LABELS = new Set(['type', 'code', 'outcome', 'cause', 'result', 'dependency', 'method', 'route', 'status', 'le', 'quantile', 'space', 'kind', 'version', 'major', 'minor', 'patch']);
+const ALLOWED_LABELS = new Set(['type', 'code', 'outcome', 'cause', 'result', 'dependency', 'method', 'route', 'status', 'le', 'quantile', 'space', 'kind', 'version', 'major', 'minor', 'patch', 'via']);
 /** Node's default process metrics (prom-client's collectDefaultMetrics, under our prefix): their names are prom-client's. */
 const isProcessFamily = (name: string) => /^replyx_(gateway|backend)_(process|nodejs)_/.test(name);
 /** Series one family may hold before its labels look unbounded (histogram buckets counted per label set). */

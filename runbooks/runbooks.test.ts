@@ -3,8 +3,12 @@ import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { DEFAULT_TOKEN_POLICY } from '../examples/backend/src/demo.js';
+import { tokenProtocols } from '../gateway/src/auth/credentials.js';
+import { signWidgetToken } from '../gateway/src/auth/tokens.js';
 import { REPO_DIR } from '../infra/operate/stack.js';
 import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
 
@@ -129,7 +133,8 @@ describe('runbooks (live: every `bash local` command against a running local sta
     const h = stack.handle;
     // Make the lines the runbooks look for happen: a refused widget (4003), a slow consumer
     // (4101), and a publish that fails while Redis is away (backend error, nginx 5xx).
-    await forbiddenWidget(h.ports.gateway);
+    await forbiddenWidget(h.ports.gateway, h.secrets.widgetTokenSecret);
+    await ignoredDomainEntry(h.plan.databaseUrl, h.ports.gateway, h.secrets.widgetTokenSecret);
     await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
     await publishWhileRedisIsDown();
     const checked: string[] = [];
@@ -147,10 +152,35 @@ describe('runbooks (live: every `bash local` command against a running local sta
     expect(checked.length).toBeGreaterThan(15);
   }, 240_000);
 
-  /** A widget handshake from an origin its assistant does not allow: the gateway logs WEBSOCKET_4003_ERROR. */
-  async function forbiddenWidget(port: number): Promise<void> {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/widget/dialogs/123?assistant_id=3&parent_origin=https://evil.example.org`);
+  /**
+   * A widget whose session token names an origin its assistant no longer allows (as if the domain
+   * was removed after the session was issued): the gateway closes it with 4003 and logs WEBSOCKET_4003_ERROR.
+   */
+  async function forbiddenWidget(port: number, widgetTokenSecret: string): Promise<void> {
+    const stale = await signWidgetToken(widgetTokenSecret, { dialogId: 123, assistantId: 3, origin: 'https://evil.example.org' }, DEFAULT_TOKEN_POLICY);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/widget/dialogs/123`, tokenProtocols(stale.token));
     await new Promise<void>((resolve) => ws.on('close', () => resolve()).on('error', () => resolve()));
+  }
+
+  /**
+   * An assistant whose allowed domains hold a public-suffix wildcard (`*.com`): the gateway logs
+   * once that the entry "is ignored". Handshakes repeat until the access cache has expired.
+   */
+  async function ignoredDomainEntry(databaseUrl: string, port: number, widgetTokenSecret: string): Promise<void> {
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    const logFile = stack.handle.logFile('gateway');
+    try {
+      await db.query("UPDATE assistants SET allowed_domains = array_append(allowed_domains, '*.com') WHERE id = 3");
+      const deadline = Date.now() + 20_000;
+      while (grepCount(logFile, 'is ignored') === 0 && Date.now() < deadline) {
+        await forbiddenWidget(port, widgetTokenSecret);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    } finally {
+      await db.query("UPDATE assistants SET allowed_domains = array_remove(allowed_domains, '*.com') WHERE id = 3");
+      await db.end();
+    }
   }
 
   async function adminTokenFor(secret: string): Promise<string> {

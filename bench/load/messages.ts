@@ -77,7 +77,7 @@ export type GeneratorReply =
 
 /** How the publisher reaches a system. */
 export type PublishTarget =
-  /** Our gateway: the Lua script through Redis (what a backend does). */
+  /** Our gateway: FCALL replyx_publish through Redis (what a backend does). */
   | { readonly kind: 'redis-lua'; readonly redisUrl: string }
   /** The bare ws floor: a publish WebSocket into the server. */
   | { readonly kind: 'ws-floor'; readonly url: string }

@@ -7,7 +7,7 @@ import { eventData, eventFrame, fillerText, sharedClockMs, type BenchEventData }
 import type { PublishPlan, PublishTarget, PublisherCommand, PublisherReply } from './messages.js';
 
 // Publisher process (forked by the harness): sends the scenario's events to one system the way
-// that system's users publish (our Lua script via Redis, Pushpin's HTTP API, a Socket.IO Redis
+// that system's users publish (our Redis function (FCALL replyx_publish), Pushpin's HTTP API, a Socket.IO Redis
 // adapter, a plain WebSocket for the floor), stamping each with the shared wall clock.
 
 /** Distinct error strings kept per run. */

@@ -125,7 +125,7 @@ function gatewayTarget(base: string, backing: Backing) {
       : { url: `${base}/ws/widget/dialogs/${dialog}`, dialog, protocols: tokenProtocols(backing.widgetTokens[dialog - 1]!) };
 }
 
-/** What both of our rows share: ws clients that count the `connected` frame, auth, the Lua publish. */
+/** What both of our rows share: ws clients that count the `connected` frame, auth, the FCALL publish. */
 function oursSystem(ctx: StartContext, listenPort: number): Pick<RunningSystem, 'client' | 'readyOn' | 'authenticates' | 'publish' | 'target'> {
   return {
     client: 'ws',

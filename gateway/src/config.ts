@@ -2,6 +2,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { TOKEN_DEFAULTS, TOKEN_ENV_FIXES, TOKEN_ENV_SHAPE, tokenPolicyOf, tokenSecretProblem, tokenSecretsOf } from './auth/token-settings.js';
 import type { TokenPolicy } from './auth/tokens.js';
+import { DEFAULT_IDEMPOTENCY_TTL_S } from './broker/publisher.js';
 import { envInt as int, envSecret } from './env-fields.js';
 import { gatewayErrorLine, type GatewayErrorCode } from './error-codes.js';
 import { DEFAULT_TRUSTED_PROXIES, TrustedProxies } from './limits/client-ip.js';
@@ -56,6 +57,7 @@ export const DEFAULTS = {
   CLIENT_FRAMES_PER_SECOND: 20,
   HISTORY_LENGTH: 1000,
   HISTORY_TTL_S: 86_400,
+  PUBLISH_IDEMPOTENCY_TTL_S: DEFAULT_IDEMPOTENCY_TTL_S,
   ACCESS_CACHE_TTL_MS: 5_000,
   ACCESS_CACHE_MAX: 10_000,
   PUBLISH_MAX_BYTES: 256 * 1024,
@@ -98,6 +100,7 @@ const envSchema = z
     CLIENT_FRAMES_PER_SECOND: int(1, 100_000, DEFAULTS.CLIENT_FRAMES_PER_SECOND),
     HISTORY_LENGTH: int(0, 1_000_000, DEFAULTS.HISTORY_LENGTH),
     HISTORY_TTL_S: int(60, 30 * 86_400, DEFAULTS.HISTORY_TTL_S),
+    PUBLISH_IDEMPOTENCY_TTL_S: int(1, 7 * 86_400, DEFAULTS.PUBLISH_IDEMPOTENCY_TTL_S),
     ACCESS_CACHE_TTL_MS: int(0, 600_000, DEFAULTS.ACCESS_CACHE_TTL_MS),
     ACCESS_CACHE_MAX: int(0, 10_000_000, DEFAULTS.ACCESS_CACHE_MAX),
     PUBLISH_MAX_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.PUBLISH_MAX_BYTES),
@@ -170,6 +173,8 @@ export interface GatewayConfig {
   readonly clientFramesPerSecond: number;
   readonly historyLength: number;
   readonly historyTtlS: number;
+  /** Seconds a publish's idempotency key is remembered (a repeat within it publishes nothing). */
+  readonly publishIdempotencyTtlS: number;
   readonly accessCacheTtlMs: number;
   readonly accessCacheMax: number;
   readonly publishMaxBytes: number;
@@ -255,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     clientFramesPerSecond: e.CLIENT_FRAMES_PER_SECOND,
     historyLength: e.HISTORY_LENGTH,
     historyTtlS: e.HISTORY_TTL_S,
+    publishIdempotencyTtlS: e.PUBLISH_IDEMPOTENCY_TTL_S,
     accessCacheTtlMs: e.ACCESS_CACHE_TTL_MS,
     accessCacheMax: e.ACCESS_CACHE_MAX,
     publishMaxBytes: e.PUBLISH_MAX_BYTES,

@@ -59,7 +59,7 @@ export interface Gateway {
 
 /** Creates the configured broker; its events go to `handlers` (the hub). */
 function createBroker(config: GatewayConfig, handlers: BrokerHandlers, log: Logger): Broker {
-  const history = { historyLength: config.historyLength, historyTtlS: config.historyTtlS };
+  const history = { historyLength: config.historyLength, historyTtlS: config.historyTtlS, idempotencyTtlS: config.publishIdempotencyTtlS };
   if (config.broker === 'memory') return new MemoryBroker({ ...history, maxDialogs: config.memoryHistoryDialogs }, handlers);
   const timeouts = { commandTimeoutMs: config.redisCommandTimeoutMs, startTimeoutMs: config.redisStartTimeoutMs };
   return new RedisBroker({ url: config.redisUrl!, ...history, ...timeouts, logger: log.child({ component: 'broker' }) }, handlers);

@@ -110,6 +110,7 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     clientFramesPerSecond: 20,
     historyLength: 1000,
     historyTtlS: 86_400,
+    publishIdempotencyTtlS: DEFAULTS.PUBLISH_IDEMPOTENCY_TTL_S,
     accessCacheTtlMs: 5000,
     accessCacheMax: 10_000,
     publishMaxBytes: 256 * 1024,

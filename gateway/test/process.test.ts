@@ -91,13 +91,13 @@ describe('gateway process', () => {
     const out = mkdtempSync(path.join(repo, 'gateway/dist/test-build-'));
     try {
       await promisify(execFile)(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', 'gateway/tsconfig.build.json', '--outDir', out], { cwd: repo });
-      cpSync(path.join(repo, 'gateway/src/broker/publish.lua'), path.join(out, 'broker/publish.lua'));
+      cpSync(path.join(repo, 'gateway/src/broker/replyx.lua'), path.join(out, 'broker/replyx.lua'));
       const gw = await startProcess([path.join(out, 'main.js')], { DRAIN_WINDOW_MS: '0' });
       running.push(gw.child);
       const res = await fetch(`http://127.0.0.1:${gw.port}/health`);
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({ status: 'ok', redis: 'up', db: 'up' });
-      // The publish Lua script is loaded from the compiled tree.
+      // The replyx function library is loaded from the compiled tree.
       const pub = await fetch(`http://127.0.0.1:${gw.port}/internal/publish`, {
         method: 'POST',
         headers: { 'x-publish-key': PUBLISH_KEY, 'content-type': 'application/json' },

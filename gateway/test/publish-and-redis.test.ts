@@ -50,6 +50,19 @@ describe('POST /internal/publish', () => {
     await c.close();
   });
 
+  it('an idempotency_key publishes once: the repeat answers 202 with the first id', async () => {
+    const dialog = db.a.dialogs[1]!;
+    const body = { dialog_id: dialog, type: 'message:new', data: { text: 'once' }, idempotency_key: 'client-7:msg-1' };
+    const first = await httpPublish(gw.base, body);
+    const again = await httpPublish(gw.base, body);
+    expect(first.status).toBe(202);
+    expect(again).toMatchObject({ status: 202, body: { id: first.body.id } });
+    const redis = new Redis(`redis://127.0.0.1:${redisPort}`);
+    const stored = await redis.xrange(`replyx:dialog:${dialog}:events`, '-', '+');
+    redis.disconnect();
+    expect(stored.filter(([, f]) => f.join(' ').includes('once'))).toHaveLength(1);
+  });
+
   it('400 with the reason, 401 for a bad key, 405, 413', async () => {
     const bad = [
       [{ type: 'm', data: 1 }, /dialog_id/],
@@ -57,6 +70,7 @@ describe('POST /internal/publish', () => {
       [{ dialog_id: 5, type: 'has space', data: 1 }, /type/],
       [{ dialog_id: 5, type: 'm' }, /data: is required/],
       [{ dialog_id: 5, type: 'm', data: 1, audience: ['operators'] }, /audience/],
+      [{ dialog_id: 5, type: 'm', data: 1, idempotency_key: 'with space' }, /idempotency_key: must be 1-200 characters/],
       ['{not json', /JSON/],
     ] as const;
     for (const [body, reason] of bad) {

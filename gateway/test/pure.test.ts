@@ -8,7 +8,9 @@ import { bearerToken, presentedToken, selectProtocol, tokenFromProtocols, tokenP
 import { domainEntryProblem, isHostAllowed, normaliseDomainEntry, originHost, widgetOrigin } from '../src/origin/allowed-domains.js';
 import { matchEndpoint } from '../src/access/endpoints.js';
 import { mergeReplay } from '../src/broker/merge-replay.js';
-import { compareEventIds, detachedCopy, eventTs, eventType, parseBrokerMessage, type BrokerEvent } from '../src/broker/protocol.js';
+import { compareEventIds, detachedCopy, dialogIdempotencyKey, eventFrame, eventIdProblem, eventTs, eventType, IDEMPOTENCY_KEY_MAX_LENGTH, isEventId, isIdempotencyKey, parseBrokerMessage, type BrokerEvent } from '../src/broker/protocol.js';
+import { MemoryBroker } from '../src/broker/memory-broker.js';
+import { LIBRARY_NAME, LIBRARY_SOURCE, LIBRARY_VERSION, PUBLISH_FUNCTION, VERSION_FUNCTION } from '../src/broker/publisher.js';
 import { sanitizeUrl } from '../src/log/logger.js';
 import { Admission } from '../src/limits/admission.js';
 import { TrustedProxies, clientAddress, isLoopbackAddress, parseCidr } from '../src/limits/client-ip.js';
@@ -382,5 +384,54 @@ describe('grants and re-authorization', () => {
     schedule.sweep((i) => expired.push(i.name), t0 + 86_400_000);
     expect(expired).toEqual(['a', 'b', 'c']);
     expect(schedule.size).toBe(0);
+  });
+});
+
+describe('event ids, idempotency keys and the memory broker (issue 13)', () => {
+  it('compares ids part by part as unsigned integers, beyond 2^53', () => {
+    expect(compareEventIds('1-2', '1-10')).toBeLessThan(0);
+    expect(compareEventIds('9-0', '10-0')).toBeLessThan(0);
+    expect(compareEventIds('10-0', '10-0')).toBe(0);
+    expect(compareEventIds('1-9007199254740993', '1-9007199254740992')).toBeGreaterThan(0);
+    expect(compareEventIds('18446744073709551615-0', '18446744073709551614-5')).toBeGreaterThan(0);
+    expect(compareEventIds('007-1', '7-1')).toBe(0);
+  });
+
+  it('says why a since value is not an event id: malformed, or a part above 2^64-1', () => {
+    for (const ok of ['0-0', '1732780000000-0', '18446744073709551615-18446744073709551615']) expect(eventIdProblem(ok), ok).toBeUndefined();
+    for (const bad of ['', 'abc', '1', '1-', '-1', '1-2-3', '１-2', ' 1-2', '1-2 ', '123456789012345678901-0']) expect(eventIdProblem(bad), bad).toMatch(/^since must be an event id/);
+    for (const big of ['18446744073709551616-0', '0-18446744073709551616', '99999999999999999999-0']) expect(eventIdProblem(big), big).toMatch(/^since has a part above 18446744073709551615/);
+    expect(isEventId('99999999999999999999-0')).toBe(false);
+  });
+
+  it('idempotency keys: 1-200 of A-Z a-z 0-9 _ . : -, in a key of the dialog', () => {
+    expect(isIdempotencyKey('message:42:2026-11-28T08:20:15.832Z')).toBe(true);
+    for (const bad of ['', 'a b', 'x'.repeat(IDEMPOTENCY_KEY_MAX_LENGTH + 1), 'a/b', 'ключ']) expect(isIdempotencyKey(bad), bad).toBe(false);
+    expect(isIdempotencyKey('x'.repeat(IDEMPOTENCY_KEY_MAX_LENGTH))).toBe(true);
+    expect(dialogIdempotencyKey(7, 'm:1')).toBe('replyx:dialog:7:idem:m:1');
+    expect(parsePublishBody('{"dialog_id":1,"type":"t","data":1,"idempotency_key":"k-1"}')).toMatchObject({ ok: true, input: { idempotencyKey: 'k-1' } });
+  });
+
+  it('the memory broker publishes once per idempotency key within the window, then again', async () => {
+    const delivered: string[] = [];
+    const broker = new MemoryBroker({ historyLength: 10, historyTtlS: 60, maxDialogs: 10, idempotencyTtlS: 1 }, { onEvent: (e) => delivered.push(e.id), onResync: () => undefined });
+    await broker.subscribe(1);
+    const a = await broker.publish({ dialogId: 1, type: 't', data: 1, idempotencyKey: 'k' });
+    expect(await broker.publish({ dialogId: 1, type: 't', data: 2, idempotencyKey: 'k' })).toBe(a);
+    const other = await broker.publish({ dialogId: 2, type: 't', data: 1, idempotencyKey: 'k' });
+    expect(other).not.toBe(a);
+    expect(delivered).toEqual([a]);
+    broker.sweep(Date.now() + 1001);
+    expect(await broker.publish({ dialogId: 1, type: 't', data: 3, idempotencyKey: 'k' })).not.toBe(a);
+    await expect(broker.publish({ dialogId: 1, type: 't', data: 1, idempotencyKey: 'a b' })).rejects.toThrow(/idempotencyKey/);
+    expect(await broker.history(1, '99999999999999-0')).toMatchObject({ status: 'ahead' });
+  });
+
+  it('the library version and name come from replyx.lua; the event frame matches what the library writes', () => {
+    expect(LIBRARY_NAME).toBe('replyx');
+    expect(Number.isInteger(LIBRARY_VERSION) && LIBRARY_VERSION > 0).toBe(true);
+    expect(LIBRARY_SOURCE).toContain(`'${PUBLISH_FUNCTION}'`);
+    expect(LIBRARY_SOURCE).toContain(`'${VERSION_FUNCTION}'`);
+    expect(JSON.parse(eventFrame('1-0', 'message:new', 5, '{"a":"\\u00e9"}', 9))).toEqual({ id: '1-0', type: 'message:new', dialog_id: 5, data: { a: 'é' }, ts: 9 });
   });
 });

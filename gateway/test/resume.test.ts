@@ -116,6 +116,31 @@ describe('resume with since', () => {
     await Promise.all(clients.map((c) => c.close()));
   });
 
+  it('bad resume input closes with 4009 and the reason, never 1011: malformed, parts above 2^64-1, ahead of the stream', async () => {
+    const dialog = db.a.dialogs[0]!;
+    const [newest] = await publishMany(dialog, 1);
+    const [ms] = newest!.split('-');
+    const cases: [string, RegExp][] = [
+      ['abc', /^since must be an event id such as/],
+      ['99999999999999999999-0', /^since has a part above 18446744073709551615/],
+      ['1-18446744073709551616', /^since has a part above 18446744073709551615/],
+      [`${Number(ms) + 3_600_000}-0`, /^since is ahead of the dialog's newest event$/],
+      ['18446744073709551615-18446744073709551615', /^since is ahead of the dialog's newest event$/],
+    ];
+    for (const [since, reason] of cases) {
+      const c = new TestClient(`${url(gw, dialog)}&since=${since}`);
+      const closed = await c.closed;
+      expect({ since, code: closed.code }).toEqual({ since, code: 4009 });
+      expect(closed.reason).toMatch(reason);
+    }
+    const text = await gw.gateway.metrics.render();
+    expect(text).toMatch(/^replyx_gateway_resumes_total\{outcome="ahead"\} [2-9]/m);
+    // The same id parts within range and not ahead still resume.
+    const ok = new TestClient(url(gw, dialog, newest));
+    await ok.ready();
+    await ok.close();
+  });
+
   it('with BROKER=memory: replay after since, and resync beyond the capped history', async () => {
     const dialog = db.a.dialogs[1]!;
     const ids: string[] = [];
@@ -133,5 +158,7 @@ describe('resume with since', () => {
     for (const c of [ok, gap]) await c.waitFor((f) => f.json.id === r.body.id);
     expect(gap.events().map((f) => f.json.id)).toEqual([r.body.id]);
     await Promise.all([ok.close(), gap.close()]);
+    const ahead = new TestClient(url(mem, dialog, `${Number(String(r.body.id).split('-')[0]) + 1000}-0`));
+    expect(await ahead.closed).toEqual({ code: 4009, reason: "since is ahead of the dialog's newest event" });
   });
 });

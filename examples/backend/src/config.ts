@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { TOKEN_ENV_FIXES, TOKEN_ENV_SHAPE, tokenPolicyOf, tokenSecretProblem, tokenSecretsOf } from '@replyx/gateway/auth/token-settings';
 import type { TokenKeys, TokenPolicy } from '@replyx/gateway/auth/tokens';
+import { DEFAULT_IDEMPOTENCY_TTL_S } from '@replyx/gateway/broker/publisher';
 
 // Environment of the reference backend, validated once at start. Names follow the team
 // contract (and the seed's UVICORN_WORKERS, which operators already set). The credential
@@ -20,6 +21,11 @@ const envSchema = z.object({
   HISTORY_LENGTH: intFrom(0, 1_000_000).default(1000),
   HISTORY_TTL_S: intFrom(60, 30 * 86_400).default(86_400),
   MAX_BODY_BYTES: intFrom(256, 16 * 1024 * 1024).default(64 * 1024),
+  PUBLISH_IDEMPOTENCY_TTL_S: intFrom(1, 7 * 86_400).default(DEFAULT_IDEMPOTENCY_TTL_S),
+  IDEMPOTENCY_RETENTION_S: intFrom(60, 30 * 86_400).default(86_400),
+  OUTBOX_POLL_MS: intFrom(10, 60_000).default(500),
+  OUTBOX_RETRY_MAX_MS: intFrom(100, 600_000).default(5000),
+  OUTBOX_CLAIM_DELAY_MS: intFrom(0, 60_000).default(2000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SEED_DEMO: z.enum(['0', '1']).default('1'),
 });
@@ -40,6 +46,16 @@ export interface BackendConfig {
   readonly legacyWidgetAuth: boolean;
   readonly historyLength: number;
   readonly historyTtlS: number;
+  /** Seconds Redis remembers a message's publish (its idempotency key `message:<id>:<created_at>`). */
+  readonly publishIdempotencyTtlS: number;
+  /** Seconds an `Idempotency-Key` of the public API answers retries. */
+  readonly idempotencyRetentionS: number;
+  /** How often an idle outbox relay looks for unpublished messages. */
+  readonly outboxPollMs: number;
+  /** Longest delay between the relay's publish retries while Redis is down. */
+  readonly outboxRetryMaxMs: number;
+  /** How long the relay leaves a new message to the request that stored it. */
+  readonly outboxClaimDelayMs: number;
   /** Largest request body accepted; bigger gets 413. */
   readonly maxBodyBytes: number;
   readonly logLevel: string;
@@ -98,6 +114,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): BackendConfig {
     historyLength: e.HISTORY_LENGTH,
     historyTtlS: e.HISTORY_TTL_S,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    publishIdempotencyTtlS: e.PUBLISH_IDEMPOTENCY_TTL_S,
+    idempotencyRetentionS: e.IDEMPOTENCY_RETENTION_S,
+    outboxPollMs: e.OUTBOX_POLL_MS,
+    outboxRetryMaxMs: e.OUTBOX_RETRY_MAX_MS,
+    outboxClaimDelayMs: e.OUTBOX_CLAIM_DELAY_MS,
     logLevel: e.LOG_LEVEL,
     seedDemo: e.SEED_DEMO === '1',
   };

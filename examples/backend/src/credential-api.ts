@@ -18,6 +18,8 @@ import { assistantById, createVisitorDialog, dialogAccess, dialogByVisitorKey, r
 export interface Answer {
   readonly status: number;
   readonly body?: unknown;
+  /** Extra response headers. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 const sessionBody = z.strictObject({

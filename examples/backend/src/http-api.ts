@@ -8,12 +8,14 @@ import type { ConnectionKind } from '@replyx/gateway/connection-kinds';
 import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCredentials, type Caller, type Denial } from './access.js';
 import { issueSiteToken, revokeSiteTokenOf, widgetSession, type Answer } from './credential-api.js';
 import { ApiError, header, idSchema, parseOr400, readJsonBody, send } from './http-io.js';
-import { insertMessage, listMessages, setEventId, type MessageRow } from './store.js';
+import { IDEMPOTENCY_HEADER, idempotencyScope, parseIdempotencyKey, requestHash } from './idempotency.js';
+import { isDatabaseUnavailable, listMessages, storeMessage, type MessageRow } from './store.js';
 
 // The backend's HTTP API: the seed's three write paths and a history read, each with its own
 // credential (operator JWT, site token, widget session token, all as `Authorization: Bearer`;
-// the seed's `?site_token=` still works, deprecated), plus the credential endpoints. Every write
-// is stored first, then published; the caller learns the event id the clients will see.
+// the seed's `?site_token=` still works, deprecated), plus the credential endpoints. A message is
+// stored with its outbox row in one transaction and answered 201 once durable; the request then
+// publishes it (the relay does if that fails), so the reply's event id is null while Redis is away.
 
 /** What the API needs from the worker. */
 export interface ApiDeps {
@@ -21,14 +23,26 @@ export interface ApiDeps {
   readonly credentials: BackendCredentials;
   readonly maxBodyBytes: number;
   readonly log: Logger;
-  /** Publishes a stored message; resolves with its event id. */
-  readonly publish: (message: MessageRow) => Promise<string>;
+  /** Publishes a stored message now: its event id, or undefined when the outbox relay will (never throws). */
+  readonly publishNow: (message: MessageRow) => Promise<string | undefined>;
+  /** How long the relay leaves a new message to the request that stored it (OUTBOX_CLAIM_DELAY_MS). */
+  readonly publishDelayMs: number;
+  /** Seconds an Idempotency-Key answers retries (IDEMPOTENCY_RETENTION_S). */
+  readonly idempotencyRetentionS: number;
   /** Health of the worker's dependencies, for GET /health. */
   readonly health: () => Promise<{ status: 'ok' | 'degraded' | 'starting'; db: string; redis: string }>;
   readonly workers: number;
 }
 
-const messageBody = z.strictObject({ text: z.string().trim().min(1, 'text must not be empty').max(4000, 'text must be at most 4000 characters') });
+const messageBody = z.strictObject({
+  text: z
+    .string()
+    .trim()
+    .min(1, 'text must not be empty')
+    .max(4000, 'text must be at most 4000 characters')
+    // Postgres text cannot hold U+0000; refuse it here rather than fail the insert.
+    .refine((t) => !t.includes('\u0000'), 'text must not contain NUL (U+0000) characters'),
+});
 const historyQuery = z.object({
   since: z.coerce.number().int().min(0).default(0),
   limit: z.coerce.number().int().min(1).max(500).default(100),
@@ -92,22 +106,31 @@ export function routeTemplate(rawUrl: string): string | undefined {
   return ROUTES.find((r) => r.pattern.test(pathname))?.template;
 }
 
-async function postMessage(deps: ApiDeps, req: IncomingMessage, url: URL, route: ConnectionKind, dialogId: number): Promise<Answer> {
+async function postMessage(deps: ApiDeps, req: IncomingMessage, url: URL, route: ConnectionKind, dialogId: number, template: string): Promise<Answer> {
+  const key = parseIdempotencyKey(header(req, IDEMPOTENCY_HEADER));
+  if (!key.ok) throw new ApiError(400, 'BAD_IDEMPOTENCY_KEY', key.reason);
   // Validate the body before the credential check costs a DB round trip.
   const body = parseOr400(messageBody, await readJsonBody(req, deps.maxBodyBytes), 'body');
   const caller = await callerFor(route, req, url, deps);
   throwIfDenied(authorise(caller, dialogId, await deps.credentials.dialogAccess(dialogId)) ?? caller);
-  const row = await insertMessage(deps.db, dialogId, SENDER[caller.kind], body.text);
-  let eventId: string;
-  try {
-    eventId = await deps.publish(row);
-  } catch (err) {
-    deps.log.error({ err, dialogId, messageId: row.id }, 'publish failed');
-    throw new ApiError(503, 'PUBLISH_FAILED', `message ${row.id} was stored but not published: ${(err as Error).message}`);
+  const claim = key.key === undefined ? undefined : { scope: idempotencyScope(caller.grant, dialogId), key: key.key, requestHash: requestHash(`POST ${template}`, body), retentionS: deps.idempotencyRetentionS };
+  const outcome = await storeMessage(deps.db, { dialogId, sender: SENDER[caller.kind], text: body.text, claim, publishDelayMs: deps.publishDelayMs });
+  if (outcome.kind === 'key-reused') {
+    throw new ApiError(422, 'IDEMPOTENCY_KEY_REUSED', `Idempotency-Key ${JSON.stringify(key.key)} was used for another request on this dialog; use a new key for a new message`);
   }
-  await setEventId(deps.db, row.id, eventId);
-  deps.log.info({ dialogId, messageId: row.id, eventId, via: caller.kind }, `Broadcasting message ${row.id} to dialog ${dialogId}`);
-  return { status: 201, body: { message: { ...row, event_id: eventId }, event_id: eventId } };
+  if (outcome.kind === 'replayed') {
+    deps.log.info({ dialogId, messageId: outcome.message.id, via: caller.kind }, `retry of message ${outcome.message.id} answered from its Idempotency-Key`);
+    return { status: 201, body: messageReply(outcome.message, outcome.message.event_id), headers: { 'idempotent-replayed': 'true' } };
+  }
+  const row = outcome.message;
+  const eventId = await deps.publishNow(row);
+  deps.log.info({ dialogId, messageId: row.id, eventId, via: caller.kind }, eventId ? `Broadcasting message ${row.id} to dialog ${dialogId}` : `message ${row.id} stored; the outbox relay publishes it when Redis is back`);
+  return { status: 201, body: messageReply(row, eventId ?? null) };
+}
+
+/** The reply of a message POST: the message (as stored, with its event id once published) and that event id. */
+function messageReply(row: MessageRow, eventId: string | null): Record<string, unknown> {
+  return { message: { ...row, event_id: eventId }, event_id: eventId };
 }
 
 /** Handles one HTTP request of the API (routes, auth, validation, persistence, publish). */
@@ -139,7 +162,7 @@ export async function handleApiRequest(deps: ApiDeps, req: IncomingMessage, res:
         answer = await revokeSiteTokenOf(deps.db, await callerFor('admin', req, url, deps), segment!);
         break;
       case 'post':
-        answer = await postMessage(deps, req, url, route.route as ConnectionKind, parseOr400(idSchema, segment, 'dialog id'));
+        answer = await postMessage(deps, req, url, route.route as ConnectionKind, parseOr400(idSchema, segment, 'dialog id'), route.template);
         break;
       case 'list': {
         const dialogId = parseOr400(idSchema, segment, 'dialog id');
@@ -151,14 +174,20 @@ export async function handleApiRequest(deps: ApiDeps, req: IncomingMessage, res:
       }
     }
     if (answer.body === undefined) {
-      res.writeHead(answer.status, { 'cache-control': 'no-store' });
+      res.writeHead(answer.status, { 'cache-control': 'no-store', ...answer.headers });
       res.end();
     } else {
-      send(res, answer.status, answer.body);
+      send(res, answer.status, answer.body, answer.headers);
     }
   } catch (err) {
     if (err instanceof ApiError) {
       send(res, err.status, { error: { code: err.code, message: err.message } });
+      return;
+    }
+    if (isDatabaseUnavailable(err)) {
+      deps.log.warn({ err: String((err as Error).message ?? err) }, 'database unavailable');
+      if (!res.headersSent) send(res, 503, { error: { code: 'DATABASE_UNAVAILABLE', message: 'the database is unavailable; nothing was published. Retry with the same Idempotency-Key' } }, { 'retry-after': '1' });
+      else res.destroy();
       return;
     }
     deps.log.error({ err }, 'request failed');

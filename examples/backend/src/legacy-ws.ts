@@ -1,10 +1,14 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { presentedToken, selectProtocol } from '@replyx/gateway/auth/credentials';
 import { LOG_TAG, type ConnectionKind, type KindCounts } from '@replyx/gateway/connection-kinds';
+import { readHistory } from '@replyx/gateway/broker/history';
+import { mergeReplay } from '@replyx/gateway/broker/merge-replay';
+import { eventIdProblem, RESYNC_FRAME, SINCE_AHEAD_REASON, type BrokerEvent } from '@replyx/gateway/broker/protocol';
 import { DialogHub } from '@replyx/gateway/hub/dialog-hub';
 import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCredentials, type Caller, type Denial } from './access.js';
 
@@ -16,6 +20,10 @@ import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCre
 // `replyx.v1`) or the seed's query parameters, widget session tokens, the credential-less widget
 // only with LEGACY_WIDGET_AUTH; a socket is closed with 4001 "token expired" when its token
 // expires. (Revocation while open is the gateway's job; this mode is a rollback state.)
+// Resume is the gateway's: `since=` is read from the same Redis history with the same event ids
+// and merged with live events by the gateway's own code, so a client moved between the gateway
+// and this mode (rollback, undo) resumes without a gap, or gets `resync` where continuity cannot
+// be proven (history trimmed or lost, or Redis unreachable during the read).
 
 /** Close codes shared with the gateway's contract. */
 export const CLOSE = { UNAUTHORIZED: 4001, ORIGIN_FORBIDDEN: 4003, DIALOG_NOT_FOUND: 4004, BAD_REQUEST: 4009 } as const;
@@ -41,6 +49,8 @@ export function matchLegacyPath(pathname: string): { kind: ConnectionKind; dialo
 interface Member {
   readonly kind: ConnectionKind;
   readonly socket: WebSocket;
+  /** Non-null while the `since` replay runs: live events wait here. */
+  pending: BrokerEvent[] | null;
 }
 
 /** What legacy mode needs from the worker. */
@@ -48,14 +58,18 @@ export interface LegacyDeps {
   readonly db: pg.Pool;
   readonly credentials: BackendCredentials;
   readonly log: Logger;
+  /** Where the dialogs' history streams are (the publisher's connection). */
+  readonly redis: Redis;
+  /** Events a resume replays at most (HISTORY_LENGTH). */
+  readonly historyLength: number;
   readonly heartbeatMs?: number;
   readonly maxPayloadBytes?: number;
 }
 
 /** This worker's legacy /ws/ endpoints. */
 export interface LegacyWebSockets {
-  /** Sends an event frame to this worker's sockets on the dialog (and no one else's). */
-  deliver(dialogId: number, frame: string): number;
+  /** Sends an event frame to this worker's sockets on the dialog (and no one else's); resuming sockets get it after their replay. */
+  deliver(dialogId: number, eventId: string, frame: string): number;
   /** Connections on this worker. */
   readonly size: number;
   /** Connections on this worker by type. */
@@ -109,6 +123,14 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
   });
 
   async function accept(ws: WebSocket, req: IncomingMessage, url: URL, kind: ConnectionKind, dialogId: number): Promise<void> {
+    // Parameters before credentials, as the gateway checks them.
+    const since = url.searchParams.get('since') ?? undefined;
+    const sinceProblem = since === undefined ? undefined : eventIdProblem(since);
+    if (sinceProblem) {
+      deps.log.warn({ dialogId, since }, `${LOG_TAG[kind]} connection refused: ${sinceProblem}`);
+      ws.close(CLOSE.BAD_REQUEST, sinceProblem);
+      return;
+    }
     let caller: Caller | Denial | 'bad-request';
     try {
       caller = await callerFor(kind, url, req, deps.credentials, deps.log);
@@ -130,7 +152,7 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
       ws.close(code, caller.reason.slice(0, 120));
       return;
     }
-    const member: Member = { kind, socket: ws };
+    const member: Member = { kind, socket: ws, pending: since === undefined ? null : [] };
     const expiry = caller.expiresAt > 0 ? closeAtExpiry(ws, caller.expiresAt) : undefined;
     hub.join(dialogId, member);
     alive.add(ws);
@@ -152,6 +174,36 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
       deps.log.info({ dialogId }, `${LOG_TAG[kind]} legacy connection closed`);
     });
     ws.on('error', () => ws.terminate());
+    if (since !== undefined) await resume(member, dialogId, since);
+  }
+
+  // Joined first (live events buffer in member.pending), then the history read: every event is
+  // in the read, buffered, or both (deduplicated by id) — never neither.
+  async function resume(member: Member, dialogId: number, since: string): Promise<void> {
+    const ws = member.socket;
+    let result: Awaited<ReturnType<typeof readHistory>> | undefined;
+    try {
+      result = await readHistory(deps.redis, dialogId, since, deps.historyLength);
+    } catch (err) {
+      deps.log.warn({ dialogId, since, err: String((err as Error).message ?? err) }, `${LOG_TAG[member.kind]} history unreadable; sending resync`);
+    }
+    const buffered = member.pending ?? [];
+    member.pending = null;
+    if (ws.readyState !== ws.OPEN) return;
+    if (result?.status === 'ahead') {
+      deps.log.warn({ dialogId, since, newest: result.newest }, `${LOG_TAG[member.kind]} since is ahead of the dialog's newest event; closing with 4009`);
+      ws.close(CLOSE.BAD_REQUEST, SINCE_AHEAD_REASON);
+      return;
+    }
+    let replay: BrokerEvent[];
+    if (result?.status !== 'ok') {
+      ws.send(RESYNC_FRAME);
+      replay = mergeReplay([], buffered, undefined);
+    } else {
+      const mine = result.events.filter((e) => e.audience.length === 0 || e.audience.includes(member.kind));
+      replay = mergeReplay(mine, buffered, since);
+    }
+    for (const event of replay) ws.send(event.json);
   }
 
   // Protocol pings find dead peers; a socket that missed one round is dropped.
@@ -168,10 +220,13 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
   heartbeat.unref();
 
   return {
-    deliver(dialogId, frame) {
+    deliver(dialogId, eventId, frame) {
       let n = 0;
       for (const m of hub.recipients(dialogId)) {
-        if (m.socket.readyState === m.socket.OPEN) {
+        if (m.pending) {
+          m.pending.push({ id: eventId, dialogId, audience: [], json: frame });
+          n += 1;
+        } else if (m.socket.readyState === m.socket.OPEN) {
           m.socket.send(frame);
           n += 1;
         }

@@ -5,7 +5,7 @@ import { createLogger } from './log.js';
 import { PrimaryMetrics } from './metrics.js';
 import { loadMigrations, migrate } from './migrate.js';
 import { seedDemoData } from './seed.js';
-import { unpublishedMessages } from './store.js';
+import { outboxState } from './store.js';
 import { DRAIN_GRACE_MS, startWorker } from './worker.js';
 
 // Entry point: the cluster primary prepares the database (migrations, demo seed) and then
@@ -55,7 +55,7 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     outbox: () => {
       if (!dbReady) return Promise.reject(new Error('database not prepared yet'));
       outboxDb ??= new pg.Pool({ connectionString: config.databaseUrl, max: 1, connectionTimeoutMillis: 2000, query_timeout: 2000 });
-      return unpublishedMessages(outboxDb);
+      return outboxState(outboxDb);
     },
   });
   const fork = (): Worker => {

@@ -4,7 +4,7 @@ import type { DialogAccess } from './access.js';
 
 // Database access for the API: one query per operation, parameters always bound.
 
-/** A stored message, as the API returns it and as the event's `data`. */
+/** A stored message as the API returns it; `event_id` is null until the message is published. */
 export interface MessageRow {
   readonly id: number;
   readonly dialog_id: number;
@@ -12,6 +12,15 @@ export interface MessageRow {
   readonly text: string;
   readonly event_id: string | null;
   readonly created_at: string;
+}
+
+/** A message as an event's `data` carries it: the event id is the frame's own `id`, not a field here. */
+export type MessageData = Omit<MessageRow, 'event_id'>;
+
+/** The event `data` of a stored message. */
+export function messageData(row: MessageRow): MessageData {
+  const { event_id: _published, ...data } = row;
+  return data;
 }
 
 const MESSAGE_COLUMNS = 'id::float8 AS id, dialog_id::float8 AS dialog_id, sender, text, event_id, created_at';
@@ -81,15 +90,82 @@ export async function revokeSiteToken(db: pg.Pool, userId: number, jti: string):
   return true;
 }
 
-/** Inserts a message and returns the stored row. */
-export async function insertMessage(db: pg.Pool, dialogId: number, sender: string, text: string): Promise<MessageRow> {
-  const r = await db.query<MessageRow>(`INSERT INTO messages (dialog_id, sender, text) VALUES ($1, $2, $3) RETURNING ${MESSAGE_COLUMNS}`, [dialogId, sender, text]);
-  return normalise(r.rows[0]!);
+/** An Idempotency-Key of a request, as stored: who and where, the key, and what was asked. */
+export interface IdempotencyClaim {
+  /** `<kind>:<credential subject>:dialog:<id>` (see idempotency.ts). */
+  readonly scope: string;
+  readonly key: string;
+  /** SHA-256 of the route and body. */
+  readonly requestHash: Buffer;
+  /** Seconds a stored key answers retries. */
+  readonly retentionS: number;
 }
 
-/** Records the broker event id of a published message. */
-export async function setEventId(db: pg.Pool, messageId: number, eventId: string): Promise<void> {
-  await db.query('UPDATE messages SET event_id = $2 WHERE id = $1', [messageId, eventId]);
+/** What storing a message did: stored now, or an earlier request with the same key answered. */
+export type StoreOutcome =
+  | { readonly kind: 'stored'; readonly message: MessageRow }
+  | { readonly kind: 'replayed'; readonly message: MessageRow }
+  | { readonly kind: 'key-reused' };
+
+/**
+ * Stores a message and its outbox row in one transaction (and, with `claim`, the idempotency
+ * key): when it commits the message is durable and will be published. A key already used by
+ * this scope answers the first message instead (a concurrent first request is waited for).
+ * `publishDelayMs` keeps the relay off the row while the writing request publishes it itself.
+ */
+export async function storeMessage(
+  db: pg.Pool,
+  input: { dialogId: number; sender: string; text: string; claim?: IdempotencyClaim; publishDelayMs: number },
+): Promise<StoreOutcome> {
+  const client = await db.connect();
+  let release: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const c = input.claim;
+    if (c) {
+      await client.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < now() - make_interval(secs => $3)`, [c.scope, c.key, c.retentionS]);
+      // Blocks while another transaction holds the same key; then conflicts (it committed) or inserts (it rolled back).
+      const claimed = await client.query('INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT (scope, key) DO NOTHING RETURNING 1', [c.scope, c.key, c.requestHash]);
+      if ((claimed.rowCount ?? 0) === 0) {
+        const first = await client.query<{ request_hash: Buffer; message_id: string | null }>('SELECT request_hash, message_id FROM idempotency_keys WHERE scope = $1 AND key = $2', [c.scope, c.key]);
+        await client.query('ROLLBACK');
+        const row = first.rows[0];
+        if (!row || row.message_id === null || !row.request_hash.equals(c.requestHash)) return { kind: 'key-reused' };
+        const message = await messageById(db, Number(row.message_id));
+        return message ? { kind: 'replayed', message } : { kind: 'key-reused' };
+      }
+    }
+    const r = await client.query<MessageRow>(`INSERT INTO messages (dialog_id, sender, text) VALUES ($1, $2, $3) RETURNING ${MESSAGE_COLUMNS}`, [input.dialogId, input.sender, input.text]);
+    const message = normalise(r.rows[0]!);
+    await client.query('INSERT INTO message_outbox (message_id, next_attempt_at) VALUES ($1, now() + make_interval(secs => $2))', [message.id, input.publishDelayMs / 1000]);
+    if (c) await client.query('UPDATE idempotency_keys SET message_id = $3 WHERE scope = $1 AND key = $2', [c.scope, c.key, message.id]);
+    await client.query('COMMIT');
+    return { kind: 'stored', message };
+  } catch (err) {
+    release = err as Error;
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    // A connection that failed mid-transaction is not reused.
+    client.release(release);
+  }
+}
+
+/** One stored message by id. */
+export async function messageById(db: pg.Pool, id: number): Promise<MessageRow | undefined> {
+  const r = await db.query<MessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = $1`, [id]);
+  return r.rows[0] && normalise(r.rows[0]);
+}
+
+/** Records that messages were published (their event ids) and removes their outbox rows, in one statement. */
+export async function markPublished(db: pg.Pool | pg.PoolClient, published: readonly { messageId: number; eventId: string }[]): Promise<void> {
+  if (published.length === 0) return;
+  await db.query(
+    `WITH p AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS t(id, event_id)),
+          done AS (DELETE FROM message_outbox o USING p WHERE o.message_id = p.id)
+     UPDATE messages m SET event_id = p.event_id FROM p WHERE m.id = p.id`,
+    [published.map((p) => p.messageId), published.map((p) => p.eventId)],
+  );
 }
 
 /** Messages of a dialog with id greater than `since`, oldest first. */
@@ -103,14 +179,24 @@ function normalise(row: MessageRow): MessageRow {
   return { ...row, created_at: created instanceof Date ? created.toISOString() : String(created) };
 }
 
-/**
- * Stored messages that were never published (event_id NULL: publishing failed) and the age of
- * the oldest in seconds: what the outbox metrics report.
- */
-export async function unpublishedMessages(db: pg.Pool): Promise<{ pending: number; oldestAgeSeconds: number }> {
+/** The outbox: messages stored and not yet published, and the age of the oldest in seconds (what the metrics report). */
+export async function outboxState(db: pg.Pool): Promise<{ pending: number; oldestAgeSeconds: number }> {
   const r = await db.query<{ pending: number; age: number }>(
-    'SELECT count(*)::float8 AS pending, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM messages WHERE event_id IS NULL',
+    'SELECT count(*)::float8 AS pending, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM message_outbox',
   );
   const row = r.rows[0];
   return { pending: row?.pending ?? 0, oldestAgeSeconds: row?.age ?? 0 };
+}
+
+// Connection-level failures (SQLSTATE class 08, shutdown 57P01-57P03) and the driver's own
+// network errors: the database was not there, so the request may be retried.
+const UNAVAILABLE_SQLSTATE = /^(08|57P0[123])/;
+const UNAVAILABLE_MESSAGE = /Connection terminated|connect ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i;
+
+/** True when `err` means the database was unreachable (answer 503, retry), not that the request was wrong. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (!e) return false;
+  if (typeof e.code === 'string' && (UNAVAILABLE_SQLSTATE.test(e.code) || e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET')) return true;
+  return typeof e.message === 'string' && UNAVAILABLE_MESSAGE.test(e.message);
 }

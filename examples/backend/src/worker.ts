@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { TokenVerifier } from '@replyx/gateway/auth/tokens';
+import { eventFrame } from '@replyx/gateway/broker/protocol';
 import { RedisPublisher } from '@replyx/gateway/broker/publisher';
 import { ignoredDomainReporter } from '@replyx/gateway/origin/allowed-domains';
 import type { BackendCredentials } from './access.js';
@@ -10,7 +11,8 @@ import type { BackendConfig } from './config.js';
 import { handleApiRequest, routeTemplate } from './http-api.js';
 import { attachLegacyWebSockets } from './legacy-ws.js';
 import { redactUrl } from './log.js';
-import { assistantById, dialogAccess, isSiteTokenRevoked, type MessageRow } from './store.js';
+import { messageIdempotencyKey, OutboxRelay } from './outbox.js';
+import { assistantById, dialogAccess, isSiteTokenRevoked, messageData, type MessageRow } from './store.js';
 import { UNMATCHED_ROUTE, WorkerMetrics } from './metrics.js';
 
 /** A running worker: its HTTP server and a way to stop it cleanly. */
@@ -55,11 +57,11 @@ export async function startWorker(
 ): Promise<BackendWorker> {
   const db = new pg.Pool({ connectionString: config.databaseUrl, max: 10, connectionTimeoutMillis: 3000 });
   db.on('error', (err) => log.error({ err }, 'postgres pool error'));
-  // No offline queue: while Redis is down a publish fails at once (503) instead of hanging.
+  // No offline queue: while Redis is down a publish fails at once and the outbox relay retries it.
   const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, lazyConnect: true });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
-  await withTimeout(redis.connect(), 10_000).catch((err: unknown) => log.error({ err }, 'redis not reachable at start; publishing will fail until it is'));
-  const publisher = new RedisPublisher(redis, { historyLength: config.historyLength, historyTtlS: config.historyTtlS });
+  await withTimeout(redis.connect(), 10_000).catch((err: unknown) => log.error({ err }, 'redis not reachable at start; messages wait in the outbox until it is'));
+  const publisher = new RedisPublisher(redis, { historyLength: config.historyLength, historyTtlS: config.historyTtlS, idempotencyTtlS: config.publishIdempotencyTtlS });
 
   const checked = ignoredDomainReporter((entry, problem, assistantId) =>
     log.warn({ assistantId, entry, problem }, `allowed domain ${JSON.stringify(entry)} of assistant ${assistantId} is ignored (${problem}); list registrable domains, e.g. *.example.com`),
@@ -80,21 +82,24 @@ export async function startWorker(
     },
   };
   const server = http.createServer();
-  const legacy = attachLegacyWebSockets(server, { db, credentials, log });
+  const legacy = attachLegacyWebSockets(server, { db, credentials, log, redis, historyLength: config.historyLength });
   const metrics = new WorkerMetrics({ defaults: options.processMetrics ?? true, legacyConnections: () => legacy.counts() });
 
-  const publish = async (row: MessageRow): Promise<string> => {
-    let eventId: string;
-    try {
-      eventId = await publisher.publish({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: row });
-    } catch (err) {
-      metrics.publishFailed();
-      throw err;
-    }
-    metrics.published();
-    legacy.deliver(row.dialog_id, JSON.stringify({ id: eventId, type: MESSAGE_EVENT, dialog_id: row.dialog_id, data: row, ts: Date.now() }));
-    return eventId;
-  };
+  // One event per message: its data is the stored message, its idempotency key the message id.
+  const relay = new OutboxRelay(
+    {
+      db,
+      log,
+      publish: (row: MessageRow) => publisher.publishEvent({ dialogId: row.dialog_id, type: MESSAGE_EVENT, data: messageData(row), idempotencyKey: messageIdempotencyKey(row) }),
+      onPublished: (row, eventId) => {
+        metrics.published();
+        // Legacy /ws/ on this worker gets the frame the gateway would send (ts: this clock, not Redis').
+        legacy.deliver(row.dialog_id, eventId, eventFrame(eventId, MESSAGE_EVENT, row.dialog_id, JSON.stringify(messageData(row)), Date.now()));
+      },
+      onFailed: () => metrics.publishFailed(),
+    },
+    { pollMs: config.outboxPollMs, retryMaxMs: config.outboxRetryMaxMs, idempotencyRetentionS: config.idempotencyRetentionS },
+  );
   const serveMetrics = async (res: http.ServerResponse): Promise<void> => {
     try {
       const text = await metrics.render();
@@ -131,7 +136,21 @@ export async function startWorker(
       void serveMetrics(res);
       return;
     }
-    void handleApiRequest({ db, credentials, maxBodyBytes: config.maxBodyBytes, log, publish, health, workers: config.workers }, req, res);
+    void handleApiRequest(
+      {
+        db,
+        credentials,
+        maxBodyBytes: config.maxBodyBytes,
+        log,
+        publishNow: (row) => relay.publishNow(row),
+        publishDelayMs: config.outboxClaimDelayMs,
+        idempotencyRetentionS: config.idempotencyRetentionS,
+        health,
+        workers: config.workers,
+      },
+      req,
+      res,
+    );
   });
   // Slow or idle clients must not hold a worker's sockets forever.
   server.headersTimeout = 10_000;
@@ -143,6 +162,7 @@ export async function startWorker(
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : listenPort;
+  relay.start();
   return {
     server,
     port,
@@ -162,6 +182,8 @@ export async function startWorker(
           resolve();
         });
       });
+      // The relay publishes what the finished requests stored; it stops once they are done.
+      await relay.stop();
       redis.disconnect();
       await db.end();
     },

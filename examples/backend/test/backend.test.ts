@@ -7,13 +7,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { tokenProtocols } from '@replyx/gateway/auth/credentials';
 import { signSiteToken, signWidgetToken } from '@replyx/gateway/auth/tokens';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { RedisPublisher } from '@replyx/gateway/broker/publisher';
 import { createTestDatabase, sharedRedisUrl } from '../../../test/services.js';
+import { startRedis } from '../../../infra/targets/local/processes.js';
 import { freePort, waitUntil } from '../../../infra/targets/local/ports.js';
 import { configFromEnv } from '../src/config.js';
 import { DEFAULT_TOKEN_POLICY, demoSiteTokens, demoVisitorKey, signAdminToken } from '../src/demo.js';
 import { createLogger } from '../src/log.js';
 import { loadMigrations, migrate } from '../src/migrate.js';
+import { messageIdempotencyKey, OutboxRelay } from '../src/outbox.js';
 import { seedDemoData } from '../src/seed.js';
+import { messageData } from '../src/store.js';
 import { startWorker, type BackendWorker } from '../src/worker.js';
 
 // The backend against the suite's real Postgres and Redis: one in-process worker for the API
@@ -277,26 +284,166 @@ describe('site tokens: issue and revoke', () => {
   });
 });
 
-describe('publish failures', () => {
-  it('answers 503 PUBLISH_FAILED, keeps the message and counts the failure', async () => {
-    const deadRedis = `redis://127.0.0.1:${await freePort()}`;
-    const config = configFromEnv({ DATABASE_URL: databaseUrl, REDIS_URL: deadRedis, ...SECRETS, LOG_LEVEL: 'silent' });
-    const broken = await startWorker(config, createLogger('silent'), 0, () => true, { processMetrics: false });
+/** A migrated, seeded database of its own, where no other worker's relay runs. */
+async function freshDatabase(name: string): Promise<{ url: string; sql: pg.Client }> {
+  const url = await createTestDatabase(name);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await migrate(client, await loadMigrations());
+  await seedDemoData(client, { widgetTokenSecret: SECRETS.WIDGET_TOKEN_SECRET });
+  return { url, sql: client };
+}
+
+describe('stored means published: the outbox', () => {
+  it('while Redis is down: 201 with event_id null, counted; once Redis is back the relay publishes it exactly once', { timeout: 60_000 }, async () => {
+    const redisPort = await freePort();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-outbox-'));
+    await chmod(dir, 0o755);
+    // Its own database: the suite's other workers run relays too, and would publish these rows to their Redis.
+    const { url: ownDb, sql } = await freshDatabase('outbox');
+    const env = { DATABASE_URL: ownDb, REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...SECRETS, LOG_LEVEL: 'silent', OUTBOX_POLL_MS: '50', OUTBOX_RETRY_MAX_MS: '200', OUTBOX_CLAIM_DELAY_MS: '0' };
+    const broken = await startWorker(configFromEnv(env), createLogger('silent'), 0, () => true, { processMetrics: false });
+    let own: Awaited<ReturnType<typeof startRedis>> | undefined;
     try {
+      const at = `http://127.0.0.1:${broken.port}`;
       const [site1] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
-      const res = await fetch(`http://127.0.0.1:${broken.port}/api/site/dialogs/100/messages`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${site1!.token}` },
-        body: JSON.stringify({ text: 'never published' }),
-      });
-      expect(res.status).toBe(503);
-      expect(await res.json()).toMatchObject({ error: { code: 'PUBLISH_FAILED' } });
-      const text = await (await fetch(`http://127.0.0.1:${broken.port}/metrics`)).text();
-      expect(text).toMatch(/^replyx_backend_publish_failures_total 1$/m);
-      expect(text).toMatch(/^replyx_backend_http_requests_total\{method="POST",route="\/api\/site\/dialogs\/\{id\}\/messages",status="503"\} 1$/m);
+      const headers = { ...bearer(site1!.token), 'idempotency-key': 'outage-1' };
+      const res = await post('/api/site/dialogs/100/messages', { text: 'stored while Redis is down' }, headers, at);
+      expect(res).toMatchObject({ status: 201, json: { event_id: null, message: { text: 'stored while Redis is down', event_id: null } } });
+      const id = (res.json.message as { id: number }).id;
+      // The client's retry (it never saw the reply, say) answers the same message.
+      const retry = await post('/api/site/dialogs/100/messages', { text: 'stored while Redis is down' }, headers, at);
+      expect(retry).toMatchObject({ status: 201, json: { message: { id } } });
+      const text = await (await fetch(`${at}/metrics`)).text();
+      expect(text).toMatch(/^replyx_backend_publish_failures_total [1-9]/m);
+      expect(text).toMatch(/^replyx_backend_http_requests_total\{method="POST",route="\/api\/site\/dialogs\/\{id\}\/messages",status="201"\} 2$/m);
+      expect((await sql.query('SELECT 1 FROM message_outbox WHERE message_id = $1', [id])).rowCount).toBe(1);
+
+      own = await startRedis({ dir, port: redisPort });
+      const published = await waitUntil(async () => (await sql.query('SELECT event_id FROM messages WHERE id = $1', [id])).rows[0]?.event_id !== null, 15_000, 50);
+      expect(published).toBe(true);
+      const eventId = String((await sql.query('SELECT event_id FROM messages WHERE id = $1', [id])).rows[0].event_id);
+      expect((await sql.query('SELECT 1 FROM message_outbox WHERE message_id = $1', [id])).rowCount).toBe(0);
+      const check = new Redis(`redis://127.0.0.1:${redisPort}`);
+      const history = await check.xrange('replyx:dialog:100:events', '-', '+');
+      check.disconnect();
+      const mine = history.filter(([, f]) => f[3]?.includes(`"id":${id},`));
+      expect(mine.map(([e]) => e)).toEqual([eventId]);
+      // The frame's data is the message (its id is the reply's message.id); the event id is the frame's own id.
+      const body = JSON.parse(`{"id":"${eventId}",${mine[0]![1][3]!}}`) as { id: string; data: Record<string, unknown> };
+      expect(body.data).toEqual({ id, dialog_id: 100, sender: 'site', text: 'stored while Redis is down', created_at: (res.json.message as { created_at: string }).created_at });
+      // A retry now answers the published event id.
+      const late = await post('/api/site/dialogs/100/messages', { text: 'stored while Redis is down' }, headers, at);
+      expect(late).toMatchObject({ status: 201, json: { event_id: eventId, message: { id, event_id: eventId } } });
     } finally {
       await broken.close();
+      await sql.end();
+      await own?.stop();
+      await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('four relays over 200 waiting messages publish each exactly once (SKIP LOCKED + idempotency key)', { timeout: 30_000 }, async () => {
+    const { url, sql } = await freshDatabase('relays');
+    // The shared Redis keeps dialog 200's stream across runs: count this run's events by their tag.
+    const tag = `bulk-${Date.now()}-`;
+    const ids = (await sql.query<{ id: string }>(
+      `WITH m AS (INSERT INTO messages (dialog_id, sender, text) SELECT 200, 'site', $1 || g FROM generate_series(1, 200) g RETURNING id)
+       INSERT INTO message_outbox (message_id) SELECT id FROM m RETURNING message_id AS id`,
+      [tag],
+    )).rows.map((r) => Number(r.id));
+    const pool = new pg.Pool({ connectionString: url, max: 8 });
+    const conn = new Redis(sharedRedisUrl());
+    const publisher = new RedisPublisher(conn);
+    const firsts: number[] = [];
+    const relays = Array.from({ length: 4 }, () =>
+      new OutboxRelay(
+        {
+          db: pool,
+          log: createLogger('silent'),
+          publish: (row) => publisher.publishEvent({ dialogId: row.dialog_id, type: 'message:new', data: messageData(row), idempotencyKey: messageIdempotencyKey(row) }),
+          onPublished: (row) => firsts.push(row.id),
+          onFailed: () => undefined,
+        },
+        { pollMs: 10, retryMaxMs: 100, batchSize: 7, idempotencyRetentionS: 86_400 },
+      ),
+    );
+    try {
+      for (const r of relays) r.start();
+      const drained = await waitUntil(async () => (await sql.query('SELECT count(*)::int AS n FROM message_outbox WHERE message_id = ANY($1::bigint[])', [ids])).rows[0].n === 0, 15_000, 20);
+      await Promise.all(relays.map((r) => r.stop()));
+      expect(drained).toBe(true);
+      const history = await redis.xrange('replyx:dialog:200:events', '-', '+');
+      expect(history.filter(([, f]) => f[3]?.includes(`"text":"${tag}`))).toHaveLength(200);
+      expect(firsts.sort((a, b) => a - b)).toEqual(ids);
+      const unset = await sql.query('SELECT count(*)::int AS n FROM messages WHERE id = ANY($1::bigint[]) AND event_id IS NULL', [ids]);
+      expect(unset.rows[0].n).toBe(0);
+    } finally {
+      await pool.end();
+      await sql.end();
+      conn.disconnect();
+    }
+  });
+
+  it('a database outage answers 503 DATABASE_UNAVAILABLE (retry with the same key), never 500', async () => {
+    const deadDb = `postgres://replyx@127.0.0.1:${await freePort()}/none`;
+    const down = await startWorker(configFromEnv({ DATABASE_URL: deadDb, REDIS_URL: sharedRedisUrl(), ...SECRETS, LOG_LEVEL: 'silent' }), createLogger('silent'), 0, () => true, { processMetrics: false });
+    try {
+      const [site1] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
+      const res = await post('/api/site/dialogs/100/messages', { text: 'db down' }, { ...bearer(site1!.token), 'idempotency-key': 'db-down-1' }, `http://127.0.0.1:${down.port}`);
+      expect(res).toMatchObject({ status: 503, json: { error: { code: 'DATABASE_UNAVAILABLE' } } });
+    } finally {
+      await down.close();
+    }
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('a retried POST answers the first result (same status and message) and stores once; concurrent retries too', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    // Redis is shared across runs: this run's text is its own.
+    const once = `exactly once ${Date.now()}`;
+    const headers = { ...bearer(admin), 'idempotency-key': 'b7a1d1e0-retry-1' };
+    const first = await post('/api/dialogs/123/messages', { text: once }, headers);
+    expect(first.status).toBe(201);
+    const again = await post('/api/dialogs/123/messages', { text: once }, headers);
+    expect(again).toEqual(first);
+    const burst = await Promise.all(Array.from({ length: 8 }, () => post('/api/dialogs/123/messages', { text: 'burst' }, { ...bearer(admin), 'idempotency-key': 'burst-1' })));
+    expect(new Set(burst.map((r) => r.status))).toEqual(new Set([201]));
+    expect(new Set(burst.map((r) => (r.json.message as { id: number }).id)).size).toBe(1);
+    const stored = await sql.query("SELECT count(*)::int AS n FROM messages WHERE text IN ($1, 'burst')", [once]);
+    expect(stored.rows[0].n).toBe(2);
+    // One event per message in the history, whatever the retries.
+    const history = await redis.xrange('replyx:dialog:123:events', '-', '+');
+    expect(history.filter(([, f]) => f[3]?.includes(`"text":"${once}"`))).toHaveLength(1);
+  });
+
+  it('is scoped to the caller and dialog; another body under the same key is 422; malformed keys are 400', async () => {
+    const [site1, site2] = await demoSiteTokens(SECRETS.SITE_TOKEN_SECRET);
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const key = { 'idempotency-key': 'shared-key-1' };
+    const a = await post('/api/dialogs/100/messages', { text: 'scoped' }, { ...bearer(admin), ...key });
+    const b = await post('/api/site/dialogs/100/messages', { text: 'scoped' }, { ...bearer(site1!.token), ...key });
+    const c = await post('/api/dialogs/123/messages', { text: 'scoped' }, { ...bearer(admin), ...key });
+    const ids = [a, b, c].map((r) => (r.json.message as { id: number }).id);
+    expect([a.status, b.status, c.status]).toEqual([201, 201, 201]);
+    expect(new Set(ids).size).toBe(3);
+    const reused = await post('/api/dialogs/100/messages', { text: 'something else' }, { ...bearer(admin), ...key });
+    expect(reused).toMatchObject({ status: 422, json: { error: { code: 'IDEMPOTENCY_KEY_REUSED' } } });
+    for (const bad of ['has space', 'x'.repeat(201), '']) {
+      const r = await post('/api/site/dialogs/100/messages', { text: 'bad key' }, { ...bearer(site1!.token), 'idempotency-key': bad });
+      expect(r).toMatchObject({ status: 400, json: { error: { code: 'BAD_IDEMPOTENCY_KEY' } } });
+    }
+    // Another site token of the same user is another caller.
+    const other = await post('/api/site/dialogs/100/messages', { text: 'scoped' }, { ...bearer(site2!.token), ...key });
+    expect(other.status === 201 ? (other.json.message as { id: number }).id : undefined).not.toBe(ids[1]);
+  });
+
+  it('text with a NUL byte is a 400 with the reason, not a 500', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const r = await post('/api/dialogs/123/messages', { text: 'a\u0000b' }, bearer(admin));
+    expect(r).toMatchObject({ status: 400, json: { error: { code: 'BAD_REQUEST' } } });
+    expect(String((r.json.error as { message: string }).message)).toContain('NUL');
   });
 });
 
@@ -323,6 +470,49 @@ describe('legacy /ws/ mode', () => {
     expect(text).toContain('replyx_backend_ws_connections{type="admin"} 2');
     expect(text).toContain('replyx_backend_ws_connections{type="widget"} 1');
     for (const c of [admin, widget, site, other]) c.ws.close();
+  });
+
+  it('resumes since= from the same Redis history and ids as the gateway: replay, then live, no gap or duplicate', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const ids: string[] = [];
+    for (const text of ['r1', 'r2', 'r3']) ids.push(String((await post('/api/dialogs/200/messages', { text }, bearer(admin))).json.event_id));
+    // An event another publisher (a gateway's POST /internal/publish, another backend) stored meanwhile.
+    const other = await new RedisPublisher(redis).publish({ dialogId: 200, type: 'typing', data: { who: 'operator' } });
+    const c = await openSocket(`/ws/dialogs/200?since=${ids[0]}`, { token: admin });
+    await waitUntil(async () => c.frames.length === 4, 2000);
+    const live = await post('/api/dialogs/200/messages', { text: 'r4' }, bearer(admin));
+    await waitUntil(async () => c.frames.length === 5, 2000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.frames.slice(1).map((f) => f.id)).toEqual([ids[1], ids[2], other, live.json.event_id]);
+    expect(c.frames[1]).toMatchObject({ type: 'message:new', dialog_id: 200, data: { text: 'r2' } });
+    expect(c.frames[4]).toMatchObject({ data: { id: (live.json.message as { id: number }).id, text: 'r4' } });
+    expect(c.frames.some((f) => f.type === 'resync')).toBe(false);
+    c.ws.close();
+  });
+
+  it('sends resync where continuity cannot be proven, and closes bad since= with 4009 and the reason', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    // Dialog 300 has no history stream: nothing proves the client missed nothing.
+    await redis.del('replyx:dialog:300:events');
+    const lost = await openSocket('/ws/dialogs/300?since=1700000000000-0', { token: admin });
+    await waitUntil(async () => lost.frames.length === 2, 2000);
+    expect(lost.frames[1]).toEqual({ type: 'resync' });
+    const live = await post('/api/dialogs/300/messages', { text: 'after resync' }, bearer(admin));
+    await waitUntil(async () => lost.frames.length === 3, 2000);
+    expect(lost.frames[2]).toMatchObject({ id: live.json.event_id });
+    lost.ws.close();
+    const newest = String(live.json.event_id);
+    const cases: [string, RegExp][] = [
+      ['abc', /^since must be an event id such as/],
+      ['99999999999999999999-0', /^since has a part above 18446744073709551615/],
+      [`${Number(newest.split('-')[0]) + 3_600_000}-0`, /^since is ahead of the dialog's newest event$/],
+    ];
+    for (const [since, reason] of cases) {
+      const s = await openSocket(`/ws/dialogs/300?since=${since}`, { token: admin });
+      const closed = await s.closed;
+      expect({ since, code: closed.code }).toEqual({ since, code: 4009 });
+      expect(closed.reason).toMatch(reason);
+    }
   });
 
   it('closes refused connections with the gateway’s codes; no credential-less widget by default', async () => {
@@ -413,7 +603,11 @@ describe('cluster entry point', () => {
         expect(text.match(/^# TYPE replyx_backend_http_requests_total /gm)).toHaveLength(1);
         const stored = new pg.Client({ connectionString: url });
         await stored.connect();
-        await stored.query("INSERT INTO messages (dialog_id, sender, text, created_at) VALUES (100, 'site', 'stuck', now() - interval '90 seconds')");
+        // A message whose publish keeps failing: its outbox row is 90 s old and not due for an hour.
+        await stored.query(
+          `WITH m AS (INSERT INTO messages (dialog_id, sender, text, created_at) VALUES (100, 'site', 'stuck', now() - interval '90 seconds') RETURNING id)
+           INSERT INTO message_outbox (message_id, created_at, next_attempt_at, attempts) SELECT id, now() - interval '90 seconds', now() + interval '1 hour', 9 FROM m`,
+        );
         await stored.end();
         const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         expect(after).toMatch(/^replyx_backend_outbox_pending_messages 1$/m);
@@ -426,7 +620,7 @@ describe('cluster entry point', () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     const versions = await client.query('SELECT version FROM schema_migrations ORDER BY version');
-    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3]);
+    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3, 4]);
     const access = await client.query('SELECT dialog_id::int, assistant_id::int, user_id::int FROM replyx_dialog_access ORDER BY dialog_id');
     expect(access.rows).toEqual([
       { dialog_id: 100, assistant_id: 3, user_id: 1 },

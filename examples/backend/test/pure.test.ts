@@ -2,9 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { authorise, legacyWidgetCaller, type Caller } from '../src/access.js';
 import { BackendConfigError, configFromEnv } from '../src/config.js';
 import { demoVisitorKey } from '../src/demo.js';
+import { IDEMPOTENCY_KEY_MAX, idempotencyScope, parseIdempotencyKey, requestHash } from '../src/idempotency.js';
 import { matchLegacyPath } from '../src/legacy-ws.js';
 import { redactUrl } from '../src/log.js';
 import { parseMigrationNames } from '../src/migrate.js';
+import { messageIdempotencyKey, retryDelayMs } from '../src/outbox.js';
+import { isDatabaseUnavailable } from '../src/store.js';
 
 const SECRETS = { JWT_SECRET: 'j'.repeat(32), SITE_TOKEN_SECRET: 's'.repeat(32), WIDGET_TOKEN_SECRET: 'w'.repeat(32) };
 
@@ -89,5 +92,36 @@ describe('small pure pieces', () => {
     expect(matchLegacyPath('/ws/site/dialogs/100/')).toEqual({ kind: 'site', dialogId: 100 });
     expect(matchLegacyPath('/ws/other/1')).toBeUndefined();
     expect(matchLegacyPath('/ws/dialogs/abc')).toBeUndefined();
+  });
+});
+
+describe('idempotency and the outbox (issue 13)', () => {
+  it('Idempotency-Key: 1-200 visible ASCII characters; no header is no key', () => {
+    expect(parseIdempotencyKey(undefined)).toEqual({ ok: true, key: undefined });
+    expect(parseIdempotencyKey('0b7f3c2e-5d1a-4c4e-9a55-1f2e3d4c5b6a')).toEqual({ ok: true, key: '0b7f3c2e-5d1a-4c4e-9a55-1f2e3d4c5b6a' });
+    expect(parseIdempotencyKey('x'.repeat(IDEMPOTENCY_KEY_MAX))).toMatchObject({ ok: true });
+    for (const bad of ['', 'a b', 'x'.repeat(IDEMPOTENCY_KEY_MAX + 1), 'tab\there', 'é']) expect(parseIdempotencyKey(bad), bad).toMatchObject({ ok: false, reason: /^Idempotency-Key must be 1-200 visible ASCII/ });
+  });
+
+  it('scopes keys to the credential subject and the dialog', () => {
+    expect(idempotencyScope({ kind: 'admin', userId: 1 }, 5)).toBe('admin:user:1:dialog:5');
+    expect(idempotencyScope({ kind: 'site', userId: 1, assistantId: 3, jti: 'j-1' }, 5)).toBe('site:token:j-1:dialog:5');
+    expect(idempotencyScope({ kind: 'widget', assistantId: 3, originHost: 'a.test' }, 5)).toBe('widget:assistant:3:dialog:5');
+    expect(idempotencyScope({ kind: 'admin', userId: 1 }, 6)).not.toBe(idempotencyScope({ kind: 'admin', userId: 1 }, 5));
+    expect(requestHash('POST /a', { text: 'x' }).equals(requestHash('POST /a', { text: 'x' }))).toBe(true);
+    expect(requestHash('POST /a', { text: 'x' }).equals(requestHash('POST /b', { text: 'x' }))).toBe(false);
+  });
+
+  it('retries back off by doubling up to the cap; publish keys are the id and creation time', () => {
+    expect([0, 1, 2, 3, 10, 100].map((a) => retryDelayMs(a, 100, 5000))).toEqual([100, 200, 400, 800, 5000, 5000]);
+    expect(retryDelayMs(-1, 100, 5000)).toBe(100);
+    expect(messageIdempotencyKey({ id: 42, created_at: '2026-11-28T08:20:15.832Z' })).toBe('message:42:2026-11-28T08:20:15.832Z');
+  });
+
+  it('tells a database that did not answer (503, retry) from a request the database refused', () => {
+    for (const err of [{ code: 'ECONNREFUSED' }, { code: '57P01' }, { code: '08006' }, new Error('Connection terminated unexpectedly'), new Error('timeout exceeded when trying to connect')]) {
+      expect(isDatabaseUnavailable(err), String((err as Error).message ?? JSON.stringify(err))).toBe(true);
+    }
+    for (const err of [{ code: '22021' }, { code: '23505' }, new Error('syntax error'), null, undefined]) expect(isDatabaseUnavailable(err)).toBe(false);
   });
 });

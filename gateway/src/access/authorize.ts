@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { presentedToken, type CredentialSource } from '../auth/credentials.js';
 import type { TokenVerifier } from '../auth/tokens.js';
 import { positiveId } from '../auth/tokens.js';
-import { isEventId } from '../broker/protocol.js';
+import { eventIdProblem } from '../broker/protocol.js';
 import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
 import type { ConnectionKind } from '../connection-kinds.js';
 import type { EndpointMatch } from './endpoints.js';
@@ -71,7 +71,9 @@ export async function authorize(match: EndpointMatch, req: IncomingMessage, deps
   const dialogId = /^\d{1,16}$/.test(match.dialogSegment) ? positiveId(match.dialogSegment) : undefined;
   if (dialogId === undefined) return refuse(CloseCodes.BAD_REQUEST, 'dialog id must be a positive integer');
   const since = params.get('since') ?? undefined;
-  if (since !== undefined && !isEventId(since)) return refuse(CloseCodes.BAD_REQUEST, 'since must be an event id such as 1732780000000-0', { dialogId });
+  const sinceProblem = since === undefined ? undefined : eventIdProblem(since);
+  // The close frame carries the reason (a client's own input, so it may learn what was wrong).
+  if (sinceProblem) return refuse({ ...CloseCodes.BAD_REQUEST, reason: sinceProblem }, sinceProblem, { dialogId });
   const originHeader = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
   const presented = presentedToken(req.headers, params, QUERY_TOKEN[kind]);
   const accept = (grant: Grant, expiresAt: number, via: CredentialVia, who: Authorized['who']): Authorized => ({ ok: true, kind, dialogId, since, grant, expiresAt, via, who });

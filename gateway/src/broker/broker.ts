@@ -4,8 +4,14 @@ import type { PublishInput } from './publisher.js';
 // What the gateway needs from a broker. Two implementations: Redis (N replicas) and memory
 // (one process, tests and single-node setups).
 
-/** History after an id: the events, or `gap` when the id is older than what is retained. */
-export type HistoryResult = { readonly status: 'ok'; readonly events: readonly BrokerEvent[] } | { readonly status: 'gap' };
+/**
+ * History after an id: the events; `gap` when the id is older than what is retained (or nothing
+ * is); `ahead` when the id is newer than the newest event (the client's id was never issued here).
+ */
+export type HistoryResult =
+  | { readonly status: 'ok'; readonly events: readonly BrokerEvent[] }
+  | { readonly status: 'gap' }
+  | { readonly status: 'ahead'; readonly newest: string };
 
 /** Callbacks a broker drives. */
 export interface BrokerHandlers {
@@ -27,7 +33,7 @@ export interface Broker {
   subscribe(dialogId: number): Promise<void>;
   /** Stops receiving a dialog's events (last local leave). */
   unsubscribe(dialogId: number): void;
-  /** Retained events after `sinceId`, or a gap when `sinceId` is older than the history. */
+  /** Retained events after `sinceId`; a gap when `sinceId` is older than the history; ahead when newer than its newest event. */
   history(dialogId: number, sinceId: string): Promise<HistoryResult>;
   /** Id of the dialog's newest retained event. */
   lastEventId(dialogId: number): Promise<string | undefined>;

@@ -1,6 +1,6 @@
 import type { Broker, BrokerHandlers, HistoryResult } from './broker.js';
-import { compareEventIds, type BrokerEvent } from './protocol.js';
-import type { PublishInput } from './publisher.js';
+import { compareEventIds, eventFrame, type BrokerEvent } from './protocol.js';
+import { DEFAULT_IDEMPOTENCY_TTL_S, idempotencyKeyProblem, type PublishInput } from './publisher.js';
 
 // The single-process broker (BROKER=memory): POST /internal/publish delivers directly and
 // history lives in this process, capped per dialog, by age and by number of dialogs. It cannot
@@ -12,7 +12,12 @@ export interface MemoryBrokerOptions {
   readonly historyTtlS: number;
   /** Most dialogs whose history is kept; the least recently published goes first (MEMORY_HISTORY_DIALOGS). */
   readonly maxDialogs: number;
+  /** Seconds a publish's idempotency key is remembered (PUBLISH_IDEMPOTENCY_TTL_S). */
+  readonly idempotencyTtlS?: number;
 }
+
+/** Most idempotency keys the memory broker remembers; the oldest go first. */
+export const MEMORY_IDEMPOTENCY_KEYS_MAX = 100_000;
 
 interface History {
   events: BrokerEvent[];
@@ -28,6 +33,9 @@ export class MemoryBroker implements Broker {
   readonly #historyLength: number;
   readonly #ttlMs: number;
   readonly #maxDialogs: number;
+  readonly #idempotencyTtlMs: number;
+  /** `<dialog>:<key>` → first event id; insertion order is expiry order (one TTL for all). */
+  readonly #firstIds = new Map<string, { id: string; expiresAt: number }>();
   #lastMs = 0;
   #seq = 0;
 
@@ -37,6 +45,7 @@ export class MemoryBroker implements Broker {
     this.#historyLength = options.historyLength;
     this.#ttlMs = options.historyTtlS * 1000;
     this.#maxDialogs = options.maxDialogs;
+    this.#idempotencyTtlMs = (options.idempotencyTtlS ?? DEFAULT_IDEMPOTENCY_TTL_S) * 1000;
   }
 
   async start(): Promise<void> {}
@@ -61,6 +70,8 @@ export class MemoryBroker implements Broker {
     const events = this.#live(dialogId)?.events;
     const oldest = events?.[0];
     if (!events || !oldest || compareEventIds(sinceId, oldest.id) < 0) return { status: 'gap' };
+    const newest = events.at(-1)!.id;
+    if (compareEventIds(sinceId, newest) > 0) return { status: 'ahead', newest };
     return { status: 'ok', events: events.filter((e) => compareEventIds(e.id, sinceId) > 0) };
   }
 
@@ -71,6 +82,13 @@ export class MemoryBroker implements Broker {
   async publish(input: PublishInput): Promise<string> {
     if (!Number.isSafeInteger(input.dialogId) || input.dialogId < 1) throw new TypeError(`dialogId must be a positive integer, got ${String(input.dialogId)}`);
     const now = Date.now();
+    const idemKey = input.idempotencyKey === undefined ? undefined : `${input.dialogId}:${input.idempotencyKey}`;
+    if (idemKey !== undefined) {
+      const problem = idempotencyKeyProblem(input.idempotencyKey!);
+      if (problem) throw new TypeError(`idempotencyKey ${problem}`);
+      const first = this.#firstIds.get(idemKey);
+      if (first && first.expiresAt > now) return first.id;
+    }
     if (now > this.#lastMs) {
       this.#lastMs = now;
       this.#seq = 0;
@@ -78,7 +96,7 @@ export class MemoryBroker implements Broker {
       this.#seq += 1;
     }
     const id = `${this.#lastMs}-${this.#seq}`;
-    const json = `{"id":"${id}","type":${JSON.stringify(input.type)},"dialog_id":${input.dialogId},"data":${JSON.stringify(input.data ?? null)},"ts":${now}}`;
+    const json = eventFrame(id, input.type, input.dialogId, JSON.stringify(input.data ?? null), now);
     const event: BrokerEvent = { id, dialogId: input.dialogId, audience: input.audience ?? [], json };
     if (this.#historyLength > 0) {
       let history = this.#histories.get(input.dialogId);
@@ -91,12 +109,21 @@ export class MemoryBroker implements Broker {
       this.#histories.set(input.dialogId, history);
       if (this.#histories.size > this.#maxDialogs) this.#histories.delete(this.#histories.keys().next().value!);
     }
+    if (idemKey !== undefined) {
+      this.#firstIds.delete(idemKey);
+      this.#firstIds.set(idemKey, { id, expiresAt: now + this.#idempotencyTtlMs });
+      if (this.#firstIds.size > MEMORY_IDEMPOTENCY_KEYS_MAX) this.#firstIds.delete(this.#firstIds.keys().next().value!);
+    }
     if (this.#subscribed.has(input.dialogId)) this.#handlers.onEvent(event);
     return id;
   }
 
-  /** Drops histories older than the TTL; called from the gateway's shared interval. */
+  /** Drops histories and idempotency keys older than their TTL; called from the gateway's shared interval. */
   sweep(now = Date.now()): void {
+    for (const [key, first] of this.#firstIds) {
+      if (first.expiresAt > now) break;
+      this.#firstIds.delete(key);
+    }
     for (const [id, h] of this.#histories) {
       if (h.touchedAt + this.#ttlMs > now) break;
       this.#histories.delete(id);

@@ -1,6 +1,6 @@
 import { CONNECTION_KINDS, type ConnectionKind } from '../connection-kinds.js';
 
-// The wire format between publishers and gateways, shared by the Lua script, the TS publisher,
+// The wire format between publishers and gateways, shared by the function library (replyx.lua), the TS publisher,
 // the gateway's broker and the Python helper (docs/gateway.md, "Publishing"). Keep all four in step.
 
 /** Redis key prefix of every key the stack writes. */
@@ -14,6 +14,21 @@ export function dialogChannel(dialogId: number): string {
 /** The capped history stream of a dialog (resume with `since=`). */
 export function dialogStream(dialogId: number): string {
   return `${KEY_PREFIX}:dialog:${dialogId}:events`;
+}
+
+/** Longest idempotency key a publisher may pass (characters of `A-Z a-z 0-9 _ . : -`). */
+export const IDEMPOTENCY_KEY_MAX_LENGTH = 200;
+
+const IDEMPOTENCY_KEY = new RegExp(`^[A-Za-z0-9_.:-]{1,${IDEMPOTENCY_KEY_MAX_LENGTH}}$`);
+
+/** True for an idempotency key publishers may use (a message id, a client key). */
+export function isIdempotencyKey(value: string): boolean {
+  return IDEMPOTENCY_KEY.test(value);
+}
+
+/** The key that remembers which event an idempotency key of a dialog published (expires after the window). */
+export function dialogIdempotencyKey(dialogId: number, key: string): string {
+  return `${KEY_PREFIX}:dialog:${dialogId}:idem:${key}`;
 }
 
 /** A dialog id parsed back from a channel name, or undefined for other channels. */
@@ -63,6 +78,17 @@ export function detachedCopy(s: string): string {
   return s.length < SLICE_MIN_LENGTH ? s : Buffer.from(s, 'utf8').toString('utf8');
 }
 
+/** The frame telling a client its `since` is older than the retained history: refetch via the API. */
+export const RESYNC_FRAME = '{"type":"resync"}';
+
+/** The 4009 close reason of a resume whose `since` is newer than the dialog's newest event. */
+export const SINCE_AHEAD_REASON = "since is ahead of the dialog's newest event";
+
+/** The text frame of an event, exactly as the function library writes it (`dataJson` is JSON text). */
+export function eventFrame(id: string, type: string, dialogId: number, dataJson: string, ts: number): string {
+  return `{"id":"${id}","type":${JSON.stringify(type)},"dialog_id":${dialogId},"data":${dataJson},"ts":${ts}}`;
+}
+
 /** Rebuilds a history entry (stream id + fields `aud`, `body`) into a broker event. */
 export function eventFromStreamEntry(dialogId: number, id: string, fields: readonly string[]): BrokerEvent | undefined {
   let aud: string | undefined;
@@ -81,16 +107,31 @@ export function eventFromStreamEntry(dialogId: number, id: string, fields: reado
 export function compareEventIds(a: string, b: string): number {
   const [am = '0', as = '0'] = a.split('-');
   const [bm = '0', bs = '0'] = b.split('-');
-  if (am.length !== bm.length) return am.length - bm.length;
-  if (am !== bm) return am < bm ? -1 : 1;
-  const an = Number(as);
-  const bn = Number(bs);
-  return an - bn;
+  return compareDigits(am, bm) || compareDigits(as, bs);
 }
 
-/** True for a well-formed stream id such as `1732780000000-0`. */
+// Both parts may exceed 2^53, so they are compared as digit strings (no leading zeros in ids Redis makes).
+function compareDigits(a: string, b: string): number {
+  const x = a.replace(/^0+(?=\d)/, '');
+  const y = b.replace(/^0+(?=\d)/, '');
+  if (x.length !== y.length) return x.length - y.length;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** The largest part of a stream id: Redis keeps both `<ms>` and `<seq>` as unsigned 64-bit integers. */
+export const EVENT_ID_PART_MAX = '18446744073709551615';
+
+/** Why `value` is not a stream id (`<ms>-<seq>`, each part digits ≤ 2^64-1), or undefined when it is one. */
+export function eventIdProblem(value: string): string | undefined {
+  const m = /^(\d{1,20})-(\d{1,20})$/.exec(value);
+  if (!m) return 'since must be an event id such as 1732780000000-0';
+  if (compareDigits(m[1]!, EVENT_ID_PART_MAX) > 0 || compareDigits(m[2]!, EVENT_ID_PART_MAX) > 0) return `since has a part above ${EVENT_ID_PART_MAX} (2^64-1)`;
+  return undefined;
+}
+
+/** True for a well-formed stream id such as `1732780000000-0`, both parts within 2^64-1. */
 export function isEventId(value: string): boolean {
-  return /^\d{1,20}-\d{1,20}$/.test(value);
+  return eventIdProblem(value) === undefined;
 }
 
 /** The `ts` of an event frame (the broker's JSON ends with `,"ts":<ms>}`), read without parsing. */

@@ -3,10 +3,11 @@ import type { Logger } from 'pino';
 import type { Broker, BrokerHandlers, HistoryResult } from './broker.js';
 import { compareEventIds, dialogChannel, dialogIdFromChannel, dialogStream, eventFromStreamEntry, parseBrokerMessage, type BrokerEvent } from './protocol.js';
 import { RedisPublisher, type PublishInput } from './publisher.js';
+import { readHistory } from './history.js';
 import { mergeReplay } from './merge-replay.js';
 
 // The Redis broker: one subscriber connection (SUBSCRIBE per dialog with local members) and one
-// command connection (publish script, XRANGE history). After Redis comes back the broker
+// command connection (FCALL of the replyx function library, XRANGE history). After Redis comes back the broker
 // resubscribes itself and then reads each dialog's stream from the last id it delivered, so the
 // window between "Redis is back" and "SUBSCRIBE took effect" loses nothing; if that history is
 // gone (Redis restarted empty) the dialog's clients get a resync frame.
@@ -16,6 +17,8 @@ export interface RedisBrokerOptions {
   readonly url: string;
   readonly historyLength: number;
   readonly historyTtlS: number;
+  /** Seconds a publish's idempotency key is remembered (PUBLISH_IDEMPOTENCY_TTL_S). */
+  readonly idempotencyTtlS?: number;
   readonly logger: Logger;
   /** Per-command timeout on the command connection (REDIS_COMMAND_TIMEOUT_MS). */
   readonly commandTimeoutMs: number;
@@ -77,7 +80,7 @@ export class RedisBroker implements Broker {
       retryStrategy,
       connectionName: 'replyx-gateway-sub',
     });
-    this.#publisher = new RedisPublisher(this.#cmd, { historyLength: options.historyLength, historyTtlS: options.historyTtlS });
+    this.#publisher = new RedisPublisher(this.#cmd, { historyLength: options.historyLength, historyTtlS: options.historyTtlS, idempotencyTtlS: options.idempotencyTtlS });
     for (const [name, client] of [['cmd', this.#cmd], ['sub', this.#sub]] as const) {
       client.on('error', (err: Error) => this.#log.debug({ err: err.message, connection: name }, 'Redis error'));
     }
@@ -106,6 +109,17 @@ export class RedisBroker implements Broker {
     const late = await Promise.race([Promise.all([ready(this.#cmd), ready(this.#sub)]).then(() => false), timedOut]);
     clearTimeout(timer);
     if (late) this.#log.warn('Redis is not reachable yet; /health answers 503 until it is');
+    else await this.#loadLibrary();
+  }
+
+  // Publishers with only +fcall cannot load the library themselves: the gateway loads it at start
+  // (and the publisher again whenever Redis comes back without it).
+  async #loadLibrary(): Promise<void> {
+    try {
+      await this.#publisher.load();
+    } catch (err) {
+      this.#log.warn({ err: String(err) }, 'could not load the replyx function library; the first publish retries');
+    }
   }
 
   isReady(): boolean {
@@ -132,25 +146,8 @@ export class RedisBroker implements Broker {
     if (this.#sub.status === 'ready') this.#sub.unsubscribe(dialogChannel(dialogId)).catch(() => undefined);
   }
 
-  async history(dialogId: number, sinceId: string): Promise<HistoryResult> {
-    const stream = dialogStream(dialogId);
-    const results = await this.#cmd
-      .multi()
-      .xrange(stream, '-', '+', 'COUNT', 1)
-      .xrange(stream, `(${sinceId}`, '+', 'COUNT', Math.max(1, this.#historyLength))
-      .exec();
-    if (!results) throw new Error('history: transaction aborted');
-    const [[firstErr, first], [rangeErr, range]] = results as [[Error | null, [string, string[]][]], [Error | null, [string, string[]][]]];
-    if (firstErr ?? rangeErr) throw firstErr ?? rangeErr;
-    const oldest = first[0]?.[0];
-    // Everything after `sinceId` is retained only if the oldest retained id is not newer than it.
-    if (oldest === undefined || compareEventIds(sinceId, oldest) < 0) return { status: 'gap' };
-    const events: BrokerEvent[] = [];
-    for (const [id, fields] of range) {
-      const ev = eventFromStreamEntry(dialogId, id, fields);
-      if (ev) events.push(ev);
-    }
-    return { status: 'ok', events };
+  history(dialogId: number, sinceId: string): Promise<HistoryResult> {
+    return readHistory(this.#cmd, dialogId, sinceId, this.#historyLength);
   }
 
   async lastEventId(dialogId: number): Promise<string | undefined> {
@@ -209,6 +206,7 @@ export class RedisBroker implements Broker {
     this.#lostAt = undefined;
     if (!reconnect) return;
     this.#handlers.onReconnect?.();
+    if (this.#cmd.status === 'ready') void this.#loadLibrary();
     const dialogs = [...this.#dialogs.entries()];
     this.#log.info({ dialogs: dialogs.length }, 'Redis connection back; resubscribing');
     if (dialogs.length === 0) return;
@@ -235,7 +233,8 @@ export class RedisBroker implements Broker {
         return;
       }
       const result = await this.history(dialogId, state.lastId);
-      if (result.status === 'gap') {
+      // `ahead`: the stream was lost and restarted with older ids than ours; either way not provably continuous.
+      if (result.status !== 'ok') {
         this.#log.warn({ dialog_id: dialogId, last_id: state.lastId }, 'history lost while Redis was away; clients told to resync');
         if (this.#dialogs.get(dialogId) === state) this.#handlers.onResync(dialogId);
         state.lastId = undefined;

@@ -3,7 +3,7 @@ import type { WebSocket } from 'ws';
 import type { Authorized } from '../access/authorize.js';
 import type { Broker } from '../broker/broker.js';
 import { mergeReplay } from '../broker/merge-replay.js';
-import { compareEventIds, eventTs, eventType, type BrokerEvent } from '../broker/protocol.js';
+import { compareEventIds, eventTs, eventType, RESYNC_FRAME, SINCE_AHEAD_REASON, type BrokerEvent } from '../broker/protocol.js';
 import { CloseCodes } from '../close-codes.js';
 import { LOG_TAG } from '../connection-kinds.js';
 import { ClientConnection, type ConnectionLimits, type ConnectionOwner } from '../connection/client-connection.js';
@@ -20,8 +20,10 @@ import { DialogHub } from './dialog-hub.js';
 // the BrokerHandlers the gateway wires to deliver() and resync(), so neither imports the other.
 // The heartbeat tick also closes connections whose token expired (4001 "token expired").
 
-/** The frame telling a client its `since` is older than the retained history: refetch via the API. */
-export const RESYNC_FRAME = '{"type":"resync"}';
+/** The close of a resume whose `since` is newer than the dialog's newest event. */
+export const SINCE_AHEAD = { ...CloseCodes.BAD_REQUEST, reason: SINCE_AHEAD_REASON } as const;
+
+export { RESYNC_FRAME };
 const RESYNC = Buffer.from(RESYNC_FRAME);
 
 /** The hub's limits (from GatewayConfig; defaults and ranges in config.ts). */
@@ -143,6 +145,13 @@ export class DeliveryHub implements ConnectionOwner {
       const buffered = conn.pending;
       conn.pending = null;
       let replay: readonly BrokerEvent[];
+      if (result.status === 'ahead') {
+        // An id this dialog never issued (another stack's, or made up): live events would all be "older" than it.
+        this.#metrics.resumed('ahead');
+        this.#log.warn({ conn: conn.id, dialog_id: auth.dialogId, since: auth.since, newest: result.newest }, `${LOG_TAG[auth.kind]} since is ahead of the dialog's newest event; closing with 4009`);
+        conn.close(SINCE_AHEAD);
+        return;
+      }
       if (result.status === 'gap') {
         conn.send(RESYNC);
         this.#metrics.resumed('resync');

@@ -26,7 +26,7 @@ export interface MetricsSources {
 }
 
 /** How a resume (`since=`) ended: history replayed, `resync` sent (gap), or the history read failed (1011). */
-export type ResumeOutcome = 'replayed' | 'resync' | 'failed';
+export type ResumeOutcome = 'replayed' | 'resync' | 'ahead' | 'failed';
 /** Why clients were told to resync: their `since` was older than the history, or the broker lost events while Redis was away. */
 export type ResyncCause = 'resume_gap' | 'broker_gap';
 /** Outcomes of POST /internal/publish. */
@@ -36,7 +36,13 @@ export type PublishResult = 'accepted' | 'bad-request' | 'unauthorized' | 'unava
 const KNOWN_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1005, 1006, ...Object.values(CloseCodes).map((c) => c.code)]);
 
 /** Handshake outcome label of each registry close code: its name in snake case (4003 -> domain_forbidden). */
-const HANDSHAKE_OUTCOME: ReadonlyMap<number, string> = new Map(Object.entries(CloseCodes).map(([name, info]) => [info.code, name.toLowerCase()]));
+// Several names share 4001 (unauthorized, token expired, access revoked); a refused handshake is
+// always the first of them, so the first name per code wins.
+const HANDSHAKE_OUTCOME: ReadonlyMap<number, string> = new Map(
+  Object.entries(CloseCodes)
+    .reverse()
+    .map(([name, info]) => [info.code, name.toLowerCase()]),
+);
 
 /** Every handshake outcome label value: accepted, or a registry close code's name. */
 export const HANDSHAKE_OUTCOMES: readonly string[] = ['accepted', ...HANDSHAKE_OUTCOME.values()];
@@ -117,7 +123,7 @@ export class GatewayMetrics {
       labelNames: ['type', 'outcome'],
       registers,
     });
-    this.#resumes = new Counter({ name: 'replyx_gateway_resumes_total', help: 'Connections that resumed with since=, by outcome (replayed, resync, failed).', labelNames: ['outcome'], registers });
+    this.#resumes = new Counter({ name: 'replyx_gateway_resumes_total', help: 'Connections that resumed with since=, by outcome (replayed, resync, ahead: closed with 4009, failed).', labelNames: ['outcome'], registers });
     this.#resyncs = new Counter({
       name: 'replyx_gateway_resyncs_total',
       help: 'resync frames sent (the client must refetch through the API), by cause (resume_gap, broker_gap).',
