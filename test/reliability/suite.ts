@@ -49,6 +49,8 @@ export interface FaultResult extends FaultScore {
   readonly allReconnected: boolean;
   /** Connects beyond the first during the window, summed over clients. */
   readonly reconnects: number;
+  /** Close codes the clients saw during the window, with how often. */
+  readonly closeCodes: Readonly<Record<string, number>>;
   readonly resyncs: number;
   /** How long the fault's own command took (restart, rollback). */
   readonly injectMs: number;
@@ -150,6 +152,7 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
       async fault(name) {
         const from = pub.sent.length;
         const connectsBefore = clients.map((c) => c.connects);
+        const closesBefore = clients.map((c) => c.closes.length);
         const resyncsBefore = clients.reduce((n, c) => n + c.resyncs, 0);
         const restartsBefore = await readRestarts(h.dir);
         await sleep(opts.leadMs ?? 1500);
@@ -196,6 +199,7 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
           reconnected: `${open}/${clients.length}`,
           allReconnected: open === clients.length,
           reconnects: clients.reduce((n, c, i) => n + c.connects - connectsBefore[i]!, 0),
+          closeCodes: clients.flatMap((c, i) => c.closes.slice(closesBefore[i])).reduce<Record<string, number>>((acc, code) => ({ ...acc, [code]: (acc[code] ?? 0) + 1 }), {}),
           resyncs: clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore,
           injectMs,
           watchdogRestarts,
