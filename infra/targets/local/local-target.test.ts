@@ -1,3 +1,4 @@
+import { DRAIN_GRACE_MS } from '../../../examples/backend/src/worker.js';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -105,7 +106,7 @@ describe('planLocalStack', () => {
     expect(by('nginx').stopSignal ?? 'SIGTERM').toBe('SIGTERM');
     expect(plan.services.filter((s) => s.readyLine).map((s) => s.name).sort()).toEqual(['backend', 'gateway']);
     // The backend's grace covers its drain (in-flight requests, then nginx's idle keepalive timeout).
-    expect(by('backend').stopGraceMs).toBeGreaterThan(6000);
+    expect(by('backend').stopGraceMs).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
   });
 
   it('skips Postgres when given a database, and refuses gateway replicas locally', () => {
