@@ -36,7 +36,7 @@ ${COMMON}`,
   down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, health, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
-  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service. Restarting backend leaves WebSockets alone; restarting gateway\ncloses its clients with 4200 (they reconnect and resume with since=).\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
+  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway closes its clients with 4200 (they reconnect and\nresume with since=); nginx hands over (the old one finishes its requests); postgres uses its fast\nshutdown. The watchdog does not count an intended restart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
   tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials and the seed's wscat/curl checks for this stack's ports.\n  --json         machine-readable output\n${COMMON}`,
 };
 
