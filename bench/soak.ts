@@ -58,7 +58,7 @@ async function main(): Promise<number> {
       for (const fault of faults) {
         const r = await run.fault(fault);
         results.push(r);
-        console.log(`${rounds > 1 ? `round ${round}: ` : ''}${fault}: ${r.messages} messages, ${r.missing} missing, ${r.duplicateDeliveries} dup deliveries, ${r.duplicateRows} dup rows, ${r.reconnected} reconnected, recovery ${(r.recoveryMs / 1000).toFixed(1)} s (inject ${(r.injectMs / 1000).toFixed(1)} s, ${r.retries} retries, ${r.resyncs} resyncs)`);
+        console.log(`${rounds > 1 ? `round ${round}: ` : ''}${fault}: ${r.messages} messages, ${r.missing} missing, ${r.duplicateDeliveries} dup deliveries, ${r.duplicateRows} dup rows, ${r.reconnected} reconnected, recovery ${(r.recoveryMs / 1000).toFixed(1)} s (inject ${(r.injectMs / 1000).toFixed(1)} s, ${r.retries} retries, ${r.resyncs} resyncs, ${r.cutRequests} requests cut by a backend)`);
         for (const e of r.examples) console.log(`    ${e}`);
       }
     }
@@ -67,7 +67,7 @@ async function main(): Promise<number> {
   }
   console.log(`\n${scoreTable(results)}`);
   if (values.json) await writeFile(values.json, `${JSON.stringify(results, null, 2)}\n`);
-  const bad = results.filter((r) => r.missing + r.duplicateDeliveries + r.duplicateRows + r.rejected + r.unstored > 0 || !r.allReconnected);
+  const bad = results.filter((r) => r.missing + r.duplicateDeliveries + r.duplicateRows + r.rejected + r.unstored + r.eventIdMismatches + r.cutRequests > 0 || !r.allReconnected);
   return bad.length === 0 ? 0 : 1;
 }
 

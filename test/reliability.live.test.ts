@@ -44,13 +44,14 @@ describe('zero loss, zero duplicates under every fault (live stack, 100 msg/s th
       for (const e of r.examples) progress(`    ${e}`);
       const summary = { ...r, examples: undefined };
       expect(r.messages, JSON.stringify(summary)).toBeGreaterThanOrEqual(MESSAGES_PER_FAULT);
-      expect({ rejected: r.rejected, missing: r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, unstored: r.unstored, eventIdMismatches: r.eventIdMismatches, allReconnected: r.allReconnected }, r.examples.join('\n')).toEqual({
+      expect({ rejected: r.rejected, missing: r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, unstored: r.unstored, eventIdMismatches: r.eventIdMismatches, cutRequests: r.cutRequests, allReconnected: r.allReconnected }, r.examples.join('\n')).toEqual({
         rejected: 0,
         missing: 0,
         duplicateDeliveries: 0,
         duplicateRows: 0,
         unstored: 0,
         eventIdMismatches: 0,
+        cutRequests: 0,
         allReconnected: true,
       });
       // Only the SIGKILL is a crash: intended stops and restarts never wake the watchdog.

@@ -1,7 +1,9 @@
+import { readFile, stat } from 'node:fs/promises';
 import pg from 'pg';
 import { DEMO_DIALOGS, DEMO_VISITOR_DIALOG_ID, demoSiteTokens, demoWidgetToken, signAdminToken } from '../../examples/backend/src/demo.js';
 import { runRollback } from '../../infra/operate/rollback/run.js';
 import { resolveContext } from '../../infra/operate/stack.js';
+import { nginxLogFiles } from '../../infra/render/nginx.js';
 import { reloadAndWait } from '../../infra/targets/local/nginx-workers.js';
 import { waitUntil } from '../../infra/targets/local/ports.js';
 import { readPid, serviceState } from '../../infra/targets/local/supervisor.js';
@@ -49,6 +51,12 @@ export interface FaultResult extends FaultScore {
   readonly allReconnected: boolean;
   /** Connects beyond the first during the window, summed over clients. */
   readonly reconnects: number;
+  /**
+   * API requests nginx saw cut by the backend after sending them (nginx's error log: upstream
+   * closed, reset or timed out): the requests a restart must never fail. Connection refused
+   * (nothing listening) is not one: that request never reached a backend.
+   */
+  readonly cutRequests: number;
   /** Close codes the clients saw during the window, with how often. */
   readonly closeCodes: Readonly<Record<string, number>>;
   readonly resyncs: number;
@@ -67,6 +75,9 @@ export interface ReliabilityRun {
   /** Stops clients, publisher and stack. */
   stop(): Promise<void>;
 }
+
+/** nginx's error-log wording for a request the upstream dropped after receiving it. */
+const CUT_REQUEST = /upstream prematurely closed|reset by peer|upstream timed out|broken pipe/i;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -151,6 +162,8 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
       stop,
       async fault(name) {
         const from = pub.sent.length;
+        const errorLog = nginxLogFiles(h.plan.nginxPrefixDir).error;
+        const errorLogFrom = await stat(errorLog).then((st) => st.size, () => 0);
         const connectsBefore = clients.map((c) => c.connects);
         const closesBefore = clients.map((c) => c.closes.length);
         const resyncsBefore = clients.reduce((n, c) => n + c.resyncs, 0);
@@ -193,11 +206,15 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
             .map(([svc, r]) => [svc, r.restarts - (restartsBefore[svc]?.restarts ?? 0)] as const)
             .filter(([, n]) => n > 0),
         );
+        const errorLines = (await readFile(errorLog).catch(() => Buffer.alloc(0))).subarray(errorLogFrom).toString('utf8').split('\n');
+        const cut = errorLines.filter((l) => CUT_REQUEST.test(l) && l.includes('/api/'));
+        for (const l of cut.slice(0, 3)) log(`  ${name}: nginx: ${l.slice(0, 300)}`);
         const score = scoreFault({ fault: name, sent: window, clients, rows, faultAt });
         return {
           ...score,
           reconnected: `${open}/${clients.length}`,
           allReconnected: open === clients.length,
+          cutRequests: cut.length,
           reconnects: clients.reduce((n, c, i) => n + c.connects - connectsBefore[i]!, 0),
           closeCodes: clients.flatMap((c, i) => c.closes.slice(closesBefore[i])).reduce<Record<string, number>>((acc, code) => ({ ...acc, [code]: (acc[code] ?? 0) + 1 }), {}),
           resyncs: clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore,
