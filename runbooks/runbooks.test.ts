@@ -132,11 +132,12 @@ describe('runbooks (live: every `bash local` command against a running local sta
   it('every log grep of the runbooks (local and Docker forms) matches real log lines of this stack', async () => {
     const h = stack.handle;
     // Make the lines the runbooks look for happen: a refused widget (4003), a slow consumer
-    // (4101), and a publish that fails while Redis is away (backend error, nginx 5xx).
+    // (4101), and a message posted while Postgres is away (backend error, nginx 5xx). A Redis
+    // outage no longer fails a post: the message waits in the outbox.
     await forbiddenWidget(h.ports.gateway, h.secrets.widgetTokenSecret);
     await ignoredDomainEntry(h.plan.databaseUrl, h.ports.gateway, h.secrets.widgetTokenSecret);
     await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
-    await publishWhileRedisIsDown();
+    await postWhilePostgresIsDown();
     const checked: string[] = [];
     for (const name of RUNBOOKS) {
       for (const kind of ['local', 'docker'] as const) {
@@ -204,21 +205,24 @@ describe('runbooks (live: every `bash local` command against a running local sta
     expect(await closed).toBe(4101);
   }
 
-  /** Stops Redis, posts a message through nginx (stored, not published: 503), starts Redis again. */
-  async function publishWhileRedisIsDown(): Promise<void> {
-    const redis = stack.handle.plan.services.find((s) => s.name === 'redis')!;
+  /**
+   * Stops Postgres, posts a message through nginx (503 DATABASE_UNAVAILABLE; the backend's pool
+   * logs its lost connections as errors), starts Postgres again.
+   */
+  async function postWhilePostgresIsDown(): Promise<void> {
+    const postgres = stack.handle.plan.services.find((s) => s.name === 'postgres')!;
     const { stopService, startService } = await import('../infra/targets/local/supervisor.js');
-    await stopService(redis);
+    await stopService(postgres);
     try {
       const [site] = stack.handle.tokens.siteTokens;
-      const res = await fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/site/dialogs/${site!.dialogId}/messages?site_token=${site!.token}`, {
+      const res = await fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/site/dialogs/${site!.dialogId}/messages`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ text: 'while redis is away' }),
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${site!.token}` },
+        body: JSON.stringify({ text: 'while postgres is away' }),
       });
       expect(res.status).toBe(503);
     } finally {
-      await startService(redis, { redisMaxmemoryMb: stack.handle.topology.redis.maxmemoryMb });
+      await startService(postgres, { postgresUser: stack.handle.topology.postgres.user, postgresDatabase: stack.handle.topology.postgres.database });
     }
   }
 

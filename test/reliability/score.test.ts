@@ -70,8 +70,8 @@ describe('scoreFault', () => {
 describe('scoreTable', () => {
   it('renders one Markdown row per fault', () => {
     const s = scoreFault({ fault: 'nginx reload', sent: [msg(0)], clients: [client('a', { 'p:0': { at: 1020 } })], rows: rows(['p:0']), faultAt: 0 });
-    const table = scoreTable([{ ...s, reconnected: '1/1' }]).split('\n');
+    const table = scoreTable([{ ...s, reconnected: '1/1', cutRequests: 0 }]).split('\n');
     expect(table).toHaveLength(3);
-    expect(table[2]).toBe('| nginx reload | 1 | 1 | 0 | 0 | 0 | 0 | 1/1 | 0.0 s |');
+    expect(table[2]).toBe('| nginx reload | 1 | 1 | 0 | 0 | 0 | 0 | 1/1 | 0 | 0.0 s |');
   });
 });

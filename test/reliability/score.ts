@@ -125,8 +125,8 @@ export function scoreFault(input: {
 }
 
 /** The scores as a Markdown table (docs/reliability.md shows one). */
-export function scoreTable(scores: readonly (FaultScore & { readonly reconnected?: string })[]): string {
-  const head = ['fault', 'messages', 'accepted', 'retries', 'missing', 'dup deliveries', 'dup rows', 'clients reconnected', 'recovery'];
-  const rows = scores.map((s) => [s.fault, s.messages, s.accepted, s.retries, s.missing, s.duplicateDeliveries, s.duplicateRows, s.reconnected ?? '-', `${(s.recoveryMs / 1000).toFixed(1)} s`].map(String));
+export function scoreTable(scores: readonly (FaultScore & { readonly reconnected?: string; readonly cutRequests?: number })[]): string {
+  const head = ['fault', 'messages', 'accepted', 'retries', 'missing', 'dup deliveries', 'dup rows', 'clients reconnected', 'requests cut', 'recovery'];
+  const rows = scores.map((s) => [s.fault, s.messages, s.accepted, s.retries, s.missing, s.duplicateDeliveries, s.duplicateRows, s.reconnected ?? '-', s.cutRequests ?? '-', `${(s.recoveryMs / 1000).toFixed(1)} s`].map(String));
   return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
 }

@@ -24,12 +24,16 @@ export interface BackendWorker {
   close(graceMs?: number): Promise<void>;
 }
 
+/** The longest a request may take (Node's `server.requestTimeout`); a slower one is answered 408. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 /**
- * How long a draining worker waits for its connections to end before cutting them: longer than
- * nginx's upstream keepalive timeout (4 s, BACKEND_KEEPALIVE_TIMEOUT_S in infra/render/nginx.ts),
- * so idle connections are closed by nginx, not under a request it is sending.
+ * How long a draining worker waits for its connections to end before cutting them: as long as a
+ * request may take, so a request that reached the worker is always finished, never cut. Usually
+ * the drain ends within nginx's upstream keepalive timeout (4 s, BACKEND_KEEPALIVE_TIMEOUT_S in
+ * infra/render/nginx.ts), when nginx has closed the idle connections.
  */
-export const DRAIN_GRACE_MS = 6000;
+export const DRAIN_GRACE_MS = REQUEST_TIMEOUT_MS + 1000;
 
 /** The event type every stored message is published as. */
 export const MESSAGE_EVENT = 'message:new';
@@ -154,7 +158,7 @@ export async function startWorker(
   });
   // Slow or idle clients must not hold a worker's sockets forever.
   server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { renderGrafanaProvisioning } from '../../render/grafana.js';
 import { readMonitoringArtefacts, renderPrometheusConfig, type MonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
-import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import type { Topology } from '../../topology/index.js';
 
 /** The five services of the stack, and Prometheus and Grafana when monitoring is enabled. */
@@ -313,7 +313,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       startPeriodS: 60,
     },
     restart: 'unless-stopped',
-    stopTimeoutS: 30,
+    stopTimeoutS: BACKEND_STOP_GRACE_S,
     stopSignal: 'SIGTERM',
     dependsOn: ['postgres', 'redis'],
     labels: labels('backend'),

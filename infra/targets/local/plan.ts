@@ -4,7 +4,7 @@ import { ReplyxError } from '../../errors.js';
 import { SERVICE_NAMES } from '../../topology/service-names.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
-import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { nginxArgs, postgresArgs, postgresJsonLog, prometheusArgs, redisArgs } from './processes.js';
 
 // Pure planning of the local stack: from a topology to the processes that run it (argv, env,
@@ -250,7 +250,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       readyLine: true,
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
-      stopGraceMs: 12_000,
+      // Its workers finish every request they hold (up to the 30 s request timeout) before exiting.
+      stopGraceMs: BACKEND_STOP_GRACE_S * 1000,
     },
     {
       name: 'gateway',
