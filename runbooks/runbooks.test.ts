@@ -206,8 +206,8 @@ describe('runbooks (live: every `bash local` command against a running local sta
   }
 
   /**
-   * Stops Postgres, posts a message through nginx (503 DATABASE_UNAVAILABLE; the backend's pool
-   * logs its lost connections as errors), starts Postgres again.
+   * Stops Postgres, posts a message through nginx (a 5xx; the backend's pool logs its lost
+   * connections as errors), starts Postgres again.
    */
   async function postWhilePostgresIsDown(): Promise<void> {
     const postgres = stack.handle.plan.services.find((s) => s.name === 'postgres')!;
@@ -220,7 +220,8 @@ describe('runbooks (live: every `bash local` command against a running local sta
         headers: { 'content-type': 'application/json', authorization: `Bearer ${site!.token}` },
         body: JSON.stringify({ text: 'while postgres is away' }),
       });
-      expect(res.status).toBe(503);
+      // 503 DATABASE_UNAVAILABLE from the backend, or nginx's 502 when a worker lost its connection mid-request.
+      expect([502, 503]).toContain(res.status);
     } finally {
       await startService(postgres, { postgresUser: stack.handle.topology.postgres.user, postgresDatabase: stack.handle.topology.postgres.database });
     }
