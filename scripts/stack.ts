@@ -102,6 +102,12 @@ async function main(argv: string[]): Promise<number> {
       const { ensureOsPackages, MONITORING_BINARIES } = await import('../infra/targets/local/os-packages.js');
       const { plan: planned } = await loadDevPlan({ ...where, monitoring: values.monitoring });
       ensureOsPackages(log, planned.ports.prometheus !== undefined ? MONITORING_BINARIES : []);
+      if (planned.topology.backend.kind === 'fastapi') {
+        const { FASTAPI_BACKEND_MODULES, PYTHON_BIN, missingPythonPackages } = await import('../infra/python/interpreter.js');
+        const { execaSync } = await import('execa');
+        const missing = missingPythonPackages(FASTAPI_BACKEND_MODULES, (m) => execaSync(PYTHON_BIN, ['-c', 'import importlib, sys; importlib.import_module(sys.argv[1])', m], { reject: false }).exitCode === 0);
+        if (missing.length > 0) throw new ReplyxError('RPX_MISSING_PACKAGE', `backend.kind fastapi needs Debian packages that are missing: ${missing.join(', ')}`, `install them with: sudo apt-get install -y ${missing.join(' ')}`);
+      }
       const plan = await upDevStack({ ...where, monitoring: values.monitoring }, log);
       log('');
       const url = (u: string, what: string) => log(`  ${u.padEnd(34)} ${what}`);

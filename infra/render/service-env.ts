@@ -60,6 +60,8 @@ export interface ServiceSettings {
   readonly args?: readonly string[];
   /** The entry point when a target runs the service from this repository's source (local). */
   readonly source?: string;
+  /** What runs `source`: Node with tsx (default), or Debian's python3 (the FastAPI backend). */
+  readonly runtime?: 'node' | 'python';
 }
 
 /** Options of {@link renderServiceEnv}; every one has a documented default. */
@@ -96,7 +98,7 @@ export function renderServiceEnv(topology: Topology, service: RenderedService, o
           LOG_LEVEL: logLevel,
           ...history,
         }),
-        source: 'examples/backend/src/main.ts',
+        ...(topology.backend.kind === 'fastapi' ? { source: 'examples/fastapi/run.py', runtime: 'python' as const } : { source: 'examples/backend/src/main.ts' }),
       };
     case 'gateway':
       return {

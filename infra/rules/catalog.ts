@@ -288,6 +288,15 @@ const RULE_TABLE = [
     blocksDeploy: true,
     fix: () => 'set aws.vpcId together with aws.publicSubnetIds and aws.privateSubnetIds, or none of them',
   },
+  {
+    id: 'backend-kind',
+    title: 'the FastAPI example backend runs locally, or from an image',
+    kind: 'topology',
+    reads: 'topology',
+    against: ['stack-file'],
+    blocksDeploy: true,
+    fix: () => 'set backend.kind: node, or set backend.image on the docker and aws targets',
+  },
 ] as const satisfies readonly RuleDefinition[];
 
 type TableRow = (typeof RULE_TABLE)[number];

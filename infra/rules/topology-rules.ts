@@ -62,6 +62,12 @@ export function heartbeatMessage(heartbeatMs: number, cut: readonly IdleTimeout[
   return `heartbeat ${heartbeatMs / 1000} s is not shorter than ${cut.map((t) => `the ${t.label} ${t.seconds} s (${t.setting})`).join(' and ')}: idle WebSockets get cut`;
 }
 
+/** backend-kind: why a topology cannot run its backend kind (the FastAPI example is built by no target but local). */
+export function backendKindFindings(t: Topology): TopologyFinding[] {
+  if (t.backend.kind !== 'fastapi' || t.target === 'local' || t.backend.image !== undefined) return [];
+  return [{ path: 'backend.kind', message: `backend.kind "fastapi" without backend.image on the ${t.target} target, which builds only examples/backend` }];
+}
+
 /** The stack-file path of each service's port. */
 export const SERVICE_PORT_PATHS: Readonly<Record<ServiceName, string>> = {
   nginx: 'nginx.port',
@@ -113,4 +119,5 @@ export const TOPOLOGY_FINDINGS: Readonly<Record<RuleIdReading<'topology'>, (t: T
     vpcSubnetsConsistent(t.aws)
       ? []
       : [{ path: 'aws.vpcId', message: 'an existing VPC needs both aws.publicSubnetIds and aws.privateSubnetIds, and subnet ids need aws.vpcId' }],
+  'backend-kind': backendKindFindings,
 };

@@ -10,6 +10,10 @@ const image = z.string().regex(/^[a-z0-9][a-z0-9._/:@-]*$/i, 'must be an image r
 export const backendSchema = z
   .strictObject({
     image: image.optional().describe('Backend image to run; unset builds examples/backend (the reference backend).'),
+    kind: z
+      .enum(['node', 'fastapi'])
+      .default('node')
+      .describe('Which example backend the local target runs: "node" (examples/backend, the reference backend) or "fastapi" (examples/fastapi under uvicorn, publishing through python/replyx_publish; docker and aws need backend.image for it).'),
     workers: z.int().min(1).max(64).default(4).describe('HTTP worker processes (exported as BACKEND_WORKERS and UVICORN_WORKERS).'),
     port: port.default(8000).describe('Port the backend listens on.'),
     replicas: z.int().min(1).max(50).default(1).describe('Backend containers/tasks (AWS desired count).'),

@@ -5,6 +5,7 @@ import { SERVICE_NAMES } from '../../topology/service-names.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
 import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { PYTHON_BIN } from '../../python/interpreter.js';
 import { nginxArgs, postgresArgs, postgresJsonLog, prometheusArgs, redisArgs } from './processes.js';
 
 // Pure planning of the local stack: from a topology to the processes that run it (argv, env,
@@ -183,7 +184,10 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
   const settings = (service: 'backend' | 'gateway') => renderServiceEnv(effective, service, options.logLevel !== undefined ? { logLevel: options.logLevel } : {});
   const nodeService = (service: 'backend' | 'gateway') => {
     const rendered = settings(service);
-    return { argv: [node, '--import', 'tsx', rendered.source!], env: resolveServiceEnv(rendered, resolve) };
+    const env = resolveServiceEnv(rendered, resolve);
+    // The FastAPI backend prepares its database with the reference backend's Node code first.
+    if (rendered.runtime === 'python') return { argv: [PYTHON_BIN, rendered.source!], env: { ...env, REPLYX_NODE: node } };
+    return { argv: [node, '--import', 'tsx', rendered.source!], env };
   };
   const pidFile = (svc: LocalServiceName) => path.join(run, `${svc}.pid`);
 

@@ -28,7 +28,7 @@ export interface ServiceState {
 
 /** The argv element that identifies a spec's process in /proc/<pid>/cmdline. */
 export function processMarker(spec: ProcessSpec): string {
-  return spec.argv.find((a) => a.endsWith('.ts')) ?? path.basename(spec.argv[0]!);
+  return spec.argv.find((a) => a.endsWith('.ts') || a.endsWith('.py')) ?? path.basename(spec.argv[0]!);
 }
 
 /** True when `pid` is alive and its command line contains `marker` (guards against pid reuse). */
