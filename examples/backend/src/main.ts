@@ -54,7 +54,11 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     configuredWorkers: config.workers,
     outbox: () => {
       if (!dbReady) return Promise.reject(new Error('database not prepared yet'));
-      outboxDb ??= new pg.Pool({ connectionString: config.databaseUrl, max: 1, connectionTimeoutMillis: 2000, query_timeout: 2000 });
+      if (!outboxDb) {
+        outboxDb = new pg.Pool({ connectionString: config.databaseUrl, max: 1, connectionTimeoutMillis: 2000, query_timeout: 2000 });
+        // An idle connection dropped by a Postgres restart must not take the primary (and every worker) down.
+        outboxDb.on('error', (err) => log.warn({ err: err.message }, 'metrics database connection lost; the next scrape reconnects'));
+      }
       return outboxState(outboxDb);
     },
   });
