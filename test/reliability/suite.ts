@@ -142,6 +142,8 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
         case 'redis restart':
           return h.restart('redis');
         case 'postgres restart':
+          // A scrape first, as Prometheus would have done: the primary then holds a metrics connection too.
+          await fetch(`http://127.0.0.1:${h.ports.backend}/metrics`).then((r) => r.arrayBuffer()).catch(() => undefined);
           return h.restart('postgres');
         case 'rollback --ws-to backend --backend-workers 1':
         case 'rollback --undo': {
