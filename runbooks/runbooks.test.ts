@@ -133,11 +133,11 @@ describe('runbooks (live: every `bash local` command against a running local sta
   it('every log grep of the runbooks (local and Docker forms) matches real log lines of this stack', async () => {
     const h = stack.handle;
     // Make the lines the runbooks look for happen: a refused widget (4003), a slow consumer
-    // (4101), and a message posted while Postgres is away (backend error, nginx 5xx). A Redis
-    // outage no longer fails a post: the message waits in the outbox.
+    // (4101), and a publish that fails while Redis is away (backend error, nginx 5xx).
     await forbiddenWidget(h.ports.gateway, h.secrets.widgetTokenSecret);
     await ignoredDomainEntry(h.plan.databaseUrl, h.ports.gateway, h.secrets.widgetTokenSecret);
     await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
+    await postWhileRedisIsDown();
     await postWhilePostgresIsDown();
     const checked: string[] = [];
     for (const name of RUNBOOKS) {
@@ -206,23 +206,39 @@ describe('runbooks (live: every `bash local` command against a running local sta
     expect(await closed).toBe(4101);
   }
 
-  /**
-   * Stops Postgres, posts a message through nginx (a 5xx; the backend's pool logs its lost
-   * connections as errors), starts Postgres again.
-   */
+  /** A message posted through nginx for the demo site's dialog. */
+  async function postSiteMessage(text: string): Promise<Response> {
+    const [site] = stack.handle.tokens.siteTokens;
+    return fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/site/dialogs/${site!.dialogId}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${site!.token}` },
+      body: JSON.stringify({ text }),
+    });
+  }
+
+  /** Stops Redis, posts a message through nginx (stored in the outbox: 201, no event id yet), starts Redis again. */
+  async function postWhileRedisIsDown(): Promise<void> {
+    const redis = stack.handle.plan.services.find((s) => s.name === 'redis')!;
+    const { stopService, startService } = await import('../infra/targets/local/supervisor.js');
+    await stopService(redis);
+    try {
+      const res = await postSiteMessage('while redis is away');
+      expect(res.status).toBe(201);
+      expect(((await res.json()) as { event_id: string | null }).event_id).toBeNull();
+    } finally {
+      await startService(redis, { redisMaxmemoryMb: stack.handle.topology.redis.maxmemoryMb });
+    }
+  }
+
+  /** Stops Postgres, posts a message through nginx (nothing stored: 503 through nginx, a backend error line), starts Postgres again. */
   async function postWhilePostgresIsDown(): Promise<void> {
     const postgres = stack.handle.plan.services.find((s) => s.name === 'postgres')!;
     const { stopService, startService } = await import('../infra/targets/local/supervisor.js');
     await stopService(postgres);
     try {
-      const [site] = stack.handle.tokens.siteTokens;
-      const res = await fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/site/dialogs/${site!.dialogId}/messages`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${site!.token}` },
-        body: JSON.stringify({ text: 'while postgres is away' }),
-      });
-      // 503 DATABASE_UNAVAILABLE from the backend, or nginx's 502 when a worker lost its connection mid-request.
-      expect([502, 503]).toContain(res.status);
+      const res = await postSiteMessage('while postgres is away');
+      expect(res.status).toBe(503);
+      await res.arrayBuffer();
     } finally {
       await startService(postgres, { postgresUser: stack.handle.topology.postgres.user, postgresDatabase: stack.handle.topology.postgres.database });
     }

@@ -25,14 +25,21 @@ A failed verification restores the previous config and processes, and says so.
 
 ${COMMON_HELP}`;
 
-async function main(argv: readonly string[]): Promise<number> {
+/** Parses a rollback command line and the change it asks for (throws RPX_USAGE); the check's printed fixes are run through this in tests. */
+export function parseRollbackArgs(argv: readonly string[]) {
   const flags = parseFlags(argv, { 'ws-to': { type: 'string' }, 'backend-workers': { type: 'string' }, undo: { type: 'boolean' }, 'dry-run': { type: 'boolean' } }, 'rollback');
-  if (flags.help) {
+  if (flags.help) return { flags };
+  const backendWorkers = intFlag(flags['backend-workers'], 'backend-workers', 'rollback', BACKEND_WORKERS_RANGE.min, BACKEND_WORKERS_RANGE.max);
+  const change = changeFromFlags({ ...(typeof flags['ws-to'] === 'string' ? { wsTo: flags['ws-to'] } : {}), ...(backendWorkers !== undefined ? { backendWorkers } : {}), undo: flags.undo === true });
+  return { flags, change };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { flags, change } = parseRollbackArgs(argv);
+  if (flags.help || change === undefined) {
     console.log(HELP);
     return 0;
   }
-  const backendWorkers = intFlag(flags['backend-workers'], 'backend-workers', 'rollback', BACKEND_WORKERS_RANGE.min, BACKEND_WORKERS_RANGE.max);
-  const change = changeFromFlags({ ...(typeof flags['ws-to'] === 'string' ? { wsTo: flags['ws-to'] } : {}), ...(backendWorkers !== undefined ? { backendWorkers } : {}), undo: flags.undo === true });
   const ctx = await resolveContext(flags);
   if (flags['dry-run']) {
     const { plan, lines } = await planRollbackRun(ctx, change);

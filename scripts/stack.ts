@@ -8,6 +8,7 @@ import { lastLines } from '../infra/processes/log-tail.js';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
 import { parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
 import { isStackName } from '../infra/topology/index.js';
+import { isMain } from '../infra/operate/cli.js';
 
 const LOCAL_SERVICES = SERVICE_NAMES;
 /** The opt-in monitoring process (the local plan's MONITORING_SERVICE; that module loads lazily). */
@@ -15,7 +16,7 @@ const PROMETHEUS = 'prometheus';
 type LocalName = (typeof LOCAL_SERVICES)[number] | typeof PROMETHEUS;
 const ALIASES = Object.entries(SERVICE_ALIASES).map(([alias, name]) => `${alias} = ${name}`).join(', ');
 
-const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --help         show this help';
+const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --project-dir DIR, --state-dir DIR   another checkout or stack state (or REPLYX_PROJECT_DIR / REPLYX_STATE_DIR)\n  --help         show this help';
 
 const HELP: Record<string, string> = {
   main: `Usage: npm run stack -- <command> [options]   (npm start = up, npm stop = down)
@@ -27,6 +28,9 @@ Commands:
   status [--json]    service, pid, port, health, restarts (crashed services are restarted with backoff), URL
   logs SVC [-f]      print a service's logs (nginx: access and error logs; -f follows them)
   restart SVC        restart one service (gateway drains its clients first)
+  apply              bring the running stack back to its stack file: start what is down, restart
+                     what runs with other settings, re-render, validate, swap and reload nginx
+  redact-logs        replace tokens and secrets found in the stack's logs with [redacted]
   tokens [--json]    demo admin JWT, site tokens, widget origin and the seed's wscat/curl checks
 
 Services: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS} (with monitoring) (also accepted: ${ALIASES})
@@ -37,6 +41,8 @@ ${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, health, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
   restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway closes its clients with 4200 (they reconnect and\nresume with since=); nginx hands over (the old one finishes its requests); postgres uses its fast\nshutdown. The watchdog does not count an intended restart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
+  apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. Changes nothing on a stack that matches.\n${COMMON}`,
+  'redact-logs': `Usage: npm run stack -- redact-logs\n\nReplaces every token and secret npm run check finds in the stack's logs (JWTs, token= query\nvalues, the stack's secrets) with [redacted], in place. Rotate the leaked credentials too.\n${COMMON}`,
   tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials and the seed's wscat/curl checks for this stack's ports.\n  --json         machine-readable output\n${COMMON}`,
 };
 
@@ -46,8 +52,42 @@ const OPTIONS: Record<string, ParseArgsConfig['options']> = {
   status: { json: { type: 'boolean' } },
   logs: { follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' } },
   restart: {},
+  apply: {},
+  'redact-logs': {},
   tokens: { json: { type: 'boolean' } },
 };
+
+/** The flags every stack command takes besides its own. */
+const SELECT_OPTIONS = { stack: { type: 'string' }, 'project-dir': { type: 'string' }, 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const satisfies ParseArgsConfig['options'];
+
+/** A parsed stack command line. */
+export interface StackArgs {
+  readonly command?: string;
+  readonly positionals: string[];
+  readonly values: { stack?: string; 'project-dir'?: string; 'state-dir'?: string; help?: boolean; json?: boolean; follow?: boolean; lines?: string; monitoring?: boolean };
+}
+
+/** Parses `npm run stack -- <command> ...` strictly (throws RPX_USAGE); the check's fixes are run through this in tests. */
+export function parseStackArgs(argv: readonly string[]): StackArgs {
+  const command = argv[0] && !argv[0].startsWith('-') ? argv[0] : undefined;
+  if (!command) {
+    if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) return { positionals: [], values: { help: true } };
+    usageError(`expected a command first, got "${argv[0]}"`);
+  }
+  const options = OPTIONS[command];
+  if (!options) usageError(`unknown command "${command}"; use one of: ${Object.keys(OPTIONS).join(', ')}`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv.slice(1), options: { ...options, ...SELECT_OPTIONS }, allowPositionals: true, strict: true });
+  } catch (err) {
+    usageError((err as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, ''), command);
+  }
+  const values = parsed.values as StackArgs['values'];
+  if (values.stack !== undefined && !isStackName(values.stack)) usageError(`--stack "${values.stack}" is not a stack name`, command);
+  if (!['logs', 'restart'].includes(command) && parsed.positionals.length > 0) usageError(`unexpected argument "${parsed.positionals[0]}"`, command);
+  if (command === 'restart' && values.help !== true) serviceArg(parsed.positionals, command);
+  return { command, positionals: parsed.positionals, values };
+}
 
 const log = (line: string) => console.log(line);
 
@@ -63,38 +103,22 @@ function serviceArg(positionals: string[], command: string): LocalName {
   return parseServiceName(svc, LOCAL_SERVICES, `run npm run stack -- ${command} --help`);
 }
 
-async function main(argv: string[]): Promise<number> {
-  const command = argv[0] && !argv[0].startsWith('-') ? argv[0] : undefined;
-  if (!command) {
-    if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) {
-      console.log(HELP.main);
-      return 0;
-    }
-    usageError(`expected a command first, got "${argv[0]}"`);
-  }
-  const options = OPTIONS[command];
-  if (!options) usageError(`unknown command "${command}"; use one of: ${Object.keys(OPTIONS).join(', ')}`);
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv.slice(1), options: { ...options, stack: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
-  } catch (err) {
-    usageError((err as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, ''), command);
-  }
-  const positionals = parsed.positionals;
-  const values = parsed.values as { stack?: string; help?: boolean; json?: boolean; follow?: boolean; lines?: string; monitoring?: boolean };
-  if (values.help) {
-    console.log(HELP[command]);
+/** Runs one stack command; resolves with its exit code (tests run printed fixes through this, as the CLI does). */
+export async function stackMain(argv: string[]): Promise<number> {
+  const { command, positionals, values } = parseStackArgs(argv);
+  if (values.help || !command) {
+    console.log(command ? HELP[command] : HELP.main);
     return 0;
   }
   const stack = values.stack;
-  if (stack !== undefined && !isStackName(stack)) usageError(`--stack "${stack}" is not a stack name`, command);
-  // Like check, health and rollback: REPLYX_PROJECT_DIR / REPLYX_STATE_DIR select another stack (runbooks, tests).
+  // Like check, health and rollback: --project-dir/--state-dir or REPLYX_PROJECT_DIR / REPLYX_STATE_DIR select another stack (runbooks, tests).
+  const projectDir = values['project-dir'] ?? process.env.REPLYX_PROJECT_DIR;
+  const stateDir = values['state-dir'] ?? process.env.REPLYX_STATE_DIR;
   const where = {
     stack,
-    ...(process.env.REPLYX_PROJECT_DIR ? { projectDir: process.env.REPLYX_PROJECT_DIR } : {}),
-    ...(process.env.REPLYX_STATE_DIR ? { stateDir: process.env.REPLYX_STATE_DIR } : {}),
+    ...(projectDir ? { projectDir } : {}),
+    ...(stateDir ? { stateDir } : {}),
   };
-  if (!['logs', 'restart'].includes(command) && positionals.length > 0) usageError(`unexpected argument "${positionals[0]}"`, command);
 
   const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, serviceUrl, upDevStack } = await import('../infra/targets/local/local-stack.js');
   switch (command) {
@@ -171,6 +195,21 @@ async function main(argv: string[]): Promise<number> {
       await restartPlanService(plan, svc, log);
       return 0;
     }
+    case 'apply': {
+      const { applyLocalStack } = await import('../infra/targets/local/apply.js');
+      const { plan } = await loadDevPlan(where);
+      log(`apply ${plan.topology.name} (wsRoute=${plan.topology.wsRoute}, backend workers=${plan.topology.backend.workers}) to the running stack`);
+      const report = await applyLocalStack(plan, log);
+      log(report.actions.length === 0 ? 'applied: nothing changed' : `applied: ${report.actions.length} change${report.actions.length === 1 ? '' : 's'}`);
+      return 0;
+    }
+    case 'redact-logs': {
+      const { redactLocalLogs } = await import('../infra/targets/local/apply.js');
+      const { plan, secrets } = await loadDevPlan(where);
+      const n = await redactLocalLogs(plan, secrets, log);
+      if (n > 0) log(`redacted ${n} line${n === 1 ? '' : 's'}; rotate the leaked credentials`);
+      return 0;
+    }
     case 'tokens': {
       const { demoTokens, formatDemoTokens } = await import('../infra/targets/local/demo-tokens.js');
       const { plan, secrets } = await loadDevPlan(where);
@@ -182,10 +221,12 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(formatErrorForCli(err));
-    process.exit(1);
-  },
-);
+if (isMain(import.meta.url)) {
+  stackMain(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(formatErrorForCli(err));
+      process.exit(1);
+    },
+  );
+}

@@ -14,9 +14,11 @@ sent through the backend API, and both must receive it (latency reported). Exit 
 
 Options:
   --watch SECONDS            repeat every SECONDS; stop with exit 1 at the first failure
-  --probe-dialog N           dialog the probe uses (default 123, a demo dialog); the widget joins it
-                             with a session resumed by its visitor key (the local stack's demo key,
-                             else REPLYX_WIDGET_VISITOR_KEY; without one the probe opens a new dialog)
+  --probe-dialog N           dialog the probe uses (default 900, the probe dialog of the demo data:
+                             no user's dialog, and its probe messages are deleted afterwards); the
+                             widget joins it with a session resumed by its visitor key (the local
+                             stack derives it, else REPLYX_WIDGET_VISITOR_KEY; without one the probe
+                             opens a new dialog)
   --skip-probe               only the endpoint checks
 ${COMMON_HELP}
 

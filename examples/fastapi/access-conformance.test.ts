@@ -99,3 +99,14 @@ print(json.dumps({"site": t.sign_site(7, 3, 123, 3600)["token"], "widget": t.sig
     expect(await verifier.verifyWidget(signed.widget)).toMatchObject({ ok: true, value: { dialogId: 123, assistantId: 3, origin: 'https://shop.example.com' } });
   });
 });
+
+describe('outbox: the FastAPI relay publishes a message under the reference backend’s idempotency key', () => {
+  // Both backends can relay the same database during a migration: one message must stay one event.
+  it('gives the same key for the same id and creation time (microseconds truncated, as JavaScript keeps ms)', async () => {
+    const cases = [[1, '2026-12-02T16:20:00.123456+00:00'], [987654321, '2026-01-01T00:00:00+03:00'], [42, '2026-06-30T23:59:59.999999-07:00']] as const;
+    const run = await execa(PYTHON_BIN, ['-c', ['import datetime, json, sys', 'from replyx_fastapi.relay import message_idempotency_key', 'cases = json.load(sys.stdin)', 'print(json.dumps([message_idempotency_key(i, datetime.datetime.fromisoformat(t)) for i, t in cases]))'].join('\n')], { cwd: HERE, input: JSON.stringify(cases), reject: false, env: { PYTHONPATH: fileURLToPath(new URL('../../python/replyx_publish/src', import.meta.url)) } });
+    expect(run.stderr).toBe('');
+    const { messageIdempotencyKey } = await import('../backend/src/outbox.js');
+    expect(JSON.parse(run.stdout)).toEqual(cases.map(([id, t]) => messageIdempotencyKey({ id, created_at: new Date(t).toISOString() })));
+  });
+});

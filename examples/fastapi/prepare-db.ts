@@ -4,7 +4,8 @@ import { seedDemoData } from '../backend/src/seed.js';
 
 // The FastAPI example's database step, before uvicorn starts: the reference backend's migrations
 // and demo seed, run by the reference backend's own code, so both backends serve one schema and
-// the same demo data (dialogs 100, 123, 200, 300; the three site token ids; dialog 123's visitor key).
+// the same demo data (dialogs 100, 123, 200, 300 and the health probe's dialog 900; the three site
+// token ids; the visitor keys of dialogs 123 and 900).
 
 const url = process.env.DATABASE_URL;
 const widgetTokenSecret = process.env.WIDGET_TOKEN_SECRET;

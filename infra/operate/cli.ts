@@ -1,7 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ReplyxError, formatErrorForCli } from '../errors.js';
+import { ReplyxError, formatErrorForCli, isReplyxError } from '../errors.js';
 
 // The command-line surface shared by check, health and rollback: strict flags (an unknown flag
 // is an error naming the help), the common --target/--stack/--json options, one-line errors
@@ -66,6 +66,12 @@ export async function runScript(main: (argv: readonly string[]) => Promise<numbe
     console.error(formatErrorForCli(err));
     process.exitCode = 1;
   }
+}
+
+/** An error as JSON for `--json` output: code, message, fix and the detail lines (each problem of an invalid stack file). */
+export function errorJson(err: unknown): { code: string; message: string; fix: string; details: readonly string[] } {
+  if (isReplyxError(err)) return { code: err.code, message: err.message, fix: err.fix, details: err.details };
+  return { code: 'RPX_UNEXPECTED', message: err instanceof Error ? err.message : String(err), fix: 'rerun with VERBOSE=1 for the stack and report it', details: [] };
 }
 
 /** Renders rows as an aligned text table with a header line. */

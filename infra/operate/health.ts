@@ -121,14 +121,15 @@ async function widgetSession(ctx: StackContext, assistant: number, origin: strin
  * through the backend API; resolves with each listener's delivery latency, or throws saying who
  * missed it.
  */
-export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions = {}): Promise<{ latencyMs: Record<string, number>; server: string }> {
+export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions = {}): Promise<{ latencyMs: Record<string, number>; server: string; cleanup: string }> {
   if (!creds.adminToken) throw new Error('no admin token: set REPLYX_ADMIN_TOKEN (an operator JWT) to run the probe');
   const timeoutMs = options.timeoutMs ?? 5000;
   const origin = options.widgetOrigin ?? `http://localhost:${ctx.topology.nginx.port}`;
   const assistant = options.widgetAssistantId ?? DEMO_WIDGET_ASSISTANT_ID;
-  const session = await widgetSession(ctx, assistant, origin, creds.widgetVisitorKey, timeoutMs);
   const wanted = options.dialogId ?? DEFAULT_PROBE_DIALOG;
-  if (creds.widgetVisitorKey && session.dialogId !== wanted) throw new Error(`the widget's visitor key resumes dialog ${session.dialogId}, not the probe dialog ${wanted}: pass --probe-dialog ${session.dialogId} or the key of dialog ${wanted}`);
+  const visitorKey = creds.widgetVisitorKeyFor?.(wanted) ?? creds.widgetVisitorKey;
+  const session = await widgetSession(ctx, assistant, origin, visitorKey, timeoutMs);
+  if (visitorKey && session.dialogId !== wanted) throw new Error(`the widget's visitor key resumes dialog ${session.dialogId}, not the probe dialog ${wanted}: pass --probe-dialog ${session.dialogId} or the key of dialog ${wanted}`);
   // Without a visitor key the session opens a new dialog, and the probe runs on that one.
   const dialog = session.dialogId;
   const listeners = [
@@ -140,6 +141,8 @@ export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, 
     const nonce = `probe-${randomBytes(6).toString('hex')}`;
     const sentAt = performance.now();
     const waits = listeners.map((l) => l.waitFor((f) => JSON.stringify(f).includes(nonce), timeoutMs));
+    // A failed POST below leaves these waiting: their timeouts must not surface as unhandled rejections.
+    for (const w of waits) w.catch(() => undefined);
     const res = await fetch(`${ctx.endpoints.nginx}/api/dialogs/${dialog}/messages`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${creds.adminToken}` },
@@ -151,9 +154,20 @@ export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, 
     const missed = settled.flatMap((s, i) => (s.status === 'rejected' ? [listeners[i]!.name] : []));
     if (missed.length > 0) throw new Error(`${missed.join(' and ')} did not receive the message within ${timeoutMs} ms (desync?)`);
     const latencyMs = Object.fromEntries(settled.map((s, i) => [listeners[i]!.name, Math.round((s as PromiseFulfilledResult<number>).value - sentAt)]));
-    return { latencyMs, server: String(hellos[0]!.server ?? '?') };
+    return { latencyMs, server: String(hellos[0]!.server ?? '?'), cleanup: await clearProbeMessages(ctx, creds.adminToken, dialog, timeoutMs) };
   } finally {
     for (const l of listeners) l.ws.terminate();
+  }
+}
+
+/** Deletes the probe's messages from its dialog (only a probe dialog allows it); says what happened. */
+async function clearProbeMessages(ctx: StackContext, adminToken: string, dialog: number, timeoutMs: number): Promise<string> {
+  try {
+    const res = await fetch(`${ctx.endpoints.nginx}/api/dialogs/${dialog}/messages`, { method: 'DELETE', headers: { authorization: `Bearer ${adminToken}` }, signal: AbortSignal.timeout(timeoutMs) });
+    if (res.status === 200) return `probe messages deleted (${String(((await res.json()) as { deleted?: unknown }).deleted)})`;
+    return `probe message left in dialog ${dialog} (HTTP ${res.status}${res.status === 409 ? ': not a probe dialog' : ''})`;
+  } catch (err) {
+    return `probe message left in dialog ${dialog} (${(err as Error).message})`;
   }
 }
 
@@ -188,7 +202,7 @@ export async function runHealth(ctx: StackContext, creds: ProbeCredentials, opti
     });
     if (r.ok) {
       probe = { ok: true, latencyMs: r.value.latencyMs, server: r.value.server };
-      checks.push({ name: `delivery probe (dialog ${dialog})`, ok: true, detail: `admin ${r.value.latencyMs.admin} ms, widget ${r.value.latencyMs.widget} ms via ${r.value.server}`, ms });
+      checks.push({ name: `delivery probe (dialog ${dialog})`, ok: true, detail: `admin ${r.value.latencyMs.admin} ms, widget ${r.value.latencyMs.widget} ms via ${r.value.server}; ${r.value.cleanup}`, ms });
     } else {
       probe = { ok: false, latencyMs: {} };
       checks.push({ name: `delivery probe (dialog ${dialog})`, ok: false, detail: r.error, ms });

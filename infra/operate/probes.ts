@@ -38,9 +38,9 @@ export async function httpJson(url: string, headers: Record<string, string> = {}
 }
 
 /** Opens a WebSocket, resolves with the first frame (parsed JSON), then closes it. */
-export async function wsFirstFrame(url: string, headers: Record<string, string> = {}, timeoutMs = PROBE_TIMEOUT_MS): Promise<Probe<unknown>> {
+export async function wsFirstFrame(url: string, headers: Record<string, string> = {}, timeoutMs = PROBE_TIMEOUT_MS, protocols: readonly string[] = []): Promise<Probe<unknown>> {
   return new Promise((resolve) => {
-    const ws = new WebSocket(url, { headers, handshakeTimeout: timeoutMs });
+    const ws = new WebSocket(url, [...protocols], { headers, handshakeTimeout: timeoutMs });
     const done = (p: Probe<unknown>) => {
       clearTimeout(timer);
       ws.removeAllListeners();

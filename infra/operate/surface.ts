@@ -39,7 +39,7 @@ export interface TargetDescription {
 }
 
 /** Live observations only the target can make; the HTTP and WebSocket probes are common. */
-export type TargetObservation = Pick<LiveState, 'runningChecksum' | 'redis' | 'postgres' | 'accessLog'>;
+export type TargetObservation = Pick<LiveState, 'runningConfig' | 'processes' | 'settings' | 'redis' | 'postgres' | 'logs' | 'knownSecrets'>;
 
 /** Options of {@link TargetSurface.applyChange}. */
 export interface ApplyOptions {
@@ -74,7 +74,7 @@ export interface TargetSurface {
   renderNginx(topology: Topology): string;
   /** Credentials the probes use: the local stack's own secrets, else REPLYX_ADMIN_TOKEN / REPLYX_DEBUG_TOKEN. */
   credentials(env?: NodeJS.ProcessEnv): Promise<ProbeCredentials>;
-  /** The live state only this target can see (running nginx config, Redis, Postgres, access log). */
+  /** The live state only this target can see (running nginx config, processes, loaded settings, Redis, Postgres, logs). */
   observe(run: CommandRunner): Promise<TargetObservation>;
   /** The command that brings the running stack to its stack file (`npm start`, `pulumi up`). */
   upCommand(): readonly string[];

@@ -1,18 +1,21 @@
 import { ReplyxError } from '../errors.js';
 import { readChecksumFromConfig, renderNginxConfig } from '../render/nginx.js';
 import { topologyChecksum, type Topology } from '../topology/index.js';
-import { ruleById } from './catalog.js';
+import { ruleById, type FixContext } from './catalog.js';
 import type { RuleResult } from './result.js';
 import { evaluateStaticRules } from './static-rules.js';
 
 /** Renders the topology's nginx config and evaluates every static rule against it. */
-export function checkStaticArchitecture(topology: Topology, nginxConfig: string = renderNginxConfig(topology, topology.target)): RuleResult[] {
-  return evaluateStaticRules({
-    topology,
-    nginxConfig,
-    configChecksum: readChecksumFromConfig(nginxConfig),
-    expectedChecksum: topologyChecksum(topology),
-  });
+export function checkStaticArchitecture(topology: Topology, nginxConfig: string = renderNginxConfig(topology, topology.target), fixContext: Omit<FixContext, 'topology'> = {}): RuleResult[] {
+  return evaluateStaticRules(
+    {
+      topology,
+      nginxConfig,
+      configChecksum: readChecksumFromConfig(nginxConfig),
+      expectedChecksum: topologyChecksum(topology),
+    },
+    fixContext,
+  );
 }
 
 /**

@@ -49,13 +49,15 @@ describe('rule table', () => {
   it.each(['local', 'docker', 'aws'] as const)('gives every rule a fix for a %s stack, naming the gateway service "gateway"', (target: Target) => {
     const topology = validateTopology({ target, wsRoute: 'backend', backend: { workers: 1 } }).topology;
     for (const r of RULES) {
-      for (const fix of [r.fix({ topology }), r.probeFix?.({ topology })]) {
+      for (const fix of [r.fix({ topology, stack: 'ops' }), r.probeFix?.({ topology, stack: 'ops' })]) {
         if (fix === undefined) continue;
         expect(fix.length, r.id).toBeGreaterThan(10);
         expect(fix, r.id).not.toMatch(/ws-gateway/);
+        // A command in a fix names the stack it was printed for, so it acts on that one as printed.
+        for (const command of fix.match(/(?:npm run \S+ --|pulumi up)[^()]*/g) ?? []) expect(command, r.id).toMatch(/--stack ops/);
       }
     }
-    expect(ruleById('ws-handshake').fix({ topology })).toMatch(/--ws-to backend$/);
+    expect(ruleById('ws-handshake').fix({ topology, stack: 'ops' })).toBe(target === 'local' ? 'npm run stack -- apply --stack ops' : 'pulumi up --stack ops');
   });
 
   it('is documented: every rule in docs/operations.md with its kind, reads, reach and title; no stale rows', () => {

@@ -26,6 +26,13 @@ export type RuleSubject = 'stack-file' | 'rendered' | 'declared' | 'running';
 /** What a fix needs to name the values and commands that repair a rule. */
 export interface FixContext {
   readonly topology: Topology;
+  /**
+   * The stack the check ran on (`Pulumi.<stack>.yaml`): every printed command names it, so a
+   * fix copied as printed acts on that stack and not on the default one.
+   */
+  readonly stack?: string;
+  /** Extra flags that select the stack (`--project-dir DIR`, `--state-dir DIR`), when the check was given them. */
+  readonly selector?: readonly string[];
 }
 
 /** One rule of the table. */
@@ -48,14 +55,34 @@ export interface RuleDefinition {
   readonly probeFix?: (ctx: FixContext) => string;
 }
 
-// The commands fixes print, built in one place so that every fix names its stack the same way.
-const stackCommand = (_ctx: FixContext, ...args: string[]) => `npm run stack -- ${args.join(' ')}`;
-const rollbackCommand = (_ctx: FixContext, ...args: string[]) => `npm run rollback -- ${args.join(' ')}`;
-const deployCommand = (_ctx: FixContext) => 'pulumi up';
+// The commands fixes print, built in one place so that every fix names its stack the same way:
+// `--stack NAME` (and the directories the check was pointed at), so it is complete as printed.
+const selectorOf = (ctx: FixContext): string[] => [...(ctx.stack !== undefined ? ['--stack', ctx.stack] : []), ...(ctx.selector ?? [])];
+const stackCommand = (ctx: FixContext, ...args: string[]) => ['npm', 'run', 'stack', '--', ...args, ...selectorOf(ctx)].join(' ');
+const rollbackCommand = (ctx: FixContext, ...args: string[]) => ['npm', 'run', 'rollback', '--', ...args, ...selectorOf(ctx)].join(' ');
+const deployCommand = (ctx: FixContext) => ['pulumi', 'up', ...(ctx.stack !== undefined ? ['--stack', ctx.stack] : [])].join(' ');
+/**
+ * Brings the running stack back to its stack file: `stack apply` for a local stack (re-render,
+ * validate, swap, reload nginx; start or restart services whose loaded settings drifted), else a
+ * deploy, which does the same for containers and tasks.
+ */
+const applyCommand = (ctx: FixContext) => (ctx.topology.target === 'local' ? stackCommand(ctx, 'apply') : deployCommand(ctx));
 /** Restarts a service so it reads the stack file again: the local process, else a deploy. */
-const restartCommand = (ctx: FixContext, service: 'nginx' | 'backend' | 'gateway') =>
+const restartCommand = (ctx: FixContext, service: 'nginx' | 'backend' | 'gateway' | 'redis' | 'postgres') =>
   ctx.topology.target === 'local' ? stackCommand(ctx, 'restart', service) : deployCommand(ctx);
-const wsServer = (ctx: FixContext) => (ctx.topology.wsRoute === 'gateway' ? 'gateway' : 'backend');
+
+/** A change to the stack file or a template, then the command that rolls it out: complete as printed. */
+const thenApply = (ctx: FixContext, change: string) => `${change}, then ${applyCommand(ctx)}`;
+
+/** The command that brings a running stack back to its stack file (`npm run stack -- apply --stack NAME`, or `pulumi up --stack NAME`). */
+export function applyFix(ctx: FixContext): string {
+  return applyCommand(ctx);
+}
+
+/** The command that restarts one service of the stack (local), or redeploys it. */
+export function restartFix(ctx: FixContext, service: 'nginx' | 'backend' | 'gateway' | 'redis' | 'postgres'): string {
+  return restartCommand(ctx, service);
+}
 
 const RULE_TABLE = [
   {
@@ -65,7 +92,7 @@ const RULE_TABLE = [
     reads: 'topology',
     against: ['stack-file', 'declared'],
     blocksDeploy: true,
-    fix: () => 'set gateway.broker to "redis" or gateway.replicas to 1 in the stack file',
+    fix: (ctx) => thenApply(ctx, 'set gateway.broker to "redis" or gateway.replicas to 1 in the stack file'),
   },
   {
     id: 'desync-risk',
@@ -83,9 +110,9 @@ const RULE_TABLE = [
     reads: 'topology',
     against: ['stack-file', 'declared'],
     blocksDeploy: true,
-    fix: ({ topology }) => {
-      const timeouts = idleTimeoutsOf(topology);
-      return `set gateway.heartbeatMs below ${Math.min(...timeouts.map((t) => t.seconds)) * 1000} or raise ${timeouts.map((t) => t.setting).join(' and ')}`;
+    fix: (ctx) => {
+      const timeouts = idleTimeoutsOf(ctx.topology);
+      return thenApply(ctx, `set gateway.heartbeatMs below ${Math.min(...timeouts.map((t) => t.seconds)) * 1000} or raise ${timeouts.map((t) => t.setting).join(' and ')} in the stack file`);
     },
   },
   {
@@ -93,111 +120,128 @@ const RULE_TABLE = [
     title: 'rendered config carries the topology checksum',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'render the config with renderNginxConfig from this topology',
+    fix: (ctx) => `render the config from this topology: ${applyCommand(ctx)}`,
   },
   {
     id: 'ws-route',
     title: '/ws/ routed per wsRoute',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: (ctx) => `re-render nginx from the topology (${rollbackCommand(ctx, '--ws-to', ctx.topology.wsRoute)})`,
+    fix: (ctx) => thenApply(ctx, `fix the /ws/ location in nginx-templates/ (it must reach the ${ctx.topology.wsRoute} on port ${ctx.topology.wsRoute === 'gateway' ? ctx.topology.gateway.port : ctx.topology.backend.port})`),
   },
   {
     id: 'api-route',
     title: '/api/ routed to the backend',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'fix the /api/ location in nginx-templates/',
+    fix: (ctx) => thenApply(ctx, 'fix the /api/ location in nginx-templates/'),
   },
   {
     id: 'ws-upgrade-headers',
     title: 'HTTP/1.1 + Upgrade/Connection via map',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () =>
-      'in location /ws/: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade, from map $http_upgrade $connection_upgrade { default upgrade; "" close; }',
+    fix: (ctx) =>
+      thenApply(ctx, 'in location /ws/ of nginx-templates/: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade, from map $http_upgrade $connection_upgrade { default upgrade; "" close; }'),
   },
   {
     id: 'ws-buffering-off',
     title: 'proxy_buffering off for /ws/',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add proxy_buffering off; to location /ws/',
+    fix: (ctx) => thenApply(ctx, 'add proxy_buffering off; to location /ws/ in nginx-templates/'),
   },
   {
     id: 'ws-read-timeout',
     title: '/ws/ proxy_read_timeout well above the heartbeat',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: ({ topology }) => `set nginx.proxyReadTimeoutS to at least ${Math.ceil((2 * topology.gateway.heartbeatMs) / 1000)}`,
+    fix: (ctx) => thenApply(ctx, `set nginx.proxyReadTimeoutS to at least ${Math.ceil((2 * ctx.topology.gateway.heartbeatMs) / 1000)} in the stack file`),
   },
   {
     id: 'debug-blocked',
     title: '/api/debug/ not reachable through nginx',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add location /api/debug/ { return 404; } before the proxying locations',
+    fix: (ctx) => thenApply(ctx, 'add location ^~ /api/debug/ { return 404; } to nginx-templates/'),
   },
   {
     id: 'internal-blocked',
     title: '/internal/ not reachable through nginx',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add location /internal/ { return 404; } before the proxying locations',
+    fix: (ctx) => thenApply(ctx, 'add location ^~ /internal/ { return 404; } to nginx-templates/'),
   },
   {
     id: 'metrics-blocked',
     title: '/metrics not reachable through nginx',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'add location = /metrics { return 404; } before the proxying locations (Prometheus scrapes the services directly)',
+    fix: (ctx) => thenApply(ctx, 'add location = /metrics { return 404; } to nginx-templates/ (Prometheus scrapes the services directly)'),
   },
   {
     id: 'ws-log-no-query',
     title: 'no access log format carries query strings (tokens)',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => `give every access_log a log_format that logs $uri and none of ${TOKEN_CARRYING_VARIABLES.join(' ')} (or access_log off)`,
+    fix: (ctx) => thenApply(ctx, `give every access_log in nginx-templates/ a log_format that logs $uri and none of ${TOKEN_CARRYING_VARIABLES.join(' ')} (or access_log off)`),
   },
   {
     id: 'worker-shutdown-timeout',
     title: 'worker_shutdown_timeout set',
     kind: 'static',
     reads: 'nginx-config',
-    against: ['rendered', 'declared'],
+    against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'render the config from the topology (nginx.workerShutdownTimeoutS)',
+    fix: (ctx) => thenApply(ctx, 'set worker_shutdown_timeout in nginx-templates/ from nginx.workerShutdownTimeoutS'),
   },
   {
-    id: 'running-config-checksum',
-    title: 'nginx runs the config rendered from the topology',
+    id: 'running-config-drift',
+    title: 'nginx runs the config rendered from the stack file',
     kind: 'live',
     reads: 'live',
     against: ['running'],
     blocksDeploy: false,
-    fix: (ctx) => `apply the stack file: ${restartCommand(ctx, 'nginx')} (or ${rollbackCommand(ctx, '--undo')} if a rollback was interrupted)`,
-    probeFix: (ctx) =>
-      `check the nginx config path; ${ctx.topology.target === 'local' ? restartCommand(ctx, 'nginx') : `${rollbackCommand(ctx, '--undo')}, or ${deployCommand(ctx)}`}`,
+    fix: (ctx) => applyCommand(ctx),
+    probeFix: (ctx) => `nginx is down or its config cannot be read: ${applyCommand(ctx)}`,
+  },
+  {
+    id: 'services-running',
+    title: 'every service runs and listens on its port',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: (ctx) => applyCommand(ctx),
+  },
+  {
+    id: 'service-settings',
+    title: 'each service runs with the settings rendered from the stack file',
+    kind: 'live',
+    reads: 'live',
+    against: ['running'],
+    blocksDeploy: false,
+    fix: (ctx) => applyCommand(ctx),
   },
   {
     id: 'ws-handshake',
@@ -206,8 +250,8 @@ const RULE_TABLE = [
     reads: 'live',
     against: ['running'],
     blocksDeploy: false,
-    fix: (ctx) => `nginx runs a config with another route: ${rollbackCommand(ctx, '--ws-to', ctx.topology.wsRoute)}`,
-    probeFix: (ctx) => `check that the ${wsServer(ctx)} is up and read its log: npm run health`,
+    fix: (ctx) => applyCommand(ctx),
+    probeFix: (ctx) => applyCommand(ctx),
   },
   {
     id: 'gateway-workers',
@@ -216,8 +260,8 @@ const RULE_TABLE = [
     reads: 'live',
     against: ['running', 'declared'],
     blocksDeploy: true,
-    fix: () => 'run one worker per gateway process (scale with gateway.replicas and BROKER=redis)',
-    probeFix: (ctx) => `start the gateway (${stackCommand(ctx, 'restart', 'gateway')}) and check DEBUG_TOKEN`,
+    fix: (ctx) => `run one worker per gateway process (scale with gateway.replicas and BROKER=redis): ${applyCommand(ctx)}`,
+    probeFix: (ctx) => restartCommand(ctx, 'gateway'),
   },
   {
     id: 'backend-workers',
@@ -226,8 +270,8 @@ const RULE_TABLE = [
     reads: 'live',
     against: ['running', 'declared'],
     blocksDeploy: true,
-    fix: (ctx) => `restart the backend so it picks up backend.workers (${restartCommand(ctx, 'backend')})`,
-    probeFix: (ctx) => `start the backend: ${stackCommand(ctx, 'restart', 'backend')}`,
+    fix: (ctx) => applyCommand(ctx),
+    probeFix: (ctx) => restartCommand(ctx, 'backend'),
   },
   {
     id: 'redis',
@@ -236,7 +280,7 @@ const RULE_TABLE = [
     reads: 'live',
     against: ['running'],
     blocksDeploy: false,
-    fix: () => 'see runbooks/redis-outage.md',
+    fix: (ctx) => `${restartCommand(ctx, 'redis')} (runbooks/redis-outage.md)`,
   },
   {
     id: 'postgres',
@@ -245,7 +289,7 @@ const RULE_TABLE = [
     reads: 'live',
     against: ['running'],
     blocksDeploy: false,
-    fix: ({ topology }) => `start Postgres (${topology.target === 'local' ? 'npm start' : 'check the postgres container'})`,
+    fix: (ctx) => restartCommand(ctx, 'postgres'),
   },
   {
     id: 'debug-not-public',
@@ -254,18 +298,21 @@ const RULE_TABLE = [
     reads: 'live',
     against: ['running'],
     blocksDeploy: false,
-    fix: () => 'render nginx from the topology (location /api/debug/ { return 404; })',
-    probeFix: () => 'check that nginx is up',
+    fix: (ctx) => applyCommand(ctx),
+    probeFix: (ctx) => `nginx does not answer: ${applyCommand(ctx)}`,
   },
   {
-    id: 'no-ws-token-in-log',
-    title: 'no /ws/ query string in nginx access log',
+    id: 'no-secrets-in-logs',
+    title: 'no token or secret in any service log',
     kind: 'live',
     reads: 'live',
     against: ['running'],
     blocksDeploy: false,
-    fix: () => 'log /ws/ with $uri only (render nginx from the topology), then rotate the log and the leaked tokens',
-    probeFix: () => 'check the access_log path',
+    fix: (ctx) =>
+      ctx.topology.target === 'local'
+        ? `${stackCommand(ctx, 'redact-logs')} (then rotate the leaked credentials)`
+        : 'rotate the leaked credentials; the lines stay in the container log (docker logs / CloudWatch) until the container is replaced or the log expires',
+    probeFix: () => 'check that the log files are readable by this user',
   },
   {
     id: 'unique-ports',

@@ -1,35 +1,83 @@
+import { directiveDiff, formatDirectiveDiff } from '../render/nginx-diff.js';
 import type { Topology } from '../topology/index.js';
-import { ruleById, rulesOfKind, type FixContext, type Rule, type RuleIdOfKind } from './catalog.js';
+import { applyFix, restartFix, ruleById, rulesOfKind, type FixContext, type Rule, type RuleIdOfKind } from './catalog.js';
 import { result, type RuleResult } from './result.js';
 
-// Live architecture rules: pure predicates over what the check script observed on a running
-// stack; ids, titles and fixes come from the rule table (catalog.ts). The script does the I/O
-// and fills a LiveState; these functions only judge it, so each rule is tested on crafted
-// observations.
+// Live architecture rules: pure predicates over what the check observed on a running stack;
+// ids, titles and fixes come from the rule table (catalog.ts). The target's surface does the
+// I/O and fills a LiveState; these functions only judge it, so each rule is tested on crafted
+// observations. A detail never quotes a secret: settings that differ are named by key, leaked
+// tokens by file and line.
 
 /** One observation: the value seen, or why it could not be seen. */
 export type Probe<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
+/** The config the running nginx loaded, and where it was read (`nginx -T` of the master's file, the container's file). */
+export interface RunningConfig {
+  readonly text: string;
+  readonly source: string;
+  /** Set when the file changed after nginx loaded it (an edit without a reload): what runs is older than the text. */
+  readonly notLoaded?: string;
+}
+
+/** One service's process as found on the machine. */
+export interface ProcessObservation {
+  readonly service: string;
+  readonly pid?: number;
+  readonly running: boolean;
+  /** Its port is listened on by this process (or one of its children). */
+  readonly listening: boolean;
+  /** Who else listens on the port, when it is not the service ("python3 (pid 12)"). */
+  readonly foreignListener?: string;
+}
+
+/** A setting a service loaded that differs from the one rendered from the stack file. */
+export interface SettingDrift {
+  readonly key: string;
+  /** Secret settings are compared, never shown. */
+  readonly secret: boolean;
+  readonly expected?: string;
+  readonly actual?: string;
+}
+
+/** The settings one service runs with, compared to the rendered ones. */
+export interface SettingsObservation {
+  readonly service: string;
+  readonly drift: readonly SettingDrift[];
+}
+
+/** One log file's last lines. */
+export interface LogObservation {
+  readonly file: string;
+  readonly lines: readonly string[];
+}
+
 /** Everything the live rules judge. Absent probes are reported as skipped. */
 export interface LiveState {
-  /** Checksum in the header of the config nginx is running (undefined: no header). */
-  readonly runningChecksum?: Probe<string | undefined>;
-  /** Checksum in the header of the config rendered from the topology now. */
-  readonly renderedChecksum?: string;
+  /** The config the running nginx loaded. */
+  readonly runningConfig?: Probe<RunningConfig>;
+  /** The config rendered from the stack file now. */
+  readonly renderedConfig?: string;
+  /** Every service's process and listener (targets that can see processes). */
+  readonly processes?: Probe<readonly ProcessObservation[]>;
+  /** Settings each service loaded (targets that can read them), compared with the rendered ones. */
+  readonly settings?: Probe<readonly SettingsObservation[]>;
   /** First frame received on a `/ws/` handshake made through nginx. */
   readonly wsFirstFrame?: Probe<unknown>;
   /** Body of the gateway's GET /api/debug/websocket/status. */
   readonly gatewayStatus?: Probe<unknown>;
-  /** Body of the backend's GET /health. */
-  readonly backendHealth?: Probe<unknown>;
+  /** The backend's GET /health: status code and JSON body (a 503 still says which dependency is down). */
+  readonly backendHealth?: Probe<{ readonly status: number; readonly body: unknown }>;
   /** Redis PING answered. */
   readonly redis?: Probe<true>;
   /** Postgres SELECT 1 answered. */
   readonly postgres?: Probe<true>;
   /** GET /api/debug/websocket/status through nginx. */
   readonly debugThroughNginx?: Probe<{ readonly status: number; readonly body: string }>;
-  /** Lines of nginx's access log (the tail is enough). */
-  readonly accessLog?: Probe<readonly string[]>;
+  /** The tails of every log the stack writes (nginx access and error logs, services' logs). */
+  readonly logs?: Probe<readonly LogObservation[]>;
+  /** Secret values of this stack to look for in the logs (never printed). */
+  readonly knownSecrets?: readonly { readonly name: string; readonly value: string }[];
 }
 
 /** The rules of `npm run check`'s live part, in the order it prints them. */
@@ -50,6 +98,65 @@ export function brokerKind(status: unknown): string | undefined {
   return typeof kind === 'string' ? kind : undefined;
 }
 
+/** Compares the settings a service loaded with the rendered ones; secret values are compared but not kept. */
+export function settingsDrift(expected: Readonly<Record<string, string>>, actual: Readonly<Record<string, string>>, secretKeys: ReadonlySet<string>): SettingDrift[] {
+  const out: SettingDrift[] = [];
+  for (const [key, want] of Object.entries(expected)) {
+    const got = actual[key];
+    if (got === want) continue;
+    const secret = secretKeys.has(key);
+    out.push({ key, secret, ...(secret ? {} : { expected: want, ...(got !== undefined ? { actual: got } : {}) }) });
+  }
+  return out;
+}
+
+/** A leaked credential in a log: where and what kind, never the value. */
+export interface LogLeak {
+  readonly file: string;
+  readonly line: number;
+  readonly kind: string;
+}
+
+const JWT = /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/;
+// Query parameters and headers that carry credentials; a value that is a redaction marker is fine.
+const CREDENTIAL_PARAM = /[?&;]((?:site_|access_|widget_|admin_)?token|visitor_key|key|secret)=([^&\s"';]+)/i;
+const REDACTED = /^(?:\[?redacted\]?|<redacted>|\*+|-|%5Bredacted%5D)$/i;
+
+/** Finds tokens and known secrets in log lines: JWTs, credential query parameters, the stack's own secret values. */
+export function findLogLeaks(logs: readonly LogObservation[], secrets: readonly { readonly name: string; readonly value: string }[] = []): LogLeak[] {
+  const leaks: LogLeak[] = [];
+  const known = secrets.filter((s) => s.value.length >= 12);
+  for (const log of logs) {
+    log.lines.forEach((text, i) => {
+      const secret = known.find((s) => text.includes(s.value));
+      const param = CREDENTIAL_PARAM.exec(text);
+      const kind = secret
+        ? `the stack's ${secret.name}`
+        : JWT.test(text)
+          ? 'a JWT'
+          : param && !REDACTED.test(param[2]!) && param[2]!.length >= 8
+            ? `a ${param[1]}= value`
+            : undefined;
+      if (kind) leaks.push({ file: log.file, line: i + 1, kind });
+    });
+  }
+  return leaks;
+}
+
+/** A log line with every credential {@link findLogLeaks} would report replaced by `[redacted]`. */
+export function redactLogLine(text: string, secrets: readonly { readonly name: string; readonly value: string }[] = []): string {
+  let out = text;
+  for (const s of secrets) if (s.value.length >= 12) out = out.split(s.value).join('[redacted]');
+  out = out.replace(new RegExp(JWT.source, 'g'), '[redacted]');
+  return out.replace(new RegExp(CREDENTIAL_PARAM.source, 'gi'), (match: string, name: string, value: string) => (REDACTED.test(value) || value.length < 8 ? match : `${match.slice(0, match.length - value.length - name.length - 1)}${name}=[redacted]`));
+}
+
+/** Options of {@link evaluateLiveRules}. */
+export interface LiveRuleOptions extends Omit<FixContext, 'topology'> {
+  /** The running config's rows of the nginx rules, so a failed handshake can name its cause. */
+  readonly runningNginx?: readonly RuleResult[];
+}
+
 /** Judges one observation; a failed probe fails the rule with the rule's probe fix. */
 function probeResult<T>(id: LiveRuleId, probe: Probe<T> | undefined, what: string, ctx: FixContext, judge: (v: T) => RuleResult): RuleResult {
   if (probe === undefined) return result(id, 'skip', `${what} not probed`, ctx);
@@ -62,37 +169,135 @@ const probeFix = (id: LiveRuleId, ctx: FixContext): string => {
   return (rule.probeFix ?? rule.fix)(ctx);
 };
 
-/** Evaluates every live rule against the observations. */
-export function evaluateLiveRules(topology: Topology, live: LiveState): RuleResult[] {
-  const ctx: FixContext = { topology };
-  const L = (id: LiveRuleId, status: RuleResult['status'], detail: string) => result(id, status, detail, ctx);
-  const out: RuleResult[] = [];
-  out.push(
-    probeResult('running-config-checksum', live.runningChecksum, 'running nginx config', ctx, (running) =>
-      live.renderedChecksum === undefined
-        ? L('running-config-checksum', 'skip', 'no rendered checksum to compare with')
-        : running === live.renderedChecksum
-          ? L('running-config-checksum', 'pass', `running = rendered = ${running}`)
-          : L(
-              'running-config-checksum',
-              'fail',
-              running === undefined ? 'running config has no checksum header: it was edited by hand or not rendered by replyx' : `running ${running} != rendered ${live.renderedChecksum}: nginx runs a config from another topology`,
-            ),
-    ),
-  );
+/** Up to `n` items, then how many more. */
+function some(items: readonly string[], n = 3): string {
+  return items.length <= n ? items.join('; ') : `${items.slice(0, n).join('; ')}; and ${items.length - n} more`;
+}
 
-  out.push(
-    probeResult('ws-handshake', live.wsFirstFrame, '/ws/ handshake through nginx', ctx, (frame) => {
-      const f = record(frame);
-      if (f.type !== 'connected') return result('ws-handshake', 'fail', `first frame is not "connected": ${JSON.stringify(frame).slice(0, 120)}`, ctx, probeFix('ws-handshake', ctx));
-      const server = typeof f.server === 'string' ? f.server : '(none)';
-      const servedByGateway = server === 'ws-gateway';
-      const ok = topology.wsRoute === 'gateway' ? servedByGateway : !servedByGateway;
-      return ok
-        ? L('ws-handshake', 'pass', `connected frame from ${server}${typeof f.instance === 'string' ? ` (${f.instance})` : ''}`)
-        : L('ws-handshake', 'fail', `wsRoute=${topology.wsRoute} but /ws/ was answered by ${server}`);
-    }),
-  );
+function driftRow(live: LiveState, ctx: FixContext): RuleResult {
+  const id = 'running-config-drift';
+  return probeResult(id, live.runningConfig, 'running nginx config', ctx, (running) => {
+    if (live.renderedConfig === undefined) return result(id, 'skip', 'no rendered config to compare with', ctx);
+    let lines: string[];
+    try {
+      lines = formatDirectiveDiff(directiveDiff(live.renderedConfig, running.text));
+    } catch (err) {
+      return result(id, 'fail', `running ${running.source} does not parse: ${(err as Error).message}`, ctx);
+    }
+    if (running.notLoaded) return result(id, 'fail', `${running.notLoaded}${lines.length > 0 ? `; the file differs from the rendered config by ${lines.length} directive(s) (- rendered only, + running only): ${some(lines)}` : ''}`, ctx);
+    return lines.length === 0
+      ? result(id, 'pass', `running ${running.source} = rendered (every directive)`, ctx)
+      : result(id, 'fail', `running ${running.source} differs from the rendered config by ${lines.length} directive(s) (- rendered only, + running only): ${some(lines, 6)}`, ctx);
+  });
+}
+
+function processesRow(live: LiveState, ctx: FixContext): RuleResult {
+  const id = 'services-running';
+  return probeResult(id, live.processes, 'service processes', ctx, (procs) => {
+    const problems = procs.flatMap((p) => {
+      if (!p.running) return [`${p.service} is not running${p.foreignListener ? ` and ${p.foreignListener} holds its port` : ''}`];
+      if (!p.listening) return [`${p.service} (pid ${p.pid ?? '?'}) does not listen on its port${p.foreignListener ? `: ${p.foreignListener} does` : ''}`];
+      return [];
+    });
+    if (problems.length === 0) return result(id, 'pass', `${procs.map((p) => `${p.service} ${p.pid ?? '?'}`).join(', ')} running and listening`, ctx);
+    const dead = procs.filter((p) => !p.running);
+    // One stopped service is restarted on its own; anything else (foreign listeners, several) is what apply converges.
+    const fix = dead.length === 1 && problems.length === 1 && !dead[0]!.foreignListener && isRestartable(dead[0]!.service) ? restartFix(ctx, dead[0]!.service) : applyFix(ctx);
+    return result(id, 'fail', problems.join('; '), ctx, fix);
+  });
+}
+
+const RESTARTABLE = ['nginx', 'backend', 'gateway', 'redis', 'postgres'] as const;
+const isRestartable = (s: string): s is (typeof RESTARTABLE)[number] => (RESTARTABLE as readonly string[]).includes(s);
+
+function settingsRow(topology: Topology, live: LiveState, ctx: FixContext): RuleResult {
+  const id = 'service-settings';
+  const problems: string[] = [];
+  if (live.settings?.ok) {
+    for (const s of live.settings.value) {
+      if (s.drift.length === 0) continue;
+      const keys = s.drift.map((d) => (d.secret ? `${d.key} (secret, differs)` : `${d.key}=${d.actual ?? '(unset)'}, stack file ${d.expected}`));
+      problems.push(`${s.service} runs with ${keys.join(', ')}`);
+    }
+  }
+  // The gateway announces the heartbeat it loaded in its first frame: any target can read it.
+  const frame = live.wsFirstFrame?.ok ? record(live.wsFirstFrame.value) : {};
+  if (frame.server === 'ws-gateway' && typeof frame.heartbeat_ms === 'number' && frame.heartbeat_ms !== topology.gateway.heartbeatMs) {
+    problems.push(`the gateway's heartbeat is ${frame.heartbeat_ms} ms, stack file ${topology.gateway.heartbeatMs} ms`);
+  }
+  if (problems.length > 0) return result(id, 'fail', problems.join('; '), ctx);
+  if (live.settings === undefined && frame.heartbeat_ms === undefined) return result(id, 'skip', 'service settings not observable on this target', ctx);
+  if (live.settings && !live.settings.ok) return result(id, 'fail', `service settings: ${live.settings.error}`, ctx);
+  const services = live.settings?.ok ? live.settings.value.map((s) => s.service) : [];
+  return result(id, 'pass', `${services.length > 0 ? `${services.join(', ')} run the rendered settings` : 'gateway heartbeat as rendered'}`, ctx);
+}
+
+/** Why a handshake that got no `connected` frame failed, in terms of what to repair. */
+function handshakeDiagnosis(topology: Topology, error: string, live: LiveState, options: LiveRuleOptions, ctx: FixContext): { detail: string; fix: string } {
+  const server = topology.wsRoute === 'gateway' ? 'gateway' : 'backend';
+  const upgrade = options.runningNginx?.find((r) => r.id === 'ws-upgrade-headers' && r.status === 'fail');
+  const status = /HTTP (\d{3})/.exec(error)?.[1];
+  const procs = live.processes?.ok ? live.processes.value : [];
+  const proc = procs.find((p) => p.service === 'nginx' && !p.running) ?? procs.find((p) => p.service === server && !p.running);
+  if (status && upgrade) {
+    return { detail: `handshake answered HTTP ${status}: the running nginx does not forward the WebSocket upgrade (${upgrade.detail.replace(/^running [^:]+: /, '')}), so the ${server} saw a plain GET`, fix: applyFix(ctx) };
+  }
+  if (proc && !proc.running) return { detail: `/ws/ handshake through nginx: ${error}; ${proc.service} is not running`, fix: restartFix(ctx, isRestartable(proc.service) ? proc.service : server) };
+  if (status === '502' || status === '504') return { detail: `handshake answered HTTP ${status}: nginx cannot reach the ${server}`, fix: restartFix(ctx, server) };
+  if (/4001/.test(error)) return { detail: `the ${server} rejected the stack's operator token (4001): it runs with another JWT secret than the stack's`, fix: applyFix(ctx) };
+  return { detail: `/ws/ handshake through nginx: ${error}`, fix: applyFix(ctx) };
+}
+
+function handshakeRow(topology: Topology, live: LiveState, options: LiveRuleOptions, ctx: FixContext): RuleResult {
+  const id = 'ws-handshake';
+  if (live.wsFirstFrame === undefined) return result(id, 'skip', '/ws/ handshake not probed', ctx);
+  if (!live.wsFirstFrame.ok) {
+    const d = handshakeDiagnosis(topology, live.wsFirstFrame.error, live, options, ctx);
+    return result(id, 'fail', d.detail, ctx, d.fix);
+  }
+  const f = record(live.wsFirstFrame.value);
+  if (f.type !== 'connected') return result(id, 'fail', `first frame is not "connected" but type ${JSON.stringify(f.type ?? null)}`, ctx);
+  const server = typeof f.server === 'string' ? f.server : '(none)';
+  const servedByGateway = server === 'ws-gateway';
+  const ok = topology.wsRoute === 'gateway' ? servedByGateway : !servedByGateway;
+  return ok
+    ? result(id, 'pass', `connected frame from ${server}${typeof f.instance === 'string' ? ` (${f.instance})` : ''}`, ctx)
+    : result(id, 'fail', `wsRoute=${topology.wsRoute} but /ws/ was answered by ${server}: the running nginx routes /ws/ elsewhere`, ctx);
+}
+
+function backendRow(topology: Topology, live: LiveState, ctx: FixContext): RuleResult {
+  const id = 'backend-workers';
+  return probeResult(id, live.backendHealth, 'backend /health', ctx, ({ status, body }) => {
+    const b = record(body);
+    const workers = b.workers;
+    if (typeof workers !== 'number') return result(id, 'fail', `backend /health answered HTTP ${status} without a worker count`, ctx, probeFix(id, ctx));
+    // A 503 for a dependency (Redis, Postgres) is that dependency's row; the count is still judged here.
+    const degraded = status >= 500 ? ` (backend reports ${Object.entries(b).filter(([k, v]) => k !== 'status' && typeof v === 'string' && /down|error|fail/.test(v)).map(([k]) => `${k} down`).join(', ') || `HTTP ${status}`})` : '';
+    return workers === topology.backend.workers
+      ? result(id, 'pass', `${workers} workers${degraded}`, ctx)
+      : result(id, 'fail', `backend runs ${workers} workers, stack file says ${topology.backend.workers}`, ctx);
+  });
+}
+
+function logsRow(live: LiveState, ctx: FixContext): RuleResult {
+  const id = 'no-secrets-in-logs';
+  return probeResult(id, live.logs, 'logs', ctx, (logs) => {
+    const leaks = findLogLeaks(logs, live.knownSecrets);
+    const lines = logs.reduce((n, l) => n + l.lines.length, 0);
+    if (leaks.length === 0) return result(id, 'pass', `${logs.length} logs, ${lines} lines, no token or secret`, ctx);
+    const byFile = new Map<string, LogLeak[]>();
+    for (const l of leaks) byFile.set(l.file, [...(byFile.get(l.file) ?? []), l]);
+    const where = [...byFile.entries()].map(([file, ls]) => `${file}: ${ls.length} line${ls.length === 1 ? '' : 's'} (first line ${ls[0]!.line}, ${[...new Set(ls.map((l) => l.kind))].join(', ')})`);
+    return result(id, 'fail', `credentials in logs: ${some(where)}`, ctx);
+  });
+}
+
+/** Evaluates every live rule against the observations. */
+export function evaluateLiveRules(topology: Topology, live: LiveState, options: LiveRuleOptions = {}): RuleResult[] {
+  const { runningNginx: _running, ...fixContext } = options;
+  const ctx: FixContext = { ...fixContext, topology };
+  const L = (id: LiveRuleId, status: RuleResult['status'], detail: string) => result(id, status, detail, ctx);
+  const out: RuleResult[] = [driftRow(live, ctx), processesRow(live, ctx), settingsRow(topology, live, ctx), handshakeRow(topology, live, options, ctx)];
 
   if (topology.wsRoute === 'backend' && live.gatewayStatus && !live.gatewayStatus.ok) {
     out.push(L('gateway-workers', 'skip', `wsRoute=backend and the gateway does not answer (${live.gatewayStatus.error})`));
@@ -107,15 +312,7 @@ export function evaluateLiveRules(topology: Topology, live: LiveState): RuleResu
       }),
     );
   }
-
-  out.push(
-    probeResult('backend-workers', live.backendHealth, 'backend /health', ctx, (health) => {
-      const workers = record(health).workers;
-      return workers === topology.backend.workers
-        ? L('backend-workers', 'pass', `${topology.backend.workers} workers`)
-        : L('backend-workers', 'fail', `backend reports ${typeof workers === 'number' ? workers : 'no'} workers, stack file says ${topology.backend.workers}`);
-    }),
-  );
+  out.push(backendRow(topology, live, ctx));
   out.push(probeResult('redis', live.redis, 'Redis', ctx, () => L('redis', 'pass', 'PONG')));
   out.push(probeResult('postgres', live.postgres, 'Postgres', ctx, () => L('postgres', 'pass', 'SELECT 1 ok')));
   out.push(
@@ -132,13 +329,7 @@ export function evaluateLiveRules(topology: Topology, live: LiveState): RuleResu
         : L('debug-not-public', 'fail', `GET /api/debug/websocket/status through nginx got ${status}${fromUpstream ? ' from an upstream' : ''}`);
     }),
   );
-  out.push(
-    probeResult('no-ws-token-in-log', live.accessLog, 'nginx access log', ctx, (lines) => {
-      const leaks = lines.filter((l) => /\/ws\/\S*\?/.test(l) || /\/ws\/\S*(token|site_token)=/.test(l));
-      return leaks.length === 0
-        ? L('no-ws-token-in-log', 'pass', `${lines.length} lines, no /ws/ query string`)
-        : L('no-ws-token-in-log', 'fail', `${leaks.length} /ws/ lines carry a query string (tokens!), e.g. ${leaks[0]!.slice(0, 100)}`);
-    }),
-  );
-  return out;
+  out.push(logsRow(live, ctx));
+  const order = new Map(LIVE_RULES.map((r, i) => [r.id, i]));
+  return out.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
 }

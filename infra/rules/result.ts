@@ -1,4 +1,4 @@
-import { ruleById, type FixContext, type RuleId } from './catalog.js';
+import { ruleById, type FixContext, type RuleId, type RuleReads, type RuleSubject } from './catalog.js';
 
 // The shape every architecture rule reports, static or live, so the check script, the Pulumi
 // program and the policy pack print and decide on the same thing.
@@ -10,9 +10,21 @@ export type RuleStatus = 'pass' | 'fail' | 'warn' | 'skip';
 export interface RuleResult {
   readonly id: RuleId;
   readonly kind: 'static' | 'live';
+  /**
+   * What this row judged: the stack file, the config rendered from it, or the running system. A
+   * rule that reads an nginx config has two rows, one per config (rendered and running).
+   */
+  readonly against: Exclude<RuleSubject, 'declared'>;
   readonly status: RuleStatus;
   readonly detail: string;
   readonly fix: string;
+}
+
+const SUBJECT_OF_READS = { topology: 'stack-file', 'nginx-config': 'rendered', live: 'running' } as const satisfies Record<RuleReads, RuleResult['against']>;
+
+/** What a row of a rule is judged against unless it says otherwise: what the rule reads. */
+function defaultSubject(id: RuleId): RuleResult['against'] {
+  return SUBJECT_OF_READS[ruleById(id).reads];
 }
 
 /**
@@ -20,11 +32,11 @@ export interface RuleResult {
  * `fix` when the failure has another cause, like a config that does not parse); a pass or a
  * skip carries none, so tables stay short.
  */
-export function result(id: RuleId, status: RuleStatus, detail: string, ctx: FixContext, fix?: string): RuleResult {
+export function result(id: RuleId, status: RuleStatus, detail: string, ctx: FixContext, fix?: string, against: RuleResult['against'] = defaultSubject(id)): RuleResult {
   const rule = ruleById(id);
   if (rule.kind === 'topology') throw new Error(`rule ${id} is checked by topology validation, not reported as a check row`);
   const needsFix = status === 'fail' || status === 'warn';
-  return { id, kind: rule.kind, status, detail, fix: needsFix ? (fix ?? rule.fix(ctx)) : '' };
+  return { id, kind: rule.kind, against, status, detail, fix: needsFix ? (fix ?? rule.fix(ctx)) : '' };
 }
 
 /** True when no result failed (warnings and skips do not fail a check). */

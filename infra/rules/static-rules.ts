@@ -14,7 +14,9 @@ import {
   type NginxDirective,
 } from '../render/nginx-reader.js';
 import type { Topology } from '../topology/index.js';
-import { rulesOfKind, rulesReading, type FixContext, type Rule, type RuleId, type RuleIdWhere } from './catalog.js';
+import { applyFix, rulesOfKind, rulesReading, type FixContext, type Rule, type RuleId, type RuleIdWhere } from './catalog.js';
+import { readChecksumFromConfig } from '../render/nginx.js';
+import { topologyChecksum } from '../topology/index.js';
 import { result, type RuleResult } from './result.js';
 import { idleTimeoutsOf, TOPOLOGY_FINDINGS } from './topology-rules.js';
 
@@ -224,7 +226,7 @@ function checksumRow(input: StaticInput, ctx: FixContext): RuleResult {
   return result(
     'config-checksum',
     'fail',
-    input.configChecksum === undefined ? 'rendered config has no checksum header' : `rendered config says ${input.configChecksum}, topology is ${input.expectedChecksum}`,
+    input.configChecksum === undefined ? 'the config has no checksum header' : `the config's header says ${input.configChecksum}, the topology is ${input.expectedChecksum}`,
     ctx,
   );
 }
@@ -248,10 +250,20 @@ function configRows(text: string, t: Topology, ctx: FixContext, add: (r: RuleRes
   return undefined;
 }
 
+/** The rows of every rule that reads an nginx config, judged on `text` (rows say `rendered`). */
+function nginxConfigRows(text: string, input: Omit<StaticInput, 'nginxConfig'>, ctx: FixContext): Map<RuleId, RuleResult> {
+  const decided = new Map<RuleId, RuleResult>();
+  const add = (r: RuleResult) => decided.set(r.id, r);
+  add(checksumRow(input, ctx));
+  const unjudged = configRows(text, input.topology, ctx, add);
+  if (unjudged) for (const rule of rulesReading('nginx-config')) if (!decided.has(rule.id)) add(result(rule.id, 'fail', unjudged.detail, ctx, unjudged.fix));
+  return decided;
+}
+
 /** Evaluates every static rule; nginx rules are skipped when the target renders no nginx config. */
-export function evaluateStaticRules(input: StaticInput): RuleResult[] {
+export function evaluateStaticRules(input: StaticInput, fixContext: Omit<FixContext, 'topology'> = {}): RuleResult[] {
   const t = input.topology;
-  const ctx: FixContext = { topology: t };
+  const ctx: FixContext = { ...fixContext, topology: t };
   const decided = new Map<RuleId, RuleResult>();
   const add = (r: RuleResult) => decided.set(r.id, r);
   topologyRows(t, ctx).forEach(add);
@@ -259,13 +271,37 @@ export function evaluateStaticRules(input: StaticInput): RuleResult[] {
   if (input.nginxConfig === undefined) {
     for (const rule of configRules) add(result(rule.id, 'skip', `target ${t.target} has no nginx config`, ctx));
   } else {
-    add(checksumRow(input, ctx));
-    const unjudged = configRows(input.nginxConfig, t, ctx, add);
-    if (unjudged) for (const rule of configRules) if (!decided.has(rule.id)) add(result(rule.id, 'fail', unjudged.detail, ctx, unjudged.fix));
+    nginxConfigRows(input.nginxConfig, input, ctx).forEach(add);
   }
   return STATIC_RULES.map((rule) => {
     const r = decided.get(rule.id);
     if (!r) throw new Error(`static rule ${rule.id} produced no result`);
     return r;
+  });
+}
+
+/**
+ * The same nginx rules judged on the config the running nginx loaded. A rule that holds for the
+ * rendered config but not for the running one means the running config drifted (a hand edit, a
+ * stray deploy): its fix is to apply the stack file again. A rule the rendered config breaks too
+ * keeps the rule's own fix, which repairs the source.
+ */
+export function evaluateRunningConfigRules(
+  topology: Topology,
+  running: { readonly text: string; readonly source: string } | { readonly error: string },
+  rendered: readonly RuleResult[],
+  fixContext: Omit<FixContext, 'topology'> = {},
+): RuleResult[] {
+  const ctx: FixContext = { ...fixContext, topology };
+  const rules = rulesReading('nginx-config');
+  // Unreadable: running-config-drift fails with the reason; one failure, not one per nginx rule.
+  if ('error' in running) return rules.map((rule) => result(rule.id, 'skip', `running nginx config not readable (${running.error}): see running-config-drift`, ctx, undefined, 'running'));
+  const rows = nginxConfigRows(running.text, { topology, configChecksum: readChecksumFromConfig(running.text), expectedChecksum: topologyChecksum(topology) }, ctx);
+  const renderedOk = new Set(rendered.filter((r) => r.status === 'pass').map((r) => r.id));
+  return rules.map((rule) => {
+    const r = rows.get(rule.id)!;
+    const broken = r.status === 'fail' || r.status === 'warn';
+    const fix = broken ? (renderedOk.has(rule.id) ? applyFix(ctx) : r.fix) : '';
+    return { ...r, against: 'running', detail: broken ? `running ${running.source}: ${r.detail}` : r.detail, fix };
   });
 }

@@ -38,6 +38,13 @@ export const DEMO_WIDGET_ASSISTANT_ID = 3;
 /** The dialog whose visitor key the demo seed sets (the seed's basic scenario). */
 export const DEMO_VISITOR_DIALOG_ID = 123;
 
+/**
+ * The health probe's own dialog (of the widget assistant, marked `probe`): the probe's messages go
+ * here, never into a user's dialog, and are deleted after each probe. Its visitor key is derived
+ * like dialog 123's (`demoVisitorKey(secret, PROBE_DIALOG_ID)`).
+ */
+export const PROBE_DIALOG_ID = 900;
+
 /** The token policy of a stack that sets no JWT_ISSUER/JWT_AUDIENCE/lifetimes (every demo stack). */
 export const DEFAULT_TOKEN_POLICY: TokenPolicy = {
   issuer: TOKEN_DEFAULTS.JWT_ISSUER,
@@ -48,8 +55,8 @@ export const DEFAULT_TOKEN_POLICY: TokenPolicy = {
 };
 
 /** Dialog 123's demo visitor key: an HMAC of a fixed label under the stack's widget secret. */
-export function demoVisitorKey(widgetTokenSecret: string): string {
-  return createHmac('sha256', widgetTokenSecret).update(`replyx-demo-visitor:${DEMO_VISITOR_DIALOG_ID}`).digest('base64url');
+export function demoVisitorKey(widgetTokenSecret: string, dialogId: number = DEMO_VISITOR_DIALOG_ID): string {
+  return createHmac('sha256', widgetTokenSecret).update(`replyx-demo-visitor:${dialogId}`).digest('base64url');
 }
 
 /** Signs an operator (admin panel) JWT for `userId`, valid `ttlS` seconds (at most ADMIN_TOKEN_MAX_TTL_S). */

@@ -9,7 +9,7 @@ import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCre
 import { issueSiteToken, revokeSiteTokenOf, widgetSession, type Answer } from './credential-api.js';
 import { ApiError, header, idSchema, parseOr400, readJsonBody, send } from './http-io.js';
 import { IDEMPOTENCY_HEADER, idempotencyScope, parseIdempotencyKey, requestHash } from './idempotency.js';
-import { isDatabaseUnavailable, listMessages, storeMessage, type MessageRow } from './store.js';
+import { clearProbeDialog, isDatabaseUnavailable, listMessages, storeMessage, type MessageRow } from './store.js';
 
 // The backend's HTTP API: the seed's three write paths and a history read, each with its own
 // credential (operator JWT, site token, widget session token, all as `Authorization: Bearer`;
@@ -82,7 +82,7 @@ async function callerFor(route: ConnectionKind | 'any', req: IncomingMessage, ur
   return throwIfDenied(await callerFromToken(creds, kind, token, kind === 'site' ? header(req, 'origin') : undefined));
 }
 
-type Action = 'post' | 'list' | 'session' | 'issue-site-token' | 'revoke-site-token';
+type Action = 'post' | 'list' | 'clear-probe' | 'session' | 'issue-site-token' | 'revoke-site-token';
 
 // `template` is the route as metrics label it (ids replaced by `{id}`, so the label set stays bounded).
 const ROUTES: { method: string; pattern: RegExp; template: string; route: ConnectionKind | 'any' | 'public'; action: Action }[] = [
@@ -90,6 +90,7 @@ const ROUTES: { method: string; pattern: RegExp; template: string; route: Connec
   { method: 'POST', pattern: /^\/api\/widget\/dialogs\/([^/]+)\/messages$/, template: '/api/widget/dialogs/{id}/messages', route: 'widget', action: 'post' },
   { method: 'POST', pattern: /^\/api\/dialogs\/([^/]+)\/messages$/, template: '/api/dialogs/{id}/messages', route: 'admin', action: 'post' },
   { method: 'GET', pattern: /^\/api\/dialogs\/([^/]+)\/messages$/, template: '/api/dialogs/{id}/messages', route: 'any', action: 'list' },
+  { method: 'DELETE', pattern: /^\/api\/dialogs\/([^/]+)\/messages$/, template: '/api/dialogs/{id}/messages', route: 'admin', action: 'clear-probe' },
   { method: 'POST', pattern: /^\/api\/widget\/sessions$/, template: '/api/widget/sessions', route: 'public', action: 'session' },
   { method: 'POST', pattern: /^\/api\/site-tokens$/, template: '/api/site-tokens', route: 'admin', action: 'issue-site-token' },
   { method: 'DELETE', pattern: /^\/api\/site-tokens\/([^/]+)$/, template: '/api/site-tokens/{jti}', route: 'admin', action: 'revoke-site-token' },
@@ -164,6 +165,16 @@ export async function handleApiRequest(deps: ApiDeps, req: IncomingMessage, res:
       case 'post':
         answer = await postMessage(deps, req, url, route.route as ConnectionKind, parseOr400(idSchema, segment, 'dialog id'), route.template);
         break;
+      case 'clear-probe': {
+        // Only a probe dialog's messages can be deleted: the health probe cleans up after itself.
+        const dialogId = parseOr400(idSchema, segment, 'dialog id');
+        const caller = await callerFor('admin', req, url, deps);
+        throwIfDenied(authorise(caller, dialogId, await deps.credentials.dialogAccess(dialogId)) ?? caller);
+        const deleted = await clearProbeDialog(deps.db, dialogId);
+        if (deleted === undefined) throw new ApiError(409, 'NOT_A_PROBE_DIALOG', `dialog ${dialogId} is not a probe dialog: only a probe dialog's messages can be deleted`);
+        answer = { status: 200, body: { dialog_id: dialogId, deleted } };
+        break;
+      }
       case 'list': {
         const dialogId = parseOr400(idSchema, segment, 'dialog id');
         const q = parseOr400(historyQuery, Object.fromEntries(url.searchParams), 'query');

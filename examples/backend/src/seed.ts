@@ -1,13 +1,14 @@
 import type pg from 'pg';
 import { domainEntryProblem } from '@replyx/gateway/origin/allowed-domains';
-import { DEMO_ASSISTANTS, DEMO_DIALOGS, DEMO_SITES, DEMO_USER, DEMO_VISITOR_DIALOG_ID, demoVisitorKey } from './demo.js';
+import { DEMO_ASSISTANTS, DEMO_DIALOGS, DEMO_SITES, DEMO_USER, DEMO_VISITOR_DIALOG_ID, DEMO_WIDGET_ASSISTANT_ID, demoVisitorKey, PROBE_DIALOG_ID } from './demo.js';
 import { visitorKeyHash } from './store.js';
 import { MIGRATION_LOCK_KEY } from './migrate.js';
 
 /**
  * Inserts the demo user, assistants and dialogs if missing (idempotent: existing rows are
  * left as they are), then moves the id sequences past them so later inserts cannot collide.
- * Registers the demo site token ids and sets dialog 123's visitor key hash (derived from
+ * Registers the demo site token ids and sets the visitor key hashes of dialog 123 and of the
+ * health probe's dialog (derived from
  * `widgetTokenSecret`, so it follows the stack's secret).
  */
 export async function seedDemoData(client: pg.ClientBase, secrets: { readonly widgetTokenSecret: string }): Promise<void> {
@@ -25,7 +26,8 @@ export async function seedDemoData(client: pg.ClientBase, secrets: { readonly wi
     for (const d of DEMO_DIALOGS) {
       await client.query('INSERT INTO dialogs (id, assistant_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [d.id, d.assistantId]);
     }
-    await client.query('UPDATE dialogs SET visitor_key_hash = $2 WHERE id = $1', [DEMO_VISITOR_DIALOG_ID, visitorKeyHash(demoVisitorKey(secrets.widgetTokenSecret))]);
+    await client.query('INSERT INTO dialogs (id, assistant_id, probe) VALUES ($1, $2, true) ON CONFLICT (id) DO UPDATE SET probe = true', [PROBE_DIALOG_ID, DEMO_WIDGET_ASSISTANT_ID]);
+    for (const id of [DEMO_VISITOR_DIALOG_ID, PROBE_DIALOG_ID]) await client.query('UPDATE dialogs SET visitor_key_hash = $2 WHERE id = $1', [id, visitorKeyHash(demoVisitorKey(secrets.widgetTokenSecret, id))]);
     for (const s of DEMO_SITES) {
       // Minted on demand with fresh lifetimes, so the registration itself never expires.
       await client.query("INSERT INTO site_tokens (jti, user_id, assistant_id, expires_at) VALUES ($1, $2, $3, 'infinity') ON CONFLICT (jti) DO NOTHING", [s.jti, DEMO_USER.id, s.assistantId]);

@@ -200,3 +200,10 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (typeof e.code === 'string' && (UNAVAILABLE_SQLSTATE.test(e.code) || e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET')) return true;
   return typeof e.message === 'string' && UNAVAILABLE_MESSAGE.test(e.message);
 }
+
+/** Deletes every message of a probe dialog; resolves with how many, or undefined when the dialog is not a probe dialog. */
+export async function clearProbeDialog(db: pg.Pool, dialogId: number): Promise<number | undefined> {
+  const probe = await db.query<{ probe: boolean }>('SELECT probe FROM dialogs WHERE id = $1', [dialogId]);
+  if (probe.rows[0]?.probe !== true) return undefined;
+  return (await db.query('DELETE FROM messages WHERE dialog_id = $1', [dialogId])).rowCount ?? 0;
+}

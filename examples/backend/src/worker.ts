@@ -60,7 +60,8 @@ export async function startWorker(
   options: { readonly processMetrics?: boolean } = {},
 ): Promise<BackendWorker> {
   const db = new pg.Pool({ connectionString: config.databaseUrl, max: 10, connectionTimeoutMillis: 3000 });
-  db.on('error', (err) => log.error({ err }, 'postgres pool error'));
+  // pg attaches the whole client to an idle connection's error: log what the operator needs, not kilobytes of driver state.
+  db.on('error', (err: Error & { code?: string }) => log.error({ err: err.message, code: err.code }, 'postgres pool error'));
   // No offline queue: while Redis is down a publish fails at once and the outbox relay retries it.
   const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, lazyConnect: true });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));

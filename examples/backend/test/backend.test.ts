@@ -15,7 +15,7 @@ import { createTestDatabase, sharedRedisUrl } from '../../../test/services.js';
 import { startRedis } from '../../../infra/targets/local/processes.js';
 import { freePort, waitUntil } from '../../../infra/targets/local/ports.js';
 import { configFromEnv } from '../src/config.js';
-import { DEFAULT_TOKEN_POLICY, demoSiteTokens, demoVisitorKey, signAdminToken } from '../src/demo.js';
+import { DEFAULT_TOKEN_POLICY, demoSiteTokens, demoVisitorKey, PROBE_DIALOG_ID, signAdminToken } from '../src/demo.js';
 import { createLogger } from '../src/log.js';
 import { loadMigrations, migrate } from '../src/migrate.js';
 import { messageIdempotencyKey, OutboxRelay } from '../src/outbox.js';
@@ -235,6 +235,21 @@ describe('widget sessions', () => {
     const unknown = await session({ assistant_id: 4, visitor_key: 'u'.repeat(43) }, { origin: 'https://site2.example.org' });
     expect(foreign.status).toBe(404);
     expect(foreign).toEqual(unknown);
+  });
+});
+
+describe('probe dialog', () => {
+  it('the health probe resumes its own dialog and may delete its messages; other dialogs refuse with 409', async () => {
+    const admin = bearer(await signAdminToken(SECRETS.JWT_SECRET, 1));
+    const resumed = await session({ assistant_id: 3, parent_origin: LOCAL, visitor_key: demoVisitorKey(SECRETS.WIDGET_TOKEN_SECRET, PROBE_DIALOG_ID) });
+    expect(resumed.json.dialog_id).toBe(PROBE_DIALOG_ID);
+    expect((await post(`/api/dialogs/${PROBE_DIALOG_ID}/messages`, { text: 'replyx health probe x' }, admin)).status).toBe(201);
+    const cleared = await request('DELETE', `/api/dialogs/${PROBE_DIALOG_ID}/messages`, undefined, admin);
+    expect(cleared).toMatchObject({ status: 200, json: { dialog_id: PROBE_DIALOG_ID } });
+    expect(cleared.json.deleted).toBeGreaterThanOrEqual(1);
+    expect((await request('GET', `/api/dialogs/${PROBE_DIALOG_ID}/messages`, undefined, admin)).json.messages).toEqual([]);
+    expect(await request('DELETE', '/api/dialogs/123/messages', undefined, admin)).toMatchObject({ status: 409, json: { error: { code: 'NOT_A_PROBE_DIALOG' } } });
+    expect((await request('DELETE', `/api/dialogs/${PROBE_DIALOG_ID}/messages`, undefined, bearer(await signAdminToken(SECRETS.JWT_SECRET, 2)))).status).toBe(404);
   });
 });
 
@@ -620,16 +635,20 @@ describe('cluster entry point', () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     const versions = await client.query('SELECT version FROM schema_migrations ORDER BY version');
-    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3, 4]);
+    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3, 4, 5]);
     const access = await client.query('SELECT dialog_id::int, assistant_id::int, user_id::int FROM replyx_dialog_access ORDER BY dialog_id');
     expect(access.rows).toEqual([
       { dialog_id: 100, assistant_id: 3, user_id: 1 },
       { dialog_id: 123, assistant_id: 3, user_id: 1 },
       { dialog_id: 200, assistant_id: 4, user_id: 1 },
       { dialog_id: 300, assistant_id: 5, user_id: 1 },
+      { dialog_id: PROBE_DIALOG_ID, assistant_id: 3, user_id: 1 },
     ]);
-    const keyed = await client.query('SELECT id::int FROM dialogs WHERE visitor_key_hash IS NOT NULL');
-    expect(keyed.rows).toEqual([{ id: 123 }]);
+    const keyed = await client.query('SELECT id::int, probe FROM dialogs WHERE visitor_key_hash IS NOT NULL ORDER BY id');
+    expect(keyed.rows).toEqual([
+      { id: 123, probe: false },
+      { id: PROBE_DIALOG_ID, probe: true },
+    ]);
     await client.end();
   });
 });

@@ -287,6 +287,18 @@ async def list_messages(request: Request, dialog_id: str) -> JSONResponse:
     return answer(200, {"dialog_id": dialog, "messages": await db.list_messages(state["pool"], dialog, int(since), int(limit))})
 
 
+@app.delete("/api/dialogs/{dialog_id}/messages")
+async def clear_probe(request: Request, dialog_id: str) -> JSONResponse:
+    # Only a probe dialog's messages can be deleted: the health probe cleans up after itself.
+    dialog = dialog_id_of(dialog_id)
+    grant = await caller_for("admin", request)
+    await authorise(grant, dialog)
+    deleted = await db.clear_probe_dialog(state["pool"], dialog)
+    if deleted is None:
+        raise ApiError(409, "NOT_A_PROBE_DIALOG", f"dialog {dialog} is not a probe dialog: only a probe dialog's messages can be deleted")
+    return answer(200, {"dialog_id": dialog, "deleted": deleted})
+
+
 @app.post("/api/widget/sessions")
 async def widget_session(request: Request) -> JSONResponse:
     body = await json_body(request, {"assistant_id", "parent_origin", "visitor_key"})

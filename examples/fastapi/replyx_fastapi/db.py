@@ -201,6 +201,15 @@ async def mark_published(conn: "psycopg.AsyncConnection[Any]", published: Sequen
     )
 
 
+async def clear_probe_dialog(pool: Pool, dialog_id: int) -> Optional[int]:
+    """Deletes every message of a probe dialog; how many, or None when the dialog is not a probe dialog."""
+    async with pool.connection() as c:
+        row = await (await c.execute("SELECT probe FROM dialogs WHERE id = %s", (dialog_id,))).fetchone()
+        if not row or row["probe"] is not True:
+            return None
+        return (await c.execute("DELETE FROM messages WHERE dialog_id = %s", (dialog_id,))).rowcount
+
+
 async def list_messages(pool: Pool, dialog_id: int, since: int, limit: int) -> List[Dict[str, Any]]:
     """Messages of a dialog with id greater than ``since``, oldest first."""
     async with pool.connection() as c:

@@ -2,16 +2,18 @@
 outbox row; the request that stored it publishes at once, and a relay loop in every worker
 publishes what is left (Redis was down, or the worker died). Rows are claimed with
 ``FOR UPDATE SKIP LOCKED``, so workers never publish one row at the same time, and every publish
-carries the idempotency key ``message:<id>``, so a row published twice is still one event."""
+carries the idempotency key ``message:<id>:<created_at>`` (the reference backend's key, so a row
+published twice is still one event, and a recreated database's ids never meet keys Redis remembers)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from replyx_publish import AsyncPublisher, PublishError, PublishResult
+from replyx_publish import AsyncPublisher, PublishError, PublishResult, encode_data
 
 from . import db
 
@@ -24,9 +26,9 @@ BATCH_SIZE = 100
 RETRY_BASE_MS = 100
 
 
-def message_idempotency_key(message_id: int) -> str:
-    """The idempotency key a message is published with (one event per message)."""
-    return f"message:{message_id}"
+def message_idempotency_key(message_id: int, created_at: Any) -> str:
+    """The idempotency key a message is published with: its id and creation time, as the reference backend writes it."""
+    return f"message:{message_id}:{json.loads(encode_data(created_at))}"
 
 
 def message_data(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -64,7 +66,7 @@ class Relay:
 
     async def _publish(self, row: Dict[str, Any]) -> str:
         result: PublishResult = await self._publisher.publish(
-            int(row["dialog_id"]), MESSAGE_EVENT, message_data(row), idempotency_key=message_idempotency_key(int(row["id"]))
+            int(row["dialog_id"]), MESSAGE_EVENT, message_data(row), idempotency_key=message_idempotency_key(int(row["id"]), row["created_at"])
         )
         if not result.duplicate:
             await self._on_published(row, result.id)

@@ -108,10 +108,11 @@ describe('docker rollback (daemon mocked)', () => {
     const ctx = await context();
     const conf = await readFile(path.join(dir, 'nginx-state', 'nginx.conf'), 'utf8');
     const live = await collectLiveState(ctx, {}, runner((a) => (a[2] === 'replyx-nginx' && a[3] === 'cat' ? { exitCode: 0, stdout: conf, stderr: '' } : a[1] === 'logs' ? { exitCode: 0, stdout: 'x "GET /ws/dialogs/1" 101\n', stderr: '' } : a[2] === 'replyx-redis' ? { exitCode: 0, stdout: 'PONG\n', stderr: '' } : undefined)));
-    expect(live.runningChecksum).toEqual({ ok: true, value: readChecksumFromConfig(conf) });
+    expect(live.runningConfig).toEqual({ ok: true, value: { text: conf, source: expect.stringMatching(/^replyx-nginx:/) as unknown } });
+    expect(readChecksumFromConfig(conf)).toBeDefined();
     expect(live.redis).toEqual({ ok: true, value: true });
     expect(live.postgres).toEqual({ ok: true, value: true });
-    expect(live.accessLog).toEqual({ ok: true, value: ['x "GET /ws/dialogs/1" 101'] });
+    expect(live.logs).toEqual({ ok: true, value: [{ file: 'docker logs replyx-nginx', lines: ['x "GET /ws/dialogs/1" 101'] }] });
     expect(calls.map((c) => c.slice(0, 4).join(' '))).toEqual(['docker exec replyx-nginx cat', 'docker exec replyx-redis redis-cli', 'docker exec replyx-postgres pg_isready', 'docker logs --tail 2000']);
   });
 });

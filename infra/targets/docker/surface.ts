@@ -5,7 +5,7 @@ import type { StackContext, StackFile } from '../../operate/stack.js';
 import type { StepRunner } from '../../operate/steps.js';
 import { loopbackEndpoints, type ApplyOptions, type ApplyOutcome, type TargetDescription, type TargetObservation, type TargetSurface } from '../../operate/surface.js';
 import type { CommandRunner } from '../../processes/run.js';
-import { readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
+import { renderNginxConfig } from '../../render/nginx.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
 import type { Probe } from '../../rules/index.js';
 import { parseStackFile, topologyFromStackText, type Topology } from '../../topology/index.js';
@@ -54,10 +54,10 @@ export function dockerSurface(file: StackFile): TargetSurface {
       const postgres = await fromRun(run, ['docker', 'exec', containers.postgres, 'pg_isready', '-h', '127.0.0.1', '-p', String(t.postgres.port), '-U', t.postgres.user, '-d', t.postgres.database]);
       const logs = await fromRun(run, ['docker', 'logs', '--tail', String(ACCESS_LOG_LINES), containers.nginx]);
       return {
-        runningChecksum: config.ok ? { ok: true, value: readChecksumFromConfig(config.value) } : config,
+        runningConfig: config.ok ? { ok: true, value: { text: config.value, source: `${containers.nginx}:${running.containerConfigFile}` } } : config,
         redis: redis.ok ? (redis.value.trim() === 'PONG' ? { ok: true, value: true } : { ok: false, error: `PING answered ${redis.value.trim()}` }) : redis,
         postgres: postgres.ok ? { ok: true, value: true } : postgres,
-        accessLog: logs.ok ? { ok: true, value: logs.value.split('\n').filter((l) => l.length > 0) } : logs,
+        logs: logs.ok ? { ok: true, value: [{ file: `docker logs ${containers.nginx}`, lines: logs.value.split('\n').filter((l) => l.length > 0) }] } : logs,
       };
     },
     upCommand: () => pulumiUpArgv(file.projectDir, file.stack),

@@ -54,7 +54,8 @@ export async function writeNginxConfig(plan: LocalStackPlan): Promise<void> {
   await writeFile(plan.nginxConfigFile, text);
 }
 
-function startExtras(plan: LocalStackPlan) {
+/** What the supervisor needs besides a spec to start Postgres and Redis. */
+export function startExtras(plan: LocalStackPlan) {
   return { postgresUser: plan.topology.postgres.user, postgresDatabase: plan.topology.postgres.database, redisMaxmemoryMb: plan.topology.redis.maxmemoryMb };
 }
 

@@ -1,5 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { tokenProtocols } from '../../../gateway/src/auth/credentials.js';
 import { ReplyxError } from '../../errors.js';
 import { runHealth } from '../../operate/health.js';
 import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from '../../operate/live-state.js';
@@ -87,7 +88,7 @@ async function waitForRoute(ctx: StackContext, plan: LocalStackPlan, creds: Prob
   let last = '';
   const ok = await waitUntil(
     async () => {
-      const r = await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${DEFAULT_PROBE_DIALOG}?token=${encodeURIComponent(creds.adminToken ?? '')}`, {}, 1500);
+      const r = await wsFirstFrame(`${ctx.endpoints.ws}/ws/dialogs/${DEFAULT_PROBE_DIALOG}`, {}, 1500, tokenProtocols(creds.adminToken ?? ''));
       last = r.ok ? `answered by ${String((r.value as { server?: unknown }).server)}` : r.error;
       return r.ok && (r.value as { server?: unknown }).server === want;
     },

@@ -1,16 +1,14 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { demoVisitorKey, signAdminToken } from '../../../examples/backend/src/demo.js';
+import { demoVisitorKey, PROBE_DIALOG_ID, signAdminToken } from '../../../examples/backend/src/demo.js';
 import type { ProbeCredentials } from '../../operate/live-state.js';
-import { postgresPing, redisPing, tailFile } from '../../operate/probes.js';
 import { describeSteps, type RollbackChange, type RollbackPlan } from '../../operate/rollback/plan.js';
 import { REPO_DIR, type StackContext, type StackFile } from '../../operate/stack.js';
 import type { StepRunner } from '../../operate/steps.js';
 import { loopbackEndpoints, type ApplyOptions, type ApplyOutcome, type TargetDescription, type TargetObservation, type TargetSurface } from '../../operate/surface.js';
-import { nginxLogFiles, readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
-import type { Probe } from '../../rules/index.js';
+import { renderNginxConfig } from '../../render/nginx.js';
 import type { Topology } from '../../topology/index.js';
 import { readStateFile } from './local-stack.js';
+import { observeLocalStack } from './observe.js';
 import { planLocalStack } from './plan.js';
 import { applyLocalChange, localPlanFor, type RunningLocalStack } from './rollback.js';
 import { readLocalSecrets } from './secrets.js';
@@ -41,22 +39,9 @@ export async function localSurface(file: StackFile, stateDir: string): Promise<T
     topologyOf: (text: string): Topology => localPlanFor(local, text, path.basename(file.stackFile)).topology,
     renderNginx: (topology: Topology) => renderNginxConfig(topology, 'local', { prefixDir: plan.nginxPrefixDir }),
     async credentials(): Promise<ProbeCredentials> {
-      return { adminToken: await signAdminToken(secrets.jwtSecret, 1, PROBE_TOKEN_TTL_S), debugToken: secrets.debugToken, widgetVisitorKey: demoVisitorKey(secrets.widgetTokenSecret) };
+      return { adminToken: await signAdminToken(secrets.jwtSecret, 1, PROBE_TOKEN_TTL_S), debugToken: secrets.debugToken, widgetVisitorKey: demoVisitorKey(secrets.widgetTokenSecret, PROBE_DIALOG_ID), widgetVisitorKeyFor: (dialogId: number) => demoVisitorKey(secrets.widgetTokenSecret, dialogId) };
     },
-    async observe(): Promise<TargetObservation> {
-      let runningChecksum: Probe<string | undefined>;
-      try {
-        runningChecksum = { ok: true, value: readChecksumFromConfig(await readFile(plan.nginxConfigFile, 'utf8')) };
-      } catch (err) {
-        runningChecksum = { ok: false, error: (err as Error).message };
-      }
-      return {
-        runningChecksum,
-        redis: await redisPing(t.redis.port),
-        postgres: await postgresPing(plan.databaseUrl),
-        accessLog: await tailFile(nginxLogFiles(plan.nginxPrefixDir).access),
-      };
-    },
+    observe: (): Promise<TargetObservation> => observeLocalStack(plan, secrets),
     upCommand: () => ['npm', 'start', '--', '--stack', file.stack],
     dryRun(rollback: RollbackPlan, change: RollbackChange | 'undo'): readonly string[] {
       const describe: Record<string, string> = {
