@@ -6,6 +6,7 @@ import { resolveContext } from '../infra/operate/stack.js';
 import { reloadAndWait } from '../infra/targets/local/nginx-workers.js';
 import { freePorts, waitUntil } from '../infra/targets/local/ports.js';
 import { secretsFile } from '../infra/targets/local/secrets.js';
+import { stopWatchdog } from '../infra/targets/local/local-stack.js';
 import { readPid } from '../infra/targets/local/supervisor.js';
 import { runOperatorScript } from '../test/live-clients.js';
 import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
@@ -149,6 +150,9 @@ const CASES: readonly Case[] = [
 
 beforeAll(async () => {
   stack = await startOperatorTestStack();
+  // The killed-service cases judge what the check sees of a crash; the stack's watchdog would
+  // race them by restarting the service (its own test is test/reliability.live.test.ts).
+  await stopWatchdog(stack.stateDir);
 }, 120_000);
 
 afterAll(async () => {
