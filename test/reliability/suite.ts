@@ -76,6 +76,9 @@ export interface ReliabilityRun {
   stop(): Promise<void>;
 }
 
+/** How long a window waits for every client to be back: the client's backoff cap (30 s) plus a margin. */
+const RECONNECT_WAIT_MS = 45_000;
+
 /** nginx's error-log wording for a request the upstream dropped after receiving it. */
 const CUT_REQUEST = /upstream prematurely closed|reset by peer|upstream timed out|broken pipe/i;
 
@@ -183,7 +186,9 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
         await waitUntil(async () => window.every((m) => m.acceptedAt !== undefined || m.rejected !== undefined), 120_000, 100);
         const deliveredEverywhere = () =>
           window.every((m) => m.acceptedAt === undefined || clients.every((c) => c.dialogId !== m.dialogId || c.firstSeenAt.has(m.text)));
-        await waitUntil(async () => deliveredEverywhere() && clients.every((c) => c.isOpen()), 20_000, 100);
+        // Longer than the contract's largest backoff (30 s): a client that backed off while the
+        // service was down must get its turn to reconnect and resume before it is judged.
+        await waitUntil(async () => deliveredEverywhere() && clients.every((c) => c.isOpen()), RECONNECT_WAIT_MS, 100);
         log(`  ${name}: window of ${window.length} settled; ${clients.filter((c) => !c.isOpen()).length} clients not open`);
         const rows = new Map<string, number>();
         const counted = await waitUntil(
