@@ -10,6 +10,7 @@ import { DEFAULT_TOKEN_POLICY } from '../examples/backend/src/demo.js';
 import { tokenProtocols } from '../gateway/src/auth/credentials.js';
 import { signWidgetToken } from '../gateway/src/auth/tokens.js';
 import { REPO_DIR } from '../infra/operate/stack.js';
+import { waitUntil } from '../infra/targets/local/ports.js';
 import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
 
 // Runbooks are executable documentation: every command in a ```bash local fence runs, in
@@ -241,6 +242,10 @@ describe('runbooks (live: every `bash local` command against a running local sta
     } finally {
       await startService(postgres, { postgresUser: stack.handle.topology.postgres.user, postgresDatabase: stack.handle.topology.postgres.database });
     }
+    // The greps read a recovered stack: workers that lost their connections are replaced, metrics answer again.
+    const metrics = `http://127.0.0.1:${stack.handle.ports.backend}/metrics`;
+    const back = await waitUntil(async () => (await fetch(metrics).then((r) => r.arrayBuffer().then(() => r.status), () => 0)) === 200, 60_000, 250);
+    expect(back, 'backend /metrics answers again after Postgres is back').toBe(true);
   }
 
   function grepCount(file: string, needle: string): number {

@@ -6,6 +6,7 @@ import { resolveContext } from '../infra/operate/stack.js';
 import { reloadAndWait } from '../infra/targets/local/nginx-workers.js';
 import { freePorts, waitUntil } from '../infra/targets/local/ports.js';
 import { secretsFile } from '../infra/targets/local/secrets.js';
+import { stopWatchdog } from '../infra/targets/local/local-stack.js';
 import { readPid } from '../infra/targets/local/supervisor.js';
 import { runOperatorScript } from '../test/live-clients.js';
 import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
@@ -33,8 +34,14 @@ async function editRunningNginx(edit: (text: string) => string, reload = true): 
   if (reload) expect((await reloadAndWait(await pidOf('nginx'))).reloaded).toBe(true);
 }
 
-/** SIGKILL, as the OOM killer does; waits until the process is gone. */
+/**
+ * SIGKILL, as the OOM killer does; waits until the process is gone. The stack's watchdog is
+ * stopped first: these cases judge what the check sees of a crash, and the watchdog would race
+ * them by restarting the service (its own test is test/reliability.live.test.ts).
+ */
 async function killHard(name: string): Promise<void> {
+  // A fix run earlier (npm start) may have started the watchdog again.
+  await stopWatchdog(stack.stateDir);
   const pid = await pidOf(name);
   process.kill(pid, 'SIGKILL');
   await waitUntil(async () => !(await readFile(`/proc/${pid}/cmdline`, 'utf8').then((c) => c.length > 0, () => false)), 5000, 20);

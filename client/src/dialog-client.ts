@@ -85,6 +85,8 @@ const PING = '{"type":"ping"}';
 const OPEN = 1;
 /** Tokens with less life left than this are not renewed ahead (clock skew); the gateway's 4001 path renews them. */
 const MIN_RENEW_LEFT_MS = 2000;
+/** The longest delay setTimeout honours (2^31 - 1 ms); longer ones fire immediately. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type Listeners = { [K in keyof DialogClientEvents]: Set<DialogClientEvents[K]> };
 
@@ -332,7 +334,14 @@ export class DialogClient {
     const left = this.#tokenExpiresAt - Date.now();
     if (left < MIN_RENEW_LEFT_MS) return;
     const ws = this.#ws;
-    this.#renewTimer = setTimeout(() => void this.#renew(ws), left - Math.min(this.#renewBeforeMs, left / 2));
+    const delay = left - Math.min(this.#renewBeforeMs, left / 2);
+    // Timers overflow past ~24.8 days and then fire at once: a 30-day site token would make the
+    // client reconnect in a loop. Wake up at the limit and plan again instead.
+    if (delay > MAX_TIMER_MS) {
+      this.#renewTimer = setTimeout(() => this.#ws === ws && this.#scheduleRenewal(), MAX_TIMER_MS);
+      return;
+    }
+    this.#renewTimer = setTimeout(() => void this.#renew(ws), delay);
   }
 
   /** Fetches a fresh token while still connected, then reconnects with it and `since`. */

@@ -157,6 +157,25 @@ describe('timers', () => {
     expect(requests).toEqual([false, true]);
   });
 
+  it('keeps a long-lived token (30 days, beyond the timer limit) without reconnecting', async () => {
+    const requests: boolean[] = [];
+    start({
+      token: undefined,
+      getToken: ({ fresh }) => {
+        requests.push(fresh);
+        return fakeJwt({ sub: '1', exp: Math.floor(Date.now() / 1000) + 30 * 86_400 });
+      },
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    last().accept(25_000);
+    for (let t = 0; t < 10; t++) {
+      await vi.advanceTimersByTimeAsync(1000);
+      last().frame({ type: 'pong' });
+    }
+    expect(FakeSocket.made).toHaveLength(1);
+    expect(requests).toEqual([false]);
+  });
+
   it('does not renew ahead a token that (by this clock) expires within 2 s; the 4001 path renews it', async () => {
     start({ token: undefined, getToken: () => fakeJwt({ exp: Math.floor(Date.now() / 1000) + 1 }) });
     await vi.advanceTimersByTimeAsync(0);

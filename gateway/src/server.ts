@@ -171,7 +171,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       heartbeat = setInterval(tick, Math.max(1, Math.floor(config.heartbeatMs / hub.heartbeatTicks)));
       heartbeat.unref();
       log.info(
-        { port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs, reauth_interval_ms: config.reauthIntervalMs, trusted_proxies: config.trustedProxies.cidrs },
+        // `ready` and `pid` make this the line a supervisor can wait for (the local stack does).
+        { ready: true, pid: process.pid, port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs, reauth_interval_ms: config.reauthIntervalMs, trusted_proxies: config.trustedProxies.cidrs },
         `ws-gateway listening on ${config.host}:${boundPort}`,
       );
       if (config.legacyWidgetAuth) log.warn('LEGACY_WIDGET_AUTH is on: widgets may connect without a session token (origin check only); turn it off once every widget uses POST /api/widget/sessions');

@@ -243,7 +243,7 @@ describe('renderNginxConfig text', () => {
   it('renders the docker config: container upstreams, Docker DNS, stdout logs, listen on the nginx port', () => {
     const config = renderNginxConfig(topo(), 'docker');
     expect(block(config, 'upstream replyx_backend {')).toBe(
-      ['upstream replyx_backend {', '        zone replyx_backend 64k;', '        server replyx-backend:8000 resolve;', '        keepalive 32;', '    }'].join('\n'),
+      ['upstream replyx_backend {', '        zone replyx_backend 64k;', '        server replyx-backend:8000 resolve;', '        keepalive 32;', '        keepalive_timeout 4s;', '    }'].join('\n'),
     );
     expect(block(config, 'upstream replyx_ws_gateway {')).toBe(
       ['upstream replyx_ws_gateway {', '        zone replyx_ws_gateway 64k;', '        least_conn;', '        server replyx-ws-gateway:8001 resolve;', '    }'].join('\n'),

@@ -15,6 +15,13 @@ export const NGINX_TEMPLATES_DIR = fileURLToPath(new URL('../../nginx-templates/
 
 /** Default idle keepalive connections each nginx worker keeps open to the backend. */
 export const DEFAULT_BACKEND_KEEPALIVE = 32;
+/**
+ * How long nginx keeps an idle backend connection. It must be shorter than the backend's own
+ * idle timeout (Node's and uvicorn's default is 5 s): otherwise nginx can send a request on a
+ * connection the backend is closing, and a POST cut that way is answered 502 and not retried.
+ * A draining backend also relies on it: its idle connections are gone within this time.
+ */
+export const BACKEND_KEEPALIVE_TIMEOUT_S = 4;
 
 /** How long nginx trusts a DNS answer for an upstream name before asking again (seconds). */
 export const RESOLVER_VALID_S = 10;
@@ -59,6 +66,8 @@ export interface NginxUpstreamPlan {
   readonly servers: readonly NginxUpstreamServerPlan[];
   /** Idle keepalive connections per worker; 0 = none (the gateway's connections are long-lived upgrades). */
   readonly keepalive: number;
+  /** Seconds an idle keepalive connection is kept (with `keepalive` > 0). */
+  readonly keepaliveTimeoutS: number;
   /** `least_conn` suits long-lived WebSockets: new connections go to the least busy replica. */
   readonly leastConn: boolean;
 }
@@ -279,8 +288,8 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     throw optionError(`nginx.demoPages is on for the ${target} target, whose nginx does not carry the demo pages`, 'remove replyx:nginx.demoPages (the local stack serves them: npm start, then /demo/)');
   }
 
-  const backend: NginxUpstreamPlan = { name: 'replyx_backend', servers: [backendServer], keepalive, leastConn: false };
-  const gateway: NginxUpstreamPlan = { name: 'replyx_ws_gateway', servers: [gatewayServer], keepalive: 0, leastConn: true };
+  const backend: NginxUpstreamPlan = { name: 'replyx_backend', servers: [backendServer], keepalive, keepaliveTimeoutS: BACKEND_KEEPALIVE_TIMEOUT_S, leastConn: false };
+  const gateway: NginxUpstreamPlan = { name: 'replyx_ws_gateway', servers: [gatewayServer], keepalive: 0, keepaliveTimeoutS: 0, leastConn: true };
 
   return {
     checksum: topologyChecksum(topology),

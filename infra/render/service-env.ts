@@ -7,6 +7,14 @@ import type { Topology } from '../topology/index.js';
 // Secrets Manager ARNs), so no target restates a variable and no render guesses a value.
 
 /** The services whose settings are rendered here (the topology's keys). */
+
+/**
+ * Seconds the backend gets between SIGTERM and SIGKILL on every target: the reference backend's
+ * workers finish every request they hold, up to its 30 s request timeout (DRAIN_GRACE_MS in
+ * examples/backend/src/worker.ts), and its primary waits for them. A shorter grace cuts requests.
+ */
+export const BACKEND_STOP_GRACE_S = 40;
+
 export type RenderedService = 'backend' | 'gateway' | 'nginx' | 'redis' | 'postgres';
 
 /** A value only the target knows. */

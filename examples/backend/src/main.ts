@@ -6,7 +6,7 @@ import { PrimaryMetrics } from './metrics.js';
 import { loadMigrations, migrate, setGatewayRolePassword } from './migrate.js';
 import { seedDemoData } from './seed.js';
 import { outboxState } from './store.js';
-import { startWorker } from './worker.js';
+import { DRAIN_GRACE_MS, startWorker } from './worker.js';
 
 // Entry point: the cluster primary prepares the database (migrations, demo seed) and then
 // forks BACKEND_WORKERS workers that share the port. Node's cluster hands connections to the
@@ -55,7 +55,11 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     configuredWorkers: config.workers,
     outbox: () => {
       if (!dbReady) return Promise.reject(new Error('database not prepared yet'));
-      outboxDb ??= new pg.Pool({ connectionString: config.databaseUrl, max: 1, connectionTimeoutMillis: 2000, query_timeout: 2000 });
+      if (!outboxDb) {
+        outboxDb = new pg.Pool({ connectionString: config.databaseUrl, max: 1, connectionTimeoutMillis: 2000, query_timeout: 2000 });
+        // An idle connection dropped by a Postgres restart must not take the primary (and every worker) down.
+        outboxDb.on('error', (err) => log.warn({ err: err.message }, 'metrics database connection lost; the next scrape reconnects'));
+      }
       return outboxState(outboxDb);
     },
   });
@@ -79,7 +83,8 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     } else if (listening.size === config.workers) {
       allListening = true;
       for (const w of listening) if (w.isConnected()) w.send(ALL_LISTENING);
-      log.info({ workers: config.workers, port: config.port }, `backend listening on ${config.host}:${config.port} with ${config.workers} workers`);
+      // `ready: true` is the line the local supervisor waits for (READY_LOG_FIELD in infra/targets/local/plan.ts).
+      log.info({ workers: config.workers, port: config.port, ready: true }, `backend listening on ${config.host}:${config.port} with ${config.workers} workers`);
     }
   });
   cluster.on('exit', (worker, code, signal) => {
@@ -107,10 +112,11 @@ async function runPrimary(config: BackendConfig): Promise<void> {
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
     for (const w of workers) w.process.kill('SIGTERM');
     void outboxDb?.end().catch(() => undefined);
+    // Workers drain for up to DRAIN_GRACE_MS; this is the last resort after that.
     const force = setTimeout(() => {
       for (const w of workers) w.process.kill('SIGKILL');
       process.exit(1);
-    }, 10_000);
+    }, DRAIN_GRACE_MS + 3000);
     force.unref();
     const check = setInterval(() => {
       if (workers.every((w) => w.isDead())) {
@@ -141,7 +147,7 @@ async function runWorker(config: BackendConfig): Promise<void> {
   const worker = await startWorker(config, log, config.port, () => clusterReady);
   const shutdown = () => {
     void worker.close().finally(() => process.exit(0));
-    setTimeout(() => process.exit(0), 5000).unref();
+    setTimeout(() => process.exit(0), DRAIN_GRACE_MS + 1500).unref();
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', () => undefined);

@@ -21,8 +21,20 @@ export interface BackendWorker {
   readonly server: http.Server;
   /** Port the server listens on (useful with port 0 in tests). */
   readonly port: number;
-  close(): Promise<void>;
+  /** Drains: stops accepting, finishes in-flight requests, waits up to `graceMs` for connections to end. */
+  close(graceMs?: number): Promise<void>;
 }
+
+/** The longest a request may take (Node's `server.requestTimeout`); a slower one is answered 408. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * How long a draining worker waits for its connections to end before cutting them: as long as a
+ * request may take, so a request that reached the worker is always finished, never cut. Usually
+ * the drain ends within nginx's upstream keepalive timeout (4 s, BACKEND_KEEPALIVE_TIMEOUT_S in
+ * infra/render/nginx.ts), when nginx has closed the idle connections.
+ */
+export const DRAIN_GRACE_MS = REQUEST_TIMEOUT_MS + 1000;
 
 /** The event type every stored message is published as. */
 export const MESSAGE_EVENT = 'message:new';
@@ -115,7 +127,11 @@ export async function startWorker(
     return { status, db: dbState, redis: redisState };
   };
 
+  // Once draining, every answer ends its connection, so nginx stops reusing this worker's
+  // sockets and nothing new reaches it while in-flight requests finish.
+  let draining = false;
   server.on('request', (req, res) => {
+    if (draining) res.setHeader('connection', 'close');
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -151,7 +167,7 @@ export async function startWorker(
   });
   // Slow or idle clients must not hold a worker's sockets forever.
   server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -163,13 +179,24 @@ export async function startWorker(
   return {
     server,
     port,
-    async close() {
+    async close(graceMs = DRAIN_GRACE_MS) {
+      draining = true;
       legacy.close();
-      await relay.stop();
+      // Stop accepting, let in-flight requests finish (their answers close their connections),
+      // and leave idle keepalive connections to nginx, which closes them within its keepalive
+      // timeout: closing one ourselves races a request nginx may be sending on it (a cut POST).
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
+        const force = setTimeout(() => {
+          server.closeAllConnections();
+          resolve();
+        }, graceMs);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
       });
+      // The relay publishes what the finished requests stored; it stops once they are done.
+      await relay.stop();
       redis.disconnect();
       await db.end();
     },

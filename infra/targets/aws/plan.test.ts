@@ -1,3 +1,4 @@
+import { DRAIN_GRACE_MS } from '../../../examples/backend/src/worker.js';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { isReplyxError } from '../../errors.js';
@@ -228,6 +229,8 @@ describe('planTaskDefinitions', () => {
     const tasks = planTaskDefinitions(t, refs(t));
     expect(tasks.gateway.containerDefinitions[0]!.stopTimeout).toBe(40);
     expect(stopTimeoutFor(topo({ gateway: { drainWindowMs: 300_000 } }), 'gateway')).toBe(120);
+    // ECS gives the backend's workers their whole drain (in-flight requests, nginx's idle keepalive) before SIGKILL.
+    expect(stopTimeoutFor(topo(), 'backend') * 1000).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
     expect(tasks.gateway.containerDefinitions[0]!.ulimits[0]!.softLimit).toBeGreaterThan(200_000);
     expect(tasks.nginx.containerDefinitions[0]!.ulimits[0]!.softLimit).toBeGreaterThanOrEqual(t.nginx.workerConnections * 2);
   });

@@ -1,4 +1,4 @@
-import { renderServiceEnv, resolveServiceEnv, settingRefsOf, type SettingRef } from '../../render/service-env.js';
+import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, settingRefsOf, type SettingRef } from '../../render/service-env.js';
 import type { Topology } from '../../topology/index.js';
 
 /** The ECS services of the stack (Redis and Postgres are managed services, not tasks). */
@@ -164,10 +164,12 @@ const FARGATE_MAX_STOP_TIMEOUT_S = 120;
 /**
  * Seconds ECS waits after SIGTERM before SIGKILL. The gateway spreads its 4200 closes over
  * drainWindowMs, and nginx lets old connections finish for workerShutdownTimeoutS; both get
- * that window plus a margin so a deploy never cuts clients mid-drain.
+ * that window plus a margin so a deploy never cuts clients mid-drain; the backend gets
+ * BACKEND_STOP_GRACE_S to finish every request it holds.
  */
 export function stopTimeoutFor(topology: Topology, service: AwsServiceName): number {
-  const windowS = service === 'gateway' ? Math.ceil(topology.gateway.drainWindowMs / 1000) : service === 'nginx' ? topology.nginx.workerShutdownTimeoutS : 20;
+  if (service === 'backend') return Math.min(FARGATE_MAX_STOP_TIMEOUT_S, BACKEND_STOP_GRACE_S);
+  const windowS = service === 'gateway' ? Math.ceil(topology.gateway.drainWindowMs / 1000) : topology.nginx.workerShutdownTimeoutS;
   return Math.min(FARGATE_MAX_STOP_TIMEOUT_S, windowS + 10);
 }
 

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { DRAIN_GRACE_MS } from '../../../examples/backend/src/worker.js';
 import { GRAFANA_DATASOURCE_UID } from '../../render/grafana.js';
 import { readMonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
@@ -259,6 +260,10 @@ describe('planDockerStack: health, restart, stop', () => {
     expect(only(plan({ gateway: { drainWindowMs: 0 } }), 'gateway').stopTimeoutS).toBe(10);
     const nginx = only(plan({ nginx: { workerShutdownTimeoutS: 45 } }), 'nginx');
     expect(nginx.stopSignal).toBe('SIGQUIT');
+    // Postgres gets its fast shutdown, not the smart one that waits for pooled clients forever.
+    expect(only(plan(), 'postgres').stopSignal).toBe('SIGINT');
+    // The backend's workers drain for up to DRAIN_GRACE_MS (in-flight requests, nginx's idle keepalive).
+    expect(only(plan(), 'backend').stopTimeoutS * 1000).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
     expect(nginx.stopTimeoutS).toBe(50);
   });
 

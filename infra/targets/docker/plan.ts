@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { renderGrafanaProvisioning } from '../../render/grafana.js';
 import { readMonitoringArtefacts, renderPrometheusConfig, type MonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
-import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { REDIS_USERS } from '../../render/redis-acl.js';
 import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import type { Topology } from '../../topology/index.js';
@@ -104,7 +104,7 @@ export interface ContainerPlan {
   readonly restart: 'unless-stopped';
   /** Seconds Docker waits after the stop signal before SIGKILL. */
   readonly stopTimeoutS: number;
-  readonly stopSignal: 'SIGTERM' | 'SIGQUIT';
+  readonly stopSignal: 'SIGTERM' | 'SIGQUIT' | 'SIGINT';
   /** Containers (by service) that must be healthy first. */
   readonly dependsOn: readonly ServiceKey[];
   readonly labels: Readonly<Record<string, string>>;
@@ -301,7 +301,9 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     },
     restart: 'unless-stopped',
     stopTimeoutS: 30,
-    stopSignal: 'SIGTERM',
+    // Fast shutdown (`pg_ctl -m fast`): SIGTERM is Postgres's smart shutdown, which waits for
+    // every pooled client to leave and ends in Docker's SIGKILL and a crash recovery.
+    stopSignal: 'SIGINT',
     dependsOn: [],
     labels: labels('postgres'),
   };
@@ -349,7 +351,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       startPeriodS: 60,
     },
     restart: 'unless-stopped',
-    stopTimeoutS: 30,
+    stopTimeoutS: BACKEND_STOP_GRACE_S,
     stopSignal: 'SIGTERM',
     dependsOn: ['postgres', 'redis'],
     labels: labels('backend'),

@@ -41,12 +41,15 @@ export interface RunningDockerStack {
 export function dockerRollbackCommands(ctx: Pick<StackContext, 'stack' | 'projectDir'>, d: RunningDockerStack, to: Topology, plan: RollbackPlan, change: RollbackChange): DockerRollbackCommands {
   const nextInContainer = `${d.containerConfigFile}.next`;
   // The gateway's stop timeout covers its drain window: the restart gives it that long.
-  const drainGraceS = planDockerStack(to, { projectRoot: ctx.projectDir }).containers.find((c) => c.service === 'gateway')!.stopTimeoutS;
+  const containers = planDockerStack(to, { projectRoot: ctx.projectDir }).containers;
+  const drainGraceS = containers.find((c) => c.service === 'gateway')!.stopTimeoutS;
+  // The backend's covers every request it holds (legacy /ws/ clients are dropped at once).
+  const backendGraceS = containers.find((c) => c.service === 'backend')!.stopTimeoutS;
   const drain =
     plan.drain === 'gateway'
       ? ['docker', 'restart', '--time', String(drainGraceS), d.containers.gateway]
       : plan.drain === 'backend'
-        ? ['docker', 'restart', '--time', '15', d.containers.backend]
+        ? ['docker', 'restart', '--time', String(backendGraceS), d.containers.backend]
         : undefined;
   return {
     validate: ['docker', 'exec', d.containers.nginx, 'nginx', '-t', '-q', '-c', nextInContainer],

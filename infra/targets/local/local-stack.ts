@@ -8,10 +8,13 @@ import { DEMO_PAGES, demoPagesEnabled, renderNginxConfig } from '../../render/ng
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
-import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
-import { freePorts } from './ports.js';
+import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type ProcessSpec, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
+import { freePorts, isPortOpen, waitUntil } from './ports.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
-import { assertPortFree, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
+import { startLogged } from '../../processes/run.js';
+import { stopPid } from './processes.js';
+import { assertPortFree, pidMatches, processMarker, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
+import { readRestarts, superviseFile, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
 
 // The local stack as a whole: `npm start`/`npm stop`/status/restart for a developer (state in
 // .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
@@ -61,6 +64,36 @@ export function startExtras(plan: LocalStackPlan) {
 const pad = (s: string, n: number) => s.padEnd(n);
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
+/** Tells the watchdog which processes to keep running and how (call whenever the plan changes). */
+export async function superviseWith(plan: LocalStackPlan): Promise<void> {
+  await writeSuperviseFile(plan.stateDir, { services: plan.services, extras: startExtras(plan) });
+}
+
+/** Starts the plan's watchdog (restarts crashed services) unless one already runs; resolves with its pid. */
+export async function startWatchdog(plan: LocalStackPlan): Promise<number> {
+  await superviseWith(plan);
+  const pidFile = watchdogPidFile(plan.stateDir);
+  const running = await readPid(pidFile);
+  if (running !== undefined && pidMatches(running, WATCHDOG_ENTRY)) return running;
+  const logFile = watchdogLogFile(plan.stateDir);
+  await mkdir(path.dirname(logFile), { recursive: true });
+  const entry = path.join(REPO_DIR, 'infra', 'targets', 'local', WATCHDOG_ENTRY);
+  const child = await startLogged([process.execPath, '--import', 'tsx', entry, plan.stateDir], { cwd: REPO_DIR, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' }, logFile, detached: true });
+  await mkdir(path.dirname(pidFile), { recursive: true });
+  await writeFile(pidFile, `${child.pid}\n`);
+  return child.pid;
+}
+
+/** Stops the watchdog first, so the services it watches can be stopped without being restarted. */
+export async function stopWatchdog(stateDir: string): Promise<void> {
+  await rm(superviseFile(stateDir), { force: true });
+  const pidFile = watchdogPidFile(stateDir);
+  const pid = await readPid(pidFile);
+  // Without its supervise file it exits by itself; SIGTERM makes that immediate.
+  if (pid !== undefined && pidMatches(pid, WATCHDOG_ENTRY)) await stopPid(pid, 5000);
+  await rm(pidFile, { force: true });
+}
+
 /** Starts every service of a plan that is not already running; services whose dependencies are healthy start together. */
 export async function startPlan(plan: LocalStackPlan, log: ProgressLog): Promise<{ started: LocalServiceName[]; alreadyRunning: LocalServiceName[] }> {
   const started: LocalServiceName[] = [];
@@ -88,14 +121,18 @@ export async function startPlan(plan: LocalStackPlan, log: ProgressLog): Promise
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
+  const watchdog = await startWatchdog(plan);
+  log(`  ${pad('watchdog', 11)} pid ${watchdog}  restarts crashed services (log: ${path.relative(process.cwd(), watchdogLogFile(plan.stateDir)) || watchdogLogFile(plan.stateDir)})`);
   return { started, alreadyRunning };
 }
 
 /** Stops every service of a plan in reverse dependency order. */
 export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<LocalServiceName[]> {
   const stopped: LocalServiceName[] = [];
+  await stopWatchdog(plan.stateDir);
   for (const spec of startOrder(plan.services).reverse()) {
     const t0 = Date.now();
+    if (spec.handoverSignal) await endHandedOver(spec);
     const pid = await stopService(spec);
     if (pid !== undefined) {
       stopped.push(spec.name);
@@ -107,13 +144,44 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
   return stopped;
 }
 
+/** Where a restart keeps the pid of the process still finishing after a handover. */
+const handedOverPidFile = (spec: ProcessSpec) => `${spec.pidFile}.handed-over`;
+
+/** Ends a process left finishing by a handover, if it still runs. */
+async function endHandedOver(spec: ProcessSpec): Promise<void> {
+  const file = handedOverPidFile(spec);
+  const pid = await readPid(file);
+  if (pid !== undefined && pidMatches(pid, processMarker(spec))) await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
+  await rm(file, { force: true });
+}
+
+/**
+ * The first half of a graceful restart: the old process gets its handover signal, closes its
+ * listener and finishes what it serves by itself; resolves with its pid once the port is free.
+ */
+async function handOver(spec: ProcessSpec): Promise<number | undefined> {
+  const pid = await readPid(spec.pidFile);
+  if (pid === undefined || !pidMatches(pid, processMarker(spec))) return stopService(spec);
+  // Without the pid file the watchdog takes the old process's exit for what it is: intended.
+  // The old pid is kept aside so a stop of the stack ends it too, not only its own timeout.
+  await writeFile(handedOverPidFile(spec), `${pid}\n`);
+  await rm(spec.pidFile, { force: true });
+  process.kill(pid, spec.handoverSignal!);
+  if (await waitUntil(async () => !(await isPortOpen(spec.port)), 5000, 20)) return pid;
+  // It did not let go of the port: stop it the ordinary way.
+  await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
+  return pid;
+}
+
 /** Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start. */
 export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
   const spec = plan.services.find((s) => s.name === name);
   if (!spec) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no service "${name}" in this stack`, `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
+  // A crash of the new process must be restarted with the new settings.
+  if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
   const t0 = Date.now();
-  const old = await stopService(spec);
-  log(`  ${pad(name, 11)} ${old !== undefined ? `stopped pid ${old} in ${secs(Date.now() - t0)}` : 'was not running'}`);
+  const old = spec.handoverSignal ? await handOver(spec) : await stopService(spec);
+  log(`  ${pad(name, 11)} ${old !== undefined ? `${spec.handoverSignal ? 'handed over by' : 'stopped'} pid ${old} in ${secs(Date.now() - t0)}` : 'was not running'}`);
   if (name === 'nginx') await writeNginxConfig(plan);
   const t1 = Date.now();
   const pid = await startService(spec, startExtras(plan));
@@ -182,10 +250,20 @@ export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Pro
 }
 
 /** The state of every service of the developer's stack. */
-export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; services: (ServiceState & { logFile: string; logFiles: readonly string[] })[] }> {
+export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; watchdog: number | undefined; services: (ServiceState & { logFile: string; logFiles: readonly string[]; restarts: number; lastRestartError?: string })[] }> {
   const { plan } = await loadDevPlan(opts);
-  const services = await Promise.all(startOrder(plan.services).map(async (s) => ({ ...(await serviceState(s)), logFile: s.logFile, logFiles: s.logFiles })));
-  return { plan, services };
+  const records: Record<string, RestartRecord> = await readRestarts(plan.stateDir);
+  const services = await Promise.all(
+    startOrder(plan.services).map(async (s) => ({
+      ...(await serviceState(s)),
+      logFile: s.logFile,
+      logFiles: s.logFiles,
+      restarts: records[s.name]?.restarts ?? 0,
+      ...(records[s.name]?.lastError ? { lastRestartError: records[s.name]!.lastError } : {}),
+    })),
+  );
+  const wd = await readPid(watchdogPidFile(plan.stateDir));
+  return { plan, watchdog: wd !== undefined && pidMatches(wd, WATCHDOG_ENTRY) ? wd : undefined, services };
 }
 
 /** Where a service of a plan answers HTTP (nginx: the public URL; Prometheus: its UI), if it does. */
@@ -250,6 +328,12 @@ function installExitHook(): void {
   // Last resort if a test process exits without stop(): do not leave servers behind.
   process.on('exit', () => {
     for (const plan of liveStacks) {
+      const wd = pidsByFile.get(watchdogPidFile(plan.stateDir));
+      try {
+        if (wd !== undefined) process.kill(wd, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
       for (const spec of plan.services) {
         try {
           const pid = pidsByFile.get(spec.pidFile);
@@ -306,6 +390,8 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
       const st = await serviceState(s);
       if (st.pid !== undefined) pidsByFile.set(s.pidFile, st.pid);
     }
+    const wd = await readPid(watchdogPidFile(plan.stateDir));
+    if (wd !== undefined) pidsByFile.set(watchdogPidFile(plan.stateDir), wd);
   };
   const stop = async () => {
     await stopPlan(plan, log);

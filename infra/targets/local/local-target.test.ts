@@ -1,3 +1,4 @@
+import { DRAIN_GRACE_MS } from '../../../examples/backend/src/worker.js';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -95,6 +96,17 @@ describe('planLocalStack', () => {
     // Prometheus on a port a service already uses is a topology error, like any clash.
     expect(() => local({ monitoring: { enabled: true, prometheusPort: 8080 } })).toThrow(expect.objectContaining({ details: ['monitoring.prometheusPort: port 8080 is used by nginx and prometheus (fix: give monitoring.prometheusPort a port of its own)'] }));
     expect(() => planLocalStack(local({ monitoring: { prometheusPort: 8080 } }), { ...opts, monitoring: true })).toThrow(expect.objectContaining({ details: [expect.stringMatching(/^monitoring\.prometheusPort: port 8080/)] }));
+  });
+
+  it('stops and restarts each service the way that fails nothing: fast Postgres shutdown, nginx handover, ready lines from node services', () => {
+    const plan = planLocalStack(local(), opts);
+    const by = (n: string) => plan.services.find((s) => s.name === n)!;
+    expect(by('postgres').stopSignal).toBe('SIGINT');
+    expect(by('nginx').handoverSignal).toBe('SIGQUIT');
+    expect(by('nginx').stopSignal ?? 'SIGTERM').toBe('SIGTERM');
+    expect(plan.services.filter((s) => s.readyLine).map((s) => s.name).sort()).toEqual(['backend', 'gateway']);
+    // The backend's grace covers its drain (in-flight requests, then nginx's idle keepalive timeout).
+    expect(by('backend').stopGraceMs).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
   });
 
   it('skips Postgres when given a database, and refuses gateway replicas locally', () => {

@@ -4,7 +4,7 @@ import { ReplyxError } from '../../errors.js';
 import { SERVICE_NAMES } from '../../topology/service-names.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
-import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import { redisUrlFor, renderRedisAclFile, type RedisPasswords } from '../../render/redis-acl.js';
 import { PYTHON_BIN } from '../../python/interpreter.js';
@@ -68,9 +68,26 @@ export interface ProcessSpec {
   readonly readyTimeoutMs: number;
   /** Services that must be healthy first. */
   readonly dependsOn: readonly LocalServiceName[];
-  /** SIGTERM grace before SIGKILL; the gateway's includes its drain window. */
+  /** Stop-signal grace before SIGKILL; the gateway's includes its drain window. */
   readonly stopGraceMs: number;
+  /** The signal that asks for a clean stop (Postgres: SIGINT, its fast shutdown). Default SIGTERM. */
+  readonly stopSignal?: 'SIGTERM' | 'SIGINT';
+  /**
+   * A restart hands over instead of stopping first: this signal makes the old process close its
+   * listener and finish what it is serving on its own, while the new one starts at once
+   * (nginx: SIGQUIT, its graceful shutdown, bounded by worker_shutdown_timeout).
+   */
+  readonly handoverSignal?: 'SIGQUIT';
+  /**
+   * The service announces it is serving with a JSON log line carrying `"ready":true` and its pid
+   * (READY_LOG_FIELD): start-up waits for that line (or the probe), not for a probe alone, which
+   * load can starve.
+   */
+  readonly readyLine?: boolean;
 }
+
+/** The field a node service sets to true on the log line that says it is serving. */
+export const READY_LOG_FIELD = 'ready';
 
 /** The ports of a local stack by service; Prometheus's when monitoring runs. */
 export type LocalPorts = Readonly<Record<(typeof LOCAL_SERVICES)[number], number>> & { readonly prometheus?: number };
@@ -225,6 +242,9 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       readyTimeoutMs: 60_000,
       dependsOn: [],
       stopGraceMs: 15_000,
+      // SIGTERM is Postgres's smart shutdown, which waits for every client to leave (pools never
+      // do); SIGINT is `pg_ctl -m fast`: roll back open transactions, checkpoint, exit.
+      stopSignal: 'SIGINT',
     });
   }
   services.push(
@@ -258,9 +278,11 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       logFiles: [path.join(logs, 'backend.log')],
       pidFile: pidFile('backend'),
       ready: { kind: 'http', url: `http://127.0.0.1:${ports.backend}/health` },
+      readyLine: true,
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
-      stopGraceMs: 12_000,
+      // Its workers finish every request they hold (up to the 30 s request timeout) before exiting.
+      stopGraceMs: BACKEND_STOP_GRACE_S * 1000,
     },
     {
       name: 'gateway',
@@ -274,6 +296,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       logFiles: [path.join(logs, 'gateway.log')],
       pidFile: pidFile('gateway'),
       ready: { kind: 'http', url: `http://127.0.0.1:${ports.gateway}/health` },
+      readyLine: true,
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
       stopGraceMs: effective.gateway.drainWindowMs + 10_000,
@@ -294,6 +317,8 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       readyTimeoutMs: 10_000,
       dependsOn: ['backend', 'gateway'],
       stopGraceMs: (effective.nginx.workerShutdownTimeoutS + 5) * 1000,
+      // SIGTERM (a stop) cuts requests in flight; a restart lets them finish.
+      handoverSignal: 'SIGQUIT',
     },
   );
   if (ports.prometheus !== undefined) {

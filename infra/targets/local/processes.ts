@@ -86,8 +86,8 @@ function handleFor(name: string, child: LoggedProcess, port: number, logFile: st
   };
 }
 
-/** Sends SIGTERM to `pid`, then SIGKILL after `graceMs`, and waits until it is gone. */
-export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boolean): Promise<void> {
+/** Sends `signal` (SIGTERM) to `pid`, then SIGKILL after `graceMs`, and waits until it is gone. */
+export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boolean, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const alive = () => {
     if (hasExited?.()) return false;
     try {
@@ -99,7 +99,7 @@ export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boo
   };
   if (!alive()) return;
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     return;
   }

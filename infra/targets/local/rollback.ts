@@ -13,12 +13,12 @@ import type { StepRunner } from '../../operate/steps.js';
 import type { ApplyOptions, ApplyOutcome } from '../../operate/surface.js';
 import { nginxLogFiles, renderNginxConfig } from '../../render/nginx.js';
 import { topologyFromStackText } from '../../topology/index.js';
-import { restartPlanService } from './local-stack.js';
+import { restartPlanService, superviseWith } from './local-stack.js';
 import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
 import { planLocalStack, type LocalSecrets, type LocalStackPlan, type ProcessSpec } from './plan.js';
 import { isPortOpen, waitUntil } from './ports.js';
 import { testNginxConfig } from './processes.js';
-import { serviceState, startService } from './supervisor.js';
+import { serviceState, signalStop, startService } from './supervisor.js';
 
 // The local target's rollback: nginx config swapped atomically and reloaded with SIGHUP, the
 // old /ws/ server made to drop its clients, the backend restarted with its new worker count,
@@ -61,7 +61,7 @@ async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; mast
 async function drainGateway(plan: LocalStackPlan): Promise<{ detail: string; started: Promise<number> }> {
   const gw = spec(plan, 'gateway');
   const st = await serviceState(gw);
-  if (st.pid !== undefined) process.kill(st.pid, 'SIGTERM');
+  await signalStop(gw);
   if (!(await waitUntil(async () => !(await isPortOpen(gw.port)), 5000, 20))) {
     throw new ReplyxError('RPX_ROLLBACK_DRAIN', `the gateway (pid ${st.pid ?? '?'}) still listens on ${gw.port} after SIGTERM`, `read ${gw.logFile}`);
   }
@@ -212,9 +212,12 @@ export async function applyLocalChange(ctx: StackContext, local: RunningLocalSta
     } catch (restoreErr) {
       throw new ReplyxError('RPX_ROLLBACK_RESTORE_FAILED', `rollback failed (${reason}) and restoring the previous state failed too: ${(restoreErr as Error).message}`, 'run npm run stack -- restart nginx (and backend/gateway), then npm run check');
     }
+    await superviseWith(from);
     throw new ReplyxError('RPX_ROLLBACK_VERIFY_FAILED', `rollback failed and was undone: ${reason}`, 'the previous state is running again and the stack file is unchanged; read the logs, then npm run check', { cause: err });
   }
   const verifiedMs = steps.elapsedMs();
+  // From now on a crashed service comes back with the rolled-back settings.
+  await superviseWith(to);
   await steps.run('persist', async () => persistStackChange(ctx, toText, change, options.run, warnings, options.hasPulumi));
   if (forwardGateway) {
     const gw = forwardGateway;

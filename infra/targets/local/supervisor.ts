@@ -1,11 +1,11 @@
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { ReplyxError } from '../../errors.js';
 import { logExcerpt } from '../../processes/log-tail.js';
 import { startLogged } from '../../processes/run.js';
-import type { ProcessSpec } from './plan.js';
+import { READY_LOG_FIELD, type ProcessSpec } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
 import { isPortOpen, waitUntil } from './ports.js';
 import { redisAnswers, redisCommand } from '../../operate/probes.js';
@@ -27,7 +27,7 @@ export interface ServiceState {
 }
 
 /** The argv element that identifies a spec's process in /proc/<pid>/cmdline. */
-function processMarker(spec: ProcessSpec): string {
+export function processMarker(spec: ProcessSpec): string {
   return spec.argv.find((a) => a.endsWith('.ts') || a.endsWith('.py')) ?? path.basename(spec.argv[0]!);
 }
 
@@ -121,12 +121,47 @@ async function writeSpecFiles(spec: ProcessSpec): Promise<void> {
   }
 }
 
-/** Runs a spec's argv as it is (node services, Prometheus). */
+/** True when `text` (JSON log lines) holds the ready line of process `pid` (pure). */
+export function hasReadyLine(text: string, pid: number): boolean {
+  for (const line of text.split('\n')) {
+    if (!line.includes(`"${READY_LOG_FIELD}":true`)) continue;
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (entry[READY_LOG_FIELD] === true && entry.pid === pid) return true;
+    } catch {
+      // A partial or foreign line: not the ready line.
+    }
+  }
+  return false;
+}
+
+/** Reads what a log file gained since `offset` (the size it had before the start). */
+async function logSince(file: string, offset: number): Promise<string> {
+  const handle = await open(file, 'r').catch(() => undefined);
+  if (!handle) return '';
+  try {
+    const { size } = await handle.stat();
+    if (size <= offset) return '';
+    const buf = Buffer.alloc(size - offset);
+    await handle.read(buf, 0, buf.length, offset);
+    return buf.toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Runs a spec's argv as it is (node services, Prometheus); its files are written by startService. */
 async function startProgram(spec: ProcessSpec, argv: readonly string[] = spec.argv): Promise<number> {
   await mkdir(path.dirname(spec.logFile), { recursive: true });
   await mkdir(spec.cwd, { recursive: true });
+  const offset = await stat(spec.logFile).then((st) => st.size, () => 0);
   const child = await startLogged(argv, { cwd: spec.cwd, env: childEnv(spec), logFile: spec.logFile, detached: true });
-  const ready = await waitUntil(async () => child.exited() === undefined && (await probeReady(spec)), spec.readyTimeoutMs, 100);
+  // The service's own word (its ready line) counts first; the probe is the fallback for
+  // services that do not announce themselves.
+  const announced = async () => spec.readyLine === true && hasReadyLine(await logSince(spec.logFile, offset), child.pid);
+  const ready = await waitUntil(async () => child.exited() === undefined && ((await announced()) || (await probeReady(spec))), spec.readyTimeoutMs, 100);
+  // A process that accepts connections is serving: a slow probe under load is no reason to kill it.
+  if (!ready && child.exited() === undefined && (await isPortOpen(spec.port))) return child.pid;
   if (!ready) {
     const exited = child.exited();
     if (exited === undefined) await stopPid(child.pid, 2000);
@@ -169,11 +204,30 @@ export async function startService(spec: ProcessSpec, extra: { postgresUser?: st
   return pid;
 }
 
-/** Stops a service by its pid file (SIGTERM, SIGKILL after its grace); resolves with the pid it stopped. */
+/**
+ * Sends a service its stop signal after removing its pid file: the missing pid file is what
+ * tells the watchdog the stop is intended. Resolves with the pid signalled, if it was running.
+ */
+export async function signalStop(spec: ProcessSpec): Promise<number | undefined> {
+  const pid = await readPid(spec.pidFile);
+  const running = pid !== undefined && pidMatches(pid, processMarker(spec));
+  await rm(spec.pidFile, { force: true });
+  if (running) {
+    try {
+      process.kill(pid, spec.stopSignal ?? 'SIGTERM');
+    } catch {
+      // Gone in between.
+    }
+  }
+  return running ? pid : undefined;
+}
+
+/** Stops a service by its pid file (its stop signal, SIGKILL after its grace); resolves with the pid it stopped. */
 export async function stopService(spec: ProcessSpec): Promise<number | undefined> {
   const pid = await readPid(spec.pidFile);
   const running = pid !== undefined && pidMatches(pid, processMarker(spec));
-  if (running) await stopPid(pid, spec.stopGraceMs);
+  // The pid file goes first, so the watchdog never takes this stop for a crash.
   await rm(spec.pidFile, { force: true });
+  if (running) await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
   return running ? pid : undefined;
 }

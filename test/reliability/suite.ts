@@ -1,0 +1,237 @@
+import { readFile, stat } from 'node:fs/promises';
+import pg from 'pg';
+import { DEMO_DIALOGS, DEMO_VISITOR_DIALOG_ID, demoSiteTokens, demoWidgetToken, signAdminToken } from '../../examples/backend/src/demo.js';
+import { runRollback } from '../../infra/operate/rollback/run.js';
+import { resolveContext } from '../../infra/operate/stack.js';
+import { nginxLogFiles } from '../../infra/render/nginx.js';
+import { reloadAndWait } from '../../infra/targets/local/nginx-workers.js';
+import { waitUntil } from '../../infra/targets/local/ports.js';
+import { readPid, serviceState } from '../../infra/targets/local/supervisor.js';
+import { readRestarts } from '../../infra/targets/local/watchdog.js';
+import { startOperatorTestStack, type OperatorTestStack } from '../operator-stack.js';
+import { scoreFault, type FaultScore } from './score.js';
+import { recordingClient, startPublisher, type Publisher, type RecordingClient } from './traffic.js';
+
+// The reliability fault suite, shared by test/reliability.live.test.ts (CI: one short window
+// per fault) and `npm run soak` (longer windows, more clients): a local stack on free ports,
+// contract-following clients on every demo dialog, a retrying publisher through nginx, and
+// one fault at a time, each scored on its own window of messages.
+
+/** The faults, in the order they run (the rollback's undo must follow the rollback). */
+export const FAULTS = [
+  'backend restart',
+  'gateway restart',
+  'gateway SIGKILL',
+  'nginx reload',
+  'nginx restart',
+  'redis restart',
+  'postgres restart',
+  'rollback --ws-to backend --backend-workers 1',
+  'rollback --undo',
+] as const;
+/** One fault of the suite. */
+export type FaultName = (typeof FAULTS)[number];
+
+/** Size of the run. */
+export interface ReliabilityOptions {
+  /** At least this many messages are sent in each fault's window. */
+  readonly messagesPerFault: number;
+  readonly ratePerS: number;
+  /** Admin clients per demo dialog (sites and the widget come on top). */
+  readonly adminsPerDialog: number;
+  /** Messages sent before the fault is injected. */
+  readonly leadMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+/** One fault's score plus what happened to the clients. */
+export interface FaultResult extends FaultScore {
+  /** `open/total` clients connected at the end of the window. */
+  readonly reconnected: string;
+  readonly allReconnected: boolean;
+  /** Connects beyond the first during the window, summed over clients. */
+  readonly reconnects: number;
+  /**
+   * API requests nginx saw cut by the backend after sending them (nginx's error log: upstream
+   * closed, reset or timed out): the requests a restart must never fail. Connection refused
+   * (nothing listening) is not one: that request never reached a backend.
+   */
+  readonly cutRequests: number;
+  /** Close codes the clients saw during the window, with how often. */
+  readonly closeCodes: Readonly<Record<string, number>>;
+  readonly resyncs: number;
+  /** How long the fault's own command took (restart, rollback). */
+  readonly injectMs: number;
+  /** Restarts the watchdog counted during the window, by service. */
+  readonly watchdogRestarts: Readonly<Record<string, number>>;
+}
+
+/** A running reliability run. */
+export interface ReliabilityRun {
+  readonly stack: OperatorTestStack;
+  readonly clients: readonly RecordingClient[];
+  /** Injects one fault under traffic and scores its window. */
+  fault(name: FaultName): Promise<FaultResult>;
+  /** Stops clients, publisher and stack. */
+  stop(): Promise<void>;
+}
+
+/** How long a window waits for every client to be back: the client's backoff cap (30 s) plus a margin. */
+const RECONNECT_WAIT_MS = 45_000;
+
+/** nginx's error-log wording for a request the upstream dropped after receiving it. */
+const CUT_REQUEST = /upstream prematurely closed|reset by peer|upstream timed out|broken pipe/i;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts the stack, the clients and the publisher. */
+export async function startReliabilityRun(opts: ReliabilityOptions): Promise<ReliabilityRun> {
+  const log = opts.log ?? (() => undefined);
+  const stack = await startOperatorTestStack((doc) => doc.setIn(['config', 'replyx:monitoring', 'enabled'], false));
+  const h = stack.handle;
+  const clients: RecordingClient[] = [];
+  let publisher: Publisher | undefined;
+  const db = new pg.Pool({ connectionString: h.plan.databaseUrl, max: 2 });
+  db.on('error', () => undefined);
+  const stop = async () => {
+    for (const c of clients) c.close();
+    await publisher?.stop().catch(() => undefined);
+    await db.end().catch(() => undefined);
+    await stack.stop();
+  };
+  try {
+    const prefix = `rel-${Date.now().toString(36)}`;
+    const nginx = `http://127.0.0.1:${h.ports.nginx}`;
+    const adminToken = await signAdminToken(h.secrets.jwtSecret, 1, 3600);
+    const origin = `http://localhost:${h.ports.nginx}`;
+    const sites = await demoSiteTokens(h.secrets.siteTokenSecret);
+    const base = { url: nginx, prefix, readToken: () => adminToken };
+    for (const d of DEMO_DIALOGS) {
+      for (let i = 0; i < opts.adminsPerDialog; i += 1) clients.push(recordingClient({ ...base, name: `admin-${d.id}-${i}`, kind: 'admin', dialogId: d.id, getToken: () => adminToken }));
+    }
+    for (const s of sites) clients.push(recordingClient({ ...base, name: `site-${s.name}`, kind: 'site', dialogId: s.dialogId, getToken: () => s.token }));
+    clients.push(recordingClient({ ...base, name: 'widget', kind: 'widget', dialogId: DEMO_VISITOR_DIALOG_ID, origin, getToken: async () => (await demoWidgetToken(h.secrets.widgetTokenSecret, origin)).token }));
+    if (!(await waitUntil(async () => clients.every((c) => c.isOpen()), 30_000, 50))) throw new Error(`clients did not connect: ${clients.filter((c) => !c.isOpen()).map((c) => c.name).join(', ')}`);
+    publisher = startPublisher({ api: nginx, token: () => adminToken, dialogs: DEMO_DIALOGS.map((d) => d.id), ratePerS: opts.ratePerS, prefix });
+    const pub = publisher;
+    log(`stack up (nginx ${nginx}), ${clients.length} clients, publishing ${opts.ratePerS} msg/s`);
+
+    const inject = async (name: FaultName): Promise<void> => {
+      switch (name) {
+        case 'backend restart':
+          return h.restart('backend');
+        case 'gateway restart':
+          return h.restart('gateway');
+        case 'gateway SIGKILL': {
+          const gw = h.plan.services.find((s) => s.name === 'gateway')!;
+          const before = (await readRestarts(h.dir)).gateway?.restarts ?? 0;
+          const pid = await readPid(gw.pidFile);
+          if (pid === undefined) throw new Error('gateway has no pid file');
+          process.kill(pid, 'SIGKILL');
+          // Nobody but the watchdog brings it back.
+          const back = await waitUntil(async () => ((await readRestarts(h.dir)).gateway?.restarts ?? 0) > before && (await serviceState(gw)).healthy, 60_000, 100);
+          if (!back) throw new Error('the watchdog did not restart the gateway within 60 s');
+          return;
+        }
+        case 'nginx reload': {
+          const pid = await readPid(h.plan.services.find((s) => s.name === 'nginx')!.pidFile);
+          if (pid === undefined) throw new Error('nginx has no pid file');
+          const { reloaded } = await reloadAndWait(pid);
+          if (!reloaded) throw new Error('nginx did not start new workers after SIGHUP');
+          return;
+        }
+        case 'nginx restart':
+          return h.restart('nginx');
+        case 'redis restart':
+          return h.restart('redis');
+        case 'postgres restart':
+          // A scrape first, as Prometheus would have done: the primary then holds a metrics connection too.
+          await fetch(`http://127.0.0.1:${h.ports.backend}/metrics`).then((r) => r.arrayBuffer()).catch(() => undefined);
+          return h.restart('postgres');
+        case 'rollback --ws-to backend --backend-workers 1':
+        case 'rollback --undo': {
+          const ctx = await resolveContext({ stack: 'local', 'project-dir': stack.projectDir, 'state-dir': stack.stateDir });
+          const lines: string[] = [];
+          const report = await runRollback(ctx, name === 'rollback --undo' ? 'undo' : { wsRoute: 'backend', backendWorkers: 1 }, { print: (l) => lines.push(l) }).catch((err: unknown) => {
+            throw new Error(`${name} failed: ${(err as Error).message}\n${lines.join('\n')}`);
+          });
+          log(`  ${name}: ${JSON.stringify({ to: report.to, totalMs: report.totalMs })}`);
+          return;
+        }
+      }
+    };
+
+    return {
+      stack,
+      clients,
+      stop,
+      async fault(name) {
+        const from = pub.sent.length;
+        const errorLog = nginxLogFiles(h.plan.nginxPrefixDir).error;
+        const errorLogFrom = await stat(errorLog).then((st) => st.size, () => 0);
+        const connectsBefore = clients.map((c) => c.connects);
+        const closesBefore = clients.map((c) => c.closes.length);
+        const resyncsBefore = clients.reduce((n, c) => n + c.resyncs, 0);
+        const restartsBefore = await readRestarts(h.dir);
+        await sleep(opts.leadMs ?? 1500);
+        const faultAt = Date.now();
+        await inject(name);
+        const injectMs = Date.now() - faultAt;
+        log(`  ${name}: injected in ${injectMs} ms; ${pub.pending()} requests pending`);
+        // Keep the window open until it holds enough messages and the stack had time to settle.
+        await waitUntil(async () => pub.sent.length - from >= opts.messagesPerFault && Date.now() - faultAt - injectMs >= 2000, 600_000, 50);
+        const window = pub.sent.slice(from);
+        const texts = window.map((m) => m.text);
+        // Wait for every message of the window to be answered and then delivered (or not) everywhere.
+        await waitUntil(async () => window.every((m) => m.acceptedAt !== undefined || m.rejected !== undefined), 120_000, 100);
+        const deliveredEverywhere = () =>
+          window.every((m) => m.acceptedAt === undefined || clients.every((c) => c.dialogId !== m.dialogId || c.firstSeenAt.has(m.text)));
+        // Longer than the contract's largest backoff (30 s): a client that backed off while the
+        // service was down must get its turn to reconnect and resume before it is judged.
+        await waitUntil(async () => deliveredEverywhere() && clients.every((c) => c.isOpen()), RECONNECT_WAIT_MS, 100);
+        log(`  ${name}: window of ${window.length} settled; ${clients.filter((c) => !c.isOpen()).length} clients not open`);
+        const rows = new Map<string, number>();
+        const counted = await waitUntil(
+          async () => {
+            try {
+              const r = await db.query<{ text: string; n: string }>('SELECT text, count(*) AS n FROM messages WHERE text = ANY($1::text[]) GROUP BY text', [texts]);
+              rows.clear();
+              for (const row of r.rows) rows.set(row.text, Number(row.n));
+              return true;
+            } catch {
+              return false;
+            }
+          },
+          30_000,
+          500,
+        );
+        if (!counted) throw new Error('could not count stored rows (Postgres unreachable)');
+        const open = clients.filter((c) => c.isOpen()).length;
+        const restartsAfter = await readRestarts(h.dir);
+        const watchdogRestarts = Object.fromEntries(
+          Object.entries(restartsAfter)
+            .map(([svc, r]) => [svc, r.restarts - (restartsBefore[svc]?.restarts ?? 0)] as const)
+            .filter(([, n]) => n > 0),
+        );
+        const errorLines = (await readFile(errorLog).catch(() => Buffer.alloc(0))).subarray(errorLogFrom).toString('utf8').split('\n');
+        const cut = errorLines.filter((l) => CUT_REQUEST.test(l) && l.includes('/api/'));
+        for (const l of cut.slice(0, 3)) log(`  ${name}: nginx: ${l.slice(0, 300)}`);
+        const score = scoreFault({ fault: name, sent: window, clients, rows, faultAt });
+        return {
+          ...score,
+          reconnected: `${open}/${clients.length}`,
+          allReconnected: open === clients.length,
+          cutRequests: cut.length,
+          reconnects: clients.reduce((n, c, i) => n + c.connects - connectsBefore[i]!, 0),
+          closeCodes: clients.flatMap((c, i) => c.closes.slice(closesBefore[i])).reduce<Record<string, number>>((acc, code) => ({ ...acc, [code]: (acc[code] ?? 0) + 1 }), {}),
+          resyncs: clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore,
+          injectMs,
+          watchdogRestarts,
+        };
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
