@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { PublishResult } from '@replyx/gateway/broker/publisher';
-import { markPublished, type MessageRow } from './store.js';
+import { holdClient, markPublished, type MessageRow } from './store.js';
 
 // The relay of the transactional outbox. A stored message has an outbox row; the request that
 // stored it publishes it at once (publishNow) and the relay, in every worker, publishes whatever
@@ -114,7 +114,9 @@ export class OutboxRelay {
 
   /** One pass over due rows (claimed, published in id order, marked); how many were published. */
   async pass(): Promise<number> {
-    const client = await this.#deps.db.connect();
+    // Held while Redis is called: Postgres may go away meanwhile without ending the worker.
+    const held = await holdClient(this.#deps.db);
+    const client = held.client;
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
@@ -159,7 +161,7 @@ export class OutboxRelay {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release(broken);
+      held.release(broken);
     }
   }
 

@@ -107,6 +107,34 @@ export type StoreOutcome =
   | { readonly kind: 'replayed'; readonly message: MessageRow }
   | { readonly kind: 'key-reused' };
 
+/** A pooled connection held by a transaction, and how to give it back. */
+export interface HeldClient {
+  readonly client: pg.PoolClient;
+  /** Returns the connection; one that failed (or whose server went away while held) is discarded. */
+  release(err?: Error): void;
+}
+
+/**
+ * Checks out a connection that survives its server going away while it is held: pg emits
+ * 'error' on a checked-out client with no listener of its own, which would end the worker.
+ * The error is kept instead; the next query fails, and release discards the connection.
+ */
+export async function holdClient(db: pg.Pool): Promise<HeldClient> {
+  const client = await db.connect();
+  let lost: Error | undefined;
+  const onError = (err: Error): void => {
+    lost = err;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release(err?: Error): void {
+      client.off('error', onError);
+      client.release(err ?? lost);
+    },
+  };
+}
+
 /**
  * Stores a message and its outbox row in one transaction (and, with `claim`, the idempotency
  * key): when it commits the message is durable and will be published. A key already used by
@@ -117,7 +145,8 @@ export async function storeMessage(
   db: pg.Pool,
   input: { dialogId: number; sender: string; text: string; claim?: IdempotencyClaim; publishDelayMs: number },
 ): Promise<StoreOutcome> {
-  const client = await db.connect();
+  const held = await holdClient(db);
+  const client = held.client;
   let release: Error | undefined;
   try {
     await client.query('BEGIN');
@@ -147,7 +176,7 @@ export async function storeMessage(
     throw err;
   } finally {
     // A connection that failed mid-transaction is not reused.
-    client.release(release);
+    held.release(release);
   }
 }
 
