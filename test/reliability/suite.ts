@@ -80,7 +80,23 @@ export interface ReliabilityRun {
 const RECONNECT_WAIT_MS = 45_000;
 
 /** nginx's error-log wording for a request the upstream dropped after receiving it. */
-const CUT_REQUEST = /upstream prematurely closed|reset by peer|upstream timed out|broken pipe/i;
+/**
+ * An API request nginx had sent to a backend that dropped it before answering: connected
+ * (`upstream_connect_time` set) but no response header. Refused connections (nothing sent, safe to
+ * retry) have no connect time. Read from the JSON access log: request-scoped error lines are off
+ * because they quote request lines, tokens included.
+ */
+export function isCutApiRequest(line: string): boolean {
+  if (!line.includes('"kind":"http"')) return false;
+  let entry: { uri?: string; status?: number; upstream_connect_time?: string; upstream_header_time?: string };
+  try {
+    entry = JSON.parse(line) as typeof entry;
+  } catch {
+    return false;
+  }
+  const last = (v: string | undefined): string => (v ?? '-').split(/[,:]\s*/).at(-1)!.trim();
+  return (entry.uri ?? '').startsWith('/api/') && (entry.status ?? 0) >= 500 && last(entry.upstream_connect_time) !== '-' && last(entry.upstream_header_time) === '-';
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -167,8 +183,8 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
       stop,
       async fault(name) {
         const from = pub.sent.length;
-        const errorLog = nginxLogFiles(h.plan.nginxPrefixDir).error;
-        const errorLogFrom = await stat(errorLog).then((st) => st.size, () => 0);
+        const accessLog = nginxLogFiles(h.plan.nginxPrefixDir).access;
+        const accessLogFrom = await stat(accessLog).then((st) => st.size, () => 0);
         const connectsBefore = clients.map((c) => c.connects);
         const closesBefore = clients.map((c) => c.closes.length);
         const resyncsBefore = clients.reduce((n, c) => n + c.resyncs, 0);
@@ -213,8 +229,8 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
             .map(([svc, r]) => [svc, r.restarts - (restartsBefore[svc]?.restarts ?? 0)] as const)
             .filter(([, n]) => n > 0),
         );
-        const errorLines = (await readFile(errorLog).catch(() => Buffer.alloc(0))).subarray(errorLogFrom).toString('utf8').split('\n');
-        const cut = errorLines.filter((l) => CUT_REQUEST.test(l) && l.includes('/api/'));
+        const accessLines = (await readFile(accessLog).catch(() => Buffer.alloc(0))).subarray(accessLogFrom).toString('utf8').split('\n');
+        const cut = accessLines.filter(isCutApiRequest);
         for (const l of cut.slice(0, 3)) log(`  ${name}: nginx: ${l.slice(0, 300)}`);
         const score = scoreFault({ fault: name, sent: window, clients, rows, faultAt });
         return {
