@@ -1,7 +1,7 @@
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixCommands, runCheck, type CheckReport } from '../infra/operate/check.js';
-import { redisCommand } from '../infra/operate/probes.js';
+import { redisAdminCommand } from '../infra/operate/probes.js';
 import { resolveContext } from '../infra/operate/stack.js';
 import { reloadAndWait } from '../infra/targets/local/nginx-workers.js';
 import { freePorts, waitUntil } from '../infra/targets/local/ports.js';
@@ -126,7 +126,7 @@ const CASES: readonly Case[] = [
   { name: 'gateway killed', breakIt: () => killHard('gateway'), expect: [['services-running', 'running', /^gateway is not running$/], ['ws-handshake', 'running', /gateway is not running|HTTP 502/]] },
   { name: 'redis killed', breakIt: () => killHard('redis'), expect: [['services-running', 'running', /^redis is not running$/], ['redis', 'running', /ECONNREFUSED/]] },
   { name: 'nginx killed', breakIt: () => killHard('nginx'), expect: [['services-running', 'running', /^nginx is not running( and nginx \(pid \d+\) holds its port)?$/], ['running-config-drift', 'running', /nginx is not running/]] },
-  { name: "Redis's maxmemory changed live", breakIt: async () => void (await redisCommand(stack.handle.ports.redis, 'CONFIG SET maxmemory 1000000')), expect: [['service-settings', 'running', /redis runs with maxmemory=1000000, stack file \d+/]] },
+  { name: "Redis's maxmemory changed live", breakIt: async () => void (await redisAdminCommand(stack.handle.plan.redisUrl, 'CONFIG', 'SET', 'maxmemory', '1000000')), expect: [['service-settings', 'running', /redis runs with maxmemory=1000000, stack file \d+/]] },
   {
     name: 'JWT secret rotated in secrets.json, services not restarted',
     breakIt: async () => {

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { lastLines } from '../processes/log-tail.js';
 import WebSocket from 'ws';
@@ -60,6 +61,21 @@ export async function wsFirstFrame(url: string, headers: Record<string, string> 
     ws.on('close', (code, reason) => done({ ok: false, error: `closed with ${code} ${String(reason)}` }));
     ws.on('error', (err) => done({ ok: false, error: errorText(err) }));
   });
+}
+
+/**
+ * Runs one Redis command logged in from `url` (the stack's admin user: its Redis refuses
+ * unauthenticated commands) and resolves with the reply.
+ */
+export async function redisAdminCommand(url: string, command: string, ...args: string[]): Promise<unknown> {
+  const redis = new Redis(url, { lazyConnect: true, enableReadyCheck: false, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    return await redis.call(command, ...args);
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Sends one inline Redis command and resolves with the raw reply line. */

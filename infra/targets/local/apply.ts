@@ -1,7 +1,7 @@
 import { readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ReplyxError } from '../../errors.js';
-import { redisCommand } from '../../operate/probes.js';
+import { redisAdminCommand } from '../../operate/probes.js';
 import { writeAtomic } from '../../operate/rollback/history.js';
 import { renderNginxConfig } from '../../render/nginx.js';
 import { redactLogLine } from '../../rules/index.js';
@@ -96,7 +96,7 @@ export async function applyLocalStack(plan: LocalStackPlan, log: ProgressLog): P
     const changed = drift.get(spec.name) ?? [];
     if (spec.name === 'redis' && changed.length > 0) {
       // Redis applies maxmemory live; restarting it would drop the broker's connections.
-      await redisCommand(spec.port, `CONFIG SET maxmemory ${plan.topology.redis.maxmemoryMb * 1024 * 1024}`);
+      await redisAdminCommand(plan.redisUrl, 'CONFIG', 'SET', 'maxmemory', String(plan.topology.redis.maxmemoryMb * 1024 * 1024));
       act(`redis maxmemory set to ${plan.topology.redis.maxmemoryMb} MB (CONFIG SET)`);
     } else if (changed.length > 0 || !p.listening) {
       const pid = await restartPlanService(plan, spec.name, () => undefined);

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { execa } from 'execa';
-import { postgresPing, redisCommand, redisPing, tailFile } from '../../operate/probes.js';
+import { postgresPing, redisAdminCommand, redisPing, tailFile } from '../../operate/probes.js';
 import type { TargetObservation } from '../../operate/surface.js';
 import { renderServiceEnv, SECRET_SETTING_REFS, settingRefsOf } from '../../render/service-env.js';
 import { settingsDrift, type LogObservation, type ProcessObservation, type Probe, type RunningConfig, type SettingsObservation } from '../../rules/index.js';
@@ -139,8 +139,8 @@ export async function observeSettings(plan: LocalStackPlan): Promise<SettingsObs
   }
   const redis = plan.services.find((s) => s.name === 'redis');
   if (redis && (await serviceState(redis)).running) {
-    const reply = await redisCommand(redis.port, 'CONFIG GET maxmemory').catch(() => '');
-    const loaded = reply.split('\r\n').at(-1);
+    const reply = await redisAdminCommand(plan.redisUrl, 'CONFIG', 'GET', 'maxmemory').catch(() => []);
+    const loaded = Array.isArray(reply) ? String(reply[1] ?? '') : '';
     const want = String(plan.topology.redis.maxmemoryMb * 1024 * 1024);
     out.push({ service: 'redis', drift: loaded === undefined || loaded === '' ? [] : settingsDrift({ maxmemory: want }, { maxmemory: loaded }, new Set()) });
   }
