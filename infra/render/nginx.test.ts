@@ -7,7 +7,9 @@ import {
   demoPagesEnabled,
   nginxImageSupportsResolve,
   planNginx,
+  RATE_LIMIT_DEFAULTS,
   RATE_LIMIT_ZONE_MB,
+  rateLimitsFor,
   readChecksumFromConfig,
   readNginxConfigHeader,
   renderNginxConfig,
@@ -407,7 +409,7 @@ describe.each(variants())('invariants: $label', ({ topology, target, options }) 
 
   it('limits requests to /api/ and handshakes and open sockets on /ws/ per client address, from the topology', () => {
     const http = httpBlock(tree).map((d) => d.text);
-    const n = topology.nginx;
+    const n = rateLimitsFor(topology, target);
     expect(http).toEqual(
       expect.arrayContaining([
         `limit_req_zone $binary_remote_addr zone=replyx_api_req:${RATE_LIMIT_ZONE_MB}m rate=${n.apiRequestsPerSecond}r/s`,
@@ -439,6 +441,18 @@ describe.each(variants())('invariants: $label', ({ topology, target, options }) 
     expect(renderNginxConfig(topology, target, options)).toBe(config);
     expect(config.endsWith('}\n')).toBe(true);
     expect(config).not.toMatch(/<%|%>|undefined|NaN|\[object|\n\n\n|[ \t]+\n/);
+  });
+});
+
+describe('per-client rate limits', () => {
+  it('takes per-client limits from the stack file over the target default (strict when deployed, loopback-sized locally)', () => {
+    const base = topo({ target: 'docker' });
+    expect(rateLimitsFor(base, 'docker')).toEqual(RATE_LIMIT_DEFAULTS.deployed);
+    expect(rateLimitsFor(base, 'aws')).toEqual(RATE_LIMIT_DEFAULTS.deployed);
+    expect(rateLimitsFor(base, 'local')).toEqual(RATE_LIMIT_DEFAULTS.local);
+    const set = topo({ target: 'local', nginx: { apiRequestsPerSecond: 7, wsHandshakeBurst: 3 } });
+    expect(rateLimitsFor(set)).toEqual({ ...RATE_LIMIT_DEFAULTS.local, apiRequestsPerSecond: 7, wsHandshakeBurst: 3 });
+    expect(renderNginxConfig(topo({ target: 'docker' }), 'docker')).toContain(`rate=${RATE_LIMIT_DEFAULTS.deployed.apiRequestsPerSecond}r/s`);
   });
 });
 

@@ -153,6 +153,42 @@ export interface NginxPlan {
   readonly demo?: { readonly path: string; readonly root: string };
 }
 
+/** The per-client limits nginx applies; `nginx.*` keys of the same names override them. */
+export interface RateLimitSettings {
+  readonly apiRequestsPerSecond: number;
+  readonly apiBurst: number;
+  readonly apiConnectionsPerClient: number;
+  readonly wsHandshakesPerSecond: number;
+  readonly wsHandshakeBurst: number;
+  readonly wsConnectionsPerClient: number;
+}
+
+/**
+ * Per-client limit defaults. Deployed targets face the internet: a page's API calls and a
+ * reconnecting tab fit well inside them. On the local target one loopback address carries every
+ * client of the end-to-end suites, the reliability suite, the load-test runbook and the benchmarks,
+ * so its defaults sit far above them (set the keys to try real limits locally, as the security
+ * suite does).
+ */
+export const RATE_LIMIT_DEFAULTS: { readonly deployed: RateLimitSettings; readonly local: RateLimitSettings } = {
+  deployed: { apiRequestsPerSecond: 50, apiBurst: 100, apiConnectionsPerClient: 100, wsHandshakesPerSecond: 20, wsHandshakeBurst: 100, wsConnectionsPerClient: 500 },
+  local: { apiRequestsPerSecond: 20_000, apiBurst: 40_000, apiConnectionsPerClient: 20_000, wsHandshakesPerSecond: 20_000, wsHandshakeBurst: 40_000, wsConnectionsPerClient: 1_000_000 },
+};
+
+/** The limits `topology` gets on `target`: its own `nginx.*` values over the target's defaults. */
+export function rateLimitsFor(topology: Topology, target: Target = topology.target): RateLimitSettings {
+  const base = RATE_LIMIT_DEFAULTS[target === 'local' ? 'local' : 'deployed'];
+  const n = topology.nginx;
+  return {
+    apiRequestsPerSecond: n.apiRequestsPerSecond ?? base.apiRequestsPerSecond,
+    apiBurst: n.apiBurst ?? base.apiBurst,
+    apiConnectionsPerClient: n.apiConnectionsPerClient ?? base.apiConnectionsPerClient,
+    wsHandshakesPerSecond: n.wsHandshakesPerSecond ?? base.wsHandshakesPerSecond,
+    wsHandshakeBurst: n.wsHandshakeBurst ?? base.wsHandshakeBurst,
+    wsConnectionsPerClient: n.wsConnectionsPerClient ?? base.wsConnectionsPerClient,
+  };
+}
+
 /** Where the demo pages are served, and the directory (under nginx's prefix) the local stack builds them into. */
 export const DEMO_PAGES = { path: '/demo/', dir: 'demo' } as const;
 
@@ -283,6 +319,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
   const trustedProxyCidrs = (options.trustedProxyCidrs ?? (target === 'aws' ? PRIVATE_NETWORKS : [])).map(checkedCidr);
   const prefixDir = options.prefixDir === undefined ? undefined : checkedPrefixDir(options.prefixDir);
   const n = topology.nginx;
+  const limits = rateLimitsFor(topology, target);
   const demo = demoPagesEnabled(topology, target);
   if (demo && target !== 'local') {
     throw optionError(`nginx.demoPages is on for the ${target} target, whose nginx does not carry the demo pages`, 'remove replyx:nginx.demoPages (the local stack serves them: npm start, then /demo/)');
@@ -336,8 +373,8 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     ],
     healthPath: '/health',
     rateLimits: {
-      api: { reqZone: 'replyx_api_req', ratePerSecond: n.apiRequestsPerSecond, burst: n.apiBurst, connZone: 'replyx_api_conn', connections: n.apiConnectionsPerClient },
-      ws: { reqZone: 'replyx_ws_req', ratePerSecond: n.wsHandshakesPerSecond, burst: n.wsHandshakeBurst, connZone: 'replyx_ws_conn', connections: n.wsConnectionsPerClient },
+      api: { reqZone: 'replyx_api_req', ratePerSecond: limits.apiRequestsPerSecond, burst: limits.apiBurst, connZone: 'replyx_api_conn', connections: limits.apiConnectionsPerClient },
+      ws: { reqZone: 'replyx_ws_req', ratePerSecond: limits.wsHandshakesPerSecond, burst: limits.wsHandshakeBurst, connZone: 'replyx_ws_conn', connections: limits.wsConnectionsPerClient },
       zoneMb: RATE_LIMIT_ZONE_MB,
       // 429 tells clients (and the access log) "slow down", unlike nginx's default 503.
       limitStatus: 429,

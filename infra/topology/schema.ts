@@ -49,12 +49,12 @@ export const nginxSchema = z
     workerShutdownTimeoutS: z.int().min(1).max(3600).default(30).describe('worker_shutdown_timeout: how long a reload lets old workers keep WebSockets (seconds).'),
     workerConnections: z.int().min(64).max(1_000_000).default(16_384).describe('worker_connections per nginx worker.'),
     clientMaxBodySize: z.string().regex(/^\d+[km]?$/i, 'must be an nginx size like "1m" or "512k"').default('1m').describe('client_max_body_size for /api/.'),
-    apiRequestsPerSecond: z.int().min(1).max(100_000).default(50).describe('limit_req rate for /api/ per client address (requests per second); beyond rate plus apiBurst nginx answers 429.'),
-    apiBurst: z.int().min(1).max(100_000).default(100).describe('limit_req burst for /api/: requests above the rate a client may send at once (served without delay).'),
-    apiConnectionsPerClient: z.int().min(1).max(1_000_000).default(100).describe('limit_conn for /api/: concurrent requests per client address; more get 429.'),
-    wsHandshakesPerSecond: z.int().min(1).max(100_000).default(20).describe('limit_req rate for /ws/ handshakes per client address (per second); beyond rate plus wsHandshakeBurst nginx answers 429.'),
-    wsHandshakeBurst: z.int().min(1).max(100_000).default(100).describe('limit_req burst for /ws/ handshakes (a page reconnecting its sockets at once).'),
-    wsConnectionsPerClient: z.int().min(1).max(1_000_000).default(500).describe('limit_conn for /ws/: open WebSockets per client address through this nginx; more get 429.'),
+    apiRequestsPerSecond: z.int().min(1).max(100_000).optional().describe('limit_req rate for /api/ per client address (requests per second); beyond rate plus apiBurst nginx answers 429. Unset: the target default (RATE_LIMIT_DEFAULTS: deployed targets strict, local far above its loopback tests and benchmarks).'),
+    apiBurst: z.int().min(1).max(100_000).optional().describe('limit_req burst for /api/: requests above the rate a client may send at once (served without delay). Unset: the target default (RATE_LIMIT_DEFAULTS: deployed targets strict, local far above its loopback tests and benchmarks).'),
+    apiConnectionsPerClient: z.int().min(1).max(1_000_000).optional().describe('limit_conn for /api/: concurrent requests per client address; more get 429. Unset: the target default (RATE_LIMIT_DEFAULTS: deployed targets strict, local far above its loopback tests and benchmarks).'),
+    wsHandshakesPerSecond: z.int().min(1).max(100_000).optional().describe('limit_req rate for /ws/ handshakes per client address (per second); beyond rate plus wsHandshakeBurst nginx answers 429. Unset: the target default (RATE_LIMIT_DEFAULTS: deployed targets strict, local far above its loopback tests and benchmarks).'),
+    wsHandshakeBurst: z.int().min(1).max(100_000).optional().describe('limit_req burst for /ws/ handshakes (a page reconnecting its sockets at once). Unset: the target default (RATE_LIMIT_DEFAULTS: deployed targets strict, local far above its loopback tests and benchmarks).'),
+    wsConnectionsPerClient: z.int().min(1).max(1_000_000).optional().describe('limit_conn for /ws/: open WebSockets per client address through this nginx; more get 429. Unset: the target default (RATE_LIMIT_DEFAULTS: deployed targets strict, local far above its loopback tests and benchmarks).'),
     demoPages: z
       .boolean()
       .optional()
