@@ -172,7 +172,7 @@ export interface RateLimitSettings {
  */
 export const RATE_LIMIT_DEFAULTS: { readonly deployed: RateLimitSettings; readonly local: RateLimitSettings } = {
   deployed: { apiRequestsPerSecond: 50, apiBurst: 100, apiConnectionsPerClient: 100, wsHandshakesPerSecond: 20, wsHandshakeBurst: 100, wsConnectionsPerClient: 500 },
-  local: { apiRequestsPerSecond: 20_000, apiBurst: 40_000, apiConnectionsPerClient: 20_000, wsHandshakesPerSecond: 20_000, wsHandshakeBurst: 40_000, wsConnectionsPerClient: 1_000_000 },
+  local: { apiRequestsPerSecond: 20_000, apiBurst: 40_000, apiConnectionsPerClient: 20_000, wsHandshakesPerSecond: 20_000, wsHandshakeBurst: 40_000, wsConnectionsPerClient: 65_535 },
 };
 
 /** The limits `topology` gets on `target`: its own `nginx.*` values over the target's defaults. */
