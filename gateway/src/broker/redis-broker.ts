@@ -53,6 +53,7 @@ export class RedisBroker implements Broker {
   readonly #historyLength: number;
   readonly #startTimeoutMs: number;
   #everReady = false;
+  #cmdEverReady = false;
   #lostAt: number | undefined;
   #closing = false;
 
@@ -90,6 +91,12 @@ export class RedisBroker implements Broker {
       if (this.#everReady) this.#log.warn({ dialogs: this.#dialogs.size }, 'Redis connection lost; events wait until it is back');
     });
     this.#sub.on('ready', () => void this.#onSubReady());
+    // Redis may come back empty (no persistence, a failover): the library is loaded again whenever
+    // the command connection is ready after a reconnect, whichever connection comes back first.
+    this.#cmd.on('ready', () => {
+      if (this.#cmdEverReady) void this.#loadLibrary();
+      this.#cmdEverReady = true;
+    });
     this.#sub.on('message', (channel: string, message: string) => this.#onMessage(channel, message));
   }
 
@@ -206,7 +213,6 @@ export class RedisBroker implements Broker {
     this.#lostAt = undefined;
     if (!reconnect) return;
     this.#handlers.onReconnect?.();
-    if (this.#cmd.status === 'ready') void this.#loadLibrary();
     const dialogs = [...this.#dialogs.entries()];
     this.#log.info({ dialogs: dialogs.length }, 'Redis connection back; resubscribing');
     if (dialogs.length === 0) return;
