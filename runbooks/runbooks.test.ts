@@ -11,7 +11,8 @@ import { tokenProtocols } from '../gateway/src/auth/credentials.js';
 import { signWidgetToken } from '../gateway/src/auth/tokens.js';
 import { REPO_DIR } from '../infra/operate/stack.js';
 import { waitUntil } from '../infra/targets/local/ports.js';
-import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
+import { operatorEnv, startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
+import { fencedCommands, runbookFences } from './fences.js';
 
 // Runbooks are executable documentation: every command in a ```bash local fence runs, in
 // order, against a real local stack (free ports, temp dirs), so a stale command, path or flag
@@ -20,27 +21,6 @@ import { startOperatorTestStack, type OperatorTestStack } from '../test/operator
 const DIR = path.dirname(fileURLToPath(import.meta.url));
 const RUNBOOKS = ['deploy', 'rollback', 'ws-desync', 'ws-gateway-down', 'domain-4003', 'redis-outage', 'backend-errors', 'gateway-capacity', 'load-test'] as const;
 const SECTIONS = ['Symptoms', 'Alerts', 'Diagnosis', 'Decision', 'Action', 'Verification', 'Escalation'];
-
-/** The commands of every fence whose info string is `bash <kind>`, continuation lines joined. */
-function fencedCommands(markdown: string, kind: string): string[] {
-  const out: string[] = [];
-  const re = /^```bash[ \t]+(\S+)[ \t]*\n([\s\S]*?)^```/gm;
-  for (const m of markdown.matchAll(re)) {
-    if (m[1] !== kind) continue;
-    let pending = '';
-    for (const raw of m[2]!.split('\n')) {
-      const line = raw.trimEnd();
-      if (pending === '' && (line.trim() === '' || line.trim().startsWith('#'))) continue;
-      if (line.endsWith('\\')) {
-        pending += `${line.slice(0, -1)} `;
-        continue;
-      }
-      out.push(`${pending}${line}`.trim());
-      pending = '';
-    }
-  }
-  return out;
-}
 
 const text = (name: string) => readFileSync(path.join(DIR, `${name}.md`), 'utf8');
 
@@ -76,6 +56,22 @@ describe('runbooks (static)', () => {
     expect(fencedCommands(md, 'local')).toEqual(['npm run check    --static-only']);
     expect(fencedCommands(md, 'docker')).toEqual(['docker ps']);
   });
+
+  it('knows each fence\'s section and Decision-branch tags', () => {
+    const md = '# t\n```bash local\na\n```\n## Diagnosis\n```bash local\nb\n```\n## Action\n```bash local crash\nc\n```\n```bash local hung\nd\n```\n```bash local\ne\n```\n```bash docker crash\nf\n```\n';
+    expect(runbookFences(md).map((f) => [f.section, f.kind, f.tags.join(',')])).toEqual([
+      ['', 'local', ''],
+      ['Diagnosis', 'local', ''],
+      ['Action', 'local', 'crash'],
+      ['Action', 'local', 'hung'],
+      ['Action', 'local', ''],
+      ['Action', 'docker', 'crash'],
+    ]);
+    expect(fencedCommands(md, { kind: 'local', section: 'Action', tag: 'crash' })).toEqual(['c', 'e']);
+    expect(fencedCommands(md, { kind: 'local', section: 'Action', tag: 'crash', only: true })).toEqual(['c']);
+    expect(fencedCommands(md, { kind: 'local', section: 'Diagnosis' })).toEqual(['b']);
+    expect(fencedCommands(md, 'local')).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
 });
 
 describe('runbooks (live: every `bash local` command against a running local stack)', () => {
@@ -85,19 +81,7 @@ describe('runbooks (live: every `bash local` command against a running local sta
   beforeAll(async () => {
     // With Prometheus, so the runbooks' alert queries run against a real one.
     stack = await startOperatorTestStack((doc) => doc.setIn(['config', 'replyx:monitoring'], doc.createNode({ enabled: true, scrapeIntervalS: 1, evaluationIntervalS: 1 })));
-    const p = stack.handle.ports;
-    env = {
-      ...process.env,
-      FORCE_COLOR: '0',
-      REPLYX_PROJECT_DIR: stack.projectDir,
-      REPLYX_STATE_DIR: stack.stateDir,
-      REPLYX_NGINX_PORT: String(p.nginx),
-      REPLYX_BACKEND_PORT: String(p.backend),
-      REPLYX_GATEWAY_PORT: String(p.gateway),
-      REPLYX_REDIS_PORT: String(p.redis),
-      REPLYX_POSTGRES_PORT: String(p.postgres),
-      REPLYX_PROMETHEUS_PORT: String(p.prometheus),
-    };
+    env = operatorEnv(stack);
   }, 240_000);
 
   afterAll(async () => {

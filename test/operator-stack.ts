@@ -57,3 +57,24 @@ export async function startOperatorTestStack(patch: (doc: ReturnType<typeof pars
     throw err;
   }
 }
+
+/**
+ * The environment an operator's shell has for this stack: what the runbooks' `bash local`
+ * commands read (project and state dirs, every port), nothing inherited that could point
+ * them elsewhere.
+ */
+export function operatorEnv(stack: OperatorTestStack): NodeJS.ProcessEnv {
+  const p = stack.handle.ports;
+  return {
+    ...process.env,
+    FORCE_COLOR: '0',
+    REPLYX_PROJECT_DIR: stack.projectDir,
+    REPLYX_STATE_DIR: stack.stateDir,
+    REPLYX_NGINX_PORT: String(p.nginx),
+    REPLYX_BACKEND_PORT: String(p.backend),
+    REPLYX_GATEWAY_PORT: String(p.gateway),
+    REPLYX_REDIS_PORT: String(p.redis),
+    REPLYX_POSTGRES_PORT: String(p.postgres),
+    ...(p.prometheus !== undefined ? { REPLYX_PROMETHEUS_PORT: String(p.prometheus) } : {}),
+  };
+}

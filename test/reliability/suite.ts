@@ -42,6 +42,8 @@ export interface ReliabilityOptions {
   /** Messages sent before the fault is injected. */
   readonly leadMs?: number;
   readonly log?: (line: string) => void;
+  /** Changes to the stack file before the stack starts (default: monitoring off). */
+  readonly patch?: Parameters<typeof startOperatorTestStack>[0];
 }
 
 /** One fault's score plus what happened to the clients. */
@@ -72,6 +74,11 @@ export interface ReliabilityRun {
   readonly clients: readonly RecordingClient[];
   /** Injects one fault under traffic and scores its window. */
   fault(name: FaultName): Promise<FaultResult>;
+  /**
+   * Runs `incident` under traffic (an incident drill: inject a fault, follow a runbook) and
+   * scores its window like a fault's; `injectMs` is how long `incident` took.
+   */
+  window(label: string, incident: () => Promise<void>): Promise<FaultResult>;
   /** Stops clients, publisher and stack. */
   stop(): Promise<void>;
 }
@@ -103,7 +110,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Starts the stack, the clients and the publisher. */
 export async function startReliabilityRun(opts: ReliabilityOptions): Promise<ReliabilityRun> {
   const log = opts.log ?? (() => undefined);
-  const stack = await startOperatorTestStack((doc) => doc.setIn(['config', 'replyx:monitoring', 'enabled'], false));
+  const stack = await startOperatorTestStack(opts.patch ?? ((doc) => doc.setIn(['config', 'replyx:monitoring', 'enabled'], false)));
   const h = stack.handle;
   const clients: RecordingClient[] = [];
   let publisher: Publisher | undefined;
@@ -177,75 +184,71 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
       }
     };
 
-    return {
-      stack,
-      clients,
-      stop,
-      async fault(name) {
-        const from = pub.sent.length;
-        const accessLog = nginxLogFiles(h.plan.nginxPrefixDir).access;
-        const accessLogFrom = await stat(accessLog).then((st) => st.size, () => 0);
-        const connectsBefore = clients.map((c) => c.connects);
-        const closesBefore = clients.map((c) => c.closes.length);
-        const resyncsBefore = clients.reduce((n, c) => n + c.resyncs, 0);
-        const restartsBefore = await readRestarts(h.dir);
-        await sleep(opts.leadMs ?? 1500);
-        const faultAt = Date.now();
-        await inject(name);
-        const injectMs = Date.now() - faultAt;
-        log(`  ${name}: injected in ${injectMs} ms; ${pub.pending()} requests pending`);
-        // Keep the window open until it holds enough messages and the stack had time to settle.
-        await waitUntil(async () => pub.sent.length - from >= opts.messagesPerFault && Date.now() - faultAt - injectMs >= 2000, 600_000, 50);
-        const window = pub.sent.slice(from);
-        const texts = window.map((m) => m.text);
-        // Wait for every message of the window to be answered and then delivered (or not) everywhere.
-        await waitUntil(async () => window.every((m) => m.acceptedAt !== undefined || m.rejected !== undefined), 120_000, 100);
-        const deliveredEverywhere = () =>
-          window.every((m) => m.acceptedAt === undefined || clients.every((c) => c.dialogId !== m.dialogId || c.firstSeenAt.has(m.text)));
-        // Longer than the contract's largest backoff (30 s): a client that backed off while the
-        // service was down must get its turn to reconnect and resume before it is judged.
-        await waitUntil(async () => deliveredEverywhere() && clients.every((c) => c.isOpen()), RECONNECT_WAIT_MS, 100);
-        log(`  ${name}: window of ${window.length} settled; ${clients.filter((c) => !c.isOpen()).length} clients not open`);
-        const rows = new Map<string, number>();
-        const counted = await waitUntil(
-          async () => {
-            try {
-              const r = await db.query<{ text: string; n: string }>('SELECT text, count(*) AS n FROM messages WHERE text = ANY($1::text[]) GROUP BY text', [texts]);
-              rows.clear();
-              for (const row of r.rows) rows.set(row.text, Number(row.n));
-              return true;
-            } catch {
-              return false;
-            }
-          },
-          30_000,
-          500,
-        );
-        if (!counted) throw new Error('could not count stored rows (Postgres unreachable)');
-        const open = clients.filter((c) => c.isOpen()).length;
-        const restartsAfter = await readRestarts(h.dir);
-        const watchdogRestarts = Object.fromEntries(
-          Object.entries(restartsAfter)
-            .map(([svc, r]) => [svc, r.restarts - (restartsBefore[svc]?.restarts ?? 0)] as const)
-            .filter(([, n]) => n > 0),
-        );
-        const accessLines = (await readFile(accessLog).catch(() => Buffer.alloc(0))).subarray(accessLogFrom).toString('utf8').split('\n');
-        const cut = accessLines.filter(isCutApiRequest);
-        for (const l of cut.slice(0, 3)) log(`  ${name}: nginx: ${l.slice(0, 300)}`);
-        const score = scoreFault({ fault: name, sent: window, clients, rows, faultAt });
-        return {
-          ...score,
-          reconnected: `${open}/${clients.length}`,
-          allReconnected: open === clients.length,
-          cutRequests: cut.length,
-          reconnects: clients.reduce((n, c, i) => n + c.connects - connectsBefore[i]!, 0),
-          closeCodes: clients.flatMap((c, i) => c.closes.slice(closesBefore[i])).reduce<Record<string, number>>((acc, code) => ({ ...acc, [code]: (acc[code] ?? 0) + 1 }), {}),
-          resyncs: clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore,
-          injectMs,
-          watchdogRestarts,
-        };
-      },
+    const scoreWindow = async (name: string, incident: () => Promise<void>): Promise<FaultResult> => {
+      const from = pub.sent.length;
+      const accessLog = nginxLogFiles(h.plan.nginxPrefixDir).access;
+      const accessLogFrom = await stat(accessLog).then((st) => st.size, () => 0);
+      const connectsBefore = clients.map((c) => c.connects);
+      const closesBefore = clients.map((c) => c.closes.length);
+      const resyncsBefore = clients.reduce((n, c) => n + c.resyncs, 0);
+      const restartsBefore = await readRestarts(h.dir);
+      await sleep(opts.leadMs ?? 1500);
+      const faultAt = Date.now();
+      await incident();
+      const injectMs = Date.now() - faultAt;
+      log(`  ${name}: injected in ${injectMs} ms; ${pub.pending()} requests pending`);
+      // Keep the window open until it holds enough messages and the stack had time to settle.
+      await waitUntil(async () => pub.sent.length - from >= opts.messagesPerFault && Date.now() - faultAt - injectMs >= 2000, 600_000, 50);
+      const window = pub.sent.slice(from);
+      const texts = window.map((m) => m.text);
+      // Wait for every message of the window to be answered and then delivered (or not) everywhere.
+      await waitUntil(async () => window.every((m) => m.acceptedAt !== undefined || m.rejected !== undefined), 120_000, 100);
+      const deliveredEverywhere = () =>
+        window.every((m) => m.acceptedAt === undefined || clients.every((c) => c.dialogId !== m.dialogId || c.firstSeenAt.has(m.text)));
+      // Longer than the contract's largest backoff (30 s): a client that backed off while the
+      // service was down must get its turn to reconnect and resume before it is judged.
+      await waitUntil(async () => deliveredEverywhere() && clients.every((c) => c.isOpen()), RECONNECT_WAIT_MS, 100);
+      log(`  ${name}: window of ${window.length} settled; ${clients.filter((c) => !c.isOpen()).length} clients not open`);
+      const rows = new Map<string, number>();
+      const counted = await waitUntil(
+        async () => {
+          try {
+            const r = await db.query<{ text: string; n: string }>('SELECT text, count(*) AS n FROM messages WHERE text = ANY($1::text[]) GROUP BY text', [texts]);
+            rows.clear();
+            for (const row of r.rows) rows.set(row.text, Number(row.n));
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        30_000,
+        500,
+      );
+      if (!counted) throw new Error('could not count stored rows (Postgres unreachable)');
+      const open = clients.filter((c) => c.isOpen()).length;
+      const restartsAfter = await readRestarts(h.dir);
+      const watchdogRestarts = Object.fromEntries(
+        Object.entries(restartsAfter)
+          .map(([svc, r]) => [svc, r.restarts - (restartsBefore[svc]?.restarts ?? 0)] as const)
+          .filter(([, n]) => n > 0),
+      );
+      const accessLines = (await readFile(accessLog).catch(() => Buffer.alloc(0))).subarray(accessLogFrom).toString('utf8').split('\n');
+      const cut = accessLines.filter(isCutApiRequest);
+      for (const l of cut.slice(0, 3)) log(`  ${name}: nginx: ${l.slice(0, 300)}`);
+      const score = scoreFault({ fault: name, sent: window, clients, rows, faultAt });
+      return {
+        ...score,
+        reconnected: `${open}/${clients.length}`,
+        allReconnected: open === clients.length,
+        cutRequests: cut.length,
+        reconnects: clients.reduce((n, c, i) => n + c.connects - connectsBefore[i]!, 0),
+        closeCodes: clients.flatMap((c, i) => c.closes.slice(closesBefore[i])).reduce<Record<string, number>>((acc, code) => ({ ...acc, [code]: (acc[code] ?? 0) + 1 }), {}),
+        resyncs: clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore,
+        injectMs,
+        watchdogRestarts,
+      };
     };
+    return { stack, clients, stop, window: scoreWindow, fault: (name) => scoreWindow(name, () => inject(name)) };
   } catch (err) {
     await stop();
     throw err;
