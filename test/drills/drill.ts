@@ -2,7 +2,7 @@ import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { REPO_DIR } from '../../infra/operate/stack.js';
-import { fencedCommands } from '../../runbooks/fences.js';
+import { fencedCommands, runbookFences } from '../../runbooks/fences.js';
 import { operatorEnv } from '../operator-stack.js';
 import { startReliabilityRun, type FaultResult, type ReliabilityOptions, type ReliabilityRun } from '../reliability/suite.js';
 
@@ -34,6 +34,12 @@ export interface Drill {
    * `allowFailure`. Returns each step; `text` is all their output joined, for assertions.
    */
   follow(runbook: string, section: string, opts?: { tag?: string; allowFailure?: boolean }): Promise<{ steps: Step[]; text: string }>;
+  /**
+   * The `bash local` Action fences of `runbook` no `follow` of this drill ran (by tag, `''` for
+   * untagged): a drill file asserts this is empty for the runbooks it owns, so no Action goes
+   * unproven.
+   */
+  unfollowedActions(runbook: string): string[];
   /** Runs an incident under traffic, scores its window and records its time (see file header). */
   incident(label: string, body: () => Promise<void>): Promise<FaultResult>;
   stop(): Promise<void>;
@@ -61,11 +67,19 @@ export async function startDrill(opts: Partial<ReliabilityOptions> = {}): Promis
     progress(`  $ ${command}  -> ${step.code}`);
     return step;
   };
+  const followed = new Set<string>();
   return {
     run,
     env,
     sh,
+    unfollowedActions(runbook) {
+      const tags = runbookFences(runbookText(runbook))
+        .filter((f) => f.kind === 'local' && f.section === 'Action')
+        .map((f) => f.tags[0] ?? '');
+      return [...new Set(tags)].filter((t) => !followed.has(`${runbook}#Action#${t}`) && !(t === '' && [...followed].some((k) => k.startsWith(`${runbook}#Action#`))));
+    },
     async follow(runbook, section, o = {}) {
+      followed.add(`${runbook}#${section}#${o.tag ?? ''}`);
       const commands = fencedCommands(runbookText(runbook), { kind: 'local', section, tag: o.tag });
       if (commands.length === 0) throw new Error(`${runbook}.md has no \`bash local\` fence in ## ${section}${o.tag ? ` for branch ${o.tag}` : ''}`);
       const steps: Step[] = [];
