@@ -294,6 +294,20 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     expect(d.one(SERVICE, '-gateway').inputs.loadBalancers).toBeUndefined();
   });
 
+  it('times every deploy from the topology: one task at a time, 2 s DNS records, nginx drained for worker_shutdown_timeout', () => {
+    for (const svc of d.of(SERVICE)) {
+      const desired = svc.inputs.desiredCount as number;
+      expect(svc.inputs.deploymentMinimumHealthyPercent, svc.name).toBe(100);
+      expect(Math.floor((desired * (svc.inputs.deploymentMaximumPercent as number)) / 100), svc.name).toBe(desired + 1);
+    }
+    for (const discovery of d.of('aws:servicediscovery/service:Service')) {
+      expect((discovery.inputs.dnsConfig as { dnsRecords: unknown }).dnsRecords).toEqual([{ type: 'A', ttl: 2 }]);
+    }
+    expect(d.one('aws:lb/targetGroup:TargetGroup', '-nginx').inputs.deregistrationDelay).toBe(d.topology.nginx.workerShutdownTimeoutS);
+    const stopTimeouts = Object.fromEntries(['backend', 'gateway', 'nginx'].map((service) => [service, d.containers(service)[0]!.stopTimeout]));
+    expect(stopTimeouts).toEqual({ backend: 40, gateway: Math.ceil(d.topology.gateway.drainWindowMs / 1000) + 10, nginx: d.topology.nginx.workerShutdownTimeoutS + 10 });
+  });
+
   it('health-checks the target group on /health', () => {
     expect(d.one('aws:lb/targetGroup:TargetGroup', '-nginx').inputs).toMatchObject({ port: 8080, protocol: 'HTTP', targetType: 'ip', healthCheck: { path: '/health', matcher: '200' } });
   });
