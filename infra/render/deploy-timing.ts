@@ -31,7 +31,7 @@ export const DNS_REFRESH_S = 2;
  */
 export const ALB_KEEPALIVE_MARGIN_S = 5;
 
-/** nginx's client keepalive_timeout where no load balancer sits in front (nginx's own default). */
+/** nginx's client keepalive_timeout where no load balancer sits in front (the value of the stock nginx.conf). */
 export const NGINX_DEFAULT_KEEPALIVE_S = 65;
 
 /** Services whose stop the targets time. */

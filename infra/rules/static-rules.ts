@@ -164,7 +164,7 @@ function keepaliveRow(tree: readonly NginxDirective[], t: Topology, ctx: FixCont
   const value = directive ?? '75s';
   const ms = nginxTimeMs(value);
   if (ms === undefined) return result('keepalive-above-alb-idle', 'fail', `keepalive_timeout "${value}" is not a time`, ctx);
-  if (t.target !== 'aws') return result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value}; no load balancer on the ${t.target} target (default ${NGINX_DEFAULT_KEEPALIVE_S} s)`, ctx);
+  if (t.target !== 'aws') return result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value}; no load balancer on the ${t.target} target (rendered: ${NGINX_DEFAULT_KEEPALIVE_S} s)`, ctx);
   const idleS = t.aws.albIdleTimeoutS;
   return ms > idleS * 1000
     ? result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value} > load balancer idle timeout ${idleS} s`, ctx)
