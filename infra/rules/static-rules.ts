@@ -19,7 +19,7 @@ import { readChecksumFromConfig } from '../render/nginx.js';
 import { topologyChecksum } from '../topology/index.js';
 import { result, type RuleResult } from './result.js';
 import { idleTimeoutsOf, TOPOLOGY_FINDINGS } from './topology-rules.js';
-import { dnsStalenessS, FARGATE_MAX_STOP_TIMEOUT_S, gatewayDrainS, NGINX_DEFAULT_KEEPALIVE_S, stopPlans } from '../render/deploy-timing.js';
+import { dnsStalenessS, FARGATE_MAX_STOP_TIMEOUT_S, gatewayDrainS, stopPlans } from '../render/deploy-timing.js';
 
 // Static architecture rules: pure predicates over the topology and the nginx config rendered
 // from it; ids, titles and fixes come from the rule table (catalog.ts). Every rule reads the
@@ -164,7 +164,7 @@ function keepaliveRow(tree: readonly NginxDirective[], t: Topology, ctx: FixCont
   const value = directive ?? '75s';
   const ms = nginxTimeMs(value);
   if (ms === undefined) return result('keepalive-above-alb-idle', 'fail', `keepalive_timeout "${value}" is not a time`, ctx);
-  if (t.target !== 'aws') return result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value}; no load balancer on the ${t.target} target (rendered: ${NGINX_DEFAULT_KEEPALIVE_S} s)`, ctx);
+  if (t.target !== 'aws') return result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value}; no load balancer in front on the ${t.target} target`, ctx);
   const idleS = t.aws.albIdleTimeoutS;
   return ms > idleS * 1000
     ? result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value} > load balancer idle timeout ${idleS} s`, ctx)
