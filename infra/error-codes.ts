@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   RPX_AWS_OUTPUTS: '`pulumi stack output --json` failed or lacks the outputs the AWS rollback reads',
   RPX_AWS_DESCRIBE: '`aws ecs describe-services` failed or printed something other than JSON',
   RPX_AWS_CLI_MISSING: 'the `pulumi` or `aws` CLI is not on PATH',
+  RPX_AWS_ROLLED_BACK: '`pulumi up` on aws: an ECS service settled on another task definition than the deploy registered (the deployment circuit breaker rolled it back)',
   RPX_PORT_TAKEN: "a local stack service's port is already in use; the message names the process holding it",
   RPX_LOCAL_GATEWAY_REPLICAS: '`gateway.replicas` is above 1 but the local target runs one gateway process',
   RPX_LOCAL_SECRETS_INVALID: '`.stack/secrets.json` is damaged',

@@ -17,6 +17,11 @@ export interface ContainerFact {
   readonly env: Readonly<Record<string, string>>;
   /** How many run: 1 per docker container; the ECS service's desired count on aws. */
   readonly count: number;
+  /**
+   * Seconds between the stop signal and SIGKILL when a deploy replaces it: docker's
+   * destroyGraceSeconds (without it the provider force-removes), the ECS container's stopTimeout.
+   */
+  readonly stopGraceS?: number;
 }
 
 /** Everything the policies judge. */
@@ -54,7 +59,7 @@ function dockerEnv(props: Record<string, unknown>): Record<string, string> {
   return env;
 }
 
-function ecsContainers(props: Record<string, unknown>): Record<string, string>[] {
+function ecsContainers(props: Record<string, unknown>): { env: Record<string, string>; stopTimeout?: number }[] {
   let defs: unknown = props.containerDefinitions;
   if (typeof defs === 'string') {
     try {
@@ -71,7 +76,8 @@ function ecsContainers(props: Record<string, unknown>): Record<string, string>[]
       const { name, value } = e as { name?: unknown; value?: unknown };
       if (typeof name === 'string' && value !== undefined) env[name] = String(value);
     }
-    return env;
+    const stopTimeout = (d as { stopTimeout?: unknown }).stopTimeout;
+    return typeof stopTimeout === 'number' ? { env, stopTimeout } : { env };
   });
 }
 
@@ -95,12 +101,13 @@ export function deploymentFacts(resources: readonly ResourceView[]): DeploymentF
     if (r.type === 'docker:index/container:Container') {
       const env = dockerEnv(r.props);
       const role = roleOf(env);
-      if (role) containers.push({ role, urn: r.urn, env, count: 1 });
+      const grace = r.props.destroyGraceSeconds;
+      if (role) containers.push({ role, urn: r.urn, env, count: 1, ...(typeof grace === 'number' ? { stopGraceS: grace } : {}) });
     } else if (r.type === 'aws:ecs/taskDefinition:TaskDefinition') {
-      for (const env of ecsContainers(r.props)) {
+      for (const { env, stopTimeout } of ecsContainers(r.props)) {
         const role = roleOf(env);
         if (!role) continue;
-        containers.push({ role, urn: r.urn, env, count: desiredByRole.get(role) ?? 1 });
+        containers.push({ role, urn: r.urn, env, count: desiredByRole.get(role) ?? 1, ...(stopTimeout !== undefined ? { stopGraceS: stopTimeout } : {}) });
         if (role === 'nginx' && isReplyxNginxConfig(env.NGINX_CONF)) nginxConfigs.push({ urn: r.urn, text: env.NGINX_CONF });
       }
     } else if (r.type === 'aws:lb/loadBalancer:LoadBalancer' && typeof r.props.idleTimeout === 'number') {

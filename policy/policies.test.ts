@@ -62,7 +62,7 @@ describe('replyx policy pack', () => {
     const list = createPolicies(() => t) as StackValidationPolicy[];
     const declared = RULES.filter((r) => r.against.includes('declared') && r.reads !== 'nginx-config');
     expect(list.map((x) => x.name)).toEqual(['replyx-topology-rules', 'replyx-nginx-config', ...declared.map((r) => `replyx-${r.id}`)]);
-    expect(declared.map((r) => r.id).sort()).toEqual(['backend-workers', 'desync-risk', 'gateway-workers', 'heartbeat-vs-timeouts', 'single-gateway-or-broker']);
+    expect(declared.map((r) => r.id).sort()).toEqual(['backend-workers', 'desync-risk', 'gateway-workers', 'heartbeat-vs-timeouts', 'single-gateway-or-broker', 'stop-timeout-covers-drain']);
     for (const rule of declared) {
       const policy = list.find((x) => x.name === `replyx-${rule.id}`)!;
       expect(policy.enforcementLevel, rule.id).toBe(rule.blocksDeploy ? 'mandatory' : 'advisory');
@@ -137,6 +137,39 @@ describe('replyx policy pack', () => {
     expect((await run(pa('replyx-single-gateway-or-broker'), resources)).violations[0]!.message).toMatch(/2 gateway processes/);
     expect((await run(pa('replyx-heartbeat-vs-timeouts'), resources)).violations[0]!.message).toMatch(/idle timeout 20 s/);
     expect((await run(pa('replyx-nginx-config'), resources)).violations).toEqual([]);
+  });
+
+  it('replyx-stop-timeout-covers-drain: a gateway killed before its drain ends, on docker and on ECS', async () => {
+    const gateway = (props: Record<string, unknown>): ResourceView => ({
+      type: 'docker:index/container:Container',
+      name: 'replyx-ws-gateway',
+      urn: urn('docker:index/container:Container', 'replyx-ws-gateway'),
+      props: { name: 'replyx-ws-gateway', envs: ['SERVICE_MODE=websocket', 'BROKER=redis', 'DRAIN_WINDOW_MS=20000'], ...props },
+    });
+    const policy = p('replyx-stop-timeout-covers-drain');
+    expect(policy.enforcementLevel).toBe('mandatory');
+    expect((await run(policy, [gateway({ destroyGraceSeconds: 30 })])).violations).toEqual([]);
+    expect((await run(policy, [gateway({ destroyGraceSeconds: 20 })])).violations[0]!.message).toMatch(/gets 20 s before SIGKILL but its 20000 ms drain needs 30 s/);
+    // Without destroyGraceSeconds the docker provider force-removes the container on replacement.
+    expect((await run(policy, [gateway({})])).violations[0]!.message).toMatch(/declares no stop grace/);
+    const ecs: ResourceView = {
+      type: 'aws:ecs/taskDefinition:TaskDefinition',
+      name: 'gw',
+      urn: urn('aws:ecs/taskDefinition:TaskDefinition', 'gw'),
+      props: { containerDefinitions: JSON.stringify([{ name: 'ws-gateway', stopTimeout: 15, environment: [{ name: 'SERVICE_MODE', value: 'websocket' }, { name: 'DRAIN_WINDOW_MS', value: '20000' }] }]) },
+    };
+    expect((await run(policy, [ecs])).violations[0]!.urn).toMatch(/::gw$/);
+    expect((await run(policy, dockerResources(t))).notApplicable).toMatch(/DRAIN_WINDOW_MS/);
+  });
+
+  it('replyx-nginx-config: an aws config whose keepalive_timeout is below the load balancer idle timeout', async () => {
+    const aws = topo({ target: 'aws', aws: { albIdleTimeoutS: 300 } });
+    const text = renderNginxConfig(aws, 'aws').replace('keepalive_timeout 305s;', 'keepalive_timeout 65s;');
+    const resources: ResourceView[] = [
+      { type: 'aws:ecs/taskDefinition:TaskDefinition', name: 'ng', urn: urn('aws:ecs/taskDefinition:TaskDefinition', 'ng'), props: { containerDefinitions: JSON.stringify([{ name: 'nginx', environment: [{ name: 'NGINX_CONF', value: text }] }]) } },
+    ];
+    const out = await run(policies(aws)('replyx-nginx-config'), resources);
+    expect(out.violations.map((v) => v.message.split(':')[0])).toEqual(['keepalive-above-alb-idle']);
   });
 
   it('finds the stack from URNs and loads the project stack file', () => {

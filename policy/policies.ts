@@ -3,6 +3,7 @@ import { readChecksumFromConfig, readNginxConfigHeader } from '../infra/render/n
 import {
   albIdleTimeout,
   checkStaticArchitecture,
+  declaredStopGraceMessage,
   desyncRisk,
   desyncRiskMessage,
   evaluateStaticRules,
@@ -100,6 +101,15 @@ const DECLARED_CHECKS: Readonly<Partial<Record<RuleId, DeclaredCheck>>> = {
         return cut.length === 0 ? [] : [{ message: heartbeatMessage(heartbeatMs, cut), urn: lb.urn }];
       });
     },
+  },
+  'stop-timeout-covers-drain': {
+    notApplicable: (facts) => (gateways(facts).some((g) => g.env.DRAIN_WINDOW_MS !== undefined) ? undefined : 'no gateway container declares DRAIN_WINDOW_MS'),
+    judge: (facts) =>
+      gateways(facts).flatMap((g) => {
+        if (g.env.DRAIN_WINDOW_MS === undefined) return [];
+        const message = declaredStopGraceMessage(g.stopGraceS, Number(g.env.DRAIN_WINDOW_MS));
+        return message === undefined ? [] : [{ message, urn: g.urn }];
+      }),
   },
   'gateway-workers': {
     notApplicable: (facts) => (gateways(facts).length === 0 ? 'no gateway container' : undefined),

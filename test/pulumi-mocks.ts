@@ -10,6 +10,8 @@ export interface RecordedResource {
   readonly name: string;
   /** Inputs as the engine sees them; secret values are wrapped (see {@link isSecretValue}). */
   readonly inputs: Record<string, unknown>;
+  /** Names of the resources the engine had finished before this one was registered (ordering checks). */
+  readonly finishedBefore: readonly string[];
 }
 
 // The wire form of a secret: what rpc.deserializeProperties leaves in mock inputs.
@@ -73,13 +75,19 @@ function callResults(token: string): Record<string, unknown> | undefined {
  * Installs the mocks and returns the list that fills up as resources register. Call it before
  * the program creates resources (Pulumi's unit-testing rule).
  */
-export function installPulumiMocks(options: { preview?: boolean; project?: string; stack?: string } = {}): RecordedResource[] {
+export function installPulumiMocks(
+  options: { preview?: boolean; project?: string; stack?: string; /** Milliseconds the engine takes to finish a resource (default 0). */ delayMs?: (type: string, name: string) => number } = {},
+): RecordedResource[] {
   const resources: RecordedResource[] = [];
+  const finished: string[] = [];
   void pulumi.runtime.setMocks(
     {
-      newResource(args: pulumi.runtime.MockResourceArgs) {
+      async newResource(args: pulumi.runtime.MockResourceArgs) {
         const inputs = args.inputs as Record<string, unknown>;
-        resources.push({ type: args.type, name: args.name, inputs });
+        resources.push({ type: args.type, name: args.name, inputs, finishedBefore: [...finished] });
+        const delay = options.delayMs?.(args.type, args.name) ?? 0;
+        if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+        finished.push(args.name);
         return { id: `${args.name}-id`, state: { ...inputs, ...computedOutputs(args.type, args.name, inputs) } };
       },
       call(args: pulumi.runtime.MockCallArgs) {

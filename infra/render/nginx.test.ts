@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ReplyxError } from '../errors.js';
+import { NGINX_RESOLVER_VALID_S } from './deploy-timing.js';
 import { topologyChecksum, validateTopology, type Target, type Topology, type TopologyInput, type WsRoute } from '../topology/index.js';
 import {
   DEFAULT_BACKEND_KEEPALIVE,
@@ -156,7 +157,8 @@ describe('planNginx', () => {
     const plan = planNginx(topo({ name: 'chat', backend: { port: 8100 } }), 'docker');
     expect(plan.upstreams.backend.servers).toEqual([{ host: 'chat-backend', port: 8100, address: 'chat-backend:8100', resolve: true }]);
     expect(plan.upstreams.gateway.servers).toEqual([{ host: 'chat-ws-gateway', port: 8001, address: 'chat-ws-gateway:8001', resolve: true }]);
-    expect(plan.resolver).toEqual({ address: '127.0.0.11', validS: 10, timeoutS: 5 });
+    expect(plan.resolver).toEqual({ address: '127.0.0.11', validS: NGINX_RESOLVER_VALID_S, timeoutS: 5 });
+    expect(plan.clientKeepaliveTimeoutS).toBe(65);
     expect(plan.listen).toBe('8080');
     expect(plan.trustedProxyCidrs).toEqual([]);
     expect(plan.forwardedProto).toBe('$scheme');
@@ -250,7 +252,7 @@ describe('renderNginxConfig text', () => {
     expect(block(config, 'upstream replyx_ws_gateway {')).toBe(
       ['upstream replyx_ws_gateway {', '        zone replyx_ws_gateway 64k;', '        least_conn;', '        server replyx-ws-gateway:8001 resolve;', '    }'].join('\n'),
     );
-    expect(config).toContain('\n    resolver 127.0.0.11 valid=10s ipv6=off;\n    resolver_timeout 5s;\n');
+    expect(config).toContain('\n    resolver 127.0.0.11 valid=2s ipv6=off;\n    resolver_timeout 5s;\n');
     expect(config).toContain('\n        listen 8080 default_server;\n');
     expect(config).toContain('\npid "/var/run/nginx.pid";\nerror_log "/dev/stderr" warn;\n');
     expect(config).toContain('\n    access_log "/dev/stdout" replyx_http;\n');
@@ -262,7 +264,9 @@ describe('renderNginxConfig text', () => {
     const config = renderNginxConfig(topo({ name: 'chat' }), 'aws');
     expect(config).toContain('\n        server backend.chat.local:8000 resolve;\n');
     expect(config).toContain('\n        server ws-gateway.chat.local:8001 resolve;\n');
-    expect(config).toContain('\n    resolver 169.254.169.253 valid=10s ipv6=off;\n');
+    expect(config).toContain('\n    resolver 169.254.169.253 valid=2s ipv6=off;\n');
+    // Above the load balancer's idle timeout (300 s by default), so the balancer closes idle connections first.
+    expect(config).toContain('\n    keepalive_timeout 305s;\n');
     expect(config).toContain('\n    set_real_ip_from 10.0.0.0/8;\n    set_real_ip_from 172.16.0.0/12;\n    set_real_ip_from 192.168.0.0/16;\n    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n');
     expect(block(config, 'map $http_x_forwarded_proto $replyx_forwarded_proto {')).toMatch(/default \$http_x_forwarded_proto;\n\s+''\s+\$scheme;/);
     expect(location(config, '/ws/').directives).toContain('proxy_set_header X-Forwarded-Proto $replyx_forwarded_proto');

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Eta } from 'eta';
 import { ReplyxError } from '../errors.js';
 import { topologyChecksum, type Target, type Topology, type WsRoute } from '../topology/index.js';
+import { NGINX_RESOLVER_VALID_S, nginxClientKeepaliveS } from './deploy-timing.js';
 import { dnsResolverFor, upstreamHostsFor } from './service-hosts.js';
 
 // The nginx config is a pure function of the topology: `planNginx` computes every value the
@@ -23,8 +24,6 @@ export const DEFAULT_BACKEND_KEEPALIVE = 32;
  */
 export const BACKEND_KEEPALIVE_TIMEOUT_S = 4;
 
-/** How long nginx trusts a DNS answer for an upstream name before asking again (seconds). */
-export const RESOLVER_VALID_S = 10;
 
 /** First nginx release whose open-source build re-resolves upstream `server` names (`resolve`). */
 export const NGINX_MIN_VERSION_FOR_RESOLVE = [1, 27, 3] as const;
@@ -130,6 +129,8 @@ export interface NginxPlan {
     readonly scgi: string;
   };
   readonly workerShutdownTimeoutS: number;
+  /** keepalive_timeout for client connections: above the load balancer's idle timeout on aws. */
+  readonly clientKeepaliveTimeoutS: number;
   readonly workerConnections: number;
   /** Each proxied connection holds two descriptors (client and upstream). */
   readonly workerRlimitNofile: number;
@@ -337,7 +338,9 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     workerConnections: n.workerConnections,
     workerRlimitNofile: n.workerConnections * 2,
     // Kept even when overrides made every host an IP literal, so a test render is the same config.
-    ...(resolverAddress !== undefined ? { resolver: { address: resolverAddress, validS: RESOLVER_VALID_S, timeoutS: 5 } } : {}),
+    // valid= is as short as the Cloud Map TTL (deploy-timing.ts): a draining gateway leaves the upstream within seconds.
+    ...(resolverAddress !== undefined ? { resolver: { address: resolverAddress, validS: NGINX_RESOLVER_VALID_S, timeoutS: 5 } } : {}),
+    clientKeepaliveTimeoutS: nginxClientKeepaliveS(topology, target),
     trustedProxyCidrs,
     // Behind a TLS-terminating load balancer $scheme is always http; the balancer's header is the truth.
     forwardedProto: trustedProxyCidrs.length > 0 ? '$replyx_forwarded_proto' : '$scheme',

@@ -1,3 +1,4 @@
+import { ALB_KEEPALIVE_MARGIN_S, dnsStalenessS, fargateStopCapOverruns, FARGATE_MAX_STOP_TIMEOUT_S, gatewayDrainS, STOP_MARGIN_S } from '../render/deploy-timing.js';
 import { TOKEN_CARRYING_VARIABLES } from '../render/nginx-reader.js';
 import type { Topology } from '../topology/schema.js';
 import { idleTimeoutsOf, portClashes } from './topology-rules.js';
@@ -136,6 +137,41 @@ const RULE_TABLE = [
     fix: () => 'request an ACM certificate for your domain and set aws.certificateArn (HTTP then redirects to HTTPS)',
   },
   {
+    id: 'stop-timeout-covers-drain',
+    title: 'the gateway and nginx get their whole drain before SIGKILL',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file', 'declared'],
+    blocksDeploy: true,
+    fix: (ctx) => {
+      const overruns = fargateStopCapOverruns(ctx.topology);
+      const change =
+        overruns.length > 0
+          ? `set ${overruns.map((o) => `${o.path} to ${o.largest} or less`).join(' and ')}`
+          : `keep gateway.drainWindowMs at ${(FARGATE_MAX_STOP_TIMEOUT_S - STOP_MARGIN_S) * 1000} or less and nginx.workerShutdownTimeoutS at ${FARGATE_MAX_STOP_TIMEOUT_S - STOP_MARGIN_S} or less on aws (Fargate stops a container after ${FARGATE_MAX_STOP_TIMEOUT_S} s)`;
+      return thenApply(ctx, `${change} in the stack file`);
+    },
+  },
+  {
+    id: 'nginx-shutdown-covers-drain',
+    title: 'after a reload nginx keeps WebSockets for the whole gateway drain',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file'],
+    // A short worker_shutdown_timeout only makes a route rollback rougher: validation warns, the check fails.
+    blocksDeploy: false,
+    fix: (ctx) => thenApply(ctx, `set nginx.workerShutdownTimeoutS to at least ${gatewayDrainS(ctx.topology)} (the drain window in seconds) in the stack file`),
+  },
+  {
+    id: 'dns-staleness-within-drain',
+    title: 'nginx stops routing to a draining gateway within its drain window',
+    kind: 'static',
+    reads: 'topology',
+    against: ['stack-file'],
+    blocksDeploy: false,
+    fix: (ctx) => thenApply(ctx, `set gateway.drainWindowMs to at least ${dnsStalenessS(ctx.topology.target) * 1000} in the stack file`),
+  },
+  {
     id: 'config-checksum',
     title: 'rendered config carries the topology checksum',
     kind: 'static',
@@ -234,6 +270,16 @@ const RULE_TABLE = [
     against: ['rendered', 'running', 'declared'],
     blocksDeploy: true,
     fix: (ctx) => thenApply(ctx, 'set worker_shutdown_timeout in nginx-templates/ from nginx.workerShutdownTimeoutS'),
+  },
+  {
+    id: 'keepalive-above-alb-idle',
+    title: 'nginx keeps idle client connections longer than the load balancer',
+    kind: 'static',
+    reads: 'nginx-config',
+    against: ['rendered', 'running', 'declared'],
+    blocksDeploy: true,
+    fix: (ctx) =>
+      thenApply(ctx, `render keepalive_timeout in nginx-templates/ from the plan (aws.albIdleTimeoutS + ${ALB_KEEPALIVE_MARGIN_S} s = ${ctx.topology.aws.albIdleTimeoutS + ALB_KEEPALIVE_MARGIN_S} s on aws)`),
   },
   {
     id: 'running-config-drift',

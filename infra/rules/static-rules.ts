@@ -19,6 +19,7 @@ import { readChecksumFromConfig } from '../render/nginx.js';
 import { topologyChecksum } from '../topology/index.js';
 import { result, type RuleResult } from './result.js';
 import { idleTimeoutsOf, TOPOLOGY_FINDINGS } from './topology-rules.js';
+import { dnsStalenessS, FARGATE_MAX_STOP_TIMEOUT_S, gatewayDrainS, stopPlans } from '../render/deploy-timing.js';
 
 // Static architecture rules: pure predicates over the topology and the nginx config rendered
 // from it; ids, titles and fixes come from the rule table (catalog.ts). Every rule reads the
@@ -58,6 +59,13 @@ const TOPOLOGY_PASS_DETAIL: Readonly<Record<StaticTopologyRuleId, (t: Topology) 
   'desync-risk': (t) => (t.wsRoute === 'gateway' ? '/ws/ served by the gateway' : '/ws/ served by a single backend worker'),
   'legacy-widget-auth-off': () => 'widgets connect with session tokens only',
   'aws-https': (t) => (t.target === 'aws' ? 'HTTPS on 443 with aws.certificateArn; HTTP redirects to it' : `no load balancer on the ${t.target} target`),
+  'stop-timeout-covers-drain': (t) => {
+    const plans = stopPlans(t);
+    return `gateway ${plans.gateway.graceS} s, nginx ${plans.nginx.graceS} s before SIGKILL${t.target === 'aws' ? ` (Fargate allows ${FARGATE_MAX_STOP_TIMEOUT_S} s)` : ''}`;
+  },
+  'nginx-shutdown-covers-drain': (t) => `worker_shutdown_timeout ${t.nginx.workerShutdownTimeoutS} s >= drain window ${gatewayDrainS(t)} s`,
+  'dns-staleness-within-drain': (t) =>
+    t.target === 'local' ? 'nginx proxies to fixed loopback ports (no DNS)' : `DNS answers reused for at most ${dnsStalenessS(t.target)} s <= drain window ${gatewayDrainS(t)} s`,
   'heartbeat-vs-timeouts': (t) => `heartbeat ${t.gateway.heartbeatMs / 1000} s < ${idleTimeoutsOf(t).map((timeout) => `${timeout.label} ${timeout.seconds} s`).join(', ')}`,
 };
 
@@ -143,6 +151,24 @@ function workerShutdownRow(tree: readonly NginxDirective[], t: Topology, ctx: Fi
   return wstMs !== t.nginx.workerShutdownTimeoutS * 1000
     ? result('worker-shutdown-timeout', 'warn', `worker_shutdown_timeout ${wst} differs from nginx.workerShutdownTimeoutS ${t.nginx.workerShutdownTimeoutS}`, ctx)
     : result('worker-shutdown-timeout', 'pass', wst ?? '', ctx);
+}
+
+/**
+ * keepalive-above-alb-idle: behind the AWS load balancer, nginx's client keepalive_timeout must
+ * exceed the balancer's idle timeout, so the balancer closes an idle connection first; nginx
+ * closing it under a request the balancer is sending yields a 502 on /api/.
+ */
+function keepaliveRow(tree: readonly NginxDirective[], t: Topology, ctx: FixContext): RuleResult {
+  const directive = childrenNamed(httpBlock(tree), 'keepalive_timeout')[0]?.args[0];
+  // nginx's built-in default when the directive is absent.
+  const value = directive ?? '75s';
+  const ms = nginxTimeMs(value);
+  if (ms === undefined) return result('keepalive-above-alb-idle', 'fail', `keepalive_timeout "${value}" is not a time`, ctx);
+  if (t.target !== 'aws') return result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value}; no load balancer in front on the ${t.target} target`, ctx);
+  const idleS = t.aws.albIdleTimeoutS;
+  return ms > idleS * 1000
+    ? result('keepalive-above-alb-idle', 'pass', `keepalive_timeout ${value} > load balancer idle timeout ${idleS} s`, ctx)
+    : result('keepalive-above-alb-idle', 'fail', `keepalive_timeout ${value} is not above the load balancer's ${idleS} s idle timeout (aws.albIdleTimeoutS): nginx closes idle connections the balancer still uses, and requests on them get 502`, ctx);
 }
 
 function routeRows(tree: readonly NginxDirective[], server: NginxDirective, t: Topology, ctx: FixContext): RuleResult[] {
@@ -246,6 +272,7 @@ function configRows(text: string, t: Topology, ctx: FixContext, add: (r: RuleRes
   }
   add(logRow(tree, ctx));
   add(workerShutdownRow(tree, t, ctx));
+  add(keepaliveRow(tree, t, ctx));
   const server = serverForPort(tree, t.nginx.port);
   if (!server) return { detail: 'no server block in http { }', fix: 'render the config from nginx-templates/' };
   for (const r of [...routeRows(tree, server, t, ctx), ...wsProxyRows(tree, server, t, ctx)]) add(r);

@@ -1,3 +1,4 @@
+import { dnsStalenessS, fargateStopCapOverruns, FARGATE_MAX_STOP_TIMEOUT_S, gatewayDrainS, stopPlans, STOP_MARGIN_S } from '../render/deploy-timing.js';
 import type { ServiceName, Topology } from '../topology/schema.js';
 import type { RuleIdReading } from './catalog.js';
 
@@ -105,6 +106,49 @@ export function vpcSubnetsConsistent(aws: Topology['aws']): boolean {
   return vpcId === undefined ? publicSubnetIds === undefined && privateSubnetIds === undefined : Boolean(publicSubnetIds?.length && privateSubnetIds?.length);
 }
 
+/** stop-timeout-covers-drain: why ECS would SIGKILL the gateway or nginx before its drain ends (aws: 120 s cap). */
+export function stopCapFindings(t: Topology): TopologyFinding[] {
+  const plans = stopPlans(t);
+  return fargateStopCapOverruns(t).map((o) => ({
+    path: o.path,
+    message: `the ${o.service} needs ${o.neededS} s to stop (${plans[o.service].covers} + ${STOP_MARGIN_S} s) but ECS on Fargate sends SIGKILL after at most ${FARGATE_MAX_STOP_TIMEOUT_S} s: a deploy would cut its clients mid-drain`,
+  }));
+}
+
+/** stop-timeout-covers-drain on declared resources: a stop grace (docker destroyGraceSeconds, ECS stopTimeout) that ends before the gateway's drain does. */
+export function declaredStopGraceMessage(graceS: number | undefined, drainWindowMs: number): string | undefined {
+  const needed = Math.ceil(drainWindowMs / 1000) + STOP_MARGIN_S;
+  if (graceS !== undefined && graceS >= needed) return undefined;
+  return graceS === undefined
+    ? `the gateway declares no stop grace (destroyGraceSeconds/stopTimeout), so a replacement kills it before its ${drainWindowMs} ms drain`
+    : `the gateway gets ${graceS} s before SIGKILL but its ${drainWindowMs} ms drain needs ${needed} s`;
+}
+
+/** nginx-shutdown-covers-drain: after a reload (a route rollback), old nginx workers cut the gateway's WebSockets before the gateway's 4200 closes reach them. */
+export function nginxShutdownFindings(t: Topology): TopologyFinding[] {
+  const drainS = gatewayDrainS(t);
+  if (t.nginx.workerShutdownTimeoutS >= drainS) return [];
+  return [
+    {
+      path: 'nginx.workerShutdownTimeoutS',
+      message: `worker_shutdown_timeout ${t.nginx.workerShutdownTimeoutS} s is shorter than the gateway's ${drainS} s drain window: after a reload old nginx workers cut the WebSockets they still hold all at once instead of letting the gateway spread its 4200 closes`,
+    },
+  ];
+}
+
+/** dns-staleness-within-drain: nginx may keep sending reconnects to a draining gateway for longer than its drain window lasts. */
+export function dnsStalenessFindings(t: Topology): TopologyFinding[] {
+  const staleS = dnsStalenessS(t.target);
+  const drainS = gatewayDrainS(t);
+  if (staleS <= drainS) return [];
+  return [
+    {
+      path: 'gateway.drainWindowMs',
+      message: `nginx can route new connections to a stopping gateway for ${staleS} s (DNS caches on ${t.target}) but the drain window is ${drainS} s: reconnects after 4200 can land on the gateway that is closing`,
+    },
+  ];
+}
+
 /** What each rule that reads the topology finds in one; an empty list means the rule holds. */
 export const TOPOLOGY_FINDINGS: Readonly<Record<RuleIdReading<'topology'>, (t: Topology) => TopologyFinding[]>> = {
   'single-gateway-or-broker': (t) =>
@@ -128,4 +172,7 @@ export const TOPOLOGY_FINDINGS: Readonly<Record<RuleIdReading<'topology'>, (t: T
       ? []
       : [{ path: 'aws.vpcId', message: 'an existing VPC needs both aws.publicSubnetIds and aws.privateSubnetIds, and subnet ids need aws.vpcId' }],
   'backend-kind': backendKindFindings,
+  'stop-timeout-covers-drain': stopCapFindings,
+  'nginx-shutdown-covers-drain': nginxShutdownFindings,
+  'dns-staleness-within-drain': dnsStalenessFindings,
 };

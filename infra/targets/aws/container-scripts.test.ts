@@ -116,6 +116,33 @@ describe('nginx start script', () => {
     }
   });
 
+  it('turns the SIGTERM ECS stops a task with into nginx\'s graceful stop: a request in flight still completes', async () => {
+    let arrived!: () => void;
+    const atBackend = new Promise<void>((resolve) => (arrived = resolve));
+    const backend = http.createServer((_req, res) => {
+      arrived();
+      setTimeout(() => res.end('done'), 1_500);
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    const port = await freePort();
+    const topology = validateTopology({ target: 'local', nginx: { port }, backend: { port: (backend.address() as AddressInfo).port } }).topology;
+    const child = start(renderNginxConfig(topology, 'local', { prefixDir: dir }), path.join(dir, 'graceful.conf'));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      expect(await waitUntil(() => isPortOpen(port), 10_000)).toBe(true);
+      const response = fetch(`http://127.0.0.1:${port}/api/slow`).then(async (r) => ({ status: r.status, body: await r.text() }));
+      await atBackend;
+      child.kill('SIGTERM');
+      // nginx's fast stop (SIGTERM) would cut this request; the graceful one lets it finish.
+      expect(await response).toEqual({ status: 200, body: 'done' });
+      expect(await exited).toBe(0);
+      expect(await isPortOpen(port)).toBe(false);
+    } finally {
+      await stopPid(child.pid!);
+      await new Promise<void>((resolve) => backend.close(() => resolve()));
+    }
+  });
+
   it.skipIf(!hasNginx)('exits non-zero without starting nginx when the config is broken', async () => {
     const file = path.join(dir, 'broken.conf');
     const child = start('events {\n', file);

@@ -11,7 +11,7 @@ import { planImages } from './images.js';
 import { AUTONAME_SUFFIX_LENGTH, fittedName } from './names.js';
 import { planAwsNetwork, VPC_CIDR } from './network.js';
 import { AWS_POSTGRES_PORT, AWS_REDIS_PORT, planSecurityGroups, securityRuleName, securityRulesFor, type AllowedFlow } from './security.js';
-import { planLoadBalancer, planNames, planServices } from './services.js';
+import { planLoadBalancer, planNames, planServices, rolledBackError } from './services.js';
 import { CONTAINER_NAMES, healthCheckCommand, NGINX_START_SCRIPT, planTaskDefinitions, RDS_CA_BUNDLE_FILE, secretEnvFor, stopTimeoutFor, type TaskRefs } from './tasks.js';
 
 const topo = (input: TopologyInput = {}): Topology => validateTopology({ target: 'aws', ...input }).topology;
@@ -210,7 +210,7 @@ describe('planTaskDefinitions', () => {
     expect(envOf(nginx!).NGINX_CONF).toBe(renderNginxConfig(t, 'aws'));
     expect(nginx!.entryPoint).toEqual(['/bin/sh', '-c']);
     expect(nginx!.command).toEqual([NGINX_START_SCRIPT]);
-    expect(NGINX_START_SCRIPT.indexOf('nginx -t')).toBeLessThan(NGINX_START_SCRIPT.indexOf('exec nginx'));
+    expect(NGINX_START_SCRIPT.indexOf('nginx -t')).toBeLessThan(NGINX_START_SCRIPT.indexOf("-g 'daemon off;'"));
   });
 
   it('routes nginx to the Cloud Map names the target registers', () => {
@@ -228,7 +228,16 @@ describe('planTaskDefinitions', () => {
     const t = topo({ gateway: { drainWindowMs: 30_000 }, limits: { maxConnections: 200_000 } });
     const tasks = planTaskDefinitions(t, refs(t));
     expect(tasks.gateway.containerDefinitions[0]!.stopTimeout).toBe(40);
-    expect(stopTimeoutFor(topo({ gateway: { drainWindowMs: 300_000 } }), 'gateway')).toBe(120);
+    expect(stopTimeoutFor(topo({ gateway: { drainWindowMs: 110_000 } }), 'gateway')).toBe(120);
+    // Fargate stops a container after 120 s at most: a longer drain is refused, never cut short silently.
+    const base = topo();
+    const tooLong = { ...base, gateway: { ...base.gateway, drainWindowMs: 111_000 } } as Topology;
+    expect(() => stopTimeoutFor(tooLong, 'gateway')).toThrow(/gateway needs 121 s to stop/);
+    try {
+      stopTimeoutFor(tooLong, 'gateway');
+    } catch (err) {
+      expect(isReplyxError(err) && err.fix).toBe('set gateway.drainWindowMs to 110000 or less in the stack file');
+    }
     // ECS gives the backend's workers their whole drain (in-flight requests, nginx's idle keepalive) before SIGKILL.
     expect(stopTimeoutFor(topo(), 'backend') * 1000).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
     expect(tasks.gateway.containerDefinitions[0]!.ulimits[0]!.softLimit).toBeGreaterThan(200_000);
@@ -261,6 +270,18 @@ describe('planServices', () => {
     expect([g.deploymentMinimumHealthyPercent, g.deploymentMaximumPercent]).toEqual([0, 100]);
   });
 
+  it('replaces one task at a time: a new task is healthy before an old one stops', () => {
+    for (const replicas of [1, 2, 3, 7, 50]) {
+      const plans = planServices(topo({ gateway: { replicas }, backend: { replicas } }));
+      for (const plan of [plans.gateway, plans.backend, plans.nginx]) {
+        expect(plan.deploymentMinimumHealthyPercent, plan.name).toBe(100);
+        // ECS rounds the maximum down: exactly one task above the desired count.
+        expect(Math.floor((plan.desiredCount * plan.deploymentMaximumPercent) / 100), `${plan.name} x${plan.desiredCount}`).toBe(plan.desiredCount + 1);
+      }
+    }
+    expect(planServices(topo()).nginx).toMatchObject({ desiredCount: 2, deploymentMaximumPercent: 150 });
+  });
+
   it('turns the circuit breaker on with rollback for every service, with a grace period', () => {
     for (const plan of Object.values(planServices(topo()))) {
       expect(plan.deploymentCircuitBreaker).toEqual({ enable: true, rollback: true });
@@ -287,6 +308,12 @@ describe('planLoadBalancer', () => {
     const lb = planLoadBalancer(t);
     expect(lb.idleTimeout).toBe(400);
     expect(lb.idleTimeout * 1000).toBeGreaterThan(t.gateway.heartbeatMs);
+  });
+
+  it('keeps a deregistered nginx task\'s connections as long as a reload keeps old workers\' WebSockets, within its stop timeout', () => {
+    const t = topo({ nginx: { workerShutdownTimeoutS: 45 } });
+    expect(planLoadBalancer(t).deregistrationDelay).toBe(45);
+    expect(stopTimeoutFor(t, 'nginx')).toBe(55);
   });
 
   it('forwards HTTP when there is no certificate', () => {
@@ -412,5 +439,23 @@ describe('fittedName', () => {
     expect(a).not.toBe(b);
     expect(a).toMatch(/^a-very-long-sta-[0-9a-f]{4}-alb$/);
     expect(fittedName('a-very-long-stack-name-for-chat1', 'redis', 40).length + AUTONAME_SUFFIX_LENGTH).toBeLessThanOrEqual(40);
+  });
+});
+
+describe('rolledBackError', () => {
+  const arn = (rev: number) => `arn:aws:ecs:eu-west-1:123456789012:task-definition/replyx-aws-ws-gateway:${rev}`;
+  const input = { serviceName: 'replyx-ws-gateway', logGroup: '/ecs/replyx-aws/ws-gateway', region: 'eu-west-1' };
+
+  it('passes when the service runs the revision this deploy registered', () => {
+    expect(rolledBackError({ ...input, deployed: arn(8), running: arn(8) })).toBeUndefined();
+  });
+
+  it('fails with RPX_AWS_ROLLED_BACK when the circuit breaker left the service on another revision', () => {
+    const err = rolledBackError({ ...input, deployed: arn(8), running: arn(7) });
+    expect(err?.code).toBe('RPX_AWS_ROLLED_BACK');
+    expect(err?.message).toBe(
+      'ECS service replyx-ws-gateway runs replyx-aws-ws-gateway:7, not replyx-aws-ws-gateway:8 from this deploy: its new tasks never became healthy and the deployment circuit breaker rolled it back',
+    );
+    expect(err?.fix).toContain('aws logs tail /ecs/replyx-aws/ws-gateway --since 30m --region eu-west-1');
   });
 });

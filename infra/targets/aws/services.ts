@@ -1,5 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { formatErrorForCli, ReplyxError } from '../../errors.js';
+import { CLOUD_MAP_DNS_TTL_S, nginxDeregistrationDelayS, rollingDeployment } from '../../render/deploy-timing.js';
 import type { Topology } from '../../topology/index.js';
 import { ECS_TASKS_TRUST_POLICY, planExecutionPolicy } from './iam.js';
 import { fittedName, NAME_LIMITS } from './names.js';
@@ -29,24 +31,26 @@ export interface ServicePlan {
 /**
  * Plans the three Fargate services: desired counts from the topology (the gateway runs
  * gateway.replicas, which validation keeps at 1 unless the broker is Redis), rolling deploys
- * with the circuit breaker rolling back a deploy whose tasks never get healthy.
+ * that replace one task at a time (a new task healthy before an old one stops, so a draining
+ * gateway or nginx task always has peers that take its reconnects), with the circuit breaker
+ * rolling back a deploy whose tasks never get healthy.
  */
 export function planServices(topology: Topology): Readonly<Record<AwsServiceName, ServicePlan>> {
-  const common = {
-    deploymentCircuitBreaker: { enable: true, rollback: true },
-    deploymentMinimumHealthyPercent: 100,
-    deploymentMaximumPercent: 200,
-  } as const;
+  const circuitBreaker = { deploymentCircuitBreaker: { enable: true, rollback: true } } as const;
+  const rolling = (desiredCount: number, exclusive = false) => {
+    const d = rollingDeployment(desiredCount, exclusive);
+    return { desiredCount, deploymentMinimumHealthyPercent: d.minimumHealthyPercent, deploymentMaximumPercent: d.maximumPercent };
+  };
   // With the in-memory broker two gateway tasks must never overlap (events published to one
   // would miss the other's clients), so that deploy stops the old task before starting the
   // new one; clients get 4200 and resume with since=.
   const singleGateway = topology.gateway.broker === 'memory';
   return {
     backend: {
-      ...common,
+      ...circuitBreaker,
+      ...rolling(topology.backend.replicas),
       service: 'backend',
       name: `${topology.name}-${CONTAINER_NAMES.backend}`,
-      desiredCount: topology.backend.replicas,
       // Migrations run when the backend starts: give it time before failed checks count.
       healthCheckGracePeriodSeconds: 120,
       discoveryName: CONTAINER_NAMES.backend,
@@ -54,27 +58,41 @@ export function planServices(topology: Topology): Readonly<Record<AwsServiceName
       securityGroup: 'backend',
     },
     gateway: {
-      ...common,
+      ...circuitBreaker,
+      ...(singleGateway ? rolling(1, true) : rolling(topology.gateway.replicas)),
       service: 'gateway',
       name: `${topology.name}-${CONTAINER_NAMES.gateway}`,
-      desiredCount: singleGateway ? 1 : topology.gateway.replicas,
-      deploymentMinimumHealthyPercent: singleGateway ? 0 : 100,
-      deploymentMaximumPercent: singleGateway ? 100 : 200,
       healthCheckGracePeriodSeconds: 60,
       discoveryName: CONTAINER_NAMES.gateway,
       loadBalanced: false,
       securityGroup: 'gateway',
     },
     nginx: {
-      ...common,
+      ...circuitBreaker,
+      ...rolling(NGINX_TASKS),
       service: 'nginx',
       name: `${topology.name}-${CONTAINER_NAMES.nginx}`,
-      desiredCount: NGINX_TASKS,
       healthCheckGracePeriodSeconds: 60,
       loadBalanced: true,
       securityGroup: 'nginx',
     },
   };
+}
+
+/**
+ * What a finished ECS update says about the revision it was given (pure). The provider's
+ * steady-state wait also succeeds when the deployment circuit breaker rolled the service back,
+ * because the rolled-back service is steady; the service then runs another task definition than
+ * the one this deploy registered, and that is a failed deploy: RPX_AWS_ROLLED_BACK.
+ */
+export function rolledBackError(input: { readonly serviceName: string; readonly logGroup: string; readonly region: string; readonly deployed: string; readonly running: string }): ReplyxError | undefined {
+  if (input.running === input.deployed) return undefined;
+  const revision = (arn: string) => arn.split('/').pop() ?? arn;
+  return new ReplyxError(
+    'RPX_AWS_ROLLED_BACK',
+    `ECS service ${input.serviceName} runs ${revision(input.running)}, not ${revision(input.deployed)} from this deploy: its new tasks never became healthy and the deployment circuit breaker rolled it back`,
+    `read why the new tasks failed (aws logs tail ${input.logGroup} --since 30m --region ${input.region}; aws ecs describe-services shows the stopped reasons), fix the cause, and run pulumi up again`,
+  );
 }
 
 /** The Application Load Balancer's settings (pure). */
@@ -86,8 +104,8 @@ export function planLoadBalancer(topology: Topology) {
     idleTimeout: topology.aws.albIdleTimeoutS,
     targetPort: topology.nginx.port,
     healthCheck: { enabled: true, path: '/health', protocol: 'HTTP', matcher: '200', interval: 15, timeout: 5, healthyThreshold: 2, unhealthyThreshold: 3 },
-    // Long enough for nginx's own graceful shutdown, so a deploy drains instead of cutting.
-    deregistrationDelay: topology.nginx.workerShutdownTimeoutS,
+    // As long as a reload lets old nginx workers keep their WebSockets (deploy-timing.ts).
+    deregistrationDelay: nginxDeregistrationDelayS(topology),
     http: certificateArn === undefined ? ({ action: 'forward' } as const) : ({ action: 'redirect', port: '443', protocol: 'HTTPS', statusCode: 'HTTP_301' } as const),
     https: certificateArn === undefined ? undefined : { certificateArn, sslPolicy: 'ELBSecurityPolicy-TLS13-1-2-2021-06' },
   };
@@ -232,8 +250,9 @@ export class Services extends pulumi.ComponentResource {
         {
           name: discoveryName,
           namespaceId: namespace.id,
-          // Short TTL: nginx re-resolves and sees replaced tasks within seconds.
-          dnsConfig: { namespaceId: namespace.id, dnsRecords: [{ type: 'A', ttl: 10 }], routingPolicy: 'MULTIVALUE' },
+          // Short TTL, matched by nginx's resolver valid=: a stopping task leaves nginx's
+          // upstream within seconds instead of taking reconnects while it drains.
+          dnsConfig: { namespaceId: namespace.id, dnsRecords: [{ type: 'A', ttl: CLOUD_MAP_DNS_TTL_S }], routingPolicy: 'MULTIVALUE' },
           // ECS reports task health to Cloud Map, so only healthy tasks are in DNS.
           healthCheckCustomConfig: {},
           forceDestroy: true,
@@ -310,8 +329,8 @@ export class Services extends pulumi.ComponentResource {
           networkConfiguration: { subnets: args.privateSubnetIds, securityGroups: [args.securityGroupIds[plan.securityGroup]], assignPublicIp: false },
           serviceRegistries: registry ? { registryArn: registry.arn } : undefined,
           loadBalancers: plan.loadBalanced ? [{ targetGroupArn: targetGroup.arn, containerName: CONTAINER_NAMES[service], containerPort: lbPlan.targetPort }] : undefined,
-          // `pulumi up` returns once the new tasks are running and healthy, so its success
-          // means the stack serves; the rollback script still checks for a circuit-breaker rollback.
+          // `pulumi up` returns once the service is steady; taskDefinitionArns below turns a
+          // steady state reached by a circuit-breaker rollback into a failed deploy.
           waitForSteadyState: true,
           propagateTags: 'SERVICE',
           enableEcsManagedTags: true,
@@ -324,7 +343,17 @@ export class Services extends pulumi.ComponentResource {
     this.clusterName = cluster.name;
     this.serviceNames = { backend: services.backend.name, gateway: services.gateway.name, nginx: services.nginx.name };
     this.logGroupNames = { backend: logGroups.backend.name, gateway: logGroups.gateway.name, nginx: logGroups.nginx.name };
-    this.taskDefinitionArns = { backend: taskDefinitions.backend.arn, gateway: taskDefinitions.gateway.arn, nginx: taskDefinitions.nginx.arn };
+    // The revisions this deploy registered, checked against what each service runs once its
+    // steady-state wait returned: a rollback by the circuit breaker fails `pulumi up` here.
+    const checked = (service: AwsServiceName) =>
+      pulumi
+        .all([taskDefinitions[service].arn, services[service].taskDefinition, services[service].name, logGroups[service].name, pulumi.output(args.region)])
+        .apply(([deployed, running, serviceName, logGroup, region]) => {
+          const error = rolledBackError({ serviceName, logGroup, region, deployed, running: running ?? '(none)' });
+          if (error) throw new pulumi.RunError(formatErrorForCli(error, process.env, false));
+          return deployed;
+        });
+    this.taskDefinitionArns = { backend: checked('backend'), gateway: checked('gateway'), nginx: checked('nginx') };
     this.albDnsName = alb.dnsName;
     this.albArnSuffix = alb.arnSuffix;
     this.publicUrl = pulumi.interpolate`${lbPlan.https ? 'https' : 'http'}://${alb.dnsName}`;

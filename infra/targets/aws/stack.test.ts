@@ -65,6 +65,10 @@ void pulumi.runtime.setMocks(
         case 'aws:ecs/taskDefinition:TaskDefinition':
           state.arn = `arn:aws:ecs:us-east-1:123456789012:task-definition/${String(inputs.family)}:1`;
           break;
+        case 'aws:ecs/service:Service':
+          // What the provider reads back after a circuit-breaker rollback: the service is steady, on the previous revision.
+          if (String(inputs.name).startsWith('rolledback-') && String(inputs.name).endsWith('-ws-gateway')) state.taskDefinition = String(inputs.taskDefinition).replace(/:1$/, ':0');
+          break;
       }
       return { id: `${args.name}-id`, state };
     },
@@ -292,6 +296,20 @@ describe('AWS target resource graph (Pulumi mocks)', () => {
     expect(d.one(SERVICE, '-nginx').inputs.loadBalancers).toEqual([{ targetGroupArn: expect.stringContaining('graph-nginx') as unknown, containerName: 'nginx', containerPort: 8080 }]);
     expect(d.one(SERVICE, '-backend').inputs.loadBalancers).toBeUndefined();
     expect(d.one(SERVICE, '-gateway').inputs.loadBalancers).toBeUndefined();
+  });
+
+  it('times every deploy from the topology: one task at a time, 2 s DNS records, nginx drained for worker_shutdown_timeout', () => {
+    for (const svc of d.of(SERVICE)) {
+      const desired = svc.inputs.desiredCount as number;
+      expect(svc.inputs.deploymentMinimumHealthyPercent, svc.name).toBe(100);
+      expect(Math.floor((desired * (svc.inputs.deploymentMaximumPercent as number)) / 100), svc.name).toBe(desired + 1);
+    }
+    for (const discovery of d.of('aws:servicediscovery/service:Service')) {
+      expect((discovery.inputs.dnsConfig as { dnsRecords: unknown }).dnsRecords).toEqual([{ type: 'A', ttl: 2 }]);
+    }
+    expect(d.one('aws:lb/targetGroup:TargetGroup', '-nginx').inputs.deregistrationDelay).toBe(d.topology.nginx.workerShutdownTimeoutS);
+    const stopTimeouts = Object.fromEntries(['backend', 'gateway', 'nginx'].map((service) => [service, d.containers(service)[0]!.stopTimeout]));
+    expect(stopTimeouts).toEqual({ backend: 40, gateway: Math.ceil(d.topology.gateway.drainWindowMs / 1000) + 10, nginx: d.topology.nginx.workerShutdownTimeoutS + 10 });
   });
 
   it('health-checks the target group on /health', () => {
@@ -568,6 +586,27 @@ describe('a broken topology fails before any resource is registered', () => {
     expect(() => createAwsStack(validateTopology({ name: 'dockerish', target: 'docker' }).topology, { stack: 'aws' })).toThrow(/target/);
     await settled();
     expect(resources.length).toBe(before);
+  });
+
+  it('fails the deploy with RPX_AWS_ROLLED_BACK when a service settled on another revision than it registered', async () => {
+    // The failure reaches the engine as the component's outputs failing to serialize, which is
+    // how `pulumi up` fails; here those rejections are collected instead of failing the test run.
+    const vitestListeners = process.listeners('unhandledRejection');
+    process.removeAllListeners('unhandledRejection');
+    const rejections: string[] = [];
+    process.on('unhandledRejection', (reason) => rejections.push(String(reason)));
+    try {
+      const out = createAwsStack(topo({ name: 'rolledback' }), { stack: 'aws', projectRoot: '/repo' });
+      const arns = (out.taskDefinitionArns as unknown as { promise(): Promise<unknown> }).promise();
+      await expect(arns).rejects.toThrow(/RPX_AWS_ROLLED_BACK: ECS service rolledback-ws-gateway runs rolledback-aws-ws-gateway:0, not rolledback-aws-ws-gateway:1/);
+      await settled();
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      process.removeAllListeners('unhandledRejection');
+      for (const listener of vitestListeners) process.on('unhandledRejection', listener);
+    }
+    expect(rejections.length).toBeGreaterThan(0);
+    for (const r of rejections) expect(r).toMatch(/RPX_AWS_ROLLED_BACK: ECS service rolledback-ws-gateway/);
   });
 
   it('deploys through the Pulumi program when the topology is valid', async () => {

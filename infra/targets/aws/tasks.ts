@@ -1,4 +1,6 @@
-import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, settingRefsOf, type SettingRef } from '../../render/service-env.js';
+import { ReplyxError } from '../../errors.js';
+import { FARGATE_MAX_STOP_TIMEOUT_S, fargateStopCapOverruns, stopPlans } from '../../render/deploy-timing.js';
+import { renderServiceEnv, resolveServiceEnv, settingRefsOf, type SettingRef } from '../../render/service-env.js';
 import type { Topology } from '../../topology/index.js';
 
 /** The ECS services of the stack (Redis and Postgres are managed services, not tasks). */
@@ -133,12 +135,25 @@ export const NGINX_CONFIG_PATH = '/etc/nginx/nginx.conf';
  * `nginx -t` and only then starts nginx in the foreground. A config change is therefore a new
  * task definition revision: a rolling deployment guarded by the circuit breaker, where a bad
  * config fails `nginx -t`, the new tasks never pass health checks, and ECS rolls back.
+ * ECS stops a container with SIGTERM whatever the image's STOPSIGNAL says, and SIGTERM is
+ * nginx's fast stop, which cuts every proxied WebSocket and request at once. So the shell stays
+ * as PID 1 and turns SIGTERM into SIGQUIT, nginx's graceful stop: in-flight requests finish and
+ * WebSockets get worker_shutdown_timeout (the task's stopTimeout covers it, deploy-timing.ts).
  * The script is constant text around a checked plain path; the config itself travels in an
  * environment variable and never passes through the shell's parser.
  */
 export function nginxStartScript(configPath: string = NGINX_CONFIG_PATH): string {
   if (!/^\/[A-Za-z0-9._/-]+$/.test(configPath)) throw new Error(`nginx config path must be a plain absolute path: ${JSON.stringify(configPath)}`);
-  return `printf '%s' "$NGINX_CONF" > ${configPath} && nginx -t -q -c ${configPath} && exec nginx -c ${configPath} -g 'daemon off;'`;
+  return [
+    `printf '%s' "$NGINX_CONF" > ${configPath} && nginx -t -q -c ${configPath} || exit 1`,
+    // Set before nginx starts, so no stop request is missed; nginx itself gets default handlers.
+    `pid=''; trap 'kill -QUIT "$pid" 2>/dev/null' TERM INT QUIT`,
+    `nginx -c ${configPath} -g 'daemon off;' & pid=$!`,
+    // `wait` returns early when a trapped signal arrives: keep waiting until nginx has exited.
+    `wait "$pid"; status=$?`,
+    `while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done`,
+    `exit "$status"`,
+  ].join('\n');
 }
 
 /** The start script the nginx task runs (config at {@link NGINX_CONFIG_PATH}). */
@@ -158,19 +173,24 @@ function env(vars: Readonly<Record<string, string>>): ContainerDefinition['envir
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** ECS allows at most 120 s between SIGTERM and SIGKILL on Fargate. */
-const FARGATE_MAX_STOP_TIMEOUT_S = 120;
-
 /**
- * Seconds ECS waits after SIGTERM before SIGKILL. The gateway spreads its 4200 closes over
- * drainWindowMs, and nginx lets old connections finish for workerShutdownTimeoutS; both get
- * that window plus a margin so a deploy never cuts clients mid-drain; the backend gets
- * BACKEND_STOP_GRACE_S to finish every request it holds.
+ * Seconds ECS waits after the stop signal before SIGKILL: the service's stop grace
+ * (deploy-timing.ts): the gateway's drain window plus a margin, nginx's worker_shutdown_timeout
+ * plus a margin, the backend's request grace. Fargate caps stopTimeout at 120 s and would cut a
+ * longer drain silently, so a grace above the cap is refused (validation refuses it first, rule
+ * stop-timeout-covers-drain).
  */
 export function stopTimeoutFor(topology: Topology, service: AwsServiceName): number {
-  if (service === 'backend') return Math.min(FARGATE_MAX_STOP_TIMEOUT_S, BACKEND_STOP_GRACE_S);
-  const windowS = service === 'gateway' ? Math.ceil(topology.gateway.drainWindowMs / 1000) : topology.nginx.workerShutdownTimeoutS;
-  return Math.min(FARGATE_MAX_STOP_TIMEOUT_S, windowS + 10);
+  const grace = stopPlans(topology)[service].graceS;
+  if (grace > FARGATE_MAX_STOP_TIMEOUT_S) {
+    const overrun = fargateStopCapOverruns(topology).find((o) => o.service === service);
+    throw new ReplyxError(
+      'RPX_TOPOLOGY_INVALID',
+      `the ${service} needs ${grace} s to stop but Fargate stops a container after at most ${FARGATE_MAX_STOP_TIMEOUT_S} s`,
+      overrun ? `set ${overrun.path} to ${overrun.largest} or less in the stack file` : `lower the ${service}'s stop grace to ${FARGATE_MAX_STOP_TIMEOUT_S} s`,
+    );
+  }
+  return grace;
 }
 
 /** Seconds a new task may take to become healthy before failed checks count (migrations run on backend start). */

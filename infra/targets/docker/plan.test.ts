@@ -264,7 +264,23 @@ describe('planDockerStack: health, restart, stop', () => {
     expect(only(plan(), 'postgres').stopSignal).toBe('SIGINT');
     // The backend's workers drain for up to DRAIN_GRACE_MS (in-flight requests, nginx's idle keepalive).
     expect(only(plan(), 'backend').stopTimeoutS * 1000).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
-    expect(nginx.stopTimeoutS).toBe(50);
+    expect(nginx.stopTimeoutS).toBe(55);
+    // Redis saves its append-only file, Postgres checkpoints: neither is killed right after the signal.
+    expect(only(plan(), 'redis')).toMatchObject({ stopSignal: 'SIGTERM', stopTimeoutS: 30 });
+    expect(only(plan(), 'postgres').stopTimeoutS).toBe(30);
+  });
+
+  it('chains replicas so a deploy replaces them one at a time', () => {
+    const p = plan({ gateway: { replicas: 3 }, backend: { replicas: 2 } });
+    expect(p.containers.filter((c) => c.service === 'gateway').map((c) => [c.name, c.replaceAfter])).toEqual([
+      ['replyx-ws-gateway', undefined],
+      ['replyx-ws-gateway-2', 'replyx-ws-gateway'],
+      ['replyx-ws-gateway-3', 'replyx-ws-gateway-2'],
+    ]);
+    expect(p.containers.filter((c) => c.service === 'backend').map((c) => c.replaceAfter)).toEqual([undefined, 'replyx-backend']);
+    // Each replica comes after the one it is chained to, so the component can wire the dependency.
+    const order = p.containers.map((c) => c.name);
+    for (const c of p.containers) if (c.replaceAfter !== undefined) expect(order.indexOf(c.replaceAfter)).toBeLessThan(order.indexOf(c.name));
   });
 
   it('labels every container with the stack and service', () => {

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { renderGrafanaProvisioning } from '../../render/grafana.js';
 import { readMonitoringArtefacts, renderPrometheusConfig, type MonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
-import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { stopPlans, type StopSignal } from '../../render/deploy-timing.js';
+import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { REDIS_USERS } from '../../render/redis-acl.js';
 import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import type { Topology } from '../../topology/index.js';
@@ -102,11 +103,20 @@ export interface ContainerPlan {
   readonly uploads?: readonly { readonly file: string; readonly content: UploadContent }[];
   readonly healthcheck: HealthcheckPlan;
   readonly restart: 'unless-stopped';
-  /** Seconds Docker waits after the stop signal before SIGKILL. */
+  /**
+   * Seconds between the stop signal and SIGKILL, for every stop: `docker stop` and daemon
+   * restarts (the container's StopTimeout) and Pulumi replacing or deleting the container (the
+   * provider's destroyGraceSeconds; without it the provider force-removes, i.e. SIGKILL at once).
+   */
   readonly stopTimeoutS: number;
-  readonly stopSignal: 'SIGTERM' | 'SIGQUIT' | 'SIGINT';
+  readonly stopSignal: StopSignal;
   /** Containers (by service) that must be healthy first. */
   readonly dependsOn: readonly ServiceKey[];
+  /**
+   * The replica of the same service (container name) this one is replaced after: replicas are
+   * chained so a deploy drains and replaces them one at a time while the others keep serving.
+   */
+  readonly replaceAfter?: string;
   readonly labels: Readonly<Record<string, string>>;
 }
 
@@ -242,6 +252,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
         return undefined;
     }
   };
+  const stops = stopPlans(topology);
   const envOf = (service: keyof typeof names, container: string) => resolveServiceEnv(renderServiceEnv(topology, service), resolver(container));
   const labels = (service: ServiceKey) => ({ [STACK_LABEL]: name, [SERVICE_LABEL]: service });
 
@@ -300,10 +311,9 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       startPeriodS: 30,
     },
     restart: 'unless-stopped',
-    stopTimeoutS: 30,
-    // Fast shutdown (`pg_ctl -m fast`): SIGTERM is Postgres's smart shutdown, which waits for
-    // every pooled client to leave and ends in Docker's SIGKILL and a crash recovery.
-    stopSignal: 'SIGINT',
+    // Fast shutdown (SIGINT), see stopPlans.
+    stopTimeoutS: stops.postgres.graceS,
+    stopSignal: stops.postgres.signal,
     dependsOn: [],
     labels: labels('postgres'),
   };
@@ -328,13 +338,14 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       startPeriodS: 5,
     },
     restart: 'unless-stopped',
-    stopTimeoutS: 30,
-    stopSignal: 'SIGTERM',
+    stopTimeoutS: stops.redis.graceS,
+    stopSignal: stops.redis.signal,
     dependsOn: [],
     labels: labels('redis'),
   };
 
-  const backends: ContainerPlan[] = replicaNames(host('backend'), topology.backend.replicas).map((container) => ({
+  const backendNames = replicaNames(host('backend'), topology.backend.replicas);
+  const backends: ContainerPlan[] = backendNames.map((container, i) => ({
     service: 'backend',
     name: container,
     image: 'backend',
@@ -351,13 +362,15 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       startPeriodS: 60,
     },
     restart: 'unless-stopped',
-    stopTimeoutS: BACKEND_STOP_GRACE_S,
-    stopSignal: 'SIGTERM',
+    stopTimeoutS: stops.backend.graceS,
+    stopSignal: stops.backend.signal,
     dependsOn: ['postgres', 'redis'],
     labels: labels('backend'),
+    ...(i > 0 ? { replaceAfter: backendNames[i - 1]! } : {}),
   }));
 
-  const gateways: ContainerPlan[] = replicaNames(host('gateway'), topology.gateway.replicas).map((container) => ({
+  const gatewayNames = replicaNames(host('gateway'), topology.gateway.replicas);
+  const gateways: ContainerPlan[] = gatewayNames.map((container, i) => ({
     service: 'gateway',
     name: container,
     image: 'gateway',
@@ -373,12 +386,14 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       startPeriodS: 20,
     },
     restart: 'unless-stopped',
-    // SIGTERM starts the drain (4200 closes spread over drainWindowMs): give it that long plus slack.
-    stopTimeoutS: Math.ceil(topology.gateway.drainWindowMs / 1000) + 10,
-    stopSignal: 'SIGTERM',
+    // SIGTERM starts the drain (4200 closes spread over drainWindowMs): that long plus a margin.
+    stopTimeoutS: stops.gateway.graceS,
+    stopSignal: stops.gateway.signal,
     // The gateway reads the access view that the backend's migrations create.
     dependsOn: ['redis', 'postgres', 'backend'],
     labels: labels('gateway'),
+    // One replica drains at a time; the others keep the shared alias serving (nginx re-resolves it).
+    ...(i > 0 ? { replaceAfter: gatewayNames[i - 1]! } : {}),
   }));
 
   const containerDir = NGINX_CONTAINER_DIR;
@@ -405,8 +420,8 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     },
     restart: 'unless-stopped',
     // SIGQUIT is nginx's graceful stop: workers finish, WebSockets get worker_shutdown_timeout.
-    stopTimeoutS: topology.nginx.workerShutdownTimeoutS + 5,
-    stopSignal: 'SIGQUIT',
+    stopTimeoutS: stops.nginx.graceS,
+    stopSignal: stops.nginx.signal,
     // Upstream names are re-resolved at run time (the rendered config's `resolve`), but start
     // after them so the first requests find a serving backend and gateway.
     dependsOn: ['backend', 'gateway'],

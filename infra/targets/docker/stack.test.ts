@@ -8,7 +8,9 @@ import { topologyChecksum, validateTopology, type TopologyInput } from '../../to
 import { ReplyxDockerStack, resolveEnv, type DockerStackSecrets } from './stack.js';
 
 // Mocks first (Pulumi's rule): every resource below registers against them.
-const resources: RecordedResource[] = installPulumiMocks();
+// Gateway containers take the engine a moment to finish, so the test of the replica chain can tell
+// a replica registered after its predecessor finished from one registered alongside it.
+const resources: RecordedResource[] = installPulumiMocks({ delayMs: (type, name) => (type === 'docker:index/container:Container' && /-ws-gateway/.test(name) ? 40 : 0) });
 
 const SECRETS: DockerStackSecrets = {
   jwtSecret: pulumi.secret('jwt-value'),
@@ -164,6 +166,28 @@ describe('ReplyxDockerStack containers', () => {
     const { env } = await deploy({}, { secrets: { ...SECRETS, debugToken: pulumi.secret('dbg') } });
     expect(env('replyx-ws-gateway').DEBUG_TOKEN).toBe('dbg');
     expect(env('replyx-backend').DEBUG_TOKEN).toBeUndefined();
+  });
+
+  it('stops every container with its own signal and grace, also when Pulumi replaces or deletes it', async () => {
+    const { container } = await deploy({ gateway: { drainWindowMs: 20_000 }, nginx: { workerShutdownTimeoutS: 40 } });
+    const stop = (name: string) => {
+      const { stopSignal, stopTimeout, destroyGraceSeconds } = container(name).inputs;
+      return { stopSignal, stopTimeout, destroyGraceSeconds };
+    };
+    // Without destroyGraceSeconds the provider force-removes a replaced container: SIGKILL, no drain.
+    expect(stop('replyx-ws-gateway')).toEqual({ stopSignal: 'SIGTERM', stopTimeout: 30, destroyGraceSeconds: 30 });
+    expect(stop('replyx-nginx')).toEqual({ stopSignal: 'SIGQUIT', stopTimeout: 50, destroyGraceSeconds: 50 });
+    expect(stop('replyx-backend')).toEqual({ stopSignal: 'SIGTERM', stopTimeout: 40, destroyGraceSeconds: 40 });
+    expect(stop('replyx-postgres')).toEqual({ stopSignal: 'SIGINT', stopTimeout: 30, destroyGraceSeconds: 30 });
+    expect(stop('replyx-redis')).toEqual({ stopSignal: 'SIGTERM', stopTimeout: 30, destroyGraceSeconds: 30 });
+  });
+
+  it('registers each gateway replica only once the previous one is finished, so a deploy replaces them one at a time', async () => {
+    const { mine } = await deploy({ name: 'chain', gateway: { replicas: 3 } });
+    const finishedBefore = (name: string) => mine.find((r) => r.name === name)!.finishedBefore;
+    expect(finishedBefore('chain-ws-gateway')).not.toContain('chain-ws-gateway-2');
+    expect(finishedBefore('chain-ws-gateway-2')).toContain('chain-ws-gateway');
+    expect(finishedBefore('chain-ws-gateway-3')).toContain('chain-ws-gateway-2');
   });
 
   it('creates one container per replica', async () => {

@@ -169,6 +169,9 @@ export class ReplyxDockerStack extends pulumi.ComponentResource {
           restart: c.restart,
           stopSignal: c.stopSignal,
           stopTimeout: c.stopTimeoutS,
+          // Without it the provider force-removes a replaced container (SIGKILL at once): the
+          // gateway would never drain, Postgres and Redis would stop without a checkpoint.
+          destroyGraceSeconds: c.stopTimeoutS,
           // Wait for "healthy" so that dependents start against a serving service.
           wait: true,
           waitTimeout: hc.startPeriodS + hc.intervalS * (hc.retries + 1) + 30,
@@ -176,7 +179,12 @@ export class ReplyxDockerStack extends pulumi.ComponentResource {
           logDriver: 'json-file',
           logOpts: { 'max-size': '10m', 'max-file': '3' },
         },
-        { ...named, dependsOn: [...c.dependsOn.flatMap(byService), ...extraDependsOn] },
+        {
+          ...named,
+          // A replica waits for the previous one: Pulumi registers it only once that one is
+          // replaced and healthy, so replicas are drained and replaced one at a time.
+          dependsOn: [...c.dependsOn.flatMap(byService), ...(c.replaceAfter !== undefined ? [containers.get(c.replaceAfter)!] : []), ...extraDependsOn],
+        },
       );
       containers.set(c.name, container);
       return container;
