@@ -14,7 +14,7 @@ import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
 import { stopPid } from './processes.js';
 import { assertPortFree, pidMatches, processMarker, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
-import { readRestarts, superviseFile, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
+import { readRestarts, serviceCondition, superviseFile, type ServiceCondition, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
 
 // The local stack as a whole: `npm start`/`npm stop`/status/restart for a developer (state in
 // .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
@@ -166,6 +166,8 @@ async function handOver(spec: ProcessSpec): Promise<number | undefined> {
   // The old pid is kept aside so a stop of the stack ends it too, not only its own timeout.
   await writeFile(handedOverPidFile(spec), `${pid}\n`);
   await rm(spec.pidFile, { force: true });
+  // A stopped (hung) process must run to act on the signal.
+  process.kill(pid, 'SIGCONT');
   process.kill(pid, spec.handoverSignal!);
   if (await waitUntil(async () => !(await isPortOpen(spec.port)), 5000, 20)) return pid;
   // It did not let go of the port: stop it the ordinary way.
@@ -249,21 +251,31 @@ export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Pro
   await rm(stateFile(stateDir), { force: true });
 }
 
-/** The state of every service of the developer's stack. */
-export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; watchdog: number | undefined; services: (ServiceState & { logFile: string; logFiles: readonly string[]; restarts: number; lastRestartError?: string })[] }> {
+/** One service as `stack status` shows it. */
+export type DevServiceStatus = ServiceState & { logFile: string; logFiles: readonly string[]; restarts: number; lastRestartError?: string; state: ServiceCondition; recovery?: string };
+
+/** The state of every service of the developer's stack, with the command that recovers each one that is not healthy. */
+export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; watchdog: number | undefined; services: DevServiceStatus[] }> {
   const { plan } = await loadDevPlan(opts);
   const records: Record<string, RestartRecord> = await readRestarts(plan.stateDir);
-  const services = await Promise.all(
-    startOrder(plan.services).map(async (s) => ({
-      ...(await serviceState(s)),
-      logFile: s.logFile,
-      logFiles: s.logFiles,
-      restarts: records[s.name]?.restarts ?? 0,
-      ...(records[s.name]?.lastError ? { lastRestartError: records[s.name]!.lastError } : {}),
-    })),
-  );
   const wd = await readPid(watchdogPidFile(plan.stateDir));
-  return { plan, watchdog: wd !== undefined && pidMatches(wd, WATCHDOG_ENTRY) ? wd : undefined, services };
+  const watchdog = wd !== undefined && pidMatches(wd, WATCHDOG_ENTRY) ? wd : undefined;
+  const services = await Promise.all(
+    startOrder(plan.services).map(async (s) => {
+      const state = await serviceState(s);
+      const record = records[s.name];
+      const condition = serviceCondition({ ...state, pidFilePresent: (await readPid(s.pidFile)) !== undefined, record, watchdogRunning: watchdog !== undefined });
+      return {
+        ...state,
+        logFile: s.logFile,
+        logFiles: s.logFiles,
+        restarts: record?.restarts ?? 0,
+        ...(record?.lastError ? { lastRestartError: record.lastError } : {}),
+        ...condition,
+      };
+    }),
+  );
+  return { plan, watchdog, services };
 }
 
 /** Where a service of a plan answers HTTP (nginx: the public URL; Prometheus: its UI), if it does. */
