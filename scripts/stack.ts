@@ -171,7 +171,8 @@ export async function stackMain(argv: string[]): Promise<number> {
         for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
         console.log(watchdog !== undefined ? `watchdog pid ${watchdog}: crashed services are restarted with backoff (RESTARTS counts them)` : 'watchdog not running: crashed services stay down (npm start starts it)');
         for (const s of services) if (s.lastRestartError) console.log(`${s.name}: last restart failed: ${s.lastRestartError}`);
-        for (const s of services) if (s.recovery) console.log(`${s.name} ${s.state}: ${s.recovery} (log: ${path.relative(process.cwd(), s.logFile) || s.logFile})`);
+        const shown = (file: string) => (path.relative(process.cwd(), file).startsWith('..') ? file : path.relative(process.cwd(), file));
+        for (const s of services) if (s.recovery) console.log(`${s.name} ${s.state}: ${s.recovery} (log: ${shown(s.logFile)})`);
       }
       return services.every((s) => s.healthy) ? 0 : 3;
     }

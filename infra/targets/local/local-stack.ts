@@ -53,6 +53,9 @@ export async function writeNginxConfig(plan: LocalStackPlan): Promise<void> {
   await mkdir(path.join(plan.nginxPrefixDir, 'logs'), { recursive: true });
   if (demoPagesEnabled(plan.topology, 'local')) await buildDemoPages(path.join(plan.nginxPrefixDir, DEMO_PAGES.dir));
   const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
+  // An unchanged file keeps its mtime: rewriting it would make the check report the config nginx
+  // loaded as changed without a reload (npm start on a running stack, to start what crashed).
+  if ((await readFile(plan.nginxConfigFile, 'utf8').catch(() => undefined)) === text) return;
   await writeFile(plan.nginxConfigFile, text);
 }
 
@@ -260,21 +263,22 @@ export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: Loc
   const records: Record<string, RestartRecord> = await readRestarts(plan.stateDir);
   const wd = await readPid(watchdogPidFile(plan.stateDir));
   const watchdog = wd !== undefined && pidMatches(wd, WATCHDOG_ENTRY) ? wd : undefined;
-  const services = await Promise.all(
-    startOrder(plan.services).map(async (s) => {
-      const state = await serviceState(s);
-      const record = records[s.name];
-      const condition = serviceCondition({ ...state, pidFilePresent: (await readPid(s.pidFile)) !== undefined, record, watchdogRunning: watchdog !== undefined });
-      return {
-        ...state,
-        logFile: s.logFile,
-        logFiles: s.logFiles,
-        restarts: record?.restarts ?? 0,
-        ...(record?.lastError ? { lastRestartError: record.lastError } : {}),
-        ...condition,
-      };
-    }),
-  );
+  const observed = await Promise.all(startOrder(plan.services).map(async (s) => ({ spec: s, state: await serviceState(s), pidFilePresent: (await readPid(s.pidFile)) !== undefined })));
+  const STORES = ['postgres', 'redis'];
+  const conditionOf = (o: (typeof observed)[number], storeDown?: { name: string; state: ServiceCondition }) =>
+    serviceCondition({ ...o.state, pidFilePresent: o.pidFilePresent, record: records[o.spec.name], watchdogRunning: watchdog !== undefined, ...(storeDown ? { storeDown } : {}) });
+  const storeDown = observed.filter((o) => STORES.includes(o.spec.name) && !o.state.healthy).map((o) => ({ name: o.spec.name, state: conditionOf(o).state }))[0];
+  const services = observed.map((o) => {
+    const record = records[o.spec.name];
+    return {
+      ...o.state,
+      logFile: o.spec.logFile,
+      logFiles: o.spec.logFiles,
+      restarts: record?.restarts ?? 0,
+      ...(record?.lastError ? { lastRestartError: record.lastError } : {}),
+      ...conditionOf(o, STORES.includes(o.spec.name) || o.spec.name === 'nginx' ? undefined : storeDown),
+    };
+  });
   return { plan, watchdog, services };
 }
 

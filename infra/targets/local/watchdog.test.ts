@@ -78,6 +78,12 @@ describe('serviceCondition', () => {
     expect(serviceCondition({ ...base, running: false, healthy: false, pidFilePresent: false, record: { restarts: 1, lastCrashAt: '2026-01-01T00:00:00Z' } }).state).toBe('crashed');
     expect(serviceCondition({ ...base, running: false, healthy: false, pidFilePresent: false })).toEqual({ state: 'stopped', recovery: 'npm start' });
   });
+  it('points a service failing because its store is down at the store, not at a restart of itself', () => {
+    const r = serviceCondition({ ...base, name: 'backend', healthy: false, storeDown: { name: 'redis', state: 'crashed' } });
+    expect(r.state).toBe('unhealthy');
+    expect(r.recovery).toMatch(/redis is crashed: recover redis first/);
+    expect(r.recovery).not.toMatch(/restart backend/);
+  });
   it('takes an old crash of a service stopped on purpose, with no watchdog running, for a stop', () => {
     expect(serviceCondition({ ...base, running: false, healthy: false, pidFilePresent: false, watchdogRunning: false, record: { restarts: 1, lastCrashAt: '2026-01-01T00:00:00Z' } }).state).toBe('stopped');
   });

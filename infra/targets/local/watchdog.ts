@@ -188,6 +188,8 @@ export interface ConditionInput {
   readonly pidFilePresent: boolean;
   readonly record?: RestartRecord;
   readonly watchdogRunning: boolean;
+  /** A data store it depends on that is not healthy (its /health fails because of it). */
+  readonly storeDown?: { readonly name: string; readonly state: ServiceCondition };
 }
 
 /**
@@ -199,6 +201,8 @@ export interface ConditionInput {
 export function serviceCondition(s: ConditionInput): { state: ServiceCondition; recovery?: string } {
   if (s.running && s.healthy) return { state: 'healthy' };
   const restart = `npm run stack -- restart ${s.name}`;
+  // Restarting a service whose store is down repairs nothing: the store is the thing to recover.
+  if (s.running && s.storeDown) return { state: 'unhealthy', recovery: `its ${s.storeDown.name} is ${s.storeDown.state}: recover ${s.storeDown.name} first (see its line); this recovers by itself` };
   if (s.running) return { state: 'unhealthy', recovery: `runs but does not answer its health probe (hung or failing): read its log, then ${restart}` };
   // The watchdog removes a crashed service's pid file before restarting it; its record remembers the crash.
   const crashed = s.pidFilePresent || (s.watchdogRunning && s.record?.lastCrashAt !== undefined);
