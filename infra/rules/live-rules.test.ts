@@ -115,6 +115,13 @@ describe('evaluateLiveRules', () => {
     expect(redisDown.find((r) => r.id === 'ws-handshake')!.fix).toMatch(/^npm run stack -- restart redis/);
   });
 
+  it('ws-handshake: a gateway that accepts but answers nothing (hung) is restarted, not re-applied', () => {
+    const hung = evaluateLiveRules(topo(), { ...healthy, wsFirstFrame: bad('no frame within 3000 ms'), gatewayStatus: bad('GET http://127.0.0.1:8001/api/debug/websocket/status: The operation was aborted due to timeout') });
+    const ws = hung.find((r) => r.id === 'ws-handshake')!;
+    expect(ws.detail).toMatch(/hung/);
+    expect(ws.fix).toMatch(/^npm run stack -- restart gateway/);
+  });
+
   it('redis and postgres: not answering', () => {
     only({ redis: bad('ECONNREFUSED') }, 'redis');
     only({ postgres: bad('ECONNREFUSED') }, 'postgres');

@@ -259,6 +259,11 @@ function handshakeDiagnosis(topology: Topology, error: string, live: LiveState, 
   // A 1011 or a timeout while a store is down is that store's outage (the gateway checks access in Postgres).
   const store = downStore(live);
   if (store) return { detail: `/ws/ handshake through nginx: ${error}; cause: ${store.name} is down (${store.service} row)`, fix: restartFix(ctx, store.service) };
+  // Connections accepted but nothing answered, its own status endpoint silent too: the process hangs.
+  const statusProbe = live.gatewayStatus;
+  if (server === 'gateway' && /no frame within|timeout|timed out/i.test(error) && statusProbe && !statusProbe.ok && /timeout|timed out|aborted/i.test(statusProbe.error)) {
+    return { detail: `/ws/ handshake through nginx: ${error}; the gateway accepts connections but answers nothing, its status endpoint neither (hung: stopped, or its event loop blocked)`, fix: restartFix(ctx, 'gateway') };
+  }
   return { detail: `/ws/ handshake through nginx: ${error}`, fix: applyFix(ctx) };
 }
 
