@@ -2,6 +2,7 @@
 // `npm start` / `npm stop` / `npm run stack -- <command>`: the local stack as processes
 // (Postgres, Redis, backend, gateway, nginx), state in .stack/. Like `docker compose up -d`,
 // `up` returns once everything is healthy.
+import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { $ } from 'zx';
 import { lastLines } from '../infra/processes/log-tail.js';
@@ -25,7 +26,8 @@ Commands:
   up [--monitoring]  start postgres, redis, backend, gateway, nginx (idempotent) and print the URLs;
                      --monitoring adds Prometheus scraping backend and gateway with the alert rules
   down               stop every service, nginx first
-  status [--json]    service, pid, port, health, restarts (crashed services are restarted with backoff), URL
+  status [--json]    service, pid, port, state (healthy, unhealthy, crashed, stopped) with the command that
+                     recovers it, restarts (crashed services are restarted with backoff), URL
   logs SVC [-f]      print a service's logs (nginx: access and error logs; -f follows them)
   restart SVC        restart one service (gateway drains its clients first)
   apply              bring the running stack back to its stack file: start what is down, restart
@@ -39,7 +41,7 @@ Options:
 ${COMMON}`,
   up: `Usage: npm start [-- --stack NAME] [-- --monitoring]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs.\n  --monitoring   also run Prometheus (Debian's /usr/bin/prometheus) with monitoring/alerts.yml,\n                 as if the stack file set replyx:monitoring.enabled (kept until npm stop)\n${COMMON}`,
   down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
-  status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, health, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\n  --json         machine-readable output\n${COMMON}`,
+  status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, state, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\nStates: healthy; unhealthy (runs, its health probe fails: hung or failing); crashed (died without a stop:\nthe watchdog restarts it, or npm start when no watchdog runs); stopped. Each one not healthy gets the command\nthat recovers it. Exit 3 when a service is not healthy.\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
   restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway closes its clients with 4200 (they reconnect and\nresume with since=); nginx hands over (the old one finishes its requests); postgres uses its fast\nshutdown. The watchdog does not count an intended restart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
   apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. Changes nothing on a stack that matches.\n${COMMON}`,
@@ -155,20 +157,22 @@ export async function stackMain(argv: string[]): Promise<number> {
       if (values.json) {
         console.log(
           JSON.stringify(
-            services.map((s) => ({ service: s.name, pid: s.pid ?? null, port: s.port, running: s.running, healthy: s.healthy, restarts: s.restarts, last_restart_error: s.lastRestartError ?? null, url: serviceUrl(plan, s.name) ?? null, log: s.logFile, logs: s.logFiles })),
+            services.map((s) => ({ service: s.name, state: s.state, recovery: s.recovery ?? null, pid: s.pid ?? null, port: s.port, running: s.running, healthy: s.healthy, restarts: s.restarts, last_restart_error: s.lastRestartError ?? null, url: serviceUrl(plan, s.name) ?? null, log: s.logFile, logs: s.logFiles })),
             null,
             2,
           ),
         );
       } else {
         const rows = [
-          ['SERVICE', 'PID', 'PORT', 'HEALTH', 'RESTARTS', 'URL'],
-          ...services.map((s) => [s.name, s.pid ? String(s.pid) : '-', String(s.port), s.healthy ? 'healthy' : s.running ? 'unhealthy' : 'stopped', String(s.restarts), serviceUrl(plan, s.name) ?? '-']),
+          ['SERVICE', 'PID', 'PORT', 'STATE', 'RESTARTS', 'URL'],
+          ...services.map((s) => [s.name, s.pid ? String(s.pid) : '-', String(s.port), s.state, String(s.restarts), serviceUrl(plan, s.name) ?? '-']),
         ];
         const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
         for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
         console.log(watchdog !== undefined ? `watchdog pid ${watchdog}: crashed services are restarted with backoff (RESTARTS counts them)` : 'watchdog not running: crashed services stay down (npm start starts it)');
         for (const s of services) if (s.lastRestartError) console.log(`${s.name}: last restart failed: ${s.lastRestartError}`);
+        const shown = (file: string) => (path.relative(process.cwd(), file).startsWith('..') ? file : path.relative(process.cwd(), file));
+        for (const s of services) if (s.recovery) console.log(`${s.name} ${s.state}: ${s.recovery} (log: ${shown(s.logFile)})`);
       }
       return services.every((s) => s.healthy) ? 0 : 3;
     }

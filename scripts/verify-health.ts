@@ -27,8 +27,11 @@ Docker/AWS: set REPLYX_ADMIN_TOKEN (operator JWT) for the probe and REPLYX_DEBUG
 /** Renders a health report as a table with a one-line verdict. */
 export function formatHealthReport(report: HealthReport, at = new Date()): string {
   const rows = report.checks.map((c) => [c.name, c.ok ? 'OK' : 'FAIL', `${c.ms} ms`, c.detail]);
-  const verdict = report.ok ? `healthy (${at.toISOString()})` : `UNHEALTHY: ${report.checks.filter((c) => !c.ok).map((c) => c.name).join(', ')} (${at.toISOString()})`;
-  return `${formatTable(['check', 'status', 'time', 'detail'], rows, 90)}\n\n${verdict}`;
+  const failed = report.checks.filter((c) => !c.ok);
+  const verdict = report.ok ? `healthy (${at.toISOString()})` : `UNHEALTHY: ${failed.map((c) => c.name).join(', ')} (${at.toISOString()})`;
+  // The table cuts long details; a failure's whole detail is the cause, so it is printed in full.
+  const causes = failed.map((c) => `${c.name}: ${c.detail}`);
+  return `${formatTable(['check', 'status', 'time', 'detail'], rows, 90)}\n\n${[...causes, verdict].join('\n')}`;
 }
 
 async function main(argv: readonly string[]): Promise<number> {

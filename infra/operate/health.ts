@@ -4,7 +4,7 @@ import { DEMO_WIDGET_ASSISTANT_ID } from '../../examples/backend/src/demo.js';
 import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
 import type { StackContext } from './stack.js';
 import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from './live-state.js';
-import { httpJson, PROBE_TIMEOUT_MS } from './probes.js';
+import { httpGet, httpJson, PROBE_TIMEOUT_MS } from './probes.js';
 
 // `npm run health`: every /health, the gateway's debug endpoints, and the synthetic delivery
 // probe of the seed's basic scenario — an admin panel and a widget on one dialog, a message sent
@@ -171,6 +171,36 @@ async function clearProbeMessages(ctx: StackContext, adminToken: string, dialog:
   }
 }
 
+/** The dependencies a `/health` body reports down (pure): backend `db`/`redis` not `ok`, gateway ones `down`. */
+export function downDependencies(body: Record<string, unknown>): string[] {
+  const names: Record<string, string> = { db: 'Postgres', redis: 'Redis' };
+  return Object.entries(names).flatMap(([key, name]) => {
+    const v = body[key];
+    if (typeof v !== 'string' || ['ok', 'up', 'not-used'].includes(v)) return [];
+    return [v === 'down' ? `${name} down` : `${name} down (${v.replace(/^error:\s*/, '')})`];
+  });
+}
+
+/**
+ * One line for a `/health` answer that is not 2xx (pure): the dependencies it reports down first
+ * (the cause an operator acts on), then the status and the rest of the body.
+ */
+export function describeUnhealthy(status: number, body: string): string {
+  let parsed: Record<string, unknown> | undefined;
+  try {
+    const v = JSON.parse(body) as unknown;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) parsed = v as Record<string, unknown>;
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed) return `HTTP ${status}: ${body.slice(0, 200)}`;
+  const down = downDependencies(parsed);
+  const rest = Object.entries(parsed)
+    .filter(([k]) => k !== 'status' && !(k in { db: 1, redis: 1 } && down.length > 0))
+    .map(([k, v]) => `${k} ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  return `${down.length > 0 ? `${down.join(', ')}: ` : ''}HTTP ${status} ${String(parsed.status ?? '')}${rest.length > 0 ? `, ${rest.join(', ')}` : ''}`;
+}
+
 /** Runs every health check and the probe (unless skipped). */
 export async function runHealth(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions & { skipProbe?: boolean; skipGateway?: boolean } = {}): Promise<HealthReport> {
   const checks: HealthCheck[] = [];
@@ -179,11 +209,24 @@ export async function runHealth(ctx: StackContext, creds: ProbeCredentials, opti
     const [r, ms] = await timed(() => httpJson(url, headers, PROBE_TIMEOUT_MS));
     checks.push(r.ok ? { name, ok: true, detail: describe((r.value ?? {}) as Record<string, unknown>), ms } : { name, ok: false, detail: r.error, ms });
   };
+  // A /health that answers 503 says why in its body: that is the detail, not the bare status.
+  const addHealth = async (name: string, url: string, describe: (body: Record<string, unknown>) => string) => {
+    const [r, ms] = await timed(() => httpGet(url, {}, PROBE_TIMEOUT_MS));
+    if (!r.ok) return void checks.push({ name, ok: false, detail: r.error, ms });
+    if (r.value.status < 200 || r.value.status > 299) return void checks.push({ name, ok: false, detail: describeUnhealthy(r.value.status, r.value.body), ms });
+    let body: Record<string, unknown> = {};
+    try {
+      body = JSON.parse(r.value.body) as Record<string, unknown>;
+    } catch {
+      body = {};
+    }
+    checks.push({ name, ok: true, detail: describe(body), ms });
+  };
   const dialog = options.dialogId ?? DEFAULT_PROBE_DIALOG;
   await add('nginx /health', `${ctx.endpoints.nginx}/health`, {}, () => 'ok');
-  await add('backend /health', `${ctx.endpoints.backend}/health`, {}, (b) => `${String(b.status)}, ${String(b.workers)} workers, db ${String(b.db)}, redis ${String(b.redis)}`);
+  await addHealth('backend /health', `${ctx.endpoints.backend}/health`, (b) => `${String(b.status)}, ${String(b.workers)} workers, db ${String(b.db)}, redis ${String(b.redis)}`);
   if (!options.skipGateway) {
-    await add('gateway /health', `${ctx.endpoints.gateway}/health`, {}, (b) => `${String(b.status)}, broker ${String(b.broker)} (${String(b.redis)}), db ${String(b.db)}, ${String(b.connections)} connections`);
+    await addHealth('gateway /health', `${ctx.endpoints.gateway}/health`, (b) => `${String(b.status)}, broker ${String(b.broker)} (${String(b.redis)}), db ${String(b.db)}, ${String(b.connections)} connections`);
     await add('gateway status', `${ctx.endpoints.gateway}/api/debug/websocket/status`, debug, (b) => `${String(b.instance)} pid ${String(b.pid)}, ${String(b.workers)} worker, ${JSON.stringify(b.connections)}`);
     await add(`gateway sync ${dialog}`, `${ctx.endpoints.gateway}/api/debug/websocket/sync?dialog_id=${dialog}`, debug, (b) => `attached ${JSON.stringify(b.attached)}, last event ${String(b.last_event_id)}`);
   }

@@ -103,6 +103,25 @@ describe('evaluateLiveRules', () => {
     expect(degraded.find((r) => r.id === 'redis')!.fix).toMatch(/^npm run stack -- restart redis/);
   });
 
+  it('backend /health and the /ws/ handshake failing while a store is down name the store, not the backend', () => {
+    const pgDown = evaluateLiveRules(topo(), { ...healthy, postgres: bad('ECONNREFUSED'), backendHealth: bad('timeout after 3000 ms'), wsFirstFrame: bad('closed 1011 internal error') });
+    const backend = pgDown.find((r) => r.id === 'backend-workers')!;
+    expect(backend).toMatchObject({ status: 'fail', detail: expect.stringContaining('cause: Postgres is down') });
+    expect(backend.fix).toMatch(/^npm run stack -- restart postgres/);
+    const ws = pgDown.find((r) => r.id === 'ws-handshake')!;
+    expect(ws.detail).toContain('cause: Postgres is down');
+    expect(ws.fix).toMatch(/^npm run stack -- restart postgres/);
+    const redisDown = evaluateLiveRules(topo(), { ...healthy, redis: bad('ECONNREFUSED'), wsFirstFrame: bad('no frame within 3000 ms') });
+    expect(redisDown.find((r) => r.id === 'ws-handshake')!.fix).toMatch(/^npm run stack -- restart redis/);
+  });
+
+  it('ws-handshake: a gateway that accepts but answers nothing (hung) is restarted, not re-applied', () => {
+    const hung = evaluateLiveRules(topo(), { ...healthy, wsFirstFrame: bad('no frame within 3000 ms'), gatewayStatus: bad('GET http://127.0.0.1:8001/api/debug/websocket/status: The operation was aborted due to timeout') });
+    const ws = hung.find((r) => r.id === 'ws-handshake')!;
+    expect(ws.detail).toMatch(/hung/);
+    expect(ws.fix).toMatch(/^npm run stack -- restart gateway/);
+  });
+
   it('redis and postgres: not answering', () => {
     only({ redis: bad('ECONNREFUSED') }, 'redis');
     only({ postgres: bad('ECONNREFUSED') }, 'postgres');

@@ -232,6 +232,17 @@ function settingsRow(topology: Topology, live: LiveState, ctx: FixContext): Rule
   return result(id, 'pass', `${services.length > 0 ? `${services.join(', ')} run the rendered settings` : 'gateway heartbeat as rendered'}`, ctx);
 }
 
+/**
+ * The data store the check found down (its own Redis PING or Postgres SELECT 1 failed), if any:
+ * when one is down, the backend's and the gateway's failures are its symptoms, and restarting
+ * them would repair nothing.
+ */
+export function downStore(live: LiveState): { service: 'postgres' | 'redis'; name: string; error: string } | undefined {
+  if (live.postgres && !live.postgres.ok) return { service: 'postgres', name: 'Postgres', error: live.postgres.error };
+  if (live.redis && !live.redis.ok) return { service: 'redis', name: 'Redis', error: live.redis.error };
+  return undefined;
+}
+
 /** Why a handshake that got no `connected` frame failed, in terms of what to repair. */
 function handshakeDiagnosis(topology: Topology, error: string, live: LiveState, options: LiveRuleOptions, ctx: FixContext): { detail: string; fix: string } {
   const server = topology.wsRoute === 'gateway' ? 'gateway' : 'backend';
@@ -245,6 +256,14 @@ function handshakeDiagnosis(topology: Topology, error: string, live: LiveState, 
   if (proc && !proc.running) return { detail: `/ws/ handshake through nginx: ${error}; ${proc.service} is not running`, fix: restartFix(ctx, isRestartable(proc.service) ? proc.service : server) };
   if (status === '502' || status === '504') return { detail: `handshake answered HTTP ${status}: nginx cannot reach the ${server}`, fix: restartFix(ctx, server) };
   if (/4001/.test(error)) return { detail: `the ${server} rejected the stack's operator token (4001): it runs with another JWT secret than the stack's`, fix: applyFix(ctx) };
+  // A 1011 or a timeout while a store is down is that store's outage (the gateway checks access in Postgres).
+  const store = downStore(live);
+  if (store) return { detail: `/ws/ handshake through nginx: ${error}; cause: ${store.name} is down (${store.service} row)`, fix: restartFix(ctx, store.service) };
+  // Connections accepted but nothing answered, its own status endpoint silent too: the process hangs.
+  const statusProbe = live.gatewayStatus;
+  if (server === 'gateway' && /no frame within|timeout|timed out/i.test(error) && statusProbe && !statusProbe.ok && /timeout|timed out|aborted/i.test(statusProbe.error)) {
+    return { detail: `/ws/ handshake through nginx: ${error}; the gateway accepts connections but answers nothing, its status endpoint neither (hung: stopped, or its event loop blocked)`, fix: restartFix(ctx, 'gateway') };
+  }
   return { detail: `/ws/ handshake through nginx: ${error}`, fix: applyFix(ctx) };
 }
 
@@ -267,6 +286,11 @@ function handshakeRow(topology: Topology, live: LiveState, options: LiveRuleOpti
 
 function backendRow(topology: Topology, live: LiveState, ctx: FixContext): RuleResult {
   const id = 'backend-workers';
+  const store = downStore(live);
+  if (live.backendHealth && !live.backendHealth.ok && store) {
+    // The backend's /health waits on the store that is down: that store is the thing to repair.
+    return result(id, 'fail', `backend /health: ${live.backendHealth.error}; cause: ${store.name} is down (${store.service} row)`, ctx, restartFix(ctx, store.service));
+  }
   return probeResult(id, live.backendHealth, 'backend /health', ctx, ({ status, body }) => {
     const b = record(body);
     const workers = b.workers;

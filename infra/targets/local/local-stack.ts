@@ -14,7 +14,7 @@ import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
 import { stopPid } from './processes.js';
 import { assertPortFree, pidMatches, processMarker, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
-import { readRestarts, superviseFile, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
+import { readRestarts, serviceCondition, superviseFile, type ServiceCondition, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
 
 // The local stack as a whole: `npm start`/`npm stop`/status/restart for a developer (state in
 // .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
@@ -53,6 +53,9 @@ export async function writeNginxConfig(plan: LocalStackPlan): Promise<void> {
   await mkdir(path.join(plan.nginxPrefixDir, 'logs'), { recursive: true });
   if (demoPagesEnabled(plan.topology, 'local')) await buildDemoPages(path.join(plan.nginxPrefixDir, DEMO_PAGES.dir));
   const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
+  // An unchanged file keeps its mtime: rewriting it would make the check report the config nginx
+  // loaded as changed without a reload (npm start on a running stack, to start what crashed).
+  if ((await readFile(plan.nginxConfigFile, 'utf8').catch(() => undefined)) === text) return;
   await writeFile(plan.nginxConfigFile, text);
 }
 
@@ -166,6 +169,8 @@ async function handOver(spec: ProcessSpec): Promise<number | undefined> {
   // The old pid is kept aside so a stop of the stack ends it too, not only its own timeout.
   await writeFile(handedOverPidFile(spec), `${pid}\n`);
   await rm(spec.pidFile, { force: true });
+  // A stopped (hung) process must run to act on the signal.
+  process.kill(pid, 'SIGCONT');
   process.kill(pid, spec.handoverSignal!);
   if (await waitUntil(async () => !(await isPortOpen(spec.port)), 5000, 20)) return pid;
   // It did not let go of the port: stop it the ordinary way.
@@ -249,21 +254,32 @@ export async function downDevStack(opts: DevStackOptions, log: ProgressLog): Pro
   await rm(stateFile(stateDir), { force: true });
 }
 
-/** The state of every service of the developer's stack. */
-export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; watchdog: number | undefined; services: (ServiceState & { logFile: string; logFiles: readonly string[]; restarts: number; lastRestartError?: string })[] }> {
+/** One service as `stack status` shows it. */
+export type DevServiceStatus = ServiceState & { logFile: string; logFiles: readonly string[]; restarts: number; lastRestartError?: string; state: ServiceCondition; recovery?: string };
+
+/** The state of every service of the developer's stack, with the command that recovers each one that is not healthy. */
+export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: LocalStackPlan; watchdog: number | undefined; services: DevServiceStatus[] }> {
   const { plan } = await loadDevPlan(opts);
   const records: Record<string, RestartRecord> = await readRestarts(plan.stateDir);
-  const services = await Promise.all(
-    startOrder(plan.services).map(async (s) => ({
-      ...(await serviceState(s)),
-      logFile: s.logFile,
-      logFiles: s.logFiles,
-      restarts: records[s.name]?.restarts ?? 0,
-      ...(records[s.name]?.lastError ? { lastRestartError: records[s.name]!.lastError } : {}),
-    })),
-  );
   const wd = await readPid(watchdogPidFile(plan.stateDir));
-  return { plan, watchdog: wd !== undefined && pidMatches(wd, WATCHDOG_ENTRY) ? wd : undefined, services };
+  const watchdog = wd !== undefined && pidMatches(wd, WATCHDOG_ENTRY) ? wd : undefined;
+  const observed = await Promise.all(startOrder(plan.services).map(async (s) => ({ spec: s, state: await serviceState(s), pidFilePresent: (await readPid(s.pidFile)) !== undefined })));
+  const STORES = ['postgres', 'redis'];
+  const conditionOf = (o: (typeof observed)[number], storeDown?: { name: string; state: ServiceCondition }) =>
+    serviceCondition({ ...o.state, pidFilePresent: o.pidFilePresent, record: records[o.spec.name], watchdogRunning: watchdog !== undefined, ...(storeDown ? { storeDown } : {}) });
+  const storeDown = observed.filter((o) => STORES.includes(o.spec.name) && !o.state.healthy).map((o) => ({ name: o.spec.name, state: conditionOf(o).state }))[0];
+  const services = observed.map((o) => {
+    const record = records[o.spec.name];
+    return {
+      ...o.state,
+      logFile: o.spec.logFile,
+      logFiles: o.spec.logFiles,
+      restarts: record?.restarts ?? 0,
+      ...(record?.lastError ? { lastRestartError: record.lastError } : {}),
+      ...conditionOf(o, STORES.includes(o.spec.name) || o.spec.name === 'nginx' ? undefined : storeDown),
+    };
+  });
+  return { plan, watchdog, services };
 }
 
 /** Where a service of a plan answers HTTP (nginx: the public URL; Prometheus: its UI), if it does. */

@@ -86,7 +86,10 @@ function handleFor(name: string, child: LoggedProcess, port: number, logFile: st
   };
 }
 
-/** Sends `signal` (SIGTERM) to `pid`, then SIGKILL after `graceMs`, and waits until it is gone. */
+/**
+ * Sends `signal` (SIGTERM) to `pid`, then SIGKILL after `graceMs`, and waits until it is gone.
+ * A stopped (SIGSTOP, hung in a debugger) process is continued first, so it can act on the signal.
+ */
 export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boolean, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const alive = () => {
     if (hasExited?.()) return false;
@@ -99,6 +102,8 @@ export async function stopPid(pid: number, graceMs = 5000, hasExited?: () => boo
   };
   if (!alive()) return;
   try {
+    // A stopped process keeps a SIGTERM pending and never drains: let it run to handle it.
+    process.kill(pid, 'SIGCONT');
     process.kill(pid, signal);
   } catch {
     return;

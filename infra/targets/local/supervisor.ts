@@ -214,6 +214,8 @@ export async function signalStop(spec: ProcessSpec): Promise<number | undefined>
   await rm(spec.pidFile, { force: true });
   if (running) {
     try {
+      // A stopped (hung) process must run to act on the signal.
+      process.kill(pid, 'SIGCONT');
       process.kill(pid, spec.stopSignal ?? 'SIGTERM');
     } catch {
       // Gone in between.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hasReadyLine } from './supervisor.js';
-import { backoffMs, DEFAULT_RESTART_POLICY, nextAction, type RestartPolicy, type WatchState } from './watchdog.js';
+import { backoffMs, DEFAULT_RESTART_POLICY, nextAction, serviceCondition, type RestartPolicy, type WatchState } from './watchdog.js';
 
 const policy: RestartPolicy = { pollMs: 100, backoffBaseMs: 500, backoffCapMs: 4000, resetAfterMs: 10_000 };
 
@@ -66,5 +66,25 @@ describe('hasReadyLine', () => {
     expect(hasReadyLine('{"pid":5,"ready":true', 5)).toBe(false);
     expect(hasReadyLine('backend "ready":true pid 5', 5)).toBe(false);
     expect(hasReadyLine(line({ pid: 5, ready: 'true' }), 5)).toBe(false);
+  });
+});
+
+describe('serviceCondition', () => {
+  const base = { name: 'gateway', running: true, healthy: true, pidFilePresent: true, watchdogRunning: true };
+  it('names each condition and the command that recovers it', () => {
+    expect(serviceCondition(base)).toEqual({ state: 'healthy' });
+    expect(serviceCondition({ ...base, healthy: false })).toMatchObject({ state: 'unhealthy', recovery: expect.stringContaining('npm run stack -- restart gateway') });
+    expect(serviceCondition({ ...base, running: false, healthy: false, watchdogRunning: false })).toEqual({ state: 'crashed', recovery: 'npm start (starts it and the watchdog)' });
+    expect(serviceCondition({ ...base, running: false, healthy: false, pidFilePresent: false, record: { restarts: 1, lastCrashAt: '2026-01-01T00:00:00Z' } }).state).toBe('crashed');
+    expect(serviceCondition({ ...base, running: false, healthy: false, pidFilePresent: false })).toEqual({ state: 'stopped', recovery: 'npm start' });
+  });
+  it('points a service failing because its store is down at the store, not at a restart of itself', () => {
+    const r = serviceCondition({ ...base, name: 'backend', healthy: false, storeDown: { name: 'redis', state: 'crashed' } });
+    expect(r.state).toBe('unhealthy');
+    expect(r.recovery).toMatch(/redis is crashed: recover redis first/);
+    expect(r.recovery).not.toMatch(/restart backend/);
+  });
+  it('takes an old crash of a service stopped on purpose, with no watchdog running, for a stop', () => {
+    expect(serviceCondition({ ...base, running: false, healthy: false, pidFilePresent: false, watchdogRunning: false, record: { restarts: 1, lastCrashAt: '2026-01-01T00:00:00Z' } }).state).toBe('stopped');
   });
 });

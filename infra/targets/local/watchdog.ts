@@ -173,3 +173,40 @@ export async function watchWithPolicy(stateDir: string, policy: RestartPolicy = 
   }
   await log('info', '-', 'watchdog stopped');
 }
+
+/** What `stack status` says a service is. */
+export type ServiceCondition = 'healthy' | 'unhealthy' | 'crashed' | 'stopped';
+
+/** What one service looks like to `stack status`, as the condition needs it. */
+export interface ConditionInput {
+  readonly name: string;
+  /** Its process is alive. */
+  readonly running: boolean;
+  /** Its ready probe passes. */
+  readonly healthy: boolean;
+  /** Its pid file exists (an intended stop removes it; a crash leaves it naming a dead process). */
+  readonly pidFilePresent: boolean;
+  readonly record?: RestartRecord;
+  readonly watchdogRunning: boolean;
+  /** A data store it depends on that is not healthy (its /health fails because of it). */
+  readonly storeDown?: { readonly name: string; readonly state: ServiceCondition };
+}
+
+/**
+ * A service's condition and the command that recovers it (pure): `crashed` when its process died
+ * without an intended stop (pid file left behind, or the running watchdog saw it crash and has not
+ * got it back yet), `unhealthy` when it runs but its probe fails (hung, or failing inside), `stopped`
+ * when it was stopped on purpose or never started.
+ */
+export function serviceCondition(s: ConditionInput): { state: ServiceCondition; recovery?: string } {
+  if (s.running && s.healthy) return { state: 'healthy' };
+  const restart = `npm run stack -- restart ${s.name}`;
+  // Restarting a service whose store is down repairs nothing: the store is the thing to recover.
+  if (s.running && s.storeDown) return { state: 'unhealthy', recovery: `its ${s.storeDown.name} is ${s.storeDown.state}: recover ${s.storeDown.name} first (see its line); this recovers by itself` };
+  if (s.running) return { state: 'unhealthy', recovery: `runs but does not answer its health probe (hung or failing): read its log, then ${restart}` };
+  // The watchdog removes a crashed service's pid file before restarting it; its record remembers the crash.
+  const crashed = s.pidFilePresent || (s.watchdogRunning && s.record?.lastCrashAt !== undefined);
+  if (!crashed) return { state: 'stopped', recovery: 'npm start' };
+  if (s.watchdogRunning) return { state: 'crashed', recovery: `the watchdog restarts it with backoff${s.record?.lastError ? ` (its last attempt failed: fix that first)` : ''}; now: ${restart}` };
+  return { state: 'crashed', recovery: 'npm start (starts it and the watchdog)' };
+}
