@@ -19,7 +19,7 @@ import { fencedCommands, runbookFences } from './fences.js';
 // fails CI. Static tests check each runbook's structure and the seed's log greps.
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
-const RUNBOOKS = ['deploy', 'rollback', 'ws-desync', 'ws-gateway-down', 'domain-4003', 'redis-outage', 'backend-errors', 'gateway-capacity', 'load-test'] as const;
+const RUNBOOKS = ['deploy', 'rollback', 'ws-desync', 'ws-gateway-down', 'domain-4003', 'redis-outage', 'backend-errors', 'gateway-capacity', 'load-test', 'nginx-drift'] as const;
 const SECTIONS = ['Symptoms', 'Alerts', 'Diagnosis', 'Decision', 'Action', 'Verification', 'Escalation'];
 
 const text = (name: string) => readFileSync(path.join(DIR, `${name}.md`), 'utf8');
