@@ -113,11 +113,14 @@ describe('routing drills (live local stack under traffic)', () => {
       return [...text.matchAll(/^replyx_backend_ws_connections(?:\{[^}]*\})? (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     };
     let clientsOnBackend = 0;
+    const at: Record<string, number> = {};
     const result = await drill.incident('/ws/ hand-routed to the backend', async () => {
       await handEditAndReload((conf) => conf.replace(/(location \/ws\/ \{[^}]*?proxy_pass http:\/\/)replyx_ws_gateway;/, '$1replyx_backend;'));
       // The incident as users live it: clients move to the backend once nginx's old workers end
       // their sockets (worker_shutdown_timeout), before anyone notices.
+      at.edited = Date.now();
       await waitUntil(async () => (clientsOnBackend = await onBackend()) >= drill.run.clients.length, 60_000, 500);
+      at.onBackend = Date.now();
 
       const diagnosis = await drill.follow('ws-desync', 'Diagnosis');
       keep('ws-desync Diagnosis', diagnosis.text);
@@ -132,15 +135,17 @@ describe('routing drills (live local stack under traffic)', () => {
       const action = await drill.follow('ws-desync', 'Action', { tag: 'hand-routed' });
       keep('ws-desync Action', action.text);
       expect(action.text).toContain('nginx reloaded');
+      at.applied = Date.now();
+      // Clients on the backend leave it at once: apply ends the old workers that held them.
+      expect(await waitUntil(async () => (await onBackend()) === 0, 20_000, 250), 'no client left on the backend').toBe(true);
+      at.offBackend = Date.now();
 
       const verified = await drill.follow('ws-desync', 'Verification');
       keep('ws-desync Verification', verified.text);
       expect(verified.text).toContain('check passed');
       expect(verified.text).toMatch(/via ws-gateway/);
-      // Clients on the backend come back to the gateway once the old workers end their sockets.
-      expect(await waitUntil(async () => (await onBackend()) === 0, 60_000, 500), 'no client left on the backend').toBe(true);
     });
-    keep('ws-desync score', `${clientsOnBackend} clients were on the backend; ${JSON.stringify(result)}`);
+    keep('ws-desync score', `${clientsOnBackend} clients on the backend ${at.onBackend! - at.edited!} ms after the edit; the runbook took ${at.applied! - at.onBackend!} ms to apply; clients off the backend ${at.offBackend! - at.applied!} ms after apply; ${JSON.stringify(result)}`);
     expect(clientsOnBackend, 'clients were on the backend during the incident').toBeGreaterThan(0);
     expect(await readFile(drill.run.stack.stackFile, 'utf8'), 'the stack file is unchanged (no workers: 1 left behind)').toBe(stackFile);
     expect(result, JSON.stringify(result)).toMatchObject({ duplicateDeliveries: 0, duplicateRows: 0, allReconnected: true });

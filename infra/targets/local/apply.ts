@@ -4,7 +4,7 @@ import { ReplyxError } from '../../errors.js';
 import { redisAdminCommand } from '../../operate/probes.js';
 import { writeAtomic } from '../../operate/rollback/history.js';
 import { renderNginxConfig } from '../../render/nginx.js';
-import { directiveDiff } from '../../render/nginx-diff.js';
+import { wsRoutingChanged } from '../../render/nginx-diff.js';
 import { redactLogLine } from '../../rules/index.js';
 import { restartPlanService, startExtras, type ProgressLog } from './local-stack.js';
 import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
@@ -79,16 +79,6 @@ async function applyNginx(plan: LocalStackPlan, log: ProgressLog): Promise<strin
     return `nginx reloaded (SIGHUP to pid ${st.pid}; new workers serving); /ws/ routing had drifted: ${ended === 0 ? 'no old worker held connections' : `ended ${ended} old worker${ended === 1 ? '' : 's'} still holding /ws/ connections (clients reconnect through the rendered route and resume with since=)`}`;
   }
   return `nginx reloaded (SIGHUP to pid ${st.pid}; new workers serving)`;
-}
-
-/** Whether the running config routes `/ws/` differently from the rendered one: a `/ws/` location's proxying or an upstream differs. */
-export function wsRoutingChanged(rendered: string, running: string): boolean {
-  try {
-    return directiveDiff(rendered, running).some((c) => / > location [^>]*\/ws\/[^>]* > proxy_pass |(^|> )upstream /.test(c.path));
-  } catch {
-    // A running config that does not parse routes nothing we can vouch for.
-    return true;
-  }
 }
 
 /** Brings the running stack to `plan` (its stack file on the ports it runs on); resolves with what it changed. */
