@@ -19,7 +19,7 @@ import { fencedCommands, runbookFences } from './fences.js';
 // fails CI. Static tests check each runbook's structure and the seed's log greps.
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
-const RUNBOOKS = ['deploy', 'rollback', 'ws-desync', 'ws-gateway-down', 'domain-4003', 'redis-outage', 'backend-errors', 'gateway-capacity', 'load-test'] as const;
+const RUNBOOKS = ['deploy', 'rollback', 'ws-desync', 'ws-gateway-down', 'domain-4003', 'redis-outage', 'backend-errors', 'gateway-capacity', 'load-test', 'nginx-drift'] as const;
 const SECTIONS = ['Symptoms', 'Alerts', 'Diagnosis', 'Decision', 'Action', 'Verification', 'Escalation'];
 
 const text = (name: string) => readFileSync(path.join(DIR, `${name}.md`), 'utf8');
@@ -28,6 +28,16 @@ describe('runbooks (static)', () => {
   it('covers every required runbook and nothing unexpected', () => {
     const files = readdirSync(DIR).filter((f) => f.endsWith('.md') && f !== 'README.md').map((f) => f.replace(/\.md$/, ''));
     expect(files.sort()).toEqual([...RUNBOOKS].sort());
+  });
+
+  it('the index (README.md) links every runbook, by symptom and in its full list', () => {
+    const index = readFileSync(path.join(DIR, 'README.md'), 'utf8');
+    const bySymptom = index.slice(index.indexOf('## Which runbook'), index.indexOf('## Every runbook'));
+    const all = index.slice(index.indexOf('## Every runbook'));
+    for (const name of RUNBOOKS) {
+      expect(bySymptom, `${name}.md under a symptom`).toContain(`](${name}.md)`);
+      expect(all, `${name}.md in the full list`).toContain(`](${name}.md)`);
+    }
   });
 
   it.each(RUNBOOKS)('%s has every section, local and docker commands', (name) => {
@@ -122,6 +132,7 @@ describe('runbooks (live: every `bash local` command against a running local sta
     // Make the lines the runbooks look for happen: a refused widget (4003), a slow consumer
     // (4101), and a publish that fails while Redis is away (backend error, nginx 5xx).
     await forbiddenWidget(h.ports.gateway, h.secrets.widgetTokenSecret);
+    await refusedWidgetSession();
     await ignoredDomainEntry(h.plan.databaseUrl, h.ports.gateway, h.secrets.widgetTokenSecret);
     await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
     await postWhileRedisIsDown();
@@ -149,6 +160,17 @@ describe('runbooks (live: every `bash local` command against a running local sta
     const stale = await signWidgetToken(widgetTokenSecret, { dialogId: 123, assistantId: 3, origin: 'https://evil.example.org' }, DEFAULT_TOKEN_POLICY);
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/widget/dialogs/123`, tokenProtocols(stale.token));
     await new Promise<void>((resolve) => ws.on('close', () => resolve()).on('error', () => resolve()));
+  }
+
+  /** A customer page whose origin its assistant does not allow: the backend refuses the widget session (403) and logs WEBSOCKET_4003_ERROR. */
+  async function refusedWidgetSession(): Promise<void> {
+    const res = await fetch(`${stack.handle.urls.public.replace('localhost', '127.0.0.1')}/api/widget/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: 3, parent_origin: 'https://shop.not-a-customer.example.org' }),
+    });
+    expect(res.status).toBe(403);
+    await res.arrayBuffer();
   }
 
   /**

@@ -1,12 +1,14 @@
 #!/usr/bin/env tsx
 // `npm run health`: every /health, the gateway's debug endpoints and a synthetic admin+widget
 // delivery probe with its latency. `--watch SECONDS` repeats until the first failure.
+import { ReplyxError } from '../infra/errors.js';
 import { COMMON_HELP, formatTable, intFlag, isMain, parseFlags, runScript } from '../infra/operate/cli.js';
 import { runHealth, type HealthReport } from '../infra/operate/health.js';
 import { probeCredentials } from '../infra/operate/live-state.js';
 import { resolveContext } from '../infra/operate/stack.js';
 
-const HELP = `Usage: npm run health -- [--watch SECONDS] [--probe-dialog N] [--skip-probe] [options]
+const HELP = `Usage: npm run health -- [--watch SECONDS] [--probe-dialog N] [--skip-probe]
+                          [--widget-origin ORIGIN --widget-assistant ID] [options]
 
 Checks nginx, backend and gateway /health, the gateway's debug endpoints (status, sync), then
 runs the synthetic probe: an admin panel and a widget join one dialog through nginx, a message is
@@ -20,6 +22,9 @@ Options:
                              stack derives it, else REPLYX_WIDGET_VISITOR_KEY; without one the probe
                              opens a new dialog)
   --skip-probe               only the endpoint checks
+  --widget-origin ORIGIN     also check that a customer's widget on ORIGIN (https://shop.example.com)
+  --widget-assistant ID      can open a session for assistant ID and connect (both flags together;
+                             opens one empty visitor dialog for that assistant)
 ${COMMON_HELP}
 
 Docker/AWS: set REPLYX_ADMIN_TOKEN (operator JWT) for the probe and REPLYX_DEBUG_TOKEN for debug endpoints.`;
@@ -35,17 +40,21 @@ export function formatHealthReport(report: HealthReport, at = new Date()): strin
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  const flags = parseFlags(argv, { watch: { type: 'string' }, 'probe-dialog': { type: 'string' }, 'skip-probe': { type: 'boolean' } }, 'health');
+  const flags = parseFlags(argv, { watch: { type: 'string' }, 'probe-dialog': { type: 'string' }, 'skip-probe': { type: 'boolean' }, 'widget-origin': { type: 'string' }, 'widget-assistant': { type: 'string' } }, 'health');
   if (flags.help) {
     console.log(HELP);
     return 0;
   }
   const watch = intFlag(flags.watch, 'watch', 'health', 1, 86_400);
   const dialogId = intFlag(flags['probe-dialog'], 'probe-dialog', 'health');
+  const widgetAssistant = intFlag(flags['widget-assistant'], 'widget-assistant', 'health');
+  const widgetOrigin = flags['widget-origin'];
+  if ((widgetAssistant === undefined) !== (widgetOrigin === undefined)) throw new ReplyxError('RPX_USAGE', '--widget-origin and --widget-assistant go together', 'run npm run health -- --help');
+  const widgetCheck = widgetAssistant !== undefined && typeof widgetOrigin === 'string' ? { assistant: widgetAssistant, origin: widgetOrigin } : undefined;
   const ctx = await resolveContext(flags);
   const creds = await probeCredentials(ctx);
   for (let round = 1; ; round += 1) {
-    const report = await runHealth(ctx, creds, { ...(dialogId ? { dialogId } : {}), skipProbe: flags['skip-probe'] === true });
+    const report = await runHealth(ctx, creds, { ...(dialogId ? { dialogId } : {}), skipProbe: flags['skip-probe'] === true, ...(widgetCheck ? { widgetCheck } : {}) });
     console.log(flags.json ? JSON.stringify({ round, at: new Date().toISOString(), ...report }) : `${watch ? `round ${round}\n` : ''}${formatHealthReport(report)}`);
     if (!report.ok) return 1;
     if (!watch) return 0;

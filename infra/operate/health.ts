@@ -160,6 +160,23 @@ export async function deliveryProbe(ctx: StackContext, creds: ProbeCredentials, 
   }
 }
 
+/**
+ * Whether a customer's widget can connect: a widget session for `origin` on `assistant` through
+ * nginx (201, else the API's refusal), then its socket's first frame must be `connected` (the
+ * gateway re-checks the origin). Opens one empty visitor dialog for that assistant, as the
+ * customer's widget would.
+ */
+export async function widgetOriginProbe(ctx: StackContext, assistant: number, origin: string, timeoutMs = 5000): Promise<string> {
+  const session = await widgetSession(ctx, assistant, origin, undefined, timeoutMs);
+  const widget = listen('widget', `${ctx.endpoints.ws}/ws/widget/dialogs/${session.dialogId}`, session.token, timeoutMs);
+  try {
+    const hello = await widget.connected;
+    return `session 201 (dialog ${session.dialogId}), connected via ${String(hello.server ?? '?')}`;
+  } finally {
+    widget.ws.terminate();
+  }
+}
+
 /** Deletes the probe's messages from its dialog (only a probe dialog allows it); says what happened. */
 async function clearProbeMessages(ctx: StackContext, adminToken: string, dialog: number, timeoutMs: number): Promise<string> {
   try {
@@ -202,7 +219,7 @@ export function describeUnhealthy(status: number, body: string): string {
 }
 
 /** Runs every health check and the probe (unless skipped). */
-export async function runHealth(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions & { skipProbe?: boolean; skipGateway?: boolean } = {}): Promise<HealthReport> {
+export async function runHealth(ctx: StackContext, creds: ProbeCredentials, options: ProbeOptions & { skipProbe?: boolean; skipGateway?: boolean; widgetCheck?: { assistant: number; origin: string } } = {}): Promise<HealthReport> {
   const checks: HealthCheck[] = [];
   const debug: Record<string, string> = creds.debugToken ? { 'X-Debug-Token': creds.debugToken } : {};
   const add = async (name: string, url: string, headers: Record<string, string>, describe: (body: Record<string, unknown>) => string) => {
@@ -233,6 +250,12 @@ export async function runHealth(ctx: StackContext, creds: ProbeCredentials, opti
   // nginx answers its own /health with plain text: accept it as long as it is 200.
   const nginxRow = checks[0]!;
   if (!nginxRow.ok && /^HTTP 200, not JSON/.test(nginxRow.detail)) checks[0] = { ...nginxRow, ok: true, detail: 'ok' };
+  if (options.widgetCheck) {
+    const { assistant, origin } = options.widgetCheck;
+    const name = `widget origin ${origin} (assistant ${assistant})`;
+    const [r, ms] = await timed(() => widgetOriginProbe(ctx, assistant, origin, options.timeoutMs).then((detail) => ({ ok: true, detail }), (err: unknown) => ({ ok: false, detail: (err as Error).message })));
+    checks.push({ name, ms, ...r });
+  }
   // With /ws/ rolled back to the backend, the gateway only carries publishes: a dead one is still a failure.
   let probe: HealthReport['probe'];
   if (!options.skipProbe) {

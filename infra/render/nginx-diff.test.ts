@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validateTopology } from '../topology/index.js';
-import { directiveDiff, formatDirectiveDiff } from './nginx-diff.js';
+import { directiveDiff, formatDirectiveDiff, wsRoutingChanged } from './nginx-diff.js';
 import { renderNginxConfig } from './nginx.js';
 
 const rendered = renderNginxConfig(validateTopology({ target: 'local' }, 'test').topology, 'local', { prefixDir: '/tmp/replyx-diff' });
@@ -25,5 +25,15 @@ describe('directiveDiff', () => {
     const lines = formatDirectiveDiff(directiveDiff(rendered, edited));
     expect(lines.some((l) => /^- worker_shutdown_timeout \d+s$/.test(l))).toBe(true);
     expect(lines.some((l) => l === '+ http > upstream replyx_backend > server 127.0.0.1:9')).toBe(true);
+  });
+});
+
+describe('wsRoutingChanged', () => {
+  it('is true when /ws/ is proxied elsewhere or an upstream changed, false for other drift', () => {
+    expect(wsRoutingChanged(rendered, rendered)).toBe(false);
+    expect(wsRoutingChanged(rendered, rendered.replace(/(location \/ws\/ \{[^}]*?proxy_pass http:\/\/)replyx_ws_gateway;/, '$1replyx_backend;'))).toBe(true);
+    expect(wsRoutingChanged(rendered, rendered.replace(/(upstream replyx_ws_gateway \{[^}]*?server )127\.0\.0\.1:\d+/, '$1127.0.0.1:9'))).toBe(true);
+    expect(wsRoutingChanged(rendered, rendered.replace(/(location \/ws\/ \{[\s\S]*?proxy_read_timeout )\S+;/, '$1900s;'))).toBe(false);
+    expect(wsRoutingChanged(rendered, 'http {')).toBe(true);
   });
 });

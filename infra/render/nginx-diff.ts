@@ -62,3 +62,13 @@ export function directiveDiff(expected: string, actual: string): DirectiveChange
 export function formatDirectiveDiff(changes: readonly DirectiveChange[]): string[] {
   return changes.map((c) => `${c.op} ${c.path}`);
 }
+
+/** Whether the running config routes `/ws/` differently from the rendered one: a `/ws/` location's proxying or an upstream differs. */
+export function wsRoutingChanged(rendered: string, running: string): boolean {
+  try {
+    return directiveDiff(rendered, running).some((c) => / > location [^>]*\/ws\/[^>]* > proxy_pass |(^|> )upstream /.test(c.path));
+  } catch {
+    // A running config that does not parse routes nothing we can vouch for.
+    return true;
+  }
+}

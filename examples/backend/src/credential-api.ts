@@ -32,9 +32,10 @@ const sessionBody = z.strictObject({
  * POST /api/widget/sessions: checks the page's origin (`parent_origin`, else the Origin header)
  * against the assistant's allowed domains, then resumes the dialog of `visitor_key` or creates
  * a new one with a new key (returned once, stored as a hash), and issues a widget token bound
- * to that dialog, assistant and origin. Renewal is the same call with the key.
+ * to that dialog, assistant and origin. Renewal is the same call with the key. `onOriginRefused`
+ * hears each origin refused for an assistant, so the operator's log names what to allow.
  */
-export async function widgetSession(db: pg.Pool, creds: BackendCredentials, req: IncomingMessage, raw: unknown): Promise<Answer> {
+export async function widgetSession(db: pg.Pool, creds: BackendCredentials, req: IncomingMessage, raw: unknown, onOriginRefused?: (assistantId: number, origin: string) => void): Promise<Answer> {
   const body = parseOr400(sessionBody, raw, 'body');
   const claimed = body.parent_origin ?? header(req, 'origin');
   if (!claimed || claimed === 'null') throw new ApiError(403, 'ORIGIN_FORBIDDEN', 'missing origin: send parent_origin (the embedding page) or an Origin header');
@@ -43,7 +44,10 @@ export async function widgetSession(db: pg.Pool, creds: BackendCredentials, req:
   const origin = new URL(claimed).origin;
   const domains = await creds.assistantDomains(body.assistant_id);
   // The same answer for an unknown assistant: its existence is nobody's business either.
-  if (!domains || !isHostAllowed(host, domains)) throw new ApiError(403, 'ORIGIN_FORBIDDEN', `origin ${origin} is not allowed for assistant ${body.assistant_id}`);
+  if (!domains || !isHostAllowed(host, domains)) {
+    onOriginRefused?.(body.assistant_id, origin);
+    throw new ApiError(403, 'ORIGIN_FORBIDDEN', `origin ${origin} is not allowed for assistant ${body.assistant_id}`);
+  }
   let dialogId: number;
   let visitorKey: string | undefined;
   if (body.visitor_key) {

@@ -152,7 +152,10 @@ export async function handleApiRequest(deps: ApiDeps, req: IncomingMessage, res:
     let answer: Answer;
     switch (route.action) {
       case 'session':
-        answer = await widgetSession(deps.db, deps.credentials, req, await readJsonBody(req, deps.maxBodyBytes));
+        // The seed's grep word for a refused widget domain, with the fields runbooks/domain-4003.md reads (as the gateway's 4003 line).
+        answer = await widgetSession(deps.db, deps.credentials, req, await readJsonBody(req, deps.maxBodyBytes), (assistantId, origin) =>
+          deps.log.warn({ assistant_id: assistantId, origin }, `WEBSOCKET_4003_ERROR [Widget] domain forbidden: widget session refused: assistant_id=${assistantId} origin=${JSON.stringify(origin)}`),
+        );
         break;
       case 'issue-site-token': {
         const raw = await readJsonBody(req, deps.maxBodyBytes);

@@ -36,7 +36,9 @@ class JsonLines(logging.Formatter):
     """One JSON object per line, like the rest of the stack's services."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"level": record.levelname.lower(), "time": datetime.now(timezone.utc).isoformat(), "service": "backend", "pid": os.getpid(), "msg": record.getMessage()})
+        # `extra={"fields": {...}}` adds JSON fields a runbook reads (jq), as pino's object argument does.
+        fields = getattr(record, "fields", {})
+        return json.dumps({"level": record.levelname.lower(), "time": datetime.now(timezone.utc).isoformat(), "service": "backend", "pid": os.getpid(), **fields, "msg": record.getMessage()})
 
 
 _handler = logging.StreamHandler(sys.stdout)
@@ -319,6 +321,11 @@ async def widget_session(request: Request) -> JSONResponse:
     origin = origin_of(claimed)
     assistant = await db.assistant_by_id(state["pool"], assistant_id)
     if not assistant or not is_host_allowed(host, assistant[1]):
+        # The seed's grep word for a refused widget domain, with the fields runbooks/domain-4003.md reads.
+        log.warning(
+            f"WEBSOCKET_4003_ERROR [Widget] domain forbidden: widget session refused: assistant_id={assistant_id} origin={json.dumps(origin)}",
+            extra={"fields": {"assistant_id": assistant_id, "origin": origin}},
+        )
         raise ApiError(403, "ORIGIN_FORBIDDEN", f"origin {origin} is not allowed for assistant {assistant_id}")
     new_key: Optional[str] = None
     if visitor_key:

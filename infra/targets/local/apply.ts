@@ -4,9 +4,10 @@ import { ReplyxError } from '../../errors.js';
 import { redisAdminCommand } from '../../operate/probes.js';
 import { writeAtomic } from '../../operate/rollback/history.js';
 import { renderNginxConfig } from '../../render/nginx.js';
+import { wsRoutingChanged } from '../../render/nginx-diff.js';
 import { redactLogLine } from '../../rules/index.js';
 import { restartPlanService, startExtras, type ProgressLog } from './local-stack.js';
-import { reloadAndWait } from './nginx-workers.js';
+import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
 import { observeProcesses, observeSettings, runningNginxConfig } from './observe.js';
 import { startOrder, type LocalSecrets, type LocalStackPlan } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
@@ -69,8 +70,14 @@ async function applyNginx(plan: LocalStackPlan, log: ProgressLog): Promise<strin
     const pid = await startService(spec, startExtras(plan));
     return `nginx started (pid ${pid})`;
   }
-  const { reloaded } = await reloadAndWait(st.pid);
+  const { reloaded, oldWorkers } = await reloadAndWait(st.pid);
   if (!reloaded) throw new ReplyxError('RPX_ROLLBACK_RELOAD', `nginx (pid ${st.pid}) did not start new workers after SIGHUP`, `read ${path.join(plan.nginxPrefixDir, 'logs/error.log')}`);
+  if (running?.ok && wsRoutingChanged(text, running.value.text)) {
+    // Sockets on the old workers still go where the drifted config sent them (a multi-worker
+    // backend loses events): end them now rather than after worker_shutdown_timeout.
+    const ended = await endOldWorkers(st.pid, oldWorkers, 500);
+    return `nginx reloaded (SIGHUP to pid ${st.pid}; new workers serving); /ws/ routing had drifted: ${ended === 0 ? 'no old worker held connections' : `ended ${ended} old worker${ended === 1 ? '' : 's'} still holding /ws/ connections (clients reconnect through the rendered route and resume with since=)`}`;
+  }
   return `nginx reloaded (SIGHUP to pid ${st.pid}; new workers serving)`;
 }
 

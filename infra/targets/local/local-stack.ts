@@ -282,9 +282,10 @@ export async function devStackStatus(opts: DevStackOptions): Promise<{ plan: Loc
   return { plan, watchdog, services };
 }
 
-/** Where a service of a plan answers HTTP (nginx: the public URL; Prometheus: its UI), if it does. */
+/** Where a service of a plan answers (nginx: the public URL; Prometheus: its UI; Postgres: the database URL), if it has one. */
 export function serviceUrl(plan: LocalStackPlan, name: string): string | undefined {
-  const urls: Partial<Record<string, string>> = { nginx: plan.urls.public, backend: plan.urls.backend, gateway: plan.urls.gateway, prometheus: plan.urls.prometheus };
+  // Postgres's is the database URL itself, so runbooks can hand it to psql (local trust auth: no password in it).
+  const urls: Partial<Record<string, string>> = { nginx: plan.urls.public, backend: plan.urls.backend, gateway: plan.urls.gateway, prometheus: plan.urls.prometheus, postgres: plan.databaseUrl };
   return urls[name];
 }
 
