@@ -342,6 +342,7 @@ npm run bench                    # full run, rewrites BENCHMARKS.md, ${chartFile
 npm run bench -- --render ${chartFile.replace(/\.svg$/, '.json')}   # rewrite this report from the saved figures
 npm run bench -- --smoke         # seconds-long sizes
 npm run bench -- --systems ours,ws-floor --profile   # CPU profile of the gateway in .stack/bench-profiles
+npm run bench -- --systems ours --scenarios connects --profile --no-write   # only (d), e.g. to profile a connect burst
 \`\`\`
 
 The k6 scenario for users with k6 (widget connections on many dialogs, messages through the backend
