@@ -46,7 +46,7 @@ describe('DialogAccessStore.lookup', () => {
     // A dialog asked twice in the burst shares one read.
     const rows = await Promise.all([...ids, ids[0]!].map((id) => s.lookup(id)));
     expect(queries).toHaveBeenCalledTimes(Math.ceil(ids.length / 50));
-    expect(rows.slice(0, 120).every((r, i) => r?.dialogId === ids[i] && r.userId === db.a.userId && r.assistantId === db.a.assistantId)).toBe(true);
+    expect(rows.slice(0, 120).every((r, i) => r?.dialogId === ids[i] && r?.userId === db.a.userId && r?.assistantId === db.a.assistantId)).toBe(true);
     expect(rows[120]).toMatchObject({ dialogId: db.b.dialogs[0], userId: db.b.userId, assistantId: db.b.assistantId, allowedDomains: db.b.domains });
     expect(rows[121]).toBeNull();
     expect(rows[122]).toEqual(rows[0]);
