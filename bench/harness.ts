@@ -183,6 +183,11 @@ export interface ConnectsResult {
   readonly ok: number;
   readonly failed: number;
   readonly perS: number;
+  /**
+   * Server CPU milliseconds per successful connect (every server process, nginx included): the
+   * figure that stays comparable when other work on the machine slows the wall clock.
+   */
+  readonly serverCpuMsPerConnect?: number;
   readonly authenticated: boolean;
   readonly errors: readonly string[];
 }
@@ -491,16 +496,20 @@ async function fanoutScenario(driver: Driver, system: RunningSystem, opts: Bench
 async function connectsScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog): Promise<ConnectsResult> {
   await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
   const connectTargets = range(1, opts.connectCount).map((i) => system.target(((i - 1) % opts.dialogs) + 1, i % 2 === 0 ? 'admin' : 'widget'));
+  const pids = await system.serverPids();
+  const before = await measure(pids);
   const connected = await driver.connect(system, connectTargets, opts.connectConcurrency);
+  const after = await measure(pids);
   const connects: ConnectsResult = {
     attempted: connectTargets.length,
     ok: connected.ok,
     failed: connected.failed,
     perS: Math.round(connected.ok / (connected.elapsedMs / 1000)),
+    ...(connected.ok > 0 ? { serverCpuMsPerConnect: Math.round(((after.cpuSeconds - before.cpuSeconds) * 1e6) / connected.ok) / 1000 } : {}),
     authenticated: system.authenticates,
     errors: connected.errors,
   };
-  log(`connects: ${connects.perS}/s (${connects.failed} failed)`);
+  log(`connects: ${connects.perS}/s, ${connects.serverCpuMsPerConnect ?? '?'} server CPU ms each (${connects.failed} failed)`);
   await driver.closeAll();
   return connects;
 }

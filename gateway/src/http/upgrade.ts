@@ -91,7 +91,11 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         }
         if (deps.isDraining()) return refuseUpgrade(req, socket, head, match.kind, CloseCodes.DRAINING);
         metrics.handshake(match.kind);
+        // The 101 response and the `connected` frame (sent by accept) leave in one write, not two:
+        // a syscall per handshake saved, the largest share of a connect left after auth.
+        socket.cork();
         wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip));
+        socket.uncork();
       },
       (err: unknown) => {
         log.error({ ip, url, err: String(err) }, `${LOG_TAG[match.kind]} authorization failed (database); closing with 1011`);
