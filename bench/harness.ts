@@ -38,6 +38,12 @@ export interface BenchOptions {
   /** (d) connections opened with auth, one per dialog, and how many handshakes in flight per generator. */
   readonly connectCount: number;
   readonly connectConcurrency: number;
+  /**
+   * (d) connects opened and closed first, unmeasured, on other dialogs than the measured ones:
+   * a long-running server meets a reconnect storm with its handshake path compiled, and the
+   * first few hundred handshakes otherwise bill the JIT to every system differently.
+   */
+  readonly connectWarmup: number;
   /** Load generator processes (each holds its share of the connections). */
   readonly generators: number;
   /** Handshakes in flight per generator when opening the scenario connections. */
@@ -95,6 +101,7 @@ export const FULL_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   manyDurationS: 20,
   connectCount: 2000,
   connectConcurrency: 50,
+  connectWarmup: 500,
   generators: 2,
   // Pushpin (Debian 1.36, zurl to the origin) answered 502 to about one handshake in ten with
   // 100 in flight per generator; 10 lets every system open all connections, at the same pace.
@@ -121,6 +128,7 @@ export const SMOKE_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   manyDurationS: 1,
   connectCount: 20,
   connectConcurrency: 10,
+  connectWarmup: 5,
   generators: 1,
   openConcurrency: 20,
   connectTimeoutMs: 10_000,
@@ -494,6 +502,12 @@ async function fanoutScenario(driver: Driver, system: RunningSystem, opts: Bench
 
 /** (d) connects per second; distinct dialogs so the gateway's access cache is cold for each. */
 async function connectsScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog): Promise<ConnectsResult> {
+  if (opts.connectWarmup > 0) {
+    // Dialogs after the measured ones (seeded for this), so no access row is cached for them.
+    const warmup = range(opts.connectCount + 1, opts.connectWarmup).map((d) => system.target(d, d % 2 === 0 ? 'admin' : 'widget'));
+    await driver.connect(system, warmup, opts.connectConcurrency);
+    await driver.closeAll();
+  }
   await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
   const connectTargets = range(1, opts.connectCount).map((i) => system.target(((i - 1) % opts.dialogs) + 1, i % 2 === 0 ? 'admin' : 'widget'));
   const pids = await system.serverPids();
@@ -522,7 +536,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
   // Postgres runs as the postgres user when we are root and must be able to enter the dir.
   await chmod(dir, 0o755);
   const needsPostgres = opts.systems.some((s) => s === 'ours' || s === 'ours-nginx');
-  const dialogsToSeed = Math.max(opts.dialogs, opts.connectCount, 1);
+  const dialogsToSeed = Math.max(opts.dialogs, opts.connectCount + (opts.scenarios?.includes('connects') === false ? 0 : opts.connectWarmup), 1);
   let backing: Backing | undefined;
   const generators: Generator[] = [];
   const results: SystemResult[] = [];

@@ -24,6 +24,7 @@ const { values } = parseArgs({
     rate: { type: 'string' },
     duration: { type: 'string' },
     'connect-count': { type: 'string' },
+    'connect-warmup': { type: 'string' },
     generators: { type: 'string' },
     'open-concurrency': { type: 'string' },
     profile: { type: 'boolean', default: false },
@@ -39,7 +40,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
-       [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--generators N] [--open-concurrency N]
+       [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
@@ -137,6 +138,7 @@ const opts: BenchOptions = {
   manyRatePerS: positive('rate', values.rate, base.manyRatePerS),
   manyDurationS: positive('duration', values.duration, base.manyDurationS),
   connectCount: positive('connect-count', values['connect-count'], base.connectCount),
+  connectWarmup: values['connect-warmup'] === '0' ? 0 : positive('connect-warmup', values['connect-warmup'], base.connectWarmup),
   generators: positive('generators', values.generators, base.generators),
   openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
   keepDir: values.keep,
