@@ -54,10 +54,13 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
 
   const refuseUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, kind: ConnectionKind, close: CloseCodeInfo): void => {
     metrics.handshake(kind, close.code);
+    // As for accepted sockets: the 101 response and the close frame leave in one write.
+    socket.cork();
     wss.handleUpgrade(req, socket, head, (ws) => {
       metrics.closed(close.code);
       ws.close(close.code, close.reason);
     });
+    socket.uncork();
   };
 
   const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
