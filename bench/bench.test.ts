@@ -205,6 +205,8 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     expect(r?.fanout?.expected).toBe(10 * 10);
     expect(r?.connects).toMatchObject({ attempted: 10, ok: 10, failed: 0 });
     expect(r?.connects?.perS).toBeGreaterThan(0);
+    // 10 connects may take less than one 10 ms CPU tick: present, not necessarily positive.
+    expect(r?.connects?.serverCpuMsPerConnect).toEqual(expect.any(Number));
   });
 
   it('authenticates only on our gateway and reports versions', () => {
@@ -212,4 +214,21 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     expect(run.results.find((r) => r.system === 'ws-floor')?.connects?.authenticated).toBe(false);
     expect(run.backingVersions.redis).toMatch(/^\d+\./);
   });
+
+  it('--scenarios: runs only the scenarios asked for, and reports server CPU per connect', async () => {
+    const only = await runBench({
+      ...SMOKE_RUN,
+      dialogs: 10,
+      connectCount: 10,
+      systems: ['ws-floor'],
+      scenarios: ['connects'],
+      redisUrl: `redis://127.0.0.1:${redis.port}`,
+      log: () => undefined,
+    });
+    const r = only.results[0];
+    expect(r?.error).toBeUndefined();
+    expect([r?.idle, r?.many, r?.fanout]).toEqual([undefined, undefined, undefined]);
+    expect(r?.connects).toMatchObject({ attempted: 10, ok: 10, failed: 0 });
+    expect(r?.connects?.serverCpuMsPerConnect).toBeGreaterThanOrEqual(0);
+  }, 120_000);
 });

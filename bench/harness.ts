@@ -13,9 +13,20 @@ import { SYSTEM_LABELS, type Role, type RunningSystem, type SystemName } from '.
 // scenarios from separate load processes, read the server's RSS and CPU from /proc, stop it.
 // Every wait is bounded by an explicit option; nothing is left running when it returns.
 
+/** The scenarios of a run, in the order each system meets them: (c) idle, (b) many, (a) fanout, (d) connects. */
+export const SCENARIO_NAMES = ['idle', 'many', 'fanout', 'connects'] as const;
+
+/** One scenario of a run. */
+export type ScenarioName = (typeof SCENARIO_NAMES)[number];
+
 /** Sizes and limits of one run. Defaults are the full run of issue 7. */
 export interface BenchOptions {
   readonly systems: readonly SystemName[];
+  /**
+   * The scenarios to run (default all, SCENARIO_NAMES): a subset measures one cost without the
+   * others' minutes, e.g. `connects` under a CPU profile. `many` opens (c)'s connections itself.
+   */
+  readonly scenarios?: readonly ScenarioName[];
   /** (a) fan-out: subscribers on one dialog and events published to it as fast as allowed. */
   readonly fanoutSubscribers: number;
   readonly fanoutEvents: number;
@@ -27,6 +38,12 @@ export interface BenchOptions {
   /** (d) connections opened with auth, one per dialog, and how many handshakes in flight per generator. */
   readonly connectCount: number;
   readonly connectConcurrency: number;
+  /**
+   * (d) connects opened and closed first, unmeasured, on other dialogs than the measured ones:
+   * a long-running server meets a reconnect storm with its handshake path compiled, and the
+   * first few hundred handshakes otherwise bill the JIT to every system differently.
+   */
+  readonly connectWarmup: number;
   /** Load generator processes (each holds its share of the connections). */
   readonly generators: number;
   /** Handshakes in flight per generator when opening the scenario connections. */
@@ -84,6 +101,7 @@ export const FULL_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   manyDurationS: 20,
   connectCount: 2000,
   connectConcurrency: 50,
+  connectWarmup: 500,
   generators: 2,
   // Pushpin (Debian 1.36, zurl to the origin) answered 502 to about one handshake in ten with
   // 100 in flight per generator; 10 lets every system open all connections, at the same pace.
@@ -110,6 +128,7 @@ export const SMOKE_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   manyDurationS: 1,
   connectCount: 20,
   connectConcurrency: 10,
+  connectWarmup: 5,
   generators: 1,
   openConcurrency: 20,
   connectTimeoutMs: 10_000,
@@ -172,6 +191,11 @@ export interface ConnectsResult {
   readonly ok: number;
   readonly failed: number;
   readonly perS: number;
+  /**
+   * Server CPU milliseconds per successful connect (every server process, nginx included): the
+   * figure that stays comparable when other work on the machine slows the wall clock.
+   */
+  readonly serverCpuMsPerConnect?: number;
   readonly authenticated: boolean;
   readonly errors: readonly string[];
 }
@@ -404,7 +428,23 @@ function range(first: number, count: number): number[] {
 
 async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptions): Promise<Omit<SystemResult, 'system' | 'label' | 'versions'>> {
   const log = (line: string) => opts.log(`  ${system.name}: ${line}`);
-  // (c) idle memory, on the connections (b) then uses.
+  const selected = new Set<ScenarioName>(opts.scenarios ?? SCENARIO_NAMES);
+  const out: { idle?: IdleResult; many?: DeliveryResult; fanout?: DeliveryResult; connects?: ConnectsResult } = {};
+  if (selected.has('idle') || selected.has('many')) {
+    const { idle, opened } = await idleScenario(driver, system, opts, log);
+    if (selected.has('idle')) out.idle = idle;
+    if (selected.has('many')) out.many = await manyScenario(driver, system, opts, log, opened);
+    await driver.closeAll();
+  }
+  if (selected.has('fanout')) out.fanout = await fanoutScenario(driver, system, opts, log);
+  if (selected.has('connects')) out.connects = await connectsScenario(driver, system, opts, log);
+  return out;
+}
+
+type ScenarioLog = (line: string) => void;
+
+/** (c) idle memory, on the connections (b) then uses; they stay open for (b). */
+async function idleScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog): Promise<{ idle: IdleResult; opened: number }> {
   await sleep(opts.settleMs);
   const pids = await system.serverPids();
   await quiesce(pids, opts.quiesceTimeoutMs);
@@ -426,18 +466,23 @@ async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptio
   };
   log(`idle: ${opened.ok} open (${opened.failed} failed), ${(idle.bytesPerConnection / 1024).toFixed(1)} KiB RSS per connection`);
   if (opts.heapSnapshotDir && system.name === 'ours') await heapSnapshot(pids[0]!, opts.heapSnapshotDir, log);
+  return { idle, opened: opened.ok };
+}
 
-  // (b) many dialogs at a steady rate.
-  const perDialog = new Map(dialogs.map((d) => [d, 2]));
+/** (b) many dialogs at a steady rate, over the connections (c) opened. */
+async function manyScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog, opened: number): Promise<DeliveryResult> {
+  const perDialog = new Map(range(1, opts.dialogs).map((d) => [d, 2]));
   const events = Math.round(opts.manyRatePerS * opts.manyDurationS);
   log(`many dialogs: ${events} events at ${opts.manyRatePerS}/s`);
   const manyPlan: PublishPlan = { events, firstDialog: 1, dialogs: opts.dialogs, ratePerS: opts.manyRatePerS, maxInFlight: 64, batchMax: 100, textBytes: opts.textBytes, maxDurationMs: opts.manyDurationS * 1000 * 2 + 5000 };
   await driver.warmup(system, { ...manyPlan, events: Math.round(opts.manyRatePerS * opts.warmupS), maxDurationMs: opts.warmupS * 2000 + 5000 }, perDialog);
-  const many = await driver.deliver(system, manyPlan, perDialog, opened.ok);
+  const many = await driver.deliver(system, manyPlan, perDialog, opened);
   log(`many dialogs: p50 ${many.latency.p50} ms, p99 ${many.latency.p99} ms, lost ${many.lost}`);
-  await driver.closeAll();
+  return many;
+}
 
-  // (a) fan-out on one dialog, burst.
+/** (a) fan-out on one dialog, burst. */
+async function fanoutScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog): Promise<DeliveryResult> {
   await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
   const fanoutDialog = 1;
   const fanoutTargets = range(0, opts.fanoutSubscribers).map((i) => system.target(fanoutDialog, i % 2 === 0 ? 'admin' : 'widget'));
@@ -452,22 +497,35 @@ async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptio
     subscribed.failed > 0 ? { ...delivered, errors: [...delivered.errors, `${subscribed.failed} of ${fanoutTargets.length} subscribers could not connect: ${subscribed.errors.join('; ')}`] } : delivered;
   log(`fan-out: ${fanout.deliveredPerS} deliveries/s, p99 ${fanout.latency.p99} ms, lost ${fanout.lost}`);
   await driver.closeAll();
+  return fanout;
+}
 
-  // (d) connects per second; distinct dialogs so the gateway's access cache is cold for each.
+/** (d) connects per second; distinct dialogs so the gateway's access cache is cold for each. */
+async function connectsScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog): Promise<ConnectsResult> {
+  if (opts.connectWarmup > 0) {
+    // Dialogs after the measured ones (seeded for this), so no access row is cached for them.
+    const warmup = range(opts.connectCount + 1, opts.connectWarmup).map((d) => system.target(d, d % 2 === 0 ? 'admin' : 'widget'));
+    await driver.connect(system, warmup, opts.connectConcurrency);
+    await driver.closeAll();
+  }
   await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
   const connectTargets = range(1, opts.connectCount).map((i) => system.target(((i - 1) % opts.dialogs) + 1, i % 2 === 0 ? 'admin' : 'widget'));
+  const pids = await system.serverPids();
+  const before = await measure(pids);
   const connected = await driver.connect(system, connectTargets, opts.connectConcurrency);
+  const after = await measure(pids);
   const connects: ConnectsResult = {
     attempted: connectTargets.length,
     ok: connected.ok,
     failed: connected.failed,
     perS: Math.round(connected.ok / (connected.elapsedMs / 1000)),
+    ...(connected.ok > 0 ? { serverCpuMsPerConnect: Math.round(((after.cpuSeconds - before.cpuSeconds) * 1e6) / connected.ok) / 1000 } : {}),
     authenticated: system.authenticates,
     errors: connected.errors,
   };
-  log(`connects: ${connects.perS}/s (${connects.failed} failed)`);
+  log(`connects: ${connects.perS}/s, ${connects.serverCpuMsPerConnect ?? '?'} server CPU ms each (${connects.failed} failed)`);
   await driver.closeAll();
-  return { idle, many, fanout, connects };
+  return connects;
 }
 
 /** Runs the benchmark and returns every figure; starts and stops everything it needs. */
@@ -478,7 +536,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
   // Postgres runs as the postgres user when we are root and must be able to enter the dir.
   await chmod(dir, 0o755);
   const needsPostgres = opts.systems.some((s) => s === 'ours' || s === 'ours-nginx');
-  const dialogsToSeed = Math.max(opts.dialogs, opts.connectCount, 1);
+  const dialogsToSeed = Math.max(opts.dialogs, opts.connectCount + (opts.scenarios?.includes('connects') === false ? 0 : opts.connectWarmup), 1);
   let backing: Backing | undefined;
   const generators: Generator[] = [];
   const results: SystemResult[] = [];

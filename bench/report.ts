@@ -247,7 +247,7 @@ Redis that calls \`ws.send\` once per member (the floor for ws's public API on t
 - Sizes: (a) ${fmt(o.fanoutSubscribers)} subscribers on one dialog, ${fmt(o.fanoutEvents)} events published as fast as the
   publisher's in-flight bound allows; (b) ${fmt(o.dialogs * 2)} connections over ${fmt(o.dialogs)} dialogs (admin + widget each),
   ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s; (c) the same ${fmt(o.dialogs * 2)} connections idle; (d) ${fmt(o.connectCount)} connects,
-  ${fmt(o.connectConcurrency)} handshakes in flight per generator. Event text ${fmt(o.textBytes)} bytes. Scenario connections
+  ${fmt(o.connectConcurrency)} handshakes in flight per generator${o.connectWarmup ? ` (after ${fmt(o.connectWarmup)} unmeasured warm-up connects on other dialogs)` : ''}. Event text ${fmt(o.textBytes)} bytes. Scenario connections
   are opened ${fmt(o.openConcurrency)} handshakes in flight per generator, and before each scenario the harness waits
   (at most ${fmt(o.quiesceTimeoutMs / 1000)} s) until the server is idle, so leftover work is not billed to the next scenario.
 
@@ -342,6 +342,7 @@ npm run bench                    # full run, rewrites BENCHMARKS.md, ${chartFile
 npm run bench -- --render ${chartFile.replace(/\.svg$/, '.json')}   # rewrite this report from the saved figures
 npm run bench -- --smoke         # seconds-long sizes
 npm run bench -- --systems ours,ws-floor --profile   # CPU profile of the gateway in .stack/bench-profiles
+npm run bench -- --systems ours --scenarios connects --profile --no-write   # only (d), e.g. to profile a connect burst
 \`\`\`
 
 The k6 scenario for users with k6 (widget connections on many dialogs, messages through the backend

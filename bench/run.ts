@@ -1,13 +1,14 @@
 #!/usr/bin/env tsx
 // `npm run bench`: runs every scenario against every system on this machine, prints the table,
 // and rewrites BENCHMARKS.md, BENCHMARKS.svg and the raw figures in BENCHMARKS.json. `--smoke`
-// runs seconds-long sizes instead; `--render FILE` rewrites the report from saved figures.
+// runs seconds-long sizes instead; `--scenarios connects` (any of idle, many, fanout, connects) runs
+// only those; `--render FILE` rewrites the report from saved figures.
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatErrorForCli } from '../infra/errors.js';
-import { FULL_RUN, SMOKE_RUN, runBench, type BenchOptions, type BenchRun } from './harness.js';
+import { FULL_RUN, SCENARIO_NAMES, SMOKE_RUN, runBench, type BenchOptions, type BenchRun, type ScenarioName } from './harness.js';
 import { machineInfo, renderMarkdown, renderSvg, renderTable, type MachineInfo } from './report.js';
 import { REPO_ROOT } from './systems/start.js';
 import { SYSTEM_NAMES, type SystemName } from './systems/system.js';
@@ -16,12 +17,14 @@ const { values } = parseArgs({
   options: {
     smoke: { type: 'boolean', default: false },
     systems: { type: 'string' },
+    scenarios: { type: 'string' },
     dialogs: { type: 'string' },
     'fanout-subscribers': { type: 'string' },
     'fanout-events': { type: 'string' },
     rate: { type: 'string' },
     duration: { type: 'string' },
     'connect-count': { type: 'string' },
+    'connect-warmup': { type: 'string' },
     generators: { type: 'string' },
     'open-concurrency': { type: 'string' },
     profile: { type: 'boolean', default: false },
@@ -36,8 +39,8 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
-       [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--generators N] [--open-concurrency N]
+  console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
+       [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
@@ -102,6 +105,12 @@ if (unknown.length > 0) {
   console.error(`unknown system(s): ${unknown.join(', ')}; choose from ${SYSTEM_NAMES.join(', ')}`);
   process.exit(2);
 }
+const scenarios = (values.scenarios?.split(',').map((s) => s.trim()) ?? [...SCENARIO_NAMES]) as ScenarioName[];
+const unknownScenarios = scenarios.filter((s) => !(SCENARIO_NAMES as readonly string[]).includes(s));
+if (unknownScenarios.length > 0 || scenarios.length === 0) {
+  console.error(`unknown scenario(s): ${unknownScenarios.join(', ') || '(none given)'}; choose from ${SCENARIO_NAMES.join(', ')}`);
+  process.exit(2);
+}
 const dialogs = positive('dialogs', values.dialogs, base.dialogs);
 
 // Children inherit our RLIMIT_NOFILE; Node cannot raise it, so re-exec once through bash.
@@ -122,12 +131,14 @@ if (values.profile) await mkdir(profileDir, { recursive: true });
 const opts: BenchOptions = {
   ...base,
   systems,
+  scenarios,
   dialogs,
   fanoutSubscribers: positive('fanout-subscribers', values['fanout-subscribers'], base.fanoutSubscribers),
   fanoutEvents: positive('fanout-events', values['fanout-events'], base.fanoutEvents),
   manyRatePerS: positive('rate', values.rate, base.manyRatePerS),
   manyDurationS: positive('duration', values.duration, base.manyDurationS),
   connectCount: positive('connect-count', values['connect-count'], base.connectCount),
+  connectWarmup: values['connect-warmup'] === '0' ? 0 : positive('connect-warmup', values['connect-warmup'], base.connectWarmup),
   generators: positive('generators', values.generators, base.generators),
   openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
   keepDir: values.keep,

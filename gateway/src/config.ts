@@ -60,6 +60,7 @@ export const DEFAULTS = {
   PUBLISH_IDEMPOTENCY_TTL_S: DEFAULT_IDEMPOTENCY_TTL_S,
   ACCESS_CACHE_TTL_MS: 5_000,
   ACCESS_CACHE_MAX: 10_000,
+  ACCESS_LOOKUP_BATCH_MAX: 500,
   PUBLISH_MAX_BYTES: 256 * 1024,
   MEMORY_HISTORY_DIALOGS: 10_000,
   MAX_PENDING_EVENTS: 10_000,
@@ -103,6 +104,7 @@ const envSchema = z
     PUBLISH_IDEMPOTENCY_TTL_S: int(1, 7 * 86_400, DEFAULTS.PUBLISH_IDEMPOTENCY_TTL_S),
     ACCESS_CACHE_TTL_MS: int(0, 600_000, DEFAULTS.ACCESS_CACHE_TTL_MS),
     ACCESS_CACHE_MAX: int(0, 10_000_000, DEFAULTS.ACCESS_CACHE_MAX),
+    ACCESS_LOOKUP_BATCH_MAX: int(1, 10_000, DEFAULTS.ACCESS_LOOKUP_BATCH_MAX),
     PUBLISH_MAX_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.PUBLISH_MAX_BYTES),
     MEMORY_HISTORY_DIALOGS: int(1, 10_000_000, DEFAULTS.MEMORY_HISTORY_DIALOGS),
     MAX_PENDING_EVENTS: int(1, 1_000_000, DEFAULTS.MAX_PENDING_EVENTS),
@@ -177,6 +179,8 @@ export interface GatewayConfig {
   readonly publishIdempotencyTtlS: number;
   readonly accessCacheTtlMs: number;
   readonly accessCacheMax: number;
+  /** Most dialogs one handshake lookup query reads (the cache misses of one event-loop turn). */
+  readonly accessLookupBatchMax: number;
   readonly publishMaxBytes: number;
   /** Dialogs whose history the memory broker keeps (least recently published dropped first). */
   readonly memoryHistoryDialogs: number;
@@ -263,6 +267,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     publishIdempotencyTtlS: e.PUBLISH_IDEMPOTENCY_TTL_S,
     accessCacheTtlMs: e.ACCESS_CACHE_TTL_MS,
     accessCacheMax: e.ACCESS_CACHE_MAX,
+    accessLookupBatchMax: e.ACCESS_LOOKUP_BATCH_MAX,
     publishMaxBytes: e.PUBLISH_MAX_BYTES,
     memoryHistoryDialogs: e.MEMORY_HISTORY_DIALOGS,
     maxPendingEvents: e.MAX_PENDING_EVENTS,

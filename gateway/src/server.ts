@@ -74,6 +74,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   const access = new DialogAccessStore(config.databaseUrl, {
     cacheTtlMs: config.accessCacheTtlMs,
     cacheMax: config.accessCacheMax,
+    lookupBatchMax: config.accessLookupBatchMax,
     poolSize: config.databasePoolSize,
     queryTimeoutMs: config.databaseQueryTimeoutMs,
     onIgnoredDomain: (entry, problem, assistantId) =>

@@ -113,6 +113,7 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     publishIdempotencyTtlS: DEFAULTS.PUBLISH_IDEMPOTENCY_TTL_S,
     accessCacheTtlMs: 5000,
     accessCacheMax: 10_000,
+    accessLookupBatchMax: 500,
     publishMaxBytes: 256 * 1024,
     memoryHistoryDialogs: DEFAULTS.MEMORY_HISTORY_DIALOGS,
     maxPendingEvents: DEFAULTS.MAX_PENDING_EVENTS,

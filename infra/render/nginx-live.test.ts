@@ -151,6 +151,24 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     expect((await fetch(`http://${base}/`)).status).toBe(404);
   });
 
+  it('with the default 1 KiB /ws/ proxy buffer, passes a token subprotocol handshake and 64 KiB frames both ways', async () => {
+    const { base } = await stackFor(wsRoute);
+    const token = 'x'.repeat(900);
+    const ws = new WebSocket(`ws://${base}/ws/dialogs/123`, ['replyx.v1', `replyx.token.${token}`]);
+    const messages: string[] = [];
+    ws.on('message', (data) => messages.push(data.toString()));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    expect(ws.protocol).toBe('replyx.v1');
+    const big = 'y'.repeat(64 * 1024);
+    ws.send(big);
+    await waitUntil(async () => messages.length >= 2, 5000, 10);
+    expect(messages[1]).toBe(`echo:${big}`);
+    ws.close(1000);
+  });
+
   it('does not let debug or internal endpoints through, however the path is spelled', async () => {
     const { base, nginxPort, gateway, backend } = await stackFor(wsRoute);
     // The stand-ins answer these paths, so any 404 below is nginx's own.

@@ -143,7 +143,8 @@ export interface NginxPlan {
   readonly listen: string;
   readonly upstreams: { readonly backend: NginxUpstreamPlan; readonly gateway: NginxUpstreamPlan };
   readonly api: NginxProxyLocationPlan & { readonly clientMaxBodySize: string };
-  readonly ws: NginxProxyLocationPlan;
+  /** `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferKb), per direction per WebSocket. */
+  readonly ws: NginxProxyLocationPlan & { readonly bufferSize: string };
   readonly blocked: readonly NginxBlockedLocationPlan[];
   readonly healthPath: string;
   /** Per-client limits of /api/ and of /ws/ handshakes; refusals answer `limitStatus`. */
@@ -364,6 +365,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       // WebSocket always sees a ping before nginx would time it out.
       readTimeoutS: n.proxyReadTimeoutS,
       sendTimeoutS: n.proxyReadTimeoutS,
+      bufferSize: `${n.wsProxyBufferKb}k`,
     },
     blocked: [
       { modifier: '^~', path: '/api/debug/' },

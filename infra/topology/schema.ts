@@ -46,6 +46,7 @@ export const nginxSchema = z
     proxyReadTimeoutS: z.int().min(5).max(86_400).default(120).describe('proxy_read_timeout for /ws/ (seconds); must exceed the gateway heartbeat.'),
     proxyConnectTimeoutS: z.int().min(1).max(75).default(5).describe('proxy_connect_timeout for every upstream (seconds).'),
     apiReadTimeoutS: z.int().min(1).max(3600).default(60).describe('proxy_read_timeout for /api/ (seconds).'),
+    wsProxyBufferKb: z.int().min(1).max(64).default(1).describe('proxy_buffer_size for /ws/ (KiB). nginx holds one such buffer per direction for every open WebSocket, so it sets most of nginx\'s memory per idle connection; the upstream\'s handshake response headers (about 200 bytes) must fit in it, and larger frames simply pass in several reads.'),
     workerShutdownTimeoutS: z.int().min(1).max(3600).default(30).describe('worker_shutdown_timeout: how long a reload lets old workers keep WebSockets (seconds).'),
     workerConnections: z.int().min(64).max(1_000_000).default(16_384).describe('worker_connections per nginx worker.'),
     clientMaxBodySize: z.string().regex(/^\d+[km]?$/i, 'must be an nginx size like "1m" or "512k"').default('1m').describe('client_max_body_size for /api/.'),

@@ -5,8 +5,10 @@ import { ignoredDomainReporter, type DomainEntryProblem } from '../origin/allowe
 // are revoked, from `replyx_revoked_site_tokens` (gateway/sql/dialog_access.sql). The gateway
 // reads nothing else, so users map their own schema by defining those two views. Lookups are
 // cached briefly (reconnect storms hit the same dialogs), misses included, and concurrent
-// lookups of one dialog share one query; re-authorization reads many dialogs in one query and
-// refreshes the cache with what it read.
+// lookups of one dialog share one query. The handshakes' cache misses of one event-loop turn are
+// read with one query (up to ACCESS_LOOKUP_BATCH_MAX dialogs each): a connect burst of distinct
+// dialogs otherwise paid one round trip, and one pool slot, per handshake. Re-authorization
+// reads many dialogs in one query too and refreshes the cache with what it read.
 
 /** One row of `replyx_dialog_access`. */
 export interface DialogAccess {
@@ -22,6 +24,11 @@ export interface DialogAccessOptions {
   readonly cacheTtlMs: number;
   /** Most dialogs kept in the cache; the oldest entry goes first (ACCESS_CACHE_MAX). */
   readonly cacheMax: number;
+  /**
+   * Most dialogs one handshake lookup query reads: the misses of one event-loop turn are read
+   * together, in queries of at most this many dialogs; 1 reads each alone (ACCESS_LOOKUP_BATCH_MAX).
+   */
+  readonly lookupBatchMax: number;
   /** Postgres connections (DATABASE_POOL_SIZE). */
   readonly poolSize: number;
   /** Connect and per-query timeout (DATABASE_QUERY_TIMEOUT_MS). */
@@ -31,9 +38,7 @@ export interface DialogAccessOptions {
 }
 
 const ACCESS_COLUMNS = 'dialog_id::bigint AS dialog_id, assistant_id::bigint AS assistant_id, user_id::bigint AS user_id, allowed_domains';
-/** The lookup query, exported for the docs and the tests. */
-export const DIALOG_ACCESS_QUERY = `SELECT ${ACCESS_COLUMNS} FROM replyx_dialog_access WHERE dialog_id = $1 LIMIT 1`;
-/** Re-authorization's batched read of the dialogs with open connections. */
+/** The lookup query of handshakes (the misses of one event-loop turn) and of re-authorization. */
 export const DIALOG_ACCESS_MANY_QUERY = `SELECT ${ACCESS_COLUMNS} FROM replyx_dialog_access WHERE dialog_id = ANY($1::bigint[])`;
 /** The legacy widget handshake's read of the claimed assistant's domains (any of its dialogs' rows). */
 export const ASSISTANT_DOMAINS_QUERY = 'SELECT allowed_domains FROM replyx_dialog_access WHERE assistant_id = $1 LIMIT 1';
@@ -49,13 +54,22 @@ interface CacheEntry<T = DialogAccess | null> {
   readonly expiresAt: number;
 }
 
+/** A handshake lookup waiting for its batch, shared by concurrent lookups of the dialog. */
+interface PendingLookup {
+  readonly promise: Promise<DialogAccess | null>;
+  readonly settle: (value: DialogAccess | null, err?: unknown) => void;
+}
+
 /** Reads dialog ownership from Postgres with a bounded TTL cache. */
 export class DialogAccessStore {
   readonly #pool: pg.Pool;
   readonly #ttlMs: number;
   readonly #max: number;
   readonly #cache = new Map<number, CacheEntry>();
-  readonly #inflight = new Map<number, Promise<DialogAccess | null>>();
+  readonly #inflight = new Map<number, PendingLookup>();
+  /** Dialogs to read at the end of this event-loop turn. */
+  #queued: number[] = [];
+  readonly #batchMax: number;
   readonly #assistantDomains = new Map<number, CacheEntry<readonly string[] | null>>();
   readonly #checkedDomains: (assistantId: number, domains: readonly string[]) => readonly string[];
 
@@ -63,6 +77,7 @@ export class DialogAccessStore {
   constructor(databaseUrl: string, options: DialogAccessOptions) {
     this.#ttlMs = options.cacheTtlMs;
     this.#max = options.cacheMax;
+    this.#batchMax = options.lookupBatchMax;
     const report = options.onIgnoredDomain;
     this.#checkedDomains = report ? ignoredDomainReporter(report) : (_id, domains) => domains;
     const timeout = options.queryTimeoutMs;
@@ -79,22 +94,51 @@ export class DialogAccessStore {
   }
 
   /** The dialog's access row, or null when the dialog does not exist. Rejects on database errors. */
-  async lookup(dialogId: number): Promise<DialogAccess | null> {
+  lookup(dialogId: number): Promise<DialogAccess | null> {
     const now = Date.now();
     const hit = this.#cache.get(dialogId);
-    if (hit && hit.expiresAt > now) return hit.value;
+    if (hit && hit.expiresAt > now) return Promise.resolve(hit.value);
     const pending = this.#inflight.get(dialogId);
-    if (pending) return pending;
-    const query = this.#query(dialogId).finally(() => this.#inflight.delete(dialogId));
-    this.#inflight.set(dialogId, query);
-    return query;
+    if (pending) return pending.promise;
+    let settle!: PendingLookup['settle'];
+    const promise = new Promise<DialogAccess | null>((resolve, reject) => {
+      settle = (value, err) => (err === undefined ? resolve(value) : reject(err as Error));
+    });
+    this.#inflight.set(dialogId, { promise, settle });
+    this.#queued.push(dialogId);
+    if (this.#queued.length === 1) setImmediate(() => this.#readQueued());
+    return promise;
   }
 
-  async #query(dialogId: number): Promise<DialogAccess | null> {
-    const { rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_QUERY, [dialogId]);
-    const value = rows[0] ? this.#toAccess(rows[0]) : null;
-    this.#remember(dialogId, value);
-    return value;
+  /** Reads every dialog queued this turn, ACCESS_LOOKUP_BATCH_MAX per query, all at once. */
+  #readQueued(): void {
+    const queued = this.#queued;
+    this.#queued = [];
+    for (let i = 0; i < queued.length; i += this.#batchMax) void this.#readBatch(queued.slice(i, i + this.#batchMax));
+  }
+
+  async #readBatch(ids: readonly number[]): Promise<void> {
+    let rows: AccessRow[];
+    try {
+      ({ rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_MANY_QUERY, [ids]));
+    } catch (err) {
+      for (const id of ids) this.#settle(id, null, err ?? new Error('dialog access query failed'));
+      return;
+    }
+    const found = new Map<number, DialogAccess>();
+    // The first row of a dialog wins, as with one row per query before (a view should have one).
+    for (const row of rows) if (!found.has(Number(row.dialog_id))) found.set(Number(row.dialog_id), this.#toAccess(row));
+    for (const id of ids) {
+      const value = found.get(id) ?? null;
+      this.#remember(id, value);
+      this.#settle(id, value);
+    }
+  }
+
+  #settle(dialogId: number, value: DialogAccess | null, err?: unknown): void {
+    const pending = this.#inflight.get(dialogId);
+    this.#inflight.delete(dialogId);
+    pending?.settle(value, err);
   }
 
   /**

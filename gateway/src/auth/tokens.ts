@@ -1,8 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT, decodeJwt, errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload } from 'jose';
 import { z } from 'zod';
 import type { ConnectionKind } from '../connection-kinds.js';
 import { originHost } from '../origin/allowed-domains.js';
+import { MAX_TOKEN_LENGTH, hs256Key, verifyHs256 } from './hs256.js';
 
 // The credential contract, in one place for whoever signs and whoever verifies: the gateway
 // verifies, the reference backend signs site and widget tokens and verifies all three kinds on
@@ -14,8 +15,9 @@ import { originHost } from '../origin/allowed-domains.js';
 //   site   SITE_TOKEN_SECRET (HS256)                     type "site"    aud "replyx-site"
 //   widget WIDGET_TOKEN_SECRET (HS256)                   type "widget"  aud "replyx-widget"
 // Every token needs `iss`, `iat` (not in the future beyond the skew) and `exp`, and its lifetime
-// `exp - iat` is bounded per kind. Algorithms are pinned per key: jose never accepts `alg: none`,
-// and an HS256 token "signed" with an RS256 public key's text is refused by the RS256 verifier.
+// `exp - iat` is bounded per kind. Algorithms are pinned per key: HS256 tokens are verified with
+// node:crypto (auth/hs256.ts, which refuses `alg: none` and every other alg), RS256 with jose, so
+// an HS256 token "signed" with an RS256 public key's text is refused by the RS256 verifier.
 
 /** The `type` claim each kind must carry (an allowlist: anything else is refused). */
 export const TOKEN_TYPE = { admin: 'access', site: 'site', widget: 'widget' } as const satisfies Record<ConnectionKind, string>;
@@ -103,18 +105,10 @@ const CLAIMS = {
 
 const encoder = new TextEncoder();
 
-function hmacKey(secret: string, usage: 'sign' | 'verify'): Promise<CryptoKey> {
-  // Imported once: handing jose raw bytes makes it re-import the key on every verify, which
-  // cost ~100 µs per handshake in the connect benchmark.
-  return globalThis.crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [usage]);
-}
-
-interface KindKey {
-  readonly key: Promise<CryptoKey>;
-  readonly algorithms: string[];
-  readonly audience: string;
-  readonly maxTtlS: number;
-}
+/** How one kind's tokens are checked: an HS256 secret (node:crypto) or an RS256 public key (jose). */
+type KindKey =
+  | { readonly algorithm: 'HS256'; readonly key: KeyObject; readonly audience: string; readonly maxTtlS: number }
+  | { readonly algorithm: 'RS256'; readonly key: Promise<CryptoKey>; readonly audience: string; readonly maxTtlS: number };
 
 /** Tokens whose signature and claims were verified, kept so a reconnect costs no second HMAC. */
 export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
@@ -134,22 +128,23 @@ export class TokenVerifier {
   constructor(keys: TokenKeys, policy: TokenPolicy, cacheMax = VERIFIED_TOKEN_CACHE_MAX) {
     this.#cacheMax = cacheMax;
     let admin: KindKey;
-    if (keys.jwtPublicKey) admin = { key: importSPKI(keys.jwtPublicKey, 'RS256'), algorithms: ['RS256'], audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
-    else if (keys.jwtSecret) admin = { key: hmacKey(keys.jwtSecret, 'verify'), algorithms: ['HS256'], audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
+    if (keys.jwtPublicKey) admin = { algorithm: 'RS256', key: importSPKI(keys.jwtPublicKey, 'RS256'), audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
+    else if (keys.jwtSecret) admin = { algorithm: 'HS256', key: hs256Key(keys.jwtSecret), audience: policy.adminAudience, maxTtlS: policy.adminMaxTtlS };
     else throw new TypeError('TokenVerifier needs jwtSecret or jwtPublicKey');
     this.#keys = {
       admin,
-      site: { key: hmacKey(keys.siteTokenSecret, 'verify'), algorithms: ['HS256'], audience: SITE_AUDIENCE, maxTtlS: policy.siteMaxTtlS },
-      widget: { key: hmacKey(keys.widgetTokenSecret, 'verify'), algorithms: ['HS256'], audience: WIDGET_AUDIENCE, maxTtlS: policy.widgetTtlS },
+      site: { algorithm: 'HS256', key: hs256Key(keys.siteTokenSecret), audience: SITE_AUDIENCE, maxTtlS: policy.siteMaxTtlS },
+      widget: { algorithm: 'HS256', key: hs256Key(keys.widgetTokenSecret), audience: WIDGET_AUDIENCE, maxTtlS: policy.widgetTtlS },
     };
     this.#issuer = policy.issuer;
     // Surface a bad PEM at start-up (ready()) rather than as an unhandled rejection.
-    for (const k of Object.values(this.#keys)) k.key.catch(() => undefined);
+    if (admin.algorithm === 'RS256') admin.key.catch(() => undefined);
   }
 
   /** Resolves once every key is usable; rejects when the PEM is not a valid RS256 public key. */
   async ready(): Promise<void> {
-    await Promise.all(Object.values(this.#keys).map((k) => k.key));
+    const admin = this.#keys.admin;
+    if (admin.algorithm === 'RS256') await admin.key;
   }
 
   /** Verified tokens remembered (at most the cache size). */
@@ -159,7 +154,29 @@ export class TokenVerifier {
 
   /** The algorithm admin tokens are verified with. */
   get algorithm(): string {
-    return this.#keys.admin.algorithms[0]!;
+    return this.#keys.admin.algorithm;
+  }
+
+  /** Signature and registered claims: node:crypto for HS256 (synchronous), jose for RS256. */
+  async #verifySignature(k: KindKey, token: string): Promise<TokenResult<JWTPayload>> {
+    if (k.algorithm === 'HS256') {
+      const r = verifyHs256(token, k.key, { issuer: this.#issuer, audience: k.audience, clockToleranceS: CLOCK_TOLERANCE_S });
+      return r.ok ? { ok: true, value: r.payload as JWTPayload } : r;
+    }
+    if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'invalid' };
+    try {
+      const { payload } = await jwtVerify(token, await k.key, {
+        algorithms: ['RS256'],
+        issuer: this.#issuer,
+        audience: k.audience,
+        requiredClaims: ['exp', 'iat'],
+        clockTolerance: CLOCK_TOLERANCE_S,
+      });
+      return { ok: true, value: payload };
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) return { ok: false, reason: 'expired' };
+      return { ok: false, reason: err instanceof errors.JWTClaimValidationFailed ? 'claims' : 'invalid' };
+    }
   }
 
   async #claims(kind: ConnectionKind, token: string | null | undefined): Promise<TokenResult<JWTPayload>> {
@@ -171,19 +188,9 @@ export class TokenVerifier {
       return { ok: false, reason: 'expired' };
     }
     const k = this.#keys[kind];
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(token, await k.key, {
-        algorithms: k.algorithms,
-        issuer: this.#issuer,
-        audience: k.audience,
-        requiredClaims: ['exp', 'iat'],
-        clockTolerance: CLOCK_TOLERANCE_S,
-      }));
-    } catch (err) {
-      if (err instanceof errors.JWTExpired) return { ok: false, reason: 'expired' };
-      return { ok: false, reason: err instanceof errors.JWTClaimValidationFailed ? 'claims' : 'invalid' };
-    }
+    const verified = await this.#verifySignature(k, token);
+    if (!verified.ok) return verified;
+    const payload = verified.value;
     const now = Date.now() / 1000;
     const { exp, iat } = payload as { exp: number; iat: number };
     if (exp <= now) return { ok: false, reason: 'expired' };

@@ -6,7 +6,8 @@ import { RedisPublisher, type PublishInput } from './publisher.js';
 import { readHistory } from './history.js';
 import { mergeReplay } from './merge-replay.js';
 
-// The Redis broker: one subscriber connection (SUBSCRIBE per dialog with local members) and one
+// The Redis broker: one subscriber connection (SUBSCRIBE per dialog with local members, batched
+// per event-loop turn) and one
 // command connection (FCALL of the replyx function library, XRANGE history). After Redis comes back the broker
 // resubscribes itself and then reads each dialog's stream from the last id it delivered, so the
 // window between "Redis is back" and "SUBSCRIBE took effect" loses nothing; if that history is
@@ -24,6 +25,13 @@ export interface RedisBrokerOptions {
   readonly commandTimeoutMs: number;
   /** How long start() waits for Redis before carrying on in the background (REDIS_START_TIMEOUT_MS). */
   readonly startTimeoutMs: number;
+}
+
+/** The dialogs of one batched SUBSCRIBE and the promise their states share. */
+interface SubscribeBatch {
+  readonly ids: Set<number>;
+  readonly done: Promise<void>;
+  readonly settle: (err?: unknown) => void;
 }
 
 /** Thrown by publish when Redis is not connected: the event was not stored. */
@@ -56,6 +64,11 @@ export class RedisBroker implements Broker {
   #cmdEverReady = false;
   #lostAt: number | undefined;
   #closing = false;
+  /** Dialogs joined this event-loop turn, subscribed together by #flushSubscriptions. */
+  #subscribeBatch: SubscribeBatch | undefined;
+  /** Dialogs left this event-loop turn, unsubscribed together. */
+  readonly #unsubscribeBatch = new Set<number>();
+  #flushScheduled = false;
 
   /** Creates both connections (not yet connected; call start()). */
   constructor(options: RedisBrokerOptions, handlers: BrokerHandlers) {
@@ -140,17 +153,56 @@ export class RedisBroker implements Broker {
   subscribe(dialogId: number): Promise<void> {
     const existing = this.#dialogs.get(dialogId);
     if (existing) return existing.ready;
-    const state: DialogState = { ready: Promise.resolve(), lastId: undefined, buffer: null };
-    state.ready = this.#sub.subscribe(dialogChannel(dialogId)).then(() => undefined);
-    // A failed SUBSCRIBE is retried on the next reconnect (#onSubReady covers every dialog).
-    state.ready.catch((err: unknown) => this.#log.warn({ dialog_id: dialogId, err: String(err) }, 'subscribe failed'));
+    this.#unsubscribeBatch.delete(dialogId);
+    const batch = (this.#subscribeBatch ??= this.#newSubscribeBatch());
+    batch.ids.add(dialogId);
+    const state: DialogState = { ready: batch.done, lastId: undefined, buffer: null };
     this.#dialogs.set(dialogId, state);
     return state.ready;
   }
 
   unsubscribe(dialogId: number): void {
     if (!this.#dialogs.delete(dialogId)) return;
-    if (this.#sub.status === 'ready') this.#sub.unsubscribe(dialogChannel(dialogId)).catch(() => undefined);
+    // Left before its SUBSCRIBE went out: it is not sent. The UNSUBSCRIBE still is, since an
+    // earlier SUBSCRIBE of the same dialog may be live (one for a channel not subscribed is a no-op).
+    this.#subscribeBatch?.ids.delete(dialogId);
+    this.#unsubscribeBatch.add(dialogId);
+    this.#scheduleFlush();
+  }
+
+  // A connect burst subscribes hundreds of dialogs per event-loop turn: one SUBSCRIBE (and one
+  // UNSUBSCRIBE) with every channel of the turn costs one write instead of one per dialog, which
+  // was the largest share of a handshake's time in the connect profile after the token check.
+  #newSubscribeBatch(): SubscribeBatch {
+    let settle!: (err?: unknown) => void;
+    const done = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err === undefined ? resolve() : reject(err as Error));
+    });
+    // A failed SUBSCRIBE is retried on the next reconnect (#onSubReady covers every dialog).
+    done.catch((err: unknown) => this.#log.warn({ err: String(err) }, 'subscribe failed'));
+    this.#scheduleFlush();
+    return { ids: new Set(), done, settle };
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flushSubscriptions());
+  }
+
+  #flushSubscriptions(): void {
+    this.#flushScheduled = false;
+    const batch = this.#subscribeBatch;
+    this.#subscribeBatch = undefined;
+    const leaving = [...this.#unsubscribeBatch];
+    this.#unsubscribeBatch.clear();
+    if (leaving.length > 0 && this.#sub.status === 'ready' && !this.#closing) this.#sub.unsubscribe(...leaving.map(dialogChannel)).catch(() => undefined);
+    if (!batch) return;
+    if (batch.ids.size === 0 || this.#closing) return batch.settle();
+    this.#sub.subscribe(...[...batch.ids].map(dialogChannel)).then(
+      () => batch.settle(),
+      (err: unknown) => batch.settle(err ?? new Error('SUBSCRIBE failed')),
+    );
   }
 
   history(dialogId: number, sinceId: string): Promise<HistoryResult> {

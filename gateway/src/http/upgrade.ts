@@ -54,10 +54,13 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
 
   const refuseUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, kind: ConnectionKind, close: CloseCodeInfo): void => {
     metrics.handshake(kind, close.code);
+    // As for accepted sockets: the 101 response and the close frame leave in one write.
+    socket.cork();
     wss.handleUpgrade(req, socket, head, (ws) => {
       metrics.closed(close.code);
       ws.close(close.code, close.reason);
     });
+    socket.uncork();
   };
 
   const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -91,7 +94,11 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         }
         if (deps.isDraining()) return refuseUpgrade(req, socket, head, match.kind, CloseCodes.DRAINING);
         metrics.handshake(match.kind);
+        // The 101 response and the `connected` frame (sent by accept) leave in one write, not two:
+        // a syscall per handshake saved, the largest share of a connect left after auth.
+        socket.cork();
         wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip));
+        socket.uncork();
       },
       (err: unknown) => {
         log.error({ ip, url, err: String(err) }, `${LOG_TAG[match.kind]} authorization failed (database); closing with 1011`);
