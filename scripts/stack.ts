@@ -22,7 +22,8 @@ const HELP: Record<string, string> = {
   main: `Usage: npm run stack -- <command> [options]   (npm start = up, npm stop = down)
 
 Commands:
-  up [--monitoring]  start postgres, redis, backend, gateway, nginx (idempotent) and print the URLs;
+  up [--monitoring]  start postgres, redis, backend, gateway, nginx and print the URLs; on a running
+                     stack apply the stack file (restart what changed) and verify the live values;
                      --monitoring adds Prometheus scraping backend and gateway with the alert rules
   down               stop every service, nginx first
   status [--json]    service, pid, port, health, restarts (crashed services are restarted with backoff), URL
@@ -38,7 +39,7 @@ Commands:
 Services: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS} (with monitoring) (also accepted: ${ALIASES})
 Options:
 ${COMMON}`,
-  up: `Usage: npm start [-- --stack NAME] [-- --monitoring]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs.\n  --monitoring   also run Prometheus (Debian's /usr/bin/prometheus) with monitoring/alerts.yml,\n                 as if the stack file set replyx:monitoring.enabled (kept until npm stop)\n${COMMON}`,
+  up: `Usage: npm start [-- --stack NAME] [-- --monitoring]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs. On a\nrunning stack it applies the stack file: a route or backend worker change goes through the\nrollback's path, nginx is re-rendered and reloaded, services whose settings changed restart, and\nthe live values are read back (RPX_DEPLOY_NOT_APPLIED names any that is not live).\n  --monitoring   also run Prometheus (Debian's /usr/bin/prometheus) with monitoring/alerts.yml,\n                 as if the stack file set replyx:monitoring.enabled (kept until npm stop)\n${COMMON}`,
   down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, health, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
