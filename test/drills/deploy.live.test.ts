@@ -96,6 +96,8 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     expect(d.action).toMatch(/gateway restarted \(pid \d+\): it ran with other HEARTBEAT_MS/);
     expect(d.action).toMatch(/verified live: .*heartbeat 20000 ms/);
     expect(d.action).not.toMatch(/backend restarted/);
+    // What npm start printed (docs/operations.md shows it).
+    console.log(d.action);
     expect(d.verification).toMatch(/service-settings\s+running\s+PASS/);
     expect((await connectedFrame()).heartbeat_ms).toBe(20_000);
     expectClean(r);
