@@ -123,10 +123,11 @@ export async function applyLocalStack(plan: LocalStackPlan, log: ProgressLog): P
 
 /** What serves /ws/ through nginx and how many workers the backend runs, as the running stack answers (undefined where it does not). */
 async function observeRouteAndWorkers(plan: LocalStackPlan, creds: ProbeCredentials): Promise<{ wsRoute?: WsRoute; workers?: number; heartbeatMs?: number; detail: string }> {
-  const frame = await wsFirstFrame(`${plan.urls.ws}/ws/dialogs/${DEFAULT_PROBE_DIALOG}`, {}, 3000, tokenProtocols(creds.adminToken ?? ''));
+  // Loopback by address, as nginx and the services listen on 127.0.0.1 (localhost may be ::1 first).
+  const frame = await wsFirstFrame(`ws://127.0.0.1:${plan.ports.nginx}/ws/dialogs/${DEFAULT_PROBE_DIALOG}`, {}, 3000, tokenProtocols(creds.adminToken ?? ''));
   const server = frame.ok ? (frame.value as { server?: unknown }).server : undefined;
   const hb = frame.ok ? (frame.value as { heartbeat_ms?: unknown }).heartbeat_ms : undefined;
-  const health = await httpJson(`${plan.urls.backend}/health`);
+  const health = await httpJson(`http://127.0.0.1:${plan.ports.backend}/health`);
   const workers = health.ok ? (health.value as { workers?: unknown }).workers : undefined;
   const wsRoute: WsRoute | undefined = server === 'ws-gateway' ? 'gateway' : server === 'backend' ? 'backend' : undefined;
   return {
