@@ -248,7 +248,7 @@ export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promi
     const watchdog = await startWatchdog(plan);
     await recordState();
     log(`  ${pad('watchdog', 11)} pid ${watchdog}  restarts crashed services with the applied settings`);
-    log(report.actions.length === 0 ? `Everything was already running ${path.basename(stackFile)}; verified live: ${report.verified}.` : `Applied ${report.actions.length} change${report.actions.length === 1 ? '' : 's'} to the running stack in ${secs(Date.now() - t0)}; verified live: ${report.verified}.`);
+    log(report.actions.length === 0 ? `Nothing to change: the running stack runs ${path.basename(stackFile)}; verified live: ${report.verified}.` : `Applied ${report.actions.length} change${report.actions.length === 1 ? '' : 's'} to the running stack in ${secs(Date.now() - t0)}; verified live: ${report.verified}.`);
     return plan;
   }
   await startPlan(plan, log);
