@@ -179,6 +179,10 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     expect((await connectedFrame()).server).toBe('ws-gateway');
     console.log(`rollback: /api/ 502 for ${rolled.windowMs} ms, undo ${undone.windowMs} ms`);
     expectClean(undone.value);
+    // The stack runs its file again: a second npm start changes nothing and says what it verified.
+    const again = await sh('npm start');
+    expect(again.out).toMatch(/nothing to do: the running stack matches the stack file/);
+    expect(again.out).toMatch(/Nothing to change: the running stack runs Pulumi\.local\.yaml; verified live: \/ws\/ served by the gateway \(heartbeat 20000 ms\), backend 4 workers/);
     expect(drill.unfollowedActions('deploy')).toEqual([]);
     expect(drill.unfollowedActions('rollback')).toEqual([]);
   }, 900_000);
