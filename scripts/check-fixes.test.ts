@@ -70,6 +70,12 @@ describe('printed fixes', () => {
     expect(() => parseStackArgs(['apply', '--bogus'])).toThrow(/--bogus/);
   });
 
+  it('set takes KEY VALUE pairs', () => {
+    expect(parseStackArgs(['set', 'wsRoute', 'backend', 'backend.workers', '1']).positionals).toEqual(['wsRoute', 'backend', 'backend.workers', '1']);
+    expect(() => parseStackArgs(['set', 'wsRoute'])).toThrow(/KEY VALUE pairs/);
+    expect(() => parseStackArgs(['set'])).toThrow(/KEY VALUE pairs/);
+  });
+
   it('the text report prints every fix whole, below the table', () => {
     const long = `npm run stack -- apply --stack ops ${'--project-dir /a/very/long/path/'.repeat(4)}`;
     const results: RuleResult[] = [{ id: 'ws-read-timeout', kind: 'static', against: 'running', status: 'fail', detail: 'x'.repeat(150), fix: long }];

@@ -23,7 +23,8 @@ const HELP: Record<string, string> = {
   main: `Usage: npm run stack -- <command> [options]   (npm start = up, npm stop = down)
 
 Commands:
-  up [--monitoring]  start postgres, redis, backend, gateway, nginx (idempotent) and print the URLs;
+  up [--monitoring]  start postgres, redis, backend, gateway, nginx and print the URLs; on a running
+                     stack apply the stack file (restart what changed) and verify the live values;
                      --monitoring adds Prometheus scraping backend and gateway with the alert rules
   down               stop every service, nginx first
   status [--json]    service, pid, port, state (healthy, unhealthy, crashed, stopped) with the command that
@@ -32,6 +33,7 @@ Commands:
   restart SVC        restart one service (gateway drains its clients first)
   apply              bring the running stack back to its stack file: start what is down, restart
                      what runs with other settings, re-render, validate, swap and reload nginx
+  set KEY VALUE...   change settings in the stack file (comments kept, validated); npm start applies them
   redact-logs        replace tokens and secrets found in the stack's logs with [redacted]
   tokens [--json]    demo admin JWT, site tokens, widget session, publish key, the seed's wscat/curl
                      checks and the HTTP publish recipe
@@ -39,12 +41,13 @@ Commands:
 Services: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS} (with monitoring) (also accepted: ${ALIASES})
 Options:
 ${COMMON}`,
-  up: `Usage: npm start [-- --stack NAME] [-- --monitoring]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs.\n  --monitoring   also run Prometheus (Debian's /usr/bin/prometheus) with monitoring/alerts.yml,\n                 as if the stack file set replyx:monitoring.enabled (kept until npm stop)\n${COMMON}`,
+  up: `Usage: npm start [-- --stack NAME] [-- --monitoring]\n\nStarts every service that is not running, waits until each is healthy, prints the URLs. On a\nrunning stack it applies the stack file: a route or backend worker change goes through the\nrollback's path, nginx is re-rendered and reloaded, services whose settings changed restart, and\nthe live values are read back (RPX_DEPLOY_NOT_APPLIED names any that is not live).\n  --monitoring   also run Prometheus (Debian's /usr/bin/prometheus) with monitoring/alerts.yml,\n                 as if the stack file set replyx:monitoring.enabled (kept until npm stop)\n${COMMON}`,
   down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, state, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\nStates: healthy; unhealthy (runs, its health probe fails: hung or failing); crashed (died without a stop:\nthe watchdog restarts it, or npm start when no watchdog runs); stopped. Each one not healthy gets the command\nthat recovers it. Exit 3 when a service is not healthy.\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
   restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway closes its clients with 4200 (they reconnect and\nresume with since=); nginx hands over (the old one finishes its requests); postgres uses its fast\nshutdown. The watchdog does not count an intended restart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
   apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. Changes nothing on a stack that matches.\n${COMMON}`,
+  set: `Usage: npm run stack -- set KEY VALUE [KEY VALUE ...]\n\nWrites settings into the stack file under config: (KEY as in the configuration reference:\ngateway.heartbeatMs, backend.workers, wsRoute, ...), keeping its comments. The whole file is\nvalidated first: nothing is written when a key is unknown or a value out of range. Changes\nnothing that runs: npm start applies the file to a running stack and verifies it.\n${COMMON}`,
   'redact-logs': `Usage: npm run stack -- redact-logs\n\nReplaces every token and secret npm run check finds in the stack's logs (JWTs, token= query\nvalues, the stack's secrets) with [redacted], in place. Rotate the leaked credentials too.\n${COMMON}`,
   tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials, the gateway's publish key, the seed's wscat/curl checks and the HTTP\npublish recipe (POST /internal/publish) for this stack's ports and keys.\n  --json         machine-readable output\n${COMMON}`,
 };
@@ -56,6 +59,7 @@ const OPTIONS: Record<string, ParseArgsConfig['options']> = {
   logs: { follow: { type: 'boolean', short: 'f' }, lines: { type: 'string', short: 'n' } },
   restart: {},
   apply: {},
+  set: {},
   'redact-logs': {},
   tokens: { json: { type: 'boolean' } },
 };
@@ -87,8 +91,9 @@ export function parseStackArgs(argv: readonly string[]): StackArgs {
   }
   const values = parsed.values as StackArgs['values'];
   if (values.stack !== undefined && !isStackName(values.stack)) usageError(`--stack "${values.stack}" is not a stack name`, command);
-  if (!['logs', 'restart'].includes(command) && parsed.positionals.length > 0) usageError(`unexpected argument "${parsed.positionals[0]}"`, command);
+  if (!['logs', 'restart', 'set'].includes(command) && parsed.positionals.length > 0) usageError(`unexpected argument "${parsed.positionals[0]}"`, command);
   if (command === 'restart' && values.help !== true) serviceArg(parsed.positionals, command);
+  if (command === 'set' && values.help !== true && (parsed.positionals.length === 0 || parsed.positionals.length % 2 !== 0)) usageError('set takes KEY VALUE pairs, e.g. set gateway.heartbeatMs 20000', command);
   return { command, positionals: parsed.positionals, values };
 }
 
@@ -208,6 +213,22 @@ export async function stackMain(argv: string[]): Promise<number> {
       log(`apply ${plan.topology.name} (wsRoute=${plan.topology.wsRoute}, backend workers=${plan.topology.backend.workers}) to the running stack`);
       const report = await applyLocalStack(plan, log);
       log(report.actions.length === 0 ? 'applied: nothing changed' : `applied: ${report.actions.length} change${report.actions.length === 1 ? '' : 's'}`);
+      return 0;
+    }
+    case 'set': {
+      const { editStackSettings, settingValue } = await import('../infra/topology/edit.js');
+      const { stackFilePath } = await import('../infra/topology/index.js');
+      const { writeAtomic } = await import('../infra/operate/rollback/history.js');
+      const { REPO_DIR } = await import('../infra/operate/stack.js');
+      const { readFile } = await import('node:fs/promises');
+      const { default: nodePath } = await import('node:path');
+      const stackFile = stackFilePath(projectDir ?? REPO_DIR, stack ?? 'local');
+      const settings = [];
+      for (let i = 0; i < positionals.length; i += 2) settings.push({ key: positionals[i]!, value: settingValue(positionals[i + 1]!) });
+      const text = editStackSettings(await readFile(stackFile, 'utf8'), settings, nodePath.basename(stackFile));
+      await writeAtomic(stackFile, text);
+      for (const s of settings) log(`${nodePath.basename(stackFile)}: ${s.key} = ${JSON.stringify(s.value)}`);
+      log(`Next: npm start${stack ? ` -- --stack ${stack}` : ''}   (applies it to the running stack and verifies it)`);
       return 0;
     }
     case 'redact-logs': {

@@ -24,7 +24,14 @@ describe('planRollback', () => {
     expect(planRollback({ wsRoute: 'backend', backendWorkers: 4 }, { wsRoute: 'gateway', backendWorkers: 4 }).drain).toBe('backend');
     const both = planRollback({ wsRoute: 'backend', backendWorkers: 1 }, { wsRoute: 'gateway', backendWorkers: 4 });
     expect(both.drain).toBeUndefined();
-    expect(both.steps).toContain('restart backend');
+    expect(both.steps).toEqual(['record', 'render', 'validate', 'swap', 'reload', 'restart backend', 'verify', 'persist']);
+  });
+  it('gateway -> backend with fewer workers restarts the backend before moving /ws/, so /ws/ never meets 4 workers', () => {
+    const p = planRollback({ wsRoute: 'gateway', backendWorkers: 4 }, { wsRoute: 'backend', backendWorkers: 1 });
+    expect(p.steps).toEqual(['record', 'restart backend', 'render', 'validate', 'swap', 'reload', 'drain', 'verify', 'persist']);
+    expect(p.workersFirst).toBe(true);
+    expect(p.drain).toBe('gateway');
+    expect(p.desyncRisk).toBe(false);
   });
 });
 

@@ -1,7 +1,7 @@
-import { isMap, parseDocument } from 'yaml';
 import { ReplyxError } from '../../errors.js';
 import { desyncRisk } from '../../rules/topology-rules.js';
-import { CONFIG_NAMESPACE, topologyFromStackText, type Topology, type WsRoute } from '../../topology/index.js';
+import { editStackSettings, type StackSetting } from '../../topology/edit.js';
+import { CONFIG_NAMESPACE, type Topology, type WsRoute } from '../../topology/index.js';
 
 // The pure half of `npm run rollback`: what changes, which steps that takes, and the edited
 // stack file text (comments kept), so every decision is unit-tested without processes.
@@ -29,6 +29,8 @@ export interface RollbackPlan {
   /** Who served /ws/ before and must drop its clients (4200 from the gateway, 1001 from the backend). */
   readonly drain?: WsRoute;
   readonly restartBackend: boolean;
+  /** The backend restarts with its new worker count before nginx moves /ws/ to it. */
+  readonly workersFirst: boolean;
   /** The target state runs /ws/ on a multi-worker backend: the probe may miss messages by design. */
   readonly desyncRisk: boolean;
 }
@@ -44,11 +46,16 @@ export function planRollback(from: RollbackState, to: RollbackState): RollbackPl
   const workersChange = from.backendWorkers !== to.backendWorkers;
   // The backend restart for new workers also drops its legacy /ws/ clients: one restart, not two.
   const drain: WsRoute | undefined = routeChanges && !(from.wsRoute === 'backend' && workersChange) ? from.wsRoute : undefined;
-  const steps: RollbackStepName[] = ['record', 'render', 'validate', 'swap', 'reload'];
+  // Never pass through /ws/ on a multi-worker backend (the desync): towards the backend the
+  // worker count changes before the route, away from it the route changes first.
+  const workersFirst = workersChange && routeChanges && to.wsRoute === 'backend';
+  const steps: RollbackStepName[] = ['record'];
+  if (workersFirst) steps.push('restart backend');
+  steps.push('render', 'validate', 'swap', 'reload');
   if (drain) steps.push('drain');
-  if (workersChange) steps.push('restart backend');
+  if (workersChange && !workersFirst) steps.push('restart backend');
   steps.push('verify', 'persist');
-  return { from, to, steps, ...(drain ? { drain } : {}), restartBackend: workersChange, desyncRisk: desyncRisk(to.wsRoute, to.backendWorkers) };
+  return { from, to, steps, ...(drain ? { drain } : {}), restartBackend: workersChange, workersFirst, desyncRisk: desyncRisk(to.wsRoute, to.backendWorkers) };
 }
 
 /** Applies a change to a state. */
@@ -57,23 +64,15 @@ export function applyChange(from: RollbackState, change: RollbackChange): Rollba
 }
 
 /**
- * Edits a stack file's text for a change with the yaml Document API, so comments, key order and
- * other keys stay as they were; validates the result and throws if the file cannot hold it.
+ * Edits a stack file's text for a change (comments, key order and other keys kept); validates
+ * the result and throws if the file cannot hold it.
  */
 export function editStackText(text: string, change: RollbackChange, source = 'stack file'): string {
-  const doc = parseDocument(text);
-  if (doc.errors.length > 0) throw new ReplyxError('RPX_STACK_FILE_YAML', `${source}: ${doc.errors[0]!.message.split('\n')[0]}`, 'fix the YAML syntax at the line named');
-  if (change.wsRoute !== undefined) doc.setIn(['config', `${CONFIG_NAMESPACE}:wsRoute`], change.wsRoute);
-  if (change.backendWorkers !== undefined) {
-    const backend = doc.getIn(['config', `${CONFIG_NAMESPACE}:backend`], true);
-    if (backend !== undefined && !isMap(backend)) {
-      throw new ReplyxError('RPX_STACK_FILE_YAML', `${source}: replyx:backend is not a mapping`, 'make replyx:backend a mapping (workers: N)');
-    }
-    doc.setIn(['config', `${CONFIG_NAMESPACE}:backend`, 'workers'], change.backendWorkers);
-  }
-  const out = doc.toString();
-  topologyFromStackText(out, source);
-  return out;
+  const settings: StackSetting[] = [];
+  // Workers first: the order rollback applies them in, and so the order the file records them.
+  if (change.backendWorkers !== undefined) settings.push({ key: 'backend.workers', value: change.backendWorkers });
+  if (change.wsRoute !== undefined) settings.push({ key: 'wsRoute', value: change.wsRoute });
+  return editStackSettings(text, settings, source);
 }
 
 /** The `pulumi config set` argv arrays for a change (run from the project directory). */

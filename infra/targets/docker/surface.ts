@@ -64,7 +64,9 @@ export function dockerSurface(file: StackFile): TargetSurface {
     dryRun(rollback: RollbackPlan, change: RollbackChange | 'undo', toText: string): readonly string[] {
       const to = surface.topologyOf(toText);
       const cmds = dockerRollbackCommands(file, running, to, rollback, change === 'undo' ? { wsRoute: rollback.to.wsRoute, backendWorkers: rollback.to.backendWorkers } : change);
-      return describeSteps(rollback.steps, {
+      // The docker target sets the config and runs one `pulumi up` after the route moved: its backend restart comes after the drain.
+      const steps = rollback.workersFirst ? [...rollback.steps.filter((st) => st !== 'restart backend' && st !== 'verify' && st !== 'persist'), 'restart backend' as const, 'verify' as const, 'persist' as const] : rollback.steps;
+      return describeSteps(steps, {
         record: 'read the running nginx config and service state',
         render: `render nginx config for wsRoute=${rollback.to.wsRoute}`,
         validate: cmds.validate.join(' '),

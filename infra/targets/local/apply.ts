@@ -1,9 +1,19 @@
 import { readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ReplyxError } from '../../errors.js';
-import { redisAdminCommand } from '../../operate/probes.js';
+import { tokenProtocols } from '../../../gateway/src/auth/credentials.js';
+import { seconds } from '../../operate/cli.js';
+import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from '../../operate/live-state.js';
+import { httpJson, redisAdminCommand, wsFirstFrame } from '../../operate/probes.js';
+import type { StackContext } from '../../operate/stack.js';
+import { StepRunner } from '../../operate/steps.js';
+import { runCommand } from '../../processes/run.js';
+import { readChecksumFromConfig, renderNginxConfig } from '../../render/nginx.js';
+import { editStackSettings } from '../../topology/edit.js';
+import { topologyChecksum, type WsRoute } from '../../topology/index.js';
+import { applyLocalChange, localPlanFor, type RunningLocalStack } from './rollback.js';
+import { waitUntil } from './ports.js';
 import { writeAtomic } from '../../operate/rollback/history.js';
-import { renderNginxConfig } from '../../render/nginx.js';
 import { wsRoutingChanged } from '../../render/nginx-diff.js';
 import { redactLogLine } from '../../rules/index.js';
 import { restartPlanService, startExtras, type ProgressLog } from './local-stack.js';
@@ -90,16 +100,20 @@ export async function applyLocalStack(plan: LocalStackPlan, log: ProgressLog): P
   };
   const procs = new Map((await observeProcesses(plan)).map((p) => [p.service, p]));
   const drift = new Map((await observeSettings(plan)).map((s) => [s.service, s.drift]));
+  const running = startOrder(plan.services).filter((spec) => spec.name !== 'nginx' && procs.get(spec.name)?.running);
   for (const spec of startOrder(plan.services)) {
-    if (spec.name === 'nginx') continue;
-    const p = procs.get(spec.name);
-    if (!p?.running) {
-      const owner = portOwner(spec.port);
-      if (owner !== undefined) throw new ReplyxError('RPX_PORT_TAKEN', `${spec.name} is down and ${describeOwner(owner)} holds its port ${spec.port}`, `stop that process, then run apply again`);
-      const pid = await startService(spec, startExtras(plan));
-      act(`${spec.name} was not running: started (pid ${pid})`);
-      continue;
-    }
+    if (spec.name === 'nginx' || procs.get(spec.name)?.running) continue;
+    const owner = portOwner(spec.port);
+    if (owner !== undefined) throw new ReplyxError('RPX_PORT_TAKEN', `${spec.name} is down and ${describeOwner(owner)} holds its port ${spec.port}`, `stop that process, then run apply again`);
+    const pid = await startService(spec, startExtras(plan));
+    act(`${spec.name} was not running: started (pid ${pid})`);
+  }
+  // nginx before the services it fronts: a gateway with a longer heartbeat must never run behind
+  // the older, shorter /ws/ read timeout.
+  const nginx = await applyNginx(plan, log);
+  if (nginx) act(nginx);
+  for (const spec of running) {
+    const p = procs.get(spec.name)!;
     const changed = drift.get(spec.name) ?? [];
     if (spec.name === 'redis' && changed.length > 0) {
       // Redis applies maxmemory live; restarting it would drop the broker's connections.
@@ -110,10 +124,91 @@ export async function applyLocalStack(plan: LocalStackPlan, log: ProgressLog): P
       act(`${spec.name} restarted (pid ${pid}): ${changed.length > 0 ? `it ran with other ${changed.map((d) => d.key).join(', ')}` : 'it did not listen on its port'}`);
     }
   }
-  const nginx = await applyNginx(plan, log);
-  if (nginx) act(nginx);
   if (actions.length === 0) log('  nothing to do: the running stack matches the stack file');
   return { actions };
+}
+
+/** What serves /ws/ through nginx and how many workers the backend runs, as the running stack answers (undefined where it does not). */
+async function observeRouteAndWorkers(plan: LocalStackPlan, creds: ProbeCredentials): Promise<{ wsRoute?: WsRoute; workers?: number; heartbeatMs?: number; detail: string }> {
+  // Loopback by address, as nginx and the services listen on 127.0.0.1 (localhost may be ::1 first).
+  const frame = await wsFirstFrame(`ws://127.0.0.1:${plan.ports.nginx}/ws/dialogs/${DEFAULT_PROBE_DIALOG}`, {}, 3000, tokenProtocols(creds.adminToken ?? ''));
+  const server = frame.ok ? (frame.value as { server?: unknown }).server : undefined;
+  const hb = frame.ok ? (frame.value as { heartbeat_ms?: unknown }).heartbeat_ms : undefined;
+  const health = await httpJson(`http://127.0.0.1:${plan.ports.backend}/health`);
+  const workers = health.ok ? (health.value as { workers?: unknown }).workers : undefined;
+  const wsRoute: WsRoute | undefined = server === 'ws-gateway' ? 'gateway' : server === 'backend' ? 'backend' : undefined;
+  return {
+    ...(wsRoute ? { wsRoute } : {}),
+    ...(typeof workers === 'number' ? { workers } : {}),
+    ...(typeof hb === 'number' ? { heartbeatMs: hb } : {}),
+    detail: `/ws/ ${frame.ok ? `answered by ${String(server)}` : `not answered (${frame.error})`}, backend ${health.ok ? `${String(workers)} workers` : `not answering (${health.error})`}`,
+  };
+}
+
+/** Every setting of the stack file that the running stack does not run (empty when all are live), each with the command that applies it. */
+async function notLive(plan: LocalStackPlan, creds: ProbeCredentials): Promise<{ what: string; fix: string }[]> {
+  const out: { what: string; fix: string }[] = [];
+  const t = plan.topology;
+  for (const s of await observeSettings(plan)) {
+    if (s.drift.length > 0) out.push({ what: `${s.service} runs other ${s.drift.map((d) => d.key).join(', ')}`, fix: `npm run stack -- restart ${s.service}` });
+  }
+  const nginx = plan.services.find((s) => s.name === 'nginx')!;
+  const running = await runningNginxConfig(nginx);
+  if (!running.ok) out.push({ what: `nginx: ${running.error}`, fix: 'npm run stack -- restart nginx' });
+  else if (running.value.notLoaded !== undefined || readChecksumFromConfig(running.value.text) !== topologyChecksum(t)) out.push({ what: 'nginx runs a config rendered from another stack file', fix: 'npm run stack -- apply' });
+  // What clients meet: the server behind /ws/, its heartbeat, the backend's workers (a restart may still be finishing).
+  let seen = await observeRouteAndWorkers(plan, creds);
+  const live = (o: typeof seen) => o.wsRoute === t.wsRoute && o.workers === t.backend.workers && (t.wsRoute !== 'gateway' || o.heartbeatMs === t.gateway.heartbeatMs);
+  await waitUntil(async () => live((seen = await observeRouteAndWorkers(plan, creds))), LIVE_WAIT_MS, 250);
+  if (seen.wsRoute !== t.wsRoute) out.push({ what: `/ws/ is served by ${seen.wsRoute ?? 'nobody'}, the stack file says ${t.wsRoute} (${seen.detail})`, fix: `npm run rollback -- --ws-to ${t.wsRoute}` });
+  if (seen.workers !== t.backend.workers) out.push({ what: `the backend runs ${String(seen.workers ?? '?')} workers, the stack file says ${t.backend.workers}`, fix: 'npm run stack -- restart backend' });
+  if (t.wsRoute === 'gateway' && seen.wsRoute === 'gateway' && seen.heartbeatMs !== t.gateway.heartbeatMs) out.push({ what: `the gateway sends heartbeat_ms ${String(seen.heartbeatMs)}, the stack file says ${t.gateway.heartbeatMs}`, fix: 'npm run stack -- restart gateway' });
+  return out;
+}
+
+/** How long the final verification waits for a just-restarted service to answer with its new settings. */
+const LIVE_WAIT_MS = 15_000;
+
+/** What `npm start` did to a stack that was already running. */
+export interface RunningApplyReport extends ApplyReport {
+  /** The live values verified afterwards (route, workers, heartbeat). */
+  readonly verified: string;
+}
+
+/**
+ * `npm start` on a running stack: applies the stack file for real. A change of the route or the
+ * backend's worker count goes through the rollback's path (swap and reload nginx, drain the old
+ * /ws/ server, restart the backend; towards the backend the workers change first, so /ws/ never
+ * meets a multi-worker backend); then every other drifted setting is applied (nginx re-rendered
+ * and reloaded before the services it fronts, changed services restarted, down services
+ * started); finally the values are read back from the running processes. Throws
+ * RPX_DEPLOY_NOT_APPLIED, with the command for each, when one is not live.
+ */
+export async function applyToRunningStack(ctx: StackContext, plan: LocalStackPlan, secrets: LocalSecrets, log: ProgressLog): Promise<RunningApplyReport> {
+  const creds = await ctx.surface.credentials({});
+  const t = plan.topology;
+  const actions: string[] = [];
+  const seen = await observeRouteAndWorkers(plan, creds);
+  const wsRoute = seen.wsRoute ?? t.wsRoute;
+  const workers = seen.workers ?? t.backend.workers;
+  if (wsRoute !== t.wsRoute || workers !== t.backend.workers) {
+    // The running state as a stack file: the file with the route and worker count that run.
+    const fromText = editStackSettings(ctx.stackText, [{ key: 'backend.workers', value: workers }, { key: 'wsRoute', value: wsRoute }], path.basename(ctx.stackFile));
+    const local: RunningLocalStack = { stateDir: plan.stateDir, secrets, plan: localPlanFor({ stateDir: plan.stateDir, secrets, plan }, fromText, path.basename(ctx.stackFile)) };
+    log(`  change      wsRoute=${wsRoute}, backend workers=${workers} -> wsRoute=${t.wsRoute}, backend workers=${t.backend.workers}`);
+    const steps = new StepRunner((l) => log(`  ${l}`));
+    const outcome = await applyLocalChange(ctx, local, ctx.stackText, { wsRoute: t.wsRoute, backendWorkers: t.backend.workers }, steps, { run: runCommand, creds, print: (l) => log(`  ${l}`), hasPulumi: false });
+    for (const w of outcome.warnings) log(`  warning: ${w}`);
+    actions.push(`wsRoute=${t.wsRoute}, backend workers=${t.backend.workers} applied and verified in ${seconds(outcome.verifiedMs ?? steps.elapsedMs())}`);
+  }
+  const rest = await applyLocalStack(plan, log);
+  actions.push(...rest.actions);
+  const missing = await notLive(plan, creds);
+  if (missing.length > 0) {
+    throw new ReplyxError('RPX_DEPLOY_NOT_APPLIED', `the running stack does not run ${path.basename(ctx.stackFile)}: ${missing.map((m) => m.what).join('; ')}`, `run ${[...new Set(missing.map((m) => m.fix))].join(', then ')}, then npm run check`);
+  }
+  const verified = `/ws/ served by ${t.wsRoute === 'gateway' ? `the gateway (heartbeat ${t.gateway.heartbeatMs} ms)` : 'the backend'}, backend ${t.backend.workers} worker${t.backend.workers === 1 ? '' : 's'}, nginx config ${topologyChecksum(t)} loaded, backend and gateway run the rendered settings`;
+  return { actions, verified };
 }
 
 /**

@@ -237,12 +237,28 @@ export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promi
   await mkdir(stateDir, { recursive: true });
   // Postgres runs as the postgres user and must be able to walk into .stack/.
   await chmod(stateDir, 0o755);
-  const { plan, stackFile } = await loadDevPlan(opts, log);
+  const { plan, secrets, stackFile } = await loadDevPlan(opts, log);
   log(`replyx local stack from ${path.basename(stackFile)} (wsRoute=${plan.topology.wsRoute}, backend workers=${plan.topology.backend.workers}); state in ${path.relative(process.cwd(), stateDir) || '.'}/`);
   const t0 = Date.now();
-  const { started } = await startPlan(plan, log);
-  await writeFile(stateFile(stateDir), `${JSON.stringify({ stack: opts.stack ?? 'local', ports: plan.ports, startedAt: new Date().toISOString() } satisfies StackStateFile, null, 2)}\n`);
-  log(started.length === 0 ? 'Everything was already running.' : `All ${plan.services.length} services healthy in ${secs(Date.now() - t0)}.`);
+  const running = (await Promise.all(plan.services.map((s) => serviceState(s)))).filter((s) => s.running);
+  const recordState = () => writeFile(stateFile(stateDir), `${JSON.stringify({ stack: opts.stack ?? 'local', ports: plan.ports, startedAt: new Date().toISOString() } satisfies StackStateFile, null, 2)}\n`);
+  if (running.length > 0) {
+    // A running stack gets the stack file applied, not just "already running": a changed
+    // setting that nobody restarted for is the deploy that silently did nothing.
+    log(`  ${running.map((s) => s.name).join(', ')} already running: applying ${path.basename(stackFile)} to the running stack`);
+    const { applyToRunningStack } = await import('./apply.js');
+    const { resolveContext } = await import('../../operate/stack.js');
+    const ctx = await resolveContext({ stack: opts.stack ?? 'local', 'project-dir': opts.projectDir ?? opts.repoDir ?? REPO_DIR, 'state-dir': stateDir });
+    const report = await applyToRunningStack(ctx, plan, secrets, log);
+    const watchdog = await startWatchdog(plan);
+    await recordState();
+    log(`  ${pad('watchdog', 11)} pid ${watchdog}  restarts crashed services with the applied settings`);
+    log(report.actions.length === 0 ? `Nothing to change: the running stack runs ${path.basename(stackFile)}; verified live: ${report.verified}.` : `Applied ${report.actions.length} change${report.actions.length === 1 ? '' : 's'} to the running stack in ${secs(Date.now() - t0)}; verified live: ${report.verified}.`);
+    return plan;
+  }
+  await startPlan(plan, log);
+  await recordState();
+  log(`All ${plan.services.length} services healthy in ${secs(Date.now() - t0)}.`);
   return plan;
 }
 

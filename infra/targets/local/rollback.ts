@@ -100,7 +100,11 @@ async function waitForRoute(ctx: StackContext, plan: LocalStackPlan, creds: Prob
 }
 
 /** Applies `to` on top of the running `from` (render, validate, swap, reload, drain, restart). */
-async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRunner, options: Pick<ApplyOptions, 'transformConfig'>, configText?: string, onSwapped: () => void = () => undefined): Promise<{ gatewayStarted?: Promise<number> }> {
+async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRunner, options: Pick<ApplyOptions, 'transformConfig'>, configText?: string, onChanged: () => void = () => undefined): Promise<{ gatewayStarted?: Promise<number> }> {
+  if (plan.restartBackend && plan.workersFirst) {
+    onChanged();
+    await steps.run('restart backend', () => restartBackend(to));
+  }
   let text = '';
   await steps.run('render', async () => {
     text = configText ?? renderNginxConfig(to.topology, 'local', { prefixDir: to.nginxPrefixDir });
@@ -121,7 +125,7 @@ async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRun
   await steps.run('swap', async () => {
     await writeAtomic(to.nginxConfigFile, text);
     await rm(next, { force: true });
-    onSwapped();
+    onChanged();
     return `${path.basename(to.nginxConfigFile)} replaced (temp file + rename)`;
   });
   let reload = { masterPid: 0, oldWorkers: [] as number[] };
@@ -141,7 +145,7 @@ async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRun
   // Legacy /ws/ clients sit in backend workers behind old nginx workers; ending those old workers
   // moves them without restarting the backend (which would interrupt /api/).
   if (plan.drain === 'backend') await steps.run('drain', () => drainOldNginxWorkers(reload.masterPid, reload.oldWorkers));
-  if (plan.restartBackend) await steps.run('restart backend', () => restartBackend(to));
+  if (plan.restartBackend && !plan.workersFirst) await steps.run('restart backend', () => restartBackend(to));
   return gatewayStarted ? { gatewayStarted } : {};
 }
 
@@ -190,14 +194,14 @@ export async function applyLocalChange(ctx: StackContext, local: RunningLocalSta
     const st = await serviceState(spec(from, 'nginx'));
     return `now wsRoute=${from.topology.wsRoute}, backend workers=${from.topology.backend.workers} (nginx pid ${st.pid ?? 'not running'}); target wsRoute=${to.topology.wsRoute}, workers=${to.topology.backend.workers}`;
   });
-  let swapped = false;
+  let changed = false;
   let forwardGateway: Promise<number> | undefined;
   try {
-    const { gatewayStarted } = await applyPlans(to, rollbackPlan, steps, options, undefined, () => (swapped = true));
+    const { gatewayStarted } = await applyPlans(to, rollbackPlan, steps, options, undefined, () => (changed = true));
     forwardGateway = gatewayStarted;
     await steps.run('verify', () => verify(ctx, to, rollbackPlan, options.creds, VERIFY_TIMEOUT_MS, warnings, gatewayStarted));
   } catch (err) {
-    if (!swapped) throw err;
+    if (!changed) throw err;
     // A gateway restarted by the failed attempt must be up before the restore reasons about it.
     await forwardGateway?.catch(() => undefined);
     const reason = err instanceof Error ? err.message : String(err);

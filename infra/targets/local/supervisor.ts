@@ -7,7 +7,7 @@ import { logExcerpt } from '../../processes/log-tail.js';
 import { startLogged } from '../../processes/run.js';
 import { READY_LOG_FIELD, type ProcessSpec } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
-import { isPortOpen, waitUntil } from './ports.js';
+import { isPortOpen } from './ports.js';
 import { redisAnswers, redisCommand } from '../../operate/probes.js';
 import { requireBinary, startNginx, startPostgres, startRedis, stopPid } from './processes.js';
 
@@ -150,6 +150,49 @@ async function logSince(file: string, offset: number): Promise<string> {
   }
 }
 
+/**
+ * A starting service that is still working (using CPU, writing its log) gets more time, up to
+ * this many times its ready timeout: on a loaded machine a 4-worker backend can need minutes,
+ * while one that is stuck stops making progress and fails after the timeout alone.
+ */
+export const START_CAP_FACTOR = 5;
+
+/** CPU time (clock ticks) of a process and its descendants, from /proc (Linux); 0 when gone. */
+export async function processTreeCpuTicks(pid: number, depth = 3): Promise<number> {
+  let ticks = 0;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime: fields 14 and 15 of stat(5), 11 and 12 after the command name.
+    ticks = Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
+  if (depth === 0) return ticks;
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').then((t) => t.trim().split(/\s+/).filter(Boolean).map(Number), () => [] as number[]);
+  for (const c of children) ticks += await processTreeCpuTicks(c, depth - 1);
+  return ticks;
+}
+
+/**
+ * Polls `ready` until it holds; gives up when the process exits, when it made no progress (no
+ * CPU time used, nothing written to its log) for `stallMs`, or after `capMs` in all.
+ */
+export async function waitWhileProgressing(ready: () => Promise<boolean>, o: { pid: number; logFile: string; stallMs: number; capMs: number; exited: () => boolean; intervalMs?: number }): Promise<boolean> {
+  const start = Date.now();
+  let lastProgress = start;
+  let last = { cpu: -1, log: -1 };
+  for (;;) {
+    if (await ready()) return true;
+    if (o.exited()) return false;
+    const now = { cpu: await processTreeCpuTicks(o.pid), log: await stat(o.logFile).then((st) => st.size, () => 0) };
+    if (now.cpu !== last.cpu || now.log !== last.log) lastProgress = Date.now();
+    last = now;
+    if (Date.now() - lastProgress >= o.stallMs || Date.now() - start >= o.capMs) return false;
+    await new Promise((r) => setTimeout(r, o.intervalMs ?? 100));
+  }
+}
+
 /** Runs a spec's argv as it is (node services, Prometheus); its files are written by startService. */
 async function startProgram(spec: ProcessSpec, argv: readonly string[] = spec.argv): Promise<number> {
   await mkdir(path.dirname(spec.logFile), { recursive: true });
@@ -159,7 +202,13 @@ async function startProgram(spec: ProcessSpec, argv: readonly string[] = spec.ar
   // The service's own word (its ready line) counts first; the probe is the fallback for
   // services that do not announce themselves.
   const announced = async () => spec.readyLine === true && hasReadyLine(await logSince(spec.logFile, offset), child.pid);
-  const ready = await waitUntil(async () => child.exited() === undefined && ((await announced()) || (await probeReady(spec))), spec.readyTimeoutMs, 100);
+  const ready = await waitWhileProgressing(async () => child.exited() === undefined && ((await announced()) || (await probeReady(spec))), {
+    pid: child.pid,
+    logFile: spec.logFile,
+    stallMs: spec.readyTimeoutMs,
+    capMs: spec.readyTimeoutMs * START_CAP_FACTOR,
+    exited: () => child.exited() !== undefined,
+  });
   // A process that accepts connections is serving: a slow probe under load is no reason to kill it.
   if (!ready && child.exited() === undefined && (await isPortOpen(spec.port))) return child.pid;
   if (!ready) {
@@ -167,7 +216,7 @@ async function startProgram(spec: ProcessSpec, argv: readonly string[] = spec.ar
     if (exited === undefined) await stopPid(child.pid, 2000);
     throw new ReplyxError(
       'RPX_SERVICE_START_FAILED',
-      `${spec.name} ${exited !== undefined ? `exited (${exited})` : `was not healthy within ${spec.readyTimeoutMs / 1000}s`}; log: ${(await logExcerpt(spec.logFile, 6)).slice(-1500)}`,
+      `${spec.name} ${exited !== undefined ? `exited (${exited})` : `was not healthy: no progress (CPU time, log output) for ${spec.readyTimeoutMs / 1000}s, or not ready after ${(spec.readyTimeoutMs * START_CAP_FACTOR) / 1000}s`}; log: ${(await logExcerpt(spec.logFile, 6)).slice(-1500)}`,
       `read ${spec.logFile} for the cause`,
     );
   }
