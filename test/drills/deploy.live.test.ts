@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAdminToken } from '../../examples/backend/src/demo.js';
 import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
 import { wsFirstFrame } from '../../infra/operate/probes.js';
-import type { FaultResult } from '../reliability/suite.js';
-import { startDrill, type Drill, type Step } from './drill.js';
+import { expectNothingLost, startDrill, type Drill, type Step } from './drill.js';
 
 // Deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md) on one live local stack
 // under traffic: each planned change is made the way the runbook says (`npm run stack -- set`),
@@ -60,14 +59,6 @@ async function measure502<T>(body: () => Promise<T>): Promise<{ value: T; window
   }
 }
 
-/** Nothing lost, nothing repeated, every client back. */
-function expectClean(r: FaultResult): void {
-  expect(r.missing, r.examples.join('\n')).toBe(0);
-  expect(r.duplicateDeliveries, r.examples.join('\n')).toBe(0);
-  expect(r.duplicateRows).toBe(0);
-  expect(r.allReconnected, r.reconnected).toBe(true);
-}
-
 /** Runs one command the operator types, which must succeed. */
 async function sh(command: string): Promise<Step> {
   const step = await drill.sh(command);
@@ -100,7 +91,7 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     console.log(d.action);
     expect(d.verification).toMatch(/service-settings\s+running\s+PASS/);
     expect((await connectedFrame()).heartbeat_ms).toBe(20_000);
-    expectClean(r);
+    expectNothingLost(r);
   }, 600_000);
 
   it('deploy backend.workers 4 -> 2: the backend restarts once with 2 workers; /api/ 502 window measured', async () => {
@@ -117,7 +108,7 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     expect(d.verification).toMatch(/backend-workers\s+running\s+PASS\s+2 workers/);
     console.log(`deploy backend.workers 4->2: /api/ 502 for ${m.windowMs} ms (${m.count} polls)`);
     expect(m.windowMs).toBeLessThan(30_000);
-    expectClean(m.value);
+    expectNothingLost(m.value);
   }, 600_000);
 
   it('deploy wsRoute backend (with backend.workers 1): workers first, then /ws/; and back to the gateway with 4 workers', async () => {
@@ -134,7 +125,7 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     expect(d.action).toMatch(/verified live: \/ws\/ served by the backend, backend 1 worker/);
     expect(d.verification).toMatch(/via backend/);
     expect((await connectedFrame()).server).toBe('backend');
-    expectClean(toBackend.value);
+    expectNothingLost(toBackend.value);
 
     const back = await measure502(() =>
       drill.incident('deploy wsRoute backend->gateway, workers 1->4', async () => {
@@ -147,7 +138,7 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     expect(d.verification).toMatch(/via ws-gateway/);
     expect((await connectedFrame()).server).toBe('ws-gateway');
     console.log(`deploy route: /api/ 502 for ${toBackend.windowMs} ms to the backend, ${back.windowMs} ms back`);
-    expectClean(back.value);
+    expectNothingLost(back.value);
   }, 900_000);
 
   it('rollback --ws-to backend --backend-workers 1 and --undo: one command each way under traffic', async () => {
@@ -166,7 +157,7 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     expect(action).not.toMatch(/desync/);
     expect(verification).toMatch(/via backend/);
     expect((await connectedFrame()).server).toBe('backend');
-    expectClean(rolled.value);
+    expectNothingLost(rolled.value);
 
     const undone = await measure502(() =>
       drill.incident('rollback --undo', async () => {
@@ -178,7 +169,7 @@ describe('deploy and rollback drills (runbooks/deploy.md, runbooks/rollback.md)'
     expect(verification).toMatch(/via ws-gateway/);
     expect((await connectedFrame()).server).toBe('ws-gateway');
     console.log(`rollback: /api/ 502 for ${rolled.windowMs} ms, undo ${undone.windowMs} ms`);
-    expectClean(undone.value);
+    expectNothingLost(undone.value);
     // The stack runs its file again: a second npm start changes nothing and says what it verified.
     const again = await sh('npm start');
     expect(again.out).toMatch(/nothing to do: the running stack matches the stack file/);

@@ -1,6 +1,7 @@
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
+import { expect } from 'vitest';
 import { REPO_DIR } from '../../infra/operate/stack.js';
 import { fencedCommands, runbookFences } from '../../runbooks/fences.js';
 import { operatorEnv } from '../operator-stack.js';
@@ -102,4 +103,16 @@ export async function startDrill(opts: Partial<ReliabilityOptions> = {}): Promis
     },
     stop: () => run.stop(),
   };
+}
+
+/**
+ * Asserts a drill's window lost and repeated nothing: every post accepted and stored once, every
+ * delivery once, every client back. `allowMissing` is for an incident whose runbook documents,
+ * with a measured figure, what clients miss in it (the hand-routed `/ws/`).
+ */
+export function expectNothingLost(r: FaultResult, opts: { allowMissing?: boolean } = {}): void {
+  const summary = JSON.stringify({ ...r, examples: undefined });
+  expect(r.messages, summary).toBeGreaterThan(0);
+  const seen = { rejected: r.rejected, missing: opts.allowMissing ? 0 : r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, unstored: r.unstored, eventIdMismatches: r.eventIdMismatches, allReconnected: r.allReconnected };
+  expect(seen, `${summary}\n${r.examples.join('\n')}`).toEqual({ rejected: 0, missing: 0, duplicateDeliveries: 0, duplicateRows: 0, unstored: 0, eventIdMismatches: 0, allReconnected: true });
 }

@@ -7,8 +7,7 @@ import { nginxLogFiles } from '../../infra/render/nginx.js';
 import { waitUntil } from '../../infra/targets/local/ports.js';
 import { pidMatches, readPid, serviceState } from '../../infra/targets/local/supervisor.js';
 import { readRestarts, WATCHDOG_ENTRY, watchdogPidFile } from '../../infra/targets/local/watchdog.js';
-import type { FaultResult } from '../reliability/suite.js';
-import { startDrill, type Drill } from './drill.js';
+import { expectNothingLost, startDrill, type Drill } from './drill.js';
 
 // Outage drills (issue 16): a service of a live local stack is killed or hung without telling the
 // operator side, which starts from `npm run stack -- status` and follows ws-gateway-down.md,
@@ -64,21 +63,6 @@ function refetchedOnly(): number {
   return drill.run.clients.reduce((n, c) => n + [...c.refetched].filter((t) => !c.events.has(t)).length, 0);
 }
 
-/** The scoring every drill must pass: nothing lost, nothing twice, every client back. */
-function expectNoLoss(r: FaultResult): void {
-  const summary = JSON.stringify({ ...r, examples: undefined });
-  expect(r.messages, summary).toBeGreaterThan(0);
-  expect({ rejected: r.rejected, missing: r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, unstored: r.unstored, eventIdMismatches: r.eventIdMismatches, allReconnected: r.allReconnected }, `${summary}\n${r.examples.join('\n')}`).toEqual({
-    rejected: 0,
-    missing: 0,
-    duplicateDeliveries: 0,
-    duplicateRows: 0,
-    unstored: 0,
-    eventIdMismatches: 0,
-    allReconnected: true,
-  });
-}
-
 beforeAll(async () => {
   mkdirSync(RESULTS, { recursive: true });
   // Two backend workers start faster than the default four and change nothing these drills test.
@@ -108,7 +92,7 @@ describe('outage drills: each runbook, followed literally, recovers the stack wi
       expect(seen.text).toMatch(/gateway restarted: pid \d+/);
       await drill.follow('ws-gateway-down', 'Verification');
     });
-    expectNoLoss(r);
+    expectNothingLost(r);
     figures({ drill: 'gateway killed, watchdog restarts it', closeCodes: r.closeCodes, reconnects: r.reconnects, recoveryMs: r.recoveryMs });
   }, 600_000);
 
@@ -131,7 +115,7 @@ describe('outage drills: each runbook, followed literally, recovers the stack wi
       await drill.follow('ws-gateway-down', 'Action', { tag: 'down' });
       await drill.follow('ws-gateway-down', 'Verification');
     });
-    expectNoLoss(r);
+    expectNothingLost(r);
     const lines = await wsLines(from);
     figures({ drill: 'gateway killed, stays down', closeCodes: r.closeCodes, ws502: lines.filter((l) => l.status === 502).length, ws502Seconds: seconds502(lines), recoveryMs: r.recoveryMs });
   }, 600_000);
@@ -151,7 +135,7 @@ describe('outage drills: each runbook, followed literally, recovers the stack wi
       await drill.follow('ws-gateway-down', 'Action', { tag: 'hung' });
       await drill.follow('ws-gateway-down', 'Verification');
     });
-    expectNoLoss(r);
+    expectNothingLost(r);
     const lines = await wsLines(restartFrom);
     figures({ drill: 'gateway hung (SIGSTOP)', closeCodes: r.closeCodes, ws502AfterRestart: lines.filter((l) => l.status === 502).length, ws502SecondsAfterRestart: seconds502(lines), recoveryMs: r.recoveryMs });
   }, 600_000);
@@ -172,7 +156,7 @@ describe('outage drills: each runbook, followed literally, recovers the stack wi
       await drill.follow('redis-outage', 'Action', { tag: 'down' });
       await drill.follow('redis-outage', 'Verification');
     });
-    expectNoLoss(r);
+    expectNothingLost(r);
     const resyncs = drill.run.clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore;
     // The history is gone: continuity cannot be proven, so every client that resumed was told so.
     expect(resyncs).toBeGreaterThan(0);
@@ -194,7 +178,7 @@ describe('outage drills: each runbook, followed literally, recovers the stack wi
       await drill.follow('backend-errors', 'Action', { tag: 'down' });
       await drill.follow('backend-errors', 'Verification');
     });
-    expectNoLoss(r);
+    expectNothingLost(r);
     expect(r.retries).toBeGreaterThan(0);
     figures({ drill: 'Postgres down', closeCodes: r.closeCodes, retries: r.retries, messages: r.messages, recoveryMs: r.recoveryMs });
   }, 600_000);
