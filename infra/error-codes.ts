@@ -36,7 +36,6 @@ export const ERROR_CODES = {
   RPX_AWS_CLI_MISSING: 'the `pulumi` or `aws` CLI is not on PATH',
   RPX_AWS_ROLLED_BACK: '`pulumi up` on aws: an ECS service settled on another task definition than the deploy registered (the deployment circuit breaker rolled it back)',
   RPX_PORT_TAKEN: "a local stack service's port is already in use; the message names the process holding it",
-  RPX_LOCAL_GATEWAY_REPLICAS: '`gateway.replicas` is above 1 but the local target runs one gateway process',
   RPX_LOCAL_SECRETS_INVALID: '`.stack/secrets.json` is damaged',
   RPX_NOT_LOCAL_TARGET: '`npm start` was pointed at a stack file whose target is not `local`',
   RPX_UNKNOWN_SERVICE: 'a stack command named a service the stack does not have',
