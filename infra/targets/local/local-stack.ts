@@ -9,7 +9,8 @@ import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topolo
 import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type ProcessSpec, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
-import { freePorts, isPortOpen, waitUntil } from './ports.js';
+import { freePortRange, freePorts, isPortOpen, waitUntil } from './ports.js';
+import { gatewaySpecs, rollingRestartGateways } from './gateway-restart.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
 import { stopPid } from './processes.js';
@@ -180,6 +181,11 @@ async function handOver(spec: ProcessSpec): Promise<number | undefined> {
 
 /** Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start. */
 export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
+  // `gateway` names every replica: they are replaced one at a time behind nginx.
+  if (name === 'gateway' && gatewaySpecs(plan).length > 1) {
+    if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
+    return (await rollingRestartGateways(plan, log)).at(-1)!;
+  }
   const spec = plan.services.find((s) => s.name === name);
   if (!spec) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no service "${name}" in this stack`, `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
   // A crash of the new process must be restarted with the new settings.
@@ -327,12 +333,13 @@ export interface LocalStackHandle {
 
 /** The canonical name of a service or alias of the local stack (`prometheus` included). */
 function localServiceName(name: LocalServiceName | ServiceAlias): LocalServiceName {
-  return name === MONITORING_SERVICE ? name : canonicalServiceName(name)!;
+  return name === MONITORING_SERVICE || /^gateway-\d+$/.test(name) ? (name as LocalServiceName) : canonicalServiceName(name)!;
 }
 
-function specOf(plan: LocalStackPlan, name: LocalServiceName | ServiceAlias) {
+function specsOf(plan: LocalStackPlan, name: LocalServiceName | ServiceAlias): ProcessSpec[] {
   const canonical = localServiceName(name);
-  return plan.services.find((s) => s.name === canonical);
+  // `gateway` names every replica when there are several.
+  return canonical === 'gateway' ? gatewaySpecs(plan) : plan.services.filter((s) => s.name === canonical);
 }
 
 const liveStacks = new Set<LocalStackPlan>();
@@ -390,6 +397,8 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     const names: LocalServiceName[] = monitoring ? [...LOCAL_SERVICES, MONITORING_SERVICE] : [...LOCAL_SERVICES];
     const free = await freePorts(names.length);
     ports = Object.fromEntries(names.map((s, i) => [s, free[i]!]));
+    // Replicas listen on consecutive ports from the gateway's.
+    if (topology.gateway.replicas > 1) ports.gateway = await freePortRange(topology.gateway.replicas, free);
   } else if (options.ports !== 'topology') {
     ports = options.ports;
   }
@@ -431,8 +440,8 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     secrets,
     tokens,
     dir,
-    logFile: (name) => specOf(plan, name)?.logFile ?? '',
-    logFiles: (name) => specOf(plan, name)?.logFiles ?? [],
+    logFile: (name) => specsOf(plan, name)[0]?.logFile ?? '',
+    logFiles: (name) => specsOf(plan, name).flatMap((s) => s.logFiles),
     async restart(name) {
       await restartPlanService(plan, localServiceName(name), log);
       await remember();

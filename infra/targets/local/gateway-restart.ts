@@ -1,0 +1,70 @@
+import { ReplyxError } from '../../errors.js';
+import { writeAtomic } from '../../operate/rollback/history.js';
+import { nginxLogFiles, renderNginxConfig } from '../../render/nginx.js';
+import { isGatewayProcess } from '../../topology/service-names.js';
+import { reloadAndWait } from './nginx-workers.js';
+import type { LocalStackPlan, ProcessSpec } from './plan.js';
+import { serviceState, startService, stopService } from './supervisor.js';
+
+// Zero-downtime restart of the gateway replicas on the local target: nginx stops sending new
+// handshakes to a replica before it drains, so a reconnecting client always meets a listening
+// replica and no handshake is answered 502.
+
+/** The gateway processes of a plan, replica 1 first. */
+export function gatewaySpecs(plan: LocalStackPlan): ProcessSpec[] {
+  return plan.services.filter((s) => isGatewayProcess(s.name));
+}
+
+/** One step of a rolling restart: which replica's port the nginx upstream marks down (none: all up). */
+export interface RollingStep {
+  readonly replica: string;
+  readonly servers: readonly { readonly port: number; readonly down?: boolean }[];
+}
+
+/** The upstreams a rolling restart renders, in order: replica i marked down while it is replaced (pure). */
+export function rollingRestartSteps(gateways: readonly Pick<ProcessSpec, 'name' | 'port'>[]): RollingStep[] {
+  return gateways.map((g) => ({ replica: g.name, servers: gateways.map((o) => (o.name === g.name ? { port: o.port, down: true } : { port: o.port })) }));
+}
+
+/** Renders the plan's nginx config with `servers` as the gateway upstream, swaps it in and reloads nginx (SIGHUP); resolves once new workers serve. */
+async function reloadWithGatewayServers(plan: LocalStackPlan, servers?: RollingStep['servers']): Promise<void> {
+  const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir, ...(servers ? { gatewayServers: servers } : {}) });
+  await writeAtomic(plan.nginxConfigFile, text);
+  const nginx = plan.services.find((s) => s.name === 'nginx')!;
+  const st = await serviceState(nginx);
+  if (!st.running || st.pid === undefined) throw new ReplyxError('RPX_GATEWAY_RESTART_NGINX', 'nginx is not running, so gateway replicas cannot leave and rejoin its upstream', 'start the stack (npm start), then restart the gateway again');
+  const { reloaded } = await reloadAndWait(st.pid);
+  if (!reloaded) throw new ReplyxError('RPX_GATEWAY_RESTART_NGINX', `nginx (pid ${st.pid}) did not start new workers after SIGHUP`, `read ${nginxLogFiles(plan.nginxPrefixDir).error}, then run npm run stack -- restart gateway again`);
+}
+
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+
+/**
+ * Restarts every gateway replica, one at a time: it leaves nginx's upstream (marked down, reload),
+ * drains its clients with 4200 over its drain window (they reconnect to the replicas still up),
+ * is started again, answers /health, and rejoins the upstream before the next one leaves.
+ */
+export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: string) => void): Promise<number[]> {
+  const gateways = gatewaySpecs(plan);
+  if (gateways.length < 2) throw new ReplyxError('RPX_USAGE', 'a rolling restart needs at least 2 gateway replicas', 'set gateway.replicas to 2 or more in the stack file');
+  const pids: number[] = [];
+  try {
+    for (const step of rollingRestartSteps(gateways)) {
+      const spec = gateways.find((g) => g.name === step.replica)!;
+      const t0 = Date.now();
+      await reloadWithGatewayServers(plan, step.servers);
+      const old = await stopService(spec);
+      log(`  ${step.replica.padEnd(11)} left the upstream and ${old !== undefined ? `drained pid ${old}` : 'was not running'} in ${secs(Date.now() - t0)}`);
+      const t1 = Date.now();
+      const pid = await startService(spec);
+      await reloadWithGatewayServers(plan);
+      log(`  ${step.replica.padEnd(11)} healthy in ${secs(Date.now() - t1)}  pid ${pid}, back in the upstream`);
+      pids.push(pid);
+    }
+  } catch (err) {
+    // Whatever failed, nginx must not keep a replica marked down.
+    await reloadWithGatewayServers(plan).catch(() => undefined);
+    throw err;
+  }
+  return pids;
+}
