@@ -7,14 +7,14 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { $ } from 'zx';
 import { lastLines } from '../infra/processes/log-tail.js';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
-import { parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
+import { isGatewayProcess, parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
 import { isStackName } from '../infra/topology/index.js';
 import { isMain } from '../infra/operate/cli.js';
 
 const LOCAL_SERVICES = SERVICE_NAMES;
 /** The opt-in monitoring process (the local plan's MONITORING_SERVICE; that module loads lazily). */
 const PROMETHEUS = 'prometheus';
-type LocalName = (typeof LOCAL_SERVICES)[number] | typeof PROMETHEUS;
+type LocalName = (typeof LOCAL_SERVICES)[number] | `gateway-${number}` | typeof PROMETHEUS;
 const ALIASES = Object.entries(SERVICE_ALIASES).map(([alias, name]) => `${alias} = ${name}`).join(', ');
 
 const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --project-dir DIR, --state-dir DIR   another checkout or stack state (or REPLYX_PROJECT_DIR / REPLYX_STATE_DIR)\n  --help         show this help';
@@ -103,6 +103,8 @@ function serviceArg(positionals: string[], command: string): LocalName {
   if (!svc) usageError(`${command} needs a service name (${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS})`, command);
   if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, command);
   if (svc === PROMETHEUS) return PROMETHEUS;
+  // One replica of several (gateway.replicas > 1); `gateway` names them all.
+  if (isGatewayProcess(svc) && svc !== 'gateway') return svc as `gateway-${number}`;
   return parseServiceName(svc, LOCAL_SERVICES, `run npm run stack -- ${command} --help`);
 }
 
@@ -181,9 +183,9 @@ export async function stackMain(argv: string[]): Promise<number> {
       const lines = values.lines === undefined ? 100 : Number(values.lines);
       if (!Number.isInteger(lines) || lines < 0) usageError(`--lines must be a whole number, got "${String(values.lines)}"`, command);
       const { plan } = await loadDevPlan(where);
-      const spec = plan.services.find((s) => s.name === svc);
-      if (!spec) throw new ReplyxError('RPX_NO_LOG', `${svc} is not part of this stack`, 'start it with npm start -- --monitoring (or set replyx:monitoring.enabled: true)');
-      const files = spec.logFiles;
+      const specs = plan.services.filter((s) => s.name === svc || (svc === 'gateway' && isGatewayProcess(s.name)));
+      if (specs.length === 0) throw new ReplyxError('RPX_NO_LOG', `${svc} is not part of this stack`, svc === PROMETHEUS ? 'start it with npm start -- --monitoring (or set replyx:monitoring.enabled: true)' : `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
+      const files = specs.flatMap((s) => s.logFiles);
       if (values.follow) {
         const tail = await $({ stdio: 'inherit', nothrow: true })`tail -n ${String(lines)} -F ${files}`;
         return tail.exitCode ?? 0;

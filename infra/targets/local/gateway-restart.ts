@@ -43,13 +43,16 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
  * Restarts every gateway replica, one at a time: it leaves nginx's upstream (marked down, reload),
  * drains its clients with 4200 over its drain window (they reconnect to the replicas still up),
  * is started again, answers /health, and rejoins the upstream before the next one leaves.
+ * `only` restarts that one replica (`gateway-2`) the same way.
  */
-export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: string) => void): Promise<number[]> {
+export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: string) => void, only?: string): Promise<number[]> {
   const gateways = gatewaySpecs(plan);
   if (gateways.length < 2) throw new ReplyxError('RPX_USAGE', 'a rolling restart needs at least 2 gateway replicas', 'set gateway.replicas to 2 or more in the stack file');
+  const steps = rollingRestartSteps(gateways).filter((s) => only === undefined || s.replica === only);
+  if (steps.length === 0) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no gateway replica "${only}" in this stack`, `use one of: gateway, ${gateways.map((g) => g.name).join(', ')}`);
   const pids: number[] = [];
   try {
-    for (const step of rollingRestartSteps(gateways)) {
+    for (const step of steps) {
       const spec = gateways.find((g) => g.name === step.replica)!;
       const t0 = Date.now();
       await reloadWithGatewayServers(plan, step.servers);

@@ -6,7 +6,7 @@ import { REPO_DIR, stateDirFor } from '../../operate/stack.js';
 import { buildDemoPages } from '../../../examples/web/build.js';
 import { DEMO_PAGES, demoPagesEnabled, renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
-import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
+import { canonicalServiceName, isGatewayProcess, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type ProcessSpec, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
 import { freePortRange, freePorts, isPortOpen, waitUntil } from './ports.js';
@@ -181,10 +181,10 @@ async function handOver(spec: ProcessSpec): Promise<number | undefined> {
 
 /** Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start. */
 export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
-  // `gateway` names every replica: they are replaced one at a time behind nginx.
-  if (name === 'gateway' && gatewaySpecs(plan).length > 1) {
+  // `gateway` names every replica: they are replaced one at a time behind nginx; `gateway-2` only that one.
+  if (isGatewayProcess(name) && gatewaySpecs(plan).length > 1) {
     if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
-    return (await rollingRestartGateways(plan, log)).at(-1)!;
+    return (await rollingRestartGateways(plan, log, name === 'gateway' ? undefined : name)).at(-1)!;
   }
   const spec = plan.services.find((s) => s.name === name);
   if (!spec) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no service "${name}" in this stack`, `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
