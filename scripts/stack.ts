@@ -125,7 +125,7 @@ export async function stackMain(argv: string[]): Promise<number> {
     ...(stateDir ? { stateDir } : {}),
   };
 
-  const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, serviceUrl, upDevStack } = await import('../infra/targets/local/local-stack.js');
+  const { devStackStatus, downDevStack, loadDevPlan, restartService, serviceUrl, upDevStack } = await import('../infra/targets/local/local-stack.js');
   switch (command) {
     case 'up': {
       const { ensureOsPackages, MONITORING_BINARIES } = await import('../infra/targets/local/os-packages.js');
@@ -201,7 +201,7 @@ export async function stackMain(argv: string[]): Promise<number> {
     case 'restart': {
       const svc = serviceArg(positionals, command);
       const { plan } = await loadDevPlan(where);
-      await restartPlanService(plan, svc, log);
+      await restartService(plan, svc, log);
       return 0;
     }
     case 'apply': {

@@ -1,12 +1,13 @@
 import { appendFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_DIALOGS, signAdminToken } from '../examples/backend/src/demo.js';
 import { REPO_DIR } from '../infra/operate/stack.js';
 import { gatewaySpecs } from '../infra/targets/local/gateway-restart.js';
-import { waitUntil } from '../infra/targets/local/ports.js';
+import { isPortOpen, waitUntil } from '../infra/targets/local/ports.js';
 import { readPid } from '../infra/targets/local/supervisor.js';
+import { readStateFile } from '../infra/targets/local/local-stack.js';
 import { openSocket, postMessage, type TestSocket } from './e2e/clients.js';
 import { startReliabilityRun, type ReliabilityRun } from './reliability/suite.js';
 
@@ -25,29 +26,6 @@ let run: ReliabilityRun;
 let adminToken: string;
 const sockets: TestSocket[] = [];
 
-beforeAll(async () => {
-  await mkdir(RESULTS_DIR, { recursive: true });
-  run = await startReliabilityRun({
-    messagesPerFault: 300,
-    ratePerS: 100,
-    adminsPerDialog: 2,
-    log: progress,
-    patch: (doc) => {
-      doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
-      doc.setIn(['config', 'replyx:gateway', 'replicas'], 2);
-      doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
-      // Two workers start well within the start timeout on a loaded machine.
-      doc.setIn(['config', 'replyx:backend', 'workers'], 2);
-    },
-  });
-  adminToken = await signAdminToken(run.stack.handle.secrets.jwtSecret, 1, 3600);
-}, 240_000);
-
-afterAll(async () => {
-  for (const s of sockets) s.ws.terminate();
-  await run?.stop();
-}, 120_000);
-
 const replicaUrl = (port: number, since?: string) => `ws://127.0.0.1:${port}/ws/dialogs/${DIALOG}${since ? `?since=${since}` : ''}`;
 const publish = async (text: string): Promise<string> => {
   const res = await postMessage(`http://127.0.0.1:${run.stack.handle.ports.nginx}/api/dialogs/${DIALOG}/messages`, text, adminToken);
@@ -63,6 +41,29 @@ const open = async (url: string) => {
 const count = (s: TestSocket, id: string) => s.events().filter((f) => f.id === id).length;
 
 describe('gateway.replicas: 2 on the local stack, through nginx', () => {
+  beforeAll(async () => {
+    await mkdir(RESULTS_DIR, { recursive: true });
+    run = await startReliabilityRun({
+      messagesPerFault: 300,
+      ratePerS: 100,
+      adminsPerDialog: 2,
+      log: progress,
+      patch: (doc) => {
+        doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
+        doc.setIn(['config', 'replyx:gateway', 'replicas'], 2);
+        doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
+        // Two workers start well within the start timeout on a loaded machine.
+        doc.setIn(['config', 'replyx:backend', 'workers'], 2);
+      },
+    });
+    adminToken = await signAdminToken(run.stack.handle.secrets.jwtSecret, 1, 3600);
+  }, 240_000);
+
+  afterAll(async () => {
+    for (const s of sockets) s.ws.terminate();
+    await run?.stop();
+  }, 120_000);
+
   it('runs two gateway processes on consecutive ports, both in the nginx upstream', async () => {
     const gateways = gatewaySpecs(run.stack.handle.plan);
     expect(gateways.map((g) => g.name)).toEqual(['gateway-1', 'gateway-2']);
@@ -123,5 +124,56 @@ describe('gateway.replicas: 2 on the local stack, through nginx', () => {
     // The clients of each replica were moved by its drain (4200), not cut.
     expect(r.closeCodes['4200'] ?? 0).toBeGreaterThan(0);
     expect(r.watchdogRestarts).toEqual({});
+  }, 240_000);
+});
+
+describe('gateway.replicas: 1, blue/green restart', () => {
+  beforeAll(async () => {
+    run = await startReliabilityRun({
+      messagesPerFault: 300,
+      ratePerS: 100,
+      adminsPerDialog: 2,
+      log: progress,
+      patch: (doc) => {
+        doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
+        doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
+        doc.setIn(['config', 'replyx:backend', 'workers'], 2);
+      },
+    });
+  }, 240_000);
+
+  afterAll(async () => {
+    await run?.stop();
+  }, 120_000);
+
+  it('restart gateway starts the new process beside the old one, switches nginx, then drains the old: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
+    const h = run.stack.handle;
+    const home = h.ports.gateway;
+    const oldPid = await readPid(gatewaySpecs(h.plan)[0]!.pidFile);
+    const r = await run.window('blue/green restart', () => h.restart('gateway'));
+    progress(`blue/green restart: ${JSON.stringify({ ...r, examples: undefined })}`);
+    expect({ messages: r.messages >= 300, rejected: r.rejected, missing: r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, refusedHandshakes: r.refusedHandshakes, allReconnected: r.allReconnected }, r.examples.join('\n')).toEqual({
+      messages: true,
+      rejected: 0,
+      missing: 0,
+      duplicateDeliveries: 0,
+      duplicateRows: 0,
+      refusedHandshakes: 0,
+      allReconnected: true,
+    });
+    expect(r.closeCodes['4200'] ?? 0).toBeGreaterThan(0);
+    expect(r.watchdogRestarts).toEqual({});
+    // The gateway now serves on the spare port, recorded for status, check, health and rollback.
+    const moved = h.ports.gateway;
+    expect(moved).not.toBe(home);
+    expect(await readPid(gatewaySpecs(h.plan)[0]!.pidFile)).not.toBe(oldPid);
+    expect((await readStateFile(h.dir))?.ports.gateway).toBe(moved);
+    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toContain(`server 127.0.0.1:${moved};`);
+    expect((await fetch(`http://127.0.0.1:${moved}/health`)).status).toBe(200);
+    // The old process is gone and its port free.
+    expect(await waitUntil(async () => !(await isPortOpen(home)), 5000, 50)).toBe(true);
+    // The next restart goes back home.
+    await h.restart('gateway');
+    expect(h.ports.gateway).toBe(home);
   }, 240_000);
 });

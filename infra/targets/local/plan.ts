@@ -104,6 +104,8 @@ export interface LocalStackPlan {
   readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string; readonly prometheus?: string };
   readonly nginxConfigFile: string;
   readonly nginxPrefixDir: string;
+  /** The options it was planned with, so a step that moves a port (blue/green gateway restart) can plan again. */
+  readonly options: PlanOptions;
 }
 
 /** Options of `planLocalStack`. */
@@ -376,6 +378,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
     },
     nginxConfigFile,
     nginxPrefixDir: nginxDir,
+    options,
   };
 }
 

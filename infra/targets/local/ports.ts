@@ -53,7 +53,7 @@ export async function freePorts(count: number): Promise<number[]> {
 }
 
 /** Whether 127.0.0.1:port can be bound right now. */
-async function canBind(port: number): Promise<boolean> {
+export async function canBind(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
