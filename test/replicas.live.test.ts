@@ -8,6 +8,7 @@ import { gatewaySpecs } from '../infra/targets/local/gateway-restart.js';
 import { isPortOpen, waitUntil } from '../infra/targets/local/ports.js';
 import { readPid } from '../infra/targets/local/supervisor.js';
 import { readStateFile } from '../infra/targets/local/local-stack.js';
+import { runOperatorScript } from './live-clients.js';
 import { openSocket, postMessage, type TestSocket } from './e2e/clients.js';
 import { startReliabilityRun, type ReliabilityRun } from './reliability/suite.js';
 
@@ -37,6 +38,20 @@ const open = async (url: string) => {
   sockets.push(s);
   expect(s.frames[0]?.type, `no connected frame from ${url}`).toBe('connected');
   return s;
+};
+/** `stack status`, `check` and `health` see every gateway process where it runs now, and pass. */
+const operatorsAgree = async (gateways: readonly string[]) => {
+  const flags = run.stack.flags;
+  const status = await runOperatorScript('stack.ts', ['status', '--json', ...flags]);
+  expect(status.code, status.stdout + status.stderr).toBe(0);
+  const rows = JSON.parse(status.stdout) as { service: string; port: number; healthy: boolean }[];
+  const ports = gatewaySpecs(run.stack.handle.plan).map((g) => g.port);
+  expect(rows.filter((r) => r.service.startsWith('gateway')).map((r) => [r.service, r.port, r.healthy])).toEqual(gateways.map((g, i) => [g, ports[i], true]));
+  const check = await runOperatorScript('check-architecture.ts', flags);
+  expect(check.code, check.stdout + check.stderr).toBe(0);
+  const health = await runOperatorScript('verify-health.ts', flags);
+  expect(health.code, health.stdout + health.stderr).toBe(0);
+  for (const g of gateways) expect(health.stdout).toContain(`${g} /health`);
 };
 const count = (s: TestSocket, id: string) => s.events().filter((f) => f.id === id).length;
 
@@ -124,6 +139,7 @@ describe('gateway.replicas: 2 on the local stack, through nginx', () => {
     // The clients of each replica were moved by its drain (4200), not cut.
     expect(r.closeCodes['4200'] ?? 0).toBeGreaterThan(0);
     expect(r.watchdogRestarts).toEqual({});
+    await operatorsAgree(['gateway-1', 'gateway-2']);
   }, 240_000);
 });
 
@@ -172,6 +188,7 @@ describe('gateway.replicas: 1, blue/green restart', () => {
     expect((await fetch(`http://127.0.0.1:${moved}/health`)).status).toBe(200);
     // The old process is gone and its port free.
     expect(await waitUntil(async () => !(await isPortOpen(home)), 5000, 50)).toBe(true);
+    await operatorsAgree(['gateway']);
     // The next restart goes back home.
     await h.restart('gateway');
     expect(h.ports.gateway).toBe(home);
