@@ -43,7 +43,7 @@ ${COMMON}`,
   down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, state, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\nStates: healthy; unhealthy (runs, its health probe fails: hung or failing); crashed (died without a stop:\nthe watchdog restarts it, or npm start when no watchdog runs); stopped. Each one not healthy gets the command\nthat recovers it. Exit 3 when a service is not healthy.\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
-  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway is replaced without refusing a handshake: with\nseveral replicas one at a time leaves nginx's upstream, drains (4200, clients resume with since= on\nanother replica) and rejoins; a single gateway starts beside the old one on the spare port, nginx\nswitches to it, then the old one drains (stack status shows the port); nginx hands over (the old one\nfinishes its requests); postgres uses its fast shutdown. The watchdog does not count an intended\nrestart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}, or gateway-N for one gateway replica\n${COMMON}`,
+  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway is replaced without refusing a handshake: with\nseveral replicas one at a time leaves nginx's upstream, drains (4200, clients resume with since= on\nanother replica) and rejoins; a single gateway gets a stand-in on a spare port that nginx switches\nto while the old one drains, then the new one starts on its own port and the stand-in drains to it;\nnginx hands over (the old one\nfinishes its requests); postgres uses its fast shutdown. The watchdog does not count an intended\nrestart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}, or gateway-N for one gateway replica\n${COMMON}`,
   apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. Changes nothing on a stack that matches.\n${COMMON}`,
   'redact-logs': `Usage: npm run stack -- redact-logs\n\nReplaces every token and secret npm run check finds in the stack's logs (JWTs, token= query\nvalues, the stack's secrets) with [redacted], in place. Rotate the leaked credentials too.\n${COMMON}`,
   tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials, the gateway's publish key, the seed's wscat/curl checks and the HTTP\npublish recipe (POST /internal/publish) for this stack's ports and keys.\n  --json         machine-readable output\n${COMMON}`,
@@ -125,7 +125,7 @@ export async function stackMain(argv: string[]): Promise<number> {
     ...(stateDir ? { stateDir } : {}),
   };
 
-  const { devStackStatus, downDevStack, loadDevPlan, restartService, serviceUrl, upDevStack } = await import('../infra/targets/local/local-stack.js');
+  const { devStackStatus, downDevStack, loadDevPlan, restartPlanService, serviceUrl, upDevStack } = await import('../infra/targets/local/local-stack.js');
   switch (command) {
     case 'up': {
       const { ensureOsPackages, MONITORING_BINARIES } = await import('../infra/targets/local/os-packages.js');
@@ -201,7 +201,7 @@ export async function stackMain(argv: string[]): Promise<number> {
     case 'restart': {
       const svc = serviceArg(positionals, command);
       const { plan } = await loadDevPlan(where);
-      await restartService(plan, svc, log);
+      await restartPlanService(plan, svc, log);
       return 0;
     }
     case 'apply': {

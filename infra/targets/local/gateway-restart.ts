@@ -1,14 +1,11 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { ReplyxError } from '../../errors.js';
 import { writeAtomic } from '../../operate/rollback/history.js';
 import { nginxLogFiles, renderNginxConfig } from '../../render/nginx.js';
 import { isGatewayProcess } from '../../topology/service-names.js';
 import { reloadAndWait } from './nginx-workers.js';
-import { MONITORING_SERVICE, planLocalStack, type LocalStackPlan, type ProcessSpec } from './plan.js';
+import type { LocalStackPlan, ProcessSpec } from './plan.js';
 import { canBind, freePort } from './ports.js';
-import { stopPid } from './processes.js';
-import { pidMatches, processMarker, readPid, serviceState, startService, stopService } from './supervisor.js';
+import { serviceState, startService, stopService } from './supervisor.js';
 
 // Zero-downtime restart of the gateway replicas on the local target: nginx stops sending new
 // handshakes to a replica before it drains, so a reconnecting client always meets a listening
@@ -76,76 +73,51 @@ export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: s
   return pids;
 }
 
-/** Where the local stack records the gateway's home port and the port it serves on now (blue/green moves it). */
-export const gatewayPortsFile = (stateDir: string) => path.join(stateDir, 'run', 'gateway-ports.json');
-
-/** The gateway's port record: `home` is where it started, `live` where it serves now. */
-export interface GatewayPorts {
-  readonly home: number;
-  readonly live: number;
-}
-
-/** Reads the gateway's port record, if a blue/green restart wrote one. */
-export async function readGatewayPorts(stateDir: string): Promise<GatewayPorts | undefined> {
-  try {
-    return JSON.parse(await readFile(gatewayPortsFile(stateDir), 'utf8')) as GatewayPorts;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The port the next blue/green restart starts the new gateway on: home and home + 1 take turns (pure). */
-export function spareGatewayPort(live: number, home: number): number {
-  return live === home ? home + 1 : home;
+/** The process that carries a single gateway's clients while it is replaced: the same gateway on `port`, its pid kept where a stop of the stack finds it (pure). */
+export function standInSpec(gateway: ProcessSpec, port: number): ProcessSpec {
+  return {
+    ...gateway,
+    port,
+    env: { ...gateway.env, PORT: String(port) },
+    ready: { kind: 'http', url: `http://127.0.0.1:${port}/health` },
+    // stopPlan ends a process recorded here (as after an nginx handover); the watchdog never looks at it.
+    pidFile: `${gateway.pidFile}.handed-over`,
+  };
 }
 
 /**
- * Blue/green restart of a single gateway: the new process starts on the spare port beside the old
- * one, nginx (and Prometheus, when it runs) switch to it with a reload, then the old one drains
- * (4200 + jitter) and exits. Nothing is refused: until the reload, the old process serves; after
- * it, the new one. Resolves with the plan on the new port (the caller records it).
+ * Blue/green restart of a single gateway, on its own port: a stand-in process starts on a spare
+ * port beside the old one and nginx switches to it (reload); the old process drains (4200 +
+ * jitter) while its clients reconnect to the stand-in; the new process starts on the gateway's
+ * port, nginx switches back, and the stand-in drains to it. At every moment a gateway listens
+ * behind the upstream, so no handshake is refused, and the port every command, runbook and
+ * Prometheus knows stays the stack file's. Clients reconnect twice, resuming with since= each time.
  */
-export async function blueGreenRestartGateway(plan: LocalStackPlan, log: (line: string) => void): Promise<{ plan: LocalStackPlan; pid: number }> {
-  const [old, ...others] = gatewaySpecs(plan);
-  if (!old || others.length > 0) throw new ReplyxError('RPX_USAGE', 'a blue/green restart is for a single gateway', 'restart several replicas with npm run stack -- restart gateway (rolling)');
-  const recorded = await readGatewayPorts(plan.stateDir);
-  const home = recorded?.home ?? old.port;
-  let port = spareGatewayPort(old.port, home);
-  if (!(await canBind(port))) port = await freePort();
-  const next = planLocalStack(plan.topology, { ...plan.options, ports: { ...plan.ports, gateway: port } });
-  const fresh = gatewaySpecs(next)[0]!;
+export async function blueGreenRestartGateway(plan: LocalStackPlan, log: (line: string) => void): Promise<number> {
+  const [gateway, ...others] = gatewaySpecs(plan);
+  if (!gateway || others.length > 0) throw new ReplyxError('RPX_USAGE', 'a blue/green restart is for a single gateway', 'restart several replicas with npm run stack -- restart gateway (rolling)');
+  const spare = (await canBind(gateway.port + 1)) ? gateway.port + 1 : await freePort();
+  const standIn = standInSpec(gateway, spare);
   const t0 = Date.now();
-  // The old process leaves the pid file (the watchdog then takes its exit as intended); its pid
-  // is kept aside so a stop of the stack ends it too, as after an nginx handover.
-  const oldPid = await readPid(old.pidFile);
-  const oldRunning = oldPid !== undefined && pidMatches(oldPid, processMarker(old));
-  if (oldRunning) await writeFile(`${old.pidFile}.handed-over`, `${oldPid}\n`);
-  await rm(old.pidFile, { force: true });
-  let pid: number;
+  const standInPid = await startService(standIn);
   try {
-    pid = await startService(fresh);
-    await reloadWithGatewayServers(next);
+    await reloadWithGatewayServers(plan, [{ port: spare }]);
+    log(`  ${'gateway'.padEnd(11)} stand-in pid ${standInPid} healthy on 127.0.0.1:${spare} in ${secs(Date.now() - t0)}; nginx switched to it`);
+    const t1 = Date.now();
+    const old = await stopService(gateway);
+    log(`  ${'gateway'.padEnd(11)} ${old !== undefined ? `drained pid ${old}` : 'was not running'} in ${secs(Date.now() - t1)}`);
+    const t2 = Date.now();
+    const pid = await startService(gateway);
+    await reloadWithGatewayServers(plan);
+    log(`  ${'gateway'.padEnd(11)} healthy in ${secs(Date.now() - t2)}  pid ${pid} on 127.0.0.1:${gateway.port}; nginx switched back`);
+    const t3 = Date.now();
+    await stopService(standIn);
+    log(`  ${'gateway'.padEnd(11)} stand-in pid ${standInPid} drained in ${secs(Date.now() - t3)}`);
+    return pid;
   } catch (err) {
-    // The old process still serves: give it its pid file back.
-    if (oldRunning) await writeFile(old.pidFile, `${oldPid}\n`);
-    await rm(`${old.pidFile}.handed-over`, { force: true });
+    // Whatever failed, nginx goes back to the gateway's own port, and the stand-in is not left running.
+    await reloadWithGatewayServers(plan).catch(() => undefined);
+    await stopService(standIn).catch(() => undefined);
     throw err;
   }
-  await writeAtomic(gatewayPortsFile(plan.stateDir), `${JSON.stringify({ home, live: port } satisfies GatewayPorts)}\n`);
-  log(`  ${'gateway'.padEnd(11)} pid ${pid} healthy on 127.0.0.1:${port} in ${secs(Date.now() - t0)}; nginx switched to it`);
-  const prometheus = next.services.find((s) => s.name === MONITORING_SERVICE);
-  const promPid = prometheus ? await readPid(prometheus.pidFile) : undefined;
-  if (prometheus && promPid !== undefined && pidMatches(promPid, processMarker(prometheus))) {
-    for (const f of prometheus.files ?? []) await writeAtomic(f.path, f.content);
-    // SIGHUP makes Prometheus re-read its config: it scrapes the new port from its next scrape on.
-    process.kill(promPid, 'SIGHUP');
-  }
-  if (oldRunning) {
-    const t1 = Date.now();
-    process.kill(oldPid, 'SIGCONT');
-    await stopPid(oldPid, old.stopGraceMs, undefined, 'SIGTERM');
-    log(`  ${'gateway'.padEnd(11)} old pid ${oldPid} on 127.0.0.1:${old.port} drained in ${secs(Date.now() - t1)}`);
-  }
-  await rm(`${old.pidFile}.handed-over`, { force: true });
-  return { plan: next, pid };
 }

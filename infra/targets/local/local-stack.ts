@@ -182,30 +182,19 @@ async function handOver(spec: ProcessSpec): Promise<number | undefined> {
 /**
  * Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start.
  * The gateway is replaced without refusing a handshake: replicas one at a time (rolling), a
- * single one blue/green on a spare port. Resolves with the new pid and the plan it runs on now.
+ * single one blue/green through a stand-in on a spare port.
  */
-export async function restartService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<{ pid: number; plan: LocalStackPlan }> {
+export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
   // `gateway` names every replica: they are replaced one at a time behind nginx; `gateway-2` only that one.
   if (isGatewayProcess(name) && gatewaySpecs(plan).length > 1) {
     if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
-    return { pid: (await rollingRestartGateways(plan, log, name === 'gateway' ? undefined : name)).at(-1)!, plan };
+    return (await rollingRestartGateways(plan, log, name === 'gateway' ? undefined : name)).at(-1)!;
   }
+  // With /ws/ on the backend nothing routes to the gateway: an in-place restart refuses no handshake.
   if (name === 'gateway' && plan.topology.wsRoute === 'gateway') {
-    const moved = await blueGreenRestartGateway(plan, log);
-    // Crashes are restarted on the new port; status, check, health and rollback plan from the recorded ports.
-    if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(moved.plan);
-    // Written even for a stack started without npm start (tests): the surfaces must find the new port.
-    const recorded = await readStateFile(plan.stateDir);
-    const state: StackStateFile = { stack: recorded?.stack ?? 'local', ports: moved.plan.ports, startedAt: recorded?.startedAt ?? new Date().toISOString() };
-    await writeFile(stateFile(plan.stateDir), `${JSON.stringify(state, null, 2)}\n`);
-    return moved;
+    if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
+    return blueGreenRestartGateway(plan, log);
   }
-  return { pid: await restartPlanService(plan, name, log), plan };
-}
-
-/** Restarts one service of a plan in place (same port): SIGTERM (the gateway drains its clients first), then start. */
-export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
-  if (isGatewayProcess(name) && gatewaySpecs(plan).length > 1) return (await restartService(plan, name, log)).pid;
   const spec = plan.services.find((s) => s.name === name);
   if (!spec) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no service "${name}" in this stack`, `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
   // A crash of the new process must be restarted with the new settings.
@@ -452,32 +441,18 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     throw err;
   }
   const tokens = await demoTokens(secrets, { nginx: plan.ports.nginx, backend: plan.ports.backend, gateway: plan.ports.gateway });
-  // A blue/green gateway restart moves the gateway to another port: the handle follows the plan.
   return {
-    get plan() {
-      return plan;
-    },
-    get topology() {
-      return plan.topology;
-    },
-    get ports() {
-      return plan.ports;
-    },
-    get urls() {
-      return plan.urls;
-    },
+    plan,
+    topology: plan.topology,
+    ports: plan.ports,
+    urls: plan.urls,
     secrets,
     tokens,
     dir,
     logFile: (name) => specsOf(plan, name)[0]?.logFile ?? '',
     logFiles: (name) => specsOf(plan, name).flatMap((s) => s.logFiles),
     async restart(name) {
-      const before = plan;
-      plan = (await restartService(plan, localServiceName(name), log)).plan;
-      if (plan !== before) {
-        liveStacks.delete(before);
-        liveStacks.add(plan);
-      }
+      await restartPlanService(plan, localServiceName(name), log);
       await remember();
     },
     stop,

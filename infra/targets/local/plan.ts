@@ -104,8 +104,6 @@ export interface LocalStackPlan {
   readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string; readonly prometheus?: string };
   readonly nginxConfigFile: string;
   readonly nginxPrefixDir: string;
-  /** The options it was planned with, so a step that moves a port (blue/green gateway restart) can plan again. */
-  readonly options: PlanOptions;
 }
 
 /** Options of `planLocalStack`. */
@@ -378,7 +376,6 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
     },
     nginxConfigFile,
     nginxPrefixDir: nginxDir,
-    options,
   };
 }
 
