@@ -136,7 +136,8 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
   await stopWatchdog(plan.stateDir);
   for (const spec of startOrder(plan.services).reverse()) {
     const t0 = Date.now();
-    if (spec.handoverSignal) await endHandedOver(spec);
+    // A gateway's stand-in (blue/green restart cut short) is recorded like a handed-over nginx.
+    if (spec.handoverSignal || isGatewayProcess(spec.name)) await endHandedOver(spec);
     const pid = await stopService(spec);
     if (pid !== undefined) {
       stopped.push(spec.name);
