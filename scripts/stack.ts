@@ -7,14 +7,14 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { $ } from 'zx';
 import { lastLines } from '../infra/processes/log-tail.js';
 import { ReplyxError, formatErrorForCli } from '../infra/errors.js';
-import { parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
+import { isGatewayProcess, parseServiceName, SERVICE_ALIASES, SERVICE_NAMES } from '../infra/topology/service-names.js';
 import { isStackName } from '../infra/topology/index.js';
 import { isMain } from '../infra/operate/cli.js';
 
 const LOCAL_SERVICES = SERVICE_NAMES;
 /** The opt-in monitoring process (the local plan's MONITORING_SERVICE; that module loads lazily). */
 const PROMETHEUS = 'prometheus';
-type LocalName = (typeof LOCAL_SERVICES)[number] | typeof PROMETHEUS;
+type LocalName = (typeof LOCAL_SERVICES)[number] | `gateway-${number}` | typeof PROMETHEUS;
 const ALIASES = Object.entries(SERVICE_ALIASES).map(([alias, name]) => `${alias} = ${name}`).join(', ');
 
 const COMMON = '  --stack NAME   use Pulumi.NAME.yaml (default: local)\n  --project-dir DIR, --state-dir DIR   another checkout or stack state (or REPLYX_PROJECT_DIR / REPLYX_STATE_DIR)\n  --help         show this help';
@@ -45,7 +45,7 @@ ${COMMON}`,
   down: `Usage: npm stop [-- --stack NAME]\n\nStops nginx, gateway, backend, redis and postgres (data in .stack/ is kept).\n${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, state, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\nStates: healthy; unhealthy (runs, its health probe fails: hung or failing); crashed (died without a stop:\nthe watchdog restarts it, or npm start when no watchdog runs); stopped. Each one not healthy gets the command\nthat recovers it. Exit 3 when a service is not healthy.\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
-  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway closes its clients with 4200 (they reconnect and\nresume with since=); nginx hands over (the old one finishes its requests); postgres uses its fast\nshutdown. The watchdog does not count an intended restart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}\n${COMMON}`,
+  restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway is replaced without refusing a handshake: with\nseveral replicas one at a time leaves nginx's upstream, drains (4200, clients resume with since= on\nanother replica) and rejoins; a single gateway gets a stand-in on a spare port that nginx switches\nto while the old one drains, then the new one starts on its own port and the stand-in drains to it;\nnginx hands over (the old one\nfinishes its requests); postgres uses its fast shutdown. The watchdog does not count an intended\nrestart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}, or gateway-N for one gateway replica\n${COMMON}`,
   apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. Changes nothing on a stack that matches.\n${COMMON}`,
   set: `Usage: npm run stack -- set KEY VALUE [KEY VALUE ...]\n\nWrites settings into the stack file under config: (KEY as in the configuration reference:\ngateway.heartbeatMs, backend.workers, wsRoute, ...), keeping its comments. The whole file is\nvalidated first: nothing is written when a key is unknown or a value out of range. Changes\nnothing that runs: npm start applies the file to a running stack and verifies it.\n${COMMON}`,
   'redact-logs': `Usage: npm run stack -- redact-logs\n\nReplaces every token and secret npm run check finds in the stack's logs (JWTs, token= query\nvalues, the stack's secrets) with [redacted], in place. Rotate the leaked credentials too.\n${COMMON}`,
@@ -108,6 +108,8 @@ function serviceArg(positionals: string[], command: string): LocalName {
   if (!svc) usageError(`${command} needs a service name (${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS})`, command);
   if (positionals.length > 1) usageError(`unexpected argument "${positionals[1]}"`, command);
   if (svc === PROMETHEUS) return PROMETHEUS;
+  // One replica of several (gateway.replicas > 1); `gateway` names them all.
+  if (isGatewayProcess(svc) && svc !== 'gateway') return svc as `gateway-${number}`;
   return parseServiceName(svc, LOCAL_SERVICES, `run npm run stack -- ${command} --help`);
 }
 
@@ -186,9 +188,9 @@ export async function stackMain(argv: string[]): Promise<number> {
       const lines = values.lines === undefined ? 100 : Number(values.lines);
       if (!Number.isInteger(lines) || lines < 0) usageError(`--lines must be a whole number, got "${String(values.lines)}"`, command);
       const { plan } = await loadDevPlan(where);
-      const spec = plan.services.find((s) => s.name === svc);
-      if (!spec) throw new ReplyxError('RPX_NO_LOG', `${svc} is not part of this stack`, 'start it with npm start -- --monitoring (or set replyx:monitoring.enabled: true)');
-      const files = spec.logFiles;
+      const specs = plan.services.filter((s) => s.name === svc || (svc === 'gateway' && isGatewayProcess(s.name)));
+      if (specs.length === 0) throw new ReplyxError('RPX_NO_LOG', `${svc} is not part of this stack`, svc === PROMETHEUS ? 'start it with npm start -- --monitoring (or set replyx:monitoring.enabled: true)' : `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
+      const files = specs.flatMap((s) => s.logFiles);
       if (values.follow) {
         const tail = await $({ stdio: 'inherit', nothrow: true })`tail -n ${String(lines)} -F ${files}`;
         return tail.exitCode ?? 0;

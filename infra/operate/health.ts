@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { DEMO_WIDGET_ASSISTANT_ID } from '../../examples/backend/src/demo.js';
 import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
+import { gatewayReplicaPorts } from '../topology/service-names.js';
 import type { StackContext } from './stack.js';
 import { DEFAULT_PROBE_DIALOG, type ProbeCredentials } from './live-state.js';
 import { httpGet, httpJson, PROBE_TIMEOUT_MS } from './probes.js';
@@ -243,8 +244,13 @@ export async function runHealth(ctx: StackContext, creds: ProbeCredentials, opti
   await add('nginx /health', `${ctx.endpoints.nginx}/health`, {}, () => 'ok');
   await addHealth('backend /health', `${ctx.endpoints.backend}/health`, (b) => `${String(b.status)}, ${String(b.workers)} workers, db ${String(b.db)}, redis ${String(b.redis)}`);
   if (!options.skipGateway) {
-    await addHealth('gateway /health', `${ctx.endpoints.gateway}/health`, (b) => `${String(b.status)}, broker ${String(b.broker)} (${String(b.redis)}), db ${String(b.db)}, ${String(b.connections)} connections`);
-    await add('gateway status', `${ctx.endpoints.gateway}/api/debug/websocket/status`, debug, (b) => `${String(b.instance)} pid ${String(b.pid)}, ${String(b.workers)} worker, ${JSON.stringify(b.connections)}`);
+    // Local replicas are processes on their own ports: each one's health, not only the first's.
+    const gateways: [string, string][] =
+      ctx.target === 'local' && ctx.topology.gateway.replicas > 1 ? gatewayReplicaPorts(ctx.topology.gateway).map((port, i) => [`gateway-${i + 1}`, `http://127.0.0.1:${port}`]) : [['gateway', ctx.endpoints.gateway]];
+    for (const [name, url] of gateways) {
+      await addHealth(`${name} /health`, `${url}/health`, (b) => `${String(b.status)}, broker ${String(b.broker)} (${String(b.redis)}), db ${String(b.db)}, ${String(b.connections)} connections`);
+      await add(`${name} status`, `${url}/api/debug/websocket/status`, debug, (b) => `${String(b.instance)} pid ${String(b.pid)}, ${String(b.workers)} worker, ${JSON.stringify(b.connections)}`);
+    }
     await add(`gateway sync ${dialog}`, `${ctx.endpoints.gateway}/api/debug/websocket/sync?dialog_id=${dialog}`, debug, (b) => `attached ${JSON.stringify(b.attached)}, last event ${String(b.last_event_id)}`);
   }
   // nginx answers its own /health with plain text: accept it as long as it is 200.

@@ -244,6 +244,18 @@ describe('planNginx', () => {
 });
 
 describe('renderNginxConfig text', () => {
+  it('lists every local gateway replica with least_conn, and marks the one a rolling restart replaces down', () => {
+    const t = topo({ target: 'local', gateway: { replicas: 3, port: 9401 } });
+    const server = (port: number, down = false) => `        server 127.0.0.1:${port}${down ? ' down' : ''};`;
+    const upstream = (lines: string[]) => ['upstream replyx_ws_gateway {', '        zone replyx_ws_gateway 64k;', '        least_conn;', ...lines, '    }'].join('\n');
+    expect(block(renderNginxConfig(t, 'local'), 'upstream replyx_ws_gateway {')).toBe(upstream([server(9401), server(9402), server(9403)]));
+    const rolling = renderNginxConfig(t, 'local', { gatewayServers: [{ port: 9401 }, { port: 9402, down: true }, { port: 9403 }] });
+    expect(block(rolling, 'upstream replyx_ws_gateway {')).toBe(upstream([server(9401), server(9402, true), server(9403)]));
+    expect(() => renderNginxConfig(t, 'local', { gatewayServers: [{ port: 9401, down: true }] })).toThrow(/without a server that is up/);
+    // Docker and aws reach every replica through one name.
+    expect(block(renderNginxConfig(topo({ target: 'docker', gateway: { replicas: 3 } }), 'docker'), 'upstream replyx_ws_gateway {')).toContain('server replyx-ws-gateway:8001 resolve;');
+  });
+
   it('renders the docker config: container upstreams, Docker DNS, stdout logs, listen on the nginx port', () => {
     const config = renderNginxConfig(topo(), 'docker');
     expect(block(config, 'upstream replyx_backend {')).toBe(

@@ -6,6 +6,7 @@ import { ReplyxError } from '../errors.js';
 import { topologyChecksum, type Target, type Topology, type WsRoute } from '../topology/index.js';
 import { NGINX_RESOLVER_VALID_S, nginxClientKeepaliveS } from './deploy-timing.js';
 import { dnsResolverFor, upstreamHostsFor } from './service-hosts.js';
+import { gatewayReplicaPorts } from '../topology/service-names.js';
 
 // The nginx config is a pure function of the topology: `planNginx` computes every value the
 // config needs (hosts, ports, timeouts, paths) and the templates in nginx-templates/ only lay
@@ -46,6 +47,11 @@ export interface NginxRenderOptions {
   readonly backendKeepalive?: number;
   /** Proxy addresses (CIDRs) whose X-Forwarded-For gives the client address; default: private networks on aws (the ALB), none elsewhere. */
   readonly trustedProxyCidrs?: readonly string[];
+  /**
+   * Local target: the ports the gateway upstream lists instead of the replicas' (`gateway.port + i - 1`),
+   * each optionally marked down; a rolling or blue/green restart renders its steps with these.
+   */
+  readonly gatewayServers?: readonly { readonly port: number; readonly down?: boolean }[];
 }
 
 /** One `server` line of an upstream block. */
@@ -56,6 +62,8 @@ export interface NginxUpstreamServerPlan {
   readonly address: string;
   /** Whether nginx re-resolves `host` while running (names on docker/aws; never IP literals). */
   readonly resolve: boolean;
+  /** Marked `down`: nginx sends it no new connections (a local replica leaving for a rolling restart). */
+  readonly down?: boolean;
 }
 
 /** One upstream block. */
@@ -302,8 +310,13 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
   const resolverAddress = dnsResolverFor(target);
   const mayResolve = resolverAddress !== undefined;
   const backendServer = upstreamServer(options.upstreamHosts?.backend ?? defaults.backend, topology.backend.port, 'backend', mayResolve);
-  const gatewayServer = upstreamServer(options.upstreamHosts?.gateway ?? defaults.gateway, topology.gateway.port, 'gateway', mayResolve);
-  const needsResolve = backendServer.resolve || gatewayServer.resolve;
+  const gatewayHost = options.upstreamHosts?.gateway ?? defaults.gateway;
+  // Locally every replica is a process on its own port; docker and aws reach all replicas behind one name.
+  const gatewayServers = target === 'local'
+    ? (options.gatewayServers ?? gatewayReplicaPorts(topology.gateway).map((port): { port: number; down?: boolean } => ({ port }))).map((s) => ({ ...upstreamServer(gatewayHost, s.port, 'gateway', mayResolve), ...(s.down ? { down: true } : {}) }))
+    : [upstreamServer(gatewayHost, topology.gateway.port, 'gateway', mayResolve)];
+  if (gatewayServers.length === 0 || gatewayServers.every((s) => s.down)) throw optionError('gatewayServers leaves the gateway upstream without a server that is up', 'keep at least one gateway server not marked down');
+  const needsResolve = backendServer.resolve || gatewayServers.some((s) => s.resolve);
 
   if (needsResolve && nginxImageSupportsResolve(topology.nginx.image) === false) {
     throw new ReplyxError(
@@ -328,7 +341,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
   }
 
   const backend: NginxUpstreamPlan = { name: 'replyx_backend', servers: [backendServer], keepalive, keepaliveTimeoutS: BACKEND_KEEPALIVE_TIMEOUT_S, leastConn: false };
-  const gateway: NginxUpstreamPlan = { name: 'replyx_ws_gateway', servers: [gatewayServer], keepalive: 0, keepaliveTimeoutS: 0, leastConn: true };
+  const gateway: NginxUpstreamPlan = { name: 'replyx_ws_gateway', servers: gatewayServers, keepalive: 0, keepaliveTimeoutS: 0, leastConn: true };
 
   return {
     checksum: topologyChecksum(topology),

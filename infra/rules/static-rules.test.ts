@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { validateTopology, type Topology, type TopologyInput } from '../topology/index.js';
+import { renderNginxConfig } from '../render/nginx.js';
 import { evaluateStaticRules, STATIC_RULES, type StaticInput } from './static-rules.js';
 
 const good = readFileSync(new URL('./fixtures/good-nginx.conf', import.meta.url), 'utf8');
@@ -44,7 +45,9 @@ describe('evaluateStaticRules', () => {
   });
 
   it('single-gateway-or-broker: several gateways with the memory broker', () => {
-    expectOnly(run({ topology: rawTopo((t) => ((t.gateway!.replicas = 2), (t.gateway!.broker = 'memory'))) }), 'single-gateway-or-broker');
+    // The second replica's port is in the upstream, so only the broker rule fails.
+    const conf = good.replace('server 127.0.0.1:8001;', 'server 127.0.0.1:8001;\n        server 127.0.0.1:8002;');
+    expectOnly(run({ nginxConfig: conf, topology: rawTopo((t) => ((t.gateway!.replicas = 2), (t.gateway!.broker = 'memory'))) }), 'single-gateway-or-broker');
     expect(statusOf(run({ topology: topo({ gateway: { replicas: 3, broker: 'redis' } }) }), 'single-gateway-or-broker').status).toBe('pass');
   });
 
@@ -72,6 +75,16 @@ describe('evaluateStaticRules', () => {
 
   it('ws-route: /ws/ proxied to the backend while wsRoute=gateway', () => {
     expectOnly(run({ nginxConfig: good.replace('proxy_pass http://replyx_gateway;', 'proxy_pass http://replyx_backend;') }), 'ws-route');
+  });
+
+  it('ws-route: local gateway replicas must all be in the upstream, and nothing else', () => {
+    const t = topo({ gateway: { replicas: 2, port: 9301 } });
+    const conf = renderNginxConfig(t, 'local');
+    expect(statusOf(run({ topology: t, nginxConfig: conf }), 'ws-route').status).toBe('pass');
+    const missing = statusOf(run({ topology: t, nginxConfig: conf.replace(/^\s*server 127\.0\.0\.1:9302;\n/m, '') }), 'ws-route');
+    expect(missing.status).toBe('fail');
+    expect(missing.detail).toMatch(/without 9302/);
+    expect(statusOf(run({ topology: t, nginxConfig: conf.replace('127.0.0.1:9302', '127.0.0.1:9303') }), 'ws-route').status).toBe('fail');
   });
 
   it('ws-route: one /ws/ sub-path shadowed by a regex location to the backend', () => {

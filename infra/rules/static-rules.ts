@@ -19,6 +19,7 @@ import { readChecksumFromConfig } from '../render/nginx.js';
 import { topologyChecksum } from '../topology/index.js';
 import { result, type RuleResult } from './result.js';
 import { idleTimeoutsOf, TOPOLOGY_FINDINGS } from './topology-rules.js';
+import { gatewayReplicaPorts } from '../topology/service-names.js';
 import { dnsStalenessS, FARGATE_MAX_STOP_TIMEOUT_S, gatewayDrainS, stopPlans } from '../render/deploy-timing.js';
 
 // Static architecture rules: pure predicates over the topology and the nginx config rendered
@@ -174,13 +175,17 @@ function keepaliveRow(tree: readonly NginxDirective[], t: Topology, ctx: FixCont
 function routeRows(tree: readonly NginxDirective[], server: NginxDirective, t: Topology, ctx: FixContext): RuleResult[] {
   const out: RuleResult[] = [];
   // Routing: every client-facing /ws/ path goes to the upstream wsRoute names.
-  const expectedWsPort = t.wsRoute === 'gateway' ? t.gateway.port : t.backend.port;
+  // Local gateway replicas listen on consecutive ports; elsewhere one name reaches them all.
+  const expectedWsPorts = t.wsRoute !== 'gateway' ? [t.backend.port] : t.target === 'local' ? gatewayReplicaPorts(t.gateway) : [t.gateway.port];
+  const expectedWsPort = expectedWsPorts.join(', ');
   const wsWrong: string[] = [];
   let wsLabel = '';
   for (const uri of WS_PROBE_URIS) {
     const target = proxyTargetPorts(tree, matchLocation(server, uri));
     if (!target) wsWrong.push(`${uri} is not proxied`);
-    else if (target.ports.length === 0 || target.ports.some((p) => p !== expectedWsPort)) wsWrong.push(`${uri} -> ${target.label}`);
+    else if (target.ports.length === 0 || target.ports.some((p) => !expectedWsPorts.includes(p))) wsWrong.push(`${uri} -> ${target.label}`);
+    // A replica missing from the upstream runs but never gets a client.
+    else if (expectedWsPorts.some((p) => !target.ports.includes(p))) wsWrong.push(`${uri} -> ${target.label}, without ${expectedWsPorts.filter((p) => !target.ports.includes(p)).join(', ')}`);
     else wsLabel = target.label;
   }
   out.push(

@@ -27,7 +27,7 @@ export const backendSchema = z
 export const gatewaySchema = z
   .strictObject({
     image: image.optional().describe('Gateway image to run; unset builds gateway/.'),
-    replicas: z.int().min(1).max(50).default(1).describe('Gateway processes; more than 1 only with broker "redis".'),
+    replicas: z.int().min(1).max(50).default(1).describe('Gateway processes; more than 1 only with broker "redis". Local target: replica i listens on gateway.port + i - 1, all in the nginx upstream (least_conn).'),
     port: port.default(8001).describe('Port the gateway listens on (WebSocket, /health, /metrics, /internal/publish).'),
     heartbeatMs: z.int().min(1000).max(600_000).default(25_000).describe('Protocol ping interval; must be shorter than nginx.proxyReadTimeoutS.'),
     broker: z.enum(['redis', 'memory']).default('redis').describe('Fan-out between gateway processes: "redis" (shared) or "memory" (single process only).'),

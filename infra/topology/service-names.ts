@@ -27,3 +27,21 @@ export function parseServiceName<S extends ServiceName>(text: string, allowed: r
   }
   return name as S;
 }
+
+/**
+ * The ports of the gateway's replicas on the local target: replica i (1-based) listens on
+ * `gateway.port + i - 1`, so the plan, the nginx upstream and the check rules derive them alike.
+ */
+export function gatewayReplicaPorts(gateway: { readonly port: number; readonly replicas: number }): number[] {
+  return Array.from({ length: gateway.replicas }, (_, i) => gateway.port + i);
+}
+
+/** The process name of gateway replica `index` (1-based): `gateway` when it is the only one, else `gateway-<index>`. */
+export function gatewayReplicaName(index: number, replicas: number): 'gateway' | `gateway-${number}` {
+  return replicas === 1 ? 'gateway' : `gateway-${index}`;
+}
+
+/** Whether a process name is one of the gateway's (`gateway`, `gateway-2`). */
+export function isGatewayProcess(name: string): boolean {
+  return name === 'gateway' || /^gateway-\d+$/.test(name);
+}

@@ -59,6 +59,8 @@ export interface FaultResult extends FaultScore {
    * (nothing listening) is not one: that request never reached a backend.
    */
   readonly cutRequests: number;
+  /** WebSocket handshakes nginx answered with a 5xx (no gateway to take them) during the window, from its JSON access log. */
+  readonly refusedHandshakes: number;
   /** Close codes the clients saw during the window, with how often. */
   readonly closeCodes: Readonly<Record<string, number>>;
   readonly resyncs: number;
@@ -103,6 +105,16 @@ export function isCutApiRequest(line: string): boolean {
   }
   const last = (v: string | undefined): string => (v ?? '-').split(/[,:]\s*/).at(-1)!.trim();
   return (entry.uri ?? '').startsWith('/api/') && (entry.status ?? 0) >= 500 && last(entry.upstream_connect_time) !== '-' && last(entry.upstream_header_time) === '-';
+}
+
+/** A WebSocket handshake nginx answered itself with a 5xx (502: no upstream listening), from its JSON access log. */
+export function isRefusedHandshake(line: string): boolean {
+  if (!line.includes('"kind":"ws"')) return false;
+  try {
+    return ((JSON.parse(line) as { status?: number }).status ?? 0) >= 500;
+  } catch {
+    return false;
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -241,6 +253,7 @@ export async function startReliabilityRun(opts: ReliabilityOptions): Promise<Rel
         reconnected: `${open}/${clients.length}`,
         allReconnected: open === clients.length,
         cutRequests: cut.length,
+        refusedHandshakes: accessLines.filter(isRefusedHandshake).length,
         reconnects: clients.reduce((n, c, i) => n + c.connects - connectsBefore[i]!, 0),
         closeCodes: clients.flatMap((c, i) => c.closes.slice(closesBefore[i])).reduce<Record<string, number>>((acc, code) => ({ ...acc, [code]: (acc[code] ?? 0) + 1 }), {}),
         resyncs: clients.reduce((n, c) => n + c.resyncs, 0) - resyncsBefore,

@@ -6,10 +6,11 @@ import { REPO_DIR, stateDirFor } from '../../operate/stack.js';
 import { buildDemoPages } from '../../../examples/web/build.js';
 import { DEMO_PAGES, demoPagesEnabled, renderNginxConfig } from '../../render/nginx.js';
 import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
-import { canonicalServiceName, type ServiceAlias } from '../../topology/service-names.js';
+import { canonicalServiceName, isGatewayProcess, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type ProcessSpec, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
-import { freePorts, isPortOpen, waitUntil } from './ports.js';
+import { freePortRange, freePorts, isPortOpen, waitUntil } from './ports.js';
+import { blueGreenRestartGateway, gatewaySpecs, rollingRestartGateways } from './gateway-restart.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
 import { stopPid } from './processes.js';
@@ -135,7 +136,8 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
   await stopWatchdog(plan.stateDir);
   for (const spec of startOrder(plan.services).reverse()) {
     const t0 = Date.now();
-    if (spec.handoverSignal) await endHandedOver(spec);
+    // A gateway's stand-in (blue/green restart cut short) is recorded like a handed-over nginx.
+    if (spec.handoverSignal || isGatewayProcess(spec.name)) await endHandedOver(spec);
     const pid = await stopService(spec);
     if (pid !== undefined) {
       stopped.push(spec.name);
@@ -178,8 +180,22 @@ async function handOver(spec: ProcessSpec): Promise<number | undefined> {
   return pid;
 }
 
-/** Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start. */
+/**
+ * Restarts one service of a plan: SIGTERM (the gateway drains its clients first), then start.
+ * The gateway is replaced without refusing a handshake: replicas one at a time (rolling), a
+ * single one blue/green through a stand-in on a spare port.
+ */
 export async function restartPlanService(plan: LocalStackPlan, name: LocalServiceName, log: ProgressLog): Promise<number> {
+  // `gateway` names every replica: they are replaced one at a time behind nginx; `gateway-2` only that one.
+  if (isGatewayProcess(name) && gatewaySpecs(plan).length > 1) {
+    if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
+    return (await rollingRestartGateways(plan, log, name === 'gateway' ? undefined : name)).at(-1)!;
+  }
+  // With /ws/ on the backend nothing routes to the gateway: an in-place restart refuses no handshake.
+  if (name === 'gateway' && plan.topology.wsRoute === 'gateway') {
+    if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
+    return blueGreenRestartGateway(plan, log);
+  }
   const spec = plan.services.find((s) => s.name === name);
   if (!spec) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no service "${name}" in this stack`, `use one of: ${plan.services.map((s) => s.name).join(', ')}`);
   // A crash of the new process must be restarted with the new settings.
@@ -343,12 +359,13 @@ export interface LocalStackHandle {
 
 /** The canonical name of a service or alias of the local stack (`prometheus` included). */
 function localServiceName(name: LocalServiceName | ServiceAlias): LocalServiceName {
-  return name === MONITORING_SERVICE ? name : canonicalServiceName(name)!;
+  return name === MONITORING_SERVICE || /^gateway-\d+$/.test(name) ? (name as LocalServiceName) : canonicalServiceName(name)!;
 }
 
-function specOf(plan: LocalStackPlan, name: LocalServiceName | ServiceAlias) {
+function specsOf(plan: LocalStackPlan, name: LocalServiceName | ServiceAlias): ProcessSpec[] {
   const canonical = localServiceName(name);
-  return plan.services.find((s) => s.name === canonical);
+  // `gateway` names every replica when there are several.
+  return canonical === 'gateway' ? gatewaySpecs(plan) : plan.services.filter((s) => s.name === canonical);
 }
 
 const liveStacks = new Set<LocalStackPlan>();
@@ -406,6 +423,8 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     const names: LocalServiceName[] = monitoring ? [...LOCAL_SERVICES, MONITORING_SERVICE] : [...LOCAL_SERVICES];
     const free = await freePorts(names.length);
     ports = Object.fromEntries(names.map((s, i) => [s, free[i]!]));
+    // Replicas listen on consecutive ports from the gateway's.
+    if (topology.gateway.replicas > 1) ports.gateway = await freePortRange(topology.gateway.replicas, free);
   } else if (options.ports !== 'topology') {
     ports = options.ports;
   }
@@ -447,8 +466,8 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
     secrets,
     tokens,
     dir,
-    logFile: (name) => specOf(plan, name)?.logFile ?? '',
-    logFiles: (name) => specOf(plan, name)?.logFiles ?? [],
+    logFile: (name) => specsOf(plan, name)[0]?.logFile ?? '',
+    logFiles: (name) => specsOf(plan, name).flatMap((s) => s.logFiles),
     async restart(name) {
       await restartPlanService(plan, localServiceName(name), log);
       await remember();

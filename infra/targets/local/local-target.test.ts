@@ -109,11 +109,27 @@ describe('planLocalStack', () => {
     expect(by('backend').stopGraceMs).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
   });
 
-  it('skips Postgres when given a database, and refuses gateway replicas locally', () => {
+  it('skips Postgres when given a database', () => {
     const plan = planLocalStack(local(), { ...opts, externalDatabaseUrl: 'postgres://x@127.0.0.1:1/db' });
     expect(plan.services.map((s) => s.name)).not.toContain('postgres');
     expect(plan.services.find((s) => s.name === 'backend')!.env.DATABASE_URL).toBe('postgres://x@127.0.0.1:1/db');
-    expect(() => planLocalStack(local({ gateway: { replicas: 2 } }), opts)).toThrow(/RPX_LOCAL_GATEWAY_REPLICAS|one gateway process/);
+  });
+
+  it('plans N gateway replicas on consecutive ports, each with its own pid, log, instance id, all behind nginx', () => {
+    const plan = planLocalStack(local({ gateway: { replicas: 3, port: 9101 } }), { ...opts, monitoring: true });
+    const gateways = plan.services.filter((s) => s.name.startsWith('gateway'));
+    expect(gateways.map((s) => [s.name, s.port, s.env.PORT, s.env.INSTANCE_ID])).toEqual([
+      ['gateway-1', 9101, '9101', 'replyx-ws-gateway-1'],
+      ['gateway-2', 9102, '9102', 'replyx-ws-gateway-2'],
+      ['gateway-3', 9103, '9103', 'replyx-ws-gateway-3'],
+    ]);
+    expect(new Set(gateways.map((s) => s.pidFile)).size).toBe(3);
+    expect(new Set(gateways.map((s) => s.logFile)).size).toBe(3);
+    expect(plan.services.find((s) => s.name === 'nginx')!.dependsOn).toEqual(['backend', 'gateway-1', 'gateway-2', 'gateway-3']);
+    const prometheus = plan.services.find((s) => s.name === 'prometheus')!.files![0]!.content;
+    for (const port of [9101, 9102, 9103]) expect(prometheus).toContain(`127.0.0.1:${port}`);
+    // One replica keeps the plain names every runbook uses.
+    expect(planLocalStack(local(), opts).services.filter((s) => s.name.startsWith('gateway')).map((s) => s.name)).toEqual(['gateway']);
   });
 });
 

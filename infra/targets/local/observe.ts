@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
+import { isGatewayProcess } from '../../topology/service-names.js';
 import { execa } from 'execa';
 import { postgresPing, redisAdminCommand, redisPing, tailFile } from '../../operate/probes.js';
 import type { TargetObservation } from '../../operate/surface.js';
@@ -131,10 +132,11 @@ async function processEnv(pid: number): Promise<Record<string, string>> {
 export async function observeSettings(plan: LocalStackPlan): Promise<SettingsObservation[]> {
   const out: SettingsObservation[] = [];
   for (const spec of plan.services) {
-    if (spec.name !== 'backend' && spec.name !== 'gateway') continue;
+    const rendered = spec.name === 'backend' ? 'backend' : isGatewayProcess(spec.name) ? 'gateway' : undefined;
+    if (rendered === undefined) continue;
     const st = await serviceState(spec);
     if (!st.running || st.pid === undefined) continue;
-    const secretKeys = new Set(settingRefsOf(renderServiceEnv(plan.topology, spec.name)).filter((r) => SECRET_SETTING_REFS.has(r.ref)).map((r) => r.env));
+    const secretKeys = new Set(settingRefsOf(renderServiceEnv(plan.topology, rendered)).filter((r) => SECRET_SETTING_REFS.has(r.ref)).map((r) => r.env));
     out.push({ service: spec.name, drift: settingsDrift(spec.env, await processEnv(st.pid), secretKeys) });
   }
   const redis = plan.services.find((s) => s.name === 'redis');

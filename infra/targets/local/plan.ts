@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
-import { ReplyxError } from '../../errors.js';
-import { SERVICE_NAMES } from '../../topology/service-names.js';
+import { SERVICE_NAMES, gatewayReplicaName, gatewayReplicaPorts } from '../../topology/service-names.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
 import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
@@ -17,8 +16,8 @@ import { nginxArgs, postgresArgs, postgresJsonLog, prometheusArgs, redisArgs } f
 export const LOCAL_SERVICES = SERVICE_NAMES;
 /** The opt-in monitoring process (`monitoring.enabled` or `npm start -- --monitoring`). */
 export const MONITORING_SERVICE = 'prometheus';
-/** One process of the local stack: a service (the topology's names) or Prometheus. */
-export type LocalServiceName = (typeof LOCAL_SERVICES)[number] | typeof MONITORING_SERVICE;
+/** One process of the local stack: a service (the topology's names), a gateway replica (`gateway-2`, with replicas > 1) or Prometheus. */
+export type LocalServiceName = (typeof LOCAL_SERVICES)[number] | `gateway-${number}` | typeof MONITORING_SERVICE;
 
 /** Secrets the local stack generates once (see secrets.ts). */
 export interface LocalSecrets {
@@ -163,9 +162,6 @@ export function withPorts(topology: Topology, ports: LocalPorts): Topology {
 
 /** Plans every process of the local stack (pure: no I/O). */
 export function planLocalStack(topology: Topology, options: PlanOptions): LocalStackPlan {
-  if (topology.gateway.replicas > 1) {
-    throw new ReplyxError('RPX_LOCAL_GATEWAY_REPLICAS', `gateway.replicas is ${topology.gateway.replicas}, but the local target runs one gateway process`, 'set gateway.replicas to 1 in the stack file (use the docker or aws target for replicas)');
-  }
   const ports = portsFor(topology, options.ports, options.monitoring ?? topology.monitoring.enabled);
   const effective = withPorts(topology, ports);
   const state = path.resolve(options.stateDir);
@@ -200,6 +196,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       case 'debugToken':
         return secrets[ref];
       case 'instanceId':
+        // Each replica overrides it with its own number (gatewaySpec).
         return `${name}-ws-gateway-1`;
       case 'postgresPassword':
       case 'databaseCaFile':
@@ -223,6 +220,32 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
   const nginxConfigFile = path.join(nginxDir, 'nginx.conf');
   const nginxStderr = path.join(nginxDir, 'logs', 'nginx.stderr.log');
   const nginxLogs = nginxLogFiles(nginxDir);
+
+  const gatewayPorts = gatewayReplicaPorts(effective.gateway);
+  const gatewayNames = gatewayPorts.map((_, i) => gatewayReplicaName(i + 1, gatewayPorts.length));
+  const gatewayService = nodeService('gateway');
+  // Replica i: its own port, pid, logs, state dir and instance id; one replica keeps the plain names.
+  const gatewaySpec = (index: number, port: number): ProcessSpec => {
+    const svc = gatewayReplicaName(index, gatewayPorts.length);
+    return {
+      name: svc,
+      displayName: `${name}-ws-gateway${gatewayPorts.length === 1 ? '' : `-${index}`}`,
+      kind: 'node',
+      argv: gatewayService.argv,
+      env: { ...gatewayService.env, PORT: String(port), INSTANCE_ID: `${name}-ws-gateway-${index}` },
+      cwd: options.repoDir,
+      port,
+      dir: path.join(state, svc),
+      logFile: path.join(logs, `${svc}.log`),
+      logFiles: [path.join(logs, `${svc}.log`)],
+      pidFile: pidFile(svc),
+      ready: { kind: 'http', url: `http://127.0.0.1:${port}/health` },
+      readyLine: true,
+      readyTimeoutMs: 60_000,
+      dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
+      stopGraceMs: effective.gateway.drainWindowMs + 10_000,
+    };
+  };
 
   const services: ProcessSpec[] = [];
   if (!options.externalDatabaseUrl) {
@@ -284,23 +307,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       // Its workers finish every request they hold (up to the 30 s request timeout) before exiting.
       stopGraceMs: BACKEND_STOP_GRACE_S * 1000,
     },
-    {
-      name: 'gateway',
-      displayName: `${name}-ws-gateway`,
-      kind: 'node',
-      ...nodeService('gateway'),
-      cwd: options.repoDir,
-      port: ports.gateway,
-      dir: path.join(state, 'gateway'),
-      logFile: path.join(logs, 'gateway.log'),
-      logFiles: [path.join(logs, 'gateway.log')],
-      pidFile: pidFile('gateway'),
-      ready: { kind: 'http', url: `http://127.0.0.1:${ports.gateway}/health` },
-      readyLine: true,
-      readyTimeoutMs: 60_000,
-      dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
-      stopGraceMs: effective.gateway.drainWindowMs + 10_000,
-    },
+    ...gatewayPorts.map((port, i) => gatewaySpec(i + 1, port)),
     {
       name: 'nginx',
       displayName: `${name}-nginx`,
@@ -315,7 +322,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       pidFile: pidFile('nginx'),
       ready: { kind: 'tcp', port: ports.nginx },
       readyTimeoutMs: 10_000,
-      dependsOn: ['backend', 'gateway'],
+      dependsOn: ['backend', ...gatewayNames],
       stopGraceMs: (effective.nginx.workerShutdownTimeoutS + 5) * 1000,
       // SIGTERM (a stop) cuts requests in flight; a restart lets them finish.
       handoverSignal: 'SIGQUIT',
@@ -340,7 +347,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
         {
           path: configFile,
           content: renderPrometheusConfig(effective, {
-            targets: { gateway: [loopback(ports.gateway)], backend: [loopback(ports.backend)], prometheus: loopback(ports.prometheus) },
+            targets: { gateway: gatewayPorts.map(loopback), backend: [loopback(ports.backend)], prometheus: loopback(ports.prometheus) },
             ruleFiles: [ALERT_RULES_FILE],
           }),
         },
@@ -349,7 +356,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       ready: { kind: 'http', url: `http://127.0.0.1:${ports.prometheus}/-/ready` },
       readyTimeoutMs: 30_000,
       // Scrapes what is up; started with nginx so its first scrapes find both services serving.
-      dependsOn: ['backend', 'gateway'],
+      dependsOn: ['backend', ...gatewayNames],
       stopGraceMs: 10_000,
     });
   }

@@ -51,3 +51,24 @@ export async function freePorts(count: number): Promise<number[]> {
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
 }
+
+/** Whether 127.0.0.1:port can be bound right now. */
+export async function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** A free port whose next `count - 1` ports are free too (gateway replicas listen on consecutive ports), avoiding `exclude`. */
+export async function freePortRange(count: number, exclude: readonly number[] = []): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = await freePort();
+    const range = Array.from({ length: count }, (_, i) => base + i);
+    if (range.at(-1)! > 65_535 || range.some((p) => exclude.includes(p))) continue;
+    if ((await Promise.all(range.slice(1).map(canBind))).every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports on 127.0.0.1`);
+}

@@ -14,6 +14,7 @@ import type { ApplyOptions, ApplyOutcome } from '../../operate/surface.js';
 import { nginxLogFiles, renderNginxConfig } from '../../render/nginx.js';
 import { topologyFromStackText } from '../../topology/index.js';
 import { restartPlanService, superviseWith } from './local-stack.js';
+import { gatewaySpecs } from './gateway-restart.js';
 import { endOldWorkers, reloadAndWait } from './nginx-workers.js';
 import { planLocalStack, type LocalSecrets, type LocalStackPlan, type ProcessSpec } from './plan.js';
 import { isPortOpen, waitUntil } from './ports.js';
@@ -59,15 +60,20 @@ async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; mast
  * gateway starts on the freed port in the background; verification awaits it.
  */
 async function drainGateway(plan: LocalStackPlan): Promise<{ detail: string; started: Promise<number> }> {
-  const gw = spec(plan, 'gateway');
-  const st = await serviceState(gw);
-  await signalStop(gw);
-  if (!(await waitUntil(async () => !(await isPortOpen(gw.port)), 5000, 20))) {
-    throw new ReplyxError('RPX_ROLLBACK_DRAIN', `the gateway (pid ${st.pid ?? '?'}) still listens on ${gw.port} after SIGTERM`, `read ${gw.logFile}`);
-  }
-  const started = startService(gw);
+  // Every replica drains at once: /ws/ leaves them all together.
+  const drained = await Promise.all(
+    gatewaySpecs(plan).map(async (gw) => {
+      const st = await serviceState(gw);
+      await signalStop(gw);
+      if (!(await waitUntil(async () => !(await isPortOpen(gw.port)), 5000, 20))) {
+        throw new ReplyxError('RPX_ROLLBACK_DRAIN', `the ${gw.name} (pid ${st.pid ?? '?'}) still listens on ${gw.port} after SIGTERM`, `read ${gw.logFile}`);
+      }
+      return { gw, pid: st.pid };
+    }),
+  );
+  const started = Promise.all(drained.map(({ gw }) => startService(gw))).then((pids) => pids.at(-1)!);
   started.catch(() => undefined);
-  return { detail: `gateway pid ${st.pid ?? 'none'} closing its clients with 4200 over ${plan.topology.gateway.drainWindowMs} ms; new gateway starting`, started };
+  return { detail: `${drained.map(({ gw, pid }) => `${gw.name} pid ${pid ?? 'none'}`).join(', ')} closing clients with 4200 over ${plan.topology.gateway.drainWindowMs} ms; new gateway${drained.length > 1 ? 's' : ''} starting`, started };
 }
 
 /** Ends nginx's old workers so legacy /ws/ clients of the backend reconnect through the new route. */

@@ -1,0 +1,194 @@
+import { appendFileSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_DIALOGS, signAdminToken } from '../examples/backend/src/demo.js';
+import { REPO_DIR } from '../infra/operate/stack.js';
+import { gatewaySpecs } from '../infra/targets/local/gateway-restart.js';
+import { isPortOpen, waitUntil } from '../infra/targets/local/ports.js';
+import { readPid } from '../infra/targets/local/supervisor.js';
+import { renderNginxConfig } from '../infra/render/nginx.js';
+import { runOperatorScript } from './live-clients.js';
+import { openSocket, postMessage, type TestSocket } from './e2e/clients.js';
+import { startReliabilityRun, type ReliabilityRun } from './reliability/suite.js';
+
+// Issue 17's "done when" for the local target: two gateway replicas behind nginx share one Redis
+// broker. Clients on different replicas of one dialog each get every event once; a client that
+// resumes on the other replica with since= gets exactly what it missed; `restart gateway` replaces
+// the replicas one at a time under 100 msg/s with nothing lost, nothing twice, and no handshake
+// answered 502.
+
+const RESULTS_DIR = path.join(REPO_DIR, 'test-results');
+const progress = (line: string) => appendFileSync(path.join(RESULTS_DIR, 'replicas.log'), `${new Date().toISOString()} ${line}\n`);
+const DIALOG = DEMO_DIALOGS[0]!.id;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let run: ReliabilityRun;
+let adminToken: string;
+const sockets: TestSocket[] = [];
+
+const replicaUrl = (port: number, since?: string) => `ws://127.0.0.1:${port}/ws/dialogs/${DIALOG}${since ? `?since=${since}` : ''}`;
+const publish = async (text: string): Promise<string> => {
+  const res = await postMessage(`http://127.0.0.1:${run.stack.handle.ports.nginx}/api/dialogs/${DIALOG}/messages`, text, adminToken);
+  expect(res.status, JSON.stringify(res.body)).toBeLessThan(300);
+  return res.eventId!;
+};
+const open = async (url: string) => {
+  const s = await openSocket(url, { token: adminToken });
+  sockets.push(s);
+  expect(s.frames[0]?.type, `no connected frame from ${url}`).toBe('connected');
+  return s;
+};
+/** `stack status`, `check` and `health` see every gateway process where it runs now, and pass. */
+const operatorsAgree = async (gateways: readonly string[]) => {
+  const flags = run.stack.flags;
+  const status = await runOperatorScript('stack.ts', ['status', '--json', ...flags]);
+  expect(status.code, status.stdout + status.stderr).toBe(0);
+  const rows = JSON.parse(status.stdout) as { service: string; port: number; healthy: boolean }[];
+  const ports = gatewaySpecs(run.stack.handle.plan).map((g) => g.port);
+  expect(rows.filter((r) => r.service.startsWith('gateway')).map((r) => [r.service, r.port, r.healthy])).toEqual(gateways.map((g, i) => [g, ports[i], true]));
+  const check = await runOperatorScript('check-architecture.ts', flags);
+  expect(check.code, check.stdout + check.stderr).toBe(0);
+  const health = await runOperatorScript('verify-health.ts', flags);
+  expect(health.code, health.stdout + health.stderr).toBe(0);
+  for (const g of gateways) expect(health.stdout).toContain(`${g} /health`);
+};
+const count = (s: TestSocket, id: string) => s.events().filter((f) => f.id === id).length;
+
+describe('gateway.replicas: 2 on the local stack, through nginx', () => {
+  beforeAll(async () => {
+    await mkdir(RESULTS_DIR, { recursive: true });
+    run = await startReliabilityRun({
+      messagesPerFault: 300,
+      ratePerS: 100,
+      adminsPerDialog: 2,
+      log: progress,
+      patch: (doc) => {
+        doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
+        doc.setIn(['config', 'replyx:gateway', 'replicas'], 2);
+        doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
+        // Two workers start well within the start timeout on a loaded machine.
+        doc.setIn(['config', 'replyx:backend', 'workers'], 2);
+      },
+    });
+    adminToken = await signAdminToken(run.stack.handle.secrets.jwtSecret, 1, 3600);
+  }, 240_000);
+
+  afterAll(async () => {
+    for (const s of sockets) s.ws.terminate();
+    await run?.stop();
+  }, 120_000);
+
+  it('runs two gateway processes on consecutive ports, both in the nginx upstream', async () => {
+    const gateways = gatewaySpecs(run.stack.handle.plan);
+    expect(gateways.map((g) => g.name)).toEqual(['gateway-1', 'gateway-2']);
+    const [a, b] = gateways.map((g) => g.port);
+    expect(b).toBe(a! + 1);
+    const instances = await Promise.all(gateways.map(async (g) => ((await (await fetch(`http://127.0.0.1:${g.port}/health`)).json()) as { instance?: string }).instance));
+    expect(new Set(instances).size).toBe(2);
+    const pids = await Promise.all(gateways.map((g) => readPid(g.pidFile)));
+    expect(new Set(pids).size).toBe(2);
+  });
+
+  it('delivers every event once to clients of the same dialog on different replicas', async () => {
+    const [g1, g2] = gatewaySpecs(run.stack.handle.plan);
+    const on1 = await open(replicaUrl(g1!.port));
+    const on2 = await open(replicaUrl(g2!.port));
+    const viaNginx = await open(`ws://127.0.0.1:${run.stack.handle.ports.nginx}/ws/dialogs/${DIALOG}`);
+    expect(on1.frames[0]!.instance).not.toEqual(on2.frames[0]!.instance);
+    const ids = [await publish('cross-replica 1'), await publish('cross-replica 2'), await publish('cross-replica 3')];
+    const all = [on1, on2, viaNginx];
+    expect(await waitUntil(async () => all.every((s) => ids.every((id) => count(s, id) > 0)), 10_000, 20)).toBe(true);
+    // Late duplicates would arrive right after the first copy.
+    await sleep(500);
+    for (const s of all) expect(ids.map((id) => count(s, id))).toEqual([1, 1, 1]);
+  });
+
+  it('resumes on the other replica with since= and gets exactly what it missed', async () => {
+    const [g1, g2] = gatewaySpecs(run.stack.handle.plan);
+    const first = await open(replicaUrl(g1!.port));
+    const seen = await publish('resume: seen');
+    expect(await waitUntil(async () => count(first, seen) === 1, 10_000, 20)).toBe(true);
+    first.ws.close();
+    await first.closed;
+    // Other traffic (the run's publisher) goes to other dialogs too; only this dialog's events count.
+    const missed = [await publish('resume: missed 1'), await publish('resume: missed 2'), await publish('resume: missed 3')];
+    const resumed = await open(replicaUrl(g2!.port, seen));
+    const mine = () => resumed.events().map((f) => f.id as string).filter((id) => missed.includes(id) || id === seen);
+    expect(await waitUntil(async () => missed.every((id) => mine().includes(id)), 10_000, 20)).toBe(true);
+    await sleep(500);
+    expect(mine()).toEqual(missed);
+  });
+
+  it('restart gateway replaces the replicas one at a time under 100 msg/s: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
+    const gateways = gatewaySpecs(run.stack.handle.plan);
+    const before = await Promise.all(gateways.map((g) => readPid(g.pidFile)));
+    const r = await run.window('rolling restart', () => run.stack.handle.restart('gateway'));
+    progress(`rolling restart: ${JSON.stringify({ ...r, examples: undefined })}`);
+    const after = await Promise.all(gateways.map((g) => readPid(g.pidFile)));
+    expect(after.every((pid, i) => pid !== undefined && pid !== before[i])).toBe(true);
+    expect({ messages: r.messages >= 300, rejected: r.rejected, missing: r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, refusedHandshakes: r.refusedHandshakes, allReconnected: r.allReconnected }, r.examples.join('\n')).toEqual({
+      messages: true,
+      rejected: 0,
+      missing: 0,
+      duplicateDeliveries: 0,
+      duplicateRows: 0,
+      refusedHandshakes: 0,
+      allReconnected: true,
+    });
+    // The clients of each replica were moved by its drain (4200), not cut.
+    expect(r.closeCodes['4200'] ?? 0).toBeGreaterThan(0);
+    expect(r.watchdogRestarts).toEqual({});
+    await operatorsAgree(['gateway-1', 'gateway-2']);
+  }, 240_000);
+});
+
+describe('gateway.replicas: 1, blue/green restart', () => {
+  beforeAll(async () => {
+    run = await startReliabilityRun({
+      messagesPerFault: 300,
+      ratePerS: 100,
+      adminsPerDialog: 2,
+      log: progress,
+      patch: (doc) => {
+        doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
+        doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
+        doc.setIn(['config', 'replyx:backend', 'workers'], 2);
+      },
+    });
+  }, 240_000);
+
+  afterAll(async () => {
+    await run?.stop();
+  }, 120_000);
+
+  it('restart gateway hands its clients to a stand-in beside it, then back to the new process on its own port: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
+    const h = run.stack.handle;
+    const [gateway] = gatewaySpecs(h.plan);
+    const oldPid = await readPid(gateway!.pidFile);
+    const r = await run.window('blue/green restart', () => h.restart('gateway'));
+    progress(`blue/green restart: ${JSON.stringify({ ...r, examples: undefined })}`);
+    expect({ messages: r.messages >= 300, rejected: r.rejected, missing: r.missing, duplicateDeliveries: r.duplicateDeliveries, duplicateRows: r.duplicateRows, refusedHandshakes: r.refusedHandshakes, allReconnected: r.allReconnected }, r.examples.join('\n')).toEqual({
+      messages: true,
+      rejected: 0,
+      missing: 0,
+      duplicateDeliveries: 0,
+      duplicateRows: 0,
+      refusedHandshakes: 0,
+      allReconnected: true,
+    });
+    // Every client was moved by a drain: to the stand-in and back, or (reconnecting after its
+    // backoff, when nginx had switched back already) straight to the new process.
+    expect(r.closeCodes['4200'] ?? 0).toBeGreaterThanOrEqual(run.clients.length);
+    expect(r.closeCodes['4200'] ?? 0).toBeLessThanOrEqual(2 * run.clients.length);
+    expect(r.watchdogRestarts).toEqual({});
+    // A new process on the gateway's own port; the stand-in is gone.
+    const newPid = await readPid(gateway!.pidFile);
+    expect(newPid).not.toBe(oldPid);
+    expect(((await (await fetch(`http://127.0.0.1:${gateway!.port}/health`)).json()) as { status?: string }).status).toBe('ok');
+    expect(await readPid(`${gateway!.pidFile}.handed-over`)).toBeUndefined();
+    expect(await waitUntil(async () => !(await isPortOpen(gateway!.port + 1)), 5000, 50)).toBe(true);
+    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', { prefixDir: h.plan.nginxPrefixDir }));
+    await operatorsAgree(['gateway']);
+  }, 240_000);
+});
