@@ -1,9 +1,10 @@
 import path from 'node:path';
 import { validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { SERVICE_NAMES, gatewayReplicaName, gatewayReplicaPorts } from '../../topology/service-names.js';
+import { stopPlans } from '../../render/deploy-timing.js';
 import { nginxLogFiles } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
-import { BACKEND_STOP_GRACE_S, renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
+import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
 import { redisUrlFor, renderRedisAclFile, type RedisPasswords } from '../../render/redis-acl.js';
 import { PYTHON_BIN } from '../../python/interpreter.js';
@@ -164,6 +165,8 @@ export function withPorts(topology: Topology, ports: LocalPorts): Topology {
 export function planLocalStack(topology: Topology, options: PlanOptions): LocalStackPlan {
   const ports = portsFor(topology, options.ports, options.monitoring ?? topology.monitoring.enabled);
   const effective = withPorts(topology, ports);
+  // Signals and graces come from the plan every target uses (docker and aws stop with the same).
+  const stops = stopPlans(effective);
   const state = path.resolve(options.stateDir);
   const run = path.join(state, 'run');
   const logs = path.join(state, 'logs');
@@ -243,7 +246,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       readyLine: true,
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
-      stopGraceMs: effective.gateway.drainWindowMs + 10_000,
+      stopGraceMs: stops.gateway.graceS * 1000,
     };
   };
 
@@ -264,7 +267,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       ready: { kind: 'postgres', port: ports.postgres },
       readyTimeoutMs: 60_000,
       dependsOn: [],
-      stopGraceMs: 15_000,
+      stopGraceMs: stops.postgres.graceS * 1000,
       // SIGTERM is Postgres's smart shutdown, which waits for every client to leave (pools never
       // do); SIGINT is `pg_ctl -m fast`: roll back open transactions, checkpoint, exit.
       stopSignal: 'SIGINT',
@@ -287,7 +290,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       ready: { kind: 'redis-ping', port: ports.redis },
       readyTimeoutMs: 10_000,
       dependsOn: [],
-      stopGraceMs: 5_000,
+      stopGraceMs: stops.redis.graceS * 1000,
     },
     {
       name: 'backend',
@@ -305,7 +308,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       readyTimeoutMs: 60_000,
       dependsOn: options.externalDatabaseUrl ? ['redis'] : ['postgres', 'redis'],
       // Its workers finish every request they hold (up to the 30 s request timeout) before exiting.
-      stopGraceMs: BACKEND_STOP_GRACE_S * 1000,
+      stopGraceMs: stops.backend.graceS * 1000,
     },
     ...gatewayPorts.map((port, i) => gatewaySpec(i + 1, port)),
     {
@@ -323,7 +326,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
       ready: { kind: 'tcp', port: ports.nginx },
       readyTimeoutMs: 10_000,
       dependsOn: ['backend', ...gatewayNames],
-      stopGraceMs: (effective.nginx.workerShutdownTimeoutS + 5) * 1000,
+      stopGraceMs: stops.nginx.graceS * 1000,
       // SIGTERM (a stop) cuts requests in flight; a restart lets them finish.
       handoverSignal: 'SIGQUIT',
     },
