@@ -55,22 +55,27 @@ const operatorsAgree = async (gateways: readonly string[]) => {
 };
 const count = (s: TestSocket, id: string) => s.events().filter((f) => f.id === id).length;
 
+/** A stack with `replicas` gateways (2 s drain window, 2 backend workers) and its traffic at 100 msg/s. */
+function startReplicaRun(replicas: number): Promise<ReliabilityRun> {
+  return startReliabilityRun({
+    messagesPerFault: 300,
+    ratePerS: 100,
+    adminsPerDialog: 2,
+    log: progress,
+    patch: (doc) => {
+      doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
+      doc.setIn(['config', 'replyx:gateway', 'replicas'], replicas);
+      doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
+      // Two workers start well within the start timeout on a loaded machine.
+      doc.setIn(['config', 'replyx:backend', 'workers'], 2);
+    },
+  });
+}
+
 describe('gateway.replicas: 2 on the local stack, through nginx', () => {
   beforeAll(async () => {
     await mkdir(RESULTS_DIR, { recursive: true });
-    run = await startReliabilityRun({
-      messagesPerFault: 300,
-      ratePerS: 100,
-      adminsPerDialog: 2,
-      log: progress,
-      patch: (doc) => {
-        doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
-        doc.setIn(['config', 'replyx:gateway', 'replicas'], 2);
-        doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
-        // Two workers start well within the start timeout on a loaded machine.
-        doc.setIn(['config', 'replyx:backend', 'workers'], 2);
-      },
-    });
+    run = await startReplicaRun(2);
     adminToken = await signAdminToken(run.stack.handle.secrets.jwtSecret, 1, 3600);
   }, 240_000);
 
@@ -145,17 +150,7 @@ describe('gateway.replicas: 2 on the local stack, through nginx', () => {
 
 describe('gateway.replicas: 1, blue/green restart', () => {
   beforeAll(async () => {
-    run = await startReliabilityRun({
-      messagesPerFault: 300,
-      ratePerS: 100,
-      adminsPerDialog: 2,
-      log: progress,
-      patch: (doc) => {
-        doc.setIn(['config', 'replyx:monitoring', 'enabled'], false);
-        doc.setIn(['config', 'replyx:gateway', 'drainWindowMs'], 2000);
-        doc.setIn(['config', 'replyx:backend', 'workers'], 2);
-      },
-    });
+    run = await startReplicaRun(1);
   }, 240_000);
 
   afterAll(async () => {
