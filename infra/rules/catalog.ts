@@ -69,7 +69,7 @@ const deployCommand = (ctx: FixContext) => ['pulumi', 'up', ...(ctx.stack !== un
  */
 const applyCommand = (ctx: FixContext) => (ctx.topology.target === 'local' ? stackCommand(ctx, 'apply') : deployCommand(ctx));
 /** Restarts a service so it reads the stack file again: the local process, else a deploy. */
-const restartCommand = (ctx: FixContext, service: 'nginx' | 'backend' | 'gateway' | 'redis' | 'postgres') =>
+const restartCommand = (ctx: FixContext, service: RestartableService) =>
   ctx.topology.target === 'local' ? stackCommand(ctx, 'restart', service) : deployCommand(ctx);
 
 /** A change to the stack file or a template, then the command that rolls it out: complete as printed. */
@@ -80,8 +80,11 @@ export function applyFix(ctx: FixContext): string {
   return applyCommand(ctx);
 }
 
-/** The command that restarts one service of the stack (local), or redeploys it. */
-export function restartFix(ctx: FixContext, service: 'nginx' | 'backend' | 'gateway' | 'redis' | 'postgres'): string {
+/** A service `stack restart` takes by name: a stack service, or one gateway replica (`gateway-2`). */
+export type RestartableService = 'nginx' | 'backend' | 'gateway' | 'redis' | 'postgres' | `gateway-${number}`;
+
+/** The command that restarts one service (or one gateway replica) of the stack (local), or redeploys it. */
+export function restartFix(ctx: FixContext, service: RestartableService): string {
   return restartCommand(ctx, service);
 }
 

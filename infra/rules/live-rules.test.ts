@@ -67,6 +67,19 @@ describe('evaluateLiveRules', () => {
     expect(f.fix).toBe('npm run stack -- apply --stack ops');
   });
 
+  it('services-running and ws-handshake: a stopped gateway replica is restarted on its own', () => {
+    const replicas = topo({ gateway: { replicas: 2 } } as TopologyInput);
+    const procsOf = (running2: boolean) =>
+      ok(['postgres', 'redis', 'backend', 'gateway-1', 'gateway-2', 'nginx'].map((service, i) => ({ service, pid: 100 + i, running: service === 'gateway-2' ? running2 : true, listening: service === 'gateway-2' ? running2 : true })));
+    const r = only({ processes: procsOf(false) }, 'services-running', replicas);
+    expect(r.detail).toBe('gateway-2 is not running');
+    expect(r.fix).toBe('npm run stack -- restart gateway-2 --stack ops');
+    const results = evaluateLiveRules(replicas, { ...healthy, processes: procsOf(false), wsFirstFrame: bad('handshake answered HTTP 502') }, ctx);
+    const h = results.find((x) => x.id === 'ws-handshake')!;
+    expect(h.detail).toMatch(/gateway-2 is not running/);
+    expect(h.fix).toBe('npm run stack -- restart gateway-2 --stack ops');
+  });
+
   it('service-settings: names drifted keys, never a secret value; the heartbeat the gateway announces', () => {
     const drift = settingsDrift({ JWT_SECRET: SECRET, BACKEND_WORKERS: '4', LOG_LEVEL: 'info' }, { JWT_SECRET: 'other-secret-value-xxxxxxxxxxxxxx', BACKEND_WORKERS: '2', LOG_LEVEL: 'info' }, new Set(['JWT_SECRET']));
     const r = only({ settings: ok([{ service: 'backend', drift }]) }, 'service-settings');

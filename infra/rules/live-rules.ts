@@ -1,6 +1,7 @@
 import { directiveDiff, formatDirectiveDiff } from '../render/nginx-diff.js';
 import type { Topology } from '../topology/index.js';
-import { applyFix, restartFix, ruleById, rulesOfKind, type FixContext, type Rule, type RuleIdOfKind } from './catalog.js';
+import { isGatewayProcess } from '../topology/service-names.js';
+import { applyFix, restartFix, ruleById, rulesOfKind, type FixContext, type RestartableService, type Rule, type RuleIdOfKind } from './catalog.js';
 import { result, type RuleResult } from './result.js';
 
 // Live architecture rules: pure predicates over what the check observed on a running stack;
@@ -207,8 +208,9 @@ function processesRow(live: LiveState, ctx: FixContext): RuleResult {
   });
 }
 
-const RESTARTABLE = ['nginx', 'backend', 'gateway', 'redis', 'postgres'] as const;
-const isRestartable = (s: string): s is (typeof RESTARTABLE)[number] => (RESTARTABLE as readonly string[]).includes(s);
+const RESTARTABLE = ['nginx', 'backend', 'redis', 'postgres'] as const;
+// A gateway replica (`gateway-2`) is restarted on its own, like the single `gateway`.
+const isRestartable = (s: string): s is RestartableService => (RESTARTABLE as readonly string[]).includes(s) || isGatewayProcess(s);
 
 function settingsRow(topology: Topology, live: LiveState, ctx: FixContext): RuleResult {
   const id = 'service-settings';
@@ -249,7 +251,8 @@ function handshakeDiagnosis(topology: Topology, error: string, live: LiveState, 
   const upgrade = options.runningNginx?.find((r) => r.id === 'ws-upgrade-headers' && r.status === 'fail');
   const status = /HTTP (\d{3})/.exec(error)?.[1];
   const procs = live.processes?.ok ? live.processes.value : [];
-  const proc = procs.find((p) => p.service === 'nginx' && !p.running) ?? procs.find((p) => p.service === server && !p.running);
+  const serves = (name: string) => (server === 'gateway' ? isGatewayProcess(name) : name === server);
+  const proc = procs.find((p) => p.service === 'nginx' && !p.running) ?? procs.find((p) => serves(p.service) && !p.running);
   if (status && upgrade) {
     return { detail: `handshake answered HTTP ${status}: the running nginx does not forward the WebSocket upgrade (${upgrade.detail.replace(/^running [^:]+: /, '')}), so the ${server} saw a plain GET`, fix: applyFix(ctx) };
   }
