@@ -46,7 +46,7 @@ ${COMMON}`,
   status: `Usage: npm run stack -- status [--json]\n\nShows each service's pid, port, state, restarts by the watchdog and URL (Prometheus's too when monitoring runs).\nStates: healthy; unhealthy (runs, its health probe fails: hung or failing); crashed (died without a stop:\nthe watchdog restarts it, or npm start when no watchdog runs); stopped. Each one not healthy gets the command\nthat recovers it. Exit 3 when a service is not healthy.\n  --json         machine-readable output\n${COMMON}`,
   logs: `Usage: npm run stack -- logs SVC [-f] [-n LINES]\n\nPrints the last lines of a service's logs; a service with several (nginx: access.log, error.log and\nits stderr) gets a ==> file <== header before each. SVC: ${LOCAL_SERVICES.join(', ')}, ${PROMETHEUS}\n  -f, --follow   keep printing new lines (Ctrl-C to stop)\n  -n, --lines N  how many lines per file (default 100)\n${COMMON}`,
   restart: `Usage: npm run stack -- restart SVC\n\nStops and starts one service without failing what is in flight: the backend finishes the requests\nit holds (WebSockets are untouched); the gateway is replaced without refusing a handshake: with\nseveral replicas one at a time leaves nginx's upstream, drains (4200, clients resume with since= on\nanother replica) and rejoins; a single gateway gets a stand-in on a spare port that nginx switches\nto while the old one drains, then the new one starts on its own port and the stand-in drains to it;\nnginx hands over (the old one\nfinishes its requests); postgres uses its fast shutdown. The watchdog does not count an intended\nrestart as a crash.\nSVC: ${LOCAL_SERVICES.join(', ')}, or gateway-N for one gateway replica\n${COMMON}`,
-  apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. Changes nothing on a stack that matches.\n${COMMON}`,
+  apply: `Usage: npm run stack -- apply\n\nBrings the running stack back to its stack file (what npm run check compares it with): starts\nservices that are down, restarts backend/gateway when they run with other settings, sets Redis's\nmaxmemory, and re-renders the nginx config, validates it (nginx -t), swaps it atomically and\nreloads nginx when the running config differs. A route or worker-count change goes through the\nrollback's path, as with npm start; the values are read back afterwards (RPX_DEPLOY_NOT_APPLIED\nnames any that is not live). Changes nothing on a stack that matches.\n${COMMON}`,
   set: `Usage: npm run stack -- set KEY VALUE [KEY VALUE ...]\n\nWrites settings into the stack file under config: (KEY as in the configuration reference:\ngateway.heartbeatMs, backend.workers, wsRoute, ...), keeping its comments. The whole file is\nvalidated first: nothing is written when a key is unknown or a value out of range. Changes\nnothing that runs: npm start applies the file to a running stack and verifies it.\n${COMMON}`,
   'redact-logs': `Usage: npm run stack -- redact-logs\n\nReplaces every token and secret npm run check finds in the stack's logs (JWTs, token= query\nvalues, the stack's secrets) with [redacted], in place. Rotate the leaked credentials too.\n${COMMON}`,
   tokens: `Usage: npm run stack -- tokens [--json]\n\nPrints demo credentials, the gateway's publish key, the seed's wscat/curl checks and the HTTP\npublish recipe (POST /internal/publish) for this stack's ports and keys.\n  --json         machine-readable output\n${COMMON}`,
@@ -210,11 +210,11 @@ export async function stackMain(argv: string[]): Promise<number> {
       return 0;
     }
     case 'apply': {
-      const { applyLocalStack } = await import('../infra/targets/local/apply.js');
-      const { plan } = await loadDevPlan(where);
+      const { applyPlanToRunningStack } = await import('../infra/targets/local/local-stack.js');
+      const { plan, secrets } = await loadDevPlan(where);
       log(`apply ${plan.topology.name} (wsRoute=${plan.topology.wsRoute}, backend workers=${plan.topology.backend.workers}) to the running stack`);
-      const report = await applyLocalStack(plan, log);
-      log(report.actions.length === 0 ? 'applied: nothing changed' : `applied: ${report.actions.length} change${report.actions.length === 1 ? '' : 's'}`);
+      const report = await applyPlanToRunningStack(where, plan, secrets, log);
+      log(`${report.actions.length === 0 ? 'applied: nothing changed' : `applied: ${report.actions.length} change${report.actions.length === 1 ? '' : 's'}`}; verified live: ${report.verified}`);
       return 0;
     }
     case 'set': {

@@ -16,6 +16,7 @@ import { startLogged } from '../../processes/run.js';
 import { stopPid } from './processes.js';
 import { assertPortFree, pidMatches, processMarker, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
 import { readRestarts, serviceCondition, superviseFile, type ServiceCondition, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
+import type { RunningApplyReport } from './apply.js';
 
 // The local stack as a whole: `npm start`/`npm stop`/status/restart for a developer (state in
 // .stack/), and `startLocalStack` for tests (free ports, temp dir). Both go through the same
@@ -247,6 +248,18 @@ export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Pro
   return { plan, secrets, stackFile, running: recorded !== undefined };
 }
 
+/**
+ * Applies the stack file to a running local stack and reads the values back: the one path behind
+ * `npm start` on a running stack and `npm run stack -- apply` (a route or worker change goes
+ * through the rollback's path; RPX_DEPLOY_NOT_APPLIED names any setting still not live).
+ */
+export async function applyPlanToRunningStack(opts: DevStackOptions, plan: LocalStackPlan, secrets: LocalSecrets, log: ProgressLog): Promise<RunningApplyReport> {
+  const { applyToRunningStack } = await import('./apply.js');
+  const { resolveContext } = await import('../../operate/stack.js');
+  const ctx = await resolveContext({ stack: opts.stack ?? 'local', 'project-dir': opts.projectDir ?? opts.repoDir ?? REPO_DIR, 'state-dir': devStateDir(opts) });
+  return applyToRunningStack(ctx, plan, secrets, log);
+}
+
 /** `npm start`: starts what is not running and records the ports; resolves with the plan. */
 export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promise<LocalStackPlan> {
   const stateDir = devStateDir(opts);
@@ -262,10 +275,7 @@ export async function upDevStack(opts: DevStackOptions, log: ProgressLog): Promi
     // A running stack gets the stack file applied, not just "already running": a changed
     // setting that nobody restarted for is the deploy that silently did nothing.
     log(`  ${running.map((s) => s.name).join(', ')} already running: applying ${path.basename(stackFile)} to the running stack`);
-    const { applyToRunningStack } = await import('./apply.js');
-    const { resolveContext } = await import('../../operate/stack.js');
-    const ctx = await resolveContext({ stack: opts.stack ?? 'local', 'project-dir': opts.projectDir ?? opts.repoDir ?? REPO_DIR, 'state-dir': stateDir });
-    const report = await applyToRunningStack(ctx, plan, secrets, log);
+    const report = await applyPlanToRunningStack(opts, plan, secrets, log);
     const watchdog = await startWatchdog(plan);
     await recordState();
     log(`  ${pad('watchdog', 11)} pid ${watchdog}  restarts crashed services with the applied settings`);
