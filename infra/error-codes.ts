@@ -61,7 +61,7 @@ export const ERROR_CODES = {
   RPX_ROLLBACK_PULUMI_UP: '`pulumi up` failed while recreating the backend with a new worker count',
   RPX_ROLLBACK_AWS_ROLLOUT: 'after an AWS rollback ECS did not run the new task definitions (failed or rolled back)',
   RPX_BACKEND_CONFIG: "the reference backend's environment has bad or missing values; the line names each variable and its fix",
-  RPX_DEPLOY_NOT_APPLIED: '`npm start` on a running stack applied the stack file but a setting is still not live (the message names each, the fix the command that applies it)',
+  RPX_DEPLOY_NOT_APPLIED: '`npm start` on a running stack (or `npm run stack -- apply`) applied the stack file but a setting is still not live (the message names each, the fix the command that applies it)',
 } as const satisfies Record<`RPX_${string}`, string>;
 
 /** A stable error code the toolkit emits (documented in docs/errors.md). */
