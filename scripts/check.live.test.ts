@@ -203,4 +203,24 @@ describe('npm run check against a running stack broken by hand', () => {
     expect(describeRows(repaired), `after ${commands.join(' && ')}`).toEqual([]);
     timings[c.name] = Date.now() - t0;
   }, 90_000);
+
+  it('apply on a stack whose gateway hangs: RPX_DEPLOY_NOT_APPLIED naming /ws/ and the restart that repairs it', async () => {
+    const selector = ['--stack', 'local', '--project-dir', stack.projectDir, '--state-dir', stack.stateDir];
+    await stopWatchdog(stack.stateDir);
+    const pid = await pidOf('gateway');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const err = await stackMain(['apply', ...selector]).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message: string; fix: string },
+      );
+      expect(err?.code).toBe('RPX_DEPLOY_NOT_APPLIED');
+      expect(err!.message).toMatch(/\/ws\/ is served by nobody, the stack file says gateway/);
+      expect(err!.fix).toMatch(/npm run stack -- restart gateway/);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    expect(await stackMain(['apply', ...selector])).toBe(0);
+    expect(describeRows(await check())).toEqual([]);
+  }, 90_000);
 });

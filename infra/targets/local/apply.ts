@@ -160,7 +160,8 @@ async function notLive(plan: LocalStackPlan, creds: ProbeCredentials): Promise<{
   let seen = await observeRouteAndWorkers(plan, creds);
   const live = (o: typeof seen) => o.wsRoute === t.wsRoute && o.workers === t.backend.workers && (t.wsRoute !== 'gateway' || o.heartbeatMs === t.gateway.heartbeatMs);
   await waitUntil(async () => live((seen = await observeRouteAndWorkers(plan, creds))), LIVE_WAIT_MS, 250);
-  if (seen.wsRoute !== t.wsRoute) out.push({ what: `/ws/ is served by ${seen.wsRoute ?? 'nobody'}, the stack file says ${t.wsRoute} (${seen.detail})`, fix: `npm run rollback -- --ws-to ${t.wsRoute}` });
+  // Nobody answering /ws/ is a down or hung server (restart it); another server answering is a route to move back.
+  if (seen.wsRoute !== t.wsRoute) out.push({ what: `/ws/ is served by ${seen.wsRoute ?? 'nobody'}, the stack file says ${t.wsRoute} (${seen.detail})`, fix: seen.wsRoute === undefined ? `npm run stack -- restart ${t.wsRoute}` : `npm run rollback -- --ws-to ${t.wsRoute}` });
   if (seen.workers !== t.backend.workers) out.push({ what: `the backend runs ${String(seen.workers ?? '?')} workers, the stack file says ${t.backend.workers}`, fix: 'npm run stack -- restart backend' });
   if (t.wsRoute === 'gateway' && seen.wsRoute === 'gateway' && seen.heartbeatMs !== t.gateway.heartbeatMs) out.push({ what: `the gateway sends heartbeat_ms ${String(seen.heartbeatMs)}, the stack file says ${t.gateway.heartbeatMs}`, fix: 'npm run stack -- restart gateway' });
   return out;
