@@ -134,7 +134,8 @@ describe('routing drills (live local stack under traffic)', () => {
 
       const action = await drill.follow('ws-desync', 'Action', { tag: 'hand-routed' });
       keep('ws-desync Action', action.text);
-      expect(action.text).toContain('nginx reloaded');
+      expect(action.text).toMatch(/new workers serving/);
+      expect(action.text).toMatch(/\/ws\/ answered by ws-gateway/);
       at.applied = Date.now();
       // Clients on the backend leave it at once: apply ends the old workers that held them.
       expect(await waitUntil(async () => (await onBackend()) === 0, 20_000, 250), 'no client left on the backend').toBe(true);
