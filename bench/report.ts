@@ -146,6 +146,9 @@ export function checkAims(run: BenchRun): AimCheck[] {
   }
   const perConn = ours?.idle?.bytesPerConnection;
   out.push({ aim: '<= 10 KB RSS per idle connection', measured: perConn === undefined ? '–' : `${kib(perConn)} KiB`, met: perConn === undefined ? undefined : perConn <= 10 * 1024 });
+  // Issue 17 (c): gateway plus nginx master and workers, per WebSocket proxied through nginx.
+  const viaNginx = get(run, 'ours-nginx')?.idle?.bytesPerConnection;
+  out.push({ aim: 'through nginx <= 15 KiB RSS per idle connection', measured: viaNginx === undefined ? '–' : `${kib(viaNginx)} KiB`, met: viaNginx === undefined ? undefined : viaNginx <= 15 * 1024 });
   const held = ours?.idle;
   const lost = ours?.many;
   out.push({
@@ -317,6 +320,16 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
   A 20 s p99 on a shared 2-core box moves by up to 2× between runs (scheduling, GC timing):
   compare systems within one run, and rerun before reading much into a small difference.
 - **(c)** RSS includes the JS heap not yet collected; it is read after a ${fmt(o.settleMs)} ms pause, not after a forced GC.
+  Fixed costs (nginx's connection arrays for \`worker_connections\`, which each worker fills at start,
+  its shared rate-limit zones, Node's start-up heap) are in "RSS before", so only what each
+  connection adds counts. The gateway keeps a socket, ws's WebSocket with its receiver and sender, and
+  a small connection record (about 2.9 KiB of heap after a GC); the rest of its share is heap the
+  connect burst left for the next GC. Through nginx, each WebSocket keeps nginx's whole upgraded
+  request until it closes: its memory pool (the request and upstream structures, header lists,
+  variables, the proxied request's headers and one \`nginx.wsProxyBufferKb\` buffer per direction,
+  about 10.5 KB, allocated in \`nginx.requestPoolBytes\` blocks), the connection's pool and the
+  \`nginx.clientHeaderBufferKb\` header buffer: about 13.7 KiB, most of it fixed by nginx's request
+  model rather than by settings (\`npx tsx bench/micro/nginx-ws-memory.ts\` measures it alone).
 - **(d)** For us each connect verifies a JWT (admin) or checks the Origin against the assistant's
   allowed domains (widget) after a Postgres lookup of the dialog (distinct dialogs, so the gateway's
   short access cache does not hide the lookup). The peers do no auth; their figure is the floor a

@@ -26,6 +26,11 @@ describe('directiveDiff', () => {
     expect(lines.some((l) => /^- worker_shutdown_timeout \d+s$/.test(l))).toBe(true);
     expect(lines.some((l) => l === '+ http > upstream replyx_backend > server 127.0.0.1:9')).toBe(true);
   });
+
+  it('reports a running config whose per-request memory settings differ (what an open WebSocket holds)', () => {
+    const edited = rendered.replace(/^(\s*)request_pool_size \d+;$/m, '$1request_pool_size 4096;').replace(/^\s*client_header_buffer_size .*;$/m, '');
+    expect(formatDirectiveDiff(directiveDiff(rendered, edited))).toEqual(['- http > server > client_header_buffer_size 2k', '- http > server > request_pool_size 768', '+ http > server > request_pool_size 4096']);
+  });
 });
 
 describe('wsRoutingChanged', () => {

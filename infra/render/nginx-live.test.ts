@@ -169,6 +169,41 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     ws.close(1000);
   });
 
+  it('with the server\'s request header buffer and pool sizes, passes a browser-sized token handshake on /ws/ and long cookies and URLs on /api/', async () => {
+    const { base, wsServer } = await stackFor(wsRoute);
+    // About 1.4 KB of headers, as a browser sends them with a widget token: more than nginx's
+    // default 1 KiB buffer, within nginx.clientHeaderBufferKb.
+    const ws = new WebSocket(`ws://${base}/ws/widget/dialogs/123`, ['replyx.v1', `replyx.token.${'t'.repeat(600)}`], {
+      headers: {
+        'User-Agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+        Origin: 'https://shop.example.com',
+        'Accept-Encoding': 'gzip, deflate, br, zstd',
+        'Accept-Language': 'en-US,en;q=0.9,de;q=0.8',
+        'Cache-Control': 'no-cache',
+        Pragma: 'no-cache',
+        Cookie: `session=${'c'.repeat(200)}`,
+      },
+    });
+    const messages: string[] = [];
+    ws.on('message', (data) => messages.push(data.toString()));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    expect(ws.protocol).toBe('replyx.v1');
+    ws.send('hi');
+    await waitUntil(async () => messages.length >= 2, 5000, 10);
+    expect(JSON.parse(messages[0]!)).toMatchObject({ server: wsServer.name, url: '/ws/widget/dialogs/123' });
+    expect(messages[1]).toBe('echo:hi');
+    ws.close(1000);
+
+    // Headers and URLs beyond the buffer still pass in the large header buffers (8 KiB a line).
+    const longPath = `/api/x?q=${'u'.repeat(4000)}`;
+    const api = await fetch(`http://${base}${longPath}`, { headers: { cookie: `a=${'a'.repeat(6000)}`, 'x-extra': 'e'.repeat(3000) } });
+    expect(api.status).toBe(200);
+    expect(((await api.json()) as { url: string }).url).toBe(longPath);
+  });
+
   it('does not let debug or internal endpoints through, however the path is spelled', async () => {
     const { base, nginxPort, gateway, backend } = await stackFor(wsRoute);
     // The stand-ins answer these paths, so any 404 below is nginx's own.

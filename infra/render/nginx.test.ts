@@ -121,6 +121,22 @@ describe('service host names', () => {
 });
 
 describe('planNginx', () => {
+  it('by default sizes the request header buffer for a browser handshake with its token (2 KiB) and the request pool in 768-byte blocks', () => {
+    expect(planNginx(topo(), 'local').request).toEqual({ headerBufferSize: '2k', poolSize: 768 });
+  });
+
+  it('refuses a request pool size nginx would refuse (not a multiple of 16, or too small)', () => {
+    for (const requestPoolBytes of [1000, 128]) {
+      let caught: unknown;
+      try {
+        topo({ nginx: { requestPoolBytes } });
+      } catch (err) {
+        caught = err;
+      }
+      expect((caught as { details?: string[] } | undefined)?.details?.join('\n'), String(requestPoolBytes)).toMatch(/^nginx\.requestPoolBytes: /);
+    }
+  });
+
   it('routes /ws/ to the gateway upstream, or to the backend upstream on wsRoute=backend', () => {
     expect(planNginx(topo({ wsRoute: 'gateway' }), 'docker').ws.upstream).toBe('replyx_ws_gateway');
     expect(planNginx(topo({ wsRoute: 'backend' }), 'docker').ws.upstream).toBe('replyx_backend');
@@ -132,7 +148,7 @@ describe('planNginx', () => {
       topo({
         backend: { port: 9100 },
         gateway: { port: 9101, heartbeatMs: 20_000 },
-        nginx: { port: 9080, proxyReadTimeoutS: 300, proxyConnectTimeoutS: 7, apiReadTimeoutS: 45, workerShutdownTimeoutS: 12, workerConnections: 2048, clientMaxBodySize: '5m', wsProxyBufferKb: 2 },
+        nginx: { port: 9080, proxyReadTimeoutS: 300, proxyConnectTimeoutS: 7, apiReadTimeoutS: 45, workerShutdownTimeoutS: 12, workerConnections: 2048, clientMaxBodySize: '5m', wsProxyBufferKb: 2, clientHeaderBufferKb: 4, requestPoolBytes: 1024 },
       }),
       'local',
     );
@@ -143,6 +159,7 @@ describe('planNginx', () => {
     expect(plan.api).toEqual({ path: '/api/', upstream: 'replyx_backend', connectTimeoutS: 7, readTimeoutS: 45, sendTimeoutS: 45, clientMaxBodySize: '5m' });
     expect(plan.workerShutdownTimeoutS).toBe(12);
     expect(plan.workerConnections).toBe(2048);
+    expect(plan.request).toEqual({ headerBufferSize: '4k', poolSize: 1024 });
     expect(plan.workerRlimitNofile).toBe(4096);
   });
 
@@ -388,6 +405,14 @@ describe.each(variants())('invariants: $label', ({ topology, target, options }) 
       const upstream = topology.wsRoute === 'gateway' ? 'replyx_ws_gateway' : 'replyx_backend';
       expect(ws.directives).toContain(`proxy_pass http://${upstream}`);
     }
+  });
+
+  it('sizes every request\'s header buffer and memory pool once, in the server block (an open WebSocket holds both)', () => {
+    const server = serverForPort(tree)!;
+    const named = (name: string) => (server.block ?? []).filter((d) => d.text.startsWith(`${name} `)).map((d) => d.text);
+    expect(named('client_header_buffer_size')).toEqual([`client_header_buffer_size ${topology.nginx.clientHeaderBufferKb}k`]);
+    expect(named('request_pool_size')).toEqual([`request_pool_size ${topology.nginx.requestPoolBytes}`]);
+    expect(config.match(/client_header_buffer_size|request_pool_size|large_client_header_buffers/g)).toEqual(['client_header_buffer_size', 'request_pool_size']);
   });
 
   it('maps $http_upgrade to $connection_upgrade', () => {

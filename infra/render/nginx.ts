@@ -151,6 +151,11 @@ export interface NginxPlan {
   readonly listen: string;
   readonly upstreams: { readonly backend: NginxUpstreamPlan; readonly gateway: NginxUpstreamPlan };
   readonly api: NginxProxyLocationPlan & { readonly clientMaxBodySize: string };
+  /**
+   * Per-request memory of the whole server: client_header_buffer_size (nginx.clientHeaderBufferKb)
+   * and request_pool_size (nginx.requestPoolBytes); an open WebSocket holds both.
+   */
+  readonly request: { readonly headerBufferSize: string; readonly poolSize: number };
   /** `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferKb), per direction per WebSocket. */
   readonly ws: NginxProxyLocationPlan & { readonly bufferSize: string };
   readonly blocked: readonly NginxBlockedLocationPlan[];
@@ -362,6 +367,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     // the ALB targets nginx.port), so one number means the same thing everywhere.
     listen: target === 'local' ? `127.0.0.1:${n.port}` : String(n.port),
     upstreams: { backend, gateway },
+    request: { headerBufferSize: `${n.clientHeaderBufferKb}k`, poolSize: n.requestPoolBytes },
     api: {
       path: '/api/',
       upstream: backend.name,

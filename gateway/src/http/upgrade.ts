@@ -63,8 +63,19 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     socket.uncork();
   };
 
+  // A shared listener, not a closure in `handle`: closures there share one context holding
+  // `req`, `head` and the endpoint match, and a listener that lives as long as the socket would
+  // keep the request, its headers (token included) and the bytes it was read from (~2 KiB) per
+  // open WebSocket.
+  function releaseAdmission(this: AdmittedSocket): void {
+    const ip = this[ADMITTED_IP];
+    if (ip === undefined) return;
+    this[ADMITTED_IP] = undefined;
+    admission.release(ip);
+  }
+
   const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroySocket);
     const url = sanitizeUrl(req.url);
     const match = matchEndpoint(req.url);
     if (deps.isDraining()) {
@@ -79,7 +90,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
       return refuseUpgrade(req, socket, head, match.kind, CloseCodes.OVER_LIMIT);
     }
     // The slot is released when the TCP socket closes, whatever happened in between.
-    socket.once('close', () => admission.release(ip));
+    (socket as AdmittedSocket)[ADMITTED_IP] = ip;
+    socket.on('close', releaseAdmission);
     authorize(match, req, deps.access).then(
       (result) => {
         if (socket.destroyed) return;
@@ -108,6 +120,14 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
   };
 
   return { handle, close: () => wss.close() };
+}
+
+/** The address whose admission slot a socket holds until it closes. */
+const ADMITTED_IP = Symbol('replyx.admittedIp');
+type AdmittedSocket = Duplex & { [ADMITTED_IP]?: string };
+
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }
 
 function logRefusal(log: Logger, result: Refused, ip: string, url: string): void {
