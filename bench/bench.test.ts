@@ -9,7 +9,7 @@ import { startRedis, type ServiceProcess } from '../infra/targets/local/processe
 import { createTestDatabase } from '../test/services.js';
 import { eventData, eventFrame, fillerText, parseEventStamp } from './event.js';
 import { HOLD_SYSTEMS, SMOKE_RUN, medianByP99, runBench, type BenchRun, type HoldResult, type SystemResult } from './harness.js';
-import { HOLD_FD_HEADROOM, holdSourceAddress, parseOpenFileLimit, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
+import { HOLD_FD_HEADROOM, holdSourceAddress, parseOpenFileLimits, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
 import { checkAims, checkIssue17Aims, p99Runs, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
 import { renderPushpinConfig, renderPushpinRoutes } from './systems/pushpin-config.js';
 
@@ -102,17 +102,18 @@ Max locked memory         8388608              8388608              bytes
 `;
 
   it('reads the soft open-file limit of /proc/<pid>/limits', () => {
-    expect(parseOpenFileLimit(limits)).toBe(20_000);
-    expect(parseOpenFileLimit(limits.replace('20000                20000', 'unlimited            unlimited'))).toBeUndefined();
-    expect(parseOpenFileLimit('no such line')).toBeUndefined();
+    expect(parseOpenFileLimits(limits)).toEqual({ soft: 20_000, hard: 20_000 });
+    expect(parseOpenFileLimits(limits.replace('20000                20000', '1024                 unlimited'))).toEqual({ soft: 1024 });
+    expect(parseOpenFileLimits('no such line')).toEqual({});
   });
 
   it('holds what was asked when the limit allows it, else the limit minus headroom, saying why', () => {
-    expect(planHold(10_000, 20_000)).toEqual({ requested: 10_000, openFileLimit: 20_000, target: 10_000 });
-    expect(planHold(10_000, undefined).target).toBe(10_000);
-    const capped = planHold(50_000, 20_000);
+    expect(planHold(10_000, { soft: 20_000, hard: 20_000 })).toEqual({ requested: 10_000, openFileLimit: 20_000, target: 10_000 });
+    expect(planHold(10_000, {}).target).toBe(10_000);
+    const capped = planHold(50_000, { soft: 20_000, hard: 20_000 });
     expect(capped.target).toBe(20_000 - HOLD_FD_HEADROOM);
-    expect(capped.limitedBy).toMatch(/open-file limit is 20,000.*50,000 connections on one process were not measurable here; the run held 19,000/);
+    expect(capped.limitedBy).toMatch(/open-file limit is 20,000 \(its hard limit: raising that needs root or CAP_SYS_RESOURCE.*50,000 connections on one process were not measurable here; the run held 19,000/);
+    expect(planHold(50_000, { soft: 4096, hard: 65_536 }).limitedBy).toMatch(/is 4,096 \(raise it with ulimit -n \(the hard limit is 65,536\)\)/);
   });
 
   it('spreads clients over distinct loopback source addresses', () => {

@@ -3,7 +3,7 @@ import { chmod, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULTS as GATEWAY_DEFAULTS } from '../gateway/src/config.js';
-import { holdSourceAddress, parseOpenFileLimit, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
+import { holdSourceAddress, parseOpenFileLimits, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
 import { measure, processLimits } from './proc.js';
 import { LoadProcess } from './load/pool.js';
 import type { ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, HeartbeatCounts, PublishPlan, PublisherCommand, PublisherReply } from './load/messages.js';
@@ -624,7 +624,7 @@ async function holdScenario(system: RunningSystem, opts: BenchOptions, log: Scen
   const pids = await system.serverPids();
   const gatewayPid = pids[0]!;
   const limits = await processLimits(gatewayPid);
-  const plan = planHold(opts.holdConnections, limits === undefined ? undefined : parseOpenFileLimit(limits));
+  const plan = planHold(opts.holdConnections, limits === undefined ? {} : parseOpenFileLimits(limits));
   if (plan.limitedBy) log(`hold: ${plan.limitedBy}`);
   const heartbeatMs = opts.gatewayHeartbeatMs ?? GATEWAY_DEFAULTS.HEARTBEAT_MS;
   const generators: Generator[] = Array.from({ length: opts.holdGenerators }, (_, i) => new LoadProcess(`hold-generator-${i}`, './generator.ts'));

@@ -14,18 +14,19 @@ export const HOLD_FD_HEADROOM = 1000;
 /** First loopback source address the clients connect from; the others follow it (127.77.0.1, .2, ...). */
 const HOLD_SOURCE_BASE = [127, 77, 0, 1] as const;
 
-/** The soft "Max open files" of /proc/<pid>/limits, or undefined when unlimited or absent. */
-export function parseOpenFileLimit(limits: string): number | undefined {
+/** The soft and hard "Max open files" of /proc/<pid>/limits (undefined: unlimited or absent). */
+export function parseOpenFileLimits(limits: string): { soft?: number; hard?: number } {
   const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
-  if (!m || m[1] === 'unlimited') return undefined;
-  const n = Number(m[1]);
-  return Number.isSafeInteger(n) ? n : undefined;
+  const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
+  const soft = num(m?.[1]);
+  const hard = num(m?.[2]);
+  return { ...(soft !== undefined ? { soft } : {}), ...(hard !== undefined ? { hard } : {}) };
 }
 
 /** How many connections a run asks one gateway process to hold, given its open-file limit. */
 export interface HoldPlan {
   readonly requested: number;
-  /** The gateway's soft RLIMIT_NOFILE (undefined: unlimited). */
+  /** The gateway's soft RLIMIT_NOFILE, what it can open (undefined: unlimited). */
   readonly openFileLimit: number | undefined;
   /** What the run opens: the request, or the limit minus headroom when that is smaller. */
   readonly target: number;
@@ -33,15 +34,21 @@ export interface HoldPlan {
   readonly limitedBy?: string;
 }
 
-/** Plans the hold: the requested count, capped to what the process's open-file limit allows. */
-export function planHold(requested: number, openFileLimit: number | undefined): HoldPlan {
+/** Plans the hold: the requested count, capped to what the process's open-file limits (soft, hard) allow. */
+export function planHold(requested: number, limits: { soft?: number; hard?: number }): HoldPlan {
+  const openFileLimit = limits.soft;
   const capacity = openFileLimit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, openFileLimit - HOLD_FD_HEADROOM);
   if (requested <= capacity) return { requested, openFileLimit, target: requested };
+  const n = (x: number) => x.toLocaleString('en-US');
+  const why =
+    limits.hard !== undefined && openFileLimit! >= limits.hard
+      ? 'its hard limit: raising that needs root or CAP_SYS_RESOURCE, which this machine does not give'
+      : `raise it with ulimit -n (the hard limit is ${limits.hard === undefined ? 'unlimited' : n(limits.hard)})`;
   return {
     requested,
     openFileLimit,
     target: capacity,
-    limitedBy: `the gateway process's open-file limit is ${openFileLimit!.toLocaleString('en-US')} (one descriptor per socket; the hard limit on this machine cannot be raised), so ${requested.toLocaleString('en-US')} connections on one process were not measurable here; the run held ${capacity.toLocaleString('en-US')} (the limit minus ${HOLD_FD_HEADROOM.toLocaleString('en-US')} descriptors of headroom)`,
+    limitedBy: `the gateway process's open-file limit is ${n(openFileLimit!)} (${why}) and each socket takes one descriptor, so ${n(requested)} connections on one process were not measurable here; the run held ${n(capacity)} (the limit minus ${n(HOLD_FD_HEADROOM)} descriptors of headroom)`,
   };
 }
 

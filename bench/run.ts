@@ -29,6 +29,7 @@ const { values } = parseArgs({
     'hold-generators': { type: 'string' },
     'hold-sources': { type: 'string' },
     'heartbeat-ms': { type: 'string' },
+    'gateway-node-args': { type: 'string' },
     'connect-count': { type: 'string' },
     'connect-warmup': { type: 'string' },
     generators: { type: 'string' },
@@ -47,7 +48,7 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--many-runs N] [--hold-connections N] [--hold-seconds S] [--hold-generators N]
-       [--hold-sources N] [--heartbeat-ms MS] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
+       [--hold-sources N] [--heartbeat-ms MS] [--gateway-node-args "--max-semi-space-size=16 ..."] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
@@ -160,7 +161,11 @@ const opts: BenchOptions = {
   openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
   keepDir: values.keep,
   pushpinLogLevel: values['pushpin-log-level'] === undefined ? undefined : Number(values['pushpin-log-level']),
-  gatewayNodeArgs: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`] : undefined,
+  gatewayNodeArgs: [
+    ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`] : []),
+    // Node flags to try on the gateway only (e.g. GC sizing), without touching the load processes.
+    ...(values['gateway-node-args']?.split(' ').filter(Boolean) ?? []),
+  ],
   heapSnapshotDir: values.profile ? profileDir : undefined,
   log: (line) => console.error(line),
 };
