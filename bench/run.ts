@@ -48,7 +48,7 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--many-runs N] [--hold-connections N] [--hold-seconds S] [--hold-generators N]
-       [--hold-sources N] [--heartbeat-ms MS] [--gateway-node-args "--max-semi-space-size=16 ..."] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
+       [--hold-sources N] [--heartbeat-ms MS] [--gateway-node-args="--max-semi-space-size=16 ..."] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
