@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { DEFAULTS as GATEWAY_DEFAULTS } from '../gateway/src/config.js';
 import { HOLD_FD_HEADROOM } from './hold.js';
 import type { BenchRun, DeliveryResult, SystemResult } from './harness.js';
 import type { SystemName } from './systems/system.js';
@@ -409,6 +410,10 @@ ${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}
   Redis pub/sub, the gateway's broker, dialog hub, send), p99/max show scheduling and GC pauses,
   and the heartbeat: the gateway pings one ~100 ms slice of its connections per tick (a ping is a
   write per socket; pinging a tenth of 10,000 sockets at once put the earlier runs' p99 near 24 ms).
+  A tick now writes one shared, pre-encoded ping frame to its ~40 sockets and holds the event loop
+  about 0.3 ms (\`npx tsx bench/micro/heartbeat-tick.ts\`; 0.46 ms with \`ws.ping()\`), so the
+  heartbeat is not what sets our p99. Young-generation GC is: a \`--trace-gc\` run of (b) showed a
+  scavenge every ~1.5 s, 3–6 ms each (a few of 12–22 ms), and every event arriving meanwhile waits.
   One 20 s p99 on a shared 2-core box moved by up to 2× between runs (scheduling, GC timing), so
   each system runs (b) ${fmt(o.manyRuns ?? 1)} times over the same connections (the server idle before each)
   and the aim compares the medians; every run's p99 is listed, so a spread is visible.
@@ -439,7 +444,8 @@ ${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}
   events on a WebSocket. Pushpin's Debian default \`message_rate=2500\` is raised so its throttle is
   not what we measure.
 - Our gateway runs with \`LOG_LEVEL=warn\` (per-connection info lines off) and per-IP limits raised,
-  since every client comes from 127.0.0.1; Pushpin runs at log level 1 for the same reason.
+  since every client comes from 127.0.0.1; Pushpin runs at log level 1 for the same reason. Its
+  heartbeat is ${o.gatewayHeartbeatMs === undefined ? `the gateway's default, HEARTBEAT_MS ${fmt(GATEWAY_DEFAULTS.HEARTBEAT_MS)}` : `HEARTBEAT_MS ${fmt(o.gatewayHeartbeatMs)} (set for this run)`}, in every scenario.
 - **CPU** columns are CPU seconds used during the scenario (from /proc, user + system) divided by its
   wall time: 100 % = one full core. "load procs" = the generators plus the publisher; when server +
   load processes approach the machine's cores, the figure is bounded by the box.
