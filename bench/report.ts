@@ -414,6 +414,9 @@ ${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}
   about 0.3 ms (\`npx tsx bench/micro/heartbeat-tick.ts\`; 0.46 ms with \`ws.ping()\`), so the
   heartbeat is not what sets our p99. Young-generation GC is: a \`--trace-gc\` run of (b) showed a
   scavenge every ~1.5 s, 3–6 ms each (a few of 12–22 ms), and every event arriving meanwhile waits.
+  A larger young generation (\`--max-semi-space-size=32\` or \`64\`) scavenges less often, but in
+  development runs it raised RSS per idle connection from ~9.7 to 11 and 16 KiB, against the (c)
+  and (f) memory aims, so the gateway runs with Node's default.
   One 20 s p99 on a shared 2-core box moved by up to 2× between runs (scheduling, GC timing), so
   each system runs (b) ${fmt(o.manyRuns ?? 1)} times over the same connections (the server idle before each)
   and the aim compares the medians; every run's p99 is listed, so a spread is visible.
