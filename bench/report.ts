@@ -189,23 +189,31 @@ function p99Aim(run: BenchRun): AimCheck {
   };
 }
 
-/** One aim of issue 17: (f) the requested idle connections on one gateway process through 60 s of heartbeats. */
-function holdAim(run: BenchRun): AimCheck {
+/**
+ * Issue 17's (f): the requested idle connections on one gateway process through its heartbeats.
+ * When the process's open-file limit could not hold them, that row says so (met n/a) and a
+ * second row checks the same bounds at the count it did hold.
+ */
+function holdAims(run: BenchRun): AimCheck[] {
   const h = get(run, OURS)?.hold;
   const requested = h?.requested ?? run.options.holdConnections;
-  const aim = `(f) ${fmt(requested)} idle connections on one gateway process for ${fmt(run.options.holdSeconds)} s of heartbeats, <= 9 KiB each, 0 dropped`;
-  if (!h) return { aim, measured: '–', met: undefined };
+  const bounds = `for ${fmt(run.options.holdSeconds)} s of heartbeats, <= 9 KiB each, 0 dropped`;
+  const aim = `(f) ${fmt(requested)} idle connections on one gateway process ${bounds}`;
+  if (!h) return [{ aim, measured: '–', met: undefined }];
   const measured = `${fmt(h.held)} held (${fmt(h.failed)} failed), ${kib(h.bytesPerConnection)} KiB each, ${fmt(h.dropped)} dropped, >= ${fmt(h.pingsMin)} pings each`;
   const ok = h.failed === 0 && h.dropped === 0 && h.underPinged === 0 && h.openAtEnd === h.held && h.bytesPerConnection <= 9 * 1024;
-  // Fewer than asked cannot meet the aim: the row says what was held and why (the hold section).
-  return h.limitedBy ? { aim, measured: `not measurable here (open-file limit ${fmt(h.openFileLimit)}); ${measured}`, met: undefined } : { aim, measured, met: h.held === requested && ok };
+  if (!h.limitedBy) return [{ aim, measured, met: h.held === requested && ok }];
+  return [
+    { aim, measured: `not measurable on this machine (open-file limit ${fmt(h.openFileLimit)}, see (f))`, met: undefined },
+    { aim: `(f) at what one process can hold here, ${fmt(h.target)} idle connections, ${bounds}`, measured, met: h.held === h.target && ok },
+  ];
 }
 
 const SOCKETIO_LABEL = 'Socket.IO';
 
 /** Checks issue 17's benchmark aims against a run; each aim is one function, so rows can be added independently. */
 export function checkIssue17Aims(run: BenchRun): AimCheck[] {
-  return [replicasAim(run), p99Aim(run), holdAim(run)];
+  return [replicasAim(run), p99Aim(run), ...holdAims(run)];
 }
 
 function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult | undefined): string[][] {
