@@ -431,9 +431,12 @@ ${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}
 - **(a) with 2 replicas** runs two gateway processes on one Redis behind the nginx config rendered
   from a topology with \`gateway.replicas: 2\` (least_conn upstream), so the subscribers split
   between them. Every replica receives each event from Redis and frames it once for its own
-  subscribers: what a second replica adds is one more Redis read and parse per event plus a
-  second process's fixed work, which deliveries per server CPU-second (both gateways plus nginx)
-  shows against one replica behind the same nginx.
+  subscribers. What a second replica adds: one more Redis read and parse per event, a second
+  process's fixed work, and smaller write batches (each replica drains its half of a burst
+  sooner, so fewer events arrive per Redis read and a socket's frames leave in more writes, which
+  the gateways and nginx both pay per write). Deliveries per server CPU-second (both gateways plus
+  nginx) shows it against one replica behind the same nginx; a burst this short spans well under
+  one CPU-second, so the figure moves by several percent between runs.
 - **(f)** holds idle connections on the single gateway process for ${fmt(o.holdSeconds)} s at its heartbeat
   interval (each connection is pinged once per interval, one ~100 ms slice per tick; the client
   library answers each ping with a pong and counts it; a peer that misses a pong is cut and counted
