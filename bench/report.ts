@@ -475,6 +475,9 @@ npm run bench -- --render ${chartFile.replace(/\.svg$/, '.json')}   # rewrite th
 npm run bench -- --smoke         # seconds-long sizes
 npm run bench -- --systems ours,ws-floor --profile   # CPU profile of the gateway in .stack/bench-profiles
 npm run bench -- --systems ours --scenarios connects --profile --no-write   # only (d), e.g. to profile a connect burst
+npm run bench -- --systems ours --scenarios hold --no-write   # only (f): idle connections on one gateway process through 60 s of heartbeats
+npm run bench -- --systems ours-nginx,ours-2 --scenarios fanout --no-write   # only (a), one gateway replica against two behind nginx
+npm run bench -- --systems ours,socketio --scenarios many --no-write   # only (b), ${fmt(o.manyRuns ?? 1)} runs each
 \`\`\`
 
 The k6 scenario for users with k6 (widget connections on many dialogs, messages through the backend
