@@ -427,7 +427,9 @@ ${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}
   and (f) memory aims, so the gateway runs with Node's default.
   One 20 s p99 on a shared 2-core box moved by up to 2× between runs (scheduling, GC timing), so
   each system runs (b) ${fmt(o.manyRuns ?? 1)} times over the same connections (the server idle before each)
-  and the aim compares the medians; every run's p99 is listed, so a spread is visible.
+  and the aim compares the medians; every run's p99 is listed, so a spread is visible. One
+  system's runs follow each other, so load from outside the run that lasts through a system's
+  slot still moves all of its runs: compare medians from a quiet machine.
 - **(a) with 2 replicas** runs two gateway processes on one Redis behind the nginx config rendered
   from a topology with \`gateway.replicas: 2\` (least_conn upstream), so the subscribers split
   between them. Every replica receives each event from Redis and frames it once for its own
