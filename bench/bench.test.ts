@@ -8,8 +8,9 @@ import { freePort } from '../infra/targets/local/ports.js';
 import { startRedis, type ServiceProcess } from '../infra/targets/local/processes.js';
 import { createTestDatabase } from '../test/services.js';
 import { eventData, eventFrame, fillerText, parseEventStamp } from './event.js';
-import { SMOKE_RUN, runBench, type BenchRun, type SystemResult } from './harness.js';
-import { checkAims, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
+import { HOLD_SYSTEMS, SMOKE_RUN, medianByP99, runBench, type BenchRun, type HoldResult, type SystemResult } from './harness.js';
+import { HOLD_FD_HEADROOM, holdSourceAddress, parseOpenFileLimits, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
+import { checkAims, checkIssue17Aims, p99Runs, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
 import { renderPushpinConfig, renderPushpinRoutes } from './systems/pushpin-config.js';
 
 // The harness end to end at seconds-long sizes (keeps `npm run bench` from rotting), plus the
@@ -93,6 +94,57 @@ const fakeRun: BenchRun = {
   ],
 };
 
+describe('(f) hold plan', () => {
+  const limits = `Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max open files            20000                20000                files
+Max locked memory         8388608              8388608              bytes
+`;
+
+  it('reads the soft open-file limit of /proc/<pid>/limits', () => {
+    expect(parseOpenFileLimits(limits)).toEqual({ soft: 20_000, hard: 20_000 });
+    expect(parseOpenFileLimits(limits.replace('20000                20000', '1024                 unlimited'))).toEqual({ soft: 1024 });
+    expect(parseOpenFileLimits('no such line')).toEqual({});
+  });
+
+  it('holds what was asked when the limit allows it, else the limit minus headroom, saying why', () => {
+    expect(planHold(10_000, { soft: 20_000, hard: 20_000 })).toEqual({ requested: 10_000, openFileLimit: 20_000, target: 10_000 });
+    expect(planHold(10_000, {}).target).toBe(10_000);
+    const capped = planHold(50_000, { soft: 20_000, hard: 20_000 });
+    expect(capped.target).toBe(20_000 - HOLD_FD_HEADROOM);
+    expect(capped.limitedBy).toMatch(/open-file limit is 20,000 \(its hard limit: raising that needs root or CAP_SYS_RESOURCE.*50,000 connections on one process were not measurable here; the run held 19,000/);
+    expect(planHold(50_000, { soft: 4096, hard: 65_536 }).limitedBy).toMatch(/is 4,096 \(raise it with ulimit -n \(the hard limit is 65,536\)\)/);
+  });
+
+  it('spreads clients over distinct loopback source addresses', () => {
+    expect([0, 1, 2, 3].map((i) => holdSourceAddress(i, 3))).toEqual(['127.77.0.1', '127.77.0.2', '127.77.0.3', '127.77.0.1']);
+    expect(holdSourceAddress(299, 300)).toBe('127.77.1.44');
+  });
+
+  it('expects one ping per whole heartbeat interval and finds connections that had fewer', () => {
+    expect(pingsExpected(60, 25_000)).toBe(2);
+    expect(pingsExpected(2.5, 1000)).toBe(2);
+    const beats = summarizeHeartbeats(
+      [
+        { op: 'heartbeats', connectionsByPings: { 2: 10, 3: 5 }, dropped: 0 },
+        { op: 'heartbeats', connectionsByPings: { 1: 1, 2: 4 }, dropped: 1 },
+      ],
+      2,
+    );
+    expect(beats).toEqual({ open: 20, pingsMin: 1, underPinged: 1, dropped: 1 });
+    expect(summarizeHeartbeats([{ op: 'heartbeats', connectionsByPings: {}, dropped: 0 }], 2)).toEqual({ open: 0, pingsMin: 0, underPinged: 0, dropped: 0 });
+  });
+});
+
+describe('(b) median of runs', () => {
+  it('takes the run with the median p99 (lower middle for an even count)', () => {
+    const at = (p99: number) => ({ latency: { p50: 1, p99, max: p99, samples: 1 } });
+    expect(medianByP99([at(3.4), at(2.9), at(3.1)])?.latency.p99).toBe(3.1);
+    expect(medianByP99([at(4), at(1), at(3), at(2)])?.latency.p99).toBe(2);
+    expect(medianByP99([])).toBeUndefined();
+  });
+});
+
 describe('report', () => {
   it('computes ratios as ours over peer and refuses missing or zero figures', () => {
     expect(ratio(800, 1000)).toBe('0.80x');
@@ -126,6 +178,48 @@ describe('report', () => {
     expect(svg.trim().endsWith('</svg>')).toBe(true);
     expect(svg).toContain('failed');
     expect(svg).not.toMatch(/NaN|Infinity/);
+  });
+});
+
+describe('report: issue 17 aims', () => {
+  const hold = (over: Partial<HoldResult> = {}): HoldResult => ({
+    requested: 50_000, openFileLimit: 20_000, target: 19_000, limitedBy: 'the open-file limit', held: 19_000, failed: 0, connectErrors: [], sourceAddresses: 8, generators: 4,
+    seconds: 60, heartbeatMs: 25_000, pingsExpected: 2, pingsMin: 2, underPinged: 0, openAtEnd: 19_000, dropped: 0, rssBeforeBytes: 1e8, rssAfterBytes: 1e8 + 19_000 * 8000, bytesPerConnection: 8000, serverCpuPct: 3, ...over,
+  });
+  const withRuns = (r: SystemResult, p99s: number[]): SystemResult => {
+    const runs = p99s.map((p99) => ({ ...r.many!, latency: { ...r.many!.latency, p99 } }));
+    return { ...r, manyRuns: runs, many: medianByP99(runs) };
+  };
+  const run = (ours: SystemResult, two: SystemResult): BenchRun => ({
+    ...fakeRun,
+    options: { ...fakeRun.options, manyRuns: 3, holdConnections: 50_000, holdSeconds: 60 },
+    results: [ours, fakeResult('ours-nginx', 'replyx via nginx', 1000, 4, 20_000), two, withRuns(fakeResult('socketio', 'Socket.IO + Redis adapter', 500, 3, 13_000), [3.2, 3.0, 2.8])],
+  });
+  const byAim = (aims: ReturnType<typeof checkIssue17Aims>, prefix: string) => aims.find((a) => a.aim.startsWith(prefix));
+
+  it('compares 2 replicas with one per server CPU-second, and the median p99s', () => {
+    const ours = { ...withRuns(fakeResult('ours', 'replyx ws-gateway', 800, 4, 8000), [3.1, 2.9, 3.4]), hold: hold({ limitedBy: undefined, requested: 19_000 }) };
+    const aims = checkIssue17Aims(run(ours, fakeResult('ours-2', 'replyx 2 replicas via nginx', 950, 4, 20_000)));
+    expect(byAim(aims, '(a)')).toMatchObject({ measured: '0.95x (1,900 vs 2,000)', met: true });
+    expect(byAim(aims, '(b)')).toMatchObject({ measured: 'ours 3.10 / 2.90 / 3.40, median 3.10 ms; Socket.IO 3.20 / 3.00 / 2.80, median 3.00 ms', met: false });
+    expect(byAim(aims, '(f)')).toMatchObject({ met: true });
+    expect(p99Runs(ours)).toBe('3.10 / 2.90 / 3.40, median 3.10');
+    const worse = checkIssue17Aims(run({ ...ours, hold: hold({ limitedBy: undefined, requested: 19_000, dropped: 1 }) }, fakeResult('ours-2', 'replyx 2 replicas via nginx', 850, 4, 20_000)));
+    expect(byAim(worse, '(a)')?.met).toBe(false);
+    expect(byAim(worse, '(f)')?.met).toBe(false);
+  });
+
+  it('says plainly when the hold count was not measurable, and renders the (f) section', () => {
+    const ours = { ...fakeResult('ours', 'replyx ws-gateway', 800, 4, 8000), hold: hold() };
+    const r = run(ours, fakeResult('ours-2', 'replyx 2 replicas via nginx', 950, 4, 20_000));
+    const aims = checkIssue17Aims(r);
+    expect(byAim(aims, '(f) 50,000')).toMatchObject({ met: undefined, measured: 'not measurable on this machine (open-file limit 20,000, see (f))' });
+    expect(byAim(aims, '(f) at what one process can hold here, 19,000')).toMatchObject({ met: true, measured: expect.stringMatching(/^19,000 held \(0 failed\), 7.8 KiB each, 0 dropped/) });
+    const md = renderMarkdown(r, { cpuModel: 'Test CPU', cores: 2, ramGiB: 4, kernel: 'Linux 6', node: 'v20' }, 'BENCHMARKS.svg');
+    expect(md).toContain('## Aims (issue 17)');
+    expect(md).toContain('## (f) Idle connections held on one gateway process');
+    expect(md).toContain('**Not measurable on this machine:** the open-file limit.');
+    expect(md).toContain('| replyx ws-gateway | 50,000 | 20,000 | 19,000 | 0 | 60.0 s | 25,000 ms | 2 / 2 | 0 | 0 |');
   });
 });
 
@@ -179,7 +273,7 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
       manyRatePerS: 100,
       manyDurationS: 1,
       connectCount: 10,
-      systems: ['ours', 'ws-floor', 'socketio'],
+      systems: ['ours', 'ours-2', 'ws-floor', 'socketio'],
       redisUrl: `redis://127.0.0.1:${redis.port}`,
       databaseUrl: await createTestDatabase('bench'),
       log: () => undefined,
@@ -191,12 +285,14 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it.each(['ours', 'ws-floor', 'socketio'] as const)('%s: every scenario produced figures with nothing lost', (name) => {
+  it.each(['ours', 'ours-2', 'ws-floor', 'socketio'] as const)('%s: every scenario produced figures with nothing lost', (name) => {
     const r = run.results.find((x) => x.system === name);
     expect(r?.error).toBeUndefined();
     expect(r?.idle).toMatchObject({ connections: 20, failed: 0 });
     expect(r?.idle?.rssAfterBytes).toBeGreaterThan(0);
-    for (const d of [r?.many, r?.fanout]) {
+    expect(r?.manyRuns).toHaveLength(SMOKE_RUN.manyRuns);
+    expect(r?.many).toBe(medianByP99(r?.manyRuns ?? []));
+    for (const d of [...(r?.manyRuns ?? []), r?.fanout]) {
       expect(d?.published).toBeGreaterThan(0);
       expect(d?.received).toBe(d?.expected);
       expect(d?.lost).toBe(0);
@@ -211,6 +307,19 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     expect(r?.connects?.perS).toBeGreaterThan(0);
     // 10 connects may take less than one 10 ms CPU tick: present, not necessarily positive.
     expect(r?.connects?.serverCpuMsPerConnect).toEqual(expect.any(Number));
+  });
+
+  it('(f) holds every connection on our gateway through its heartbeat, from several source addresses', () => {
+    expect(HOLD_SYSTEMS).toEqual(['ours']);
+    expect(run.results.filter((r) => r.hold).map((r) => r.system)).toEqual(['ours']);
+    const h = run.results.find((r) => r.system === 'ours')?.hold;
+    expect(h).toMatchObject({ requested: SMOKE_RUN.holdConnections, target: SMOKE_RUN.holdConnections, held: SMOKE_RUN.holdConnections, failed: 0, dropped: 0, underPinged: 0, openAtEnd: SMOKE_RUN.holdConnections, heartbeatMs: SMOKE_RUN.gatewayHeartbeatMs });
+    expect(h?.limitedBy).toBeUndefined();
+    expect(h?.openFileLimit).toBeGreaterThan(SMOKE_RUN.holdConnections);
+    // 2.5 s at a 1 s heartbeat: every connection was pinged (and answered) at least twice.
+    expect(h?.pingsExpected).toBe(2);
+    expect(h?.pingsMin).toBeGreaterThanOrEqual(2);
+    expect(h?.rssAfterBytes).toBeGreaterThan(0);
   });
 
   it('authenticates only on our gateway and reports versions', () => {

@@ -113,3 +113,12 @@ export async function spawnLogged(name: string, command: string, args: readonly 
 export async function logTail(file: string, lines = 10): Promise<string> {
   return logExcerpt(file, lines, '\n');
 }
+
+/** The text of /proc/<pid>/limits (parse it with parseOpenFileLimit), or undefined when the process is gone. */
+export async function processLimits(pid: number): Promise<string | undefined> {
+  try {
+    return await readFile(`/proc/${pid}/limits`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}

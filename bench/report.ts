@@ -1,4 +1,6 @@
 import os from 'node:os';
+import { DEFAULTS as GATEWAY_DEFAULTS } from '../gateway/src/config.js';
+import { HOLD_FD_HEADROOM } from './hold.js';
 import type { BenchRun, DeliveryResult, SystemResult } from './harness.js';
 import type { SystemName } from './systems/system.js';
 
@@ -159,6 +161,64 @@ export function checkAims(run: BenchRun): AimCheck[] {
   return out;
 }
 
+/** Each (b) run's p99 and the median, e.g. `3.10 / 2.90 / 3.40, median 3.10`. */
+export function p99Runs(r: SystemResult | undefined): string {
+  if (!r?.many) return '–';
+  const runs = r.manyRuns ?? [r.many];
+  return `${runs.map((x) => fmt(x.latency.p99, 2)).join(' / ')}, median ${fmt(r.many.latency.p99, 2)}`;
+}
+
+/** One aim of issue 17: (a) with 2 replicas. */
+function replicasAim(run: BenchRun): AimCheck {
+  const one = get(run, 'ours-nginx')?.fanout?.deliveriesPerCpuS;
+  const two = get(run, 'ours-2')?.fanout?.deliveriesPerCpuS;
+  return {
+    aim: '(a) fan-out deliveries per server CPU-s, 2 gateway replicas via nginx >= 0.9x one replica via nginx',
+    measured: one && two ? `${ratio(two, one)} (${fmt(two)} vs ${fmt(one)})` : '–',
+    met: one && two ? two >= 0.9 * one : undefined,
+  };
+}
+
+/** One aim of issue 17: (b) p99 no worse than Socket.IO's, medians of the runs. */
+function p99Aim(run: BenchRun): AimCheck {
+  const ours = get(run, OURS);
+  const peer = get(run, 'socketio');
+  const o = ours?.many?.latency.p99;
+  const q = peer?.many?.latency.p99;
+  return {
+    aim: `(b) many-dialogs p99 no worse than ${SOCKETIO_LABEL}, median of ${fmt(run.options.manyRuns ?? 1)} runs`,
+    measured: o !== undefined && q !== undefined ? `ours ${p99Runs(ours)} ms; ${SOCKETIO_LABEL} ${p99Runs(peer)} ms` : '–',
+    met: o !== undefined && q !== undefined ? o <= q : undefined,
+  };
+}
+
+/**
+ * Issue 17's (f): the requested idle connections on one gateway process through its heartbeats.
+ * When the process's open-file limit could not hold them, that row says so (met n/a) and a
+ * second row checks the same bounds at the count it did hold.
+ */
+function holdAims(run: BenchRun): AimCheck[] {
+  const h = get(run, OURS)?.hold;
+  const requested = h?.requested ?? run.options.holdConnections;
+  const bounds = `for ${fmt(run.options.holdSeconds)} s of heartbeats, <= 9 KiB each, 0 dropped`;
+  const aim = `(f) ${fmt(requested)} idle connections on one gateway process ${bounds}`;
+  if (!h) return [{ aim, measured: '–', met: undefined }];
+  const measured = `${fmt(h.held)} held (${fmt(h.failed)} failed), ${kib(h.bytesPerConnection)} KiB each, ${fmt(h.dropped)} dropped, >= ${fmt(h.pingsMin)} pings each`;
+  const ok = h.failed === 0 && h.dropped === 0 && h.underPinged === 0 && h.openAtEnd === h.held && h.bytesPerConnection <= 9 * 1024;
+  if (!h.limitedBy) return [{ aim, measured, met: h.held === requested && ok }];
+  return [
+    { aim, measured: `not measurable on this machine (open-file limit ${fmt(h.openFileLimit)}, see (f))`, met: undefined },
+    { aim: `(f) at what one process can hold here, ${fmt(h.target)} idle connections, ${bounds}`, measured, met: h.held === h.target && ok },
+  ];
+}
+
+const SOCKETIO_LABEL = 'Socket.IO';
+
+/** Checks issue 17's benchmark aims against a run; each aim is one function, so rows can be added independently. */
+export function checkIssue17Aims(run: BenchRun): AimCheck[] {
+  return [replicasAim(run), p99Aim(run), ...holdAims(run)];
+}
+
 function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult | undefined): string[][] {
   return run.results.map((r) => {
     const d = pick(r);
@@ -188,6 +248,43 @@ function versionsLine(run: BenchRun, machine: MachineInfo): string {
   return Object.entries(all)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
+}
+
+/** The (f) section: what was asked, what the process could hold, heartbeats, memory. */
+function holdSection(run: BenchRun): string {
+  const rows = run.results.filter((r) => r.hold);
+  if (rows.length === 0) return '';
+  const table = markdownTable(
+    ['system', 'asked', 'open-file limit', 'held', 'failed', 'held for', 'heartbeat', 'pings per conn (min / expected)', 'under-pinged', 'dropped', 'RSS before', 'RSS after', 'KiB per connection', 'server CPU'],
+    rows.map((r) => {
+      const h = r.hold!;
+      return [
+        r.label,
+        fmt(h.requested),
+        h.openFileLimit === undefined ? 'unlimited' : fmt(h.openFileLimit),
+        fmt(h.held),
+        fmt(h.failed),
+        `${fmt(h.seconds, 1)} s`,
+        `${fmt(h.heartbeatMs)} ms`,
+        `${fmt(h.pingsMin)} / ${fmt(h.pingsExpected)}`,
+        fmt(h.underPinged),
+        fmt(h.dropped),
+        `${fmt(h.rssBeforeBytes / 1024 ** 2, 1)} MiB`,
+        `${fmt(h.rssAfterBytes / 1024 ** 2, 1)} MiB`,
+        kib(h.bytesPerConnection),
+        `${fmt(h.serverCpuPct)} %`,
+      ];
+    }),
+  );
+  const limited = rows.flatMap((r) => (r.hold!.limitedBy ? [`**Not measurable on this machine:** ${r.hold!.limitedBy}.`] : []));
+  return `
+## (f) Idle connections held on one gateway process
+
+Clients from ${fmt(run.options.holdSourceAddresses)} loopback source addresses and ${fmt(run.options.holdGenerators)} generator processes, held through the gateway's
+heartbeat (its default interval unless the run set one), then counted: still open, pinged, dropped.
+${limited.length > 0 ? `\n${limited.join('\n\n')}\n` : ''}
+${table}
+`;
 }
 
 /** BENCHMARKS.md: machine, versions, conditions, every figure, ratios, aims, bounds. */
@@ -249,8 +346,9 @@ Redis that calls \`ws.send\` once per member (the floor for ws's public API on t
   one system at a time. Figures are for comparison on this box, not capacity claims.
 - Sizes: (a) ${fmt(o.fanoutSubscribers)} subscribers on one dialog, ${fmt(o.fanoutEvents)} events published as fast as the
   publisher's in-flight bound allows; (b) ${fmt(o.dialogs * 2)} connections over ${fmt(o.dialogs)} dialogs (admin + widget each),
-  ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s; (c) the same ${fmt(o.dialogs * 2)} connections idle; (d) ${fmt(o.connectCount)} connects,
-  ${fmt(o.connectConcurrency)} handshakes in flight per generator${o.connectWarmup ? ` (after ${fmt(o.connectWarmup)} unmeasured warm-up connects on other dialogs)` : ''}. Event text ${fmt(o.textBytes)} bytes. Scenario connections
+  ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s, ${fmt(o.manyRuns ?? 1)} run(s) per system; (c) the same ${fmt(o.dialogs * 2)} connections idle; (d) ${fmt(o.connectCount)} connects,
+  ${fmt(o.connectConcurrency)} handshakes in flight per generator${o.connectWarmup ? ` (after ${fmt(o.connectWarmup)} unmeasured warm-up connects on other dialogs)` : ''}; (f) ${fmt(o.holdConnections)} idle connections asked of one gateway
+  process (ours only), held ${fmt(o.holdSeconds)} s, from ${fmt(o.holdSourceAddresses)} loopback source addresses and ${fmt(o.holdGenerators)} generator processes. Event text ${fmt(o.textBytes)} bytes. Scenario connections
   are opened ${fmt(o.openConcurrency)} handshakes in flight per generator, and before each scenario the harness waits
   (at most ${fmt(o.quiesceTimeoutMs / 1000)} s) until the server is idle, so leftover work is not billed to the next scenario.
 
@@ -268,13 +366,19 @@ ${markdownTable(['peer', '(a) deliveries/s', '(a) deliveries per server CPU-s', 
 
 ${markdownTable(['aim', 'measured', 'met'], aims.map((a) => [a.aim, a.measured, a.met === undefined ? 'n/a' : a.met ? 'yes' : 'no']))}
 
+## Aims (issue 17)
+
+${markdownTable(['aim', 'measured', 'met'], checkIssue17Aims(run).map((a) => [a.aim, a.measured, a.met === undefined ? 'n/a' : a.met ? 'yes' : 'no']))}
+
 ## (a) Fan-out: one dialog, ${fmt(o.fanoutSubscribers)} subscribers, ${fmt(o.fanoutEvents)} events
 
 ${markdownTable(DELIVERY_HEADERS, deliveryRows(run, (r) => r.fanout))}
 
-## (b) Many dialogs: ${fmt(o.dialogs * 2)} connections, ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s
+## (b) Many dialogs: ${fmt(o.dialogs * 2)} connections, ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s, ${fmt(o.manyRuns ?? 1)} run(s)
 
-${markdownTable(DELIVERY_HEADERS, deliveryRows(run, (r) => r.many))}
+Each system's row is its run with the median p99; the last column lists every run's p99.
+
+${markdownTable([...DELIVERY_HEADERS, 'p99 per run ms'], deliveryRows(run, (r) => r.many).map((cells, i) => [...cells, p99Runs(run.results[i])]))}
 
 ## (c) Idle memory: ${fmt(o.dialogs * 2)} idle connections
 
@@ -287,7 +391,7 @@ ${markdownTable(['system', 'open', 'failed', 'RSS before', 'RSS after', 'KiB per
 ## (d) Connects per second
 
 ${markdownTable(['system', 'attempted', 'ok', 'failed', 'connects/s', 'auth per connect'], connectsRows)}
-${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
+${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 ## How it is measured, and what bounds each figure
 
 - **Clock.** The publisher stamps each event with \`process.hrtime\` (CLOCK_MONOTONIC, shared by every
@@ -317,8 +421,37 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
   Redis pub/sub, the gateway's broker, dialog hub, send), p99/max show scheduling and GC pauses,
   and the heartbeat: the gateway pings one ~100 ms slice of its connections per tick (a ping is a
   write per socket; pinging a tenth of 10,000 sockets at once put the earlier runs' p99 near 24 ms).
-  A 20 s p99 on a shared 2-core box moves by up to 2× between runs (scheduling, GC timing):
-  compare systems within one run, and rerun before reading much into a small difference.
+  A tick now writes one shared, pre-encoded ping frame to its ~40 sockets and holds the event loop
+  about 0.3 ms (\`npx tsx bench/micro/heartbeat-tick.ts\`; 0.46 ms with \`ws.ping()\`), so the
+  heartbeat is not what sets our p99. Young-generation GC is: a \`--trace-gc\` run of (b) showed a
+  scavenge every ~1.5 s, 3–6 ms each (a few of 12–22 ms), and every event arriving meanwhile waits.
+  A larger young generation (\`--max-semi-space-size=32\` or \`64\`) scavenges less often, but in
+  development runs it raised RSS per idle connection from ~9.7 to 11 and 16 KiB, against the (c)
+  and (f) memory aims, so the gateway runs with Node's default.
+  One 20 s p99 on a shared 2-core box moved by up to 2× between runs (scheduling, GC timing), so
+  each system runs (b) ${fmt(o.manyRuns ?? 1)} times over the same connections (the server idle before each)
+  and the aim compares the medians; every run's p99 is listed, so a spread is visible. One
+  system's runs follow each other, so load from outside the run that lasts through a system's
+  slot still moves all of its runs: compare medians from a quiet machine.
+- **(a) with 2 replicas** runs two gateway processes on one Redis behind the nginx config rendered
+  from a topology with \`gateway.replicas: 2\` (least_conn upstream), so the subscribers split
+  between them. Every replica receives each event from Redis and frames it once for its own
+  subscribers. What a second replica adds: one more Redis read and parse per event, a second
+  process's fixed work, and smaller write batches (each replica drains its half of a burst
+  sooner, so fewer events arrive per Redis read and a socket's frames leave in more writes, which
+  the gateways and nginx both pay per write). Deliveries per server CPU-second (both gateways plus
+  nginx) shows it against one replica behind the same nginx; a burst this short spans well under
+  one CPU-second, so the figure moves by several percent between runs.
+- **(f)** holds idle connections on the single gateway process for ${fmt(o.holdSeconds)} s at its heartbeat
+  interval (each connection is pinged once per interval, one ~100 ms slice per tick; the client
+  library answers each ping with a pong and counts it; a peer that misses a pong is cut and counted
+  as dropped). The clients come from several loopback source addresses (one address has only
+  ~28,000 ephemeral ports towards one port) and several generator processes (each process has
+  the same open-file limit). The figure is bounded by the gateway process's open-file limit: one
+  descriptor per socket, plus ${fmt(HOLD_FD_HEADROOM)} left for Redis, Postgres, logs and handshakes in flight;
+  when that limit is below the count asked for, the run holds what fits and says so. KiB per
+  connection is RSS at the end of the window minus RSS before opening, so it includes what the
+  heartbeat allocated.
 - **(c)** RSS includes the JS heap not yet collected; it is read after a ${fmt(o.settleMs)} ms pause, not after a forced GC.
   Fixed costs (nginx's connection arrays for \`worker_connections\`, which each worker fills at start,
   its shared rate-limit zones, Node's start-up heap) are in "RSS before", so only what each
@@ -340,7 +473,8 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
   events on a WebSocket. Pushpin's Debian default \`message_rate=2500\` is raised so its throttle is
   not what we measure.
 - Our gateway runs with \`LOG_LEVEL=warn\` (per-connection info lines off) and per-IP limits raised,
-  since every client comes from 127.0.0.1; Pushpin runs at log level 1 for the same reason.
+  since every client comes from 127.0.0.1; Pushpin runs at log level 1 for the same reason. Its
+  heartbeat is ${o.gatewayHeartbeatMs === undefined ? `the gateway's default, HEARTBEAT_MS ${fmt(GATEWAY_DEFAULTS.HEARTBEAT_MS)}` : `HEARTBEAT_MS ${fmt(o.gatewayHeartbeatMs)} (set for this run)`}, in every scenario.
 - **CPU** columns are CPU seconds used during the scenario (from /proc, user + system) divided by its
   wall time: 100 % = one full core. "load procs" = the generators plus the publisher; when server +
   load processes approach the machine's cores, the figure is bounded by the box.
@@ -356,6 +490,9 @@ npm run bench -- --render ${chartFile.replace(/\.svg$/, '.json')}   # rewrite th
 npm run bench -- --smoke         # seconds-long sizes
 npm run bench -- --systems ours,ws-floor --profile   # CPU profile of the gateway in .stack/bench-profiles
 npm run bench -- --systems ours --scenarios connects --profile --no-write   # only (d), e.g. to profile a connect burst
+npm run bench -- --systems ours --scenarios hold --no-write   # only (f): idle connections on one gateway process through 60 s of heartbeats
+npm run bench -- --systems ours-nginx,ours-2 --scenarios fanout --no-write   # only (a), one gateway replica against two behind nginx
+npm run bench -- --systems ours,socketio --scenarios many --no-write   # only (b), ${fmt(o.manyRuns ?? 1)} runs each
 \`\`\`
 
 The k6 scenario for users with k6 (widget connections on many dialogs, messages through the backend
@@ -368,6 +505,7 @@ const xml = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').re
 const COLORS: Record<SystemName, string> = {
   ours: '#2563eb',
   'ours-nginx': '#60a5fa',
+  'ours-2': '#93c5fd',
   pushpin: '#f59e0b',
   socketio: '#10b981',
   'ws-floor': '#6b7280',

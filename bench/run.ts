@@ -1,8 +1,8 @@
 #!/usr/bin/env tsx
 // `npm run bench`: runs every scenario against every system on this machine, prints the table,
 // and rewrites BENCHMARKS.md, BENCHMARKS.svg and the raw figures in BENCHMARKS.json. `--smoke`
-// runs seconds-long sizes instead; `--scenarios connects` (any of idle, many, fanout, connects) runs
-// only those; `--render FILE` rewrites the report from saved figures.
+// runs seconds-long sizes instead; `--scenarios connects` (any of idle, many, fanout, connects, hold)
+// runs only those; `--render FILE` rewrites the report from saved figures.
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -23,6 +23,13 @@ const { values } = parseArgs({
     'fanout-events': { type: 'string' },
     rate: { type: 'string' },
     duration: { type: 'string' },
+    'many-runs': { type: 'string' },
+    'hold-connections': { type: 'string' },
+    'hold-seconds': { type: 'string' },
+    'hold-generators': { type: 'string' },
+    'hold-sources': { type: 'string' },
+    'heartbeat-ms': { type: 'string' },
+    'gateway-node-args': { type: 'string' },
     'connect-count': { type: 'string' },
     'connect-warmup': { type: 'string' },
     generators: { type: 'string' },
@@ -40,7 +47,8 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
-       [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
+       [--fanout-events N] [--rate N] [--duration S] [--many-runs N] [--hold-connections N] [--hold-seconds S] [--hold-generators N]
+       [--hold-sources N] [--heartbeat-ms MS] [--gateway-node-args="--max-semi-space-size=16 ..."] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
@@ -78,9 +86,12 @@ if (values.render !== undefined) {
   }
 }
 
-/** Each side of 10,000 sockets needs that many descriptors plus slack. */
-function requiredNofile(dialogs: number): number {
-  return dialogs * 2 + 1024;
+/**
+ * Each side of 10,000 sockets needs that many descriptors plus slack; (f) asks one gateway
+ * process for holdConnections (it holds what the limit allows and the report says so).
+ */
+function requiredNofile(dialogs: number, holdConnections: number | undefined): number {
+  return Math.max(dialogs * 2, holdConnections ?? 0) + 1024;
 }
 
 function softNofile(): number {
@@ -114,7 +125,8 @@ if (unknownScenarios.length > 0 || scenarios.length === 0) {
 const dialogs = positive('dialogs', values.dialogs, base.dialogs);
 
 // Children inherit our RLIMIT_NOFILE; Node cannot raise it, so re-exec once through bash.
-const need = requiredNofile(dialogs);
+const holdConnections = scenarios.includes('hold') ? positive('hold-connections', values['hold-connections'], base.holdConnections) : undefined;
+const need = requiredNofile(dialogs, holdConnections);
 if (softNofile() < need && process.env.REPLYX_BENCH_NOFILE !== String(need)) {
   const script = 'ulimit -Sn "$1" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; shift; exec "$@"';
   const r = spawnSync('bash', ['-c', script, 'bash', String(need), process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
@@ -123,7 +135,7 @@ if (softNofile() < need && process.env.REPLYX_BENCH_NOFILE !== String(need)) {
   });
   process.exit(r.status ?? 1);
 }
-if (softNofile() < need) console.error(`warning: open-file limit ${softNofile()} < ${need}; the largest scenarios may fail to connect everyone (raise ulimit -n)`);
+if (softNofile() < need) console.error(`warning: open-file limit ${softNofile()} < ${need}; the largest scenarios may fail to connect everyone (raise ulimit -n)${holdConnections ? '; (f) holds what the limit allows and the report says so' : ''}`);
 
 const profileDir = path.join(REPO_ROOT, '.stack', 'bench-profiles');
 if (values.profile) await mkdir(profileDir, { recursive: true });
@@ -137,13 +149,23 @@ const opts: BenchOptions = {
   fanoutEvents: positive('fanout-events', values['fanout-events'], base.fanoutEvents),
   manyRatePerS: positive('rate', values.rate, base.manyRatePerS),
   manyDurationS: positive('duration', values.duration, base.manyDurationS),
+  manyRuns: positive('many-runs', values['many-runs'], base.manyRuns),
+  holdConnections: holdConnections ?? base.holdConnections,
+  holdSeconds: positive('hold-seconds', values['hold-seconds'], base.holdSeconds),
+  holdGenerators: positive('hold-generators', values['hold-generators'], base.holdGenerators),
+  holdSourceAddresses: positive('hold-sources', values['hold-sources'], base.holdSourceAddresses),
+  gatewayHeartbeatMs: values['heartbeat-ms'] === undefined ? base.gatewayHeartbeatMs : positive('heartbeat-ms', values['heartbeat-ms'], 1),
   connectCount: positive('connect-count', values['connect-count'], base.connectCount),
   connectWarmup: values['connect-warmup'] === '0' ? 0 : positive('connect-warmup', values['connect-warmup'], base.connectWarmup),
   generators: positive('generators', values.generators, base.generators),
   openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
   keepDir: values.keep,
   pushpinLogLevel: values['pushpin-log-level'] === undefined ? undefined : Number(values['pushpin-log-level']),
-  gatewayNodeArgs: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`] : undefined,
+  gatewayNodeArgs: [
+    ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`] : []),
+    // Node flags to try on the gateway only (e.g. GC sizing), without touching the load processes.
+    ...(values['gateway-node-args']?.split(' ').filter(Boolean) ?? []),
+  ],
   heapSnapshotDir: values.profile ? profileDir : undefined,
   log: (line) => console.error(line),
 };

@@ -2,7 +2,7 @@ import * as hdr from 'hdr-histogram-js';
 import WebSocket from 'ws';
 import { io, type Socket } from 'socket.io-client';
 import { parseEventStamp, sharedClockMs } from '../event.js';
-import type { ClientKind, ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, ReadyOn } from './messages.js';
+import type { ClientKind, ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, HeartbeatCounts, ReadyOn } from './messages.js';
 
 // Load generator process (forked by the harness): opens WebSocket or Socket.IO connections,
 // counts bench events per connection and records publish -> receive latency. Several of these
@@ -16,7 +16,10 @@ const MAX_ERROR_SAMPLES = 5;
 interface Connection {
   readonly dialog: number;
   count: number;
+  /** Protocol pings received (the server's heartbeat; ws answers each with a pong). */
+  pings: number;
   ready: boolean;
+  closed: boolean;
   close(): void;
 }
 
@@ -49,8 +52,9 @@ function connectWs(target: ConnectTarget, readyOn: ReadyOn, timeoutMs: number): 
       headers: target.origin ? { Origin: target.origin } : {},
       perMessageDeflate: false,
       handshakeTimeout: timeoutMs,
+      ...(target.localAddress !== undefined ? { localAddress: target.localAddress } : {}),
     });
-    const conn: Connection = { dialog: target.dialog, count: 0, ready: false, close: () => ws.terminate() };
+    const conn: Connection = { dialog: target.dialog, count: 0, pings: 0, ready: false, closed: false, close: () => ws.terminate() };
     const timer = setTimeout(() => fail('timeout'), timeoutMs);
     function ready(): void {
       if (conn.ready) return;
@@ -70,7 +74,11 @@ function connectWs(target: ConnectTarget, readyOn: ReadyOn, timeoutMs: number): 
       if (!conn.ready) ready();
       if (!isBinary) onFrame(conn, data);
     });
+    ws.on('ping', () => {
+      conn.pings++;
+    });
     ws.on('close', (code: number, reason: Buffer) => {
+      conn.closed = true;
       if (conn.ready) dropped++;
       else fail(`closed ${code} ${reason.toString()}`.trim());
     });
@@ -92,7 +100,7 @@ function connectSocketIo(target: ConnectTarget, timeoutMs: number): Promise<Conn
       reconnection: false,
       timeout: timeoutMs,
     });
-    const conn: Connection = { dialog: target.dialog, count: 0, ready: false, close: () => socket.disconnect() };
+    const conn: Connection = { dialog: target.dialog, count: 0, pings: 0, ready: false, closed: false, close: () => socket.disconnect() };
     socket.on('event', (frame: string) => onFrame(conn, frame));
     socket.once('connect', () => {
       conn.ready = true;
@@ -103,6 +111,7 @@ function connectSocketIo(target: ConnectTarget, timeoutMs: number): Promise<Conn
       reject(err);
     });
     socket.on('disconnect', (reason: string) => {
+      conn.closed = true;
       if (conn.ready && reason !== 'io client disconnect') dropped++;
     });
   });
@@ -142,6 +151,16 @@ function stats(expectedPerDialog: Readonly<Record<number, number>>): GeneratorSt
   return { op: 'stats', received, lost, extra, dropped, histogram: hdr.encodeIntoCompressedBase64(histogram), firstReceiveMs, lastReceiveMs };
 }
 
+function heartbeats(restart: boolean): HeartbeatCounts {
+  const connectionsByPings: Record<number, number> = {};
+  for (const conn of connections) {
+    if (conn.closed) continue;
+    connectionsByPings[conn.pings] = (connectionsByPings[conn.pings] ?? 0) + 1;
+    if (restart) conn.pings = 0;
+  }
+  return { op: 'heartbeats', connectionsByPings, dropped };
+}
+
 function reset(): void {
   histogram.destroy();
   histogram = newHistogram();
@@ -169,6 +188,9 @@ process.on('message', (command: GeneratorCommand) => {
           break;
         case 'count':
           reply({ op: 'count', received });
+          break;
+        case 'heartbeats':
+          reply(heartbeats(command.restart));
           break;
         case 'stats':
           reply(stats(command.expectedPerDialog));

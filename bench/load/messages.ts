@@ -13,6 +13,8 @@ export interface ConnectTarget {
   readonly origin?: string;
   /** Subprotocols to offer (our gateway: `replyx.v1` and `replyx.token.<JWT>`). */
   readonly protocols?: readonly string[];
+  /** Loopback source address to connect from (one address has only ~28,000 ephemeral ports). */
+  readonly localAddress?: string;
 }
 
 /** When a connection counts as established. */
@@ -36,6 +38,8 @@ export type GeneratorCommand =
     }
   | { readonly op: 'reset' }
   | { readonly op: 'count' }
+  /** Heartbeat pings each open connection received since the last `restart: true` (which zeroes them). */
+  | { readonly op: 'heartbeats'; readonly restart: boolean }
   | { readonly op: 'stats'; readonly expectedPerDialog: Readonly<Record<number, number>> }
   | { readonly op: 'close' }
   | { readonly op: 'exit' };
@@ -67,10 +71,20 @@ export interface GeneratorStats {
   readonly lastReceiveMs: number;
 }
 
+/** Protocol pings the server sent to this generator's open connections (its heartbeat). */
+export interface HeartbeatCounts {
+  readonly op: 'heartbeats';
+  /** Open connections by pings received: `{ 2: 4750, 3: 250 }`. */
+  readonly connectionsByPings: Readonly<Record<number, number>>;
+  /** Connections closed by the server since the last reset. */
+  readonly dropped: number;
+}
+
 /** Generator -> orchestrator. */
 export type GeneratorReply =
   | ConnectResult
   | GeneratorStats
+  | HeartbeatCounts
   /** Bench events received since the last reset (cheap: polled while waiting for delivery). */
   | { readonly op: 'count'; readonly received: number }
   | { readonly op: 'reset-done' } | { readonly op: 'closed' } | { readonly op: 'error'; readonly message: string };

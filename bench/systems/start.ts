@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderNginxConfig } from '../../infra/render/nginx.js';
 import { validateTopology } from '../../infra/topology/index.js';
-import { freePort, isPortOpen, waitUntil } from '../../infra/targets/local/ports.js';
+import { freePort, freePortRange, isPortOpen, waitUntil } from '../../infra/targets/local/ports.js';
+import { gatewayReplicaPorts } from '../../infra/topology/service-names.js';
 import { findBinary, startNginx } from '../../infra/targets/local/processes.js';
 import { logTail, processTree, spawnLogged, type BenchProcess } from '../proc.js';
 import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
@@ -27,6 +28,8 @@ export interface StartContext {
   readonly gatewayNodeArgs?: readonly string[];
   /** The gateway's LOG_LEVEL. Default "warn": per-connection info lines are not what we measure. */
   readonly gatewayLogLevel?: string;
+  /** The gateway's HEARTBEAT_MS; unset: the gateway's default (what users run). */
+  readonly gatewayHeartbeatMs?: number;
   /** Pushpin's log level (3 = debug, to see why it refuses connections). Default 1. */
   readonly pushpinLogLevel?: number;
   /** How long a server may take to become ready. Default 20 s. */
@@ -85,8 +88,7 @@ async function httpOk(url: string): Promise<boolean> {
   return res.ok;
 }
 
-async function startGateway(ctx: StartContext, label: string): Promise<{ proc: BenchProcess; port: number }> {
-  const port = await freePort();
+async function startGateway(ctx: StartContext, label: string, port: number): Promise<BenchProcess> {
   const { backing } = ctx;
   if (!backing.databaseUrl) throw new Error('our gateway needs Postgres: start the backing services with postgres: true');
   const env: NodeJS.ProcessEnv = {
@@ -102,7 +104,7 @@ async function startGateway(ctx: StartContext, label: string): Promise<{ proc: B
     PUBLISH_KEY: backing.publishKey,
     LOG_LEVEL: ctx.gatewayLogLevel ?? 'warn',
     INSTANCE_ID: `bench-${label}`,
-    HEARTBEAT_MS: '30000',
+    ...(ctx.gatewayHeartbeatMs !== undefined ? { HEARTBEAT_MS: String(ctx.gatewayHeartbeatMs) } : {}),
     DRAIN_WINDOW_MS: '0',
     // Every client comes from 127.0.0.1: per-IP limits would measure the limiter, not the gateway.
     MAX_CONNECTIONS: '1000000',
@@ -113,7 +115,7 @@ async function startGateway(ctx: StartContext, label: string): Promise<{ proc: B
   };
   const proc = await startNodeServer(label, 'gateway/src/main.ts', env, ctx.dir, ctx.gatewayNodeArgs);
   await ready(proc, () => httpOk(`http://127.0.0.1:${port}/health`), readyTimeout(ctx), path.join(ctx.dir, `${label}.log`));
-  return { proc, port };
+  return proc;
 }
 
 function gatewayTarget(base: string, backing: Backing) {
@@ -137,7 +139,8 @@ function oursSystem(ctx: StartContext, listenPort: number): Pick<RunningSystem, 
 }
 
 async function startOurs(ctx: StartContext): Promise<RunningSystem> {
-  const { proc, port } = await startGateway(ctx, 'ours');
+  const port = await freePort();
+  const proc = await startGateway(ctx, 'ours', port);
   return {
     name: 'ours',
     ...oursSystem(ctx, port),
@@ -147,32 +150,41 @@ async function startOurs(ctx: StartContext): Promise<RunningSystem> {
   };
 }
 
-async function startOursNginx(ctx: StartContext): Promise<RunningSystem> {
-  const { proc, port } = await startGateway(ctx, 'ours-nginx-gateway');
-  const nginxDir = path.join(ctx.dir, 'nginx');
-  await mkdir(nginxDir, { recursive: true });
+/**
+ * `replicas` gateway processes (replica i on port + i - 1, as the local target runs them) behind
+ * nginx with the config rendered from a topology with `gateway.replicas`, so the upstream and
+ * its balancing are the ones users get.
+ */
+async function startOursBehindNginx(ctx: StartContext, name: 'ours-nginx' | 'ours-2', replicas: number): Promise<RunningSystem> {
   const nginxPort = await freePort();
+  const port = replicas > 1 ? await freePortRange(replicas, [nginxPort]) : await freePort();
   const { topology } = validateTopology(
-    { name: 'bench', target: 'local', gateway: { port }, backend: { port: await freePort() }, nginx: { port: nginxPort } },
+    { name: 'bench', target: 'local', gateway: { port, replicas }, backend: { port: await freePort() }, nginx: { port: nginxPort } },
     'bench topology',
   );
-  const configFile = path.join(nginxDir, 'nginx.conf');
-  await writeFile(configFile, renderNginxConfig(topology, 'local'));
+  const gateways: BenchProcess[] = [];
+  const stopGateways = () => Promise.all(gateways.map((g) => g.stop()));
   let nginx;
   try {
+    for (const [i, replicaPort] of gatewayReplicaPorts(topology.gateway).entries()) gateways.push(await startGateway(ctx, replicas > 1 ? `${name}-gateway-${i + 1}` : `${name}-gateway`, replicaPort));
+    const nginxDir = path.join(ctx.dir, name);
+    await mkdir(nginxDir, { recursive: true });
+    const configFile = path.join(nginxDir, 'nginx.conf');
+    await writeFile(configFile, renderNginxConfig(topology, 'local'));
     nginx = await startNginx({ dir: nginxDir, port: nginxPort, configFile, readyTimeoutMs: readyTimeout(ctx) });
   } catch (err) {
-    await proc.stop();
+    await stopGateways();
     throw err;
   }
+  const started = nginx;
   return {
-    name: 'ours-nginx',
+    name,
     ...oursSystem(ctx, nginxPort),
-    serverPids: async () => [proc.pid, ...(await processTree(nginx.pid))],
+    serverPids: async () => [...gateways.map((g) => g.pid), ...(await processTree(started.pid))],
     versions: { nginx: nginxVersion() },
     async stop() {
-      await nginx.stop();
-      await proc.stop();
+      await started.stop();
+      await stopGateways();
     },
   };
 }
@@ -282,7 +294,9 @@ export async function startSystem(name: SystemName, ctx: StartContext): Promise<
     case 'ours':
       return startOurs(ctx);
     case 'ours-nginx':
-      return startOursNginx(ctx);
+      return startOursBehindNginx(ctx, 'ours-nginx', 1);
+    case 'ours-2':
+      return startOursBehindNginx(ctx, 'ours-2', 2);
     case 'pushpin':
       return startPushpin(ctx);
     case 'socketio':

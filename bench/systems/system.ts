@@ -3,7 +3,7 @@ import type { ClientKind, ConnectTarget, PublishTarget, ReadyOn } from '../load/
 // What the harness needs from each system under test, whatever it is underneath.
 
 /** The systems the benchmark compares, in table order. */
-export const SYSTEM_NAMES = ['ours', 'ours-nginx', 'pushpin', 'socketio', 'ws-floor'] as const;
+export const SYSTEM_NAMES = ['ours', 'ours-nginx', 'ours-2', 'pushpin', 'socketio', 'ws-floor'] as const;
 
 /** One system under test. */
 export type SystemName = (typeof SYSTEM_NAMES)[number];
@@ -12,6 +12,7 @@ export type SystemName = (typeof SYSTEM_NAMES)[number];
 export const SYSTEM_LABELS: Record<SystemName, string> = {
   ours: 'replyx ws-gateway',
   'ours-nginx': 'replyx via nginx',
+  'ours-2': 'replyx 2 replicas via nginx',
   pushpin: 'Pushpin',
   socketio: 'Socket.IO + Redis adapter',
   'ws-floor': 'bare ws (floor)',

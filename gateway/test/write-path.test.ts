@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as wsModule from 'ws';
 import { WebSocket, WebSocketServer } from 'ws';
-import { encodeTextFrame, writeEncodedFrame, type CorkState } from '../src/connection/frame-writer.js';
+import { encodeTextFrame, writeEncodedFrame, writePing, type CorkState } from '../src/connection/frame-writer.js';
 import { HEARTBEAT_TICK_MS, HeartbeatWheel, MAX_HEARTBEAT_SLICES, heartbeatSlices } from '../src/connection/heartbeat-wheel.js';
 
 // The broadcast write path (frame once, cork per tick) and the heartbeat wheel.
@@ -49,7 +49,7 @@ describe('writeEncodedFrame', () => {
   });
 
   /** A ws server on port 0 whose one client counts TCP reads and collects messages. */
-  async function pair(): Promise<{ serverSide: WebSocket; messages: string[]; reads: () => number; close: () => void }> {
+  async function pair(): Promise<{ serverSide: WebSocket; messages: string[]; pings: Buffer[]; reads: () => number; close: () => void }> {
     server = http.createServer();
     const wss = new WebSocketServer({ server, perMessageDeflate: false });
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
@@ -64,9 +64,12 @@ describe('writeEncodedFrame', () => {
     (client as unknown as { _socket: NodeJS.ReadableStream })._socket.on('data', () => (reads += 1));
     const messages: string[] = [];
     client.on('message', (data: Buffer) => messages.push(data.toString()));
+    const pings: Buffer[] = [];
+    client.on('ping', (data: Buffer) => pings.push(data));
     return {
       serverSide,
       messages,
+      pings,
       reads: () => reads,
       close: () => {
         client.terminate();
@@ -107,6 +110,33 @@ describe('writeEncodedFrame', () => {
       await until(() => p.messages.length === i + 1);
     }
     expect(p.messages).toEqual([0, 1, 2, 3, 4].map((i) => `"tick ${i}"`));
+    p.close();
+  });
+
+  it('writePing sends an empty protocol ping that the client answers, as ws.ping() does', async () => {
+    const p = await pair();
+    let pongs = 0;
+    p.serverSide.on('pong', (data: Buffer) => {
+      expect(data.length).toBe(0);
+      pongs += 1;
+    });
+    writePing(p.serverSide);
+    writePing(p.serverSide);
+    await until(() => pongs === 2);
+    expect(p.pings.map((d) => d.length)).toEqual([0, 0]);
+    // A ping between corked event frames leaves in order with them and disturbs none.
+    const state: CorkState = { writeBatch: -1 };
+    writeEncodedFrame(p.serverSide, encodeTextFrame('"a"'), state);
+    writeEncodedFrame(p.serverSide, encodeTextFrame('"b"'), state);
+    writePing(p.serverSide);
+    writeEncodedFrame(p.serverSide, encodeTextFrame('"c"'), state);
+    await until(() => p.messages.length === 3 && pongs === 3);
+    expect(p.messages).toEqual(['"a"', '"b"', '"c"']);
+    // No frame may follow a close frame: a closing socket is not pinged.
+    p.serverSide.close(1000);
+    writePing(p.serverSide);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(p.pings).toHaveLength(3);
     p.close();
   });
 

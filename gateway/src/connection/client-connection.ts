@@ -3,7 +3,7 @@ import type { Grant } from '../access/grant.js';
 import type { BrokerEvent } from '../broker/protocol.js';
 import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
 import type { ConnectionKind } from '../connection-kinds.js';
-import { writeEncodedFrame, type CorkState, type EncodedFrame } from './frame-writer.js';
+import { writeEncodedFrame, writePing, type CorkState, type EncodedFrame } from './frame-writer.js';
 
 // Per-socket state, kept small: idle connections are the gateway's main memory cost. Socket
 // events are handled by shared functions, not per-socket closures; what a connection does on its
@@ -136,7 +136,7 @@ export class ClientConnection implements CorkState {
   heartbeat(): void {
     if (this.alive) {
       this.alive = false;
-      this.ws.ping();
+      writePing(this.ws);
       return;
     }
     this.closeCode = DEAD_PEER;

@@ -95,6 +95,21 @@ export function writeEncodedFrame(ws: WebSocket, frame: EncodedFrame, state: Cor
   internals._sender.sendFrame([frame]);
 }
 
+/** A ping control frame with no payload (FIN + opcode 0x9, length 0): the same two bytes for every socket. */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
+
+/**
+ * Sends a protocol ping to a WebSocket, as `ws.ping()` does (nothing once it is no longer open:
+ * no frame may follow a close frame). `ws.ping()` builds a header and an options object per
+ * socket; the heartbeat pings a slice of every open connection each tick and holds the event
+ * loop for the whole slice, so the bytes are shared and only the write is per socket.
+ */
+export function writePing(ws: WebSocket): void {
+  const internals = ws as unknown as WsInternals;
+  if (ws.readyState !== ws.OPEN || !internals._socket) return;
+  internals._sender.sendFrame([PING_FRAME]);
+}
+
 /** Throws when the installed ws lacks the internals the frame writer needs (checked at start-up). */
 export function assertFrameWriterSupport(): void {
   if (typeof Sender?.prototype?.sendFrame !== 'function') {
