@@ -148,9 +148,6 @@ export function checkAims(run: BenchRun): AimCheck[] {
   }
   const perConn = ours?.idle?.bytesPerConnection;
   out.push({ aim: '<= 10 KB RSS per idle connection', measured: perConn === undefined ? '–' : `${kib(perConn)} KiB`, met: perConn === undefined ? undefined : perConn <= 10 * 1024 });
-  // Issue 17 (c): gateway plus nginx master and workers, per WebSocket proxied through nginx.
-  const viaNginx = get(run, 'ours-nginx')?.idle?.bytesPerConnection;
-  out.push({ aim: 'through nginx <= 15 KiB RSS per idle connection', measured: viaNginx === undefined ? '–' : `${kib(viaNginx)} KiB`, met: viaNginx === undefined ? undefined : viaNginx <= 15 * 1024 });
   const held = ours?.idle;
   const lost = ours?.many;
   out.push({
@@ -177,6 +174,12 @@ function replicasAim(run: BenchRun): AimCheck {
     measured: one && two ? `${ratio(two, one)} (${fmt(two)} vs ${fmt(one)})` : '–',
     met: one && two ? two >= 0.9 * one : undefined,
   };
+}
+
+/** One aim of issue 17: (c) gateway plus nginx master and workers, per WebSocket proxied through nginx. */
+function viaNginxMemoryAim(run: BenchRun): AimCheck {
+  const viaNginx = get(run, 'ours-nginx')?.idle?.bytesPerConnection;
+  return { aim: '(c) through nginx <= 15 KiB RSS per idle connection', measured: viaNginx === undefined ? '–' : `${kib(viaNginx)} KiB`, met: viaNginx === undefined ? undefined : viaNginx <= 15 * 1024 };
 }
 
 /** One aim of issue 17: (b) p99 no worse than Socket.IO's, medians of the runs. */
@@ -216,7 +219,7 @@ const SOCKETIO_LABEL = 'Socket.IO';
 
 /** Checks issue 17's benchmark aims against a run; each aim is one function, so rows can be added independently. */
 export function checkIssue17Aims(run: BenchRun): AimCheck[] {
-  return [replicasAim(run), p99Aim(run), ...holdAims(run)];
+  return [replicasAim(run), p99Aim(run), viaNginxMemoryAim(run), ...holdAims(run)];
 }
 
 function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult | undefined): string[][] {
