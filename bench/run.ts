@@ -1,8 +1,8 @@
 #!/usr/bin/env tsx
 // `npm run bench`: runs every scenario against every system on this machine, prints the table,
 // and rewrites BENCHMARKS.md, BENCHMARKS.svg and the raw figures in BENCHMARKS.json. `--smoke`
-// runs seconds-long sizes instead; `--scenarios connects` (any of idle, many, fanout, connects) runs
-// only those; `--render FILE` rewrites the report from saved figures.
+// runs seconds-long sizes instead; `--scenarios connects` (any of idle, many, fanout, connects, storm)
+// runs only those; `--render FILE` rewrites the report from saved figures.
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -27,6 +27,9 @@ const { values } = parseArgs({
     'connect-warmup': { type: 'string' },
     generators: { type: 'string' },
     'open-concurrency': { type: 'string' },
+    'storm-clients': { type: 'string' },
+    'storm-rate': { type: 'string' },
+    'storm-replicas': { type: 'string' },
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
@@ -41,6 +44,7 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
+       [--storm-clients N] [--storm-rate N] [--storm-replicas 1,2]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
@@ -114,7 +118,9 @@ if (unknownScenarios.length > 0 || scenarios.length === 0) {
 const dialogs = positive('dialogs', values.dialogs, base.dialogs);
 
 // Children inherit our RLIMIT_NOFILE; Node cannot raise it, so re-exec once through bash.
-const need = requiredNofile(dialogs);
+// The storm's nginx workers hold two descriptors per client: they get the hard limit.
+const hardNofile = Number(spawnSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim()) || Number.POSITIVE_INFINITY;
+const need = Math.min(hardNofile, Math.max(requiredNofile(dialogs), scenarios.includes('storm') ? requiredNofile(positive('storm-clients', values['storm-clients'], base.storm.clients)) : 0));
 if (softNofile() < need && process.env.REPLYX_BENCH_NOFILE !== String(need)) {
   const script = 'ulimit -Sn "$1" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; shift; exec "$@"';
   const r = spawnSync('bash', ['-c', script, 'bash', String(need), process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
@@ -141,6 +147,12 @@ const opts: BenchOptions = {
   connectWarmup: values['connect-warmup'] === '0' ? 0 : positive('connect-warmup', values['connect-warmup'], base.connectWarmup),
   generators: positive('generators', values.generators, base.generators),
   openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
+  storm: {
+    ...base.storm,
+    clients: positive('storm-clients', values['storm-clients'], base.storm.clients),
+    ratePerS: positive('storm-rate', values['storm-rate'], base.storm.ratePerS),
+    replicas: values['storm-replicas']?.split(',').map((r) => positive('storm-replicas', r.trim(), 1)) ?? base.storm.replicas,
+  },
   keepDir: values.keep,
   pushpinLogLevel: values['pushpin-log-level'] === undefined ? undefined : Number(values['pushpin-log-level']),
   gatewayNodeArgs: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`] : undefined,
