@@ -108,42 +108,21 @@ export function spread(values: readonly number[]): Spread {
 }
 
 /**
- * Closes further apart than this belong to different drains: within one, the gateway closes a
- * share every few ms over its window; between two (blue/green's old process, then its stand-in)
- * a new process starts first. Needed because a stand-in and its successor keep the gateway's instance id.
+ * Per drained gateway process (outages grouped by the instance the client was on; a blue/green
+ * stand-in has its own instance id): how many clients it moved and how long until all of them
+ * had resumed (pure).
  */
-export const DRAIN_GAP_MS = 1000;
-
-/** Per drain (a gateway process closing its clients): how many clients it moved and how long until all of them had resumed (pure). */
-export function instanceStorms(outages: readonly ResumedOutage[], gapMs = DRAIN_GAP_MS): InstanceStorm[] {
-  const groups = new Map<string, ResumedOutage[]>();
+export function instanceStorms(outages: readonly ResumedOutage[]): InstanceStorm[] {
+  const groups = new Map<string, { first: number; last: number; clients: number; unresumed: boolean }>();
   for (const o of outages) {
-    const list = groups.get(o.fromInstance);
-    if (list) list.push(o);
-    else groups.set(o.fromInstance, [o]);
+    const g = groups.get(o.fromInstance) ?? { first: o.closedAt, last: o.closedAt, clients: 0, unresumed: false };
+    g.first = Math.min(g.first, o.closedAt);
+    if (o.resumedAt === undefined) g.unresumed = true;
+    else g.last = Math.max(g.last, o.resumedAt);
+    g.clients += 1;
+    groups.set(o.fromInstance, g);
   }
-  const storms: { instance: string; list: ResumedOutage[] }[] = [];
-  for (const [instance, list] of groups) {
-    list.sort((a, b) => a.closedAt - b.closedAt);
-    let current: ResumedOutage[] = [];
-    for (const o of list) {
-      if (current.length > 0 && o.closedAt - current.at(-1)!.closedAt > gapMs) {
-        storms.push({ instance, list: current });
-        current = [];
-      }
-      current.push(o);
-    }
-    if (current.length > 0) storms.push({ instance, list: current });
-  }
-  storms.sort((a, b) => a.list[0]!.closedAt - b.list[0]!.closedAt);
-  return storms.map(({ instance, list }) => {
-    const first = list[0]!.closedAt;
-    let last = first;
-    let unresumed = false;
-    for (const o of list) {
-      if (o.resumedAt === undefined) unresumed = true;
-      else last = Math.max(last, o.resumedAt);
-    }
-    return { instance, clients: list.length, ...(unresumed ? {} : { spanMs: last - first }) };
-  });
+  return [...groups]
+    .sort(([, a], [, b]) => a.first - b.first)
+    .map(([instance, g]) => ({ instance, clients: g.clients, ...(g.unresumed ? {} : { spanMs: g.last - g.first }) }));
 }

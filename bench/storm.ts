@@ -238,6 +238,17 @@ async function runVariant(replicas: number, sizes: StormSizes, log: (line: strin
     const outages: ResumedOutage[] = scored.flatMap((x) => x.outages);
     const resumed = outages.filter((o) => o.resumedAt !== undefined);
     const accessLines = (await readFile(accessLog).catch(() => Buffer.alloc(0))).subarray(accessFrom).toString('utf8').split('\n');
+    const refused = accessLines.filter(isRefusedHandshake);
+    for (const line of refused.slice(0, 3)) log(`storm: nginx refused: ${line.slice(0, 400)}`);
+    const bySecond = new Map<string, number>();
+    for (const line of refused) {
+      const e = JSON.parse(line) as { time: string; upstream: string; upstream_status: string; duration: number };
+      const k = `${e.time.slice(11, 19)} ${e.upstream} ${e.upstream_status} ${e.duration > 0.5 ? 'slow' : 'fast'}`;
+      bySecond.set(k, (bySecond.get(k) ?? 0) + 1);
+    }
+    log(`storm: DEBUG gateway ports ${h.plan.services.filter((x) => x.name.startsWith('gateway')).map((x) => x.port).join(',')}; 502s ${JSON.stringify([...bySecond])}`);
+    const errorLines = (await readFile(nginxLogFiles(h.plan.nginxPrefixDir).error, 'utf8').catch(() => '')).split('\n').filter((l) => l.trim() !== '');
+    for (const line of errorLines.slice(-5)) log(`storm: nginx error log: ${line.slice(0, 400)}`);
     const lastResumed = resumed.length > 0 ? Math.max(...resumed.map((o) => o.resumedAt!)) : undefined;
     const variant: StormVariant = {
       replicas,
@@ -257,7 +268,7 @@ async function runVariant(replicas: number, sizes: StormSizes, log: (line: strin
       lost: scored.reduce((n, x) => n + x.lost, 0),
       duplicates: scored.reduce((n, x) => n + x.duplicates, 0),
       wireRepeats: scored.reduce((n, x) => n + x.wireRepeats, 0),
-      refusedHandshakes: accessLines.filter(isRefusedHandshake).length,
+      refusedHandshakes: refused.length,
       closeCodes: outages.reduce<Record<string, number>>((acc, o) => ({ ...acc, [o.code]: (acc[o.code] ?? 0) + 1 }), {}),
       notOpen: scored.reduce((n, x) => n + x.notOpen, 0),
       resyncs: scored.reduce((n, x) => n + x.resyncs, 0),
