@@ -33,6 +33,9 @@ export interface ResumedOutage {
   readonly resumedAt?: number;
   /** Events of its dialog published while it was away. */
   readonly missed: number;
+  /** The client's own wait before its first attempt, and its attempts until open. */
+  readonly delayMs: number;
+  readonly attempts: number;
 }
 
 /** One client's score. */
@@ -68,7 +71,7 @@ export function scoreStormClient(client: StormClientView, dialogs: ReadonlyMap<n
     else duplicates += times - 1;
   }
   const outages = client.outages.map((o): ResumedOutage => {
-    const base = { closedAt: o.closedAt, code: o.code, fromInstance: o.fromInstance ?? '' };
+    const base = { closedAt: o.closedAt, code: o.code, fromInstance: o.fromInstance ?? '', delayMs: o.delayMs, attempts: o.attempts };
     // Away from the close until connected again: what was published meanwhile must arrive by replay.
     const until = o.openedAt ?? Number.POSITIVE_INFINITY;
     const missed = mine.filter((e) => e.at >= o.closedAt && e.at < until);

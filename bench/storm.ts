@@ -97,6 +97,10 @@ export interface StormVariant {
   readonly resumeMs: Spread;
   /** Per outage: close → `connected` again. */
   readonly reconnectMs: Spread;
+  /** Per outage that reconnected at its first attempt: that attempt's start → `connected` (the handshake through nginx, queueing included). */
+  readonly handshakeMs: Spread;
+  /** Attempts beyond the first (a handshake that failed or timed out, then backoff). */
+  readonly retries: number;
   readonly outages: number;
   readonly unresumed: number;
   readonly lost: number;
@@ -263,6 +267,8 @@ async function runVariant(replicas: number, sizes: StormSizes, log: (line: strin
       storms: instanceStorms(outages),
       resumeMs: spread(resumed.map((o) => o.resumedAt! - o.closedAt)),
       reconnectMs: spread(outages.filter((o) => o.openedAt !== undefined).map((o) => o.openedAt! - o.closedAt)),
+      handshakeMs: spread(outages.filter((o) => o.openedAt !== undefined && o.attempts === 1).map((o) => o.openedAt! - o.closedAt - o.delayMs)),
+      retries: outages.reduce((n, o) => n + o.attempts - 1, 0),
       outages: outages.length,
       unresumed: outages.length - resumed.length,
       lost: scored.reduce((n, x) => n + x.lost, 0),
@@ -276,6 +282,7 @@ async function runVariant(replicas: number, sizes: StormSizes, log: (line: strin
     };
     log(
       `storm: ${replicas} replica(s): ${variant.outages} outages, resume p50 ${variant.resumeMs.p50} ms p99 ${variant.resumeMs.p99} ms max ${variant.resumeMs.max} ms; ` +
+        `reconnect p50 ${variant.reconnectMs.p50} p99 ${variant.reconnectMs.p99} ms; handshake p50 ${variant.handshakeMs.p50} p99 ${variant.handshakeMs.p99} ms; retries ${variant.retries}; codes ${JSON.stringify(variant.closeCodes)}; resyncs ${variant.resyncs}; ` +
         `storms ${variant.storms.map((x) => `${x.clients}@${x.spanMs ?? '?'}ms`).join(', ')}; lost ${variant.lost}, duplicates ${variant.duplicates}+${variant.wireRepeats} on the wire, 502s ${variant.refusedHandshakes}`,
     );
     return variant;
@@ -283,7 +290,7 @@ async function runVariant(replicas: number, sizes: StormSizes, log: (line: strin
     const message = (err as Error).message.split('\n')[0]!;
     log(`storm: ${replicas} replica(s) failed: ${message}`);
     const empty = spread([]);
-    return { replicas, restart, drainWindowMs: 0, clients: s.clients, opened: 0, published: 0, publishFailed: 0, restartMs: 0, storms: [], resumeMs: empty, reconnectMs: empty, outages: 0, unresumed: 0, lost: 0, duplicates: 0, wireRepeats: 0, refusedHandshakes: 0, closeCodes: {}, notOpen: 0, resyncs: 0, loadAvg, error: message };
+    return { replicas, restart, drainWindowMs: 0, clients: s.clients, opened: 0, published: 0, publishFailed: 0, restartMs: 0, storms: [], resumeMs: empty, reconnectMs: empty, handshakeMs: empty, retries: 0, outages: 0, unresumed: 0, lost: 0, duplicates: 0, wireRepeats: 0, refusedHandshakes: 0, closeCodes: {}, notOpen: 0, resyncs: 0, loadAvg, error: message };
   } finally {
     await publishing?.stop().catch(() => undefined);
     await Promise.all(procs.map((p) => p.call({ op: 'close' }, 30_000).catch(() => undefined)));

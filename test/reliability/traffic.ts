@@ -137,6 +137,10 @@ export interface Outage {
   readonly code: number;
   /** `instance` of the gateway it was connected to when it closed. */
   readonly fromInstance?: string;
+  /** The wait the client chose before its first attempt (the contract's jitter or backoff). */
+  readonly delayMs: number;
+  /** Attempts until it was open again (1: the first one succeeded). */
+  attempts: number;
   openedAt?: number;
   toInstance?: string;
 }
@@ -272,7 +276,8 @@ export function recordingClient(opts: RecordingClientOptions): RecordingClient {
       rec.closes.push(s.code);
       // A failed attempt while away is part of the same outage.
       const away = rec.outages.at(-1);
-      if (!away || away.openedAt !== undefined) rec.outages.push({ closedAt: now, code: s.code, ...(instance !== undefined ? { fromInstance: instance } : {}) });
+      if (!away || away.openedAt !== undefined) rec.outages.push({ closedAt: now, code: s.code, delayMs: s.state === 'reconnecting' ? s.delayMs : 0, attempts: 1, ...(instance !== undefined ? { fromInstance: instance } : {}) });
+      else away.attempts += 1;
       instance = undefined;
     }
   });
