@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { BenchRun, DeliveryResult, SystemResult } from './harness.js';
 import type { SystemName } from './systems/system.js';
+import { stormAims, stormBounds, stormSection } from './storm-report.js';
 
 // Pure renderers for a benchmark run: the console table, BENCHMARKS.md and the SVG chart.
 // They take the run and the machine description as data so tests can check them offline.
@@ -153,6 +154,7 @@ export function checkAims(run: BenchRun): AimCheck[] {
     measured: held && lost ? `${fmt(held.connections)} held, ${fmt(held.failed)} failed, ${fmt(lost.lost)} lost, ${fmt(lost.dropped)} dropped` : '–',
     met: held && lost ? held.connections === run.options.dialogs * 2 && lost.lost === 0 && lost.dropped === 0 : undefined,
   });
+  out.push(...stormAims(run.storm));
   return out;
 }
 
@@ -284,7 +286,7 @@ ${markdownTable(['system', 'open', 'failed', 'RSS before', 'RSS after', 'KiB per
 ## (d) Connects per second
 
 ${markdownTable(['system', 'attempted', 'ok', 'failed', 'connects/s', 'auth per connect'], connectsRows)}
-${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
+${run.storm ? `\n${stormSection(run.storm, markdownTable)}` : ''}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 ## How it is measured, and what bounds each figure
 
 - **Clock.** The publisher stamps each event with \`process.hrtime\` (CLOCK_MONOTONIC, shared by every
@@ -334,7 +336,7 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 - Pushpin (Debian 1.36: condure in front, zurl to the origin) answered 502 to roughly one handshake in
   ten when 100 were in flight per generator during development runs; the scenario connections are
   therefore opened with a smaller number in flight, for every system alike.
-
+${stormBounds(run.storm)}
 ## Reproduce
 
 \`\`\`sh
@@ -343,6 +345,7 @@ npm run bench -- --render ${chartFile.replace(/\.svg$/, '.json')}   # rewrite th
 npm run bench -- --smoke         # seconds-long sizes
 npm run bench -- --systems ours,ws-floor --profile   # CPU profile of the gateway in .stack/bench-profiles
 npm run bench -- --systems ours --scenarios connects --profile --no-write   # only (d), e.g. to profile a connect burst
+npm run bench -- --scenarios storm --no-write   # only (e), the reconnect storm on a local stack (1 and 2 replicas)
 \`\`\`
 
 The k6 scenario for users with k6 (widget connections on many dialogs, messages through the backend
