@@ -166,7 +166,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       await broker.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.port, config.host, () => {
+        server.listen({ port: config.port, host: config.host, backlog: config.listenBacklog }, () => {
           server.off('error', reject);
           resolve();
         });
