@@ -244,13 +244,6 @@ async function runVariant(replicas: number, sizes: StormSizes, log: (line: strin
     const accessLines = (await readFile(accessLog).catch(() => Buffer.alloc(0))).subarray(accessFrom).toString('utf8').split('\n');
     const refused = accessLines.filter(isRefusedHandshake);
     for (const line of refused.slice(0, 3)) log(`storm: nginx refused: ${line.slice(0, 400)}`);
-    const bySecond = new Map<string, number>();
-    for (const line of refused) {
-      const e = JSON.parse(line) as { time: string; upstream: string; upstream_status: string; duration: number };
-      const k = `${e.time.slice(11, 19)} ${e.upstream} ${e.upstream_status} ${e.duration > 0.5 ? 'slow' : 'fast'}`;
-      bySecond.set(k, (bySecond.get(k) ?? 0) + 1);
-    }
-    log(`storm: DEBUG gateway ports ${h.plan.services.filter((x) => x.name.startsWith('gateway')).map((x) => x.port).join(',')}; 502s ${JSON.stringify([...bySecond])}`);
     const errorLines = (await readFile(nginxLogFiles(h.plan.nginxPrefixDir).error, 'utf8').catch(() => '')).split('\n').filter((l) => l.trim() !== '');
     for (const line of errorLines.slice(-5)) log(`storm: nginx error log: ${line.slice(0, 400)}`);
     const lastResumed = resumed.length > 0 ? Math.max(...resumed.map((o) => o.resumedAt!)) : undefined;
