@@ -30,6 +30,7 @@ const { values } = parseArgs({
     'storm-clients': { type: 'string' },
     'storm-rate': { type: 'string' },
     'storm-replicas': { type: 'string' },
+    'storm-drain-window-ms': { type: 'string' },
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
@@ -44,7 +45,7 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
-       [--storm-clients N] [--storm-rate N] [--storm-replicas 1,2]
+       [--storm-clients N] [--storm-rate N] [--storm-replicas 1,2] [--storm-drain-window-ms N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
@@ -152,6 +153,7 @@ const opts: BenchOptions = {
     clients: positive('storm-clients', values['storm-clients'], base.storm.clients),
     ratePerS: positive('storm-rate', values['storm-rate'], base.storm.ratePerS),
     replicas: values['storm-replicas']?.split(',').map((r) => positive('storm-replicas', r.trim(), 1)) ?? base.storm.replicas,
+    ...(values['storm-drain-window-ms'] !== undefined ? { drainWindowMs: positive('storm-drain-window-ms', values['storm-drain-window-ms'], 1) } : {}),
   },
   keepDir: values.keep,
   pushpinLogLevel: values['pushpin-log-level'] === undefined ? undefined : Number(values['pushpin-log-level']),

@@ -75,7 +75,10 @@ export const STORM_SMOKE: StormSizes = {
   openTimeoutMs: 60_000,
 };
 
-/** The aim of issue 17 (e): every drained gateway's clients all resumed within this long. */
+/**
+ * The aim of issue 17 (e): every client resumed within this long of being closed (its time to
+ * resume, the figure whose p50/p99 the issue asks for: "all resumed" = the max).
+ */
 export const STORM_AIM_MS = 10_000;
 
 /** What one restart under the storm measured. */
@@ -310,7 +313,7 @@ export function stormMet(v: StormVariant): boolean {
     v.duplicates === 0 &&
     v.wireRepeats === 0 &&
     v.refusedHandshakes === 0 &&
-    v.storms.length > 0 &&
-    v.storms.every((x) => x.spanMs !== undefined && x.spanMs <= STORM_AIM_MS)
+    v.outages >= v.clients &&
+    v.resumeMs.max <= STORM_AIM_MS
   );
 }
