@@ -62,18 +62,28 @@ ${table(['replicas (restart)', 'clients open', 'each drain: clients moved, first
 /** The paragraph on how (e) is measured and what bounds it. */
 export function stormBounds(storm: StormResult | undefined): string {
   if (!storm) return '';
-  return `- **(e) reconnect storm.** Per client outage: closed (4200) → reconnected with \`since=\` and every event
-  of its dialog published while it was away received (lost = any event of its dialog published during
-  the run that never arrived; duplicates = the app saw an event twice, plus frames the server sent twice
-  that the client dropped). 502s are nginx's JSON access-log lines for \`/ws/\` with a 5xx. What bounds it:
-  each drain closes its clients evenly over \`gateway.drainWindowMs\` (default 5 s) and each client
-  waits 0–2 s of jitter (the contract), so one drain takes at least the window plus 2 s plus a
-  handshake; the rest is the connect rate through nginx ((d) figures), because a drain hands every
-  client to the receiving process within that window, and on these 2 cores the draining process,
-  the receiving one, nginx and the client processes all share the CPU. Blue/green (1 replica) moves
-  every client twice (to the stand-in, then to the new process) and the receiving process is freshly
-  started; a rolling restart of 2 replicas moves half, then all of them (the replaced replica rejoins
-  empty and the second drain hands it everyone). A handshake that reaches a draining gateway (sent just
-  before nginx switched) is answered 101 + 4200, so it is retried after jitter, not a 502 and backoff.
+  return `- **(e) reconnect storm.** *Time to resume* is per client outage: closed (4200) → reconnected with
+  \`since=\` and every event of its dialog published while it was away received; the aim is its max
+  (every client back within ${STORM_AIM_MS / 1000} s of its own close). A drain's span (first close of a process → last of its
+  clients resumed) is shown beside it: it includes the window over which the drain spreads its
+  closes on purpose, while the clients not yet closed are still served. Lost = an event of its dialog
+  published during the run that a client never received; duplicates = the app saw an event twice,
+  plus frames the server sent twice that the client dropped; 502s = nginx's JSON access-log lines for
+  \`/ws/\` with a 5xx; retries = attempts beyond the first (a handshake not answered within the
+  client's 10 s connect timeout, then backoff). What bounds it: a client waits 0–2 s of jitter (the
+  contract), then its handshake queues behind the others the drain released: a drain hands N clients
+  to the receiving process within \`gateway.drainWindowMs\` (default 5 s) plus 2 s, i.e. N ÷ 7 s
+  handshakes a second, and when that is above the connect rate the receiving side sustains ((d): ~1,570/s
+  through nginx on a quiet box, far less with the box shared), the handshake time grows with the
+  queue. 10,000 ÷ 7 s ≈ 1,430/s is at the quiet box's rate; on these 2 cores the draining process, the
+  receiving one, nginx, Redis and the client processes share the CPU. Blue/green (1 replica) moves
+  every client twice (to the stand-in, then to the new process) and the first move lands on a process
+  that has just started (cold JIT and access cache): its queue is where handshakes pass the 10 s
+  connect timeout. A rolling restart of 2 replicas moves half to a warm replica, then all of them to
+  the replaced one (it rejoins empty). A longer drain window lowers the arrival rate (time to resume
+  drops towards jitter + one handshake) at the price of a longer restart. Listen backlogs are 4096 on
+  nginx and the gateway (Node's and nginx's default is 511; a full accept queue drops SYNs, and each
+  costs its client a 1 s, 3 s, 7 s retransmit); a handshake that reaches a draining gateway (sent just before nginx switched) is
+  answered 101 + 4200, so it is retried after jitter, not a 502 and backoff.
 `;
 }

@@ -66,9 +66,9 @@ export const DEFAULTS = {
   MAX_PENDING_EVENTS: 10_000,
   MAX_PARSED_FRAME_BYTES: 256,
   SHUTDOWN_GRACE_MS: 2_000,
-  // Accept queue of the listening socket (the kernel caps it at net.core.somaxconn). Node's 511
-  // overflowed when a drained gateway's clients arrived within seconds: the kernel then drops
-  // SYNs, and each dropped one costs its client a 1 s, 3 s, 7 s... retransmit.
+  // Accept queue of the listening socket (the kernel caps it at net.core.somaxconn). A drained
+  // gateway's clients arrive within seconds; when the queue (Node's default: 511) is full the
+  // kernel drops SYNs, and each dropped one costs its client a 1 s, 3 s, 7 s... retransmit.
   LISTEN_BACKLOG: 4096,
   REDIS_COMMAND_TIMEOUT_MS: 2_000,
   REDIS_START_TIMEOUT_MS: 5_000,

@@ -176,9 +176,9 @@ export interface RateLimitSettings {
 }
 
 /**
- * Accept queue of nginx's listener (the kernel caps it at net.core.somaxconn). With 511, the
- * clients of a drained gateway (thousands within seconds) overflowed it; each dropped SYN costs
- * its client a 1 s, 3 s, 7 s... retransmit (BENCHMARKS.md, (e)).
+ * Accept queue of nginx's listener (the kernel caps it at net.core.somaxconn; nginx's default is
+ * 511): the clients of a drained gateway come back by the thousand within seconds, and each SYN
+ * a full queue drops costs its client a 1 s, 3 s, 7 s... retransmit (BENCHMARKS.md, (e)).
  */
 export const NGINX_LISTEN_BACKLOG = 4096;
 
