@@ -12,6 +12,8 @@ import { HOLD_SYSTEMS, SMOKE_RUN, medianByP99, runBench, type BenchRun, type Hol
 import { HOLD_FD_HEADROOM, holdSourceAddress, parseOpenFileLimits, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
 import { checkAims, checkIssue17Aims, p99Runs, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
 import { renderPushpinConfig, renderPushpinRoutes } from './systems/pushpin-config.js';
+import { instanceStorms, scoreStormClient, byDialog, spread } from './storm-score.js';
+import { stormAims } from './storm-report.js';
 
 // The harness end to end at seconds-long sizes (keeps `npm run bench` from rotting), plus the
 // pure parts: event stamps, Pushpin config, report rendering. Speed targets live in
@@ -274,6 +276,8 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
       manyDurationS: 1,
       connectCount: 10,
       systems: ['ours', 'ours-2', 'ws-floor', 'socketio'],
+      // (e) starts whole stacks: its own case below.
+      scenarios: ['idle', 'many', 'fanout', 'connects', 'hold'],
       redisUrl: `redis://127.0.0.1:${redis.port}`,
       databaseUrl: await createTestDatabase('bench'),
       log: () => undefined,
@@ -344,4 +348,76 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     expect(r?.connects).toMatchObject({ attempted: 10, ok: 10, failed: 0 });
     expect(r?.connects?.serverCpuMsPerConnect).toBeGreaterThanOrEqual(0);
   }, 120_000);
+});
+
+describe('storm scoring', () => {
+  const published = [
+    { text: 'p:0', dialogId: 1, at: 1000 },
+    { text: 'p:1', dialogId: 2, at: 1500 },
+    { text: 'p:2', dialogId: 1, at: 2000 },
+    { text: 'p:3', dialogId: 1, at: 3500 },
+  ];
+
+  it('resumes when reconnected and every event published while away has arrived', () => {
+    const client = {
+      dialogId: 1,
+      events: new Map([['p:0', 1], ['p:2', 1], ['p:3', 1]]),
+      firstSeenAt: new Map([['p:0', 1001], ['p:2', 3100], ['p:3', 3501]]),
+      outages: [{ closedAt: 1800, code: 4200, fromInstance: 'a', delayMs: 700, attempts: 1, openedAt: 3000, toInstance: 'b' }],
+      wireRepeats: 0,
+    };
+    const s = scoreStormClient(client, byDialog(published));
+    expect(s).toMatchObject({ lost: 0, duplicates: 0 });
+    // p:2 was published while away (2000) and arrived by replay at 3100, after the reconnect at 3000.
+    expect(s.outages).toEqual([{ closedAt: 1800, code: 4200, fromInstance: 'a', delayMs: 700, attempts: 1, openedAt: 3000, resumedAt: 3100, missed: 1 }]);
+  });
+
+  it('counts what never arrived, duplicates, and an outage that never ended', () => {
+    const client = {
+      dialogId: 1,
+      events: new Map([['p:0', 2]]),
+      firstSeenAt: new Map([['p:0', 1001]]),
+      outages: [{ closedAt: 1800, code: 4200, fromInstance: 'a', delayMs: 0, attempts: 3 }],
+      wireRepeats: 1,
+    };
+    const s = scoreStormClient(client, byDialog(published));
+    expect(s).toMatchObject({ lost: 2, duplicates: 1, wireRepeats: 1 });
+    expect(s.outages[0]).toMatchObject({ missed: 2 });
+    expect(s.outages[0]?.resumedAt).toBeUndefined();
+  });
+
+  it('times each drained instance from its first close to its last resume, and marks one with a client not back', () => {
+    const o = (fromInstance: string, closedAt: number, resumedAt?: number) => ({ fromInstance, closedAt, code: 4200, delayMs: 0, attempts: 1, missed: 0, ...(resumedAt ? { openedAt: resumedAt, resumedAt } : {}) });
+    expect(instanceStorms([o('old', 100, 900), o('old', 200, 2100), o('stand-in', 3000, 3500), o('stand-in', 3100)])).toEqual([
+      { instance: 'old', clients: 2, spanMs: 2000 },
+      { instance: 'stand-in', clients: 2 },
+    ]);
+  });
+
+  it('takes nearest-rank percentiles', () => {
+    expect(spread([5, 1, 3, 2, 4])).toEqual({ p50: 3, p99: 5, max: 5, samples: 5 });
+    expect(spread([])).toEqual({ p50: 0, p99: 0, max: 0, samples: 0 });
+  });
+});
+
+describe('bench smoke: (e) reconnect storm on local stacks (1 replica blue/green, 2 rolling)', () => {
+  it('restarts the gateway under a steady publish: every client resumed, nothing lost or twice, no 502', async () => {
+    const run = await runBench({ ...SMOKE_RUN, systems: ['ours'], scenarios: ['storm'], log: () => undefined });
+    expect(run.results).toEqual([]);
+    const variants = run.storm?.variants ?? [];
+    expect(variants.map((v) => [v.replicas, v.restart])).toEqual([
+      [1, 'blue/green'],
+      [2, 'rolling'],
+    ]);
+    for (const v of variants) {
+      expect(v.error).toBeUndefined();
+      expect(v.opened).toBe(SMOKE_RUN.storm.clients);
+      expect(v.published).toBeGreaterThan(0);
+      expect(v.closeCodes['4200'] ?? 0).toBeGreaterThanOrEqual(SMOKE_RUN.storm.clients);
+      expect({ lost: v.lost, duplicates: v.duplicates, wireRepeats: v.wireRepeats, refused: v.refusedHandshakes, notOpen: v.notOpen, unresumed: v.unresumed }).toEqual({ lost: 0, duplicates: 0, wireRepeats: 0, refused: 0, notOpen: 0, unresumed: 0 });
+      expect(v.resumeMs.samples).toBe(v.outages);
+      expect(v.storms.every((x) => x.spanMs !== undefined)).toBe(true);
+    }
+    expect(stormAims(run.storm).map((a) => a.met === undefined)).toEqual([false, false]);
+  }, 300_000);
 });

@@ -10,6 +10,7 @@ import type { ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, Ge
 import { startBacking, type Backing } from './systems/backing.js';
 import { ensurePushpin, pushpinAvailable, startSystem } from './systems/start.js';
 import { SYSTEM_LABELS, type Role, type RunningSystem, type SystemName } from './systems/system.js';
+import { runStorm, STORM_FULL, STORM_SMOKE, type StormResult, type StormSizes } from './storm.js';
 
 // The benchmark run: for each system in turn, start it in its own process, drive the four
 // scenarios from separate load processes, read the server's RSS and CPU from /proc, stop it.
@@ -17,9 +18,10 @@ import { SYSTEM_LABELS, type Role, type RunningSystem, type SystemName } from '.
 
 /**
  * The scenarios of a run, in the order each system meets them: (c) idle, (b) many, (a) fanout,
- * (d) connects, (f) hold (our single gateway process only: HOLD_SYSTEMS).
+ * (d) connects, (f) hold (our single gateway process only: HOLD_SYSTEMS); then (e) storm, ours
+ * only, on a whole local stack (bench/storm.ts).
  */
-export const SCENARIO_NAMES = ['idle', 'many', 'fanout', 'connects', 'hold'] as const;
+export const SCENARIO_NAMES = ['idle', 'many', 'fanout', 'connects', 'hold', 'storm'] as const;
 
 /** The systems (f) runs on: it measures one gateway process, so only the gateway reached directly. */
 export const HOLD_SYSTEMS: readonly SystemName[] = ['ours'];
@@ -98,6 +100,8 @@ export interface BenchOptions {
   readonly quiesceTimeoutMs: number;
   /** Upper bound for any single IPC call to a load process. */
   readonly callTimeoutMs: number;
+  /** (e) the reconnect storm's sizes. */
+  readonly storm: StormSizes;
   /** Install Pushpin with apt-get when missing (full run, root); otherwise skip it when missing. */
   readonly installPushpin: boolean;
   /** Adopt an existing Redis / empty database instead of starting them (tests). */
@@ -145,6 +149,7 @@ export const FULL_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   settleMs: 3000,
   quiesceTimeoutMs: 30_000,
   callTimeoutMs: 180_000,
+  storm: STORM_FULL,
   installPushpin: true,
   keepDir: false,
 };
@@ -175,6 +180,7 @@ export const SMOKE_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   warmupS: 0.5,
   quiesceTimeoutMs: 5000,
   callTimeoutMs: 60_000,
+  storm: STORM_SMOKE,
   installPushpin: false,
 };
 
@@ -292,6 +298,8 @@ export interface BenchRun {
   readonly loadAvgBefore: readonly number[];
   readonly loadAvgAfter: readonly number[];
   readonly results: readonly SystemResult[];
+  /** (e) the reconnect storm, when selected. */
+  readonly storm?: StormResult;
 }
 
 type Generator = LoadProcess<GeneratorCommand, GeneratorReply>;
@@ -686,6 +694,16 @@ const fmtCount = (n: number) => n.toLocaleString('en-US');
 export async function runBench(opts: BenchOptions): Promise<BenchRun> {
   const startedAt = new Date().toISOString();
   const loadAvgBefore = os.loadavg();
+  const storm = opts.scenarios?.includes('storm') ?? true;
+  // The storm starts its own stack: a run of it alone starts no system and no backing services.
+  const { results, backingVersions } = opts.scenarios?.every((s) => s === 'storm') ? { results: [], backingVersions: {} } : await runSystems(opts);
+  const stormResult = storm ? await runStorm(opts.storm, opts.log) : undefined;
+  const { log: _log, ...options } = opts;
+  return { startedAt, finishedAt: new Date().toISOString(), options, backingVersions, loadAvgBefore, loadAvgAfter: os.loadavg(), results, ...(stormResult ? { storm: stormResult } : {}) };
+}
+
+/** Every system through the scenarios (a)-(d) selected. */
+async function runSystems(opts: BenchOptions): Promise<Pick<BenchRun, 'results' | 'backingVersions'>> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-bench-'));
   // Postgres runs as the postgres user when we are root and must be able to enter the dir.
   await chmod(dir, 0o755);
@@ -728,6 +746,5 @@ export async function runBench(opts: BenchOptions): Promise<BenchRun> {
     if (!opts.keepDir) await rm(dir, { recursive: true, force: true });
     else opts.log(`kept ${dir}`);
   }
-  const { log: _log, ...options } = opts;
-  return { startedAt, finishedAt: new Date().toISOString(), options, backingVersions: backing?.versions ?? {}, loadAvgBefore, loadAvgAfter: os.loadavg(), results };
+  return { backingVersions: backing?.versions ?? {}, results };
 }

@@ -3,6 +3,7 @@ import { DEFAULTS as GATEWAY_DEFAULTS } from '../gateway/src/config.js';
 import { HOLD_FD_HEADROOM } from './hold.js';
 import type { BenchRun, DeliveryResult, SystemResult } from './harness.js';
 import type { SystemName } from './systems/system.js';
+import { stormAims, stormBounds, stormSection } from './storm-report.js';
 
 // Pure renderers for a benchmark run: the console table, BENCHMARKS.md and the SVG chart.
 // They take the run and the machine description as data so tests can check them offline.
@@ -219,7 +220,7 @@ const SOCKETIO_LABEL = 'Socket.IO';
 
 /** Checks issue 17's benchmark aims against a run; each aim is one function, so rows can be added independently. */
 export function checkIssue17Aims(run: BenchRun): AimCheck[] {
-  return [replicasAim(run), p99Aim(run), viaNginxMemoryAim(run), ...holdAims(run)];
+  return [replicasAim(run), p99Aim(run), viaNginxMemoryAim(run), ...stormAims(run.storm), ...holdAims(run)];
 }
 
 function deliveryRows(run: BenchRun, pick: (r: SystemResult) => DeliveryResult | undefined): string[][] {
@@ -394,7 +395,7 @@ ${markdownTable(['system', 'open', 'failed', 'RSS before', 'RSS after', 'KiB per
 ## (d) Connects per second
 
 ${markdownTable(['system', 'attempted', 'ok', 'failed', 'connects/s', 'auth per connect'], connectsRows)}
-${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
+${holdSection(run)}${run.storm ? `\n${stormSection(run.storm, markdownTable)}` : ''}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 ## How it is measured, and what bounds each figure
 
 - **Clock.** The publisher stamps each event with \`process.hrtime\` (CLOCK_MONOTONIC, shared by every
@@ -484,7 +485,7 @@ ${holdSection(run)}${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}
 - Pushpin (Debian 1.36: condure in front, zurl to the origin) answered 502 to roughly one handshake in
   ten when 100 were in flight per generator during development runs; the scenario connections are
   therefore opened with a smaller number in flight, for every system alike.
-
+${stormBounds(run.storm)}
 ## Reproduce
 
 \`\`\`sh
@@ -496,6 +497,7 @@ npm run bench -- --systems ours --scenarios connects --profile --no-write   # on
 npm run bench -- --systems ours --scenarios hold --no-write   # only (f): idle connections on one gateway process through 60 s of heartbeats
 npm run bench -- --systems ours-nginx,ours-2 --scenarios fanout --no-write   # only (a), one gateway replica against two behind nginx
 npm run bench -- --systems ours,socketio --scenarios many --no-write   # only (b), ${fmt(o.manyRuns ?? 1)} runs each
+npm run bench -- --scenarios storm --no-write   # only (e), the reconnect storm on a local stack (1 and 2 replicas)
 \`\`\`
 
 The k6 scenario for users with k6 (widget connections on many dialogs, messages through the backend

@@ -1,7 +1,7 @@
 #!/usr/bin/env tsx
 // `npm run bench`: runs every scenario against every system on this machine, prints the table,
 // and rewrites BENCHMARKS.md, BENCHMARKS.svg and the raw figures in BENCHMARKS.json. `--smoke`
-// runs seconds-long sizes instead; `--scenarios connects` (any of idle, many, fanout, connects, hold)
+// runs seconds-long sizes instead; `--scenarios connects` (any of idle, many, fanout, connects, hold, storm)
 // runs only those; `--render FILE` rewrites the report from saved figures.
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -34,6 +34,10 @@ const { values } = parseArgs({
     'connect-warmup': { type: 'string' },
     generators: { type: 'string' },
     'open-concurrency': { type: 'string' },
+    'storm-clients': { type: 'string' },
+    'storm-rate': { type: 'string' },
+    'storm-replicas': { type: 'string' },
+    'storm-drain-window-ms': { type: 'string' },
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
@@ -49,6 +53,7 @@ if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--many-runs N] [--hold-connections N] [--hold-seconds S] [--hold-generators N]
        [--hold-sources N] [--heartbeat-ms MS] [--gateway-node-args="--max-semi-space-size=16 ..."] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
+       [--storm-clients N] [--storm-rate N] [--storm-replicas 1,2] [--storm-drain-window-ms N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
   process.exit(0);
@@ -126,7 +131,10 @@ const dialogs = positive('dialogs', values.dialogs, base.dialogs);
 
 // Children inherit our RLIMIT_NOFILE; Node cannot raise it, so re-exec once through bash.
 const holdConnections = scenarios.includes('hold') ? positive('hold-connections', values['hold-connections'], base.holdConnections) : undefined;
-const need = requiredNofile(dialogs, holdConnections);
+const stormClients = scenarios.includes('storm') ? positive('storm-clients', values['storm-clients'], base.storm.clients) : 0;
+// The storm's nginx workers hold two descriptors per client: they get the hard limit.
+const hardNofile = Number(spawnSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim()) || Number.POSITIVE_INFINITY;
+const need = Math.min(hardNofile, requiredNofile(Math.max(dialogs, stormClients), holdConnections));
 if (softNofile() < need && process.env.REPLYX_BENCH_NOFILE !== String(need)) {
   const script = 'ulimit -Sn "$1" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; shift; exec "$@"';
   const r = spawnSync('bash', ['-c', script, 'bash', String(need), process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
@@ -159,6 +167,13 @@ const opts: BenchOptions = {
   connectWarmup: values['connect-warmup'] === '0' ? 0 : positive('connect-warmup', values['connect-warmup'], base.connectWarmup),
   generators: positive('generators', values.generators, base.generators),
   openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
+  storm: {
+    ...base.storm,
+    clients: positive('storm-clients', values['storm-clients'], base.storm.clients),
+    ratePerS: positive('storm-rate', values['storm-rate'], base.storm.ratePerS),
+    replicas: values['storm-replicas']?.split(',').map((r) => positive('storm-replicas', r.trim(), 1)) ?? base.storm.replicas,
+    ...(values['storm-drain-window-ms'] !== undefined ? { drainWindowMs: positive('storm-drain-window-ms', values['storm-drain-window-ms'], 1) } : {}),
+  },
   keepDir: values.keep,
   pushpinLogLevel: values['pushpin-log-level'] === undefined ? undefined : Number(values['pushpin-log-level']),
   gatewayNodeArgs: [

@@ -66,6 +66,10 @@ export const DEFAULTS = {
   MAX_PENDING_EVENTS: 10_000,
   MAX_PARSED_FRAME_BYTES: 256,
   SHUTDOWN_GRACE_MS: 2_000,
+  // Accept queue of the listening socket (the kernel caps it at net.core.somaxconn). A drained
+  // gateway's clients arrive within seconds; when the queue (Node's default: 511) is full the
+  // kernel drops SYNs, and each dropped one costs its client a 1 s, 3 s, 7 s... retransmit.
+  LISTEN_BACKLOG: 4096,
   REDIS_COMMAND_TIMEOUT_MS: 2_000,
   REDIS_START_TIMEOUT_MS: 5_000,
   DATABASE_POOL_SIZE: 4,
@@ -111,6 +115,7 @@ const envSchema = z
     // A ping is 15 bytes; below that no client frame would ever be understood.
     MAX_PARSED_FRAME_BYTES: int(15, 65_536, DEFAULTS.MAX_PARSED_FRAME_BYTES),
     SHUTDOWN_GRACE_MS: int(0, 60_000, DEFAULTS.SHUTDOWN_GRACE_MS),
+    LISTEN_BACKLOG: int(1, 65_535, DEFAULTS.LISTEN_BACKLOG),
     REDIS_COMMAND_TIMEOUT_MS: int(100, 60_000, DEFAULTS.REDIS_COMMAND_TIMEOUT_MS),
     REDIS_START_TIMEOUT_MS: int(0, 300_000, DEFAULTS.REDIS_START_TIMEOUT_MS),
     DATABASE_POOL_SIZE: int(1, 100, DEFAULTS.DATABASE_POOL_SIZE),
@@ -190,6 +195,8 @@ export interface GatewayConfig {
   readonly maxParsedFrameBytes: number;
   /** After the drain window, how long peers get to answer the 4200 close before being cut. */
   readonly shutdownGraceMs: number;
+  /** Accept queue length of the listening socket (LISTEN_BACKLOG). */
+  readonly listenBacklog: number;
   /** Per-command timeout on the Redis command connection (publish, history). */
   readonly redisCommandTimeoutMs: number;
   /** How long start-up waits for Redis before listening anyway (/health stays 503 until it is up). */
@@ -273,6 +280,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     maxPendingEvents: e.MAX_PENDING_EVENTS,
     maxParsedFrameBytes: e.MAX_PARSED_FRAME_BYTES,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    listenBacklog: e.LISTEN_BACKLOG,
     redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     redisStartTimeoutMs: e.REDIS_START_TIMEOUT_MS,
     databasePoolSize: e.DATABASE_POOL_SIZE,

@@ -147,9 +147,12 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   const shutdown = async (windowMs: number): Promise<void> => {
     draining = true;
     if (heartbeat) clearInterval(heartbeat);
+    // Listen on through the drain: closing the listener now would reset the handshakes a proxy
+    // sent just before it stopped routing here (queued for accept, or authorizing), and the proxy
+    // answers those 502, which sends clients into backoff. They get 101 + 4200 instead (upgrade.ts).
+    await hub.drain(windowMs);
     server.close();
     server.closeIdleConnections();
-    await hub.drain(windowMs);
     await Promise.allSettled([broker.close(), access.close(), new Promise<void>((resolve) => server.close(() => resolve()))]);
     upgrade.close();
     log.info({ uptime_s: Math.round((Date.now() - startedAt) / 1000) }, 'gateway stopped');
@@ -163,7 +166,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       await broker.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.port, config.host, () => {
+        server.listen({ port: config.port, host: config.host, backlog: config.listenBacklog }, () => {
           server.off('error', reject);
           resolve();
         });

@@ -12,6 +12,7 @@ const OPTIONS = [
   ['MAX_PENDING_EVENTS', 'maxPendingEvents', 10_000, '50', '0'],
   ['MAX_PARSED_FRAME_BYTES', 'maxParsedFrameBytes', 256, '1024', '14'],
   ['SHUTDOWN_GRACE_MS', 'shutdownGraceMs', 2000, '0', '60001'],
+  ['LISTEN_BACKLOG', 'listenBacklog', 4096, '1024', '0'],
   ['REDIS_COMMAND_TIMEOUT_MS', 'redisCommandTimeoutMs', 2000, '500', '99'],
   ['REDIS_START_TIMEOUT_MS', 'redisStartTimeoutMs', 5000, '0', '300001'],
   ['MEMORY_HISTORY_DIALOGS', 'memoryHistoryDialogs', 10_000, '3', '0'],

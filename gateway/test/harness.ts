@@ -119,6 +119,7 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     maxPendingEvents: DEFAULTS.MAX_PENDING_EVENTS,
     maxParsedFrameBytes: DEFAULTS.MAX_PARSED_FRAME_BYTES,
     shutdownGraceMs: DEFAULTS.SHUTDOWN_GRACE_MS,
+    listenBacklog: DEFAULTS.LISTEN_BACKLOG,
     redisCommandTimeoutMs: DEFAULTS.REDIS_COMMAND_TIMEOUT_MS,
     redisStartTimeoutMs: DEFAULTS.REDIS_START_TIMEOUT_MS,
     databasePoolSize: DEFAULTS.DATABASE_POOL_SIZE,

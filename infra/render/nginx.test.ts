@@ -282,7 +282,7 @@ describe('renderNginxConfig text', () => {
       ['upstream replyx_ws_gateway {', '        zone replyx_ws_gateway 64k;', '        least_conn;', '        server replyx-ws-gateway:8001 resolve;', '    }'].join('\n'),
     );
     expect(config).toContain('\n    resolver 127.0.0.11 valid=2s ipv6=off;\n    resolver_timeout 5s;\n');
-    expect(config).toContain('\n        listen 8080 default_server;\n');
+    expect(config).toContain('\n        listen 8080 default_server backlog=4096;\n');
     expect(config).toContain('\npid "/var/run/nginx.pid";\nerror_log "/dev/stderr" warn;\n');
     expect(config).toContain('\n    access_log "/dev/stdout" replyx_http;\n');
     expect(config).not.toMatch(/_temp_path|set_real_ip_from|real_ip_header/);
@@ -299,7 +299,7 @@ describe('renderNginxConfig text', () => {
     expect(config).toContain('\n    set_real_ip_from 10.0.0.0/8;\n    set_real_ip_from 172.16.0.0/12;\n    set_real_ip_from 192.168.0.0/16;\n    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n');
     expect(block(config, 'map $http_x_forwarded_proto $replyx_forwarded_proto {')).toMatch(/default \$http_x_forwarded_proto;\n\s+''\s+\$scheme;/);
     expect(location(config, '/ws/').directives).toContain('proxy_set_header X-Forwarded-Proto $replyx_forwarded_proto');
-    expect(config).toContain('\n        listen 8080 default_server;\n');
+    expect(config).toContain('\n        listen 8080 default_server backlog=4096;\n');
     expect(config).toContain('\n    access_log "/dev/stdout" replyx_http;\n');
   });
 
@@ -308,7 +308,7 @@ describe('renderNginxConfig text', () => {
     expect(config).toContain('\n        server 127.0.0.1:8000;\n');
     expect(config).toContain('\n        server 127.0.0.1:8001;\n');
     expect(config).not.toMatch(/resolver|resolve;/);
-    expect(config).toContain('\n        listen 127.0.0.1:18080 default_server;\n');
+    expect(config).toContain('\n        listen 127.0.0.1:18080 default_server backlog=4096;\n');
     expect(config).toContain('\npid "logs/nginx.pid";\nerror_log "logs/error.log" warn;\n');
     for (const temp of ['client_body_temp_path "client_body_temp"', 'proxy_temp_path "proxy_temp"', 'fastcgi_temp_path "fastcgi_temp"', 'uwsgi_temp_path "uwsgi_temp"', 'scgi_temp_path "scgi_temp"']) {
       expect(config).toContain(`\n    ${temp};\n`);

@@ -149,6 +149,8 @@ export interface NginxPlan {
   readonly forwardedProto: string;
   /** Argument of `listen`. */
   readonly listen: string;
+  /** `listen ... backlog=`: the accept queue a reconnect storm fills (nginx's Linux default is 511). */
+  readonly listenBacklog: number;
   readonly upstreams: { readonly backend: NginxUpstreamPlan; readonly gateway: NginxUpstreamPlan };
   readonly api: NginxProxyLocationPlan & { readonly clientMaxBodySize: string };
   /**
@@ -177,6 +179,13 @@ export interface RateLimitSettings {
   readonly wsHandshakeBurst: number;
   readonly wsConnectionsPerClient: number;
 }
+
+/**
+ * Accept queue of nginx's listener (the kernel caps it at net.core.somaxconn; nginx's default is
+ * 511): the clients of a drained gateway come back by the thousand within seconds, and each SYN
+ * a full queue drops costs its client a 1 s, 3 s, 7 s... retransmit (BENCHMARKS.md, (e)).
+ */
+export const NGINX_LISTEN_BACKLOG = 4096;
 
 /**
  * Per-client limit defaults. Deployed targets face the internet: a page's API calls and a
@@ -366,6 +375,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     // Containers and tasks listen on the public port too (Docker publishes nginx.port:nginx.port,
     // the ALB targets nginx.port), so one number means the same thing everywhere.
     listen: target === 'local' ? `127.0.0.1:${n.port}` : String(n.port),
+    listenBacklog: NGINX_LISTEN_BACKLOG,
     upstreams: { backend, gateway },
     request: { headerBufferSize: `${n.clientHeaderBufferKb}k`, poolSize: n.requestPoolBytes },
     api: {

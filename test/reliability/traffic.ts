@@ -131,6 +131,20 @@ export function startPublisher(opts: PublisherOptions): Publisher {
   };
 }
 
+/** One time a client was away: closed by the server (or cut), until its next `connected`. */
+export interface Outage {
+  readonly closedAt: number;
+  readonly code: number;
+  /** `instance` of the gateway it was connected to when it closed. */
+  readonly fromInstance?: string;
+  /** The wait the client chose before its first attempt (the contract's jitter or backoff). */
+  readonly delayMs: number;
+  /** Attempts until it was open again (1: the first one succeeded). */
+  attempts: number;
+  openedAt?: number;
+  toInstance?: string;
+}
+
 /** A contract-following client and what it saw. */
 export interface RecordingClient {
   readonly name: string;
@@ -148,6 +162,14 @@ export interface RecordingClient {
   readonly closes: number[];
   /** The event id each message text arrived with (the first time). */
   readonly eventIds: Map<string, string>;
+  /** Every time it was away, in order (the reconnect-storm benchmark times each). */
+  readonly outages: Outage[];
+  /**
+   * Event frames that arrived on the wire with an id this connection or an earlier one had
+   * already received: a server that resends after `since=` shows here, even though the client
+   * drops the repeat before the app sees it.
+   */
+  wireRepeats: number;
   isOpen(): boolean;
   close(): void;
 }
@@ -166,18 +188,29 @@ export interface RecordingClientOptions {
   readonly origin?: string;
   /** Only texts with this prefix are recorded. */
   readonly prefix: string;
+  /** Local address to connect from (a 127.x.y.z per simulated client host). */
+  readonly localAddress?: string;
 }
 
 /** Opens a DialogClient that records every event of its dialog. */
 export function recordingClient(opts: RecordingClientOptions): RecordingClient {
   const headers = opts.origin ? { origin: opts.origin } : {};
+  const wireIds = new Set<string>();
   // `ws` takes headers as a third argument; the client passes (url, protocols) only.
   const Socket = class extends WebSocket {
     constructor(url: string, protocols: string[]) {
-      super(url, protocols, { headers });
+      super(url, protocols, { headers, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+      // Beside the client's own handler: sees every event frame before its de-duplication.
+      this.on('message', (data: Buffer, isBinary: boolean) => {
+        const id = isBinary ? undefined : /^\{"id":"([^"]+)"/.exec(data.toString('latin1', 0, 64))?.[1];
+        if (id === undefined) return;
+        if (wireIds.has(id)) rec.wireRepeats += 1;
+        else wireIds.add(id);
+      });
     }
   } as unknown as WebSocketConstructor;
   const client = new DialogClient({ url: opts.url, kind: opts.kind, dialogId: opts.dialogId, getToken: opts.getToken, WebSocket: Socket });
+  // Sockets are made only after connect() below, so the class above reads `rec` once it exists.
   const rec: RecordingClient = {
     name: opts.name,
     dialogId: opts.dialogId,
@@ -188,6 +221,8 @@ export function recordingClient(opts: RecordingClientOptions): RecordingClient {
     resyncs: 0,
     closes: [],
     eventIds: new Map(),
+    outages: [],
+    wireRepeats: 0,
     isOpen: () => client.state.state === 'open',
     close: () => client.close(),
   };
@@ -225,9 +260,26 @@ export function recordingClient(opts: RecordingClientOptions): RecordingClient {
       }
     }
   });
+  let instance: string | undefined;
   client.on('state', (s) => {
-    if (s.state === 'open') rec.connects += 1;
-    if (s.state === 'reconnecting' || s.state === 'closed') rec.closes.push(s.code);
+    const now = Date.now();
+    if (s.state === 'open') {
+      rec.connects += 1;
+      instance = s.connected.instance;
+      const away = rec.outages.at(-1);
+      if (away && away.openedAt === undefined) {
+        away.openedAt = now;
+        away.toInstance = instance;
+      }
+    }
+    if (s.state === 'reconnecting' || s.state === 'closed') {
+      rec.closes.push(s.code);
+      // A failed attempt while away is part of the same outage.
+      const away = rec.outages.at(-1);
+      if (!away || away.openedAt !== undefined) rec.outages.push({ closedAt: now, code: s.code, delayMs: s.state === 'reconnecting' ? s.delayMs : 0, attempts: 1, ...(instance !== undefined ? { fromInstance: instance } : {}) });
+      else away.attempts += 1;
+      instance = undefined;
+    }
   });
   client.connect();
   return rec;

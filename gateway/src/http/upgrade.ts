@@ -78,11 +78,11 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     socket.on('error', destroySocket);
     const url = sanitizeUrl(req.url);
     const match = matchEndpoint(req.url);
-    if (deps.isDraining()) {
-      if (match) metrics.handshake(match.kind, CloseCodes.DRAINING.code);
-      return rejectHttp(socket, 503, 'Service Unavailable');
-    }
     if (!match) return rejectHttp(socket, 404, 'Not Found');
+    // A handshake that reached a draining gateway (sent before the proxy stopped routing here)
+    // is told what a drained client is told: 4200, reconnect soon with jitter. A 503 would read
+    // as a failed handshake, and clients back off from those for up to 30 s.
+    if (deps.isDraining()) return refuseUpgrade(req, socket, head, match.kind, CloseCodes.DRAINING);
     const ip = clientAddress(req, deps.trustedProxies);
     const refusal = admission.admit(ip);
     if (refusal) {

@@ -78,7 +78,8 @@ export function standInSpec(gateway: ProcessSpec, port: number): ProcessSpec {
   return {
     ...gateway,
     port,
-    env: { ...gateway.env, PORT: String(port) },
+    // Its own instance id, so its clients, logs and /api/debug/websocket/status tell it from the gateway it stands in for.
+    env: { ...gateway.env, PORT: String(port), ...(gateway.env.INSTANCE_ID !== undefined ? { INSTANCE_ID: `${gateway.env.INSTANCE_ID}-stand-in` } : {}) },
     ready: { kind: 'http', url: `http://127.0.0.1:${port}/health` },
     // stopPlan ends a process recorded here (as after an nginx handover); the watchdog never looks at it.
     pidFile: `${gateway.pidFile}.handed-over`,
