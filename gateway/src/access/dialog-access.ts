@@ -8,7 +8,10 @@ import { ignoredDomainReporter, type DomainEntryProblem } from '../origin/allowe
 // lookups of one dialog share one query. The handshakes' cache misses of one event-loop turn are
 // read with one query (up to ACCESS_LOOKUP_BATCH_MAX dialogs each): a connect burst of distinct
 // dialogs otherwise paid one round trip, and one pool slot, per handshake. Re-authorization
-// reads many dialogs in one query too and refreshes the cache with what it read.
+// reads many dialogs in one query too and refreshes the cache with what it read. The lookup
+// query runs as a named prepared statement: Postgres then parses and plans it once per pool
+// connection instead of once per handshake (a connect storm meets distinct dialogs, so batches
+// are mostly of one, and parse+plan was most of Postgres' CPU per connect).
 
 /** One row of `replyx_dialog_access`. */
 export interface DialogAccess {
@@ -44,6 +47,11 @@ export const DIALOG_ACCESS_MANY_QUERY = `SELECT ${ACCESS_COLUMNS} FROM replyx_di
 export const ASSISTANT_DOMAINS_QUERY = 'SELECT allowed_domains FROM replyx_dialog_access WHERE assistant_id = $1 LIMIT 1';
 /** The revoked site token ids that have not expired yet. */
 export const REVOKED_SITE_TOKENS_QUERY = 'SELECT jti::text AS jti FROM replyx_revoked_site_tokens';
+/**
+ * SQLSTATE 0A000: a prepared statement whose result columns changed under it (the view was
+ * replaced with other types); the statement is prepared again under a new name.
+ */
+const CACHED_PLAN_CHANGED = '0A000';
 /** Dialogs per re-authorization query. */
 export const ACCESS_BATCH_SIZE = 1000;
 
@@ -72,6 +80,8 @@ export class DialogAccessStore {
   readonly #batchMax: number;
   readonly #assistantDomains = new Map<number, CacheEntry<readonly string[] | null>>();
   readonly #checkedDomains: (assistantId: number, domains: readonly string[]) => readonly string[];
+  /** Bumped when a replaced view invalidates the prepared lookup (see #queryAccess). */
+  #statementGeneration = 0;
 
   /** Creates the pool (lazy: no connection until the first query). */
   constructor(databaseUrl: string, options: DialogAccessOptions) {
@@ -120,7 +130,7 @@ export class DialogAccessStore {
   async #readBatch(ids: readonly number[]): Promise<void> {
     let rows: AccessRow[];
     try {
-      ({ rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_MANY_QUERY, [ids]));
+      rows = await this.#queryAccess(ids);
     } catch (err) {
       for (const id of ids) this.#settle(id, null, err ?? new Error('dialog access query failed'));
       return;
@@ -132,6 +142,18 @@ export class DialogAccessStore {
       const value = found.get(id) ?? null;
       this.#remember(id, value);
       this.#settle(id, value);
+    }
+  }
+
+  /** The access rows of `ids`, through the prepared statement (prepared again once if the view changed type). */
+  async #queryAccess(ids: readonly number[]): Promise<AccessRow[]> {
+    const run = async () => (await this.#pool.query<AccessRow>({ name: `replyx_dialog_access_${this.#statementGeneration}`, text: DIALOG_ACCESS_MANY_QUERY, values: [ids] })).rows;
+    try {
+      return await run();
+    } catch (err) {
+      if ((err as { code?: string }).code !== CACHED_PLAN_CHANGED) throw err;
+      this.#statementGeneration += 1;
+      return run();
     }
   }
 
@@ -149,7 +171,7 @@ export class DialogAccessStore {
     const found = new Map<number, DialogAccess | null>();
     for (let i = 0; i < dialogIds.length; i += ACCESS_BATCH_SIZE) {
       const batch = dialogIds.slice(i, i + ACCESS_BATCH_SIZE);
-      const { rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_MANY_QUERY, [batch]);
+      const rows = await this.#queryAccess(batch);
       for (const row of rows) found.set(Number(row.dialog_id), this.#toAccess(row));
       for (const id of batch) {
         if (!found.has(id)) found.set(id, null);
