@@ -5,8 +5,9 @@ import { ignoredDomainReporter, type DomainEntryProblem } from '../origin/allowe
 // are revoked, from `replyx_revoked_site_tokens` (gateway/sql/dialog_access.sql). The gateway
 // reads nothing else, so users map their own schema by defining those two views. Lookups are
 // cached briefly (reconnect storms hit the same dialogs), misses included, and concurrent
-// lookups of one dialog share one query. The handshakes' cache misses of one event-loop turn are
-// read with one query (up to ACCESS_LOOKUP_BATCH_MAX dialogs each): a connect burst of distinct
+// lookups of one dialog share one query. The handshakes' cache misses of one event-loop turn, and
+// those that arrive while that read is out, are read with one query (up to
+// ACCESS_LOOKUP_BATCH_MAX dialogs each): a connect burst of distinct
 // dialogs otherwise paid one round trip, and one pool slot, per handshake. Re-authorization
 // reads many dialogs in one query too and refreshes the cache with what it read. The lookup
 // query runs as a named prepared statement: Postgres then parses and plans it once per pool
@@ -75,8 +76,10 @@ export class DialogAccessStore {
   readonly #max: number;
   readonly #cache = new Map<number, CacheEntry>();
   readonly #inflight = new Map<number, PendingLookup>();
-  /** Dialogs to read at the end of this event-loop turn. */
+  /** Dialogs to read at the end of this event-loop turn, or once the read in flight is done. */
   #queued: number[] = [];
+  /** True while a handshake read is out (see #readQueued). */
+  #reading = false;
   readonly #batchMax: number;
   readonly #assistantDomains = new Map<number, CacheEntry<readonly string[] | null>>();
   readonly #checkedDomains: (assistantId: number, domains: readonly string[]) => readonly string[];
@@ -116,16 +119,28 @@ export class DialogAccessStore {
     });
     this.#inflight.set(dialogId, { promise, settle });
     this.#queued.push(dialogId);
-    if (this.#queued.length === 1) setImmediate(() => this.#readQueued());
+    if (this.#queued.length === 1 && !this.#reading) setImmediate(this.#readQueued);
     return promise;
   }
 
-  /** Reads every dialog queued this turn, ACCESS_LOOKUP_BATCH_MAX per query, all at once. */
-  #readQueued(): void {
+  /**
+   * Reads every dialog queued so far, ACCESS_LOOKUP_BATCH_MAX per query, all at once; misses that
+   * arrive while such a read is out wait for it and go in the next one. Handshakes of a storm
+   * arrive one per event-loop turn, so batching by turn alone read one dialog per query; waiting
+   * for the read in flight (one database round trip at most) lets the storm fill the next query.
+   */
+  readonly #readQueued = (): void => {
     const queued = this.#queued;
     this.#queued = [];
-    for (let i = 0; i < queued.length; i += this.#batchMax) void this.#readBatch(queued.slice(i, i + this.#batchMax));
-  }
+    if (queued.length === 0) return;
+    const reads: Promise<void>[] = [];
+    for (let i = 0; i < queued.length; i += this.#batchMax) reads.push(this.#readBatch(queued.slice(i, i + this.#batchMax)));
+    this.#reading = true;
+    void Promise.allSettled(reads).then(() => {
+      this.#reading = false;
+      if (this.#queued.length > 0) this.#readQueued();
+    });
+  };
 
   async #readBatch(ids: readonly number[]): Promise<void> {
     let rows: AccessRow[];
