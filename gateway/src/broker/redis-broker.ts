@@ -64,11 +64,13 @@ export class RedisBroker implements Broker {
   #cmdEverReady = false;
   #lostAt: number | undefined;
   #closing = false;
-  /** Dialogs joined this event-loop turn, subscribed together by #flushSubscriptions. */
+  /** Dialogs joined this event-loop turn (or while a SUBSCRIBE is out), subscribed together by #flushSubscriptions. */
   #subscribeBatch: SubscribeBatch | undefined;
-  /** Dialogs left this event-loop turn, unsubscribed together. */
+  /** Dialogs left this event-loop turn (or while a SUBSCRIBE is out), unsubscribed together. */
   readonly #unsubscribeBatch = new Set<number>();
   #flushScheduled = false;
+  /** True while a SUBSCRIBE is out: joins and leaves meanwhile wait for its reply and go in the next. */
+  #subscribing = false;
 
   /** Creates both connections (not yet connected; call start()). */
   constructor(options: RedisBrokerOptions, handlers: BrokerHandlers) {
@@ -185,7 +187,7 @@ export class RedisBroker implements Broker {
   }
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
+    if (this.#flushScheduled || this.#subscribing) return;
     this.#flushScheduled = true;
     setImmediate(() => this.#flushSubscriptions());
   }
@@ -199,10 +201,19 @@ export class RedisBroker implements Broker {
     if (leaving.length > 0 && this.#sub.status === 'ready' && !this.#closing) this.#sub.unsubscribe(...leaving.map(dialogChannel)).catch(() => undefined);
     if (!batch) return;
     if (batch.ids.size === 0 || this.#closing) return batch.settle();
+    // A storm's handshakes arrive one per event-loop turn: the joins (and leaves) that come while
+    // this SUBSCRIBE is out go in the next one, sent when its reply is in (one Redis round trip).
+    this.#subscribing = true;
     this.#sub.subscribe(...[...batch.ids].map(dialogChannel)).then(
-      () => batch.settle(),
-      (err: unknown) => batch.settle(err ?? new Error('SUBSCRIBE failed')),
+      () => this.#subscribed(batch),
+      (err: unknown) => this.#subscribed(batch, err ?? new Error('SUBSCRIBE failed')),
     );
+  }
+
+  #subscribed(batch: SubscribeBatch, err?: unknown): void {
+    batch.settle(err);
+    this.#subscribing = false;
+    if (this.#subscribeBatch || this.#unsubscribeBatch.size > 0) this.#scheduleFlush();
   }
 
   history(dialogId: number, sinceId: string): Promise<HistoryResult> {
