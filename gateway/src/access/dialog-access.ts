@@ -66,7 +66,8 @@ interface CacheEntry<T = DialogAccess | null> {
 /** A handshake lookup waiting for its batch, shared by concurrent lookups of the dialog. */
 interface PendingLookup {
   readonly promise: Promise<DialogAccess | null>;
-  readonly settle: (value: DialogAccess | null, err?: unknown) => void;
+  readonly resolve: (value: DialogAccess | null) => void;
+  readonly reject: (err: Error) => void;
 }
 
 /** Reads dialog ownership from Postgres with a bounded TTL cache. */
@@ -113,11 +114,13 @@ export class DialogAccessStore {
     if (hit && hit.expiresAt > now) return Promise.resolve(hit.value);
     const pending = this.#inflight.get(dialogId);
     if (pending) return pending.promise;
-    let settle!: PendingLookup['settle'];
-    const promise = new Promise<DialogAccess | null>((resolve, reject) => {
-      settle = (value, err) => (err === undefined ? resolve(value) : reject(err as Error));
+    let resolve!: PendingLookup['resolve'];
+    let reject!: PendingLookup['reject'];
+    const promise = new Promise<DialogAccess | null>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
-    this.#inflight.set(dialogId, { promise, settle });
+    this.#inflight.set(dialogId, { promise, resolve, reject });
     this.#queued.push(dialogId);
     if (this.#queued.length === 1 && !this.#reading) setImmediate(this.#readQueued);
     return promise;
@@ -162,20 +165,25 @@ export class DialogAccessStore {
 
   /** The access rows of `ids`, through the prepared statement (prepared again once if the view changed type). */
   async #queryAccess(ids: readonly number[]): Promise<AccessRow[]> {
-    const run = async () => (await this.#pool.query<AccessRow>({ name: `replyx_dialog_access_${this.#statementGeneration}`, text: DIALOG_ACCESS_MANY_QUERY, values: [ids] })).rows;
     try {
-      return await run();
+      return await this.#queryPrepared(ids);
     } catch (err) {
       if ((err as { code?: string }).code !== CACHED_PLAN_CHANGED) throw err;
       this.#statementGeneration += 1;
-      return run();
+      return this.#queryPrepared(ids);
     }
+  }
+
+  async #queryPrepared(ids: readonly number[]): Promise<AccessRow[]> {
+    const { rows } = await this.#pool.query<AccessRow>({ name: `replyx_dialog_access_${this.#statementGeneration}`, text: DIALOG_ACCESS_MANY_QUERY, values: [ids] });
+    return rows;
   }
 
   #settle(dialogId: number, value: DialogAccess | null, err?: unknown): void {
     const pending = this.#inflight.get(dialogId);
     this.#inflight.delete(dialogId);
-    pending?.settle(value, err);
+    if (err === undefined) pending?.resolve(value);
+    else pending?.reject(err as Error);
   }
 
   /**
