@@ -207,6 +207,8 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     expect(r?.connects?.perS).toBeGreaterThan(0);
     // 10 connects may take less than one 10 ms CPU tick: present, not necessarily positive.
     expect(r?.connects?.serverCpuMsPerConnect).toEqual(expect.any(Number));
+    expect(r?.connects?.backingCpuMsPerConnect).toEqual(expect.any(Number));
+    expect(r?.connects?.clientCpuMsPerConnect).toEqual(expect.any(Number));
   });
 
   it('authenticates only on our gateway and reports versions', () => {

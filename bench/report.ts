@@ -207,8 +207,18 @@ export function renderMarkdown(run: BenchRun, machine: MachineInfo, chartFile: s
   const aims = checkAims(run);
   const connectsRows = run.results.map((r) =>
     r.connects
-      ? [r.label, fmt(r.connects.attempted), fmt(r.connects.ok), fmt(r.connects.failed), fmt(r.connects.perS), r.connects.authenticated ? 'JWT verify or Origin check + dialog lookup' : 'none']
-      : [r.label, status(r) || '–', '', '', '', ''],
+      ? [
+          r.label,
+          fmt(r.connects.attempted),
+          fmt(r.connects.ok),
+          fmt(r.connects.failed),
+          fmt(r.connects.perS),
+          cpuMs(r.connects.serverCpuMsPerConnect),
+          cpuMs(r.connects.backingCpuMsPerConnect),
+          cpuMs(r.connects.clientCpuMsPerConnect),
+          r.connects.authenticated ? 'JWT verify or Origin check + dialog lookup' : 'none',
+        ]
+      : [r.label, status(r) || '–', '', '', '', '', '', '', ''],
   );
   const idleRows = run.results.map((r) =>
     r.idle
@@ -283,7 +293,10 @@ ${markdownTable(['system', 'open', 'failed', 'RSS before', 'RSS after', 'KiB per
 
 ## (d) Connects per second
 
-${markdownTable(['system', 'attempted', 'ok', 'failed', 'connects/s', 'auth per connect'], connectsRows)}
+CPU ms per connect (from /proc, user + system, over the measured connects): the server's processes
+(nginx included), Redis + Postgres, and the load generators' client library.
+
+${markdownTable(['system', 'attempted', 'ok', 'failed', 'connects/s', 'server CPU ms', 'Redis+Postgres CPU ms', 'client CPU ms', 'auth per connect'], connectsRows)}
 ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 ## How it is measured, and what bounds each figure
 
@@ -320,7 +333,14 @@ ${notes.length > 0 ? `\n## Errors seen\n\n${notes.join('\n')}\n` : ''}
 - **(d)** For us each connect verifies a JWT (admin) or checks the Origin against the assistant's
   allowed domains (widget) after a Postgres lookup of the dialog (distinct dialogs, so the gateway's
   short access cache does not hide the lookup). The peers do no auth; their figure is the floor a
-  handshake costs.
+  handshake costs. On ${machine.cores} cores every process of a system competes for the same CPU, so the
+  rate is bounded by the sum of the three CPU columns (and by the busiest single-threaded process:
+  the gateway, Socket.IO's server, a generator). The handshakes of a burst reach the gateway one per
+  event-loop turn; the dialog lookups and Redis SUBSCRIBEs that arrive while one is out wait for it
+  and go in one next query/command, so a storm costs a few round trips to Postgres and Redis rather
+  than one each per client. What remains is mostly Node's own per-socket work (accept, HTTP
+  parsing, the \`ws\` upgrade) and code the JIT has not yet optimised after
+  ${fmt(o.connectWarmup)} warm-up connects.
 - **Publish paths differ by design:** ours runs the Lua script (XADD to a capped history stream +
   PUBLISH) so clients can resume with \`since=\`; Socket.IO publishes through its adapter's Redis
   channel; Pushpin takes batches of up to 100 items per HTTP publish request; the floor receives
@@ -364,6 +384,11 @@ interface Panel {
   readonly title: string;
   readonly unit: string;
   readonly value: (r: SystemResult) => number | undefined;
+}
+
+/** CPU milliseconds per operation with two decimals, or a dash when not measured. */
+function cpuMs(ms: number | undefined): string {
+  return ms === undefined ? '–' : ms.toFixed(2);
 }
 
 /** A four-panel bar chart (fan-out rate, p99s, idle memory, connects/s) as standalone SVG. */
