@@ -167,6 +167,17 @@ describe('report', () => {
     const withNginx = (bytes: number) => checkIssue17Aims({ ...fakeRun, results: [...fakeRun.results, fakeResult('ours-nginx', 'replyx via nginx', 700, 10, bytes)] }).find((a) => a.aim.startsWith('(c) through nginx'));
     expect(withNginx(15 * 1024)).toEqual({ aim: '(c) through nginx <= 15 KiB RSS per idle connection', measured: '15.0 KiB', met: true });
     expect(withNginx(22 * 1024)?.met).toBe(false);
+    const connects = (ours: number, peer: number) =>
+      checkIssue17Aims({
+        ...fakeRun,
+        results: [
+          { system: 'ours-nginx', label: 'replyx via nginx', versions: {}, connects: { attempted: 10, ok: 10, failed: 0, perS: ours, authenticated: true, errors: [] } },
+          { system: 'socketio', label: 'Socket.IO', versions: {}, connects: { attempted: 10, ok: 10, failed: 0, perS: peer, authenticated: false, errors: [] } },
+        ],
+      }).find((a) => a.aim.startsWith('(d)'));
+    expect(connects(1600, 1600)?.met).toBe(true);
+    expect(connects(1400, 1600)).toMatchObject({ measured: '0.88x (1,400 vs 1,600/s)', met: false });
+    expect(checkIssue17Aims(fakeRun).find((a) => a.aim.startsWith('(d)'))?.met).toBeUndefined();
   });
 
   it('renders a table, markdown with ratios and failures, and a well-formed SVG', () => {
@@ -311,6 +322,8 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     expect(r?.connects?.perS).toBeGreaterThan(0);
     // 10 connects may take less than one 10 ms CPU tick: present, not necessarily positive.
     expect(r?.connects?.serverCpuMsPerConnect).toEqual(expect.any(Number));
+    expect(r?.connects?.backingCpuMsPerConnect).toEqual(expect.any(Number));
+    expect(r?.connects?.clientCpuMsPerConnect).toEqual(expect.any(Number));
   });
 
   it('(f) holds every connection on our gateway through its heartbeat, from several source addresses', () => {

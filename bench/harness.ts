@@ -268,6 +268,13 @@ export interface ConnectsResult {
    * figure that stays comparable when other work on the machine slows the wall clock.
    */
   readonly serverCpuMsPerConnect?: number;
+  /**
+   * Redis and Postgres CPU milliseconds per successful connect (0 for systems that never touch
+   * them during a connect): on a small machine they compete with the server for the same cores.
+   */
+  readonly backingCpuMsPerConnect?: number;
+  /** Load generator CPU milliseconds per successful connect (the client library's share of the cores). */
+  readonly clientCpuMsPerConnect?: number;
   readonly authenticated: boolean;
   readonly errors: readonly string[];
 }
@@ -503,7 +510,7 @@ function range(first: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => first + i);
 }
 
-async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptions): Promise<Omit<SystemResult, 'system' | 'label' | 'versions'>> {
+async function runSystem(driver: Driver, system: RunningSystem, backing: Backing, opts: BenchOptions): Promise<Omit<SystemResult, 'system' | 'label' | 'versions'>> {
   const log = (line: string) => opts.log(`  ${system.name}: ${line}`);
   const selected = new Set<ScenarioName>(opts.scenarios ?? SCENARIO_NAMES);
   const out: { idle?: IdleResult; many?: DeliveryResult; manyRuns?: DeliveryResult[]; fanout?: DeliveryResult; connects?: ConnectsResult; hold?: HoldResult } = {};
@@ -517,7 +524,7 @@ async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptio
     await driver.closeAll();
   }
   if (selected.has('fanout')) out.fanout = await fanoutScenario(driver, system, opts, log);
-  if (selected.has('connects')) out.connects = await connectsScenario(driver, system, opts, log);
+  if (selected.has('connects')) out.connects = await connectsScenario(driver, system, backing, opts, log);
   if (selected.has('hold') && HOLD_SYSTEMS.includes(system.name)) out.hold = await holdScenario(system, opts, log);
   return out;
 }
@@ -594,7 +601,7 @@ async function fanoutScenario(driver: Driver, system: RunningSystem, opts: Bench
 }
 
 /** (d) connects per second; distinct dialogs so the gateway's access cache is cold for each. */
-async function connectsScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog): Promise<ConnectsResult> {
+async function connectsScenario(driver: Driver, system: RunningSystem, backing: Backing, opts: BenchOptions, log: ScenarioLog): Promise<ConnectsResult> {
   if (opts.connectWarmup > 0) {
     // Dialogs after the measured ones (seeded for this), so no access row is cached for them.
     const warmup = range(opts.connectCount + 1, opts.connectWarmup).map((d) => system.target(d, d % 2 === 0 ? 'admin' : 'widget'));
@@ -604,19 +611,26 @@ async function connectsScenario(driver: Driver, system: RunningSystem, opts: Ben
   await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
   const connectTargets = range(1, opts.connectCount).map((i) => system.target(((i - 1) % opts.dialogs) + 1, i % 2 === 0 ? 'admin' : 'widget'));
   const pids = await system.serverPids();
-  const before = await measure(pids);
+  const backingPids = await backing.pids();
+  const clientPids = driver.generators.map((g) => g.pid);
+  const [before, backingBefore, clientBefore] = await Promise.all([measure(pids), measure(backingPids), measure(clientPids)]);
   const connected = await driver.connect(system, connectTargets, opts.connectConcurrency);
-  const after = await measure(pids);
+  const [after, backingAfter, clientAfter] = await Promise.all([measure(pids), measure(backingPids), measure(clientPids)]);
+  const msPerConnect = (from: { cpuSeconds: number }, to: { cpuSeconds: number }) => Math.round(((to.cpuSeconds - from.cpuSeconds) * 1e6) / connected.ok) / 1000;
   const connects: ConnectsResult = {
     attempted: connectTargets.length,
     ok: connected.ok,
     failed: connected.failed,
     perS: Math.round(connected.ok / (connected.elapsedMs / 1000)),
-    ...(connected.ok > 0 ? { serverCpuMsPerConnect: Math.round(((after.cpuSeconds - before.cpuSeconds) * 1e6) / connected.ok) / 1000 } : {}),
+    ...(connected.ok > 0
+      ? { serverCpuMsPerConnect: msPerConnect(before, after), backingCpuMsPerConnect: msPerConnect(backingBefore, backingAfter), clientCpuMsPerConnect: msPerConnect(clientBefore, clientAfter) }
+      : {}),
     authenticated: system.authenticates,
     errors: connected.errors,
   };
-  log(`connects: ${connects.perS}/s, ${connects.serverCpuMsPerConnect ?? '?'} server CPU ms each (${connects.failed} failed)`);
+  log(
+    `connects: ${connects.perS}/s, ${connects.serverCpuMsPerConnect ?? '?'} server CPU ms each, Redis+Postgres ${connects.backingCpuMsPerConnect ?? '?'}, clients ${connects.clientCpuMsPerConnect ?? '?'} (${connects.failed} failed)`,
+  );
   await driver.closeAll();
   return connects;
 }
@@ -729,7 +743,7 @@ async function runSystems(opts: BenchOptions): Promise<Pick<BenchRun, 'results' 
       let system: RunningSystem | undefined;
       try {
         system = await startSystem(name, { dir, backing, gatewayNodeArgs: opts.gatewayNodeArgs, gatewayHeartbeatMs: opts.gatewayHeartbeatMs, pushpinLogLevel: opts.pushpinLogLevel });
-        const measured = await runSystem(driver, system, opts);
+        const measured = await runSystem(driver, system, backing, opts);
         results.push({ system: name, label, versions: system.versions, ...measured });
       } catch (err) {
         opts.log(`${name}: failed: ${(err as Error).message}`);

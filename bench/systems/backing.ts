@@ -5,6 +5,7 @@ import { signAdminToken, signWidgetToken, type TokenPolicy } from '../../gateway
 import { TOKEN_DEFAULTS } from '../../gateway/src/auth/token-settings.js';
 import { freePort } from '../../infra/targets/local/ports.js';
 import { startPostgres, startRedis, type ServiceProcess } from '../../infra/targets/local/processes.js';
+import { processTree } from '../proc.js';
 
 // Redis and Postgres for a benchmark run. Our gateway authorises every connection against the
 // `replyx_dialog_access` view, so the run seeds one user, one assistant and N dialogs behind it,
@@ -43,6 +44,8 @@ export interface Backing {
   readonly widgetTokens: readonly string[];
   /** Redis and Postgres versions, for the report. */
   readonly versions: Readonly<Record<string, string>>;
+  /** Pids of the Redis and Postgres processes this run started (Postgres' backends included); none when adopted. */
+  pids(): Promise<number[]>;
   stop(): Promise<void>;
 }
 
@@ -129,6 +132,7 @@ export async function startBacking(opts: BackingOptions): Promise<Backing> {
       adminToken,
       widgetTokens,
       versions,
+      pids: async () => (await Promise.all(started.map((s) => processTree(s.pid)))).flat(),
       async stop() {
         await Promise.all(started.map((s) => s.stop()));
       },

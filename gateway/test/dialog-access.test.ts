@@ -70,6 +70,52 @@ describe('DialogAccessStore.lookup', () => {
     await expect(s.lookup(1)).rejects.toThrow();
   });
 
+  it('misses that arrive, one per turn, while a read is out wait for it and go in one next query', async () => {
+    const s = store({ lookupBatchMax: 50 });
+    const ids = burst().slice(20, 30);
+    // Hold the read in flight: the view's dialogs table is locked until we let go.
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE dialogs IN ACCESS EXCLUSIVE MODE');
+    const queries = vi.spyOn(pg.Pool.prototype, 'query');
+    const first = s.lookup(ids[0]!);
+    await vi.waitFor(() => expect(queries).toHaveBeenCalledTimes(1));
+    const rest: Promise<unknown>[] = [];
+    for (const id of ids.slice(1)) {
+      // One handshake per event-loop turn, as in a storm.
+      await new Promise((resolve) => setImmediate(resolve));
+      rest.push(s.lookup(id));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(queries).toHaveBeenCalledTimes(1);
+    await locker.query('COMMIT');
+    await locker.end();
+    const rows = await Promise.all([first, ...rest]);
+    expect(queries).toHaveBeenCalledTimes(2);
+    expect(rows.map((r) => (r as { dialogId: number } | null)?.dialogId)).toEqual(ids);
+  });
+
+  it('prepares the lookup again when the view is replaced with other column types', async () => {
+    const s = store({ cacheTtlMs: 0 });
+    const [one, two] = burst().slice(40, 42);
+    expect(await s.lookup(one!)).toMatchObject({ dialogId: one, userId: db.a.userId });
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      // Same rows, allowed_domains now varchar[]: the statement prepared on the pool's connection no longer fits.
+      await client.query(`BEGIN; DROP VIEW replyx_dialog_access;
+        CREATE VIEW replyx_dialog_access AS SELECT d.id::bigint AS dialog_id, a.id::bigint AS assistant_id, a.user_id::bigint AS user_id,
+          a.allowed_domains::varchar[] AS allowed_domains FROM dialogs d JOIN assistants a ON a.id = d.assistant_id; COMMIT`);
+      expect(await s.lookup(two!)).toMatchObject({ dialogId: two, userId: db.a.userId, allowedDomains: db.a.domains });
+    } finally {
+      await client.query(`BEGIN; DROP VIEW replyx_dialog_access;
+        CREATE VIEW replyx_dialog_access AS SELECT d.id::bigint AS dialog_id, a.id::bigint AS assistant_id, a.user_id::bigint AS user_id,
+          a.allowed_domains::text[] AS allowed_domains FROM dialogs d JOIN assistants a ON a.id = d.assistant_id; COMMIT`);
+      await client.end();
+    }
+  });
+
   it('a dialog moved to another owner is seen by the next lookup once re-authorization read it, despite the cache', async () => {
     const s = store();
     const moved = burst()[0]!;

@@ -172,6 +172,24 @@ describe('origins', () => {
     expect(originHost('example.com')).toBeUndefined();
   });
 
+  it('answers the same from its memory as from parsing, for short and long texts alike', () => {
+    const long = `https://${'a'.repeat(300)}.example.com`;
+    const cases: [string, string | undefined][] = [
+      ['https://Shop.Example.com', 'shop.example.com'],
+      ['http://a.b:8080/x?y#z', 'a.b'],
+      ['HTTPS://X.COM.', 'x.com'],
+      ['http://0x7f.1', '127.0.0.1'],
+      ['https://xn--nxasmq6b.example', 'xn--nxasmq6b.example'],
+      ['https://bad host', undefined],
+      ['ftp://x.example', undefined],
+      ['http://', undefined],
+      [long, `${'a'.repeat(300)}.example.com`],
+      [`${long}:99999`, undefined],
+    ];
+    // Twice each: the first answer is parsed (and remembered when short), the second is remembered.
+    for (let round = 0; round < 2; round++) for (const [text, host] of cases) expect([text, originHost(text)]).toEqual([text, host]);
+  });
+
   it('normalises entries and rejects unusable ones', () => {
     expect(normaliseDomainEntry(' https://Example.com:443/ ')).toBe('example.com');
     expect(normaliseDomainEntry('*.Example.com')).toBe('*.example.com');

@@ -12,7 +12,8 @@ import { eventually } from './harness.js';
 
 // The Redis broker subscribes the dialogs joined in one event-loop turn with one SUBSCRIBE (and
 // unsubscribes those left with one UNSUBSCRIBE); joins and leaves of one dialog within a turn
-// end in the state of the last of them. Counted with INFO commandstats on a Redis of its own.
+// end in the state of the last of them; joins that come while a SUBSCRIBE is out wait for its
+// reply and go in the next one. Counted with INFO commandstats on a Redis of its own.
 
 let dir: string;
 let redisProc: ServiceProcess | undefined;
@@ -72,6 +73,26 @@ describe('RedisBroker subscription batching', () => {
     await eventually(async () => (await subscribers(dialogs)).every((n) => n === 0));
     expect((await calls('unsubscribe')) - unsubscribedBefore).toBe(1);
     expect(broker.subscribedCount).toBe(0);
+    await broker.close();
+  });
+
+  it('joins that come one per turn while a SUBSCRIBE is out go in one next SUBSCRIBE, sent once its reply is in', async () => {
+    const events: BrokerEvent[] = [];
+    const broker = await startBroker(events);
+    const [first, ...later] = Array.from({ length: 10 }, (_, i) => 30_000 + i);
+    const before = await calls('subscribe');
+    // Redis holds every client's commands for 300 ms: the first SUBSCRIBE stays out meanwhile.
+    await admin.call('CLIENT', 'PAUSE', '300', 'ALL');
+    const joined = [broker.subscribe(first!)];
+    for (const d of later) {
+      await new Promise((resolve) => setImmediate(resolve));
+      joined.push(broker.subscribe(d));
+    }
+    await Promise.all(joined);
+    expect((await calls('subscribe')) - before).toBe(2);
+    expect(await subscribers([first!, ...later])).toEqual([first, ...later].map(() => 1));
+    const id = await broker.publish({ dialogId: later.at(-1)!, type: 'message:new', data: {} });
+    await eventually(() => events.some((e) => e.id === id));
     await broker.close();
   });
 

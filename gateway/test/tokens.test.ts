@@ -1,7 +1,9 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, importPKCS8 } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { TokenVerifier, claimedTokenKind, signAdminToken, signSiteToken, signWidgetToken } from '../src/auth/tokens.js';
+import { z } from 'zod';
+import { TokenVerifier, claimedTokenKind, claimsProblem, signAdminToken, signSiteToken, signWidgetToken } from '../src/auth/tokens.js';
+import { originHost } from '../src/origin/allowed-domains.js';
 import { JWT_SECRET, POLICY, SITE_TOKEN_SECRET, WIDGET_TOKEN_SECRET, adminToken, noneToken, signRaw, siteToken, widgetToken } from './harness.js';
 
 // The claim matrix of the three kinds of token: what the contract requires is accepted, every
@@ -155,5 +157,76 @@ describe('verified-token memory', () => {
     const [a, b, c] = await Promise.all([adminToken(1), adminToken(2), adminToken(3)]);
     for (const t of [a, b, c, a]) expect((await small.verifyAdmin(t)).ok).toBe(true);
     expect(small.rememberedTokens).toBe(2);
+  });
+});
+
+describe('claim rules', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  // The rules were a zod schema until the handshake path needed them cheaper; the hand-written
+  // ones must accept exactly what that schema accepted. The schema, as it was, is the oracle.
+  const idClaim = z
+    .union([z.int(), z.string().regex(/^\d{1,16}$/).transform(Number)])
+    .pipe(z.int().min(1).max(Number.MAX_SAFE_INTEGER));
+  const jtiClaim = z.string().regex(/^[A-Za-z0-9._:-]{8,128}$/);
+  const ORACLE = {
+    admin: z.object({ type: z.literal('access'), sub: z.string().regex(/^\d{1,16}$/) }),
+    site: z.object({ type: z.literal('site'), jti: jtiClaim, user_id: idClaim, assistant_id: idClaim, dialog_id: idClaim.optional() }),
+    widget: z.object({
+      type: z.literal('widget'),
+      jti: jtiClaim,
+      dialog_id: idClaim,
+      assistant_id: idClaim,
+      origin: z.string().max(2048).refine((o) => originHost(o) !== undefined),
+    }),
+  };
+  const ids: unknown[] = [1, 7, 0, -1, 1.5, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1, NaN, Infinity, -0, '1', '007', '0', '', ' 1', '1e3', '-1', '9007199254740991', '9007199254740992', '1234567890123456', '12345678901234567', null, true, [1], { n: 1 }, undefined];
+  const jtis: unknown[] = ['abcdefgh', 'abc', 'a'.repeat(128), 'a'.repeat(129), 'with space', 'ok.jti:1_-', 'ümlautsx', 12345678, null, undefined];
+  const origins: unknown[] = ['https://shop.example.com', 'http://a.b:8080', 'HTTPS://X.COM.', 'ftp://x', 'javascript:alert(1)', 'null', '', `https://${'a'.repeat(2040)}.com`, `https://${'a'.repeat(2030)}.com`, 'https://[::1]', 'example.com', 42, null, undefined];
+  const types = ['access', 'site', 'widget', 'other', undefined];
+  const cases: { kind: 'admin' | 'site' | 'widget'; claims: Record<string, unknown> }[] = [];
+  for (const type of types) {
+    for (const sub of ['7', '0', 'admin', '12345678901234567', 7, undefined]) cases.push({ kind: 'admin', claims: { type, sub } });
+    for (const id of ids) {
+      cases.push({ kind: 'site', claims: { type, jti: 'abcdefgh', user_id: id, assistant_id: 3 } });
+      cases.push({ kind: 'site', claims: { type, jti: 'abcdefgh', user_id: 2, assistant_id: 3, dialog_id: id } });
+      cases.push({ kind: 'widget', claims: { type, jti: 'abcdefgh', dialog_id: id, assistant_id: 3, origin: 'https://shop.example.com' } });
+      cases.push({ kind: 'widget', claims: { type, jti: 'abcdefgh', dialog_id: 4, assistant_id: id, origin: 'https://shop.example.com' } });
+    }
+    for (const jti of jtis) {
+      cases.push({ kind: 'site', claims: { type, jti, user_id: 2, assistant_id: 3 } });
+      cases.push({ kind: 'widget', claims: { type, jti, dialog_id: 4, assistant_id: 3, origin: 'https://shop.example.com' } });
+    }
+    for (const origin of origins) cases.push({ kind: 'widget', claims: { type, jti: 'abcdefgh', dialog_id: 4, assistant_id: 3, origin } });
+  }
+
+  it.each(['admin', 'site', 'widget'] as const)('accept exactly what the former schema accepted (%s)', (kind) => {
+    const mine = cases.filter((c) => c.kind === kind);
+    expect(mine.length).toBeGreaterThan(5);
+    const disagreements = mine.filter((c) => (claimsProblem(kind, c.claims) === undefined) !== ORACLE[kind].safeParse(c.claims).success);
+    expect(disagreements).toEqual([]);
+    // Both outcomes occur, so the comparison means something.
+    expect(new Set(mine.map((c) => claimsProblem(kind, c.claims) === undefined))).toEqual(new Set([true, false]));
+  });
+
+  it('a verified identity comes from the cache on reuse and is refused once expired', async () => {
+    const v = new TokenVerifier(keys, POLICY);
+    const token = await widgetToken(12, 3, 'https://shop.example.com', { ttlS: 2 });
+    const first = await v.verifyWidget(token);
+    expect(first).toMatchObject({ ok: true, value: { dialogId: 12, assistantId: 3, origin: 'https://shop.example.com' } });
+    expect(v.rememberedTokens).toBe(1);
+    expect(await v.verifyWidget(token)).toEqual(first);
+    // The same text as another kind is verified with that kind's key (and refused), not served from the cache.
+    expect(await v.verifySite(token)).toEqual({ ok: false, reason: 'invalid' });
+    vi.useFakeTimers({ now: Date.now() + 3000, toFake: ['Date'] });
+    expect(await v.verifyWidget(token)).toEqual({ ok: false, reason: 'expired' });
+    expect(v.rememberedTokens).toBe(0);
+  });
+
+  it('signing refuses claims the verifier would refuse, naming the problem', async () => {
+    await expect(signSiteToken(SITE_TOKEN_SECRET, { userId: 4, assistantId: 5, jti: 'short', ttlS: 60 }, POLICY)).rejects.toThrow(/jti must be 8-128 characters/);
+    await expect(signWidgetToken(WIDGET_TOKEN_SECRET, { dialogId: 0, assistantId: 5, origin: 'https://a.example' }, POLICY)).rejects.toThrow(/dialog_id and assistant_id must be positive integers/);
   });
 });

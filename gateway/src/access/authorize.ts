@@ -67,46 +67,44 @@ const QUERY_TOKEN: Readonly<Record<ConnectionKind, string | undefined>> = { admi
 /** Authorizes one WebSocket request; rejects only on infrastructure errors (database down). */
 export async function authorize(match: EndpointMatch, req: IncomingMessage, deps: AuthorizeDeps): Promise<Authorized | Refused> {
   const { kind, params } = match;
-  const refuse = (close: CloseCodeInfo, detail: string, extra: Partial<Refused> = {}): Refused => ({ ok: false, close, detail, kind, ...extra });
   const dialogId = /^\d{1,16}$/.test(match.dialogSegment) ? positiveId(match.dialogSegment) : undefined;
-  if (dialogId === undefined) return refuse(CloseCodes.BAD_REQUEST, 'dialog id must be a positive integer');
+  if (dialogId === undefined) return refused(kind, CloseCodes.BAD_REQUEST, 'dialog id must be a positive integer');
   const since = params.get('since') ?? undefined;
   const sinceProblem = since === undefined ? undefined : eventIdProblem(since);
   // The close frame carries the reason (a client's own input, so it may learn what was wrong).
-  if (sinceProblem) return refuse({ ...CloseCodes.BAD_REQUEST, reason: sinceProblem }, sinceProblem, { dialogId });
+  if (sinceProblem) return refused(kind, { ...CloseCodes.BAD_REQUEST, reason: sinceProblem }, sinceProblem, { dialogId });
   const originHeader = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
   const presented = presentedToken(req.headers, params, QUERY_TOKEN[kind]);
-  const accept = (grant: Grant, expiresAt: number, via: CredentialVia, who: Authorized['who']): Authorized => ({ ok: true, kind, dialogId, since, grant, expiresAt, via, who });
-
-  const check = (grant: Grant, assistantId?: number, origin?: string) => checkAccess(deps, dialogId, grant, refuse, assistantId, origin);
+  // No closures per handshake here: under tsx (the local stack, the benchmark) each one also
+  // costs a defineProperty for its name.
 
   if (kind === 'admin') {
     const token = await deps.tokens.verifyAdmin(presented?.token);
-    if (!token.ok) return refuse(CloseCodes.UNAUTHORIZED, `admin token ${token.reason}`, { dialogId });
+    if (!token.ok) return refused(kind, CloseCodes.UNAUTHORIZED, `admin token ${token.reason}`, { dialogId });
     const grant: Grant = { kind, userId: token.value.userId };
-    return (await check(grant)) ?? accept(grant, token.value.exp, presented!.source, { user_id: token.value.userId });
+    return (await checkAccess(deps, kind, dialogId, grant)) ?? accepted(kind, dialogId, since, grant, token.value.exp, presented!.source, { user_id: token.value.userId });
   }
 
   if (kind === 'site') {
     const token = await deps.tokens.verifySite(presented?.token);
-    if (!token.ok) return refuse(CloseCodes.UNAUTHORIZED, `site token ${token.reason}`, { dialogId });
+    if (!token.ok) return refused(kind, CloseCodes.UNAUTHORIZED, `site token ${token.reason}`, { dialogId });
     const { userId, assistantId, dialogId: onlyDialog, jti, exp } = token.value;
-    if (await deps.revoked.isRevoked(jti)) return refuse(CloseCodes.UNAUTHORIZED, `site token ${jti} revoked`, { dialogId });
+    if (await deps.revoked.isRevoked(jti)) return refused(kind, CloseCodes.UNAUTHORIZED, `site token ${jti} revoked`, { dialogId });
     // Server-to-server clients send no Origin; browsers always do, and then it must be allowed
     // (a malformed one as well: the empty host matches no entry).
     const originCheck = originHeader === undefined ? {} : { originHost: originHost(originHeader) ?? '' };
     const grant: Grant = { kind, userId, assistantId, ...(onlyDialog === undefined ? {} : { dialogId: onlyDialog }), jti, ...originCheck };
     const who = { assistant_id: assistantId, jti, ...(originHeader ? { origin: originHeader } : {}) };
-    return (await check(grant, assistantId, originHeader)) ?? accept(grant, exp, presented!.source, who);
+    return (await checkAccess(deps, kind, dialogId, grant, assistantId, originHeader)) ?? accepted(kind, dialogId, since, grant, exp, presented!.source, who);
   }
 
-  if (!presented && deps.legacyWidgetAuth && params.has('assistant_id')) return legacyWidget(match, dialogId, originHeader, deps, check, refuse, accept);
-  if (!presented) return refuse(CloseCodes.UNAUTHORIZED, 'widget token missing (obtain one with POST /api/widget/sessions)', { dialogId });
+  if (!presented && deps.legacyWidgetAuth && params.has('assistant_id')) return legacyWidget(match, dialogId, since, originHeader, deps);
+  if (!presented) return refused(kind, CloseCodes.UNAUTHORIZED, 'widget token missing (obtain one with POST /api/widget/sessions)', { dialogId });
   const token = await deps.tokens.verifyWidget(presented.token);
-  if (!token.ok) return refuse(CloseCodes.UNAUTHORIZED, `widget token ${token.reason}`, { dialogId });
+  if (!token.ok) return refused(kind, CloseCodes.UNAUTHORIZED, `widget token ${token.reason}`, { dialogId });
   const { assistantId, origin, exp } = token.value;
   const grant: Grant = { kind: 'widget', assistantId, originHost: originHost(origin)!, dialogId: token.value.dialogId };
-  return (await check(grant, assistantId, origin)) ?? accept(grant, exp, presented.source, { assistant_id: assistantId, origin });
+  return (await checkAccess(deps, kind, dialogId, grant, assistantId, origin)) ?? accepted(kind, dialogId, since, grant, exp, presented.source, { assistant_id: assistantId, origin });
 }
 
 /**
@@ -114,37 +112,33 @@ export async function authorize(match: EndpointMatch, req: IncomingMessage, deps
  * against the claimed assistant's allowed domains first, then the dialog must be that
  * assistant's; a missing dialog and another assistant's dialog get the same 4004.
  */
-async function legacyWidget(
-  match: EndpointMatch,
-  dialogId: number,
-  originHeader: string | undefined,
-  deps: AuthorizeDeps,
-  check: (grant: Grant, assistantId?: number, origin?: string) => Promise<Refused | undefined>,
-  refuse: (close: CloseCodeInfo, detail: string, extra?: Partial<Refused>) => Refused,
-  accept: (grant: Grant, expiresAt: number, via: CredentialVia, who: Authorized['who']) => Authorized,
-): Promise<Authorized | Refused> {
+async function legacyWidget(match: EndpointMatch, dialogId: number, since: string | undefined, originHeader: string | undefined, deps: AuthorizeDeps): Promise<Authorized | Refused> {
+  const kind = match.kind;
   const assistantId = positiveId(match.params.get('assistant_id') ?? undefined);
-  if (assistantId === undefined) return refuse(CloseCodes.BAD_REQUEST, 'assistant_id must be a positive integer', { dialogId });
+  if (assistantId === undefined) return refused(kind, CloseCodes.BAD_REQUEST, 'assistant_id must be a positive integer', { dialogId });
   const choice = widgetOrigin(match.params.get('parent_origin'), originHeader);
-  if (!choice.ok) return refuse(CloseCodes.DOMAIN_FORBIDDEN, `origin ${choice.reason}`, { dialogId, assistantId, origin: match.params.get('parent_origin') ?? originHeader ?? '' });
+  if (!choice.ok) return refused(kind, CloseCodes.DOMAIN_FORBIDDEN, `origin ${choice.reason}`, { dialogId, assistantId, origin: match.params.get('parent_origin') ?? originHeader ?? '' });
   const domains = await deps.assistantDomains(assistantId);
-  if (!domains || !isHostAllowed(choice.host, domains)) return refuse(CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: choice.origin });
+  if (!domains || !isHostAllowed(choice.host, domains)) return refused(kind, CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: choice.origin });
   const grant: Grant = { kind: 'widget', assistantId, originHost: choice.host };
-  return (await check(grant, assistantId, choice.origin)) ?? accept(grant, 0, 'legacy', { assistant_id: assistantId, origin: choice.origin });
+  return (await checkAccess(deps, kind, dialogId, grant, assistantId, choice.origin)) ?? accepted(kind, dialogId, since, grant, 0, 'legacy', { assistant_id: assistantId, origin: choice.origin });
 }
 
 /** Ownership then origin, through the same check re-authorization runs later. */
-async function checkAccess(
-  deps: AuthorizeDeps,
-  dialogId: number,
-  grant: Grant,
-  refuse: (close: CloseCodeInfo, detail: string, extra?: Partial<Refused>) => Refused,
-  assistantId: number | undefined,
-  origin: string | undefined,
-): Promise<Refused | undefined> {
+async function checkAccess(deps: AuthorizeDeps, kind: ConnectionKind, dialogId: number, grant: Grant, assistantId?: number, origin?: string): Promise<Refused | undefined> {
   const access = await deps.lookup(dialogId);
   const result = checkGrant(grant, dialogId, access);
-  if (result === 'not-found') return refuse(CloseCodes.DIALOG_NOT_FOUND, access ? `dialog belongs to another ${grant.kind === 'admin' ? 'user' : 'assistant'}` : 'no such dialog', { dialogId });
-  if (result === 'origin') return refuse(CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: origin ?? '' });
+  if (result === 'not-found') return refused(kind, CloseCodes.DIALOG_NOT_FOUND, access ? `dialog belongs to another ${grant.kind === 'admin' ? 'user' : 'assistant'}` : 'no such dialog', { dialogId });
+  if (result === 'origin') return refused(kind, CloseCodes.DOMAIN_FORBIDDEN, 'origin not in allowed domains', { dialogId, assistantId, origin: origin ?? '' });
   return undefined;
+}
+
+/** A refusal: the close code, a detail for the log, and what the log line names. */
+function refused(kind: ConnectionKind, close: CloseCodeInfo, detail: string, extra: Partial<Refused> = {}): Refused {
+  return { ok: false, close, detail, kind, ...extra };
+}
+
+/** An acceptance with what the connection keeps. */
+function accepted(kind: ConnectionKind, dialogId: number, since: string | undefined, grant: Grant, expiresAt: number, via: CredentialVia, who: Authorized['who']): Authorized {
+  return { ok: true, kind, dialogId, since, grant, expiresAt, via, who };
 }

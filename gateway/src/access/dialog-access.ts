@@ -5,10 +5,14 @@ import { ignoredDomainReporter, type DomainEntryProblem } from '../origin/allowe
 // are revoked, from `replyx_revoked_site_tokens` (gateway/sql/dialog_access.sql). The gateway
 // reads nothing else, so users map their own schema by defining those two views. Lookups are
 // cached briefly (reconnect storms hit the same dialogs), misses included, and concurrent
-// lookups of one dialog share one query. The handshakes' cache misses of one event-loop turn are
-// read with one query (up to ACCESS_LOOKUP_BATCH_MAX dialogs each): a connect burst of distinct
+// lookups of one dialog share one query. The handshakes' cache misses of one event-loop turn, and
+// those that arrive while that read is out, are read with one query (up to
+// ACCESS_LOOKUP_BATCH_MAX dialogs each): a connect burst of distinct
 // dialogs otherwise paid one round trip, and one pool slot, per handshake. Re-authorization
-// reads many dialogs in one query too and refreshes the cache with what it read.
+// reads many dialogs in one query too and refreshes the cache with what it read. The lookup
+// query runs as a named prepared statement: Postgres then parses and plans it once per pool
+// connection instead of once per handshake (a connect storm meets distinct dialogs, so batches
+// are mostly of one, and parse+plan was most of Postgres' CPU per connect).
 
 /** One row of `replyx_dialog_access`. */
 export interface DialogAccess {
@@ -44,6 +48,11 @@ export const DIALOG_ACCESS_MANY_QUERY = `SELECT ${ACCESS_COLUMNS} FROM replyx_di
 export const ASSISTANT_DOMAINS_QUERY = 'SELECT allowed_domains FROM replyx_dialog_access WHERE assistant_id = $1 LIMIT 1';
 /** The revoked site token ids that have not expired yet. */
 export const REVOKED_SITE_TOKENS_QUERY = 'SELECT jti::text AS jti FROM replyx_revoked_site_tokens';
+/**
+ * SQLSTATE 0A000: a prepared statement whose result columns changed under it (the view was
+ * replaced with other types); the statement is prepared again under a new name.
+ */
+const CACHED_PLAN_CHANGED = '0A000';
 /** Dialogs per re-authorization query. */
 export const ACCESS_BATCH_SIZE = 1000;
 
@@ -57,7 +66,8 @@ interface CacheEntry<T = DialogAccess | null> {
 /** A handshake lookup waiting for its batch, shared by concurrent lookups of the dialog. */
 interface PendingLookup {
   readonly promise: Promise<DialogAccess | null>;
-  readonly settle: (value: DialogAccess | null, err?: unknown) => void;
+  readonly resolve: (value: DialogAccess | null) => void;
+  readonly reject: (err: Error) => void;
 }
 
 /** Reads dialog ownership from Postgres with a bounded TTL cache. */
@@ -67,11 +77,15 @@ export class DialogAccessStore {
   readonly #max: number;
   readonly #cache = new Map<number, CacheEntry>();
   readonly #inflight = new Map<number, PendingLookup>();
-  /** Dialogs to read at the end of this event-loop turn. */
+  /** Dialogs to read at the end of this event-loop turn, or once the read in flight is done. */
   #queued: number[] = [];
+  /** True while a handshake read is out (see #readQueued). */
+  #reading = false;
   readonly #batchMax: number;
   readonly #assistantDomains = new Map<number, CacheEntry<readonly string[] | null>>();
   readonly #checkedDomains: (assistantId: number, domains: readonly string[]) => readonly string[];
+  /** Bumped when a replaced view invalidates the prepared lookup (see #queryAccess). */
+  #statementGeneration = 0;
 
   /** Creates the pool (lazy: no connection until the first query). */
   constructor(databaseUrl: string, options: DialogAccessOptions) {
@@ -100,27 +114,41 @@ export class DialogAccessStore {
     if (hit && hit.expiresAt > now) return Promise.resolve(hit.value);
     const pending = this.#inflight.get(dialogId);
     if (pending) return pending.promise;
-    let settle!: PendingLookup['settle'];
-    const promise = new Promise<DialogAccess | null>((resolve, reject) => {
-      settle = (value, err) => (err === undefined ? resolve(value) : reject(err as Error));
+    let resolve!: PendingLookup['resolve'];
+    let reject!: PendingLookup['reject'];
+    const promise = new Promise<DialogAccess | null>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
-    this.#inflight.set(dialogId, { promise, settle });
+    this.#inflight.set(dialogId, { promise, resolve, reject });
     this.#queued.push(dialogId);
-    if (this.#queued.length === 1) setImmediate(() => this.#readQueued());
+    if (this.#queued.length === 1 && !this.#reading) setImmediate(this.#readQueued);
     return promise;
   }
 
-  /** Reads every dialog queued this turn, ACCESS_LOOKUP_BATCH_MAX per query, all at once. */
-  #readQueued(): void {
+  /**
+   * Reads every dialog queued so far, ACCESS_LOOKUP_BATCH_MAX per query, all at once; misses that
+   * arrive while such a read is out wait for it and go in the next one. Handshakes of a storm
+   * arrive one per event-loop turn, so batching by turn alone read one dialog per query; waiting
+   * for the read in flight (one database round trip at most) lets the storm fill the next query.
+   */
+  readonly #readQueued = (): void => {
     const queued = this.#queued;
     this.#queued = [];
-    for (let i = 0; i < queued.length; i += this.#batchMax) void this.#readBatch(queued.slice(i, i + this.#batchMax));
-  }
+    if (queued.length === 0) return;
+    const reads: Promise<void>[] = [];
+    for (let i = 0; i < queued.length; i += this.#batchMax) reads.push(this.#readBatch(queued.slice(i, i + this.#batchMax)));
+    this.#reading = true;
+    void Promise.allSettled(reads).then(() => {
+      this.#reading = false;
+      if (this.#queued.length > 0) this.#readQueued();
+    });
+  };
 
   async #readBatch(ids: readonly number[]): Promise<void> {
     let rows: AccessRow[];
     try {
-      ({ rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_MANY_QUERY, [ids]));
+      rows = await this.#queryAccess(ids);
     } catch (err) {
       for (const id of ids) this.#settle(id, null, err ?? new Error('dialog access query failed'));
       return;
@@ -135,10 +163,27 @@ export class DialogAccessStore {
     }
   }
 
+  /** The access rows of `ids`, through the prepared statement (prepared again once if the view changed type). */
+  async #queryAccess(ids: readonly number[]): Promise<AccessRow[]> {
+    try {
+      return await this.#queryPrepared(ids);
+    } catch (err) {
+      if ((err as { code?: string }).code !== CACHED_PLAN_CHANGED) throw err;
+      this.#statementGeneration += 1;
+      return this.#queryPrepared(ids);
+    }
+  }
+
+  async #queryPrepared(ids: readonly number[]): Promise<AccessRow[]> {
+    const { rows } = await this.#pool.query<AccessRow>({ name: `replyx_dialog_access_${this.#statementGeneration}`, text: DIALOG_ACCESS_MANY_QUERY, values: [ids] });
+    return rows;
+  }
+
   #settle(dialogId: number, value: DialogAccess | null, err?: unknown): void {
     const pending = this.#inflight.get(dialogId);
     this.#inflight.delete(dialogId);
-    pending?.settle(value, err);
+    if (err === undefined) pending?.resolve(value);
+    else pending?.reject(err as Error);
   }
 
   /**
@@ -149,7 +194,7 @@ export class DialogAccessStore {
     const found = new Map<number, DialogAccess | null>();
     for (let i = 0; i < dialogIds.length; i += ACCESS_BATCH_SIZE) {
       const batch = dialogIds.slice(i, i + ACCESS_BATCH_SIZE);
-      const { rows } = await this.#pool.query<AccessRow>(DIALOG_ACCESS_MANY_QUERY, [batch]);
+      const rows = await this.#queryAccess(batch);
       for (const row of rows) found.set(Number(row.dialog_id), this.#toAccess(row));
       for (const id of batch) {
         if (!found.has(id)) found.set(id, null);

@@ -31,7 +31,8 @@ export interface RedisBrokerOptions {
 interface SubscribeBatch {
   readonly ids: Set<number>;
   readonly done: Promise<void>;
-  readonly settle: (err?: unknown) => void;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
 }
 
 /** Thrown by publish when Redis is not connected: the event was not stored. */
@@ -64,11 +65,13 @@ export class RedisBroker implements Broker {
   #cmdEverReady = false;
   #lostAt: number | undefined;
   #closing = false;
-  /** Dialogs joined this event-loop turn, subscribed together by #flushSubscriptions. */
+  /** Dialogs joined this event-loop turn (or while a SUBSCRIBE is out), subscribed together by #flushSubscriptions. */
   #subscribeBatch: SubscribeBatch | undefined;
-  /** Dialogs left this event-loop turn, unsubscribed together. */
+  /** Dialogs left this event-loop turn (or while a SUBSCRIBE is out), unsubscribed together. */
   readonly #unsubscribeBatch = new Set<number>();
   #flushScheduled = false;
+  /** True while a SUBSCRIBE is out: joins and leaves meanwhile wait for its reply and go in the next. */
+  #subscribing = false;
 
   /** Creates both connections (not yet connected; call start()). */
   constructor(options: RedisBrokerOptions, handlers: BrokerHandlers) {
@@ -174,18 +177,20 @@ export class RedisBroker implements Broker {
   // UNSUBSCRIBE) with every channel of the turn costs one write instead of one per dialog, which
   // was the largest share of a handshake's time in the connect profile after the token check.
   #newSubscribeBatch(): SubscribeBatch {
-    let settle!: (err?: unknown) => void;
-    const done = new Promise<void>((resolve, reject) => {
-      settle = (err) => (err === undefined ? resolve() : reject(err as Error));
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
     // A failed SUBSCRIBE is retried on the next reconnect (#onSubReady covers every dialog).
     done.catch((err: unknown) => this.#log.warn({ err: String(err) }, 'subscribe failed'));
     this.#scheduleFlush();
-    return { ids: new Set(), done, settle };
+    return { ids: new Set(), done, resolve, reject };
   }
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
+    if (this.#flushScheduled || this.#subscribing) return;
     this.#flushScheduled = true;
     setImmediate(() => this.#flushSubscriptions());
   }
@@ -198,11 +203,21 @@ export class RedisBroker implements Broker {
     this.#unsubscribeBatch.clear();
     if (leaving.length > 0 && this.#sub.status === 'ready' && !this.#closing) this.#sub.unsubscribe(...leaving.map(dialogChannel)).catch(() => undefined);
     if (!batch) return;
-    if (batch.ids.size === 0 || this.#closing) return batch.settle();
+    if (batch.ids.size === 0 || this.#closing) return batch.resolve();
+    // A storm's handshakes arrive one per event-loop turn: the joins (and leaves) that come while
+    // this SUBSCRIBE is out go in the next one, sent when its reply is in (one Redis round trip).
+    this.#subscribing = true;
     this.#sub.subscribe(...[...batch.ids].map(dialogChannel)).then(
-      () => batch.settle(),
-      (err: unknown) => batch.settle(err ?? new Error('SUBSCRIBE failed')),
+      () => this.#subscribed(batch),
+      (err: unknown) => this.#subscribed(batch, err ?? new Error('SUBSCRIBE failed')),
     );
+  }
+
+  #subscribed(batch: SubscribeBatch, err?: unknown): void {
+    if (err === undefined) batch.resolve();
+    else batch.reject(err as Error);
+    this.#subscribing = false;
+    if (this.#subscribeBatch || this.#unsubscribeBatch.size > 0) this.#scheduleFlush();
   }
 
   history(dialogId: number, sinceId: string): Promise<HistoryResult> {

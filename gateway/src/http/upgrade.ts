@@ -76,7 +76,6 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
 
   const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', destroySocket);
-    const url = sanitizeUrl(req.url);
     const match = matchEndpoint(req.url);
     if (!match) return rejectHttp(socket, 404, 'Not Found');
     // A handshake that reached a draining gateway (sent before the proxy stopped routing here)
@@ -86,7 +85,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     const ip = clientAddress(req, deps.trustedProxies);
     const refusal = admission.admit(ip);
     if (refusal) {
-      log.warn({ ip, url, reason: refusal }, `${LOG_TAG[match.kind]} connection refused: ${refusal}; closing with 4100`);
+      log.warn({ ip, url: sanitizeUrl(req.url), reason: refusal }, `${LOG_TAG[match.kind]} connection refused: ${refusal}; closing with 4100`);
       return refuseUpgrade(req, socket, head, match.kind, CloseCodes.OVER_LIMIT);
     }
     // The slot is released when the TCP socket closes, whatever happened in between.
@@ -96,7 +95,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
       (result) => {
         if (socket.destroyed) return;
         if (!result.ok) {
-          logRefusal(log, result, ip, url);
+          logRefusal(log, result, ip, sanitizeUrl(req.url));
           return refuseUpgrade(req, socket, head, match.kind, result.close);
         }
         if (result.via === 'query' || result.via === 'legacy') {
@@ -113,7 +112,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         socket.uncork();
       },
       (err: unknown) => {
-        log.error({ ip, url, err: String(err) }, `${LOG_TAG[match.kind]} authorization failed (database); closing with 1011`);
+        log.error({ ip, url: sanitizeUrl(req.url), err: String(err) }, `${LOG_TAG[match.kind]} authorization failed (database); closing with 1011`);
         if (!socket.destroyed) refuseUpgrade(req, socket, head, match.kind, CloseCodes.INTERNAL_ERROR);
       },
     );
@@ -126,10 +125,6 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
 const ADMITTED_IP = Symbol('replyx.admittedIp');
 type AdmittedSocket = Duplex & { [ADMITTED_IP]?: string };
 
-function destroySocket(this: Duplex): void {
-  this.destroy();
-}
-
 function logRefusal(log: Logger, result: Refused, ip: string, url: string): void {
   const fields = { ip, url, kind: result.kind, dialog_id: result.dialogId, code: result.close.code, reason: result.detail };
   if (result.close.code === CloseCodes.DOMAIN_FORBIDDEN.code) {
@@ -140,6 +135,11 @@ function logRefusal(log: Logger, result: Refused, ip: string, url: string): void
   } else {
     log.warn(fields, `${LOG_TAG[result.kind]} connection refused with ${result.close.code}: ${result.detail}`);
   }
+}
+
+/** Shared 'error' listener of upgrading sockets (no closure per connection). */
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }
 
 function rejectHttp(socket: Duplex, status: number, text: string): void {

@@ -126,14 +126,15 @@ export class DeliveryHub implements ConnectionOwner {
     // Expired between the handshake's check and now (a slow database): no event may reach it.
     if (!this.#expiry.add(conn)) return void conn.close(CloseCodes.TOKEN_EXPIRED);
     conn.send(this.#connectedFrame);
-    this.#log.info({ conn: conn.id, dialog_id: auth.dialogId, kind: auth.kind, ip, since: auth.since, ...auth.who }, `${LOG_TAG[auth.kind]} connected dialog=${auth.dialogId}`);
+    // The fields and the line are built only when they are written (a connect storm at "warn").
+    if (this.#log.isLevelEnabled('info')) this.#log.info({ conn: conn.id, dialog_id: auth.dialogId, kind: auth.kind, ip, since: auth.since, ...auth.who }, `${LOG_TAG[auth.kind]} connected dialog=${auth.dialogId}`);
     // Buffer live events from the moment of joining, so nothing published during the replay is lost.
     if (auth.since !== undefined) conn.pending = [];
     this.members.join(auth.dialogId, conn);
     // The first local join subscribes; later joins get the same pending-or-done subscription.
     const subscribed = this.#broker.subscribe(auth.dialogId);
     if (auth.since === undefined) {
-      subscribed.catch(() => undefined);
+      subscribed.catch(ignore);
       return;
     }
     try {
@@ -252,9 +253,14 @@ export class DeliveryHub implements ConnectionOwner {
     if (this.members.leave(conn.dialogId, conn)) this.#broker.unsubscribe(conn.dialogId);
     if (conn.closeCode === undefined) this.#metrics.closed(code);
     conn.pending = null;
-    this.#log.info({ conn: conn.id, dialog_id: conn.dialogId, kind: conn.kind, code, duration_ms: Date.now() - conn.connectedAt }, `${LOG_TAG[conn.kind]} disconnected dialog=${conn.dialogId} code=${code}`);
+    if (this.#log.isLevelEnabled('info')) {
+      this.#log.info({ conn: conn.id, dialog_id: conn.dialogId, kind: conn.kind, code, duration_ms: Date.now() - conn.connectedAt }, `${LOG_TAG[conn.kind]} disconnected dialog=${conn.dialogId} code=${code}`);
+    }
   }
 }
+
+/** A subscription failure is logged and retried by the broker; the connection need not wait for it. */
+function ignore(): void {}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -8,9 +8,15 @@ import net from 'node:net';
 /** Proxies whose X-Real-IP / X-Forwarded-For are believed (default: this host's nginx). */
 export const DEFAULT_TRUSTED_PROXIES: readonly string[] = ['127.0.0.1/32', '::1/128'];
 
+/** Peer addresses whose trust is remembered before the memory starts over. */
+const TRUSTED_ANSWERS_MAX = 10_000;
+
 /** Matches peer addresses against a list of CIDRs (IPv4 and IPv6). */
 export class TrustedProxies {
   readonly #list = new net.BlockList();
+  // Every handshake asks about its peer, and a BlockList check builds a SocketAddress each time;
+  // peers repeat (behind nginx there is one), so answers are remembered, bounded.
+  readonly #answers = new Map<string, boolean>();
   /** The CIDRs as given (normalised to address/prefix). */
   readonly cidrs: readonly string[];
 
@@ -28,8 +34,13 @@ export class TrustedProxies {
 
   /** True when `address` lies in one of the trusted CIDRs. */
   has(address: string): boolean {
+    const known = this.#answers.get(address);
+    if (known !== undefined) return known;
     const family = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : undefined;
-    return family !== undefined && this.#list.check(address, family);
+    const trusted = family !== undefined && this.#list.check(address, family);
+    if (this.#answers.size >= TRUSTED_ANSWERS_MAX) this.#answers.clear();
+    this.#answers.set(address, trusted);
+    return trusted;
   }
 }
 

@@ -47,6 +47,23 @@ const HANDSHAKE_OUTCOME: ReadonlyMap<number, string> = new Map(
 /** Every handshake outcome label value: accepted, or a registry close code's name. */
 export const HANDSHAKE_OUTCOMES: readonly string[] = ['accepted', ...HANDSHAKE_OUTCOME.values()];
 
+/** The map key of every close code outside KNOWN_CLOSE_CODES (label "other"). */
+const OTHER_CODE = -1;
+
+/** One label set of a counter and how many times it was counted since start. */
+interface LabelledCount<L extends string> {
+  readonly labels: Readonly<Record<L, string>>;
+  n: number;
+}
+
+/** A counter's collect(): the plain counts of `counts`, set at scrape time. */
+function collectCounts<L extends string>(counts: ReadonlyMap<unknown, LabelledCount<L>>): (this: Counter<L>) => void {
+  return function collect(this: Counter<L>) {
+    this.reset();
+    for (const c of counts.values()) this.inc(c.labels, c.n);
+  };
+}
+
 const zeroCounts = (): KindCounts => ({ admin: 0, widget: 0, site: 0 });
 
 /** The gateway's metrics in their own registry (several gateways can share a test process). */
@@ -58,12 +75,14 @@ export class GatewayMetrics {
   readonly recipients: KindCounts = zeroCounts();
   /** Frames sent from history when a connection resumed with `since=`, by kind. */
   readonly replayed: KindCounts = zeroCounts();
-  readonly #closes: Counter<'code'>;
+  // prom-client hashes and validates the label set on every inc() (a bound child too): the
+  // per-connect and per-close counts are plain numbers by label set, handed over at scrape time.
+  readonly #closeCounts = new Map<number, LabelledCount<'code'>>();
+  readonly #handshakeCounts = new Map<string, LabelledCount<'type' | 'outcome'>>();
   readonly #forbidden: Counter;
   readonly #latency: Histogram;
   readonly #published: Counter<'result'>;
   readonly #deprecated: Counter<'type' | 'via'>;
-  readonly #handshakes: Counter<'type' | 'outcome'>;
   readonly #resumes: Counter<'outcome'>;
   readonly #resyncs: Counter<'cause'>;
   readonly #reconnects: Counter;
@@ -108,7 +127,13 @@ export class GatewayMetrics {
       this.recipients,
     );
     perKind('replyx_gateway_events_replayed_total', 'Event frames sent from history to clients resuming with since=, by connection type.', this.replayed);
-    this.#closes = new Counter({ name: 'replyx_gateway_closes_total', help: 'Connections closed, by close code (codes outside the registry count as "other").', labelNames: ['code'], registers });
+    new Counter({
+      name: 'replyx_gateway_closes_total',
+      help: 'Connections closed, by close code (codes outside the registry count as "other").',
+      labelNames: ['code'],
+      registers,
+      collect: collectCounts(this.#closeCounts),
+    });
     this.#forbidden = new Counter({ name: 'replyx_gateway_domain_forbidden_total', help: 'Connections refused with 4003 (origin not allowed).', registers });
     this.#published = new Counter({ name: 'replyx_gateway_http_publish_total', help: 'POST /internal/publish requests by result.', labelNames: ['result'], registers });
     this.#deprecated = new Counter({
@@ -117,11 +142,12 @@ export class GatewayMetrics {
       labelNames: ['type', 'via'],
       registers,
     });
-    this.#handshakes = new Counter({
+    new Counter({
       name: 'replyx_gateway_handshakes_total',
       help: 'WebSocket handshakes on the three endpoints by connection type and outcome (accepted, or the close code name it was refused with).',
       labelNames: ['type', 'outcome'],
       registers,
+      collect: collectCounts(this.#handshakeCounts),
     });
     this.#resumes = new Counter({ name: 'replyx_gateway_resumes_total', help: 'Connections that resumed with since=, by outcome (replayed, resync, ahead: closed with 4009, failed).', labelNames: ['outcome'], registers });
     this.#resyncs = new Counter({
@@ -164,14 +190,22 @@ export class GatewayMetrics {
 
   /** Counts one close by code. */
   closed(code: number): void {
-    this.#closes.inc({ code: KNOWN_CLOSE_CODES.has(code) ? String(code) : 'other' });
+    const label = KNOWN_CLOSE_CODES.has(code) ? code : OTHER_CODE;
+    const count = this.#closeCounts.get(label);
+    if (count) count.n += 1;
+    else this.#closeCounts.set(label, { labels: { code: label === OTHER_CODE ? 'other' : String(label) }, n: 1 });
     if (code === CloseCodes.DOMAIN_FORBIDDEN.code) this.#forbidden.inc();
   }
 
   /** Counts one handshake on an endpoint of `kind`: accepted (no code) or refused with a registry close code. */
   handshake(kind: ConnectionKind, refusedWith?: number): void {
-    const outcome = refusedWith === undefined ? 'accepted' : (HANDSHAKE_OUTCOME.get(refusedWith) ?? 'internal_error');
-    this.#handshakes.inc({ type: kind, outcome });
+    const key = refusedWith === undefined ? kind : `${kind} ${refusedWith}`;
+    const count = this.#handshakeCounts.get(key);
+    if (count) count.n += 1;
+    else {
+      const outcome = refusedWith === undefined ? 'accepted' : (HANDSHAKE_OUTCOME.get(refusedWith) ?? 'internal_error');
+      this.#handshakeCounts.set(key, { labels: { type: kind, outcome }, n: 1 });
+    }
   }
 
   /** Counts how one resume ended. */

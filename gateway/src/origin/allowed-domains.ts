@@ -12,9 +12,27 @@ import { parse as parseDomain } from 'tldts';
 /** The outcome of choosing which origin to check for a widget connection. */
 export type OriginChoice = { ok: true; origin: string; host: string } | { ok: false; reason: 'missing' | 'malformed' };
 
+// Origins repeat too (every widget token of a site carries the same one, browsers send the same
+// Origin): `new URL` was a measurable share of a handshake, so each distinct text is parsed once.
+// The cache is bounded like the entry cache, and holds short texts only (a client picks its
+// Origin header: 10,000 long ones must not pin megabytes); what it returns is what parsing returns.
+const ORIGIN_CACHE_MAX = 10_000;
+const ORIGIN_CACHE_MAX_LENGTH = 256;
+const originCache = new Map<string, string | undefined>();
+
 /** The host (lowercase, no port, no trailing dot) of an http(s) origin/URL; undefined if not one. */
 export function originHost(value: string | null | undefined): string | undefined {
   if (!value || value === 'null') return undefined;
+  if (value.length > ORIGIN_CACHE_MAX_LENGTH) return parseOriginHost(value);
+  const hit = originCache.get(value);
+  if (hit !== undefined || originCache.has(value)) return hit;
+  const host = parseOriginHost(value);
+  if (originCache.size >= ORIGIN_CACHE_MAX) originCache.clear();
+  originCache.set(value, host);
+  return host;
+}
+
+function parseOriginHost(value: string): string | undefined {
   let url: URL;
   try {
     url = new URL(value);
