@@ -78,10 +78,6 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     socket.on('error', destroySocket);
     const match = matchEndpoint(req.url);
     if (!match) return rejectHttp(socket, 404, 'Not Found');
-    // A handshake that reached a draining gateway (sent before the proxy stopped routing here)
-    // is told what a drained client is told: 4200, reconnect soon with jitter. A 503 would read
-    // as a failed handshake, and clients back off from those for up to 30 s.
-    if (deps.isDraining()) return refuseUpgrade(req, socket, head, match.kind, CloseCodes.DRAINING);
     const ip = clientAddress(req, deps.trustedProxies);
     const refusal = admission.admit(ip);
     if (refusal) {
@@ -103,6 +99,10 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
           metrics.deprecatedCredential(result.kind, result.via);
           log.debug({ ip, kind: result.kind, via: result.via }, `${LOG_TAG[result.kind]} deprecated credential: ${result.via === 'query' ? 'token in the query string (send it as the replyx.token.<JWT> subprotocol)' : 'widget without a session token (LEGACY_WIDGET_AUTH)'}`);
         }
+        // A handshake that reached a draining gateway (sent before the proxy stopped routing here)
+        // proves who it is like any other, then is told what a drained client is told: 4200,
+        // reconnect soon with jitter. A 503 would read as a failed handshake, and clients back off
+        // from those for up to 30 s; a 4200 before authorization would upgrade anyone.
         if (deps.isDraining()) return refuseUpgrade(req, socket, head, match.kind, CloseCodes.DRAINING);
         metrics.handshake(match.kind);
         // The 101 response and the `connected` frame (sent by accept) leave in one write, not two:
