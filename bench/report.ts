@@ -479,8 +479,10 @@ ${holdSection(run)}${run.storm ? `\n${stormSection(run.storm, markdownTable)}` :
   the same open-file limit). The figure is bounded by the gateway process's open-file limit: one
   descriptor per socket, plus ${fmt(HOLD_FD_HEADROOM)} left for Redis, Postgres, logs and handshakes in flight;
   when that limit is below the count asked for, the run holds what fits and says so. KiB per
-  connection is RSS at the end of the window minus RSS before opening, so it includes what the
-  heartbeat allocated.
+  connection is RSS at the end of the window minus RSS before opening, on a fresh gateway process
+  (after (c) the process keeps a heap grown for 10,000 sockets that new ones reuse), so it
+  includes what the heartbeat allocated; read after the window rather than 3 s after connecting,
+  the connect burst's garbage is mostly collected, which is why it sits below (c)'s figure.
 - **(c)** RSS includes the JS heap not yet collected; it is read after a ${fmt(o.settleMs)} ms pause, not after a forced GC.
   Fixed costs (nginx's connection arrays for \`worker_connections\`, which each worker fills at start,
   its shared rate-limit zones, Node's start-up heap) are in "RSS before", so only what each
