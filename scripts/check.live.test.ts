@@ -109,14 +109,14 @@ const CASES: readonly Case[] = [
     name: 'nginx listening on another port',
     breakIt: async () => {
       const [other] = await freePorts(1);
-      await editRunningNginx((t) => t.replace(/listen 127\.0\.0\.1:(\d+) default_server;/, `listen 127.0.0.1:${other} default_server;`));
+      await editRunningNginx((t) => t.replace(/listen 127\.0\.0\.1:(\d+) default_server([^;]*);/, `listen 127.0.0.1:${other} default_server$2;`));
     },
     expect: [['services-running', 'running', /nginx \(pid \d+\) does not listen on its port/], ['running-config-drift', 'running', /listen 127\.0\.0\.1:\d+ default_server/]],
   },
   {
     name: 'nginx bound to every interface (the reload fails to bind)',
     breakIt: async () => {
-      await editRunningNginx((t) => t.replace(/listen 127\.0\.0\.1:(\d+) default_server;/, 'listen 0.0.0.0:$1 default_server;'), false);
+      await editRunningNginx((t) => t.replace(/listen 127\.0\.0\.1:(\d+) default_server([^;]*);/, 'listen 0.0.0.0:$1 default_server$2;'), false);
       process.kill(await pidOf('nginx'), 'SIGHUP');
       await new Promise((r) => setTimeout(r, 300));
     },
