@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
 import { waitUntil } from '../../infra/targets/local/ports.js';
@@ -53,7 +54,15 @@ export function openSocket(url: string, opts: { headers?: Record<string, string>
 
 /** POSTs `{"text"}` as JSON (with `Authorization: Bearer <token>`, if given) and returns status and body. */
 export async function postMessage(url: string, text: string, token?: string): Promise<{ status: number; eventId?: string; body: Record<string, unknown> }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify({ text }) });
+  // As a careful client posts: with an Idempotency-Key, retried when the connection itself failed
+  // (a kept-alive socket that nginx closed on a reload as the request went out); the key makes the
+  // retry store and publish the message once.
+  const headers = { 'content-type': 'application/json', 'idempotency-key': randomUUID(), ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  const send = () => fetch(url, { method: 'POST', headers, body: JSON.stringify({ text }) });
+  const res = await send().catch(async () => {
+    await new Promise((r) => setTimeout(r, 50));
+    return send();
+  });
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   return { status: res.status, eventId: typeof body.event_id === 'string' ? body.event_id : undefined, body };
 }
