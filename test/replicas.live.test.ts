@@ -1,12 +1,14 @@
 import { appendFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_DIALOGS, signAdminToken } from '../examples/backend/src/demo.js';
 import { REPO_DIR } from '../infra/operate/stack.js';
+import { isReplyxError } from '../infra/errors.js';
 import { gatewaySpecs } from '../infra/targets/local/gateway-restart.js';
 import { isPortOpen, waitUntil } from '../infra/targets/local/ports.js';
-import { readPid } from '../infra/targets/local/supervisor.js';
+import { LEFTOVER_KINDS, leftoverPidFile, readPid } from '../infra/targets/local/supervisor.js';
 import { renderNginxConfig } from '../infra/render/nginx.js';
 import { runOperatorScript } from './live-clients.js';
 import { openSocket, postMessage, type TestSocket } from './e2e/clients.js';
@@ -157,24 +159,47 @@ describe('gateway.replicas: 1, blue/green restart', () => {
     await run?.stop();
   }, 120_000);
 
-  it('restart gateway hands its clients to a stand-in beside it, then back to the new process on its own port: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
+  it('restart gateway moves each client once, from the old process to the new one on its own port (a stand-in takes handshakes meanwhile): 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
     const h = run.stack.handle;
     const [gateway] = gatewaySpecs(h.plan);
     const oldPid = await readPid(gateway!.pidFile);
     const r = await run.window('blue/green restart', () => h.restart('gateway'));
     progress(`blue/green restart: ${JSON.stringify({ ...r, examples: undefined })}`);
     expectZeroDowntime(r);
-    // Every client was moved by a drain: to the stand-in and back, or (reconnecting after its
-    // backoff, when nginx had switched back already) straight to the new process.
-    expect(r.closeCodes['4200'] ?? 0).toBeGreaterThanOrEqual(run.clients.length);
-    expect(r.closeCodes['4200'] ?? 0).toBeLessThanOrEqual(2 * run.clients.length);
+    // The old process drains only once the new one serves: each client is moved once (one 4200), not twice.
+    expect(r.closeCodes['4200'] ?? 0).toBe(run.clients.length);
     expect(r.watchdogRestarts).toEqual({});
     // A new process on the gateway's own port; the stand-in is gone.
     const newPid = await readPid(gateway!.pidFile);
     expect(newPid).not.toBe(oldPid);
     expect(((await (await fetch(`http://127.0.0.1:${gateway!.port}/health`)).json()) as { status?: string }).status).toBe('ok');
-    expect(await readPid(`${gateway!.pidFile}.handed-over`)).toBeUndefined();
+    for (const kind of LEFTOVER_KINDS) expect(await readPid(leftoverPidFile(gateway!, kind))).toBeUndefined();
     expect(await waitUntil(async () => !(await isPortOpen(gateway!.port + 1)), 5000, 50)).toBe(true);
+    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', { prefixDir: h.plan.nginxPrefixDir }));
+    await operatorsAgree(['gateway']);
+  }, 240_000);
+
+  it('a new process that cannot start leaves the stand-in serving (RPX_GATEWAY_RESTART_FAILED); the next restart moves its clients on: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
+    const h = run.stack.handle;
+    const [gateway] = gatewaySpecs(h.plan);
+    let failure: unknown;
+    const r = await run.window('blue/green restart that fails, then again', async () => {
+      // Take the gateway's port the moment the old process lets go of it, so the new one cannot bind it.
+      const squatter = net.createServer();
+      const squat = waitUntil(async () => (await readPid(leftoverPidFile(gateway!, 'handed-over'))) !== undefined, 30_000, 2).then(
+        (handedOver) => handedOver && waitUntil(() => new Promise<boolean>((resolve) => squatter.once('error', () => resolve(false)).listen(gateway!.port, '127.0.0.1', () => resolve(true))), 5000, 2),
+      );
+      failure = await h.restart('gateway').then(() => undefined, (err: unknown) => err);
+      expect(await squat).toBe(true);
+      // The stand-in alone serves /ws/ meanwhile.
+      expect(await readPid(leftoverPidFile(gateway!, 'stand-in'))).toBeDefined();
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      await h.restart('gateway');
+    });
+    progress(`failed blue/green restart, then again: ${JSON.stringify({ ...r, examples: undefined })}`);
+    expect(isReplyxError(failure) && failure.code).toBe('RPX_GATEWAY_RESTART_FAILED');
+    expectZeroDowntime(r);
+    for (const kind of LEFTOVER_KINDS) expect(await readPid(leftoverPidFile(gateway!, kind))).toBeUndefined();
     expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', { prefixDir: h.plan.nginxPrefixDir }));
     await operatorsAgree(['gateway']);
   }, 240_000);

@@ -49,6 +49,7 @@ export const DEFAULTS = {
   HOST: '0.0.0.0',
   HEARTBEAT_MS: 25_000,
   DRAIN_WINDOW_MS: 5_000,
+  HANDOVER_TIMEOUT_MS: 60_000,
   MAX_PAYLOAD_BYTES: 64 * 1024,
   SEND_BUFFER_BYTES: 1024 * 1024,
   MAX_CONNECTIONS: 50_000,
@@ -97,6 +98,7 @@ const envSchema = z
     DEBUG_TOKEN: envSecret(32).optional(),
     HEARTBEAT_MS: int(1000, 600_000, DEFAULTS.HEARTBEAT_MS),
     DRAIN_WINDOW_MS: int(0, 300_000, DEFAULTS.DRAIN_WINDOW_MS),
+    HANDOVER_TIMEOUT_MS: int(1000, 600_000, DEFAULTS.HANDOVER_TIMEOUT_MS),
     MAX_PAYLOAD_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.MAX_PAYLOAD_BYTES),
     SEND_BUFFER_BYTES: int(16 * 1024, 256 * 1024 * 1024, DEFAULTS.SEND_BUFFER_BYTES),
     MAX_CONNECTIONS: int(1, 10_000_000, DEFAULTS.MAX_CONNECTIONS),
@@ -172,6 +174,8 @@ export interface GatewayConfig {
   readonly debugToken?: string;
   readonly heartbeatMs: number;
   readonly drainWindowMs: number;
+  /** After SIGUSR2 (listener handed to a successor), drain by itself if no SIGTERM came within this. */
+  readonly handoverTimeoutMs: number;
   readonly maxPayloadBytes: number;
   readonly sendBufferBytes: number;
   readonly maxConnections: number;
@@ -263,6 +267,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     debugToken: e.DEBUG_TOKEN,
     heartbeatMs: e.HEARTBEAT_MS,
     drainWindowMs: e.DRAIN_WINDOW_MS,
+    handoverTimeoutMs: e.HANDOVER_TIMEOUT_MS,
     maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
     sendBufferBytes: e.SEND_BUFFER_BYTES,
     maxConnections: e.MAX_CONNECTIONS,

@@ -1,6 +1,7 @@
 // Entry point: `node --import tsx gateway/src/main.ts` locally, `node gateway/dist/main.js` in
 // the image. Config errors print one line and exit 1; SIGTERM drains (4200 spread over
-// DRAIN_WINDOW_MS), flushes the log and exits 0.
+// DRAIN_WINDOW_MS), flushes the log and exits 0. SIGUSR2 hands the port to a successor: the
+// listener closes, the connected clients stay until SIGTERM (or HANDOVER_TIMEOUT_MS).
 import { GatewayConfigError, loadConfig, type GatewayConfig } from './config.js';
 import { gatewayErrorLine } from './error-codes.js';
 import { createLogger } from './log/logger.js';
@@ -31,6 +32,14 @@ const stop = (signal: string): void => {
     });
 };
 process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGUSR2', () => {
+  if (stopping) return;
+  void gateway.handOver().then(() => {
+    logger.info({ signal: 'SIGUSR2', timeout_ms: config.handoverTimeoutMs }, 'received SIGUSR2; listener closed for a successor, serving the connected clients until SIGTERM');
+    // Whoever handed over may be gone before it sends SIGTERM: the clients must not stay here for ever.
+    setTimeout(() => stop('HANDOVER_TIMEOUT_MS'), config.handoverTimeoutMs);
+  });
+});
 process.on('SIGINT', () => stop('SIGINT'));
 
 try {

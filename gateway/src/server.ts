@@ -41,6 +41,11 @@ export interface Gateway {
   listen(): Promise<number>;
   /** Drains (4200 spread over `windowMs`, default config.drainWindowMs), then closes everything. */
   drain(windowMs?: number): Promise<void>;
+  /**
+   * Closes the listener, so a successor can bind the port, and keeps serving the WebSockets it
+   * holds until drain() or close(). Resolves once the port is free.
+   */
+  handOver(): Promise<void>;
   /** Closes immediately: every connection gets 4200 at once, then everything stops. */
   close(): Promise<void>;
   /** The bound port (after listen). */
@@ -181,6 +186,12 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       );
       if (config.legacyWidgetAuth) log.warn('LEGACY_WIDGET_AUTH is on: widgets may connect without a session token (origin check only); turn it off once every widget uses POST /api/widget/sessions');
       return boundPort;
+    },
+    handOver() {
+      // Closing the listening socket frees the port at once (libuv closes the fd synchronously);
+      // accepted sockets, upgraded or not, stay with this process.
+      if (server.listening) server.close();
+      return Promise.resolve();
     },
     drain(windowMs = config.drainWindowMs) {
       closed ??= shutdown(windowMs);

@@ -102,6 +102,7 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     debugToken: DEBUG_TOKEN,
     heartbeatMs: 25_000,
     drainWindowMs: 0,
+    handoverTimeoutMs: 60_000,
     maxPayloadBytes: 64 * 1024,
     sendBufferBytes: 1024 * 1024,
     maxConnections: 50_000,

@@ -1,9 +1,10 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { sharedRedisUrl } from '../../test/services.js';
 import { PUBLISH_KEY, SECRETS_ENV, TestClient, adminToken, createAccessDatabase, type AccessDatabase } from './harness.js';
 
@@ -71,6 +72,37 @@ describe('gateway process', () => {
     expect(spread).toBeGreaterThan(300);
     expect(gw.stdout.some((l) => l.includes('draining'))).toBe(true);
     expect(gw.stdout.some((l) => l.includes('gateway stopped'))).toBe(true);
+  });
+
+  it('SIGUSR2 frees the port for a successor and keeps the clients; the SIGTERM after drains them with 4200', async () => {
+    const gw = await startProcess(['--import', 'tsx', 'gateway/src/main.ts'], { DRAIN_WINDOW_MS: '200' });
+    running.push(gw.child);
+    const token = await adminToken(db.a.userId);
+    const clients = Array.from({ length: 5 }, () => new TestClient(`ws://127.0.0.1:${gw.port}/ws/dialogs/${db.a.dialogs[0]}?token=${token}`));
+    await Promise.all(clients.map((c) => c.ready()));
+    gw.child.kill('SIGUSR2');
+    // A successor binds the same port while the handed-over process still serves its clients.
+    const successor = net.createServer();
+    await vi.waitFor(() => new Promise<void>((resolve, reject) => successor.once('error', reject).listen(gw.port, '127.0.0.1', () => resolve())), { timeout: 5000, interval: 50 });
+    await vi.waitFor(() => expect(gw.stdout.some((l) => l.includes('listener closed for a successor'))).toBe(true), { timeout: 5000 });
+    expect(clients.every((c) => c.ws.readyState === c.ws.OPEN)).toBe(true);
+    gw.child.kill('SIGTERM');
+    expect(await Promise.all(clients.map(async (c) => (await c.closed).code))).toEqual(Array(5).fill(4200));
+    expect(await gw.exited).toBe(0);
+    await new Promise<void>((resolve) => successor.close(() => resolve()));
+  });
+
+  it('a handed-over gateway that gets no SIGTERM drains by itself after HANDOVER_TIMEOUT_MS', async () => {
+    const gw = await startProcess(['--import', 'tsx', 'gateway/src/main.ts'], { DRAIN_WINDOW_MS: '0', HANDOVER_TIMEOUT_MS: '1000' });
+    running.push(gw.child);
+    const token = await adminToken(db.a.userId);
+    const client = new TestClient(`ws://127.0.0.1:${gw.port}/ws/dialogs/${db.a.dialogs[0]}?token=${token}`);
+    await client.ready();
+    const t0 = Date.now();
+    gw.child.kill('SIGUSR2');
+    expect((await client.closed).code).toBe(4200);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(await gw.exited).toBe(0);
   });
 
   it('a bad env value stops start-up with one line naming the variable and the fix', async () => {

@@ -29,7 +29,7 @@ describe('standInSpec', () => {
       port: 9502,
       env: { ...gateway.env, PORT: '9502', INSTANCE_ID: `${gateway.env.INSTANCE_ID!}-stand-in` },
       ready: { kind: 'http', url: 'http://127.0.0.1:9502/health' },
-      pidFile: '/tmp/state/run/gateway.pid.handed-over',
+      pidFile: '/tmp/state/run/gateway.pid.stand-in',
     });
   });
 });

@@ -1,3 +1,4 @@
+import { rm, writeFile } from 'node:fs/promises';
 import { ReplyxError } from '../../errors.js';
 import { writeAtomic } from '../../operate/rollback/history.js';
 import { nginxLogFiles, renderNginxConfig } from '../../render/nginx.js';
@@ -5,7 +6,7 @@ import { isGatewayProcess } from '../../topology/service-names.js';
 import { reloadAndWait } from './nginx-workers.js';
 import type { LocalStackPlan, ProcessSpec } from './plan.js';
 import { canBind, freePort } from './ports.js';
-import { serviceState, startService, stopService } from './supervisor.js';
+import { endLeftover, handOverService, leftoverPidFile, pidMatches, processMarker, readPid, serviceState, startService, stopService } from './supervisor.js';
 
 // Zero-downtime restart of the gateway replicas on the local target: nginx stops sending new
 // handshakes to a replica before it drains, so a reconnecting client always meets a listening
@@ -73,7 +74,7 @@ export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: s
   return pids;
 }
 
-/** The process that carries a single gateway's clients while it is replaced: the same gateway on `port`, its pid kept where a stop of the stack finds it (pure). */
+/** The process that takes a single gateway's new handshakes while it is replaced: the same gateway on `port`, its pid kept where a stop of the stack finds it (pure). */
 export function standInSpec(gateway: ProcessSpec, port: number): ProcessSpec {
   return {
     ...gateway,
@@ -81,44 +82,69 @@ export function standInSpec(gateway: ProcessSpec, port: number): ProcessSpec {
     // Its own instance id, so its clients, logs and /api/debug/websocket/status tell it from the gateway it stands in for.
     env: { ...gateway.env, PORT: String(port), ...(gateway.env.INSTANCE_ID !== undefined ? { INSTANCE_ID: `${gateway.env.INSTANCE_ID}-stand-in` } : {}) },
     ready: { kind: 'http', url: `http://127.0.0.1:${port}/health` },
-    // stopPlan ends a process recorded here (as after an nginx handover); the watchdog never looks at it.
-    pidFile: `${gateway.pidFile}.handed-over`,
+    // stopPlan ends a process recorded here; the watchdog never looks at it.
+    pidFile: leftoverPidFile(gateway, 'stand-in'),
   };
 }
 
+/** The signal that makes a gateway close its listener for a successor and keep its clients (gateway/src/main.ts). */
+const GATEWAY_HANDOVER_SIGNAL = 'SIGUSR2';
+
 /**
- * Blue/green restart of a single gateway, on its own port: a stand-in process starts on a spare
- * port beside the old one and nginx switches to it (reload); the old process drains (4200 +
- * jitter) while its clients reconnect to the stand-in; the new process starts on the gateway's
- * port, nginx switches back, and the stand-in drains to it. At every moment a gateway listens
- * behind the upstream, so no handshake is refused, and the port every command, runbook and
- * Prometheus knows stays the stack file's. Clients reconnect twice, resuming with since= each time.
+ * Blue/green restart of a single gateway that moves each client once and keeps the gateway's
+ * port. A stand-in starts on a spare port and nginx switches to it, so new handshakes always meet
+ * a listener. The old process hands over its port (SIGUSR2: its listener closes, its clients
+ * stay), the new process starts on the gateway's port and nginx switches back. Only then do the
+ * old process and the stand-in drain (4200 + jitter): their clients reconnect straight to the
+ * new process, resuming with since=. The port every command, runbook and Prometheus knows stays
+ * the stack file's.
  */
 export async function blueGreenRestartGateway(plan: LocalStackPlan, log: (line: string) => void): Promise<number> {
   const [gateway, ...others] = gatewaySpecs(plan);
   if (!gateway || others.length > 0) throw new ReplyxError('RPX_USAGE', 'a blue/green restart is for a single gateway', 'restart several replicas with npm run stack -- restart gateway (rolling)');
+  await setAsideEarlierStandIn(gateway);
   const spare = (await canBind(gateway.port + 1)) ? gateway.port + 1 : await freePort();
   const standIn = standInSpec(gateway, spare);
   const t0 = Date.now();
   const standInPid = await startService(standIn);
+  let handedOver = false;
   try {
     await reloadWithGatewayServers(plan, [{ port: spare }]);
     log(`  ${'gateway'.padEnd(11)} stand-in pid ${standInPid} healthy on 127.0.0.1:${spare} in ${secs(Date.now() - t0)}; nginx switched to it`);
     const t1 = Date.now();
-    const old = await stopService(gateway);
-    log(`  ${'gateway'.padEnd(11)} ${old !== undefined ? `drained pid ${old}` : 'was not running'} in ${secs(Date.now() - t1)}`);
+    const old = await handOverService(gateway, GATEWAY_HANDOVER_SIGNAL);
+    handedOver = true;
+    log(`  ${'gateway'.padEnd(11)} ${old !== undefined ? `pid ${old} let go of 127.0.0.1:${gateway.port} in ${secs(Date.now() - t1)}; its clients stay on it for now` : 'was not running'}`);
     const t2 = Date.now();
     const pid = await startService(gateway);
     await reloadWithGatewayServers(plan);
     log(`  ${'gateway'.padEnd(11)} healthy in ${secs(Date.now() - t2)}  pid ${pid} on 127.0.0.1:${gateway.port}; nginx switched back`);
     const t3 = Date.now();
-    await stopService(standIn);
-    log(`  ${'gateway'.padEnd(11)} stand-in pid ${standInPid} drained in ${secs(Date.now() - t3)}`);
+    const [drained] = await Promise.all([endLeftover(gateway, 'handed-over'), stopService(standIn), endLeftover(gateway, 'earlier-stand-in')]);
+    log(`  ${'gateway'.padEnd(11)} ${drained !== undefined ? `old pid ${drained} and ` : ''}stand-in pid ${standInPid} drained to it in ${secs(Date.now() - t3)}`);
     return pid;
   } catch (err) {
-    // Whatever failed, nginx goes back to the gateway's own port, and the stand-in is not left running.
-    await reloadWithGatewayServers(plan).catch(() => undefined);
-    await stopService(standIn).catch(() => undefined);
-    throw err;
+    if (!handedOver) {
+      // The old process still listens on the gateway's port: nginx goes back to it, the stand-in goes.
+      await reloadWithGatewayServers(plan).catch(() => undefined);
+      await stopService(standIn).catch(() => undefined);
+      throw err;
+    }
+    // The new process did not come up and the old one let go of the port: the stand-in is the
+    // one gateway that listens, so nginx stays on it and the old process's clients drain to it.
+    await endLeftover(gateway, 'handed-over').catch(() => undefined);
+    throw new ReplyxError(
+      'RPX_GATEWAY_RESTART_FAILED',
+      `the new gateway did not start on 127.0.0.1:${gateway.port} (${err instanceof Error ? err.message : String(err)}); the stand-in (pid ${standInPid}, 127.0.0.1:${spare}) serves /ws/ meanwhile`,
+      'fix what the gateway log names, then run npm run stack -- restart gateway again (it moves the stand-in\'s clients to the new process)',
+    );
   }
+}
+
+/** A stand-in left by a restart cut short goes on serving its clients until this restart's new process takes them. */
+async function setAsideEarlierStandIn(gateway: ProcessSpec): Promise<void> {
+  const pid = await readPid(leftoverPidFile(gateway, 'stand-in'));
+  if (pid === undefined || !pidMatches(pid, processMarker(gateway))) return;
+  await writeFile(leftoverPidFile(gateway, 'earlier-stand-in'), `${pid}\n`);
+  await rm(leftoverPidFile(gateway, 'stand-in'), { force: true });
 }

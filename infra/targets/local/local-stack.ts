@@ -9,12 +9,12 @@ import { loadTopologyFromStackFile, stackFilePath, validateTopology, type Topolo
 import { canonicalServiceName, isGatewayProcess, type ServiceAlias } from '../../topology/service-names.js';
 import { demoTokens, type DemoTokens } from './demo-tokens.js';
 import { LOCAL_SERVICES, MONITORING_SERVICE, planLocalStack, startOrder, startWaves, type LocalPorts, type ProcessSpec, type LocalSecrets, type LocalServiceName, type LocalStackPlan } from './plan.js';
-import { freePortRange, freePorts, isPortOpen, waitUntil } from './ports.js';
+import { freePortRange, freePorts } from './ports.js';
 import { blueGreenRestartGateway, gatewaySpecs, rollingRestartGateways } from './gateway-restart.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
 import { stopPid } from './processes.js';
-import { assertPortFree, pidMatches, processMarker, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
+import { assertPortFree, endLeftover, LEFTOVER_KINDS, handOverService, pidMatches, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
 import { readRestarts, serviceCondition, superviseFile, type ServiceCondition, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
 import type { RunningApplyReport } from './apply.js';
 
@@ -137,8 +137,9 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
   await stopWatchdog(plan.stateDir);
   for (const spec of startOrder(plan.services).reverse()) {
     const t0 = Date.now();
-    // A gateway's stand-in (blue/green restart cut short) is recorded like a handed-over nginx.
-    if (spec.handoverSignal || isGatewayProcess(spec.name)) await endHandedOver(spec);
+    // What a restart cut short left beside the service: a handed-over nginx or gateway, a gateway's stand-in.
+    if (spec.handoverSignal) await endLeftover(spec, 'handed-over');
+    if (isGatewayProcess(spec.name)) for (const kind of LEFTOVER_KINDS) await endLeftover(spec, kind);
     const pid = await stopService(spec);
     if (pid !== undefined) {
       stopped.push(spec.name);
@@ -148,37 +149,6 @@ export async function stopPlan(plan: LocalStackPlan, log: ProgressLog): Promise<
     }
   }
   return stopped;
-}
-
-/** Where a restart keeps the pid of the process still finishing after a handover. */
-const handedOverPidFile = (spec: ProcessSpec) => `${spec.pidFile}.handed-over`;
-
-/** Ends a process left finishing by a handover, if it still runs. */
-async function endHandedOver(spec: ProcessSpec): Promise<void> {
-  const file = handedOverPidFile(spec);
-  const pid = await readPid(file);
-  if (pid !== undefined && pidMatches(pid, processMarker(spec))) await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
-  await rm(file, { force: true });
-}
-
-/**
- * The first half of a graceful restart: the old process gets its handover signal, closes its
- * listener and finishes what it serves by itself; resolves with its pid once the port is free.
- */
-async function handOver(spec: ProcessSpec): Promise<number | undefined> {
-  const pid = await readPid(spec.pidFile);
-  if (pid === undefined || !pidMatches(pid, processMarker(spec))) return stopService(spec);
-  // Without the pid file the watchdog takes the old process's exit for what it is: intended.
-  // The old pid is kept aside so a stop of the stack ends it too, not only its own timeout.
-  await writeFile(handedOverPidFile(spec), `${pid}\n`);
-  await rm(spec.pidFile, { force: true });
-  // A stopped (hung) process must run to act on the signal.
-  process.kill(pid, 'SIGCONT');
-  process.kill(pid, spec.handoverSignal!);
-  if (await waitUntil(async () => !(await isPortOpen(spec.port)), 5000, 20)) return pid;
-  // It did not let go of the port: stop it the ordinary way.
-  await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
-  return pid;
 }
 
 /**
@@ -202,7 +172,7 @@ export async function restartPlanService(plan: LocalStackPlan, name: LocalServic
   // A crash of the new process must be restarted with the new settings.
   if (await readPid(watchdogPidFile(plan.stateDir))) await superviseWith(plan);
   const t0 = Date.now();
-  const old = spec.handoverSignal ? await handOver(spec) : await stopService(spec);
+  const old = spec.handoverSignal ? await handOverService(spec, spec.handoverSignal) : await stopService(spec);
   log(`  ${pad(name, 11)} ${old !== undefined ? `${spec.handoverSignal ? 'handed over by' : 'stopped'} pid ${old} in ${secs(Date.now() - t0)}` : 'was not running'}`);
   if (name === 'nginx') await writeNginxConfig(plan);
   const t1 = Date.now();

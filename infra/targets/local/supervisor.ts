@@ -7,7 +7,7 @@ import { logExcerpt } from '../../processes/log-tail.js';
 import { startLogged } from '../../processes/run.js';
 import { READY_LOG_FIELD, type ProcessSpec } from './plan.js';
 import { describeOwner, portOwner } from './port-owner.js';
-import { isPortOpen } from './ports.js';
+import { isPortOpen, waitUntil } from './ports.js';
 import { redisAnswers, redisCommand } from '../../operate/probes.js';
 import { requireBinary, startNginx, startPostgres, startRedis, stopPid } from './processes.js';
 
@@ -281,4 +281,51 @@ export async function stopService(spec: ProcessSpec): Promise<number | undefined
   await rm(spec.pidFile, { force: true });
   if (running) await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
   return running ? pid : undefined;
+}
+
+/**
+ * What a restart leaves running beside a service's new process: the old one finishing
+ * (`handed-over`), a gateway's stand-in, or the stand-in of an earlier restart that was cut short.
+ */
+export type LeftoverKind = 'handed-over' | 'stand-in' | 'earlier-stand-in';
+
+/** Every kind, for a stop of the stack. */
+export const LEFTOVER_KINDS: readonly LeftoverKind[] = ['handed-over', 'stand-in', 'earlier-stand-in'];
+
+/** Where a restart keeps the pid of a process it left running beside the service, so a stop of the stack ends it too. */
+export function leftoverPidFile(spec: ProcessSpec, kind: LeftoverKind): string {
+  return `${spec.pidFile}.${kind}`;
+}
+
+/** Ends a process a restart left beside the service (its stop signal, SIGKILL after its grace), if it still runs; resolves with its pid. */
+export async function endLeftover(spec: ProcessSpec, kind: LeftoverKind): Promise<number | undefined> {
+  const file = leftoverPidFile(spec, kind);
+  const pid = await readPid(file);
+  const running = pid !== undefined && pidMatches(pid, processMarker(spec));
+  if (running) await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
+  await rm(file, { force: true });
+  return running ? pid : undefined;
+}
+
+/**
+ * The first half of a graceful restart: the old process gets `signal`, lets go of its port and
+ * goes on serving what it holds (nginx finishes its requests and exits; a gateway keeps its
+ * clients until endLeftover). Resolves with its pid once the port is free; a process that does
+ * not let go within 5 s is stopped the ordinary way.
+ */
+export async function handOverService(spec: ProcessSpec, signal: NodeJS.Signals): Promise<number | undefined> {
+  const pid = await readPid(spec.pidFile);
+  if (pid === undefined || !pidMatches(pid, processMarker(spec))) return stopService(spec);
+  // Without the pid file the watchdog takes the old process's exit for what it is: intended.
+  // The old pid is kept aside so a stop of the stack ends it too, not only its own timeout.
+  await writeFile(leftoverPidFile(spec, 'handed-over'), `${pid}\n`);
+  await rm(spec.pidFile, { force: true });
+  // A stopped (hung) process must run to act on the signal.
+  process.kill(pid, 'SIGCONT');
+  process.kill(pid, signal);
+  if (await waitUntil(async () => !(await isPortOpen(spec.port)), 5000, 20)) return pid;
+  // It did not let go of the port: stop it the ordinary way.
+  await stopPid(pid, spec.stopGraceMs, undefined, spec.stopSignal ?? 'SIGTERM');
+  await rm(leftoverPidFile(spec, 'handed-over'), { force: true });
+  return pid;
 }
