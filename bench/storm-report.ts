@@ -77,9 +77,12 @@ export function stormBounds(storm: StormResult | undefined): string {
   through nginx on a quiet box, far less with the box shared), the handshake time grows with the
   queue. 10,000 ÷ 7 s ≈ 1,430/s is at the quiet box's rate; on these 2 cores the draining process, the
   receiving one, nginx, Redis and the client processes share the CPU. Blue/green (1 replica) moves
-  every client twice (to the stand-in, then to the new process) and the first move lands on a process
-  that has just started (cold JIT and access cache): its queue is where handshakes pass the 10 s
-  connect timeout. A rolling restart of 2 replicas moves half to a warm replica, then all of them to
+  every client once: the old process lets go of its port and keeps its clients while the new one
+  starts on it (a stand-in takes new handshakes meanwhile), and drains only once nginx has switched
+  back, so all N land on a process that has just started (cold JIT and access cache). (Until
+  2026-12-03 the old process drained to the stand-in and the stand-in to the new process: every
+  client moved twice, and handshakes to the just-started stand-in passed the 10 s connect timeout:
+  max 15.5 s, 4,408 retries.) A rolling restart of 2 replicas moves half to a warm replica, then all of them to
   the replaced one (it rejoins empty). A longer drain window lowers the arrival rate (time to resume
   drops towards jitter + one handshake) at the price of a longer restart. Listen backlogs are 4096 on
   nginx and the gateway (Node's and nginx's default is 511; a full accept queue drops SYNs, and each
