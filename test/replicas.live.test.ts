@@ -175,7 +175,7 @@ describe('gateway.replicas: 1, blue/green restart', () => {
     expect(((await (await fetch(`http://127.0.0.1:${gateway!.port}/health`)).json()) as { status?: string }).status).toBe('ok');
     expect(await readPid(`${gateway!.pidFile}.handed-over`)).toBeUndefined();
     expect(await waitUntil(async () => !(await isPortOpen(gateway!.port + 1)), 5000, 50)).toBe(true);
-    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', { prefixDir: h.plan.nginxPrefixDir }));
+    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', h.plan.nginxRender));
     await operatorsAgree(['gateway']);
   }, 240_000);
 });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import WebSocket, { WebSocketServer } from 'ws';
 import { renderNginxConfig } from '../../infra/render/nginx.js';
 import { freePort } from '../../infra/targets/local/ports.js';
-import { startNginx } from '../../infra/targets/local/processes.js';
+import { nginxOpenFileLimit, startNginx } from '../../infra/targets/local/processes.js';
 import { validateTopology, type TopologyInput } from '../../infra/topology/index.js';
 import { measure, processTree } from '../proc.js';
 
@@ -87,7 +87,7 @@ export async function idleRound<T>(opts: IdleRoundOptions, use: (round: IdleRoun
   );
   const configFile = path.join(dir, 'nginx.conf');
   // One worker, so every connection lands in the process whose memory is read.
-  await writeFile(configFile, renderNginxConfig(topology, 'local').replace(/worker_processes [^;]+;/, 'worker_processes 1;'));
+  await writeFile(configFile, renderNginxConfig(topology, 'local', { openFileLimit: nginxOpenFileLimit() }).replace(/worker_processes [^;]+;/, 'worker_processes 1;'));
   const nginx = await startNginx({ dir, port, configFile });
   const sockets: WebSocket[] = [];
   try {
