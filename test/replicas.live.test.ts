@@ -7,7 +7,7 @@ import { REPO_DIR } from '../infra/operate/stack.js';
 import { gatewaySpecs } from '../infra/targets/local/gateway-restart.js';
 import { isPortOpen, waitUntil } from '../infra/targets/local/ports.js';
 import { readPid } from '../infra/targets/local/supervisor.js';
-import { renderNginxConfig } from '../infra/render/nginx.js';
+import { nginxLogFiles, renderNginxConfig } from '../infra/render/nginx.js';
 import { runOperatorScript } from './live-clients.js';
 import { openSocket, postMessage, type TestSocket } from './e2e/clients.js';
 import { expectNothingLost } from './drills/drill.js';
@@ -176,6 +176,8 @@ describe('gateway.replicas: 1, blue/green restart', () => {
     expect(await readPid(`${gateway!.pidFile}.handed-over`)).toBeUndefined();
     expect(await waitUntil(async () => !(await isPortOpen(gateway!.port + 1)), 5000, 50)).toBe(true);
     expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', h.plan.nginxRender));
+    // The start and the restart's reloads asked for no more open files than nginx could get.
+    expect(await readFile(nginxLogFiles(h.plan.nginxPrefixDir).error, 'utf8')).not.toMatch(/setrlimit/);
     await operatorsAgree(['gateway']);
   }, 240_000);
 });
