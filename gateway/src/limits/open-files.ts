@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { GatewayErrorCode } from '../error-codes.js';
 
 // Every WebSocket holds one file descriptor, so RLIMIT_NOFILE, not MAX_CONNECTIONS, is what a
 // process can really hold: past its soft limit accept() fails with EMFILE and the client sees a
@@ -51,4 +52,18 @@ export function connectionCapacity(maxConnections: number, limits: OpenFileLimit
   const openFileLimit = limits?.soft;
   const byFiles = openFileLimit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, openFileLimit - OPEN_FILE_RESERVE);
   return { maxConnections, openFileLimit, connections: Math.min(maxConnections, byFiles), limitedByOpenFiles: byFiles < maxConnections };
+}
+
+/** The code of the start-up warning below. */
+export const OPEN_FILE_WARNING_CODE: GatewayErrorCode = 'RPX_GATEWAY_NOFILE';
+
+/** The one warning line for a gateway its open-file limit holds below MAX_CONNECTIONS, with the fix; undefined when the limit is enough. */
+export function openFileWarning(c: ConnectionCapacity): string | undefined {
+  if (!c.limitedByOpenFiles || c.openFileLimit === undefined) return undefined;
+  const n = (x: number) => x.toLocaleString('en-US');
+  return (
+    `${OPEN_FILE_WARNING_CODE}: open-file limit ${n(c.openFileLimit)} is below MAX_CONNECTIONS ${n(c.maxConnections)} + ${n(OPEN_FILE_RESERVE)} reserved descriptors, ` +
+    `so this gateway holds at most ${n(c.connections)} connections (past that, accepts fail with EMFILE instead of a 4100) — ` +
+    `raise the limit to at least ${n(c.maxConnections + OPEN_FILE_RESERVE)} (ulimit -n, systemd LimitNOFILE=, the container's nofile ulimit) or lower MAX_CONNECTIONS to ${n(c.connections)}`
+  );
 }
