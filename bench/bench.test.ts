@@ -9,7 +9,8 @@ import { startRedis, type ServiceProcess } from '../infra/targets/local/processe
 import { createTestDatabase } from '../test/services.js';
 import { eventData, eventFrame, fillerText, parseEventStamp } from './event.js';
 import { HOLD_SYSTEMS, SMOKE_RUN, medianByP99, runBench, type BenchRun, type HoldResult, type SystemResult } from './harness.js';
-import { HOLD_FD_HEADROOM, holdSourceAddress, parseOpenFileLimits, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
+import { parseOpenFileLimits } from '../gateway/src/limits/open-files.js';
+import { HOLD_FD_HEADROOM, holdSourceAddress, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
 import { checkAims, checkIssue17Aims, p99Runs, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
 import { renderPushpinConfig, renderPushpinRoutes } from './systems/pushpin-config.js';
 import { instanceStorms, scoreStormClient, byDialog, spread } from './storm-score.js';

@@ -1,27 +1,15 @@
+import { OPEN_FILE_RESERVE, type OpenFileLimits } from '../gateway/src/limits/open-files.js';
 import type { HeartbeatCounts } from './load/messages.js';
 
 // (f) idle connections held on one gateway process through its heartbeats: the pure parts
 // (how many the process can hold, where each client connects from, what the counts mean), so
 // the harness only does I/O and tests can check the rules offline.
 
-/**
- * Descriptors left free below the gateway's open-file limit: Redis, Postgres, the listening
- * socket, log files and the handshakes in flight need some, and a process at its limit fails
- * accepts (EMFILE) instead of holding connections.
- */
-export const HOLD_FD_HEADROOM = 1000;
+/** Descriptors left free below the gateway's open-file limit: the gateway's own reserve. */
+export const HOLD_FD_HEADROOM = OPEN_FILE_RESERVE;
 
 /** First loopback source address the clients connect from; the others follow it (127.77.0.1, .2, ...). */
 const HOLD_SOURCE_BASE = [127, 77, 0, 1] as const;
-
-/** The soft and hard "Max open files" of /proc/<pid>/limits (undefined: unlimited or absent). */
-export function parseOpenFileLimits(limits: string): { soft?: number; hard?: number } {
-  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
-  const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
-  const soft = num(m?.[1]);
-  const hard = num(m?.[2]);
-  return { ...(soft !== undefined ? { soft } : {}), ...(hard !== undefined ? { hard } : {}) };
-}
 
 /** How many connections a run asks one gateway process to hold, given its open-file limit. */
 export interface HoldPlan {
@@ -35,7 +23,7 @@ export interface HoldPlan {
 }
 
 /** Plans the hold: the requested count, capped to what the process's open-file limits (soft, hard) allow. */
-export function planHold(requested: number, limits: { soft?: number; hard?: number }): HoldPlan {
+export function planHold(requested: number, limits: OpenFileLimits): HoldPlan {
   const openFileLimit = limits.soft;
   const capacity = openFileLimit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, openFileLimit - HOLD_FD_HEADROOM);
   if (requested <= capacity) return { requested, openFileLimit, target: requested };

@@ -7,6 +7,7 @@ import { RedisPublisher } from '../gateway/src/broker/publisher.js';
 import { nginxLogFiles } from '../infra/render/nginx.js';
 import { runOperatorScript } from '../test/live-clients.js';
 import { startOperatorTestStack, type OperatorTestStack } from '../test/operator-stack.js';
+import { pacedLoop } from '../test/reliability/paced-loop.js';
 import { isRefusedHandshake } from '../test/reliability/suite.js';
 import { LoadProcess } from './load/pool.js';
 import type { StormClientCommand, StormClientReply } from './load/storm-clients.js';
@@ -154,31 +155,19 @@ function startPublishing(redisUrl: string, opts: { dialogs: number; ratePerS: nu
   redis.on('error', () => undefined);
   const publisher = new RedisPublisher(redis, { historyLength: opts.historyLength, historyTtlS: opts.historyTtlS });
   const published: PublishedEvent[] = [];
-  const inFlight = new Set<Promise<void>>();
   let failed = 0;
-  let running = true;
-  const loop = (async () => {
-    const t0 = Date.now();
-    for (let seq = 0; running; seq += 1) {
-      const due = t0 + (seq * 1000) / opts.ratePerS;
-      if (due > Date.now()) await sleep(due - Date.now());
-      if (!running) break;
-      const e: PublishedEvent = { text: `${opts.prefix}:${seq}`, dialogId: FIRST_DIALOG + (seq % opts.dialogs), at: Date.now() };
-      const p = publisher.publish({ dialogId: e.dialogId, type: 'message:new', data: { text: e.text } }).then(
-        () => void published.push(e),
-        () => void (failed += 1),
-      );
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-    }
-  })();
+  const loop = pacedLoop(opts.ratePerS, (seq) => {
+    const e: PublishedEvent = { text: `${opts.prefix}:${seq}`, dialogId: FIRST_DIALOG + (seq % opts.dialogs), at: Date.now() };
+    return publisher.publish({ dialogId: e.dialogId, type: 'message:new', data: { text: e.text } }).then(
+      () => void published.push(e),
+      () => void (failed += 1),
+    );
+  });
   return {
     published,
     failed: () => failed,
     async stop() {
-      running = false;
-      await loop;
-      await Promise.allSettled([...inFlight]);
+      await loop.stop();
       redis.disconnect();
     },
   };

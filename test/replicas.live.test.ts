@@ -9,7 +9,7 @@ import { isReplyxError } from '../infra/errors.js';
 import { gatewaySpecs } from '../infra/targets/local/gateway-restart.js';
 import { isPortOpen, waitUntil } from '../infra/targets/local/ports.js';
 import { LEFTOVER_KINDS, leftoverPidFile, readPid } from '../infra/targets/local/supervisor.js';
-import { renderNginxConfig } from '../infra/render/nginx.js';
+import { nginxLogFiles, renderNginxConfig } from '../infra/render/nginx.js';
 import { runOperatorScript } from './live-clients.js';
 import { openSocket, postMessage, type TestSocket } from './e2e/clients.js';
 import { expectNothingLost } from './drills/drill.js';
@@ -175,7 +175,9 @@ describe('gateway.replicas: 1, blue/green restart', () => {
     expect(((await (await fetch(`http://127.0.0.1:${gateway!.port}/health`)).json()) as { status?: string }).status).toBe('ok');
     for (const kind of LEFTOVER_KINDS) expect(await readPid(leftoverPidFile(gateway!, kind))).toBeUndefined();
     expect(await waitUntil(async () => !(await isPortOpen(gateway!.port + 1)), 5000, 50)).toBe(true);
-    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', { prefixDir: h.plan.nginxPrefixDir }));
+    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', h.plan.nginxRender));
+    // The start and the restart's reloads asked for no more open files than nginx could get.
+    expect(await readFile(nginxLogFiles(h.plan.nginxPrefixDir).error, 'utf8')).not.toMatch(/setrlimit/);
     await operatorsAgree(['gateway']);
   }, 240_000);
 
@@ -200,7 +202,7 @@ describe('gateway.replicas: 1, blue/green restart', () => {
     expect(isReplyxError(failure) && failure.code).toBe('RPX_GATEWAY_RESTART_FAILED');
     expectZeroDowntime(r);
     for (const kind of LEFTOVER_KINDS) expect(await readPid(leftoverPidFile(gateway!, kind))).toBeUndefined();
-    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', { prefixDir: h.plan.nginxPrefixDir }));
+    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', h.plan.nginxRender));
     await operatorsAgree(['gateway']);
   }, 240_000);
 });

@@ -3,6 +3,7 @@ import WebSocket from 'ws';
 import { io, type Socket } from 'socket.io-client';
 import { parseEventStamp, sharedClockMs } from '../event.js';
 import type { ClientKind, ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, HeartbeatCounts, ReadyOn } from './messages.js';
+import { serveCommands } from './pool.js';
 
 // Load generator process (forked by the harness): opens WebSocket or Socket.IO connections,
 // counts bench events per connection and records publish -> receive latency. Several of these
@@ -171,45 +172,24 @@ function reset(): void {
   for (const conn of connections) conn.count = 0;
 }
 
-function reply(message: GeneratorReply): void {
-  process.send?.(message);
-}
-
-process.on('message', (command: GeneratorCommand) => {
-  void (async () => {
-    try {
-      switch (command.op) {
-        case 'connect':
-          reply(await connectAll(command.client, command.targets, command.readyOn, command.concurrency, command.timeoutMs));
-          break;
-        case 'reset':
-          reset();
-          reply({ op: 'reset-done' });
-          break;
-        case 'count':
-          reply({ op: 'count', received });
-          break;
-        case 'heartbeats':
-          reply(heartbeats(command.restart));
-          break;
-        case 'stats':
-          reply(stats(command.expectedPerDialog));
-          break;
-        case 'close':
-          for (const conn of connections.splice(0)) conn.close();
-          // Let the close frames and FINs leave before the harness moves on.
-          await new Promise((r) => setTimeout(r, 200));
-          reset();
-          reply({ op: 'closed' });
-          break;
-        case 'exit':
-          process.exit(0);
-      }
-    } catch (err) {
-      reply({ op: 'error', message: (err as Error).message });
-    }
-  })();
+serveCommands<GeneratorCommand, GeneratorReply>(async (command) => {
+  switch (command.op) {
+    case 'connect':
+      return connectAll(command.client, command.targets, command.readyOn, command.concurrency, command.timeoutMs);
+    case 'reset':
+      reset();
+      return { op: 'reset-done' };
+    case 'count':
+      return { op: 'count', received };
+    case 'heartbeats':
+      return heartbeats(command.restart);
+    case 'stats':
+      return stats(command.expectedPerDialog);
+    case 'close':
+      for (const conn of connections.splice(0)) conn.close();
+      // Let the close frames and FINs leave before the harness moves on.
+      await new Promise((r) => setTimeout(r, 200));
+      reset();
+      return { op: 'closed' };
+  }
 });
-
-// The harness owns this process: if it goes away, so do we (no orphaned sockets).
-process.on('disconnect', () => process.exit(0));

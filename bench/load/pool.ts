@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 
 // Forks the load processes and turns their IPC into request/response calls. Each process
 // answers commands in order, so a FIFO of pending calls per process pairs replies with calls.
+// serveCommands is the other end, run inside each load process.
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -96,4 +97,24 @@ export class LoadProcess<Command, Reply extends { op: string }> {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * Inside a load process: answers every command from the parent with one reply from `handle`
+ * (a throw becomes `{ op: 'error' }`), exits on `exit`, and exits when the parent goes away so
+ * no sockets are left orphaned.
+ */
+export function serveCommands<Command extends { readonly op: string }, Reply extends { readonly op: string }>(handle: (command: Exclude<Command, { readonly op: 'exit' }>) => Reply | Promise<Reply>): void {
+  const reply = (message: Reply | { op: 'error'; message: string }) => process.send?.(message);
+  process.on('message', (command: Command) => {
+    if (command.op === 'exit') process.exit(0);
+    void (async () => {
+      try {
+        reply(await handle(command as Exclude<Command, { readonly op: 'exit' }>));
+      } catch (err) {
+        reply({ op: 'error', message: (err as Error).message });
+      }
+    })();
+  });
+  process.on('disconnect', () => process.exit(0));
 }

@@ -5,6 +5,7 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import { RedisPublisher } from '../../gateway/src/broker/publisher.js';
 import { eventData, eventFrame, fillerText, sharedClockMs, type BenchEventData } from '../event.js';
 import type { PublishPlan, PublishTarget, PublisherCommand, PublisherReply } from './messages.js';
+import { serveCommands } from './pool.js';
 
 // Publisher process (forked by the harness): sends the scenario's events to one system the way
 // that system's users publish (our Redis function (FCALL replyx_publish), Pushpin's HTTP API, a Socket.IO Redis
@@ -168,12 +169,5 @@ async function run(target: PublishTarget, plan: PublishPlan): Promise<PublisherR
   return { op: 'done', published, failed, perDialog, firstPublishMs, lastPublishMs, errors: [...errors] };
 }
 
-process.on('message', (command: PublisherCommand) => {
-  if (command.op === 'exit') process.exit(0);
-  run(command.target, command.plan).then(
-    (reply) => process.send?.(reply),
-    (err: unknown) => process.send?.({ op: 'error', message: (err as Error).message } satisfies PublisherReply),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+serveCommands<PublisherCommand, PublisherReply>((command) => run(command.target, command.plan));
 process.send?.({ op: 'ready' } satisfies PublisherReply);

@@ -1,5 +1,6 @@
 import { recordingClient, type RecordingClient } from '../../test/reliability/traffic.js';
 import { byDialog, scoreStormClient, type PublishedEvent, type ResumedOutage } from '../storm-score.js';
+import { serveCommands } from './pool.js';
 
 // Storm client process (forked by bench/storm.ts): holds its share of the reconnect storm's
 // clients — the reliability suite's recording clients, i.e. the project's own @replyx/client
@@ -79,36 +80,17 @@ function score(published: readonly PublishedEvent[]): StormClientReply {
   return { op: 'scored', clients: clients.length, notOpen: clients.length - openCount(), lost, duplicates, wireRepeats, resyncs: clients.reduce((n, c) => n + c.resyncs, 0), outages };
 }
 
-function reply(message: StormClientReply): void {
-  process.send?.(message);
-}
-
-process.on('message', (command: StormClientCommand) => {
-  void (async () => {
-    try {
-      switch (command.op) {
-        case 'open':
-          reply(await open(command));
-          break;
-        case 'count':
-          reply({ op: 'count', open: openCount(), total: clients.length });
-          break;
-        case 'score':
-          reply(score(command.published));
-          break;
-        case 'close':
-          for (const c of clients.splice(0)) c.close();
-          await sleep(200);
-          reply({ op: 'closed' });
-          break;
-        case 'exit':
-          process.exit(0);
-      }
-    } catch (err) {
-      reply({ op: 'error', message: (err as Error).message });
-    }
-  })();
+serveCommands<StormClientCommand, StormClientReply>(async (command) => {
+  switch (command.op) {
+    case 'open':
+      return open(command);
+    case 'count':
+      return { op: 'count', open: openCount(), total: clients.length };
+    case 'score':
+      return score(command.published);
+    case 'close':
+      for (const c of clients.splice(0)) c.close();
+      await sleep(200);
+      return { op: 'closed' };
+  }
 });
-
-// The orchestrator owns this process: if it goes away, so do we (no orphaned sockets).
-process.on('disconnect', () => process.exit(0));

@@ -7,17 +7,7 @@
 // trace headers: about 1.1 KB). The local render (one worker) runs in
 // front of a bare `ws` upstream, so every figure is nginx's own; variants alternate per round.
 // Usage: npx tsx bench/micro/nginx-ws-memory.ts [connections=2000] [rounds=3]
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import WebSocket, { WebSocketServer } from 'ws';
-import { renderNginxConfig } from '../../infra/render/nginx.js';
-import { freePort } from '../../infra/targets/local/ports.js';
-import { startNginx } from '../../infra/targets/local/processes.js';
-import { validateTopology, type TopologyInput } from '../../infra/topology/index.js';
-import { measure, processTree } from '../proc.js';
+import { idleRound, median, startWsUpstream, type NginxSettings } from './nginx-ws-rig.js';
 
 /** The subprotocols a widget offers: its session token is about 350 characters. */
 const TOKEN_PROTOCOLS = ['replyx.v1', `replyx.token.${'e'.repeat(350)}`];
@@ -38,79 +28,30 @@ const BROWSER_HEADERS = {
   'X-Amzn-Trace-Id': 'Root=1-67891233-abcdef012345678912345678',
 };
 
-const SETTINGS: Record<string, NonNullable<TopologyInput['nginx']>> = {
+const SETTINGS: Record<string, NginxSettings> = {
   "nginx's defaults (1k, 4096)": { clientHeaderBufferKb: 1, requestPoolBytes: 4096 },
   'topology defaults': {},
 };
 const HANDSHAKES: Record<string, Record<string, string>> = { 'bench client': {}, 'browser via an ALB': BROWSER_HEADERS };
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 /** nginx KiB per idle WebSocket with `settings`, opened with `headers`. */
-async function round(upstreamPort: number, settings: NonNullable<TopologyInput['nginx']>, headers: Record<string, string>, connections: number): Promise<number> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-micro-nginx-'));
-  await chmod(dir, 0o755);
-  const port = await freePort();
-  const { topology } = validateTopology(
-    {
-      target: 'local',
-      gateway: { port: upstreamPort },
-      backend: { port: await freePort() },
-      nginx: { ...settings, port, wsConnectionsPerClient: 65_535, wsHandshakesPerSecond: 100_000, wsHandshakeBurst: 100_000 },
-    },
-    'micro topology',
-  );
-  const configFile = path.join(dir, 'nginx.conf');
-  // One worker, so every connection lands in the process whose memory is read.
-  await writeFile(configFile, renderNginxConfig(topology, 'local').replace(/worker_processes [^;]+;/, 'worker_processes 1;'));
-  const nginx = await startNginx({ dir, port, configFile });
-  const sockets: WebSocket[] = [];
-  try {
-    const pids = await processTree(nginx.pid);
-    const open = () =>
-      new Promise<WebSocket>((resolve, reject) => {
-        const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/widget/dialogs/1`, TOKEN_PROTOCOLS, { perMessageDeflate: false, headers });
-        ws.once('message', () => resolve(ws));
-        ws.once('error', reject);
-      });
-    const openMany = async (n: number) => {
-      for (let i = 0; i < n; i += 50) sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, n - i) }, open))));
-    };
-    // The worker's first connections grow its heap and tables: not what one more costs.
-    await openMany(200);
-    await new Promise((r) => setTimeout(r, 300));
-    const before = await measure(pids);
-    await openMany(connections);
-    await new Promise((r) => setTimeout(r, 500));
-    const after = await measure(pids);
-    return (after.rssBytes - before.rssBytes) / connections / 1024;
-  } finally {
-    for (const s of sockets) s.terminate();
-    await nginx.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+function round(upstreamPort: number, settings: NginxSettings, headers: Record<string, string>, connections: number): Promise<number> {
+  return idleRound({ upstreamPort, settings, path: '/ws/widget/dialogs/1', protocols: TOKEN_PROTOCOLS, headers, connections, settleMs: { warm: 300, measured: 500 } }, (r) => r.kibPerConn);
 }
 
 const connections = Number(process.argv[2] ?? 2000);
 const rounds = Number(process.argv[3] ?? 3);
-const server = http.createServer();
-const upstream = new WebSocketServer({ noServer: true, perMessageDeflate: false, handleProtocols: () => 'replyx.v1' });
-server.on('upgrade', (req, socket, head) => upstream.handleUpgrade(req, socket, head, (ws) => ws.send('{"type":"connected"}')));
-await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-const upstreamPort = (server.address() as AddressInfo).port;
+const upstream = await startWsUpstream();
 const variants = Object.keys(SETTINGS).flatMap((s) => Object.keys(HANDSHAKES).map((h) => [s, h] as const));
 const results = new Map<string, number[]>(variants.map(([s, h]) => [`${s} | ${h}`, []]));
 try {
   for (let r = 0; r < rounds; r++) {
     for (const [s, h] of r % 2 === 0 ? variants : [...variants].reverse()) {
-      results.get(`${s} | ${h}`)!.push(await round(upstreamPort, SETTINGS[s]!, HANDSHAKES[h]!, connections));
+      results.get(`${s} | ${h}`)!.push(await round(upstream.port, SETTINGS[s]!, HANDSHAKES[h]!, connections));
     }
   }
 } finally {
-  server.close();
+  await upstream.close();
 }
 console.log(`nginx RSS per idle proxied WebSocket, ${connections} connections, median of ${rounds} rounds:`);
 for (const [name, kib] of results) console.log(`  ${name.padEnd(48)} ${median(kib).toFixed(2)} KiB   (rounds: ${kib.map((k) => k.toFixed(2)).join(', ')})`);

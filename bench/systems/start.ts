@@ -8,7 +8,7 @@ import { renderNginxConfig } from '../../infra/render/nginx.js';
 import { validateTopology } from '../../infra/topology/index.js';
 import { freePort, freePortRange, isPortOpen, waitUntil } from '../../infra/targets/local/ports.js';
 import { gatewayReplicaPorts } from '../../infra/topology/service-names.js';
-import { findBinary, startNginx } from '../../infra/targets/local/processes.js';
+import { findBinary, nginxOpenFileLimit, startNginx } from '../../infra/targets/local/processes.js';
 import { logTail, processTree, spawnLogged, type BenchProcess } from '../proc.js';
 import { tokenProtocols } from '../../gateway/src/auth/credentials.js';
 import { BENCH_TOKEN_TTL_S, type Backing } from './backing.js';
@@ -170,7 +170,7 @@ async function startOursBehindNginx(ctx: StartContext, name: 'ours-nginx' | 'our
     const nginxDir = path.join(ctx.dir, name);
     await mkdir(nginxDir, { recursive: true });
     const configFile = path.join(nginxDir, 'nginx.conf');
-    await writeFile(configFile, renderNginxConfig(topology, 'local'));
+    await writeFile(configFile, renderNginxConfig(topology, 'local', { openFileLimit: nginxOpenFileLimit() }));
     nginx = await startNginx({ dir: nginxDir, port: nginxPort, configFile, readyTimeoutMs: readyTimeout(ctx) });
   } catch (err) {
     await stopGateways();

@@ -2,10 +2,11 @@
 // its codes here; the toolkit's catalogue test (infra/error-codes.test.ts) holds them, the
 // toolkit's codes and docs/errors.md to each other.
 
-/** Each code the gateway prints, with the one-line meaning docs/errors.md shows for it. */
+/** Each code the gateway prints (errors before exiting, warnings at start), with the one-line meaning docs/errors.md shows for it. */
 export const GATEWAY_ERROR_CODES = {
   RPX_GATEWAY_CONFIG: "the gateway's environment has a bad or missing value; the line names the variable",
   RPX_GATEWAY_START: 'the gateway could not start (port taken, unusable `JWT_PUBLIC_KEY`)',
+  RPX_GATEWAY_NOFILE: "warning at start: the gateway's open-file limit is below `MAX_CONNECTIONS` plus its reserve, so connections past the limit fail (EMFILE) instead of closing with 4100",
 } as const satisfies Record<`RPX_${string}`, string>;
 
 /** A stable error code the gateway prints. */

@@ -18,6 +18,7 @@ import { DeliveryHub } from './hub/delivery-hub.js';
 import type { DialogHub } from './hub/dialog-hub.js';
 import { Reauthorizer } from './hub/reauthorizer.js';
 import { Admission } from './limits/admission.js';
+import { connectionCapacity, OPEN_FILE_WARNING_CODE, openFileWarning, readOpenFileLimits, type OpenFileLimits } from './limits/open-files.js';
 import { createLogger } from './log/logger.js';
 import { GatewayMetrics } from './metrics/gateway-metrics.js';
 
@@ -33,6 +34,8 @@ export interface GatewayOptions {
   readonly logStream?: DestinationStream;
   /** Register Node process metrics (default true; tests with several gateways turn it off). */
   readonly processMetrics?: boolean;
+  /** The process's open-file limits (default: read from /proc/self/limits; none off Linux). */
+  readonly openFileLimits?: OpenFileLimits;
 }
 
 /** A running (or ready to run) gateway. */
@@ -75,6 +78,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   assertFrameWriterSupport();
   const log = options.logger ?? createLogger(config.logLevel, options.logStream, { instance: config.instanceId });
   const admission = new Admission(config);
+  const capacity = connectionCapacity(config.maxConnections, options.openFileLimits ?? readOpenFileLimits());
   const tokens = new TokenVerifier(config, config.tokenPolicy);
   const access = new DialogAccessStore(config.databaseUrl, {
     cacheTtlMs: config.accessCacheTtlMs,
@@ -97,6 +101,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     {
       connections: () => hub.members.counts(),
       dialogs: () => hub.members.dialogCount,
+      connectionCapacity: () => capacity.connections,
       dependencies: async () => ({ ...(broker.kind === 'redis' ? { redis: broker.isReady() } : {}), postgres: await access.healthy() }),
       ...(broker instanceof RedisBroker ? { redisRoundTrip: () => broker.roundTrip() } : {}),
     },
@@ -184,6 +189,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
         { ready: true, pid: process.pid, port: boundPort, host: config.host, broker: config.broker, algorithm: tokens.algorithm, heartbeat_ms: config.heartbeatMs, reauth_interval_ms: config.reauthIntervalMs, trusted_proxies: config.trustedProxies.cidrs },
         `ws-gateway listening on ${config.host}:${boundPort}`,
       );
+      const nofile = openFileWarning(capacity);
+      if (nofile !== undefined) log.warn({ code: OPEN_FILE_WARNING_CODE, open_file_limit: capacity.openFileLimit, max_connections: capacity.maxConnections, connection_capacity: capacity.connections }, nofile);
       if (config.legacyWidgetAuth) log.warn('LEGACY_WIDGET_AUTH is on: widgets may connect without a session token (origin check only); turn it off once every widget uses POST /api/widget/sessions');
       return boundPort;
     },

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { validateTopology, type TopologyInput, type WsRoute } from '../topology/index.js';
 import { freePort, waitUntil } from '../targets/local/ports.js';
-import { startNginx, type ServiceProcess } from '../targets/local/processes.js';
+import { nginxOpenFileLimit, startNginx, type ServiceProcess } from '../targets/local/processes.js';
+import { reloadAndWait } from '../targets/local/nginx-workers.js';
 import { renderNginxConfig } from './nginx.js';
 
 // The local render, run by a real nginx in front of two tiny servers that stand in for the
@@ -121,13 +123,14 @@ async function stackFor(wsRoute: WsRoute, nginxSettings: Omit<NonNullable<Topolo
   const nginxPort = await freePort();
   const { topology } = validateTopology({ target: 'local', wsRoute, nginx: { ...nginxSettings, port: nginxPort }, backend: { port: backend.port }, gateway: { port: gateway.port } });
   const configFile = path.join(dir, 'nginx.conf');
-  await writeFile(configFile, renderNginxConfig(topology, 'local'));
+  // Rendered as the local target renders it: worker_rlimit_nofile within the limit nginx inherits.
+  await writeFile(configFile, renderNginxConfig(topology, 'local', { openFileLimit: nginxOpenFileLimit() }));
   const nginx: ServiceProcess = await startNginx({ dir, port: nginxPort, configFile });
   cleanups.push(() => nginx.stop());
   const base = `127.0.0.1:${nginxPort}`;
   const accessLog = path.join(dir, 'logs', 'access.log');
   const errorLog = path.join(dir, 'logs', 'error.log');
-  return { backend, gateway, nginxPort, base, accessLog, errorLog, wsServer: wsRoute === 'gateway' ? gateway : backend };
+  return { topology, backend, gateway, nginxPort, nginxPid: nginx.pid, base, configFile, accessLog, errorLog, wsServer: wsRoute === 'gateway' ? gateway : backend };
 }
 
 const readText = (file: string) => readFile(file, 'utf8').catch(() => '');
@@ -151,25 +154,7 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     expect((await fetch(`http://${base}/`)).status).toBe(404);
   });
 
-  it('with the default 1 KiB /ws/ proxy buffer, passes a token subprotocol handshake and 64 KiB frames both ways', async () => {
-    const { base } = await stackFor(wsRoute);
-    const token = 'x'.repeat(900);
-    const ws = new WebSocket(`ws://${base}/ws/dialogs/123`, ['replyx.v1', `replyx.token.${token}`]);
-    const messages: string[] = [];
-    ws.on('message', (data) => messages.push(data.toString()));
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    expect(ws.protocol).toBe('replyx.v1');
-    const big = 'y'.repeat(64 * 1024);
-    ws.send(big);
-    await waitUntil(async () => messages.length >= 2, 5000, 10);
-    expect(messages[1]).toBe(`echo:${big}`);
-    ws.close(1000);
-  });
-
-  it('with the server\'s request header buffer and pool sizes, passes a browser-sized token handshake on /ws/ and long cookies and URLs on /api/', async () => {
+  it("with the default 1 KiB /ws/ proxy buffer and the server's request header buffer and pool sizes, passes a browser-sized token handshake and 64 KiB frames both ways on /ws/, and long cookies and URLs on /api/", async () => {
     const { base, wsServer } = await stackFor(wsRoute);
     // About 1.4 KB of headers, as a browser sends them with a widget token: more than nginx's
     // default 1 KiB buffer, within nginx.clientHeaderBufferKb.
@@ -191,10 +176,12 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
       ws.once('error', reject);
     });
     expect(ws.protocol).toBe('replyx.v1');
-    ws.send('hi');
+    // Frames far above the 1 KiB proxy buffer pass in several reads, in both directions.
+    const big = 'y'.repeat(64 * 1024);
+    ws.send(big);
     await waitUntil(async () => messages.length >= 2, 5000, 10);
     expect(JSON.parse(messages[0]!)).toMatchObject({ server: wsServer.name, url: '/ws/widget/dialogs/123' });
-    expect(messages[1]).toBe('echo:hi');
+    expect(messages[1]).toBe(`echo:${big}`);
     ws.close(1000);
 
     // Headers and URLs beyond the buffer still pass in the large header buffers (8 KiB a line).
@@ -202,6 +189,20 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     const api = await fetch(`http://${base}${longPath}`, { headers: { cookie: `a=${'a'.repeat(6000)}`, 'x-extra': 'e'.repeat(3000) } });
     expect(api.status).toBe(200);
     expect(((await api.json()) as { url: string }).url).toBe(longPath);
+  });
+
+  it('asks for no more open files than the hard limit it inherits, so neither a start nor a reload logs a setrlimit alert', async () => {
+    const { topology, base, configFile, errorLog, nginxPort, nginxPid } = await stackFor(wsRoute);
+    const hard = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+    const wanted = 2 * topology.nginx.workerConnections;
+    const want = hard === 'unlimited' ? wanted : Math.min(wanted, Number(hard));
+    expect(await readFile(configFile, 'utf8')).toContain(`\nworker_rlimit_nofile ${want};\n`);
+    // The alert comes from the workers: wait for one to serve, then reload once for a second set.
+    expect((await fetch(`http://${base}/health`)).status).toBe(200);
+    const { reloaded } = await reloadAndWait(nginxPid);
+    expect(reloaded).toBe(true);
+    expect(await rawGet(nginxPort, '/health')).toBe(200);
+    expect(await readText(errorLog)).not.toMatch(/setrlimit|RLIMIT_NOFILE/);
   });
 
   it('does not let debug or internal endpoints through, however the path is spelled', async () => {

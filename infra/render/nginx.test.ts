@@ -163,6 +163,15 @@ describe('planNginx', () => {
     expect(plan.workerRlimitNofile).toBe(4096);
   });
 
+  it('caps worker_rlimit_nofile at the open-file limit nginx can get, and keeps two descriptors per connection under it', () => {
+    // 16,384 worker_connections want 32,768 descriptors: above a hard limit of 20,000 the master's setrlimit fails.
+    expect(planNginx(topo(), 'local', { openFileLimit: 20_000 }).workerRlimitNofile).toBe(20_000);
+    expect(planNginx(topo(), 'local', { openFileLimit: 1_048_576 }).workerRlimitNofile).toBe(32_768);
+    expect(planNginx(topo(), 'local').workerRlimitNofile).toBe(32_768);
+    expect(renderNginxConfig(topo(), 'local', { openFileLimit: 20_000 })).toContain('\nworker_rlimit_nofile 20000;\n');
+    for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => planNginx(topo(), 'local', { openFileLimit: bad }), String(bad)).toThrow(/openFileLimit must be a whole number/);
+  });
+
   it('keeps connections alive to the backend only, and balances the gateway by least connections', () => {
     const plan = planNginx(topo(), 'docker');
     expect(plan.upstreams.backend).toMatchObject({ name: 'replyx_backend', keepalive: DEFAULT_BACKEND_KEEPALIVE, leastConn: false });

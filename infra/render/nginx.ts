@@ -52,6 +52,13 @@ export interface NginxRenderOptions {
    * each optionally marked down; a rolling or blue/green restart renders its steps with these.
    */
   readonly gatewayServers?: readonly { readonly port: number; readonly down?: boolean }[];
+  /**
+   * The hard open-file limit nginx's master runs with (local target: the limit of the process
+   * that starts it). worker_rlimit_nofile stays at or below it: above it the master's setrlimit
+   * fails, it logs an alert on every start and reload, and the workers keep the inherited limit
+   * anyway. Unset (docker, aws: the container's nofile is set to fit): no cap.
+   */
+  readonly openFileLimit?: number;
 }
 
 /** One `server` line of an upstream block. */
@@ -140,7 +147,7 @@ export interface NginxPlan {
   /** keepalive_timeout for client connections: above the load balancer's idle timeout on aws. */
   readonly clientKeepaliveTimeoutS: number;
   readonly workerConnections: number;
-  /** Each proxied connection holds two descriptors (client and upstream). */
+  /** Each proxied connection holds two descriptors (client and upstream); capped at `openFileLimit`. */
   readonly workerRlimitNofile: number;
   /** DNS server and cache time for re-resolving upstream names (docker, aws); unset for local, whose upstreams are loopback IPs. */
   readonly resolver?: { readonly address: string; readonly validS: number; readonly timeoutS: number };
@@ -345,6 +352,11 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     throw optionError(`backendKeepalive must be an integer from 1 to 10000, got ${keepalive}`, 'pass a small number such as 32');
   }
 
+  const openFileLimit = options.openFileLimit ?? Number.POSITIVE_INFINITY;
+  if (!(openFileLimit >= 1) || (Number.isFinite(openFileLimit) && !Number.isInteger(openFileLimit))) {
+    throw optionError(`openFileLimit must be a whole number of at least 1, got ${options.openFileLimit}`, "pass the hard limit nginx's master gets (ulimit -Hn), or leave it unset");
+  }
+
   const trustedProxyCidrs = (options.trustedProxyCidrs ?? (target === 'aws' ? PRIVATE_NETWORKS : [])).map(checkedCidr);
   const prefixDir = options.prefixDir === undefined ? undefined : checkedPrefixDir(options.prefixDir);
   const n = topology.nginx;
@@ -364,7 +376,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     ...runtimePaths(target, prefixDir),
     workerShutdownTimeoutS: n.workerShutdownTimeoutS,
     workerConnections: n.workerConnections,
-    workerRlimitNofile: n.workerConnections * 2,
+    workerRlimitNofile: Math.min(n.workerConnections * 2, openFileLimit),
     // Kept even when overrides made every host an IP literal, so a test render is the same config.
     // valid= is as short as the Cloud Map TTL (deploy-timing.ts): a draining gateway leaves the upstream within seconds.
     ...(resolverAddress !== undefined ? { resolver: { address: resolverAddress, validS: NGINX_RESOLVER_VALID_S, timeoutS: 5 } } : {}),

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { DialogClient, type DialogEvent, type WebSocketConstructor } from '../../client/src/index.js';
+import { pacedLoop } from './paced-loop.js';
 
 // The traffic of the reliability suite: clients that follow docs/gateway.md's reconnect
 // contract (the project's own @replyx/client: close-code classes, since= resume, resync with a
@@ -56,9 +57,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Starts posting `ratePerS` messages a second, round-robin over the dialogs. */
 export function startPublisher(opts: PublisherOptions): Publisher {
   const sent: SentMessage[] = [];
-  const inFlight = new Set<Promise<void>>();
   const giveUpMs = opts.giveUpMs ?? 120_000;
-  let running = true;
   let open = 0;
   const waiting: (() => void)[] = [];
   const slot = async () => {
@@ -107,27 +106,15 @@ export function startPublisher(opts: PublisherOptions): Publisher {
       await sleep(Math.min(1000, 100 * 2 ** Math.min(attempt - 1, 4)) * (0.5 + Math.random() / 2));
     }
   };
-  const loop = (async () => {
-    const t0 = Date.now();
-    for (let seq = 0; running; seq += 1) {
-      // Paced by the clock, not by answers: a slow API does not slow the offered load.
-      const due = t0 + (seq * 1000) / opts.ratePerS;
-      if (due > Date.now()) await sleep(due - Date.now());
-      if (!running) break;
-      const m: SentMessage = { seq, text: `${opts.prefix}:${seq}`, dialogId: opts.dialogs[seq % opts.dialogs.length]!, key: randomUUID(), firstSentAt: Date.now(), attempts: 0, failures: [] };
-      sent.push(m);
-      const p = post(m).finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    }
-  })();
+  const loop = pacedLoop(opts.ratePerS, (seq) => {
+    const m: SentMessage = { seq, text: `${opts.prefix}:${seq}`, dialogId: opts.dialogs[seq % opts.dialogs.length]!, key: randomUUID(), firstSentAt: Date.now(), attempts: 0, failures: [] };
+    sent.push(m);
+    return post(m);
+  });
   return {
     sent,
-    pending: () => inFlight.size,
-    async stop() {
-      running = false;
-      await loop;
-      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
-    },
+    pending: () => loop.inFlight(),
+    stop: () => loop.stop(),
   };
 }
 

@@ -19,6 +19,8 @@ export interface DependencyState {
 export interface MetricsSources {
   connections(): KindCounts;
   dialogs(): number;
+  /** Connections this process can hold: MAX_CONNECTIONS, or less when its open-file limit is lower (limits/open-files.ts). */
+  connectionCapacity(): number;
   /** Whether Redis and Postgres answer right now. */
   dependencies(): Promise<DependencyState>;
   /** One Redis round trip in seconds; undefined when there is no Redis or it did not answer. */
@@ -107,6 +109,14 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.set(sources.dialogs());
+      },
+    });
+    new Gauge({
+      name: 'replyx_gateway_connection_capacity',
+      help: 'Connections this process can hold: MAX_CONNECTIONS, or its soft open-file limit minus the reserved descriptors when that is lower.',
+      registers,
+      collect() {
+        this.set(sources.connectionCapacity());
       },
     });
     const perKind = (name: string, help: string, counts: KindCounts) =>

@@ -57,7 +57,7 @@ async function endOrphanedWorkers(plan: LocalStackPlan, port: number): Promise<n
 /** Re-renders, validates, swaps and reloads the nginx config when what runs differs; returns what it did. */
 async function applyNginx(plan: LocalStackPlan, log: ProgressLog): Promise<string | undefined> {
   const spec = plan.services.find((s) => s.name === 'nginx')!;
-  const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
+  const text = renderNginxConfig(plan.topology, 'local', plan.nginxRender);
   const onDisk = await readFile(plan.nginxConfigFile, 'utf8').catch(() => undefined);
   const st = await serviceState(spec);
   const running = st.running && st.pid !== undefined ? await runningNginxConfig(spec) : undefined;

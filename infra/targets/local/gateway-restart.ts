@@ -30,7 +30,7 @@ export function rollingRestartSteps(gateways: readonly Pick<ProcessSpec, 'name' 
 
 /** Renders the plan's nginx config with `servers` as the gateway upstream, swaps it in and reloads nginx (SIGHUP); resolves once new workers serve. */
 async function reloadWithGatewayServers(plan: LocalStackPlan, servers?: RollingStep['servers']): Promise<void> {
-  const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir, ...(servers ? { gatewayServers: servers } : {}) });
+  const text = renderNginxConfig(plan.topology, 'local', { ...plan.nginxRender, ...(servers ? { gatewayServers: servers } : {}) });
   await writeAtomic(plan.nginxConfigFile, text);
   const nginx = plan.services.find((s) => s.name === 'nginx')!;
   const st = await serviceState(nginx);

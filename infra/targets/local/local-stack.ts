@@ -13,7 +13,7 @@ import { freePortRange, freePorts } from './ports.js';
 import { blueGreenRestartGateway, gatewaySpecs, rollingRestartGateways } from './gateway-restart.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
-import { stopPid } from './processes.js';
+import { nginxOpenFileLimit, stopPid } from './processes.js';
 import { assertPortFree, endLeftover, LEFTOVER_KINDS, handOverService, pidMatches, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
 import { readRestarts, serviceCondition, superviseFile, type ServiceCondition, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
 import type { RunningApplyReport } from './apply.js';
@@ -54,7 +54,7 @@ export async function readStateFile(stateDir: string): Promise<StackStateFile | 
 export async function writeNginxConfig(plan: LocalStackPlan): Promise<void> {
   await mkdir(path.join(plan.nginxPrefixDir, 'logs'), { recursive: true });
   if (demoPagesEnabled(plan.topology, 'local')) await buildDemoPages(path.join(plan.nginxPrefixDir, DEMO_PAGES.dir));
-  const text = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
+  const text = renderNginxConfig(plan.topology, 'local', plan.nginxRender);
   // An unchanged file keeps its mtime: rewriting it would make the check report the config nginx
   // loaded as changed without a reload (npm start on a running stack, to start what crashed).
   if ((await readFile(plan.nginxConfigFile, 'utf8').catch(() => undefined)) === text) return;
@@ -214,7 +214,7 @@ export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Pro
   const recorded = await readStateFile(stateDir);
   // A stack started with --monitoring keeps Prometheus in its plan (status, logs, stop) until it is stopped.
   const monitoring = opts.monitoring === true || recorded?.ports.prometheus !== undefined || topology.monitoring.enabled;
-  const plan = planLocalStack(topology, { stateDir, repoDir, secrets, ports: recorded?.ports, monitoring });
+  const plan = planLocalStack(topology, { stateDir, repoDir, secrets, ports: recorded?.ports, monitoring, nginxOpenFileLimit: nginxOpenFileLimit() });
   return { plan, secrets, stackFile, running: recorded !== undefined };
 }
 
@@ -410,7 +410,7 @@ async function startLocalStackOnce(options: StartLocalStackOptions): Promise<Loc
   }
   let plan: LocalStackPlan;
   try {
-    plan = planLocalStack(topology, { stateDir: dir, repoDir: REPO_DIR, secrets, ports, externalDatabaseUrl: options.databaseUrl, logLevel: options.logLevel, monitoring });
+    plan = planLocalStack(topology, { stateDir: dir, repoDir: REPO_DIR, secrets, ports, externalDatabaseUrl: options.databaseUrl, logLevel: options.logLevel, monitoring, nginxOpenFileLimit: nginxOpenFileLimit() });
   } catch (err) {
     if (ownDir) await rm(dir, { recursive: true, force: true });
     throw err;

@@ -1,4 +1,5 @@
 import { DRAIN_GRACE_MS } from '../../../examples/backend/src/worker.js';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -12,6 +13,7 @@ import { validateTopology } from '../../topology/index.js';
 import { demoTokens, formatDemoTokens, PUBLISH_RECIPE_TITLE, shellQuote } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, withPorts } from './plan.js';
 import { describeOwner, parseProcNetTcp, parseSsListeners, portOwner } from './port-owner.js';
+import { nginxOpenFileLimit } from './processes.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
 import { freePorts } from './ports.js';
@@ -62,9 +64,19 @@ describe('planLocalStack', () => {
     expect(logs('postgres')).toEqual(['/tmp/state/postgres/log/postgresql.json', '/tmp/state/postgres/postgres.log']);
     expect(logs('gateway')).toEqual(['/tmp/state/logs/gateway.log']);
     // The files nginx is configured with are the ones listed.
-    const config = renderNginxConfig(plan.topology, 'local', { prefixDir: plan.nginxPrefixDir });
+    const config = renderNginxConfig(plan.topology, 'local', plan.nginxRender);
     expect(config).toContain('access_log "/tmp/state/nginx/logs/access.log" replyx_http;');
     expect(config).toContain('error_log "/tmp/state/nginx/logs/error.log" warn;');
+  });
+
+  it('renders worker_rlimit_nofile within the open-file limit nginx is started with, the same for every local render', () => {
+    const capped = planLocalStack(local(), { ...opts, nginxOpenFileLimit: 20_000 });
+    expect(renderNginxConfig(capped.topology, 'local', capped.nginxRender)).toContain('\nworker_rlimit_nofile 20000;\n');
+    const unlimited = planLocalStack(local(), opts);
+    expect(renderNginxConfig(unlimited.topology, 'local', unlimited.nginxRender)).toContain(`\nworker_rlimit_nofile ${2 * unlimited.topology.nginx.workerConnections};\n`);
+    // What the local target reads is this process's hard limit, the one nginx inherits.
+    const hard = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+    expect(nginxOpenFileLimit()).toBe(hard === 'unlimited' ? undefined : Number(hard));
   });
 
   it('adds Prometheus only with monitoring: Debian binary, rendered config scraping backend and gateway, the alert rules, its URL', () => {

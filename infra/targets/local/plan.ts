@@ -2,7 +2,7 @@ import path from 'node:path';
 import { validateTopology, type Topology, type TopologyInput } from '../../topology/index.js';
 import { SERVICE_NAMES, gatewayReplicaName, gatewayReplicaPorts } from '../../topology/service-names.js';
 import { stopPlans } from '../../render/deploy-timing.js';
-import { nginxLogFiles } from '../../render/nginx.js';
+import { nginxLogFiles, type NginxRenderOptions } from '../../render/nginx.js';
 import { ALERT_RULES_FILE, renderPrometheusConfig } from '../../render/prometheus.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { GATEWAY_DATABASE_ROLE } from '../../../examples/backend/src/migrate.js';
@@ -105,6 +105,8 @@ export interface LocalStackPlan {
   readonly urls: { readonly public: string; readonly backend: string; readonly gateway: string; readonly ws: string; readonly prometheus?: string };
   readonly nginxConfigFile: string;
   readonly nginxPrefixDir: string;
+  /** How every local render of nginx.conf is made (start, apply, rollback, restart, check): one set, so they agree. */
+  readonly nginxRender: NginxRenderOptions & { readonly prefixDir: string };
 }
 
 /** Options of `planLocalStack`. */
@@ -124,6 +126,11 @@ export interface PlanOptions {
   readonly logLevel?: string;
   /** Run Prometheus whatever `monitoring.enabled` says (`npm start -- --monitoring`). Default: the topology's. */
   readonly monitoring?: boolean;
+  /**
+   * The hard open-file limit nginx is started with (the starting process's: `readOpenFileLimits()?.hard`);
+   * worker_rlimit_nofile is rendered at or below it. Unset: unlimited.
+   */
+  readonly nginxOpenFileLimit?: number;
 }
 
 /** The gateway's connection URL: the owner's server and database, as the gateway's role. */
@@ -379,6 +386,7 @@ export function planLocalStack(topology: Topology, options: PlanOptions): LocalS
     },
     nginxConfigFile,
     nginxPrefixDir: nginxDir,
+    nginxRender: { prefixDir: nginxDir, openFileLimit: options.nginxOpenFileLimit },
   };
 }
 

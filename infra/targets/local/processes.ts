@@ -2,6 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
+import { readOpenFileLimits } from '../../../gateway/src/limits/open-files.js';
 import { ReplyxError } from '../../errors.js';
 import { redisAnswers, redisCommand } from '../../operate/probes.js';
 import { findBinary } from '../../processes/run.js';
@@ -295,6 +296,14 @@ export async function testNginxConfig(configFile: string, prefixDir: string): Pr
 /** The nginx arguments (pure): prefix `dir`, the given config, in the foreground. */
 export function nginxArgs(opts: { dir: string; configFile: string }): string[] {
   return ['-p', opts.dir, '-c', opts.configFile, '-g', 'daemon off;'];
+}
+
+/**
+ * The hard open-file limit an nginx started from this process gets (it inherits ours, and only
+ * CAP_SYS_RESOURCE could raise it); undefined when unlimited or unknown (no /proc).
+ */
+export function nginxOpenFileLimit(): number | undefined {
+  return readOpenFileLimits()?.hard;
 }
 
 /** Starts nginx in the foreground (`daemon off`) with `prefixDir` as its prefix. */

@@ -41,7 +41,7 @@ const spec = (plan: LocalStackPlan, name: ProcessSpec['name']) => plan.services.
 /** The local plan for a stack file text, on the ports and state dir of the running stack. */
 export function localPlanFor(local: RunningLocalStack, text: string, source: string): LocalStackPlan {
   const { topology } = topologyFromStackText(text, source);
-  return planLocalStack(topology, { stateDir: local.stateDir, repoDir: REPO_DIR, secrets: local.secrets, ports: local.plan.ports });
+  return planLocalStack(topology, { stateDir: local.stateDir, repoDir: REPO_DIR, secrets: local.secrets, ports: local.plan.ports, nginxOpenFileLimit: local.plan.nginxRender.openFileLimit });
 }
 
 async function reloadNginx(plan: LocalStackPlan): Promise<{ detail: string; masterPid: number; oldWorkers: number[] }> {
@@ -113,7 +113,7 @@ async function applyPlans(to: LocalStackPlan, plan: RollbackPlan, steps: StepRun
   }
   let text = '';
   await steps.run('render', async () => {
-    text = configText ?? renderNginxConfig(to.topology, 'local', { prefixDir: to.nginxPrefixDir });
+    text = configText ?? renderNginxConfig(to.topology, 'local', to.nginxRender);
     if (options.transformConfig) text = options.transformConfig(text);
     return `nginx config for wsRoute=${to.topology.wsRoute} (${text.length} bytes)`;
   });

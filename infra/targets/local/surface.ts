@@ -10,6 +10,7 @@ import type { Topology } from '../../topology/index.js';
 import { readStateFile } from './local-stack.js';
 import { observeLocalStack } from './observe.js';
 import { planLocalStack } from './plan.js';
+import { nginxOpenFileLimit } from './processes.js';
 import { applyLocalChange, localPlanFor, type RunningLocalStack } from './rollback.js';
 import { readLocalSecrets } from './secrets.js';
 
@@ -23,7 +24,7 @@ const PROBE_TOKEN_TTL_S = 3600;
 export async function localSurface(file: StackFile, stateDir: string): Promise<TargetSurface> {
   const secrets = await readLocalSecrets(stateDir);
   const recorded = await readStateFile(stateDir);
-  const plan = planLocalStack(file.fileTopology, { stateDir, repoDir: REPO_DIR, secrets, ...(recorded ? { ports: recorded.ports } : {}) });
+  const plan = planLocalStack(file.fileTopology, { stateDir, repoDir: REPO_DIR, secrets, ...(recorded ? { ports: recorded.ports } : {}), nginxOpenFileLimit: nginxOpenFileLimit() });
   const local: RunningLocalStack = { stateDir, secrets, plan };
   const t = plan.topology;
   const description: TargetDescription = {
@@ -37,7 +38,7 @@ export async function localSurface(file: StackFile, stateDir: string): Promise<T
     topology: t,
     describe: () => description,
     topologyOf: (text: string): Topology => localPlanFor(local, text, path.basename(file.stackFile)).topology,
-    renderNginx: (topology: Topology) => renderNginxConfig(topology, 'local', { prefixDir: plan.nginxPrefixDir }),
+    renderNginx: (topology: Topology) => renderNginxConfig(topology, 'local', plan.nginxRender),
     async credentials(): Promise<ProbeCredentials> {
       return { adminToken: await signAdminToken(secrets.jwtSecret, 1, PROBE_TOKEN_TTL_S), debugToken: secrets.debugToken, widgetVisitorKey: demoVisitorKey(secrets.widgetTokenSecret, PROBE_DIALOG_ID), widgetVisitorKeyFor: (dialogId: number) => demoVisitorKey(secrets.widgetTokenSecret, dialogId) };
     },
