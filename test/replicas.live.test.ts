@@ -192,10 +192,12 @@ describe('gateway.replicas: 1, blue/green restart', () => {
         (handedOver) => handedOver && waitUntil(() => new Promise<boolean>((resolve) => squatter.once('error', () => resolve(false)).listen(gateway!.port, '127.0.0.1', () => resolve(true))), 5000, 2),
       );
       failure = await h.restart('gateway').then(() => undefined, (err: unknown) => err);
+      progress(`  the restart with its port taken ended: ${String(failure)}`);
       expect(await squat).toBe(true);
       // The stand-in alone serves /ws/ meanwhile.
       expect(await readPid(leftoverPidFile(gateway!, 'stand-in'))).toBeDefined();
       await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      progress('  restart again, port free');
       await h.restart('gateway');
     });
     progress(`failed blue/green restart, then again: ${JSON.stringify({ ...r, examples: undefined })}`);
