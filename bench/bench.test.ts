@@ -9,6 +9,7 @@ import { startRedis, type ServiceProcess } from '../infra/targets/local/processe
 import { createTestDatabase } from '../test/services.js';
 import { eventData, eventFrame, fillerText, parseEventStamp } from './event.js';
 import { HOLD_SYSTEMS, SMOKE_RUN, connectDialogs, median, medianByP99, runBench, summarizeConnects, type BenchRun, type ConnectsResult, type HoldResult, type SystemResult } from './harness.js';
+import { cpuSecondsBetween } from './proc.js';
 import { HOLD_FD_HEADROOM, holdSourceAddress, parseOpenFileLimits, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
 import { checkAims, checkIssue17Aims, connectRuns, p99Runs, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
 import { renderPushpinConfig, renderPushpinRoutes } from './systems/pushpin-config.js';
@@ -117,6 +118,14 @@ describe('(d) bursts', () => {
     // A system without a proxy has no nginx figure, not a zero one.
     expect(summarizeConnects(runs.map(({ proxyCpuMsPerConnect: _p, ...r }) => r))).not.toHaveProperty('proxyCpuMsPerConnect');
     expect(summarizeConnects([])).toBeUndefined();
+  });
+
+  it('bills CPU between two readings to the processes running at the second, new ones from zero, exited ones not at all', () => {
+    const before = new Map([[1, 10], [2, 5], [3, 7]]);
+    // 2 exited (its 5 s are not "given back"), 4 started during the burst.
+    const after = new Map([[1, 10.5], [3, 7.25], [4, 0.125]]);
+    expect(cpuSecondsBetween(before, after)).toBeCloseTo(0.875);
+    expect(cpuSecondsBetween(new Map(), new Map())).toBe(0);
   });
 
   it('lists every burst and the median; a run saved before bursts shows its one figure', () => {

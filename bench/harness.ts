@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULTS as GATEWAY_DEFAULTS } from '../gateway/src/config.js';
 import { holdSourceAddress, parseOpenFileLimits, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
-import { measure, processLimits } from './proc.js';
+import { cpuSecondsBetween, cpuSecondsByPid, measure, processLimits } from './proc.js';
 import { LoadProcess } from './load/pool.js';
 import type { ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, HeartbeatCounts, PublishPlan, PublisherCommand, PublisherReply } from './load/messages.js';
 import { startBacking, type Backing } from './systems/backing.js';
@@ -721,15 +721,15 @@ async function connectsPass(driver: Driver, backing: Backing, opts: BenchOptions
 
 /** One measured burst of (d): opens `targets` and reads every process's CPU around it. */
 async function connectBurst(driver: Driver, system: RunningSystem, backing: Backing, opts: BenchOptions, targets: readonly ConnectTarget[]): Promise<ConnectsResult> {
-  const pids = await system.serverPids();
-  const proxyPids = (await system.proxyPids?.()) ?? [];
-  const backingPids = await backing.pids();
   const clientPids = driver.generators.map((g) => g.pid);
-  const read = () => Promise.all([measure(pids), measure(proxyPids), measure(backingPids), measure(clientPids)]);
-  const before = await read();
+  // Server, proxy, Redis+Postgres, clients; listed again after the burst (Postgres may start a backend meanwhile).
+  const groups = async () => [await system.serverPids(), (await system.proxyPids?.()) ?? [], await backing.pids(), clientPids];
+  const read = async (pids: number[][]) => Promise.all(pids.map((p) => cpuSecondsByPid(p)));
+  const before = await read(await groups());
   const connected = await driver.connect(system, targets, opts.connectConcurrency);
-  const after = await read();
-  const msPerConnect = (i: number) => Math.round(((after[i]!.cpuSeconds - before[i]!.cpuSeconds) * 1e6) / connected.ok) / 1000;
+  const after = await read(await groups());
+  const msPerConnect = (i: number) => Math.round((cpuSecondsBetween(before[i]!, after[i]!) * 1e6) / connected.ok) / 1000;
+  const hasProxy = after[1]!.size > 0;
   return {
     attempted: targets.length,
     ok: connected.ok,
@@ -738,7 +738,7 @@ async function connectBurst(driver: Driver, system: RunningSystem, backing: Back
     ...(connected.ok > 0
       ? {
           serverCpuMsPerConnect: msPerConnect(0),
-          ...(proxyPids.length > 0 ? { proxyCpuMsPerConnect: msPerConnect(1) } : {}),
+          ...(hasProxy ? { proxyCpuMsPerConnect: msPerConnect(1) } : {}),
           backingCpuMsPerConnect: msPerConnect(2),
           clientCpuMsPerConnect: msPerConnect(3),
         }
