@@ -8,10 +8,11 @@ import { freePort } from '../infra/targets/local/ports.js';
 import { startRedis, type ServiceProcess } from '../infra/targets/local/processes.js';
 import { createTestDatabase } from '../test/services.js';
 import { eventData, eventFrame, fillerText, parseEventStamp } from './event.js';
-import { HOLD_SYSTEMS, SMOKE_RUN, medianByP99, runBench, type BenchRun, type HoldResult, type SystemResult } from './harness.js';
+import { HOLD_SYSTEMS, SMOKE_RUN, connectDialogs, median, medianByP99, runBench, summarizeConnects, type BenchRun, type ConnectsResult, type HoldResult, type SystemResult } from './harness.js';
 import { parseOpenFileLimits } from '../gateway/src/limits/open-files.js';
+import { cpuSecondsBetween } from './proc.js';
 import { HOLD_FD_HEADROOM, holdSourceAddress, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
-import { checkAims, checkIssue17Aims, p99Runs, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
+import { checkAims, checkIssue17Aims, connectRuns, p99Runs, ratio, renderMarkdown, renderSvg, renderTable } from './report.js';
 import { renderPushpinConfig, renderPushpinRoutes } from './systems/pushpin-config.js';
 import { instanceStorms, scoreStormClient, byDialog, spread } from './storm-score.js';
 import { stormAims } from './storm-report.js';
@@ -97,6 +98,45 @@ const fakeRun: BenchRun = {
   ],
 };
 
+describe('(d) bursts', () => {
+  it('gives every burst and the warm-up dialogs of their own, after those (c), (b) and (f) use', () => {
+    expect(connectDialogs({ dialogs: 5, connectCount: 3, connectRuns: 2, connectWarmup: 2 })).toEqual({ runs: [[6, 7, 8], [9, 10, 11]], warmup: [12, 13] });
+    expect(connectDialogs({ dialogs: 5, connectCount: 3, connectRuns: 1, connectWarmup: 0 })).toEqual({ runs: [[6, 7, 8]], warmup: [] });
+  });
+
+  it('takes the median of each figure over the bursts (the lower middle for an even count) and sums the counts', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2);
+    expect(median([])).toBeUndefined();
+    const runs: ConnectsResult[] = [
+      { attempted: 10, ok: 10, failed: 0, perS: 900, serverCpuMsPerConnect: 0.5, proxyCpuMsPerConnect: 0.1, backingCpuMsPerConnect: 0.05, clientCpuMsPerConnect: 0.2, authenticated: true, errors: ['a'] },
+      { attempted: 10, ok: 9, failed: 1, perS: 1200, serverCpuMsPerConnect: 0.3, proxyCpuMsPerConnect: 0.08, backingCpuMsPerConnect: 0.04, clientCpuMsPerConnect: 0.3, authenticated: true, errors: ['a', 'b'] },
+      { attempted: 10, ok: 10, failed: 0, perS: 1000, serverCpuMsPerConnect: 0.4, proxyCpuMsPerConnect: 0.09, backingCpuMsPerConnect: 0.06, clientCpuMsPerConnect: 0.1, authenticated: true, errors: [] },
+    ];
+    expect(summarizeConnects(runs)).toEqual({
+      attempted: 30, ok: 29, failed: 1, perS: 1000, serverCpuMsPerConnect: 0.4, proxyCpuMsPerConnect: 0.09, backingCpuMsPerConnect: 0.05, clientCpuMsPerConnect: 0.2, authenticated: true, errors: ['a', 'b'],
+    });
+    // A system without a proxy has no nginx figure, not a zero one.
+    expect(summarizeConnects(runs.map(({ proxyCpuMsPerConnect: _p, ...r }) => r))).not.toHaveProperty('proxyCpuMsPerConnect');
+    expect(summarizeConnects([])).toBeUndefined();
+  });
+
+  it('bills CPU between two readings to the processes running at the second, new ones from zero, exited ones not at all', () => {
+    const before = new Map([[1, 10], [2, 5], [3, 7]]);
+    // 2 exited (its 5 s are not "given back"), 4 started during the burst.
+    const after = new Map([[1, 10.5], [3, 7.25], [4, 0.125]]);
+    expect(cpuSecondsBetween(before, after)).toBeCloseTo(0.875);
+    expect(cpuSecondsBetween(new Map(), new Map())).toBe(0);
+  });
+
+  it('lists every burst and the median; a run saved before bursts shows its one figure', () => {
+    const connectsRuns = [1200, 900, 1000].map((perS): ConnectsResult => ({ attempted: 10, ok: 10, failed: 0, perS, authenticated: false, errors: [] }));
+    expect(connectRuns({ system: 'socketio', label: 'Socket.IO', versions: {}, connectsRuns, connects: summarizeConnects(connectsRuns) })).toBe('1,200 / 900 / 1,000, median 1,000');
+    expect(connectRuns({ system: 'socketio', label: 'Socket.IO', versions: {}, connects: connectsRuns[0] })).toBe('1,200, median 1,200');
+    expect(connectRuns(undefined)).toBe('–');
+  });
+});
+
 describe('(f) hold plan', () => {
   const limits = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -168,16 +208,21 @@ describe('report', () => {
     const withNginx = (bytes: number) => checkIssue17Aims({ ...fakeRun, results: [...fakeRun.results, fakeResult('ours-nginx', 'replyx via nginx', 700, 10, bytes)] }).find((a) => a.aim.startsWith('(c) through nginx'));
     expect(withNginx(15 * 1024)).toEqual({ aim: '(c) through nginx <= 15 KiB RSS per idle connection', measured: '15.0 KiB', met: true });
     expect(withNginx(22 * 1024)?.met).toBe(false);
-    const connects = (ours: number, peer: number) =>
-      checkIssue17Aims({
-        ...fakeRun,
-        results: [
-          { system: 'ours-nginx', label: 'replyx via nginx', versions: {}, connects: { attempted: 10, ok: 10, failed: 0, perS: ours, authenticated: true, errors: [] } },
-          { system: 'socketio', label: 'Socket.IO', versions: {}, connects: { attempted: 10, ok: 10, failed: 0, perS: peer, authenticated: false, errors: [] } },
-        ],
-      }).find((a) => a.aim.startsWith('(d)'));
-    expect(connects(1600, 1600)?.met).toBe(true);
-    expect(connects(1400, 1600)).toMatchObject({ measured: '0.88x (1,400 vs 1,600/s)', met: false });
+    const burst = (perS: number): ConnectsResult => ({ attempted: 10, ok: 10, failed: 0, perS, authenticated: true, errors: [] });
+    const connects = (ours: readonly number[], peer: readonly number[]) => {
+      const result = (system: SystemResult['system'], label: string, runs: readonly number[]): SystemResult => {
+        const connectsRuns = runs.map(burst);
+        return { system, label, versions: {}, connectsRuns, connects: summarizeConnects(connectsRuns) };
+      };
+      return checkIssue17Aims({ ...fakeRun, options: { ...fakeRun.options, connectRuns: 3 }, results: [result('ours-nginx', 'replyx via nginx', ours), result('socketio', 'Socket.IO', peer)] }).find((a) => a.aim.startsWith('(d)'));
+    };
+    // Medians compare: one fast burst of the peer does not fail the aim, one slow one of ours does not pass it.
+    expect(connects([1600, 1700, 900], [1500, 3000, 1600])).toEqual({
+      aim: "(d) connects/s through nginx with auth >= 1.0x Socket.IO's without auth, median of 3 bursts",
+      measured: '1.00x; via nginx 1,600 / 1,700 / 900, median 1,600/s; Socket.IO 1,500 / 3,000 / 1,600, median 1,600/s',
+      met: true,
+    });
+    expect(connects([1400, 1400, 3000], [1600, 1500, 1700])?.met).toBe(false);
     expect(checkIssue17Aims(fakeRun).find((a) => a.aim.startsWith('(d)'))?.met).toBeUndefined();
   });
 
@@ -319,8 +364,13 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     }
     expect(r?.many?.expected).toBe(100 * 2);
     expect(r?.fanout?.expected).toBe(10 * 10);
-    expect(r?.connects).toMatchObject({ attempted: 10, ok: 10, failed: 0 });
+    expect(r?.connectsRuns).toHaveLength(SMOKE_RUN.connectRuns);
+    for (const burst of r?.connectsRuns ?? []) expect(burst).toMatchObject({ attempted: 10, ok: 10, failed: 0 });
+    expect(r?.connects).toMatchObject({ attempted: 10 * SMOKE_RUN.connectRuns, ok: 10 * SMOKE_RUN.connectRuns, failed: 0 });
+    expect(r?.connects?.perS).toBe(median(r?.connectsRuns?.map((b) => b.perS) ?? []));
     expect(r?.connects?.perS).toBeGreaterThan(0);
+    // nginx's share is reported for the systems behind it only.
+    expect(r?.connects?.proxyCpuMsPerConnect === undefined).toBe(name !== 'ours-2');
     // 10 connects may take less than one 10 ms CPU tick: present, not necessarily positive.
     expect(r?.connects?.serverCpuMsPerConnect).toEqual(expect.any(Number));
     expect(r?.connects?.backingCpuMsPerConnect).toEqual(expect.any(Number));
@@ -359,7 +409,7 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     const r = only.results[0];
     expect(r?.error).toBeUndefined();
     expect([r?.idle, r?.many, r?.fanout]).toEqual([undefined, undefined, undefined]);
-    expect(r?.connects).toMatchObject({ attempted: 10, ok: 10, failed: 0 });
+    expect(r?.connects).toMatchObject({ attempted: 10 * SMOKE_RUN.connectRuns, ok: 10 * SMOKE_RUN.connectRuns, failed: 0 });
     expect(r?.connects?.serverCpuMsPerConnect).toBeGreaterThanOrEqual(0);
   }, 120_000);
 });

@@ -1,15 +1,15 @@
 import * as hdr from 'hdr-histogram-js';
-import { chmod, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULTS as GATEWAY_DEFAULTS } from '../gateway/src/config.js';
 import { parseOpenFileLimits } from '../gateway/src/limits/open-files.js';
 import { holdSourceAddress, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
-import { measure, processLimits } from './proc.js';
+import { cpuSecondsBetween, cpuSecondsByPid, measure, processLimits } from './proc.js';
 import { LoadProcess } from './load/pool.js';
 import type { ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, HeartbeatCounts, PublishPlan, PublisherCommand, PublisherReply } from './load/messages.js';
 import { startBacking, type Backing } from './systems/backing.js';
-import { ensurePushpin, pushpinAvailable, startSystem } from './systems/start.js';
+import { ensurePushpin, pushpinAvailable, startSystem, type StartContext } from './systems/start.js';
 import { SYSTEM_LABELS, type Role, type RunningSystem, type SystemName } from './systems/system.js';
 import { runStorm, STORM_FULL, STORM_SMOKE, type StormResult, type StormSizes } from './storm.js';
 
@@ -18,11 +18,15 @@ import { runStorm, STORM_FULL, STORM_SMOKE, type StormResult, type StormSizes } 
 // Every wait is bounded by an explicit option; nothing is left running when it returns.
 
 /**
- * The scenarios of a run, in the order each system meets them: (c) idle, (b) many, (a) fanout,
- * (d) connects, (f) hold (our single gateway process only: HOLD_SYSTEMS); then (e) storm, ours
- * only, on a whole local stack (bench/storm.ts).
+ * The scenarios of a run: in its own slot each system meets (c) idle, (b) many, (a) fanout and
+ * (f) hold (our single gateway process only: HOLD_SYSTEMS); then (d) connects runs with every
+ * system up, bursts in turn (connectsPass); then (e) storm, ours only, on a whole local stack
+ * (bench/storm.ts).
  */
 export const SCENARIO_NAMES = ['idle', 'many', 'fanout', 'connects', 'hold', 'storm'] as const;
+
+/** The scenarios a system meets in its own slot, one system at a time; (d) and (e) have passes of their own. */
+const PER_SYSTEM_SCENARIOS: readonly ScenarioName[] = ['idle', 'many', 'fanout', 'hold'];
 
 /** The systems (f) runs on: it measures one gateway process, so only the gateway reached directly. */
 export const HOLD_SYSTEMS: readonly SystemName[] = ['ours'];
@@ -55,9 +59,17 @@ export interface BenchOptions {
   readonly connectCount: number;
   readonly connectConcurrency: number;
   /**
+   * (d) measured bursts of `connectCount` per system, each on dialogs no earlier burst used; the
+   * report takes the median of each figure (one ~1 s burst on a shared box moved by 2x between
+   * runs) and lists every burst's rate.
+   */
+  readonly connectRuns: number;
+  /**
    * (d) connects opened and closed first, unmeasured, on other dialogs than the measured ones:
    * a long-running server meets a reconnect storm with its handshake path compiled, and the
-   * first few hundred handshakes otherwise bill the JIT to every system differently.
+   * first handshakes otherwise bill the JIT to every system differently. 500 were not enough: in
+   * the first measured burst after them every system still used up to 2x the CPU per connect
+   * of its later bursts, so the full run warms with one burst's worth.
    */
   readonly connectWarmup: number;
   /** Load generator processes (each holds its share of the connections). */
@@ -133,7 +145,8 @@ export const FULL_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   manyRuns: 3,
   connectCount: 2000,
   connectConcurrency: 50,
-  connectWarmup: 500,
+  connectRuns: 5,
+  connectWarmup: 2000,
   generators: 2,
   holdConnections: 50_000,
   holdSeconds: 60,
@@ -164,6 +177,7 @@ export const SMOKE_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   manyRatePerS: 200,
   manyDurationS: 1,
   connectCount: 20,
+  connectRuns: 2,
   holdConnections: 40,
   holdSeconds: 2.5,
   holdGenerators: 2,
@@ -258,7 +272,7 @@ export interface HoldResult {
   readonly serverCpuPct: number;
 }
 
-/** (d) connects per second. */
+/** (d) connects per second: one burst, or (in SystemResult.connects) the medians of the bursts. */
 export interface ConnectsResult {
   readonly attempted: number;
   readonly ok: number;
@@ -269,6 +283,8 @@ export interface ConnectsResult {
    * figure that stays comparable when other work on the machine slows the wall clock.
    */
   readonly serverCpuMsPerConnect?: number;
+  /** The part of serverCpuMsPerConnect that nginx's master and workers used (systems behind nginx). */
+  readonly proxyCpuMsPerConnect?: number;
   /**
    * Redis and Postgres CPU milliseconds per successful connect (0 for systems that never touch
    * them during a connect): on a small machine they compete with the server for the same cores.
@@ -293,7 +309,9 @@ export interface SystemResult {
   readonly many?: DeliveryResult;
   readonly manyRuns?: readonly DeliveryResult[];
   readonly fanout?: DeliveryResult;
+  /** (d): each figure the median over `connectRuns` bursts, counts summed (every burst in connectsRuns). */
   readonly connects?: ConnectsResult;
+  readonly connectsRuns?: readonly ConnectsResult[];
   readonly hold?: HoldResult;
 }
 
@@ -511,10 +529,11 @@ function range(first: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => first + i);
 }
 
-async function runSystem(driver: Driver, system: RunningSystem, backing: Backing, opts: BenchOptions, restart: () => Promise<RunningSystem>): Promise<Omit<SystemResult, 'system' | 'label' | 'versions'>> {
+/** (c), (b), (a) and (f) on one system, as selected; (d) runs in its own pass (connectsPass). */
+async function runSystem(driver: Driver, system: RunningSystem, opts: BenchOptions, restart: () => Promise<RunningSystem>): Promise<Omit<SystemResult, 'system' | 'label' | 'versions'>> {
   const log = (line: string) => opts.log(`  ${system.name}: ${line}`);
   const selected = new Set<ScenarioName>(opts.scenarios ?? SCENARIO_NAMES);
-  const out: { idle?: IdleResult; many?: DeliveryResult; manyRuns?: DeliveryResult[]; fanout?: DeliveryResult; connects?: ConnectsResult; hold?: HoldResult } = {};
+  const out: { idle?: IdleResult; many?: DeliveryResult; manyRuns?: DeliveryResult[]; fanout?: DeliveryResult; hold?: HoldResult } = {};
   if (selected.has('idle') || selected.has('many')) {
     const { idle, opened } = await idleScenario(driver, system, opts, log);
     if (selected.has('idle')) out.idle = idle;
@@ -525,12 +544,11 @@ async function runSystem(driver: Driver, system: RunningSystem, backing: Backing
     await driver.closeAll();
   }
   if (selected.has('fanout')) out.fanout = await fanoutScenario(driver, system, opts, log);
-  if (selected.has('connects')) out.connects = await connectsScenario(driver, system, backing, opts, log);
   if (selected.has('hold') && HOLD_SYSTEMS.includes(system.name)) {
     // A process that already held (c)'s connections keeps a heap and malloc arenas sized for them,
     // and new sockets reuse that memory: (f) on it would bill almost nothing per connection
     // (0.3 KiB in a full run). It gets a fresh process, as (c) does.
-    const ranBefore = SCENARIO_NAMES.some((s) => s !== 'hold' && s !== 'storm' && selected.has(s));
+    const ranBefore = PER_SYSTEM_SCENARIOS.some((s) => s !== 'hold' && selected.has(s));
     if (ranBefore) log('hold: on a fresh gateway process');
     out.hold = await holdScenario(ranBefore ? await restart() : system, opts, log);
   }
@@ -608,39 +626,127 @@ async function fanoutScenario(driver: Driver, system: RunningSystem, opts: Bench
   return fanout;
 }
 
-/** (d) connects per second; distinct dialogs so the gateway's access cache is cold for each. */
-async function connectsScenario(driver: Driver, system: RunningSystem, backing: Backing, opts: BenchOptions, log: ScenarioLog): Promise<ConnectsResult> {
-  if (opts.connectWarmup > 0) {
-    // Dialogs after the measured ones (seeded for this), so no access row is cached for them.
-    const warmup = range(opts.connectCount + 1, opts.connectWarmup).map((d) => system.target(d, d % 2 === 0 ? 'admin' : 'widget'));
-    await driver.connect(system, warmup, opts.connectConcurrency);
-    await driver.closeAll();
+/**
+ * The dialogs (d) uses: `connectRuns` measured bursts of `connectCount`, then the warm-up's, all
+ * after the `dialogs` that (c), (b) and (f) connect to. No (d) connect presents a widget token or
+ * asks for a dialog the gateway has seen in this run, so every burst meets the same cold token
+ * and access caches (only the one admin token repeats, as a signed-in operator's does).
+ */
+export function connectDialogs(opts: Pick<BenchOptions, 'dialogs' | 'connectCount' | 'connectRuns' | 'connectWarmup'>): { runs: number[][]; warmup: number[] } {
+  const first = opts.dialogs + 1;
+  const runs = range(0, opts.connectRuns).map((r) => range(first + r * opts.connectCount, opts.connectCount));
+  return { runs, warmup: range(first + opts.connectRuns * opts.connectCount, opts.connectWarmup) };
+}
+
+/** The middle value (the lower middle one for an even count); undefined for none. */
+export function median(values: readonly number[]): number | undefined {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** (d) over several bursts: each figure's median, counts summed, errors merged. */
+export function summarizeConnects(runs: readonly ConnectsResult[]): ConnectsResult | undefined {
+  const first = runs[0];
+  if (!first) return undefined;
+  const med = (pick: (r: ConnectsResult) => number | undefined) => median(runs.flatMap((r) => (pick(r) === undefined ? [] : [pick(r)!])));
+  const sum = (pick: (r: ConnectsResult) => number) => runs.reduce((a, r) => a + pick(r), 0);
+  const optional = (key: 'serverCpuMsPerConnect' | 'proxyCpuMsPerConnect' | 'backingCpuMsPerConnect' | 'clientCpuMsPerConnect') => {
+    const m = med((r) => r[key]);
+    return m === undefined ? {} : { [key]: m };
+  };
+  return {
+    attempted: sum((r) => r.attempted),
+    ok: sum((r) => r.ok),
+    failed: sum((r) => r.failed),
+    perS: med((r) => r.perS)!,
+    ...optional('serverCpuMsPerConnect'),
+    ...optional('proxyCpuMsPerConnect'),
+    ...optional('backingCpuMsPerConnect'),
+    ...optional('clientCpuMsPerConnect'),
+    authenticated: first.authenticated,
+    errors: [...new Set(runs.flatMap((r) => r.errors))],
+  };
+}
+
+/**
+ * (d) connects per second, a pass of its own after the others: every system that ran is started
+ * again (fresh processes, side by side, idle) and warmed with `connectWarmup` connects, then the
+ * bursts go round the systems: burst 1 of each, burst 2 of each, ... Load from outside the run
+ * that comes and goes then falls on every system's bursts alike instead of on one system's slot,
+ * and the medians compare like with like. Each burst uses dialogs no other burst used
+ * (connectDialogs) and starts when every system is idle (the previous burst's closes done).
+ */
+async function connectsPass(driver: Driver, backing: Backing, opts: BenchOptions, ctx: StartContext, results: SystemResult[]): Promise<void> {
+  const running: { index: number; system: RunningSystem }[] = [];
+  try {
+    for (const [index, r] of results.entries()) {
+      if (r.error || r.skipped) continue;
+      try {
+        running.push({ index, system: await startSystem(r.system, ctx) });
+      } catch (err) {
+        opts.log(`${r.system}: failed to start for (d): ${(err as Error).message}`);
+        results[index] = { ...r, error: (err as Error).message.split('\n')[0] };
+      }
+    }
+    const dialogs = connectDialogs(opts);
+    const target = (system: RunningSystem) => (d: number) => system.target(d, d % 2 === 0 ? 'admin' : 'widget');
+    const allPids = async () => (await Promise.all(running.map((r) => r.system.serverPids()))).flat();
+    if (dialogs.warmup.length > 0) {
+      for (const { system } of running) {
+        opts.log(`  ${system.name}: connects warm-up, ${dialogs.warmup.length} connects`);
+        await driver.connect(system, dialogs.warmup.map(target(system)), opts.connectConcurrency);
+        await driver.closeAll();
+      }
+    }
+    const runs = new Map<number, ConnectsResult[]>(running.map((r) => [r.index, []]));
+    for (const [i, burstDialogs] of dialogs.runs.entries()) {
+      for (const { index, system } of running) {
+        // Every system idle: the previous burst's closes are not billed to this one, nor compete with it.
+        await quiesce(await allPids(), opts.quiesceTimeoutMs);
+        const connects = await connectBurst(driver, system, backing, opts, burstDialogs.map(target(system)));
+        opts.log(
+          `  ${system.name}: connects, burst ${i + 1}/${dialogs.runs.length}: ${connects.perS}/s, ${connects.serverCpuMsPerConnect ?? '?'} server CPU ms each${connects.proxyCpuMsPerConnect === undefined ? '' : ` (nginx ${connects.proxyCpuMsPerConnect})`}, Redis+Postgres ${connects.backingCpuMsPerConnect ?? '?'}, clients ${connects.clientCpuMsPerConnect ?? '?'} (${connects.failed} failed)`,
+        );
+        runs.get(index)!.push(connects);
+        await driver.closeAll();
+      }
+    }
+    for (const { index, system } of running) {
+      const connectsRuns = runs.get(index)!;
+      results[index] = { ...results[index]!, versions: { ...results[index]!.versions, ...system.versions }, connectsRuns, connects: summarizeConnects(connectsRuns) };
+    }
+  } finally {
+    await Promise.all(running.map((r) => r.system.stop()));
   }
-  await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
-  const connectTargets = range(1, opts.connectCount).map((i) => system.target(((i - 1) % opts.dialogs) + 1, i % 2 === 0 ? 'admin' : 'widget'));
-  const pids = await system.serverPids();
-  const backingPids = await backing.pids();
+}
+
+/** One measured burst of (d): opens `targets` and reads every process's CPU around it. */
+async function connectBurst(driver: Driver, system: RunningSystem, backing: Backing, opts: BenchOptions, targets: readonly ConnectTarget[]): Promise<ConnectsResult> {
   const clientPids = driver.generators.map((g) => g.pid);
-  const [before, backingBefore, clientBefore] = await Promise.all([measure(pids), measure(backingPids), measure(clientPids)]);
-  const connected = await driver.connect(system, connectTargets, opts.connectConcurrency);
-  const [after, backingAfter, clientAfter] = await Promise.all([measure(pids), measure(backingPids), measure(clientPids)]);
-  const msPerConnect = (from: { cpuSeconds: number }, to: { cpuSeconds: number }) => Math.round(((to.cpuSeconds - from.cpuSeconds) * 1e6) / connected.ok) / 1000;
-  const connects: ConnectsResult = {
-    attempted: connectTargets.length,
+  // Server, proxy, Redis+Postgres, clients; listed again after the burst (Postgres may start a backend meanwhile).
+  const groups = async () => [await system.serverPids(), (await system.proxyPids?.()) ?? [], await backing.pids(), clientPids];
+  const read = async (pids: number[][]) => Promise.all(pids.map((p) => cpuSecondsByPid(p)));
+  const before = await read(await groups());
+  const connected = await driver.connect(system, targets, opts.connectConcurrency);
+  const after = await read(await groups());
+  const msPerConnect = (i: number) => Math.round((cpuSecondsBetween(before[i]!, after[i]!) * 1e6) / connected.ok) / 1000;
+  const hasProxy = after[1]!.size > 0;
+  return {
+    attempted: targets.length,
     ok: connected.ok,
     failed: connected.failed,
     perS: Math.round(connected.ok / (connected.elapsedMs / 1000)),
     ...(connected.ok > 0
-      ? { serverCpuMsPerConnect: msPerConnect(before, after), backingCpuMsPerConnect: msPerConnect(backingBefore, backingAfter), clientCpuMsPerConnect: msPerConnect(clientBefore, clientAfter) }
+      ? {
+          serverCpuMsPerConnect: msPerConnect(0),
+          ...(hasProxy ? { proxyCpuMsPerConnect: msPerConnect(1) } : {}),
+          backingCpuMsPerConnect: msPerConnect(2),
+          clientCpuMsPerConnect: msPerConnect(3),
+        }
       : {}),
     authenticated: system.authenticates,
     errors: connected.errors,
   };
-  log(
-    `connects: ${connects.perS}/s, ${connects.serverCpuMsPerConnect ?? '?'} server CPU ms each, Redis+Postgres ${connects.backingCpuMsPerConnect ?? '?'}, clients ${connects.clientCpuMsPerConnect ?? '?'} (${connects.failed} failed)`,
-  );
-  await driver.closeAll();
-  return connects;
 }
 
 /**
@@ -730,7 +836,8 @@ async function runSystems(opts: BenchOptions): Promise<Pick<BenchRun, 'results' 
   // Postgres runs as the postgres user when we are root and must be able to enter the dir.
   await chmod(dir, 0o755);
   const needsPostgres = opts.systems.some((s) => s === 'ours' || s === 'ours-nginx' || s === 'ours-2');
-  const dialogsToSeed = Math.max(opts.dialogs, opts.connectCount + (opts.scenarios?.includes('connects') === false ? 0 : opts.connectWarmup), 1);
+  const connectDialogsUsed = opts.scenarios?.includes('connects') === false ? 0 : opts.connectCount * opts.connectRuns + opts.connectWarmup;
+  const dialogsToSeed = Math.max(opts.dialogs + connectDialogsUsed, 1);
   let backing: Backing | undefined;
   const generators: Generator[] = [];
   const results: SystemResult[] = [];
@@ -740,6 +847,15 @@ async function runSystems(opts: BenchOptions): Promise<Pick<BenchRun, 'results' 
     backing = await startBacking({ dir, postgres: needsPostgres, dialogs: dialogsToSeed, redisUrl: opts.redisUrl, databaseUrl: opts.databaseUrl });
     for (let i = 0; i < opts.generators; i++) generators.push(new LoadProcess(`generator-${i}`, './generator.ts'));
     driver = new Driver(opts, generators);
+    const selected = new Set<ScenarioName>(opts.scenarios ?? SCENARIO_NAMES);
+    const ownSlot = PER_SYSTEM_SCENARIOS.some((s) => selected.has(s));
+    const context = (subdir: string): StartContext => ({
+      dir: subdir,
+      backing: backing!,
+      gatewayNodeArgs: opts.gatewayNodeArgs,
+      gatewayHeartbeatMs: opts.gatewayHeartbeatMs,
+      pushpinLogLevel: opts.pushpinLogLevel,
+    });
     for (const name of opts.systems) {
       const label = SYSTEM_LABELS[name];
       if (name === 'pushpin' && !(opts.installPushpin ? ensurePushpin(opts.log) : pushpinAvailable())) {
@@ -747,12 +863,16 @@ async function runSystems(opts: BenchOptions): Promise<Pick<BenchRun, 'results' 
         opts.log(`${name}: skipped, not installed`);
         continue;
       }
+      if (!ownSlot) {
+        results.push({ system: name, label, versions: {} });
+        continue;
+      }
       opts.log(`${name}: starting`);
       let system: RunningSystem | undefined;
       try {
-        const start = () => startSystem(name, { dir, backing: backing!, gatewayNodeArgs: opts.gatewayNodeArgs, gatewayHeartbeatMs: opts.gatewayHeartbeatMs, pushpinLogLevel: opts.pushpinLogLevel });
+        const start = () => startSystem(name, context(dir));
         system = await start();
-        const measured = await runSystem(driver, system, backing, opts, async () => {
+        const measured = await runSystem(driver, system, opts, async () => {
           await system!.stop();
           system = undefined;
           system = await start();
@@ -766,6 +886,14 @@ async function runSystems(opts: BenchOptions): Promise<Pick<BenchRun, 'results' 
       } finally {
         await system?.stop();
       }
+    }
+    if (selected.has('connects')) {
+      // Its own directory: the systems' logs and nginx/Pushpin state from their slots stay apart.
+      const connectsDir = path.join(dir, 'connects');
+      await mkdir(connectsDir, { recursive: true });
+      await chmod(connectsDir, 0o755);
+      opts.log('connects: every system side by side, bursts in turn');
+      await connectsPass(driver, backing, opts, context(connectsDir), results);
     }
   } finally {
     await driver?.stopPublisher();

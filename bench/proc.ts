@@ -70,6 +70,28 @@ export async function measure(pids: readonly number[]): Promise<{ rssBytes: numb
   return { rssBytes: rss, cpuSeconds: cpu };
 }
 
+/** CPU seconds used so far by each process of `pids` that is still running. */
+export async function cpuSecondsByPid(pids: readonly number[]): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (const pid of pids) {
+    const cpu = await cpuSeconds(pid);
+    if (cpu !== undefined) out.set(pid, cpu);
+  }
+  return out;
+}
+
+/**
+ * CPU seconds used between two readings: by the processes running at the second reading, less
+ * what each had at the first (0 for one started in between). A process that exited in between
+ * is left out: its CPU at exit is unknown, and counting its earlier total as gone made Postgres'
+ * share negative when the pool closed an idle backend during a burst.
+ */
+export function cpuSecondsBetween(before: ReadonlyMap<number, number>, after: ReadonlyMap<number, number>): number {
+  let used = 0;
+  for (const [pid, cpu] of after) used += cpu - (before.get(pid) ?? 0);
+  return used;
+}
+
 /** A long-running child the benchmark started. */
 export interface BenchProcess {
   readonly name: string;

@@ -32,6 +32,8 @@ const { values } = parseArgs({
     'gateway-node-args': { type: 'string' },
     'connect-count': { type: 'string' },
     'connect-warmup': { type: 'string' },
+    'connect-runs': { type: 'string' },
+    'connect-concurrency': { type: 'string' },
     generators: { type: 'string' },
     'open-concurrency': { type: 'string' },
     'storm-clients': { type: 'string' },
@@ -52,7 +54,7 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench -- [--smoke] [--systems ${SYSTEM_NAMES.join(',')}] [--scenarios ${SCENARIO_NAMES.join(',')}] [--dialogs N] [--fanout-subscribers N]
        [--fanout-events N] [--rate N] [--duration S] [--many-runs N] [--hold-connections N] [--hold-seconds S] [--hold-generators N]
-       [--hold-sources N] [--heartbeat-ms MS] [--gateway-node-args="--max-semi-space-size=16 ..."] [--connect-count N] [--connect-warmup N] [--generators N] [--open-concurrency N]
+       [--hold-sources N] [--heartbeat-ms MS] [--gateway-node-args="--max-semi-space-size=16 ..."] [--connect-count N] [--connect-warmup N] [--connect-runs N] [--connect-concurrency N] [--generators N] [--open-concurrency N]
        [--storm-clients N] [--storm-rate N] [--storm-replicas 1,2] [--storm-drain-window-ms N]
        [--profile] [--keep] [--no-write] [--json run.json] [--out BENCHMARKS.md]
        npm run bench -- --render run.json [--out BENCHMARKS.md]   (rewrite the report from a saved --json run)`);
@@ -165,6 +167,8 @@ const opts: BenchOptions = {
   gatewayHeartbeatMs: values['heartbeat-ms'] === undefined ? base.gatewayHeartbeatMs : positive('heartbeat-ms', values['heartbeat-ms'], 1),
   connectCount: positive('connect-count', values['connect-count'], base.connectCount),
   connectWarmup: values['connect-warmup'] === '0' ? 0 : positive('connect-warmup', values['connect-warmup'], base.connectWarmup),
+  connectRuns: positive('connect-runs', values['connect-runs'], base.connectRuns),
+  connectConcurrency: positive('connect-concurrency', values['connect-concurrency'], base.connectConcurrency),
   generators: positive('generators', values.generators, base.generators),
   openConcurrency: positive('open-concurrency', values['open-concurrency'], base.openConcurrency),
   storm: {

@@ -181,6 +181,7 @@ async function startOursBehindNginx(ctx: StartContext, name: 'ours-nginx' | 'our
     name,
     ...oursSystem(ctx, nginxPort),
     serverPids: async () => [...gateways.map((g) => g.pid), ...(await processTree(started.pid))],
+    proxyPids: () => processTree(started.pid),
     versions: { nginx: nginxVersion() },
     async stop() {
       await started.stop();

@@ -33,6 +33,8 @@ export interface RunningSystem {
   target(dialog: number, role: Role): ConnectTarget;
   /** Pids whose RSS and CPU are "the server" (several for Pushpin and nginx). */
   serverPids(): Promise<number[]>;
+  /** The part of serverPids that is a proxy in front (nginx master and workers), when there is one. */
+  proxyPids?(): Promise<number[]>;
   /** Versions of the software under test, for the report. */
   readonly versions: Readonly<Record<string, string>>;
   /** Stops every process this system started. */

@@ -62,6 +62,7 @@ export const DEFAULTS = {
   ACCESS_CACHE_TTL_MS: 5_000,
   ACCESS_CACHE_MAX: 10_000,
   ACCESS_LOOKUP_BATCH_MAX: 500,
+  ACCESS_LOOKUP_WINDOW_MS: 4,
   PUBLISH_MAX_BYTES: 256 * 1024,
   MEMORY_HISTORY_DIALOGS: 10_000,
   MAX_PENDING_EVENTS: 10_000,
@@ -111,6 +112,7 @@ const envSchema = z
     ACCESS_CACHE_TTL_MS: int(0, 600_000, DEFAULTS.ACCESS_CACHE_TTL_MS),
     ACCESS_CACHE_MAX: int(0, 10_000_000, DEFAULTS.ACCESS_CACHE_MAX),
     ACCESS_LOOKUP_BATCH_MAX: int(1, 10_000, DEFAULTS.ACCESS_LOOKUP_BATCH_MAX),
+    ACCESS_LOOKUP_WINDOW_MS: int(0, 100, DEFAULTS.ACCESS_LOOKUP_WINDOW_MS),
     PUBLISH_MAX_BYTES: int(1024, 16 * 1024 * 1024, DEFAULTS.PUBLISH_MAX_BYTES),
     MEMORY_HISTORY_DIALOGS: int(1, 10_000_000, DEFAULTS.MEMORY_HISTORY_DIALOGS),
     MAX_PENDING_EVENTS: int(1, 1_000_000, DEFAULTS.MAX_PENDING_EVENTS),
@@ -190,6 +192,11 @@ export interface GatewayConfig {
   readonly accessCacheMax: number;
   /** Most dialogs one handshake lookup query reads (the cache misses of one event-loop turn). */
   readonly accessLookupBatchMax: number;
+  /**
+   * Least time between the starts of two handshake lookup queries: misses that arrive sooner wait
+   * for the rest of it and go in the next one (0: the next event-loop turn).
+   */
+  readonly accessLookupWindowMs: number;
   readonly publishMaxBytes: number;
   /** Dialogs whose history the memory broker keeps (least recently published dropped first). */
   readonly memoryHistoryDialogs: number;
@@ -280,6 +287,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     accessCacheTtlMs: e.ACCESS_CACHE_TTL_MS,
     accessCacheMax: e.ACCESS_CACHE_MAX,
     accessLookupBatchMax: e.ACCESS_LOOKUP_BATCH_MAX,
+    accessLookupWindowMs: e.ACCESS_LOOKUP_WINDOW_MS,
     publishMaxBytes: e.PUBLISH_MAX_BYTES,
     memoryHistoryDialogs: e.MEMORY_HISTORY_DIALOGS,
     maxPendingEvents: e.MAX_PENDING_EVENTS,

@@ -84,6 +84,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     cacheTtlMs: config.accessCacheTtlMs,
     cacheMax: config.accessCacheMax,
     lookupBatchMax: config.accessLookupBatchMax,
+    lookupWindowMs: config.accessLookupWindowMs,
     poolSize: config.databasePoolSize,
     queryTimeoutMs: config.databaseQueryTimeoutMs,
     onIgnoredDomain: (entry, problem, assistantId) =>

@@ -19,6 +19,7 @@ const OPTIONS = [
   ['DATABASE_POOL_SIZE', 'databasePoolSize', 4, '16', '101'],
   ['DATABASE_QUERY_TIMEOUT_MS', 'databaseQueryTimeoutMs', 3000, '10000', '50'],
   ['REAUTH_INTERVAL_MS', 'reauthIntervalMs', 15_000, '1000', '60001'],
+  ['ACCESS_LOOKUP_WINDOW_MS', 'accessLookupWindowMs', 4, '0', '101'],
 ] as const;
 
 describe('limits as options', () => {

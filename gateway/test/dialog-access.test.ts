@@ -96,6 +96,35 @@ describe('DialogAccessStore.lookup', () => {
     expect(rows.map((r) => (r as { dialogId: number } | null)?.dialogId)).toEqual(ids);
   });
 
+  it('misses that arrive one per turn within ACCESS_LOOKUP_WINDOW_MS of the previous read wait for it and go in one query; a lone miss after it goes at once', async () => {
+    const windowMs = 300;
+    const s = store({ lookupBatchMax: 50, lookupWindowMs: windowMs });
+    const ids = burst().slice(60, 70);
+    const query = pg.Pool.prototype.query;
+    const startedAt: number[] = [];
+    vi.spyOn(pg.Pool.prototype, 'query').mockImplementation(function (this: pg.Pool, ...args: unknown[]) {
+      startedAt.push(performance.now());
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query);
+    await s.lookup(ids[0]!);
+    // The first read is done: without the window each of these would start a query of its own.
+    const rest: Promise<unknown>[] = [];
+    for (const id of ids.slice(1, -1)) {
+      await new Promise((resolve) => setImmediate(resolve));
+      rest.push(s.lookup(id));
+    }
+    const rows = await Promise.all(rest);
+    expect(startedAt).toHaveLength(2);
+    expect(startedAt[1]! - startedAt[0]!).toBeGreaterThanOrEqual(windowMs - 5);
+    expect(rows.map((r) => (r as { dialogId: number } | null)?.dialogId)).toEqual(ids.slice(1, -1));
+    // A quiet spell longer than the window: the next miss is not held back.
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const loneAt = performance.now();
+    expect(await s.lookup(ids.at(-1)!)).toMatchObject({ dialogId: ids.at(-1) });
+    expect(startedAt).toHaveLength(3);
+    expect(startedAt[2]! - loneAt).toBeLessThan(windowMs / 2);
+  });
+
   it('prepares the lookup again when the view is replaced with other column types', async () => {
     const s = store({ cacheTtlMs: 0 });
     const [one, two] = burst().slice(40, 42);

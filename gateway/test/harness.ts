@@ -115,6 +115,7 @@ export function testConfig(overrides: Partial<GatewayConfig> & Pick<GatewayConfi
     accessCacheTtlMs: 5000,
     accessCacheMax: 10_000,
     accessLookupBatchMax: 500,
+    accessLookupWindowMs: DEFAULTS.ACCESS_LOOKUP_WINDOW_MS,
     publishMaxBytes: 256 * 1024,
     memoryHistoryDialogs: DEFAULTS.MEMORY_HISTORY_DIALOGS,
     maxPendingEvents: DEFAULTS.MAX_PENDING_EVENTS,

@@ -8,7 +8,11 @@ import { ignoredDomainReporter, type DomainEntryProblem } from '../origin/allowe
 // lookups of one dialog share one query. The handshakes' cache misses of one event-loop turn, and
 // those that arrive while that read is out, are read with one query (up to
 // ACCESS_LOOKUP_BATCH_MAX dialogs each): a connect burst of distinct
-// dialogs otherwise paid one round trip, and one pool slot, per handshake. Re-authorization
+// dialogs otherwise paid one round trip, and one pool slot, per handshake. During a storm a
+// query starts at most once per ACCESS_LOOKUP_WINDOW_MS: misses that come sooner after the
+// previous one wait for the rest of the window and go in the next query (a lone handshake after
+// a quiet spell is read at once). A storm's queries otherwise held about four dialogs each, and
+// per query the pool, the driver and the round trip cost more than the rows. Re-authorization
 // reads many dialogs in one query too and refreshes the cache with what it read. The lookup
 // query runs as a named prepared statement: Postgres then parses and plans it once per pool
 // connection instead of once per handshake (a connect storm meets distinct dialogs, so batches
@@ -33,6 +37,11 @@ export interface DialogAccessOptions {
    * together, in queries of at most this many dialogs; 1 reads each alone (ACCESS_LOOKUP_BATCH_MAX).
    */
   readonly lookupBatchMax: number;
+  /**
+   * Least milliseconds between the starts of two handshake lookup queries; misses that arrive
+   * sooner wait for the rest of it (ACCESS_LOOKUP_WINDOW_MS). Unset or 0: the next event-loop turn.
+   */
+  readonly lookupWindowMs?: number;
   /** Postgres connections (DATABASE_POOL_SIZE). */
   readonly poolSize: number;
   /** Connect and per-query timeout (DATABASE_QUERY_TIMEOUT_MS). */
@@ -82,6 +91,9 @@ export class DialogAccessStore {
   /** True while a handshake read is out (see #readQueued). */
   #reading = false;
   readonly #batchMax: number;
+  readonly #windowMs: number;
+  /** When the last handshake read started (performance.now()): the next one waits until #windowMs after it. */
+  #lastReadAt = Number.NEGATIVE_INFINITY;
   readonly #assistantDomains = new Map<number, CacheEntry<readonly string[] | null>>();
   readonly #checkedDomains: (assistantId: number, domains: readonly string[]) => readonly string[];
   /** Bumped when a replaced view invalidates the prepared lookup (see #queryAccess). */
@@ -92,6 +104,7 @@ export class DialogAccessStore {
     this.#ttlMs = options.cacheTtlMs;
     this.#max = options.cacheMax;
     this.#batchMax = options.lookupBatchMax;
+    this.#windowMs = options.lookupWindowMs ?? 0;
     const report = options.onIgnoredDomain;
     this.#checkedDomains = report ? ignoredDomainReporter(report) : (_id, domains) => domains;
     const timeout = options.queryTimeoutMs;
@@ -122,26 +135,34 @@ export class DialogAccessStore {
     });
     this.#inflight.set(dialogId, { promise, resolve, reject });
     this.#queued.push(dialogId);
-    if (this.#queued.length === 1 && !this.#reading) setImmediate(this.#readQueued);
+    if (this.#queued.length === 1 && !this.#reading) this.#scheduleRead();
     return promise;
+  }
+
+  /** Reads the queue on the next turn, or once the window since the previous read began has passed. */
+  #scheduleRead(): void {
+    const wait = this.#lastReadAt + this.#windowMs - performance.now();
+    if (wait > 0) setTimeout(this.#readQueued, wait);
+    else setImmediate(this.#readQueued);
   }
 
   /**
    * Reads every dialog queued so far, ACCESS_LOOKUP_BATCH_MAX per query, all at once; misses that
-   * arrive while such a read is out wait for it and go in the next one. Handshakes of a storm
-   * arrive one per event-loop turn, so batching by turn alone read one dialog per query; waiting
-   * for the read in flight (one database round trip at most) lets the storm fill the next query.
+   * arrive while such a read is out, or within the window after it began, wait for both and go in
+   * the next one. Handshakes of a storm arrive one per event-loop turn, so batching by turn alone
+   * read one dialog per query; waiting lets the storm fill the next query.
    */
   readonly #readQueued = (): void => {
     const queued = this.#queued;
     this.#queued = [];
     if (queued.length === 0) return;
+    this.#lastReadAt = performance.now();
     const reads: Promise<void>[] = [];
     for (let i = 0; i < queued.length; i += this.#batchMax) reads.push(this.#readBatch(queued.slice(i, i + this.#batchMax)));
     this.#reading = true;
     void Promise.allSettled(reads).then(() => {
       this.#reading = false;
-      if (this.#queued.length > 0) this.#readQueued();
+      if (this.#queued.length > 0) this.#scheduleRead();
     });
   };
 
