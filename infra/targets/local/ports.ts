@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 /** Asks the kernel for a free TCP port on 127.0.0.1 (bind to port 0, read it, release it). */
@@ -62,13 +63,37 @@ export async function canBind(port: number): Promise<boolean> {
   });
 }
 
-/** A free port whose next `count - 1` ports are free too (gateway replicas listen on consecutive ports), avoiding `exclude`. */
-export async function freePortRange(count: number, exclude: readonly number[] = []): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = await freePort();
+/** The kernel's ephemeral port range (outgoing connections take their local ports from it). */
+export function ephemeralPortRange(text = readLocalPortRange()): { readonly low: number; readonly high: number } {
+  const [low, high] = text.trim().split(/\s+/).map(Number);
+  return Number.isInteger(low) && Number.isInteger(high) ? { low: low!, high: high! } : { low: 32_768, high: 60_999 };
+}
+
+function readLocalPortRange(): string {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Lowest port a range is picked from: below it live well-known and registered services. */
+const RANGE_FLOOR = 10_000;
+
+/**
+ * A free port whose next `count - 1` ports are free too (gateway replicas listen on consecutive
+ * ports), avoiding `exclude`. Picked below the ephemeral range: a machine with many outgoing
+ * connections (a load generator, a reconnect storm) holds most ephemeral ports, so a range there
+ * is rarely free, and a listener there can collide with the next outgoing connection.
+ */
+export async function freePortRange(count: number, exclude: readonly number[] = [], random: () => number = Math.random): Promise<number> {
+  const { low } = ephemeralPortRange();
+  const span = low - count - RANGE_FLOOR;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = span > 0 ? RANGE_FLOOR + Math.floor(random() * span) : await freePort();
     const range = Array.from({ length: count }, (_, i) => base + i);
     if (range.at(-1)! > 65_535 || range.some((p) => exclude.includes(p))) continue;
-    if ((await Promise.all(range.slice(1).map(canBind))).every(Boolean)) return base;
+    if ((await Promise.all(range.map(canBind))).every(Boolean)) return base;
   }
   throw new Error(`no ${count} consecutive free ports on 127.0.0.1`);
 }
