@@ -1,9 +1,9 @@
 #!/usr/bin/env tsx
-// Micro-benchmark of nginx.wsProxyBufferKb: nginx's RSS per idle proxied WebSocket and its CPU
+// Micro-benchmark of nginx.wsProxyBufferBytes: nginx's RSS per idle proxied WebSocket and its CPU
 // per delivered frame in a fan-out burst to every open socket, for several buffer sizes, in alternating rounds. The
 // local render (one worker) runs in front of a bare `ws` upstream, so every figure is nginx's
 // own; clients offer a token subprotocol as the gateway's do.
-// Usage: npx tsx bench/micro/nginx-ws-buffer.ts [connections=2000] [burst-events=300] [rounds=3] [sizes-kb=1,4]
+// Usage: npx tsx bench/micro/nginx-ws-buffer.ts [connections=2000] [burst-events=300] [rounds=3] [sizes-bytes=384,1024]
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -27,8 +27,8 @@ function median(values: readonly number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-/** One round with `kb`: nginx KiB per idle WebSocket, and nginx CPU µs per frame of a burst. */
-async function round(upstreamPort: number, upstream: WebSocketServer, kb: number, connections: number, burst: number): Promise<{ kibPerConn: number; cpuUsPerFrame: number }> {
+/** One round with `bytes`: nginx KiB per idle WebSocket, and nginx CPU µs per frame of a burst. */
+async function round(upstreamPort: number, upstream: WebSocketServer, bytes: number, connections: number, burst: number): Promise<{ kibPerConn: number; cpuUsPerFrame: number }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'replyx-micro-nginx-'));
   await chmod(dir, 0o755);
   const port = await freePort();
@@ -37,7 +37,7 @@ async function round(upstreamPort: number, upstream: WebSocketServer, kb: number
       target: 'local',
       gateway: { port: upstreamPort },
       backend: { port: await freePort() },
-      nginx: { port, wsProxyBufferKb: kb, wsConnectionsPerClient: 65_535, wsHandshakesPerSecond: 100_000, wsHandshakeBurst: 100_000 },
+      nginx: { port, wsProxyBufferBytes: bytes, wsConnectionsPerClient: 65_535, wsHandshakesPerSecond: 100_000, wsHandshakeBurst: 100_000 },
     },
     'micro topology',
   );
@@ -90,25 +90,25 @@ async function round(upstreamPort: number, upstream: WebSocketServer, kb: number
 const connections = Number(process.argv[2] ?? 2000);
 const burst = Number(process.argv[3] ?? 300);
 const rounds = Number(process.argv[4] ?? 3);
-const sizes = (process.argv[5] ?? '1,4').split(',').map(Number);
+const sizes = (process.argv[5] ?? '384,1024').split(',').map(Number);
 const server = http.createServer();
 const upstream = new WebSocketServer({ noServer: true, perMessageDeflate: false, handleProtocols: () => 'replyx.v1' });
 server.on('upgrade', (req, socket, head) => upstream.handleUpgrade(req, socket, head, (ws) => ws.send('{"type":"connected"}')));
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const upstreamPort = (server.address() as AddressInfo).port;
-const results = new Map<number, { kib: number[]; cpu: number[] }>(sizes.map((kb) => [kb, { kib: [], cpu: [] }]));
+const results = new Map<number, { kib: number[]; cpu: number[] }>(sizes.map((bytes) => [bytes, { kib: [], cpu: [] }]));
 try {
   for (let r = 0; r < rounds; r++) {
-    for (const kb of r % 2 === 0 ? sizes : [...sizes].reverse()) {
-      const { kibPerConn, cpuUsPerFrame } = await round(upstreamPort, upstream, kb, connections, burst);
-      results.get(kb)!.kib.push(kibPerConn);
-      results.get(kb)!.cpu.push(cpuUsPerFrame);
+    for (const bytes of r % 2 === 0 ? sizes : [...sizes].reverse()) {
+      const { kibPerConn, cpuUsPerFrame } = await round(upstreamPort, upstream, bytes, connections, burst);
+      results.get(bytes)!.kib.push(kibPerConn);
+      results.get(bytes)!.cpu.push(cpuUsPerFrame);
     }
   }
 } finally {
   server.close();
 }
 console.log(`nginx per proxied WebSocket, ${connections} idle connections, burst of ${burst} frames each, median of ${rounds} rounds:`);
-for (const [kb, r] of results) {
-  console.log(`  wsProxyBufferKb ${String(kb).padEnd(3)} ${median(r.kib).toFixed(1)} KiB per idle connection   ${median(r.cpu).toFixed(2)} µs nginx CPU per frame (rounds: ${r.cpu.map((c) => c.toFixed(2)).join(', ')})`);
+for (const [bytes, r] of results) {
+  console.log(`  wsProxyBufferBytes ${String(bytes).padEnd(5)} ${median(r.kib).toFixed(1)} KiB per idle connection   ${median(r.cpu).toFixed(2)} µs nginx CPU per frame (rounds: ${r.cpu.map((c) => c.toFixed(2)).join(', ')})`);
 }

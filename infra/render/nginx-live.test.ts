@@ -151,7 +151,7 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     expect((await fetch(`http://${base}/`)).status).toBe(404);
   });
 
-  it('with the default 1 KiB /ws/ proxy buffer, passes a token subprotocol handshake and 64 KiB frames both ways', async () => {
+  it('with the default /ws/ proxy buffer (nginx.wsProxyBufferBytes, smaller than one frame), passes a token subprotocol handshake and 64 KiB frames both ways', async () => {
     const { base } = await stackFor(wsRoute);
     const token = 'x'.repeat(900);
     const ws = new WebSocket(`ws://${base}/ws/dialogs/123`, ['replyx.v1', `replyx.token.${token}`]);
