@@ -138,6 +138,11 @@ export const awsSchema = z
   })
   .describe('AWS target settings (ignored by other targets).');
 
+/** Keys that were renamed, by their old path: what to write instead (validation's fix for the old key). */
+export const RENAMED_TOPOLOGY_KEYS: Readonly<Record<string, string>> = {
+  'nginx.wsProxyBufferKb': 'nginx.wsProxyBufferBytes, in bytes (KiB x 1024; the default 384 holds an idle WebSocket in less memory than 1 KiB did)',
+};
+
 export const topologySchema = z
   .strictObject({
     name: z
