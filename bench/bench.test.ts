@@ -377,6 +377,12 @@ describe('bench smoke run (tiny sizes, real processes)', () => {
     expect(r?.connects?.clientCpuMsPerConnect).toEqual(expect.any(Number));
   });
 
+  it('(c) splits the RSS per connection by process: the gateways and nginx for ours-2, the gateway alone for ours', () => {
+    const split = (name: string) => Object.keys(run.results.find((x) => x.system === name)?.idle?.bytesPerConnectionByProcess ?? {}).sort();
+    expect(split('ours-2')).toEqual(['nginx', 'node']);
+    expect(split('ours')).toEqual(['node']);
+  });
+
   it('(f) holds every connection on our gateway through its heartbeat, from several source addresses', () => {
     expect(HOLD_SYSTEMS).toEqual(['ours']);
     expect(run.results.filter((r) => r.hold).map((r) => r.system)).toEqual(['ours']);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { DEFAULTS as GATEWAY_DEFAULTS } from '../gateway/src/config.js';
 import { parseOpenFileLimits } from '../gateway/src/limits/open-files.js';
 import { holdSourceAddress, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
-import { cpuSecondsBetween, cpuSecondsByPid, measure, processLimits } from './proc.js';
+import { cpuSecondsBetween, cpuSecondsByPid, measure, processLimits, rssByName } from './proc.js';
 import { LoadProcess } from './load/pool.js';
 import type { ConnectResult, ConnectTarget, GeneratorCommand, GeneratorReply, GeneratorStats, HeartbeatCounts, PublishPlan, PublisherCommand, PublisherReply } from './load/messages.js';
 import { startBacking, type Backing } from './systems/backing.js';
@@ -215,6 +215,8 @@ export interface IdleResult {
   readonly rssBeforeBytes: number;
   readonly rssAfterBytes: number;
   readonly bytesPerConnection: number;
+  /** bytesPerConnection split by process command name (e.g. "node" for the gateway and "nginx" for its workers). */
+  readonly bytesPerConnectionByProcess?: Readonly<Record<string, number>>;
 }
 
 /** Delivery figures shared by (a) and (b). */
@@ -569,22 +571,29 @@ async function idleScenario(driver: Driver, system: RunningSystem, opts: BenchOp
   const pids = await system.serverPids();
   await quiesce(pids, opts.quiesceTimeoutMs);
   const before = await measure(pids);
+  const beforeByName = await rssByName(pids);
   const dialogs = range(1, opts.dialogs);
   const manyTargets = dialogTargets(system, dialogs, ['admin', 'widget']);
   log(`opening ${manyTargets.length} connections over ${opts.dialogs} dialogs`);
   const opened = await driver.connect(system, manyTargets, opts.openConcurrency);
   await sleep(opts.settleMs);
   await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
-  const after = await measure(await system.serverPids());
+  const afterPids = await system.serverPids();
+  const after = await measure(afterPids);
+  const afterByName = await rssByName(afterPids);
+  const perConnection = (bytes: number) => (opened.ok > 0 ? Math.round(bytes / opened.ok) : 0);
+  const byProcess = Object.fromEntries(Object.entries(afterByName).map(([name, rss]) => [name, perConnection(rss - (beforeByName[name] ?? 0))]));
   const idle: IdleResult = {
     connections: opened.ok,
     failed: opened.failed,
     connectErrors: opened.errors,
     rssBeforeBytes: before.rssBytes,
     rssAfterBytes: after.rssBytes,
-    bytesPerConnection: opened.ok > 0 ? Math.round((after.rssBytes - before.rssBytes) / opened.ok) : 0,
+    bytesPerConnection: perConnection(after.rssBytes - before.rssBytes),
+    bytesPerConnectionByProcess: byProcess,
   };
-  log(`idle: ${opened.ok} open (${opened.failed} failed), ${(idle.bytesPerConnection / 1024).toFixed(1)} KiB RSS per connection`);
+  const split = Object.keys(byProcess).length > 1 ? ` (${Object.entries(byProcess).map(([name, b]) => `${name} ${(b / 1024).toFixed(1)}`).join(', ')})` : '';
+  log(`idle: ${opened.ok} open (${opened.failed} failed), ${(idle.bytesPerConnection / 1024).toFixed(1)} KiB RSS per connection${split}`);
   if (opts.heapSnapshotDir && system.name === 'ours') await heapSnapshot(pids[0]!, opts.heapSnapshotDir, log);
   return { idle, opened: opened.ok };
 }

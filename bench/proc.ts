@@ -80,6 +80,25 @@ export async function cpuSecondsByPid(pids: readonly number[]): Promise<Map<numb
   return out;
 }
 
+/** The command name of a process (/proc/<pid>/comm: "node", "nginx"), or undefined when it is gone. */
+export async function processName(pid: number): Promise<string | undefined> {
+  try {
+    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** RSS summed per command name over a set of processes, so a system's share splits into e.g. its gateway ("node") and nginx. */
+export async function rssByName(pids: readonly number[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const pid of pids) {
+    const [name, rss] = await Promise.all([processName(pid), rssBytes(pid)]);
+    if (name !== undefined && rss !== undefined) out[name] = (out[name] ?? 0) + rss;
+  }
+  return out;
+}
+
 /**
  * CPU seconds used between two readings: by the processes running at the second reading, less
  * what each had at the first (0 for one started in between). A process that exited in between

@@ -500,14 +500,22 @@ ${holdSection(run)}${run.storm ? `\n${stormSection(run.storm, markdownTable)}` :
 - **(c)** RSS includes the JS heap not yet collected; it is read after a ${fmt(o.settleMs)} ms pause, not after a forced GC.
   Fixed costs (nginx's connection arrays for \`worker_connections\`, which each worker fills at start,
   its shared rate-limit zones, Node's start-up heap) are in "RSS before", so only what each
-  connection adds counts. The gateway keeps a socket, ws's WebSocket with its receiver and sender, and
-  a small connection record (about 2.9 KiB of heap after a GC); the rest of its share is heap the
-  connect burst left for the next GC. Through nginx, each WebSocket keeps nginx's whole upgraded
-  request until it closes: its memory pool (the request and upstream structures, header lists,
-  variables, the proxied request's headers and one \`nginx.wsProxyBufferKb\` buffer per direction,
-  about 10.5 KB, allocated in \`nginx.requestPoolBytes\` blocks), the connection's pool and the
-  \`nginx.clientHeaderBufferKb\` header buffer: about 13.7 KiB, most of it fixed by nginx's request
-  model rather than by settings (\`npx tsx bench/micro/nginx-ws-memory.ts\` measures it alone).
+  connection adds counts; BENCHMARKS.json splits it by process (\`bytesPerConnectionByProcess\`:
+  the gateway's \`node\`, \`nginx\`). The gateway keeps a socket, ws's WebSocket with its receiver and
+  sender, and a small connection record (about 2.9 KiB of heap after a GC); the rest of its share is
+  V8's heap still sized for the connect burst: every new connection's objects survive a scavenge,
+  which makes V8 grow the young generation (up to Node 20's 16 MiB per semi-space), and old space
+  keeps the burst's promoted garbage until the next full GC. V8's memory reducer gives both back once
+  the process has been idle a while (in a traced run about 45 s after the burst), which is why (f),
+  read at the end of its 60 s window, sits lower. Through nginx 1.22, each WebSocket keeps its whole
+  upgraded request until it closes (nginx's debug log of one connection lists every block): the
+  request (1.5 KB), upstream (1.1 KB) and two 20-entry header lists (0.9 KB each) that nginx sizes
+  itself; the \`nginx.clientHeaderBufferKb\` header buffer (2 KiB, sized for a browser's handshake with
+  its token); the connection's pool (512 bytes); and the request pool's \`nginx.requestPoolBytes\`
+  blocks (about 5.3 KB: module contexts, variables, the proxied request's headers, the 101 response
+  and the two \`nginx.wsProxyBufferBytes\` buffers, which fit in its blocks): about 12.6 KiB, of which
+  settings reach only the header buffer and the pool (\`npx tsx bench/micro/nginx-ws-memory.ts\`
+  measures nginx alone).
 - **(d)** runs after the other scenarios, in a pass of its own: every system is started again,
   side by side and idle, warmed with ${fmt(o.connectWarmup)} connects, and then the bursts go round the systems
   (burst 1 of each, burst 2 of each, ...), each of ${fmt(o.connectCount)} connects on dialogs no earlier burst or

@@ -1,9 +1,9 @@
 #!/usr/bin/env tsx
-// Micro-benchmark of nginx.wsProxyBufferKb: nginx's RSS per idle proxied WebSocket and its CPU
+// Micro-benchmark of nginx.wsProxyBufferBytes: nginx's RSS per idle proxied WebSocket and its CPU
 // per delivered frame in a fan-out burst to every open socket, for several buffer sizes, in alternating rounds. The
 // local render (one worker) runs in front of a bare `ws` upstream, so every figure is nginx's
 // own; clients offer a token subprotocol as the gateway's do.
-// Usage: npx tsx bench/micro/nginx-ws-buffer.ts [connections=2000] [burst-events=300] [rounds=3] [sizes-kb=1,4]
+// Usage: npx tsx bench/micro/nginx-ws-buffer.ts [connections=2000] [burst-events=300] [rounds=3] [sizes-bytes=384,1024]
 import type { WebSocketServer } from 'ws';
 import { measure } from '../proc.js';
 import { idleRound, median, startWsUpstream } from './nginx-ws-rig.js';
@@ -13,9 +13,9 @@ const FRAME = JSON.stringify({ id: '1700000000000-0', type: 'message:new', dialo
 /** A token as long as a widget session token. */
 const TOKEN_PROTOCOLS = ['replyx.v1', `replyx.token.${'e'.repeat(420)}`];
 
-/** One round with `kb`: nginx KiB per idle WebSocket, and nginx CPU µs per frame of a burst. */
-function round(upstreamPort: number, upstream: WebSocketServer, kb: number, connections: number, burst: number): Promise<{ kibPerConn: number; cpuUsPerFrame: number }> {
-  return idleRound({ upstreamPort, settings: { wsProxyBufferKb: kb }, path: '/ws/dialogs/1', protocols: TOKEN_PROTOCOLS, connections, settleMs: { warm: 500, measured: 1000 } }, async ({ kibPerConn, sockets, pids }) => {
+/** One round with `bytes`: nginx KiB per idle WebSocket, and nginx CPU µs per frame of a burst. */
+function round(upstreamPort: number, upstream: WebSocketServer, bytes: number, connections: number, burst: number): Promise<{ kibPerConn: number; cpuUsPerFrame: number }> {
+  return idleRound({ upstreamPort, settings: { wsProxyBufferBytes: bytes }, path: '/ws/dialogs/1', protocols: TOKEN_PROTOCOLS, connections, settleMs: { warm: 500, measured: 1000 } }, async ({ kibPerConn, sockets, pids }) => {
     // Every open socket gets the burst (once the upstream has let go of earlier rounds' sockets).
     while (upstream.clients.size !== sockets.length) await new Promise((r) => setTimeout(r, 50));
     let received = 0;
@@ -38,21 +38,21 @@ function round(upstreamPort: number, upstream: WebSocketServer, kb: number, conn
 const connections = Number(process.argv[2] ?? 2000);
 const burst = Number(process.argv[3] ?? 300);
 const rounds = Number(process.argv[4] ?? 3);
-const sizes = (process.argv[5] ?? '1,4').split(',').map(Number);
+const sizes = (process.argv[5] ?? '384,1024').split(',').map(Number);
 const upstream = await startWsUpstream();
-const results = new Map<number, { kib: number[]; cpu: number[] }>(sizes.map((kb) => [kb, { kib: [], cpu: [] }]));
+const results = new Map<number, { kib: number[]; cpu: number[] }>(sizes.map((bytes) => [bytes, { kib: [], cpu: [] }]));
 try {
   for (let r = 0; r < rounds; r++) {
-    for (const kb of r % 2 === 0 ? sizes : [...sizes].reverse()) {
-      const { kibPerConn, cpuUsPerFrame } = await round(upstream.port, upstream.server, kb, connections, burst);
-      results.get(kb)!.kib.push(kibPerConn);
-      results.get(kb)!.cpu.push(cpuUsPerFrame);
+    for (const bytes of r % 2 === 0 ? sizes : [...sizes].reverse()) {
+      const { kibPerConn, cpuUsPerFrame } = await round(upstream.port, upstream.server, bytes, connections, burst);
+      results.get(bytes)!.kib.push(kibPerConn);
+      results.get(bytes)!.cpu.push(cpuUsPerFrame);
     }
   }
 } finally {
   await upstream.close();
 }
 console.log(`nginx per proxied WebSocket, ${connections} idle connections, burst of ${burst} frames each, median of ${rounds} rounds:`);
-for (const [kb, r] of results) {
-  console.log(`  wsProxyBufferKb ${String(kb).padEnd(3)} ${median(r.kib).toFixed(1)} KiB per idle connection   ${median(r.cpu).toFixed(2)} µs nginx CPU per frame (rounds: ${r.cpu.map((c) => c.toFixed(2)).join(', ')})`);
+for (const [bytes, r] of results) {
+  console.log(`  wsProxyBufferBytes ${String(bytes).padEnd(5)} ${median(r.kib).toFixed(1)} KiB per idle connection   ${median(r.cpu).toFixed(2)} µs nginx CPU per frame (rounds: ${r.cpu.map((c) => c.toFixed(2)).join(', ')})`);
 }

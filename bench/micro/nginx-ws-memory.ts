@@ -1,7 +1,8 @@
 #!/usr/bin/env tsx
 // Micro-benchmark of nginx's memory per idle proxied WebSocket (its share of bench (c)) for the
-// server-wide request settings: nginx's own defaults (client_header_buffer_size 1k,
-// request_pool_size 4k) against the topology's (nginx.clientHeaderBufferKb, nginx.requestPoolBytes),
+// request settings: nginx's own defaults (client_header_buffer_size 1k, request_pool_size 4k)
+// against the topology's (nginx.clientHeaderBufferKb, nginx.requestPoolBytes), and the topology's
+// with 1 KiB /ws/ proxy buffers instead of nginx.wsProxyBufferBytes,
 // each with a handshake as the benchmark's clients send it and one as a browser's reaches nginx
 // on aws (its usual headers, a widget-sized token and the load balancer's X-Forwarded-* and
 // trace headers: about 1.1 KB). The local render (one worker) runs in
@@ -31,6 +32,7 @@ const BROWSER_HEADERS = {
 const SETTINGS: Record<string, NginxSettings> = {
   "nginx's defaults (1k, 4096)": { clientHeaderBufferKb: 1, requestPoolBytes: 4096 },
   'topology defaults': {},
+  'topology defaults, 1 KiB /ws/ buffers': { wsProxyBufferBytes: 1024 },
 };
 const HANDSHAKES: Record<string, Record<string, string>> = { 'bench client': {}, 'browser via an ALB': BROWSER_HEADERS };
 
@@ -54,4 +56,4 @@ try {
   await upstream.close();
 }
 console.log(`nginx RSS per idle proxied WebSocket, ${connections} connections, median of ${rounds} rounds:`);
-for (const [name, kib] of results) console.log(`  ${name.padEnd(48)} ${median(kib).toFixed(2)} KiB   (rounds: ${kib.map((k) => k.toFixed(2)).join(', ')})`);
+for (const [name, kib] of results) console.log(`  ${name.padEnd(60)} ${median(kib).toFixed(2)} KiB   (rounds: ${kib.map((k) => k.toFixed(2)).join(', ')})`);

@@ -19,7 +19,7 @@ describe('nginx micro-benchmark rig', () => {
 
   it('opens the warm-up and measured sockets through one nginx worker to the upstream, then stops nginx', async () => {
     const seen = await idleRound(
-      { upstreamPort: upstream.port, settings: { wsProxyBufferKb: 2 }, path: '/ws/dialogs/1', protocols: ['replyx.v1', 'replyx.token.abc'], headers: { Origin: 'https://shop.example.com' }, connections: 30, settleMs: { warm: 50, measured: 50 } },
+      { upstreamPort: upstream.port, settings: { wsProxyBufferBytes: 2048 }, path: '/ws/dialogs/1', protocols: ['replyx.v1', 'replyx.token.abc'], headers: { Origin: 'https://shop.example.com' }, connections: 30, settleMs: { warm: 50, measured: 50 } },
       ({ kibPerConn, sockets, pids }) => {
         expect(Number.isFinite(kibPerConn)).toBe(true);
         // 200 warm-up sockets, then the measured ones; each got the upstream's greeting through nginx.

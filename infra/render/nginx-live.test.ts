@@ -154,7 +154,7 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     expect((await fetch(`http://${base}/`)).status).toBe(404);
   });
 
-  it("with the default 1 KiB /ws/ proxy buffer and the server's request header buffer and pool sizes, passes a browser-sized token handshake and 64 KiB frames both ways on /ws/, and long cookies and URLs on /api/", async () => {
+  it("with the default /ws/ proxy buffer (nginx.wsProxyBufferBytes, smaller than one frame) and the server's request header buffer and pool sizes, passes a browser-sized token handshake and 64 KiB frames both ways on /ws/, and long cookies and URLs on /api/", async () => {
     const { base, wsServer } = await stackFor(wsRoute);
     // About 1.4 KB of headers, as a browser sends them with a widget token: more than nginx's
     // default 1 KiB buffer, within nginx.clientHeaderBufferKb.

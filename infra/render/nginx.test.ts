@@ -148,14 +148,14 @@ describe('planNginx', () => {
       topo({
         backend: { port: 9100 },
         gateway: { port: 9101, heartbeatMs: 20_000 },
-        nginx: { port: 9080, proxyReadTimeoutS: 300, proxyConnectTimeoutS: 7, apiReadTimeoutS: 45, workerShutdownTimeoutS: 12, workerConnections: 2048, clientMaxBodySize: '5m', wsProxyBufferKb: 2, clientHeaderBufferKb: 4, requestPoolBytes: 1024 },
+        nginx: { port: 9080, proxyReadTimeoutS: 300, proxyConnectTimeoutS: 7, apiReadTimeoutS: 45, workerShutdownTimeoutS: 12, workerConnections: 2048, clientMaxBodySize: '5m', wsProxyBufferBytes: 2048, clientHeaderBufferKb: 4, requestPoolBytes: 1024 },
       }),
       'local',
     );
     expect(plan.listen).toBe('127.0.0.1:9080');
     expect(plan.upstreams.backend.servers).toEqual([{ host: '127.0.0.1', port: 9100, address: '127.0.0.1:9100', resolve: false }]);
     expect(plan.upstreams.gateway.servers).toEqual([{ host: '127.0.0.1', port: 9101, address: '127.0.0.1:9101', resolve: false }]);
-    expect(plan.ws).toEqual({ path: '/ws/', upstream: 'replyx_ws_gateway', connectTimeoutS: 7, readTimeoutS: 300, sendTimeoutS: 300, bufferSize: '2k' });
+    expect(plan.ws).toEqual({ path: '/ws/', upstream: 'replyx_ws_gateway', connectTimeoutS: 7, readTimeoutS: 300, sendTimeoutS: 300, bufferSize: 2048 });
     expect(plan.api).toEqual({ path: '/api/', upstream: 'replyx_backend', connectTimeoutS: 7, readTimeoutS: 45, sendTimeoutS: 45, clientMaxBodySize: '5m' });
     expect(plan.workerShutdownTimeoutS).toBe(12);
     expect(plan.workerConnections).toBe(2048);
@@ -405,7 +405,7 @@ describe.each(variants())('invariants: $label', ({ topology, target, options }) 
           'proxy_buffering off',
           `proxy_read_timeout ${topology.nginx.proxyReadTimeoutS}s`,
           `proxy_send_timeout ${topology.nginx.proxyReadTimeoutS}s`,
-          `proxy_buffer_size ${topology.nginx.wsProxyBufferKb}k`,
+          `proxy_buffer_size ${topology.nginx.wsProxyBufferBytes}`,
         ]),
       );
       expect(ws.directives.some((d) => d.startsWith('proxy_set_header X-Forwarded-Proto '))).toBe(true);

@@ -165,8 +165,8 @@ export interface NginxPlan {
    * and request_pool_size (nginx.requestPoolBytes); an open WebSocket holds both.
    */
   readonly request: { readonly headerBufferSize: string; readonly poolSize: number };
-  /** `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferKb), per direction per WebSocket. */
-  readonly ws: NginxProxyLocationPlan & { readonly bufferSize: string };
+  /** `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferBytes), per direction per WebSocket. */
+  readonly ws: NginxProxyLocationPlan & { readonly bufferSize: number };
   readonly blocked: readonly NginxBlockedLocationPlan[];
   readonly healthPath: string;
   /** Per-client limits of /api/ and of /ws/ handshakes; refusals answer `limitStatus`. */
@@ -406,7 +406,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       // WebSocket always sees a ping before nginx would time it out.
       readTimeoutS: n.proxyReadTimeoutS,
       sendTimeoutS: n.proxyReadTimeoutS,
-      bufferSize: `${n.wsProxyBufferKb}k`,
+      bufferSize: n.wsProxyBufferBytes,
     },
     blocked: [
       { modifier: '^~', path: '/api/debug/' },

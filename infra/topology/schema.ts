@@ -46,7 +46,7 @@ export const nginxSchema = z
     proxyReadTimeoutS: z.int().min(5).max(86_400).default(120).describe('proxy_read_timeout for /ws/ (seconds); must exceed the gateway heartbeat.'),
     proxyConnectTimeoutS: z.int().min(1).max(75).default(5).describe('proxy_connect_timeout for every upstream (seconds).'),
     apiReadTimeoutS: z.int().min(1).max(3600).default(60).describe('proxy_read_timeout for /api/ (seconds).'),
-    wsProxyBufferKb: z.int().min(1).max(64).default(1).describe('proxy_buffer_size for /ws/ (KiB). nginx holds one such buffer per direction for every open WebSocket, so it sets most of nginx\'s memory per idle connection; the upstream\'s handshake response headers (about 200 bytes) must fit in it, and larger frames simply pass in several reads.'),
+    wsProxyBufferBytes: z.int().min(256).max(65_536).multipleOf(16).default(384).describe('proxy_buffer_size for /ws/ (bytes, a multiple of 16). nginx holds one such buffer per direction for every open WebSocket; one that fits a request pool block (nginx.requestPoolBytes minus 80 bytes of pool header) is carved from the pool instead of allocated on its own. The upstream\'s handshake response headers must fit (the gateway\'s 101 is about 170 bytes; a longer one is answered 502 "upstream sent too big header"); frames larger than the buffer pass in several reads (nginx 1.22, bench/micro/nginx-ws-memory.ts: 512 holds an idle WebSocket in 1.3 KiB less than 1024, bench/micro/nginx-ws-buffer.ts measures the CPU per frame).'),
     clientHeaderBufferKb: z.int().min(1).max(64).default(2).describe('client_header_buffer_size for the whole server (KiB). An open WebSocket keeps its handshake\'s header buffer; a browser\'s handshake with its token (`replyx.token.<JWT>`) is about 1.0-1.5 KB (more behind a load balancer), and one that does not fit here moves into an 8 KiB large_client_header_buffers buffer held just as long (nginx 1.22, bench/micro/nginx-ws-memory.ts: 18.1 KiB per WebSocket with a 1 KiB buffer, 14.1 with 2 KiB). Longer headers (cookies, long URLs) still pass in the large buffers.'),
     requestPoolBytes: z.int().min(256).max(65_536).multipleOf(16).default(768).describe('request_pool_size for the whole server (bytes, a multiple of 16). An open WebSocket keeps its request\'s memory pool, which grows in blocks of this size and wastes part of each block\'s tail; allocations larger than a block are made outside it, so no request is limited by it (nginx 1.22: 768 holds an idle WebSocket in 0.7-0.9 KiB less than the 4 KiB default).'),
     workerShutdownTimeoutS: z.int().min(1).max(3600).default(30).describe('worker_shutdown_timeout: how long a reload lets old workers keep WebSockets (seconds).'),
@@ -137,6 +137,11 @@ export const awsSchema = z
     logRetentionDays: z.int().min(1).max(3653).default(14).describe('CloudWatch log retention (days).'),
   })
   .describe('AWS target settings (ignored by other targets).');
+
+/** Keys that were renamed, by their old path: what to write instead (validation's fix for the old key). */
+export const RENAMED_TOPOLOGY_KEYS: Readonly<Record<string, string>> = {
+  'nginx.wsProxyBufferKb': 'nginx.wsProxyBufferBytes, in bytes (KiB x 1024; the default 384 holds an idle WebSocket in less memory than 1 KiB did)',
+};
 
 export const topologySchema = z
   .strictObject({

@@ -76,6 +76,12 @@ describe('field rules', () => {
     expect(pathsOf({ backend: { wokers: 4 }, extra: true })).toEqual(expect.arrayContaining(['backend.wokers', 'extra']));
   });
 
+  it('tells how to rename a renamed key', () => {
+    const [issue] = checkTopology({ nginx: { wsProxyBufferKb: 1 } }).issues;
+    expect(issue).toMatchObject({ path: 'nginx.wsProxyBufferKb', message: 'unknown key (renamed)', severity: 'error' });
+    expect(issue?.fix).toMatch(/^rename it to nginx\.wsProxyBufferBytes, in bytes/);
+  });
+
   it('accepts valid values at the edges', () => {
     expect(errorsOf({ backend: { workers: 1, port: 1 }, gateway: { heartbeatMs: 1000 } })).toEqual([]);
     expect(errorsOf({ backend: { workers: 64, port: 65535 } })).toEqual([]);

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { ReplyxError } from '../errors.js';
 import { rulesReading, validationSeverity, type RuleId } from '../rules/catalog.js';
 import { TOPOLOGY_FINDINGS } from '../rules/topology-rules.js';
-import { topologySchema, type Topology } from './schema.js';
+import { RENAMED_TOPOLOGY_KEYS, topologySchema, type Topology } from './schema.js';
 
 /** One thing wrong (or risky) in a topology, named by its path with a fix. */
 export interface TopologyIssue {
@@ -126,12 +126,16 @@ export function checkTopology(input: unknown): { topology?: Topology; issues: To
     const issues = parsed.error.issues.flatMap((issue): TopologyIssue[] => {
       const path = issue.path.map(String).join('.');
       if (issue.code === 'unrecognized_keys') {
-        return issue.keys.map((key) => ({
-          path: path ? `${path}.${key}` : key,
-          message: 'unknown key',
-          fix: `remove or rename it; valid keys are in the configuration reference in README.md`,
-          severity: 'error',
-        }));
+        return issue.keys.map((key) => {
+          const full = path ? `${path}.${key}` : key;
+          const renamed = RENAMED_TOPOLOGY_KEYS[full];
+          return {
+            path: full,
+            message: renamed ? 'unknown key (renamed)' : 'unknown key',
+            fix: renamed ? `rename it to ${renamed}` : `remove or rename it; valid keys are in the configuration reference in README.md`,
+            severity: 'error',
+          };
+        });
       }
       return [{ path: path || '(root)', message: messageForZodIssue(issue), fix: fixForZodIssue(path, issue), severity: 'error' }];
     });
