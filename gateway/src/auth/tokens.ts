@@ -138,6 +138,11 @@ type KindKey =
   | { readonly algorithm: 'HS256'; readonly key: KeyObject; readonly audience: string; readonly maxTtlS: number }
   | { readonly algorithm: 'RS256'; readonly key: Promise<CryptoKey>; readonly audience: string; readonly maxTtlS: number };
 
+/** A flat copy of `text` that shares no memory with the string it was sliced from (V8 keeps a slice's parent alive); a verified token is ASCII. */
+function ownCopy(text: string): string {
+  return Buffer.from(text, 'latin1').toString('latin1');
+}
+
 /** Tokens whose signature and claims were verified, kept so a reconnect costs no second HMAC. */
 export const VERIFIED_TOKEN_CACHE_MAX = 10_000;
 
@@ -235,7 +240,9 @@ export class TokenVerifier {
     const identity = { ...claims, exp } as IdentityByKind[K];
     if (this.#cacheMax > 0) {
       if (this.#verified.size >= this.#cacheMax) this.#verified.delete(this.#verified.keys().next().value!);
-      this.#verified.set(token, { kind, identity });
+      // The token is a slice of the handshake's Sec-WebSocket-Protocol header (or URL): keyed as
+      // is, the cache would keep that whole header alive for as long as it remembers the token.
+      this.#verified.set(ownCopy(token), { kind, identity });
     }
     return { ok: true, value: identity };
   }
