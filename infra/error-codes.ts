@@ -40,7 +40,7 @@ export const ERROR_CODES = {
   RPX_NOT_LOCAL_TARGET: '`npm start` was pointed at a stack file whose target is not `local`',
   RPX_UNKNOWN_SERVICE: 'a stack command named a service the stack does not have',
   RPX_GATEWAY_RESTART_NGINX: 'a zero-downtime gateway restart could not move nginx\'s upstream (nginx not running, or no new workers after the reload)',
-  RPX_GATEWAY_RESTART_FAILED: 'a blue/green gateway restart handed the port over, but the new process did not start; the stand-in on a spare port serves /ws/ meanwhile',
+  RPX_GATEWAY_RESTART_FAILED: 'a gateway restart handed the port over, but the new process did not start (blue/green: the stand-in on a spare port serves /ws/ meanwhile; rolling: the other replicas took its clients, and the replica stays out of nginx\'s upstream)',
   RPX_USAGE: 'an operator command (`npm run stack`, `check`, `health`, `rollback`) got an unknown command or flag, a stray argument or a bad flag value',
   RPX_NO_LOG: '`npm run stack -- logs SVC` found no log file yet',
   RPX_ARCHITECTURE: '`pulumi up`/`preview` stopped before creating resources: a deploy-blocking architecture rule failed (each listed)',

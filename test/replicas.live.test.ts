@@ -7,6 +7,7 @@ import { DEMO_DIALOGS, signAdminToken } from '../examples/backend/src/demo.js';
 import { REPO_DIR } from '../infra/operate/stack.js';
 import { isReplyxError } from '../infra/errors.js';
 import { gatewaySpecs } from '../infra/targets/local/gateway-restart.js';
+import type { LocalServiceName, ProcessSpec } from '../infra/targets/local/plan.js';
 import { isPortOpen, waitUntil } from '../infra/targets/local/ports.js';
 import { LEFTOVER_KINDS, leftoverPidFile, readPid } from '../infra/targets/local/supervisor.js';
 import { nginxLogFiles, renderNginxConfig } from '../infra/render/nginx.js';
@@ -57,6 +58,22 @@ const operatorsAgree = async (gateways: readonly string[]) => {
   for (const g of gateways) expect(health.stdout).toContain(`${g} /health`);
 };
 const count = (s: TestSocket, id: string) => s.events().filter((f) => f.id === id).length;
+
+/**
+ * Runs `restart SVC` while a listener takes the gateway process's port the moment its old process
+ * lets go of it, so the new process cannot bind it; resolves with what the restart threw.
+ */
+async function restartWithPortTaken(gateway: ProcessSpec, service: LocalServiceName): Promise<{ failure: unknown; release: () => Promise<void> }> {
+  // Probes of the port (is it free yet?) connect to it: end them, so close() does not wait for them.
+  const squatter = net.createServer((socket) => socket.destroy());
+  const squat = waitUntil(async () => (await readPid(leftoverPidFile(gateway, 'handed-over'))) !== undefined, 30_000, 2).then(
+    (handedOver) => handedOver && waitUntil(() => new Promise<boolean>((resolve) => squatter.once('error', () => resolve(false)).listen(gateway.port, '127.0.0.1', () => resolve(true))), 5000, 2),
+  );
+  const failure = await run.stack.handle.restart(service).then(() => undefined, (err: unknown) => err);
+  progress(`  the restart of ${service} with ${gateway.name}'s port taken ended: ${String(failure)}`);
+  expect(await squat, `took ${gateway.name}'s port before its new process`).toBe(true);
+  return { failure, release: () => new Promise<void>((resolve) => squatter.close(() => resolve())) };
+}
 
 /** Nothing lost or repeated (the drills' assertion), at least 300 messages in the window, and no handshake refused. */
 function expectZeroDowntime(r: FaultResult): void {
@@ -135,7 +152,7 @@ describe('gateway.replicas: 2 on the local stack, through nginx', () => {
     expect(mine()).toEqual(missed);
   });
 
-  it('restart gateway replaces the replicas one at a time under 100 msg/s: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
+  it('restart gateway replaces the replicas one at a time under 100 msg/s, moving each client once: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
     const gateways = gatewaySpecs(run.stack.handle.plan);
     const before = await Promise.all(gateways.map((g) => readPid(g.pidFile)));
     const r = await run.window('rolling restart', () => run.stack.handle.restart('gateway'));
@@ -143,9 +160,29 @@ describe('gateway.replicas: 2 on the local stack, through nginx', () => {
     const after = await Promise.all(gateways.map((g) => readPid(g.pidFile)));
     expect(after.every((pid, i) => pid !== undefined && pid !== before[i])).toBe(true);
     expectZeroDowntime(r);
-    // The clients of each replica were moved by its drain (4200), not cut.
-    expect(r.closeCodes['4200'] ?? 0).toBeGreaterThan(0);
+    // The clients of each replica were moved by its drain (4200), not cut, and each once: straight
+    // to that replica's new process, not to a replica replaced after it.
+    expect(r.closeCodes['4200'] ?? 0).toBe(run.clients.length);
     expect(r.watchdogRestarts).toEqual({});
+    await operatorsAgree(['gateway-1', 'gateway-2']);
+  }, 240_000);
+
+  it('a replica whose new process cannot start stays out of the upstream while the other takes its clients (RPX_GATEWAY_RESTART_FAILED); restarting it again rejoins it: 0 lost, 0 duplicates, 0 handshakes answered 502', async () => {
+    const h = run.stack.handle;
+    const g2 = gatewaySpecs(h.plan)[1]!;
+    let failure: unknown;
+    const r = await run.window('rolling restart of gateway-2 that fails, then again', async () => {
+      const squatted = await restartWithPortTaken(g2, 'gateway-2');
+      failure = squatted.failure;
+      expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toMatch(new RegExp(`127\\.0\\.0\\.1:${g2.port}[^;]* down;`));
+      await squatted.release();
+      await h.restart('gateway-2');
+    });
+    progress(`failed rolling restart of gateway-2, then again: ${JSON.stringify({ ...r, examples: undefined })}`);
+    expect(isReplyxError(failure) && failure.code).toBe('RPX_GATEWAY_RESTART_FAILED');
+    expectZeroDowntime(r);
+    expect(await readPid(leftoverPidFile(g2, 'handed-over'))).toBeUndefined();
+    expect(await readFile(h.plan.nginxConfigFile, 'utf8')).toBe(renderNginxConfig(h.plan.topology, 'local', h.plan.nginxRender));
     await operatorsAgree(['gateway-1', 'gateway-2']);
   }, 240_000);
 });
@@ -186,17 +223,11 @@ describe('gateway.replicas: 1, blue/green restart', () => {
     const [gateway] = gatewaySpecs(h.plan);
     let failure: unknown;
     const r = await run.window('blue/green restart that fails, then again', async () => {
-      // Take the gateway's port the moment the old process lets go of it, so the new one cannot bind it.
-      const squatter = net.createServer();
-      const squat = waitUntil(async () => (await readPid(leftoverPidFile(gateway!, 'handed-over'))) !== undefined, 30_000, 2).then(
-        (handedOver) => handedOver && waitUntil(() => new Promise<boolean>((resolve) => squatter.once('error', () => resolve(false)).listen(gateway!.port, '127.0.0.1', () => resolve(true))), 5000, 2),
-      );
-      failure = await h.restart('gateway').then(() => undefined, (err: unknown) => err);
-      progress(`  the restart with its port taken ended: ${String(failure)}`);
-      expect(await squat).toBe(true);
+      const squatted = await restartWithPortTaken(gateway!, 'gateway');
+      failure = squatted.failure;
       // The stand-in alone serves /ws/ meanwhile.
       expect(await readPid(leftoverPidFile(gateway!, 'stand-in'))).toBeDefined();
-      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      await squatted.release();
       progress('  restart again, port free');
       await h.restart('gateway');
     });

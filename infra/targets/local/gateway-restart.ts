@@ -17,15 +17,22 @@ export function gatewaySpecs(plan: LocalStackPlan): ProcessSpec[] {
   return plan.services.filter((s) => isGatewayProcess(s.name));
 }
 
-/** One step of a rolling restart: which replica's port the nginx upstream marks down (none: all up). */
+/** One step of a rolling restart: the upstream while replica `replica` is replaced, and while its old process drains. */
 export interface RollingStep {
   readonly replica: string;
+  /** While it is replaced: the replica marked down, the others up. */
   readonly servers: readonly { readonly port: number; readonly down?: boolean }[];
+  /** While its old process drains: only the replica (its new process) up, so each drained client moves once, to it. */
+  readonly drainTo: readonly { readonly port: number; readonly down?: boolean }[];
 }
 
-/** The upstreams a rolling restart renders, in order: replica i marked down while it is replaced (pure). */
+/** The upstreams a rolling restart renders, in order, per replica (pure). */
 export function rollingRestartSteps(gateways: readonly Pick<ProcessSpec, 'name' | 'port'>[]): RollingStep[] {
-  return gateways.map((g) => ({ replica: g.name, servers: gateways.map((o) => (o.name === g.name ? { port: o.port, down: true } : { port: o.port })) }));
+  return gateways.map((g) => ({
+    replica: g.name,
+    servers: gateways.map((o) => (o.name === g.name ? { port: o.port, down: true } : { port: o.port })),
+    drainTo: gateways.map((o) => (o.name === g.name ? { port: o.port } : { port: o.port, down: true })),
+  }));
 }
 
 /** Renders the plan's nginx config with `servers` as the gateway upstream, swaps it in and reloads nginx (SIGHUP); resolves once new workers serve. */
@@ -42,10 +49,12 @@ async function reloadWithGatewayServers(plan: LocalStackPlan, servers?: RollingS
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
 /**
- * Restarts every gateway replica, one at a time: it leaves nginx's upstream (marked down, reload),
- * drains its clients with 4200 over its drain window (they reconnect to the replicas still up),
- * is started again, answers /health, and rejoins the upstream before the next one leaves.
- * `only` restarts that one replica (`gateway-2`) the same way.
+ * Restarts every gateway replica, one at a time, moving each client once: the replica leaves
+ * nginx's upstream (marked down, reload), its old process hands over its port (SIGUSR2: listener
+ * closed, clients kept), the new process starts on it and answers /health, and nginx sends new
+ * handshakes to it alone while the old process drains (4200 + jitter), so its clients reconnect
+ * straight to the new process rather than to a replica that is replaced next. Then every replica
+ * is up again and the next one leaves. `only` restarts that one replica (`gateway-2`) the same way.
  */
 export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: string) => void, only?: string): Promise<number[]> {
   const gateways = gatewaySpecs(plan);
@@ -53,23 +62,40 @@ export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: s
   const steps = rollingRestartSteps(gateways).filter((s) => only === undefined || s.replica === only);
   if (steps.length === 0) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no gateway replica "${only}" in this stack`, `use one of: gateway, ${gateways.map((g) => g.name).join(', ')}`);
   const pids: number[] = [];
-  try {
-    for (const step of steps) {
-      const spec = gateways.find((g) => g.name === step.replica)!;
+  for (const step of steps) {
+    const spec = gateways.find((g) => g.name === step.replica)!;
+    let handedOver = false;
+    try {
       const t0 = Date.now();
       await reloadWithGatewayServers(plan, step.servers);
-      const old = await stopService(spec);
-      log(`  ${step.replica.padEnd(11)} left the upstream and ${old !== undefined ? `drained pid ${old}` : 'was not running'} in ${secs(Date.now() - t0)}`);
+      const old = await handOverService(spec, GATEWAY_HANDOVER_SIGNAL);
+      handedOver = true;
+      log(`  ${step.replica.padEnd(11)} left the upstream; ${old !== undefined ? `pid ${old} let go of 127.0.0.1:${spec.port} in ${secs(Date.now() - t0)}, its clients stay on it for now` : 'was not running'}`);
       const t1 = Date.now();
       const pid = await startService(spec);
+      await reloadWithGatewayServers(plan, step.drainTo);
+      log(`  ${step.replica.padEnd(11)} healthy in ${secs(Date.now() - t1)}  pid ${pid}; nginx sends it the old process's clients`);
+      const t2 = Date.now();
+      const drained = await endLeftover(spec, 'handed-over');
       await reloadWithGatewayServers(plan);
-      log(`  ${step.replica.padEnd(11)} healthy in ${secs(Date.now() - t1)}  pid ${pid}, back in the upstream`);
+      log(`  ${step.replica.padEnd(11)} ${drained !== undefined ? `old pid ${drained} drained to it in ${secs(Date.now() - t2)}; ` : ''}every replica back in the upstream`);
       pids.push(pid);
+    } catch (err) {
+      // Whatever failed, nginx must not keep replicas marked down, nor route to one that does not listen.
+      if (!handedOver) {
+        await reloadWithGatewayServers(plan).catch(() => undefined);
+        throw err;
+      }
+      // The new process did not come up: the others take the old process's clients.
+      await reloadWithGatewayServers(plan, step.servers).catch(() => undefined);
+      await endLeftover(spec, 'handed-over').catch(() => undefined);
+      if (err instanceof ReplyxError && err.code === 'RPX_GATEWAY_RESTART_NGINX') throw err;
+      throw new ReplyxError(
+        'RPX_GATEWAY_RESTART_FAILED',
+        `${step.replica} did not start again on 127.0.0.1:${spec.port} (${err instanceof Error ? err.message : String(err)}); the other replicas took its clients and it stays out of nginx's upstream`,
+        `fix what the gateway log names, then run npm run stack -- restart ${step.replica}`,
+      );
     }
-  } catch (err) {
-    // Whatever failed, nginx must not keep a replica marked down.
-    await reloadWithGatewayServers(plan).catch(() => undefined);
-    throw err;
   }
   return pids;
 }
