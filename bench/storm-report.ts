@@ -82,8 +82,10 @@ export function stormBounds(storm: StormResult | undefined): string {
   back, so all N land on a process that has just started (cold JIT and access cache). (Until
   2026-12-03 the old process drained to the stand-in and the stand-in to the new process: every
   client moved twice, and handshakes to the just-started stand-in passed the 10 s connect timeout:
-  max 15.5 s, 4,408 retries.) A rolling restart of 2 replicas moves half to a warm replica, then all of them to
-  the replaced one (it rejoins empty). A longer drain window lowers the arrival rate (time to resume
+  max 15.5 s, 4,408 retries.) A rolling restart of 2 replicas does the same per replica: its old process keeps
+  its clients until the new one serves and drains to it alone (the other replica marked down
+  meanwhile), so each client moves once, in two waves of about N ÷ 2 (until 2026-12-03 the first
+  replica's clients went to the second, which was replaced next, and moved again). A longer drain window lowers the arrival rate (time to resume
   drops towards jitter + one handshake) at the price of a longer restart. Listen backlogs are 4096 on
   nginx and the gateway (Node's and nginx's default is 511; a full accept queue drops SYNs, and each
   costs its client a 1 s, 3 s, 7 s retransmit: in a development run of the blue/green case with 511
