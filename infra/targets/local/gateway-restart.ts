@@ -48,13 +48,64 @@ async function reloadWithGatewayServers(plan: LocalStackPlan, servers?: RollingS
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
+/** The signal that makes a gateway close its listener for a successor and keep its clients (gateway/src/main.ts). */
+const GATEWAY_HANDOVER_SIGNAL = 'SIGUSR2';
+
+/** The upstreams one gateway process is replaced behind. */
+interface Replacement {
+  /** While it is replaced: the upstream that takes new handshakes without it. */
+  readonly away: RollingStep['servers'];
+  /** Once the new process serves: the upstream its old process's clients reconnect through (unset: the plan's own). */
+  readonly drainTo?: RollingStep['servers'];
+  /** Who serves its clients when the new process does not come up, for the error. */
+  readonly fallback: string;
+  /** Undoes the caller's preparation (a stand-in) when the restart fails while the old process still holds the port. */
+  readonly abort?: () => Promise<unknown>;
+}
+
+/**
+ * Replaces one gateway process behind nginx so that its clients move once: nginx switches to
+ * `away`, the old process hands over its port (SIGUSR2: listener closed, clients kept), the new
+ * one starts on it and nginx switches to `drainTo`. The old process still holds its clients: the
+ * caller drains it (endLeftover 'handed-over') when the new one should take them. Before the
+ * handover it fails as is, with nginx back on the plan's upstream and `abort` run; after it, nginx
+ * stays on `away`, the old process drains there and RPX_GATEWAY_RESTART_FAILED says who serves.
+ */
+async function replaceGatewayProcess(plan: LocalStackPlan, spec: ProcessSpec, r: Replacement, log: (line: string) => void): Promise<number> {
+  try {
+    const t0 = Date.now();
+    await reloadWithGatewayServers(plan, r.away);
+    const old = await handOverService(spec, GATEWAY_HANDOVER_SIGNAL);
+    log(`  ${spec.name.padEnd(11)} ${old !== undefined ? `pid ${old} let go of 127.0.0.1:${spec.port} in ${secs(Date.now() - t0)}; its clients stay on it for now` : 'was not running'}`);
+  } catch (err) {
+    await reloadWithGatewayServers(plan).catch(() => undefined);
+    await r.abort?.().catch(() => undefined);
+    throw err;
+  }
+  try {
+    const t1 = Date.now();
+    const pid = await startService(spec);
+    await reloadWithGatewayServers(plan, r.drainTo);
+    log(`  ${spec.name.padEnd(11)} healthy in ${secs(Date.now() - t1)}  pid ${pid} on 127.0.0.1:${spec.port}; nginx sends it new handshakes`);
+    return pid;
+  } catch (err) {
+    await reloadWithGatewayServers(plan, r.away).catch(() => undefined);
+    await endLeftover(spec, 'handed-over').catch(() => undefined);
+    if (err instanceof ReplyxError && err.code === 'RPX_GATEWAY_RESTART_NGINX') throw err;
+    throw new ReplyxError(
+      'RPX_GATEWAY_RESTART_FAILED',
+      `${spec.name} did not start again on 127.0.0.1:${spec.port} (${err instanceof Error ? err.message : String(err)}); ${r.fallback}`,
+      `fix what the gateway log names, then run npm run stack -- restart ${spec.name} again`,
+    );
+  }
+}
+
 /**
  * Restarts every gateway replica, one at a time, moving each client once: the replica leaves
- * nginx's upstream (marked down, reload), its old process hands over its port (SIGUSR2: listener
- * closed, clients kept), the new process starts on it and answers /health, and nginx sends new
- * handshakes to it alone while the old process drains (4200 + jitter), so its clients reconnect
- * straight to the new process rather than to a replica that is replaced next. Then every replica
- * is up again and the next one leaves. `only` restarts that one replica (`gateway-2`) the same way.
+ * nginx's upstream and is replaced (replaceGatewayProcess), and nginx sends new handshakes to it
+ * alone while its old process drains (4200 + jitter), so its clients reconnect straight to the new
+ * process rather than to a replica that is replaced next. Then every replica is up again and the
+ * next one leaves. `only` restarts that one replica (`gateway-2`) the same way.
  */
 export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: string) => void, only?: string): Promise<number[]> {
   const gateways = gatewaySpecs(plan);
@@ -64,38 +115,12 @@ export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: s
   const pids: number[] = [];
   for (const step of steps) {
     const spec = gateways.find((g) => g.name === step.replica)!;
-    let handedOver = false;
-    try {
-      const t0 = Date.now();
-      await reloadWithGatewayServers(plan, step.servers);
-      const old = await handOverService(spec, GATEWAY_HANDOVER_SIGNAL);
-      handedOver = true;
-      log(`  ${step.replica.padEnd(11)} left the upstream; ${old !== undefined ? `pid ${old} let go of 127.0.0.1:${spec.port} in ${secs(Date.now() - t0)}, its clients stay on it for now` : 'was not running'}`);
-      const t1 = Date.now();
-      const pid = await startService(spec);
-      await reloadWithGatewayServers(plan, step.drainTo);
-      log(`  ${step.replica.padEnd(11)} healthy in ${secs(Date.now() - t1)}  pid ${pid}; nginx sends it the old process's clients`);
-      const t2 = Date.now();
-      const drained = await endLeftover(spec, 'handed-over');
-      await reloadWithGatewayServers(plan);
-      log(`  ${step.replica.padEnd(11)} ${drained !== undefined ? `old pid ${drained} drained to it in ${secs(Date.now() - t2)}; ` : ''}every replica back in the upstream`);
-      pids.push(pid);
-    } catch (err) {
-      // Whatever failed, nginx must not keep replicas marked down, nor route to one that does not listen.
-      if (!handedOver) {
-        await reloadWithGatewayServers(plan).catch(() => undefined);
-        throw err;
-      }
-      // The new process did not come up: the others take the old process's clients.
-      await reloadWithGatewayServers(plan, step.servers).catch(() => undefined);
-      await endLeftover(spec, 'handed-over').catch(() => undefined);
-      if (err instanceof ReplyxError && err.code === 'RPX_GATEWAY_RESTART_NGINX') throw err;
-      throw new ReplyxError(
-        'RPX_GATEWAY_RESTART_FAILED',
-        `${step.replica} did not start again on 127.0.0.1:${spec.port} (${err instanceof Error ? err.message : String(err)}); the other replicas took its clients and it stays out of nginx's upstream`,
-        `fix what the gateway log names, then run npm run stack -- restart ${step.replica}`,
-      );
-    }
+    const fallback = "the other replicas took its clients and it stays out of nginx's upstream";
+    pids.push(await replaceGatewayProcess(plan, spec, { away: step.servers, drainTo: step.drainTo, fallback }, log));
+    const t0 = Date.now();
+    const drained = await endLeftover(spec, 'handed-over');
+    await reloadWithGatewayServers(plan);
+    log(`  ${step.replica.padEnd(11)} ${drained !== undefined ? `old pid ${drained} drained to it in ${secs(Date.now() - t0)}; ` : ''}every replica back in the upstream`);
   }
   return pids;
 }
@@ -112,9 +137,6 @@ export function standInSpec(gateway: ProcessSpec, port: number): ProcessSpec {
     pidFile: leftoverPidFile(gateway, 'stand-in'),
   };
 }
-
-/** The signal that makes a gateway close its listener for a successor and keep its clients (gateway/src/main.ts). */
-const GATEWAY_HANDOVER_SIGNAL = 'SIGUSR2';
 
 /**
  * Blue/green restart of a single gateway that moves each client once and keeps the gateway's
@@ -133,38 +155,22 @@ export async function blueGreenRestartGateway(plan: LocalStackPlan, log: (line: 
   const standIn = standInSpec(gateway, spare);
   const t0 = Date.now();
   const standInPid = await startService(standIn);
-  let handedOver = false;
-  try {
-    await reloadWithGatewayServers(plan, [{ port: spare }]);
-    log(`  ${'gateway'.padEnd(11)} stand-in pid ${standInPid} healthy on 127.0.0.1:${spare} in ${secs(Date.now() - t0)}; nginx switched to it`);
-    const t1 = Date.now();
-    const old = await handOverService(gateway, GATEWAY_HANDOVER_SIGNAL);
-    handedOver = true;
-    log(`  ${'gateway'.padEnd(11)} ${old !== undefined ? `pid ${old} let go of 127.0.0.1:${gateway.port} in ${secs(Date.now() - t1)}; its clients stay on it for now` : 'was not running'}`);
-    const t2 = Date.now();
-    const pid = await startService(gateway);
-    await reloadWithGatewayServers(plan);
-    log(`  ${'gateway'.padEnd(11)} healthy in ${secs(Date.now() - t2)}  pid ${pid} on 127.0.0.1:${gateway.port}; nginx switched back`);
-    const t3 = Date.now();
-    const [drained] = await Promise.all([endLeftover(gateway, 'handed-over'), stopService(standIn), endLeftover(gateway, 'earlier-stand-in')]);
-    log(`  ${'gateway'.padEnd(11)} ${drained !== undefined ? `old pid ${drained} and ` : ''}stand-in pid ${standInPid} drained to it in ${secs(Date.now() - t3)}`);
-    return pid;
-  } catch (err) {
-    if (!handedOver) {
-      // The old process still listens on the gateway's port: nginx goes back to it, the stand-in goes.
-      await reloadWithGatewayServers(plan).catch(() => undefined);
-      await stopService(standIn).catch(() => undefined);
-      throw err;
-    }
-    // The new process did not come up and the old one let go of the port: the stand-in is the
-    // one gateway that listens, so nginx stays on it and the old process's clients drain to it.
-    await endLeftover(gateway, 'handed-over').catch(() => undefined);
-    throw new ReplyxError(
-      'RPX_GATEWAY_RESTART_FAILED',
-      `the new gateway did not start on 127.0.0.1:${gateway.port} (${err instanceof Error ? err.message : String(err)}); the stand-in (pid ${standInPid}, 127.0.0.1:${spare}) serves /ws/ meanwhile`,
-      'fix what the gateway log names, then run npm run stack -- restart gateway again (it moves the stand-in\'s clients to the new process)',
-    );
-  }
+  log(`  ${'gateway'.padEnd(11)} stand-in pid ${standInPid} healthy on 127.0.0.1:${spare} in ${secs(Date.now() - t0)}; nginx switches to it`);
+  const pid = await replaceGatewayProcess(
+    plan,
+    gateway,
+    {
+      away: [{ port: spare }],
+      fallback: `the stand-in (pid ${standInPid}, 127.0.0.1:${spare}) serves /ws/ meanwhile, and the next restart moves its clients to the new process`,
+      // While the old process still listens, the stand-in is not left running; after, it is the one gateway that does.
+      abort: () => stopService(standIn),
+    },
+    log,
+  );
+  const t1 = Date.now();
+  const [drained] = await Promise.all([endLeftover(gateway, 'handed-over'), stopService(standIn), endLeftover(gateway, 'earlier-stand-in')]);
+  log(`  ${'gateway'.padEnd(11)} ${drained !== undefined ? `old pid ${drained} and ` : ''}stand-in pid ${standInPid} drained to it in ${secs(Date.now() - t1)}`);
+  return pid;
 }
 
 /** A stand-in left by a restart cut short goes on serving its clients until this restart's new process takes them. */
