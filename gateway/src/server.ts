@@ -11,7 +11,6 @@ import { RedisBroker } from './broker/redis-broker.js';
 import type { GatewayConfig } from './config.js';
 import type { KindCounts } from './connection-kinds.js';
 import type { ClientConnection } from './connection/client-connection.js';
-import { assertFrameWriterSupport } from './connection/frame-writer.js';
 import { createUpgradeHandler } from './http/upgrade.js';
 import { createHttpHandler } from './http/routes.js';
 import { DeliveryHub } from './hub/delivery-hub.js';
@@ -75,7 +74,6 @@ function createBroker(config: GatewayConfig, handlers: BrokerHandlers, log: Logg
 
 /** Creates a gateway from validated config; nothing listens until listen(). */
 export function createGateway(config: GatewayConfig, options: GatewayOptions = {}): Gateway {
-  assertFrameWriterSupport();
   const log = options.logger ?? createLogger(config.logLevel, options.logStream, { instance: config.instanceId });
   const admission = new Admission(config);
   const capacity = connectionCapacity(config.maxConnections, options.openFileLimits ?? readOpenFileLimits());
@@ -134,7 +132,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       legacyWidgetAuth: config.legacyWidgetAuth,
     },
     isDraining,
-    accept: (ws, auth, ip) => void hub.attach(ws, auth, ip),
+    accept: (socket, head, auth, ip) => void hub.attach(socket, head, auth, ip),
   });
   const handler = createHttpHandler({ config, metrics, log, members: hub.members, broker, database: access, startedAt, isDraining });
   const server = http.createServer((req: IncomingMessage, res: ServerResponse) => void handler(req, res));
