@@ -71,6 +71,11 @@ export abstract class WebSocketTransport implements FrameSink {
     socket.on('close', onSocketClose);
   }
 
+  /** How long a sent close frame waits for the peer's before the TCP connection is cut. */
+  protected get closeTimeoutMs(): number {
+    return CLOSE_TIMEOUT_MS;
+  }
+
   /** Largest data message accepted (fragments summed); more closes with 1009. */
   protected abstract get maxPayload(): number;
   /** FrameSink: a whole text or binary message. */
@@ -162,7 +167,7 @@ export abstract class WebSocketTransport implements FrameSink {
     if (!socket.writable) return void socket.destroy();
     socket.write(encodeCloseFrame(code, reason));
     if (this.#state & CLOSE_RECEIVED) socket.end();
-    this.#closeTimer = setTimeout(closeTimedOut, CLOSE_TIMEOUT_MS, socket);
+    this.#closeTimer = setTimeout(closeTimedOut, this.closeTimeoutMs, socket);
   }
 
   /** Cuts the TCP connection without a close handshake. */
