@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as wsModule from 'ws';
-import { feedFrames, isValidCloseCode, type FrameError, type FrameSink, type RxState } from '../src/transport/frame-parser.js';
+import { feedFrames, isValidCloseCode, MAX_FRAGMENTS, type FrameError, type FrameSink, type RxState } from '../src/transport/frame-parser.js';
 import { encodeCloseFrame, encodeFrame } from '../src/transport/frames.js';
 import { acceptKey, answerHandshake, parseProtocols } from '../src/transport/handshake.js';
 import { selectProtocol } from '../src/auth/credentials.js';
@@ -222,6 +222,31 @@ describe('frame parser: every violation closes with its code', () => {
       const { events, error } = parse([bad.subarray(0, cut), bad.subarray(cut)]);
       expect({ cut, code: error?.code, events }).toEqual({ cut, code: 1002, events: [['message', 'ok', false]] });
     }
+  });
+
+  it(`a message may take ${MAX_FRAGMENTS} frames, not one more (empty fragments add no bytes but are counted, and not kept)`, () => {
+    const empty = clientFrame({ opcode: 0, fin: false });
+    const build = (frames: number) => [clientFrame({ opcode: 1, fin: false, payload: 'a' }), Buffer.concat(Array.from({ length: frames - 2 }, () => empty)), clientFrame({ opcode: 0, payload: 'b' })];
+    const atLimit = parse(build(MAX_FRAGMENTS));
+    expect(atLimit).toMatchObject({ error: undefined, events: [['message', 'ab', false]] });
+    expect(parse(build(MAX_FRAGMENTS + 1)).error).toEqual({ code: 1008, reason: 'too many fragments' });
+    const sink = new Recorder();
+    feedFrames(sink, Buffer.concat([clientFrame({ opcode: 1, fin: false, payload: 'a' }), empty, empty, empty]), 1024);
+    expect(sink.rx?.fragments).toHaveLength(1);
+    expect(sink.rx?.fragmentCount).toBe(4);
+  });
+
+  it('joins the chunks of a frame trickled in byte by byte before they pile up', () => {
+    const frame = clientFrame({ opcode: 2, payload: Buffer.alloc(5000, 7) });
+    const sink = new Recorder();
+    let most = 0;
+    for (const byte of frame) {
+      expect(feedFrames(sink, Buffer.from([byte]), 10_000)).toBeUndefined();
+      most = Math.max(most, sink.rx?.chunks.length ?? 0);
+    }
+    expect(most).toBeLessThanOrEqual(1025);
+    expect(most).toBeGreaterThan(1000);
+    expect(sink.events).toEqual([['message', Buffer.alloc(5000, 7).toString('hex'), true]]);
   });
 
   it('accepts exactly the close codes RFC 6455 §7.4 allows on the wire', () => {

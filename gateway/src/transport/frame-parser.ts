@@ -27,9 +27,14 @@ export const NO_STATUS = 1005;
 /** Largest payload of a control frame (RFC 6455 §5.5). */
 export const MAX_CONTROL_PAYLOAD = 125;
 
+/** Most frames one fragmented message may take (ws's default): empty fragments add no bytes, so bytes alone do not bound them. */
+export const MAX_FRAGMENTS = 16 * 1024;
+/** Partial-frame chunks kept before they are joined into one (a client trickling bytes). */
+const MAX_PENDING_CHUNKS = 1024;
+
 /** Why the input is refused: the close code and reason the server closes with. */
 export interface FrameError {
-  readonly code: 1002 | 1007 | 1009;
+  readonly code: 1002 | 1007 | 1008 | 1009;
   readonly reason: string;
 }
 
@@ -45,6 +50,8 @@ export interface RxState {
   fragments: Buffer[] | null;
   /** Their total length (counts toward maxPayload). */
   fragmentBytes: number;
+  /** Frames the fragmented message took so far (at most MAX_FRAGMENTS). */
+  fragmentCount: number;
   /** The open fragmented message is binary (opcode 2), not text. */
   fragmentBinary: boolean;
 }
@@ -74,6 +81,7 @@ const ERR_UNMASKED = protocolError('client frame not masked');
 const ERR_CLOSE_LENGTH = protocolError('close payload of one byte');
 const ERR_CLOSE_CODE = protocolError('invalid close code');
 const ERR_UTF8: FrameError = { code: 1007, reason: 'invalid UTF-8' };
+const ERR_TOO_MANY_FRAGMENTS: FrameError = { code: 1008, reason: 'too many fragments' };
 const ERR_TOO_BIG: FrameError = { code: CloseCodes.MESSAGE_TOO_BIG.code, reason: CloseCodes.MESSAGE_TOO_BIG.reason };
 
 /** True for a close code a peer may send (RFC 6455 §7.4; 1004-1006 and 1015 are reserved). */
@@ -92,7 +100,10 @@ export function feedFrames(sink: FrameSink, chunk: Buffer, maxPayload: number): 
   if (rx !== undefined && rx.bytes > 0) {
     rx.chunks.push(chunk);
     rx.bytes += chunk.length;
-    if (rx.bytes < rx.need) return undefined;
+    if (rx.bytes < rx.need) {
+      if (rx.chunks.length > MAX_PENDING_CHUNKS) rx.chunks = [Buffer.concat(rx.chunks, rx.bytes)];
+      return undefined;
+    }
     buf = Buffer.concat(rx.chunks, rx.bytes);
     rx.chunks = [];
     rx.bytes = 0;
@@ -161,9 +172,11 @@ export function feedFrames(sink: FrameSink, chunk: Buffer, maxPayload: number): 
       if (rx.fragments === null) {
         rx.fragments = [];
         rx.fragmentBytes = 0;
+        rx.fragmentCount = 0;
         rx.fragmentBinary = opcode === Opcode.BINARY;
       }
-      rx.fragments.push(payload);
+      if (++rx.fragmentCount >= MAX_FRAGMENTS) return ERR_TOO_MANY_FRAGMENTS;
+      if (length > 0) rx.fragments.push(payload);
       rx.fragmentBytes += length;
       continue;
     }
@@ -193,7 +206,7 @@ export function feedFrames(sink: FrameSink, chunk: Buffer, maxPayload: number): 
 }
 
 function emptyState(): RxState {
-  return { chunks: [], bytes: 0, need: 0, fragments: null, fragmentBytes: 0, fragmentBinary: false };
+  return { chunks: [], bytes: 0, need: 0, fragments: null, fragmentBytes: 0, fragmentCount: 0, fragmentBinary: false };
 }
 
 /** The payload at [start, start+length) of `buf`, unmasked with the 4-byte key at `maskAt`, in a new Buffer. */
