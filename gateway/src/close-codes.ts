@@ -31,7 +31,7 @@ export const CloseCodes = {
   SLOW_CONSUMER: { code: 4101, reason: 'slow consumer', meaning: 'send buffer cap exceeded' },
   /** The gateway is shutting down (restart, rollback); reconnect with jitter and `since`. */
   DRAINING: { code: 4200, reason: 'gateway draining', meaning: 'gateway restarting' },
-  /** A client frame exceeded the maximum payload (sent by ws itself). */
+  /** A client message exceeded the maximum payload (sent by the transport's frame parser). */
   MESSAGE_TOO_BIG: { code: 1009, reason: 'message too big', meaning: 'client frame larger than MAX_PAYLOAD_BYTES' },
   /** The gateway failed while serving the connection (e.g. the database is unreachable). */
   INTERNAL_ERROR: { code: 1011, reason: 'internal error', meaning: 'gateway-side failure; retry with backoff' },
