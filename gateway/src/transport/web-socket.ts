@@ -31,11 +31,6 @@ function onSocketData(this: TaggedSocket, chunk: Buffer): void {
   this[TRANSPORT]?.receiveBytes(chunk);
 }
 
-function onSocketEnd(this: TaggedSocket): void {
-  // The peer will send nothing more; finish our side too (upgraded HTTP sockets allow half-open).
-  this.end();
-}
-
 function onSocketClose(this: TaggedSocket): void {
   const transport = this[TRANSPORT];
   if (!transport) return;
@@ -66,8 +61,10 @@ export abstract class WebSocketTransport implements FrameSink {
     (socket as TaggedSocket)[TRANSPORT] = this;
     socket.setTimeout(0);
     socket.setNoDelay(true);
+    // node:http lets its sockets stay half-open; a WebSocket peer that sent its FIN will send
+    // nothing more, so the stream ends our side too (no 'end' listener per socket needed).
+    socket.allowHalfOpen = false;
     socket.on('data', onSocketData);
-    socket.on('end', onSocketEnd);
     socket.on('close', onSocketClose);
   }
 
