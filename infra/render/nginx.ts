@@ -194,6 +194,11 @@ export interface RateLimitSettings {
  */
 export const NGINX_LISTEN_BACKLOG = 4096;
 
+/** Descriptors an nginx worker's `workerConnections` proxied connections hold: a client and an upstream socket each (worker_rlimit_nofile, uncapped). */
+export function nginxConnectionDescriptors(workerConnections: number): number {
+  return workerConnections * 2;
+}
+
 /**
  * Per-client limit defaults. Deployed targets face the internet: a page's API calls and a
  * reconnecting tab fit well inside them. On the local target one loopback address carries every
@@ -376,7 +381,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     ...runtimePaths(target, prefixDir),
     workerShutdownTimeoutS: n.workerShutdownTimeoutS,
     workerConnections: n.workerConnections,
-    workerRlimitNofile: Math.min(n.workerConnections * 2, openFileLimit),
+    workerRlimitNofile: Math.min(nginxConnectionDescriptors(n.workerConnections), openFileLimit),
     // Kept even when overrides made every host an IP literal, so a test render is the same config.
     // valid= is as short as the Cloud Map TTL (deploy-timing.ts): a draining gateway leaves the upstream within seconds.
     ...(resolverAddress !== undefined ? { resolver: { address: resolverAddress, validS: NGINX_RESOLVER_VALID_S, timeoutS: 5 } } : {}),
