@@ -54,9 +54,10 @@ export interface NginxRenderOptions {
   readonly gatewayServers?: readonly { readonly port: number; readonly down?: boolean }[];
   /**
    * The hard open-file limit nginx's master runs with (local target: a running master's from
-   * /proc/<pid>/limits, else the limit of the process that starts it). worker_rlimit_nofile stays at or below it: above it the master's setrlimit
-   * fails, it logs an alert on every start and reload, and the workers keep the inherited limit
-   * anyway. Unset (docker, aws: the container's nofile is set to fit): no cap.
+   * /proc/<pid>/limits, else the limit of the process that starts it). worker_rlimit_nofile stays
+   * at or below it: above it the master's setrlimit fails, it logs an alert on every start and
+   * reload, and the workers keep the inherited limit anyway. Unset (docker, aws: the container's
+   * nofile is set to fit, kernel-limits.ts): no cap.
    */
   readonly openFileLimit?: number;
 }
