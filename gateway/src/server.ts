@@ -77,8 +77,10 @@ function createBroker(config: GatewayConfig, handlers: BrokerHandlers, log: Logg
 export function createGateway(config: GatewayConfig, options: GatewayOptions = {}): Gateway {
   assertFrameWriterSupport();
   const log = options.logger ?? createLogger(config.logLevel, options.logStream, { instance: config.instanceId });
-  const admission = new Admission(config);
   const capacity = connectionCapacity(config.maxConnections, options.openFileLimits ?? readOpenFileLimits());
+  // Admission stops at the capacity, not at MAX_CONNECTIONS: past the open-file limit accept()
+  // fails with EMFILE and the client (through nginx: a 502) gets no 4100 to back off from.
+  const admission = new Admission({ ...config, maxConnections: capacity.connections });
   const tokens = new TokenVerifier(config, config.tokenPolicy);
   const access = new DialogAccessStore(config.databaseUrl, {
     cacheTtlMs: config.accessCacheTtlMs,

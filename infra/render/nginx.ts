@@ -53,10 +53,11 @@ export interface NginxRenderOptions {
    */
   readonly gatewayServers?: readonly { readonly port: number; readonly down?: boolean }[];
   /**
-   * The hard open-file limit nginx's master runs with (local target: the limit of the process
-   * that starts it). worker_rlimit_nofile stays at or below it: above it the master's setrlimit
-   * fails, it logs an alert on every start and reload, and the workers keep the inherited limit
-   * anyway. Unset (docker, aws: the container's nofile is set to fit): no cap.
+   * The hard open-file limit nginx's master runs with (local target: a running master's from
+   * /proc/<pid>/limits, else the limit of the process that starts it). worker_rlimit_nofile stays
+   * at or below it: above it the master's setrlimit fails, it logs an alert on every start and
+   * reload, and the workers keep the inherited limit anyway. Unset (docker, aws: the container's
+   * nofile is set to fit, kernel-limits.ts): no cap.
    */
   readonly openFileLimit?: number;
 }
@@ -193,6 +194,11 @@ export interface RateLimitSettings {
  * a full queue drops costs its client a 1 s, 3 s, 7 s... retransmit (BENCHMARKS.md, (e)).
  */
 export const NGINX_LISTEN_BACKLOG = 4096;
+
+/** Descriptors an nginx worker's `workerConnections` proxied connections hold: a client and an upstream socket each (worker_rlimit_nofile, uncapped). */
+export function nginxConnectionDescriptors(workerConnections: number): number {
+  return workerConnections * 2;
+}
 
 /**
  * Per-client limit defaults. Deployed targets face the internet: a page's API calls and a
@@ -376,7 +382,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     ...runtimePaths(target, prefixDir),
     workerShutdownTimeoutS: n.workerShutdownTimeoutS,
     workerConnections: n.workerConnections,
-    workerRlimitNofile: Math.min(n.workerConnections * 2, openFileLimit),
+    workerRlimitNofile: Math.min(nginxConnectionDescriptors(n.workerConnections), openFileLimit),
     // Kept even when overrides made every host an IP literal, so a test render is the same config.
     // valid= is as short as the Cloud Map TTL (deploy-timing.ts): a draining gateway leaves the upstream within seconds.
     ...(resolverAddress !== undefined ? { resolver: { address: resolverAddress, validS: NGINX_RESOLVER_VALID_S, timeoutS: 5 } } : {}),

@@ -19,7 +19,7 @@ export interface DependencyState {
 export interface MetricsSources {
   connections(): KindCounts;
   dialogs(): number;
-  /** Connections this process can hold: MAX_CONNECTIONS, or less when its open-file limit is lower (limits/open-files.ts). */
+  /** Connections this process admits: MAX_CONNECTIONS, or less when its open-file limit is lower (limits/open-files.ts). */
   connectionCapacity(): number;
   /** Whether Redis and Postgres answer right now. */
   dependencies(): Promise<DependencyState>;
@@ -113,7 +113,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'replyx_gateway_connection_capacity',
-      help: 'Connections this process can hold: MAX_CONNECTIONS, or its soft open-file limit minus the reserved descriptors when that is lower.',
+      help: 'Connections this process admits (more close with 4100): MAX_CONNECTIONS, or its soft open-file limit minus the reserved descriptors when that is lower.',
       registers,
       collect() {
         this.set(sources.connectionCapacity());
