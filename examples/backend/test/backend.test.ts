@@ -555,7 +555,7 @@ describe('legacy /ws/ mode', () => {
     const before = await metric();
     expect(before).toBeGreaterThanOrEqual(0);
     // A valid token changes nothing, nor does a mark with another value: the route is wrong, not the client.
-    for (const headers of [{}, { [WS_ROUTE_HEADER]: 'gateway' }]) {
+    for (const headers of [{}, { [WS_ROUTE_HEADER]: 'gateway' }] as Record<string, string>[]) {
       const s = await openSocket('/ws/dialogs/123', { token: admin, routed: false, headers });
       expect(s.frames, 'no connected frame').toEqual([]);
       expect(await s.closed).toEqual({ code: 4102, reason: '/ws/ is routed to the backend but the stack plan routes it to the gateway: run npm run check' });
