@@ -152,7 +152,7 @@ describe('routing drills (live local stack under traffic)', () => {
       const action = await drill.follow('ws-desync', 'Action', { tag: 'hand-routed' });
       keep('ws-desync Action', action.text);
       expect(action.text).toMatch(/new workers serving/);
-      expect(action.text).toMatch(/\/ws\/ answered by ws-gateway/);
+      expect(action.text).toMatch(/\/ws\/ served by the gateway/);
       at.applied = Date.now();
 
       const verified = await drill.follow('ws-desync', 'Verification');
