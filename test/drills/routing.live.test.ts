@@ -162,9 +162,11 @@ describe('routing drills (live local stack under traffic)', () => {
     });
     // Back on the gateway: the window waited for every client (backoff included) and every message.
     const refused = (await metricSum('replyx_backend_ws_not_routed_handshakes_total')) - refusedBefore;
+    // When the last client was open again after apply (its backoff decides).
+    const lastBack = Math.max(...clients.map((c) => c.outages.at(-1)?.openedAt ?? 0));
     keep(
       'ws-desync score',
-      `every client refused (4102) ${at.refused! - at.edited!} ms after the edit; the runbook took ${at.applied! - at.refused!} ms from there to apply; ${refused} handshakes refused in all; at most ${maxOnBackend} sockets on the backend; ${JSON.stringify({ ...result, examples: undefined })}`,
+      `every client refused (4102) ${at.refused! - at.edited!} ms after the edit; the runbook took ${at.applied! - at.refused!} ms from there to apply; the last client back ${lastBack - at.applied!} ms after apply; ${refused} handshakes refused in all; at most ${maxOnBackend} sockets on the backend; ${JSON.stringify({ ...result, examples: undefined })}`,
     );
     expect(refused, 'the backend counted the refusals').toBeGreaterThanOrEqual(clients.length);
     expect(maxOnBackend, 'no client was ever served by the backend').toBe(0);
