@@ -148,6 +148,7 @@ describe('routing drills (live local stack under traffic)', () => {
       expect(drift).toContain('replyx_backend');
       expect(diagnosis.text).toMatch(/^replyx_backend_ws_not_routed_handshakes_total [1-9]/m);
       expect(diagnosis.text).toMatch(/^replyx_backend_ws_connections\{type="admin"\} 0$/m);
+      expect(diagnosis.text, 'the backend log names the refusal and the fix').toMatch(/legacy \/ws\/ handshake refused with 4102 \(\d+ since the last such line\).*npm run check, then npm run stack -- apply/);
 
       const action = await drill.follow('ws-desync', 'Action', { tag: 'hand-routed' });
       keep('ws-desync Action', action.text);
