@@ -128,10 +128,11 @@ describe('close codes', () => {
     expect(closeAction(CloseCodes.BAD_REQUEST.code)).toBe('stop');
     expect(closeAction(CloseCodes.OVER_LIMIT.code)).toBe('backoff');
     expect(closeAction(CloseCodes.SLOW_CONSUMER.code)).toBe('backoff');
+    expect(closeAction(CloseCodes.NOT_ROUTED.code)).toBe('backoff');
     expect(closeAction(CloseCodes.DRAINING.code)).toBe('reconnect-now');
     expect(closeAction(1009)).toBe('standard');
     const codes = Object.values(CloseCodes).map((c) => c.code);
-    expect(codes.sort()).toEqual([1009, 1011, 4001, 4001, 4001, 4003, 4004, 4009, 4100, 4101, 4200]);
+    expect(codes.sort()).toEqual([1009, 1011, 4001, 4001, 4001, 4003, 4004, 4009, 4100, 4101, 4102, 4200]);
     expect([CloseCodes.TOKEN_EXPIRED.reason, CloseCodes.ACCESS_REVOKED.reason]).toEqual(['token expired', 'access revoked']);
     for (const c of Object.values(CloseCodes)) expect(Buffer.byteLength(c.reason)).toBeLessThanOrEqual(123);
   });

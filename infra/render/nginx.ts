@@ -7,6 +7,7 @@ import { topologyChecksum, type Target, type Topology, type WsRoute } from '../t
 import { NGINX_RESOLVER_VALID_S, nginxClientKeepaliveS } from './deploy-timing.js';
 import { dnsResolverFor, upstreamHostsFor } from './service-hosts.js';
 import { gatewayReplicaPorts } from '../topology/service-names.js';
+import { WS_ROUTE_BACKEND, WS_ROUTE_HEADER } from '../../examples/backend/src/legacy-route.js';
 
 // The nginx config is a pure function of the topology: `planNginx` computes every value the
 // config needs (hosts, ports, timeouts, paths) and the templates in nginx-templates/ only lay
@@ -166,8 +167,12 @@ export interface NginxPlan {
    * and request_pool_size (nginx.requestPoolBytes); an open WebSocket holds both.
    */
   readonly request: { readonly headerBufferSize: string; readonly poolSize: number };
-  /** `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferBytes), per direction per WebSocket. */
-  readonly ws: NginxProxyLocationPlan & { readonly bufferSize: number };
+  /**
+   * `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferBytes), per direction per WebSocket.
+   * `routeMark`: the header the backend's legacy /ws/ requires (examples/backend/src/legacy-route.ts);
+   * its value is empty (nginx then sends none, dropping a client's own) unless wsRoute is backend.
+   */
+  readonly ws: NginxProxyLocationPlan & { readonly bufferSize: number; readonly routeMark: { readonly header: string; readonly value: string } };
   readonly blocked: readonly NginxBlockedLocationPlan[];
   readonly healthPath: string;
   /** Per-client limits of /api/ and of /ws/ handshakes; refusals answer `limitStatus`. */
@@ -413,6 +418,9 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       readTimeoutS: n.proxyReadTimeoutS,
       sendTimeoutS: n.proxyReadTimeoutS,
       bufferSize: n.wsProxyBufferBytes,
+      // Set from the plan, never by hand: a hand edit that points /ws/ at the backend keeps the
+      // empty value, so the backend refuses its handshakes (4102) instead of losing events.
+      routeMark: { header: WS_ROUTE_HEADER, value: topology.wsRoute === 'backend' ? WS_ROUTE_BACKEND : '' },
     },
     blocked: [
       { modifier: '^~', path: '/api/debug/' },

@@ -17,6 +17,8 @@ import { freePort, waitUntil } from '../../../infra/targets/local/ports.js';
 import { configFromEnv } from '../src/config.js';
 import { DEFAULT_TOKEN_POLICY, demoSiteTokens, demoVisitorKey, PROBE_DIALOG_ID, signAdminToken } from '../src/demo.js';
 import { createLogger } from '../src/log.js';
+import { WS_ROUTE_BACKEND, WS_ROUTE_HEADER } from '../src/legacy-route.js';
+import pino from 'pino';
 import { loadMigrations, migrate } from '../src/migrate.js';
 import { messageIdempotencyKey, OutboxRelay } from '../src/outbox.js';
 import { seedDemoData } from '../src/seed.js';
@@ -80,8 +82,13 @@ async function session(body: Record<string, unknown>, headers: Record<string, st
   return post('/api/widget/sessions', body, headers);
 }
 
-function openSocket(path: string, opts: { headers?: Record<string, string>; token?: string; port?: number } = {}): Promise<{ ws: WebSocket; frames: Record<string, unknown>[]; closed: Promise<{ code: number; reason: string }> }> {
-  const ws = new WebSocket(`ws://127.0.0.1:${opts.port ?? worker.port}${path}`, opts.token ? tokenProtocols(opts.token) : [], { headers: opts.headers ?? {} });
+/** The header nginx's rendered /ws/ location adds when the stack plan routes /ws/ to the backend. */
+const ROUTED = { [WS_ROUTE_HEADER]: WS_ROUTE_BACKEND };
+
+/** Opens a legacy /ws/ socket as nginx's backend route would (with its mark), unless `routed` is false. */
+function openSocket(path: string, opts: { headers?: Record<string, string>; token?: string; port?: number; routed?: boolean } = {}): Promise<{ ws: WebSocket; frames: Record<string, unknown>[]; closed: Promise<{ code: number; reason: string }> }> {
+  const headers = { ...(opts.routed === false ? {} : ROUTED), ...opts.headers };
+  const ws = new WebSocket(`ws://127.0.0.1:${opts.port ?? worker.port}${path}`, opts.token ? tokenProtocols(opts.token) : [], { headers });
   const frames: Record<string, unknown>[] = [];
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   return new Promise((resolve, reject) => {
@@ -540,6 +547,37 @@ describe('legacy /ws/ mode', () => {
     expect(await closeCode(openSocket(`/ws/dialogs/999?token=${await signAdminToken(SECRETS.JWT_SECRET)}`))).toBe(4004);
     const widget100 = await signWidgetToken(SECRETS.WIDGET_TOKEN_SECRET, { dialogId: 100, assistantId: 3, origin: LOCAL }, DEFAULT_TOKEN_POLICY);
     expect(await closeCode(openSocket('/ws/widget/dialogs/123', { token: widget100.token }))).toBe(4004);
+  });
+
+  it('refuses /ws/ that did not come over the stack plan\'s backend route with 4102 (backoff) and the fix, counts it on /metrics and logs it once per interval', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const metric = async () => Number(/^replyx_backend_ws_not_routed_handshakes_total (\d+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]);
+    const before = await metric();
+    expect(before).toBeGreaterThanOrEqual(0);
+    // A valid token changes nothing, nor does a mark with another value: the route is wrong, not the client.
+    for (const headers of [{}, { [WS_ROUTE_HEADER]: 'gateway' }] as Record<string, string>[]) {
+      const s = await openSocket('/ws/dialogs/123', { token: admin, routed: false, headers });
+      expect(s.frames, 'no connected frame').toEqual([]);
+      expect(await s.closed).toEqual({ code: 4102, reason: '/ws/ is routed to the backend but the stack plan routes it to the gateway: run npm run check' });
+    }
+    expect(await metric()).toBe(before + 2);
+    const marked = await openSocket('/ws/dialogs/123', { token: admin });
+    expect(marked.frames[0]).toMatchObject({ type: 'connected', server: 'backend' });
+    marked.ws.close();
+    expect(await metric(), 'a marked handshake is not counted').toBe(before + 2);
+
+    const lines: string[] = [];
+    const logged = await startWorker(configFromEnv({ DATABASE_URL: databaseUrl, REDIS_URL: sharedRedisUrl(), ...SECRETS }), pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) }), 0);
+    try {
+      for (let i = 0; i < 3; i += 1) expect(await closeCode(openSocket('/ws/widget/dialogs/123', { port: logged.port, routed: false }))).toBe(4102);
+      const refusals = lines.map((l) => JSON.parse(l) as { msg: string; refused: number }).filter((l) => l.msg.includes('refused with 4102'));
+      expect(refusals.map((l) => l.refused), 'one line for the first refusal; the next two wait for the interval').toEqual([1]);
+      expect(refusals[0]!.msg).toContain('[Widget]');
+      expect(refusals[0]!.msg).toContain(`without the ${WS_ROUTE_HEADER} header`);
+      expect(refusals[0]!.msg).toContain('npm run check, then npm run stack -- apply');
+    } finally {
+      await logged.close(0);
+    }
   });
 
   it('closes a socket with 4001 "token expired" when its token expires', async () => {
