@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
+import { AccessChangeListener, applyAccessChange } from './access/access-changes.js';
 import { DialogAccessStore } from './access/dialog-access.js';
 import { RevokedSiteTokens } from './access/revoked-site-tokens.js';
 import { TokenVerifier } from './auth/tokens.js';
@@ -105,6 +106,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       connections: () => hub.members.counts(),
       dialogs: () => hub.members.dialogCount,
       connectionCapacity: () => capacity.connections,
+      accessListenerConnected: () => accessChanges.connected,
       dependencies: async () => ({ ...(broker.kind === 'redis' ? { redis: broker.isReady() } : {}), postgres: await access.healthy() }),
       ...(broker instanceof RedisBroker ? { redisRoundTrip: () => broker.roundTrip() } : {}),
     },
@@ -112,6 +114,15 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   );
   const hub: DeliveryHub = new DeliveryHub(broker, config, metrics, log);
   const reauthorizer = new Reauthorizer(hub, { lookupMany: (ids) => access.lookupMany(ids), revoked }, config.reauthIntervalMs, log.child({ component: 'reauth' }));
+  const accessTargets = { access, revoked, reauthorizer };
+  const accessChanges = new AccessChangeListener({
+    databaseUrl: config.databaseUrl,
+    connectTimeoutMs: config.databaseQueryTimeoutMs,
+    log: log.child({ component: 'access-changes' }),
+    onChange: (change) => applyAccessChange(change, accessTargets),
+    onConnected: () => applyAccessChange({ kind: 'all' }, accessTargets),
+    onNotification: () => metrics.accessNotified(),
+  });
   const startedAt = Date.now();
   // Expired handshake windows and cache rows are swept about ten times per heartbeat interval.
   const sweepEveryMs = Math.max(1, Math.floor(config.heartbeatMs / 10));
@@ -166,7 +177,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     await hub.drain(windowMs);
     server.close();
     server.closeIdleConnections();
-    await Promise.allSettled([broker.close(), access.close(), new Promise<void>((resolve) => server.close(() => resolve()))]);
+    await Promise.allSettled([broker.close(), accessChanges.close(), reauthorizer.settled().then(() => access.close()), new Promise<void>((resolve) => server.close(() => resolve()))]);
     upgrade.close();
     log.info({ uptime_s: Math.round((Date.now() - startedAt) / 1000) }, 'gateway stopped');
   };
@@ -177,6 +188,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       // Best effort: without the list, the first site handshake reads it.
       await revoked.refresh().catch((err: unknown) => log.warn({ err: String(err) }, 'could not read replyx_revoked_site_tokens at start; retrying on the first site handshake'));
       await broker.start();
+      // In the background: the gateway serves without it (the TTL and the sweep bound every change).
+      accessChanges.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ port: config.port, host: config.host, backlog: config.listenBacklog }, () => {
