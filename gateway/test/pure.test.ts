@@ -19,9 +19,8 @@ import { checkGrant } from '../src/access/grant.js';
 import { revocationReason } from '../src/hub/reauthorizer.js';
 import { parsePublishBody } from '../src/http/publish-request.js';
 import { DialogHub } from '../src/hub/dialog-hub.js';
-import { ACCESS_CHANGES_CHANNEL, LISTENER_BACKOFF, applyAccessChange, listenerBackoffMs, parseAccessChange, type AccessChangeTargets } from '../src/access/access-changes.js';
+import { ACCESS_CHANGES_CHANNEL, LISTENER_BACKOFF, applyAccessChange, listenerBackoffMs, parseAccessChange, type AccessChangeTargets, type ReauthScope } from '../src/access/access-changes.js';
 import { RevokedSiteTokens } from '../src/access/revoked-site-tokens.js';
-import type { ReauthScope } from '../src/hub/reauthorizer.js';
 import { CONFIG_BASE as base } from './harness.js';
 
 // The pure parts, exhaustively: config parsing, close-code ranges, token transport, origin

@@ -1,7 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { GATEWAY_ERROR_CODES } from '../error-codes.js';
-import type { ReauthScope } from '../hub/reauthorizer.js';
 
 // The change signal of access: triggers on the tables behind `replyx_dialog_access` and
 // `replyx_revoked_site_tokens` (examples/backend/migrations/007_access_changes.sql) call
@@ -15,6 +14,9 @@ import type { ReauthScope } from '../hub/reauthorizer.js';
 
 /** The one NOTIFY channel of access changes; the migration's triggers name the same (checked by the gateway's tests). */
 export const ACCESS_CHANGES_CHANNEL = 'replyx_access_changes';
+
+/** Which open connections to re-authorize: every one, or those of some dialogs and of some site tokens (hub/reauthorizer.ts). */
+export type ReauthScope = { readonly all: true } | { readonly dialogs?: readonly number[]; readonly siteTokens?: readonly string[] };
 
 /** What one notification says changed. */
 export type AccessChange =

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { ReauthScope } from '../access/access-changes.js';
 import type { DialogAccess } from '../access/dialog-access.js';
 import { checkGrant, type Grant } from '../access/grant.js';
 import type { ClientConnection } from '../connection/client-connection.js';
@@ -28,9 +29,6 @@ export interface ReauthTarget {
   /** Closes `conn` with 4001 "access revoked"; false when it was closing already. */
   revoke(conn: ClientConnection, why: string): boolean;
 }
-
-/** Which open connections to re-authorize: every one, or those of some dialogs and of some site tokens. */
-export type ReauthScope = { readonly all: true } | { readonly dialogs?: readonly number[]; readonly siteTokens?: readonly string[] };
 
 /** Requests merged while a check runs. */
 interface PendingScope {
