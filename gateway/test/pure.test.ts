@@ -21,6 +21,9 @@ import { parsePublishBody } from '../src/http/publish-request.js';
 import { DialogHub } from '../src/hub/dialog-hub.js';
 import { ACCESS_CHANGES_CHANNEL, LISTENER_BACKOFF, applyAccessChange, listenerBackoffMs, parseAccessChange, type AccessChangeTargets, type ReauthScope } from '../src/access/access-changes.js';
 import { RevokedSiteTokens } from '../src/access/revoked-site-tokens.js';
+import { Reauthorizer, type ReauthMember } from '../src/hub/reauthorizer.js';
+import { createLogger } from '../src/log/logger.js';
+import type { DialogAccess } from '../src/access/dialog-access.js';
 import { CONFIG_BASE as base } from './harness.js';
 
 // The pure parts, exhaustively: config parsing, close-code ranges, token transport, origin
@@ -552,5 +555,93 @@ describe('RevokedSiteTokens', () => {
     expect(reads).toHaveLength(2);
     reads[1]!(['y']);
     expect(await check).toBe(true);
+  });
+});
+
+describe('Reauthorizer.request (what an access change re-checks)', () => {
+  /** A hub with an admin on dialog 1, a site token j2 on dialog 2 and a widget on dialog 3; every dialog moved to user 9. */
+  function fixture() {
+    const members = new DialogHub<ReauthMember>();
+    const dialogOf = new Map<ReauthMember, number>();
+    const join = (dialogId: number, member: ReauthMember) => {
+      members.join(dialogId, member);
+      dialogOf.set(member, dialogId);
+    };
+    join(1, { kind: 'admin', grant: { kind: 'admin', userId: 1 } });
+    join(2, { kind: 'site', grant: { kind: 'site', userId: 1, assistantId: 10, jti: 'j2' } });
+    join(3, { kind: 'widget', grant: { kind: 'widget', assistantId: 10, originHost: 'example.com', dialogId: 3 } });
+    const reads: number[][] = [];
+    const revoked: string[] = [];
+    /** While set, reads wait for it: a check is running. */
+    let gate: Promise<void> | undefined;
+    const reauth = new Reauthorizer<ReauthMember>(
+      {
+        members,
+        revoke: (conn, why) => {
+          revoked.push(`${conn.kind}: ${why}`);
+          members.leave(dialogOf.get(conn)!, conn);
+          return true;
+        },
+      },
+      {
+        lookupMany: async (ids) => {
+          reads.push([...ids]);
+          await gate;
+          return new Map<number, DialogAccess | null>(ids.map((id) => [id, { dialogId: id, assistantId: 99, userId: 9, allowedDomains: [] }]));
+        },
+        revoked: { refresh: async () => undefined, has: () => false },
+      },
+      60_000,
+      createLogger('silent'),
+    );
+    const hold = (): (() => void) => {
+      let release!: () => void;
+      gate = new Promise((resolve) => (release = resolve));
+      return release;
+    };
+    return { reauth, reads, revoked, hold };
+  }
+
+  it('re-reads only the open dialogs a change names, and those with a socket of the named site token', async () => {
+    const f = fixture();
+    f.reauth.request({ dialogs: [1, 42] });
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[1]]);
+    expect(f.revoked).toEqual(['admin: dialog belongs to another owner now']);
+    f.reauth.request({ siteTokens: ['j2'] });
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[1], [2]]);
+    f.reauth.request({ siteTokens: ['other'], dialogs: [77] });
+    await f.reauth.settled();
+    expect(f.reads).toHaveLength(2);
+  });
+
+  it('merges the requests of one turn into one read; all means every open dialog', async () => {
+    const f = fixture();
+    f.reauth.request({ dialogs: [3] });
+    f.reauth.request({ siteTokens: ['j2'] });
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[2, 3]]);
+    const g = fixture();
+    g.reauth.request({ dialogs: [3] });
+    g.reauth.request({ all: true });
+    await g.reauth.settled();
+    expect(g.reads).toEqual([[1, 2, 3]]);
+    expect(g.revoked).toHaveLength(3);
+  });
+
+  it('requests made while a check runs are merged into one check right after it', async () => {
+    const f = fixture();
+    const release = f.hold();
+    f.reauth.request({ dialogs: [1] });
+    await new Promise((r) => setImmediate(r));
+    expect(f.reads).toEqual([[1]]);
+    f.reauth.request({ dialogs: [2] });
+    f.reauth.request({ dialogs: [3] });
+    await new Promise((r) => setImmediate(r));
+    expect(f.reads).toHaveLength(1);
+    release();
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[1], [2, 3]]);
   });
 });

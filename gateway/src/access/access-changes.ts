@@ -106,6 +106,13 @@ export function listenerBackoffMs(attempt: number, random = Math.random()): numb
   return Math.round(base * (1 + 0.2 * random));
 }
 
+/**
+ * How often the listener's idle connection is asked `SELECT 1`: a connection that died without a
+ * word (a partition, a dropped NAT entry) delivers no notification and no error, so without this
+ * the gateway would believe it listens until TCP gives up, hours later.
+ */
+export const LISTENER_PING_MS = 10_000;
+
 /** How the listener connects and whom it tells. */
 export interface AccessChangeListenerOptions {
   readonly databaseUrl: string;
@@ -128,6 +135,7 @@ export class AccessChangeListener {
   #stopped = false;
   #attempt = 0;
   #retry: NodeJS.Timeout | undefined;
+  #ping: NodeJS.Timeout | undefined;
   /** When the current outage began (undefined while connected or before the first attempt). */
   #downSince: number | undefined;
   #warnedBadPayload = false;
@@ -151,6 +159,7 @@ export class AccessChangeListener {
   async close(): Promise<void> {
     this.#stopped = true;
     if (this.#retry) clearTimeout(this.#retry);
+    if (this.#ping) clearInterval(this.#ping);
     this.#connected = false;
     const client = this.#client;
     this.#client = undefined;
@@ -161,12 +170,20 @@ export class AccessChangeListener {
     if (this.#stopped) return;
     const { databaseUrl, connectTimeoutMs } = this.#options;
     // keepAlive: a peer that vanished without a FIN is noticed by TCP, not only at the next write.
-    const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: connectTimeoutMs, query_timeout: connectTimeoutMs, keepAlive: true, application_name: 'replyx-ws-gateway-listener' });
+    const client = new pg.Client({
+      connectionString: databaseUrl,
+      connectionTimeoutMillis: connectTimeoutMs,
+      query_timeout: connectTimeoutMs,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: LISTENER_PING_MS,
+      application_name: 'replyx-ws-gateway-listener',
+    });
     let lost = false;
     const onLost = (err?: unknown): void => {
       if (lost) return;
       lost = true;
       if (this.#client === client) this.#client = undefined;
+      if (this.#ping) clearInterval(this.#ping);
       void client.end().catch(() => undefined);
       this.#lost(err);
     };
@@ -190,6 +207,8 @@ export class AccessChangeListener {
     this.#client = client;
     this.#connected = true;
     this.#attempt = 0;
+    this.#ping = setInterval(() => void client.query('SELECT 1').catch(onLost), LISTENER_PING_MS);
+    this.#ping.unref();
     const { log } = this.#options;
     if (this.#downSince !== undefined) log.info({ down_ms: Date.now() - this.#downSince }, `access change listener is back on ${ACCESS_CHANGES_CHANNEL}; cache cleared and open connections re-authorized`);
     else log.info({ channel: ACCESS_CHANGES_CHANNEL }, `access change listener is listening on ${ACCESS_CHANGES_CHANNEL}`);

@@ -3,7 +3,7 @@ import type { ReauthScope } from '../access/access-changes.js';
 import type { DialogAccess } from '../access/dialog-access.js';
 import { checkGrant, type Grant } from '../access/grant.js';
 import type { ClientConnection } from '../connection/client-connection.js';
-import type { DialogHub } from './dialog-hub.js';
+import type { DialogHub, HubMember } from './dialog-hub.js';
 
 // Live re-authorization: every REAUTH_INTERVAL_MS the access rows of the dialogs that have open
 // connections are read again (in batches, one query per ACCESS_BATCH_SIZE dialogs, never one per
@@ -23,11 +23,16 @@ export interface ReauthSources {
   readonly revoked: { refresh(): Promise<void>; has(jti: string): boolean };
 }
 
+/** What re-authorization needs of a connection: its kind and what its credential granted. */
+export interface ReauthMember extends HubMember {
+  readonly grant: Grant;
+}
+
 /** Where connections live and how one is closed for lost access. */
-export interface ReauthTarget {
-  readonly members: DialogHub<ClientConnection>;
+export interface ReauthTarget<M extends ReauthMember = ClientConnection> {
+  readonly members: DialogHub<M>;
   /** Closes `conn` with 4001 "access revoked"; false when it was closing already. */
-  revoke(conn: ClientConnection, why: string): boolean;
+  revoke(conn: M, why: string): boolean;
 }
 
 /** Requests merged while a check runs. */
@@ -47,8 +52,8 @@ export function revocationReason(grant: Grant, dialogId: number, access: DialogA
 }
 
 /** Re-checks open connections every `intervalMs`, driven by the gateway's shared timer. */
-export class Reauthorizer {
-  readonly #target: ReauthTarget;
+export class Reauthorizer<M extends ReauthMember = ClientConnection> {
+  readonly #target: ReauthTarget<M>;
   readonly #sources: ReauthSources;
   readonly #intervalMs: number;
   readonly #log: Logger;
@@ -59,7 +64,7 @@ export class Reauthorizer {
   #rechecking = false;
 
   /** Sweeps every `intervalMs`, the first one `intervalMs` after `startMs`. */
-  constructor(target: ReauthTarget, sources: ReauthSources, intervalMs: number, log: Logger, startMs = Date.now()) {
+  constructor(target: ReauthTarget<M>, sources: ReauthSources, intervalMs: number, log: Logger, startMs = Date.now()) {
     this.#target = target;
     this.#sources = sources;
     this.#intervalMs = intervalMs;
