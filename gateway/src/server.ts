@@ -1,7 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
-import { AccessChangeListener, applyAccessChange } from './access/access-changes.js';
+import { AccessChangeListener, applyAccessChange, type AccessChange } from './access/access-changes.js';
 import { DialogAccessStore } from './access/dialog-access.js';
 import { RevokedSiteTokens } from './access/revoked-site-tokens.js';
 import { TokenVerifier } from './auth/tokens.js';
@@ -115,12 +115,19 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   const hub: DeliveryHub = new DeliveryHub(broker, config, metrics, log);
   const reauthorizer = new Reauthorizer(hub, { lookupMany: (ids) => access.lookupMany(ids), revoked }, config.reauthIntervalMs, log.child({ component: 'reauth' }));
   const accessTargets = { access, revoked, reauthorizer };
+  // Access changes heard so far: a handshake whose authorization spans one may have read the old
+  // row after the re-check of its dialog was computed, so accept() has it checked once more.
+  let accessChangesHeard = 0;
+  const onAccessChange = (change: AccessChange): void => {
+    accessChangesHeard += 1;
+    applyAccessChange(change, accessTargets);
+  };
   const accessChanges = new AccessChangeListener({
     databaseUrl: config.databaseUrl,
     connectTimeoutMs: config.databaseQueryTimeoutMs,
     log: log.child({ component: 'access-changes' }),
-    onChange: (change) => applyAccessChange(change, accessTargets),
-    onConnected: () => applyAccessChange({ kind: 'all' }, accessTargets),
+    onChange: onAccessChange,
+    onConnected: () => onAccessChange({ kind: 'all' }),
     onNotification: () => metrics.accessNotified(),
   });
   const startedAt = Date.now();
@@ -147,7 +154,12 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       legacyWidgetAuth: config.legacyWidgetAuth,
     },
     isDraining,
-    accept: (ws, auth, ip) => void hub.attach(ws, auth, ip),
+    accessChanges: () => accessChangesHeard,
+    accept: (ws, auth, ip, changesAtStart) => {
+      // attach() joins the dialog before its first await, so the re-check below sees the socket.
+      void hub.attach(ws, auth, ip);
+      if (changesAtStart !== accessChangesHeard) reauthorizer.request({ dialogs: [auth.dialogId] });
+    },
   });
   const handler = createHttpHandler({ config, metrics, log, members: hub.members, broker, database: access, startedAt, isDraining });
   const server = http.createServer((req: IncomingMessage, res: ServerResponse) => void handler(req, res));
