@@ -122,7 +122,7 @@ export class Reauthorizer<M extends ReauthMember = ClientConnection> {
   #dialogsOf(pending: PendingScope): number[] {
     const members = this.#target.members;
     return members.dialogIds().filter(
-      (id) => pending.dialogs.has(id) || (pending.siteTokens.size > 0 && [...members.recipients(id)].some((c) => c.grant.kind === 'site' && pending.siteTokens.has(c.grant.jti))),
+      (id) => pending.dialogs.has(id) || (pending.siteTokens.size > 0 && [...members.recipients(id, ['site'])].some((c) => c.grant.kind === 'site' && pending.siteTokens.has(c.grant.jti))),
     );
   }
 
