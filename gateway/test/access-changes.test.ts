@@ -145,6 +145,26 @@ describe('access change notifications', () => {
     expect(await metric('replyx_gateway_access_notifications_total')).toBeGreaterThanOrEqual(5);
   });
 
+  it('a handshake whose authorization spans a change is re-checked once attached', async () => {
+    // ACCESS_LOOKUP_WINDOW_MS holds the dialog read of a handshake for up to a second after the
+    // previous read, so a revocation can land after its revoked-token check and before it joins.
+    const slow = await startGateway(testConfig({ databaseUrl: db.url, reauthIntervalMs: SLOW_MS, accessCacheTtlMs: SLOW_MS, accessLookupWindowMs: 1000, instanceId: 'gw-changes-window' }));
+    try {
+      await eventually(() => slow.logs.some((l) => l.includes('access change listener is listening')), 10_000, 'the second listener');
+      const [first, second] = [await newDialog(db.a.assistantId), await newDialog(db.a.assistantId)];
+      const jti = `spanning-${Date.now()}`;
+      await connectOnce(`${slow.ws}/ws/site/dialogs/${first}`, await siteToken(db.a.userId, db.a.assistantId));
+      const spanning = new TestClient(`${slow.ws}/ws/site/dialogs/${second}`, {}, protocols(await siteToken(db.a.userId, db.a.assistantId, { jti })));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(spanning.frames).toHaveLength(0);
+      await sql.query("INSERT INTO site_token_revocations (jti, expires_at) VALUES ($1, now() + interval '1 hour')", [jti]);
+      await spanning.ready();
+      expect(await spanning.closed).toEqual(REVOKED);
+    } finally {
+      await slow.stop();
+    }
+  });
+
   it('after its connection is killed the listener reconnects with backoff, logs the outage once, re-authorizes what changed meanwhile, and sees later changes', async () => {
     const database = new URL(db.url).pathname.slice(1);
     const [duringOutage, later] = [await newDialog(db.a.assistantId), await newDialog(db.a.assistantId)];
