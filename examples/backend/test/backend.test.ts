@@ -19,12 +19,13 @@ import { DEFAULT_TOKEN_POLICY, demoSiteTokens, demoVisitorKey, PROBE_DIALOG_ID, 
 import { createLogger } from '../src/log.js';
 import { WS_ROUTE_BACKEND, WS_ROUTE_HEADER } from '../src/legacy-route.js';
 import pino from 'pino';
-import { loadMigrations, migrate } from '../src/migrate.js';
+import { GATEWAY_DATABASE_ROLE, loadMigrations, migrate } from '../src/migrate.js';
 import { messageIdempotencyKey, OutboxRelay } from '../src/outbox.js';
 import { seedDemoData } from '../src/seed.js';
 import { messageData } from '../src/store.js';
 import { startWorker, type BackendWorker } from '../src/worker.js';
 import { UPGRADE_REQUIRED_HINT } from '@replyx/gateway/access/endpoints';
+import { ACCESS_CHANGES_CHANNEL, parseAccessChange, type AccessChange } from '@replyx/gateway/access/access-changes';
 
 // The backend against the suite's real Postgres and Redis: one in-process worker for the API
 // and legacy /ws/ (and one with LEGACY_WIDGET_AUTH), and the real cluster entry point for health
@@ -291,6 +292,44 @@ describe('site tokens: issue and revoke', () => {
     expect(view.rowCount).toBe(1);
     expect((await request('DELETE', '/api/site-tokens/no-such-token-id', undefined, bearer(await admin1()))).status).toBe(404);
     expect((await request('DELETE', '/api/site-tokens/%zz', undefined, bearer(await admin1()))).status).toBe(400);
+  });
+
+  it('every access change notifies the gateway’s channel, which the gateway’s role may LISTEN to (migration 007)', async () => {
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    await listener.connect();
+    const changes: (AccessChange | undefined)[] = [];
+    listener.on('notification', (m) => {
+      if (m.channel === ACCESS_CHANGES_CHANNEL) changes.push(parseAccessChange(m.payload));
+    });
+    try {
+      // LISTEN runs with the gateway role's rights: it needs none beyond 005's.
+      await listener.query(`SET ROLE ${listener.escapeIdentifier(GATEWAY_DATABASE_ROLE)}`);
+      await listener.query(`LISTEN ${listener.escapeIdentifier(ACCESS_CHANGES_CHANNEL)}`);
+      const issued = (await post('/api/site-tokens', { assistant_id: 4 }, bearer(await admin1()))).json as { token: string; jti: string };
+      expect((await request('DELETE', `/api/site-tokens/${issued.jti}`, undefined, bearer(await admin1()))).status).toBe(204);
+      await sql.query("UPDATE assistants SET allowed_domains = array_append(allowed_domains, 'added.example.com') WHERE id = 4");
+      await sql.query("UPDATE assistants SET allowed_domains = array_remove(allowed_domains, 'added.example.com'), name = name || '' WHERE id = 4");
+      // A rename alone, and a new dialog, revoke nothing and send nothing.
+      await sql.query("UPDATE assistants SET name = name || '' WHERE id = 4");
+      const { rows } = await sql.query<{ id: string }>('INSERT INTO dialogs (assistant_id) VALUES (4) RETURNING id');
+      const dialog = Number(rows[0]!.id);
+      await sql.query('UPDATE dialogs SET assistant_id = 3 WHERE id = $1', [dialog]);
+      await sql.query('DELETE FROM dialogs WHERE id = $1', [dialog]);
+      // The last change: once it is in, everything before it is (notifications come in commit order).
+      const sentinel = `sentinel-${Date.now()}`;
+      await sql.query("INSERT INTO site_token_revocations (jti, expires_at) VALUES ($1, now() + interval '1 minute')", [sentinel]);
+      await waitUntil(async () => changes.some((c) => c?.kind === 'site-token' && c.jti === sentinel), 5000);
+      expect(changes).toEqual([
+        { kind: 'site-token', jti: issued.jti },
+        { kind: 'assistant', assistantId: 4 },
+        { kind: 'assistant', assistantId: 4 },
+        { kind: 'dialog', dialogId: dialog },
+        { kind: 'dialog', dialogId: dialog },
+        { kind: 'site-token', jti: sentinel },
+      ]);
+    } finally {
+      await listener.end();
+    }
   });
 
   it('refuses other users’ assistants and dialogs, lifetimes over the maximum, and non-operators', async () => {
@@ -677,7 +716,7 @@ describe('cluster entry point', () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     const versions = await client.query('SELECT version FROM schema_migrations ORDER BY version');
-    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual((await loadMigrations()).map((m) => m.version));
     const access = await client.query('SELECT dialog_id::int, assistant_id::int, user_id::int FROM replyx_dialog_access ORDER BY dialog_id');
     expect(access.rows).toEqual([
       { dialog_id: 100, assistant_id: 3, user_id: 1 },

@@ -30,8 +30,13 @@ export interface UpgradeDeps {
   readonly access: AuthorizeDeps;
   /** True once shutdown began: new upgrades get 503, late authorizations 4200. */
   isDraining(): boolean;
-  /** Takes over an accepted, authorized socket (the hub's attach). */
-  accept(ws: WebSocket, auth: Authorized, ip: string): void;
+  /**
+   * How many access changes the gateway has heard so far (access/access-changes.ts); read when
+   * authorization begins and handed to accept, which re-checks a socket authorized across a change.
+   */
+  accessChanges(): number;
+  /** Takes over an accepted, authorized socket (the hub's attach); `changesAtStart` is accessChanges() when its authorization began. */
+  accept(ws: WebSocket, auth: Authorized, ip: string, changesAtStart: number): void;
 }
 
 /** The 'upgrade' listener for node:http, and a close() for shutdown. */
@@ -87,6 +92,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     // The slot is released when the TCP socket closes, whatever happened in between.
     (socket as AdmittedSocket)[ADMITTED_IP] = ip;
     socket.on('close', releaseAdmission);
+    const changesAtStart = deps.accessChanges();
     authorize(match, req, deps.access).then(
       (result) => {
         if (socket.destroyed) return;
@@ -108,7 +114,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         // The 101 response and the `connected` frame (sent by accept) leave in one write, not two:
         // a syscall per handshake saved, the largest share of a connect left after auth.
         socket.cork();
-        wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip));
+        wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip, changesAtStart));
         socket.uncork();
       },
       (err: unknown) => {
