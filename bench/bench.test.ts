@@ -8,7 +8,7 @@ import { freePort } from '../infra/targets/local/ports.js';
 import { startRedis, type ServiceProcess } from '../infra/targets/local/processes.js';
 import { createTestDatabase } from '../test/services.js';
 import { eventData, eventFrame, fillerText, parseEventStamp } from './event.js';
-import { HOLD_SYSTEMS, SMOKE_RUN, connectDialogs, median, medianByP99, runBench, summarizeConnects, type BenchRun, type ConnectsResult, type HoldResult, type SystemResult } from './harness.js';
+import { HOLD_SYSTEMS, SMOKE_RUN, connectDialogs, idleReading, median, medianByP99, runBench, summarizeConnects, type BenchRun, type ConnectsResult, type HoldResult, type SystemResult } from './harness.js';
 import { parseOpenFileLimits } from '../gateway/src/limits/open-files.js';
 import { cpuSecondsBetween } from './proc.js';
 import { HOLD_FD_HEADROOM, holdSourceAddress, pingsExpected, planHold, summarizeHeartbeats } from './hold.js';
@@ -176,6 +176,23 @@ Max locked memory         8388608              8388608              bytes
     );
     expect(beats).toEqual({ open: 20, pingsMin: 1, underPinged: 1, dropped: 1 });
     expect(summarizeHeartbeats([{ op: 'heartbeats', connectionsByPings: {}, dropped: 0 }], 2)).toEqual({ open: 0, pingsMin: 0, underPinged: 0, dropped: 0 });
+  });
+});
+
+describe('(c) idle readings', () => {
+  it('bills the RSS growth per open connection, in all and per process name; a process new in the second reading counts whole', () => {
+    const reading = idleReading({ node: 100_000_000, nginx: 50_000_000 }, { node: 130_000_000, nginx: 177_000_000, helper: 1_000_000 }, 10_000);
+    expect(reading).toEqual({ rssBytes: 308_000_000, bytesPerConnection: 15_800, bytesPerConnectionByProcess: { node: 3000, nginx: 12_700, helper: 100 } });
+    expect(idleReading({ node: 1 }, { node: 2 }, 0).bytesPerConnection).toBe(0);
+  });
+
+  it('shows both readings, the one after connecting and the figure after the idle window, with the split by process', () => {
+    const ours = fakeRun.results[0]!;
+    const idle = { ...ours.idle!, idleMs: 60_000, bytesPerConnectionByProcess: { node: 3000, nginx: 5000 }, afterConnecting: { rssBytes: 2e6, bytesPerConnection: 10_240, bytesPerConnectionByProcess: { node: 5240, nginx: 5000 } } };
+    const run: BenchRun = { ...fakeRun, options: { ...fakeRun.options, settleMs: 3000, idleSettleMs: 60_000 }, results: [{ ...ours, idle }, ...fakeRun.results.slice(1)] };
+    const md = renderMarkdown(run, { cpuModel: 'Test CPU', cores: 2, ramGiB: 4, kernel: 'Linux 6', node: 'v20' }, 'BENCHMARKS.svg');
+    expect(md).toContain('| RSS after 3.0 s | KiB per connection then | RSS after 60 s idle | KiB per connection | by process, KiB |');
+    expect(md).toContain('| replyx ws-gateway | 10 | 0 | 1.0 MiB | 1.9 MiB | 10.0 | 1.0 MiB | 7.8 | node 2.9, nginx 4.9 |');
   });
 });
 

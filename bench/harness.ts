@@ -103,8 +103,15 @@ export interface BenchOptions {
   readonly drainTimeoutMs: number;
   /** ...and give up earlier when no new event arrived for this long (the rest is lost). */
   readonly stallTimeoutMs: number;
-  /** Pause before reading RSS so allocations from connecting settle. */
+  /** Pause before the (c) reading just after connecting, so the connects' last allocations land. */
   readonly settleMs: number;
+  /**
+   * (c)'s figure is read after the connections have been idle this long, and its baseline after
+   * the fresh system has been idle this long: V8's memory reducer gives back the heap a burst grew
+   * (for Node about 45-55 s after it), so the reading is what idle connections hold, the same
+   * window (f) holds its connections for. 0: only the reading after `settleMs` (smoke).
+   */
+  readonly idleSettleMs: number;
   /**
    * Before each scenario, wait until the server is idle (under 10 % of a core over half a
    * second), at most this long: leftover work from the previous scenario (closing 10,000
@@ -161,6 +168,7 @@ export const FULL_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   drainTimeoutMs: 120_000,
   stallTimeoutMs: 5000,
   settleMs: 3000,
+  idleSettleMs: 60_000,
   quiesceTimeoutMs: 30_000,
   callTimeoutMs: 180_000,
   storm: STORM_FULL,
@@ -192,6 +200,7 @@ export const SMOKE_RUN: Omit<BenchOptions, 'log' | 'systems'> = {
   drainTimeoutMs: 10_000,
   stallTimeoutMs: 3000,
   settleMs: 200,
+  idleSettleMs: 0,
   warmupS: 0.5,
   quiesceTimeoutMs: 5000,
   callTimeoutMs: 60_000,
@@ -214,9 +223,14 @@ export interface IdleResult {
   readonly connectErrors: readonly string[];
   readonly rssBeforeBytes: number;
   readonly rssAfterBytes: number;
+  /** (c)'s figure: read after `idleMs` of idle connections (the reading just after connecting when idleSettleMs is 0). */
   readonly bytesPerConnection: number;
   /** bytesPerConnection split by process command name (e.g. "node" for the gateway and "nginx" for its workers). */
   readonly bytesPerConnectionByProcess?: Readonly<Record<string, number>>;
+  /** How long the connections had been idle at the reading, ms. */
+  readonly idleMs?: number;
+  /** The reading `settleMs` after the last connect, before the burst's heap was given back. */
+  readonly afterConnecting?: { readonly rssBytes: number; readonly bytesPerConnection: number; readonly bytesPerConnectionByProcess: Readonly<Record<string, number>> };
 }
 
 /** Delivery figures shared by (a) and (b). */
@@ -527,6 +541,10 @@ function dialogTargets(system: RunningSystem, dialogs: readonly number[], roles:
   return out;
 }
 
+function sum(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
 function range(first: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => first + i);
 }
@@ -567,35 +585,54 @@ type ScenarioLog = (line: string) => void;
 
 /** (c) idle memory, on the connections (b) then uses; they stay open for (b). */
 async function idleScenario(driver: Driver, system: RunningSystem, opts: BenchOptions, log: ScenarioLog): Promise<{ idle: IdleResult; opened: number }> {
-  await sleep(opts.settleMs);
+  // The system has just started: its start-up garbage is given back in the same window as a
+  // burst's, so the baseline waits as long as the reading does.
+  await sleep(Math.max(opts.settleMs, opts.idleSettleMs));
   const pids = await system.serverPids();
   await quiesce(pids, opts.quiesceTimeoutMs);
-  const before = await measure(pids);
-  const beforeByName = await rssByName(pids);
+  const before = await rssByName(pids);
   const dialogs = range(1, opts.dialogs);
   const manyTargets = dialogTargets(system, dialogs, ['admin', 'widget']);
   log(`opening ${manyTargets.length} connections over ${opts.dialogs} dialogs`);
   const opened = await driver.connect(system, manyTargets, opts.openConcurrency);
-  await sleep(opts.settleMs);
-  await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
-  const afterPids = await system.serverPids();
-  const after = await measure(afterPids);
-  const afterByName = await rssByName(afterPids);
-  const perConnection = (bytes: number) => (opened.ok > 0 ? Math.round(bytes / opened.ok) : 0);
-  const byProcess = Object.fromEntries(Object.entries(afterByName).map(([name, rss]) => [name, perConnection(rss - (beforeByName[name] ?? 0))]));
+  const connectedAt = Date.now();
+  const reading = async (afterMs: number) => {
+    await sleep(Math.max(0, connectedAt + afterMs - Date.now()));
+    await quiesce(await system.serverPids(), opts.quiesceTimeoutMs);
+    const rss = await rssByName(await system.serverPids());
+    return { idleMs: Date.now() - connectedAt, ...idleReading(before, rss, opened.ok) };
+  };
+  const first = await reading(opts.settleMs);
+  const settled = opts.idleSettleMs > 0 ? await reading(opts.idleSettleMs) : first;
   const idle: IdleResult = {
     connections: opened.ok,
     failed: opened.failed,
     connectErrors: opened.errors,
-    rssBeforeBytes: before.rssBytes,
-    rssAfterBytes: after.rssBytes,
-    bytesPerConnection: perConnection(after.rssBytes - before.rssBytes),
-    bytesPerConnectionByProcess: byProcess,
+    rssBeforeBytes: sum(Object.values(before)),
+    rssAfterBytes: settled.rssBytes,
+    bytesPerConnection: settled.bytesPerConnection,
+    bytesPerConnectionByProcess: settled.bytesPerConnectionByProcess,
+    idleMs: settled.idleMs,
+    ...(settled === first ? {} : { afterConnecting: { rssBytes: first.rssBytes, bytesPerConnection: first.bytesPerConnection, bytesPerConnectionByProcess: first.bytesPerConnectionByProcess } }),
   };
-  const split = Object.keys(byProcess).length > 1 ? ` (${Object.entries(byProcess).map(([name, b]) => `${name} ${(b / 1024).toFixed(1)}`).join(', ')})` : '';
-  log(`idle: ${opened.ok} open (${opened.failed} failed), ${(idle.bytesPerConnection / 1024).toFixed(1)} KiB RSS per connection${split}`);
+  const kibs = (r: { bytesPerConnection: number; bytesPerConnectionByProcess: Readonly<Record<string, number>> }) => {
+    const parts = Object.entries(r.bytesPerConnectionByProcess);
+    return `${(r.bytesPerConnection / 1024).toFixed(1)} KiB${parts.length > 1 ? ` (${parts.map(([name, b]) => `${name} ${(b / 1024).toFixed(1)}`).join(', ')})` : ''}`;
+  };
+  log(`idle: ${opened.ok} open (${opened.failed} failed), RSS per connection ${kibs(first)} after ${(first.idleMs / 1000).toFixed(0)} s${settled === first ? '' : `, ${kibs(settled)} after ${(settled.idleMs / 1000).toFixed(0)} s idle`}`);
   if (opts.heapSnapshotDir && system.name === 'ours') await heapSnapshot(pids[0]!, opts.heapSnapshotDir, log);
   return { idle, opened: opened.ok };
+}
+
+/** RSS growth per open connection between two readings by process name, in all and per process. */
+export function idleReading(before: Readonly<Record<string, number>>, after: Readonly<Record<string, number>>, connections: number): { rssBytes: number; bytesPerConnection: number; bytesPerConnectionByProcess: Record<string, number> } {
+  const perConnection = (bytes: number) => (connections > 0 ? Math.round(bytes / connections) : 0);
+  const rssBytes = sum(Object.values(after));
+  return {
+    rssBytes,
+    bytesPerConnection: perConnection(rssBytes - sum(Object.values(before))),
+    bytesPerConnectionByProcess: Object.fromEntries(Object.entries(after).map(([name, rss]) => [name, perConnection(rss - (before[name] ?? 0))])),
+  };
 }
 
 /** (b) many dialogs at a steady rate, `manyRuns` times over the connections (c) opened. */

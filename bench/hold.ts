@@ -1,4 +1,4 @@
-import { OPEN_FILE_RESERVE, type OpenFileLimits } from '../gateway/src/limits/open-files.js';
+import { connectionCapacity, OPEN_FILE_RESERVE, type OpenFileLimits } from '../gateway/src/limits/open-files.js';
 import type { HeartbeatCounts } from './load/messages.js';
 
 // (f) idle connections held on one gateway process through its heartbeats: the pure parts
@@ -24,9 +24,10 @@ export interface HoldPlan {
 
 /** Plans the hold: the requested count, capped to what the process's open-file limits (soft, hard) allow. */
 export function planHold(requested: number, limits: OpenFileLimits): HoldPlan {
+  // The gateway's own bound: it admits no more than this and closes the rest with 4100.
+  const { connections: capacity, limitedByOpenFiles } = connectionCapacity(requested, limits);
   const openFileLimit = limits.soft;
-  const capacity = openFileLimit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, openFileLimit - HOLD_FD_HEADROOM);
-  if (requested <= capacity) return { requested, openFileLimit, target: requested };
+  if (!limitedByOpenFiles) return { requested, openFileLimit, target: requested };
   const n = (x: number) => x.toLocaleString('en-US');
   const why =
     limits.hard !== undefined && openFileLimit! >= limits.hard

@@ -33,6 +33,9 @@ const OURS: SystemName = 'ours';
 
 const fmt = (n: number | undefined, digits = 0): string => (n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 const kib = (bytes: number | undefined): string => (bytes === undefined ? '–' : fmt(bytes / 1024, 1));
+/** Per-process KiB, e.g. "node 3.1, nginx 12.7". */
+const byProcess = (bytes: Readonly<Record<string, number>> | undefined): string =>
+  bytes === undefined ? '–' : Object.entries(bytes).map(([name, b]) => `${name} ${kib(b)}`).join(', ') || '–';
 
 function status(r: SystemResult): string {
   if (r.skipped) return `skipped: ${r.skipped}`;
@@ -347,10 +350,11 @@ export function renderMarkdown(run: BenchRun, machine: MachineInfo, chartFile: s
         ]
       : [r.label, status(r) || '–', '', '', '', '', '', '', '', '', ''],
   );
+  const mib = (bytes: number | undefined) => (bytes === undefined ? '–' : `${fmt(bytes / 1024 ** 2, 1)} MiB`);
   const idleRows = run.results.map((r) =>
     r.idle
-      ? [r.label, fmt(r.idle.connections), fmt(r.idle.failed), `${fmt(r.idle.rssBeforeBytes / 1024 ** 2, 1)} MiB`, `${fmt(r.idle.rssAfterBytes / 1024 ** 2, 1)} MiB`, kib(r.idle.bytesPerConnection)]
-      : [r.label, status(r) || '–', '', '', '', ''],
+      ? [r.label, fmt(r.idle.connections), fmt(r.idle.failed), mib(r.idle.rssBeforeBytes), mib(r.idle.afterConnecting?.rssBytes), kib(r.idle.afterConnecting?.bytesPerConnection), mib(r.idle.rssAfterBytes), kib(r.idle.bytesPerConnection), byProcess(r.idle.bytesPerConnectionByProcess)]
+      : [r.label, status(r) || '–', '', '', '', '', '', '', ''],
   );
   const notes = run.results.flatMap((r) => {
     const errs = [...(r.idle?.connectErrors ?? []), ...(r.many?.errors ?? []), ...(r.fanout?.errors ?? []), ...(r.connects?.errors ?? [])];
@@ -384,7 +388,7 @@ Redis that calls \`ws.send\` once per member (the floor for ws's public API on t
   comparison on this box, not capacity claims.
 - Sizes: (a) ${fmt(o.fanoutSubscribers)} subscribers on one dialog, ${fmt(o.fanoutEvents)} events published as fast as the
   publisher's in-flight bound allows; (b) ${fmt(o.dialogs * 2)} connections over ${fmt(o.dialogs)} dialogs (admin + widget each),
-  ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s, ${fmt(o.manyRuns ?? 1)} run(s) per system; (c) the same ${fmt(o.dialogs * 2)} connections idle; (d) ${fmt(o.connectRuns ?? 1)} burst(s) of ${fmt(o.connectCount)} connects per system,
+  ${fmt(o.manyRatePerS)} events/s for ${fmt(o.manyDurationS)} s, ${fmt(o.manyRuns ?? 1)} run(s) per system; (c) the same ${fmt(o.dialogs * 2)} connections idle for ${fmt(o.idleSettleMs / 1000)} s; (d) ${fmt(o.connectRuns ?? 1)} burst(s) of ${fmt(o.connectCount)} connects per system,
   ${fmt(o.connectConcurrency)} handshakes in flight per generator${o.connectWarmup ? ` (after ${fmt(o.connectWarmup)} unmeasured warm-up connects on other dialogs)` : ''}; (f) ${fmt(o.holdConnections)} idle connections asked of one gateway
   process (ours only), held ${fmt(o.holdSeconds)} s, from ${fmt(o.holdSourceAddresses)} loopback source addresses and ${fmt(o.holdGenerators)} generator processes. Event text ${fmt(o.textBytes)} bytes. Scenario connections
   are opened ${fmt(o.openConcurrency)} handshakes in flight per generator, and before each scenario the harness waits
@@ -422,9 +426,11 @@ ${markdownTable([...DELIVERY_HEADERS, 'p99 per run ms'], deliveryRows(run, (r) =
 
 RSS is VmRSS from /proc of the server process(es): the gateway (plus nginx master and workers for the
 nginx row), the Pushpin runner with condure, zurl, pushpin-proxy, pushpin-handler and the origin.
-Per connection = (RSS with the connections open − RSS before) / connections open.
+Per connection = (RSS with the connections open − RSS before) / connections open, read twice:
+${fmt(o.settleMs / 1000, 1)} s after the last connect, and (the figure) after ${fmt(o.idleSettleMs / 1000)} s of idle connections;
+RSS before is read after the fresh system has been idle as long.
 
-${markdownTable(['system', 'open', 'failed', 'RSS before', 'RSS after', 'KiB per connection'], idleRows)}
+${markdownTable(['system', 'open', 'failed', 'RSS before', `RSS after ${fmt(o.settleMs / 1000, 1)} s`, 'KiB per connection then', `RSS after ${fmt(o.idleSettleMs / 1000)} s idle`, 'KiB per connection', 'by process, KiB'], idleRows)}
 
 ## (d) Connects per second: ${fmt(o.connectRuns ?? 1)} burst(s) of ${fmt(o.connectCount)} per system
 
@@ -497,18 +503,20 @@ ${holdSection(run)}${run.storm ? `\n${stormSection(run.storm, markdownTable)}` :
   (after (c) the process keeps a heap grown for 10,000 sockets that new ones reuse), so it
   includes what the heartbeat allocated; read after the window rather than 3 s after connecting,
   the connect burst's garbage is mostly collected, which is why it sits below (c)'s figure.
-- **(c)** RSS includes the JS heap not yet collected; it is read after a ${fmt(o.settleMs)} ms pause, not after a forced GC.
+- **(c)** is read after ${fmt(o.idleSettleMs / 1000)} s of idle connections, the window (f) holds its connections for, and its
+  baseline after the fresh system has been idle as long; no GC is forced. The reading
+  ${fmt(o.settleMs / 1000, 1)} s after the last connect is in the table too: it includes the heap the connect burst grew.
   Fixed costs (nginx's connection arrays for \`worker_connections\`, which each worker fills at start,
   its shared rate-limit zones, Node's start-up heap) are in "RSS before", so only what each
   connection adds counts; BENCHMARKS.json splits it by process (\`bytesPerConnectionByProcess\`:
   the gateway's \`node\`, \`nginx\`). The gateway keeps a socket and one connection object that is its
   own WebSocket (gateway/src/transport: about 1.3 KiB of heap per socket after a GC, 2.9 KiB while
-  ws's WebSocket, Receiver and Sender sat on each socket); the rest of its share is
-  V8's heap still sized for the connect burst: every new connection's objects survive a scavenge,
-  which makes V8 grow the young generation (up to Node 20's 16 MiB per semi-space), and old space
-  keeps the burst's promoted garbage until the next full GC. V8's memory reducer gives both back once
-  the process has been idle a while (in a traced run about 45 s after the burst), which is why (f),
-  read at the end of its 60 s window, sits lower. Through nginx 1.22, each WebSocket keeps its whole
+  ws's WebSocket, Receiver and Sender sat on each socket). Just after connecting
+  its share is larger: every new connection's objects survive a scavenge, which makes V8 grow the
+  young generation (up to Node 20's 16 MiB per semi-space), and old space keeps the burst's promoted
+  garbage until the next full GC. V8's memory reducer gives both back once the process has been idle
+  a while (in traced runs 45-55 s after the burst), which is why the figure is read after the window.
+  The other Node systems (Socket.IO, bare ws) are read the same way. Through nginx 1.22, each WebSocket keeps its whole
   upgraded request until it closes (nginx's debug log of one connection lists every block): the
   request (1.5 KB), upstream (1.1 KB) and two 20-entry header lists (0.9 KB each) that nginx sizes
   itself; the \`nginx.clientHeaderBufferKb\` header buffer (2 KiB, sized for a browser's handshake with

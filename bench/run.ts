@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { openFileLimitFor } from '../gateway/src/limits/open-files.js';
 import { formatErrorForCli } from '../infra/errors.js';
 import { FULL_RUN, SCENARIO_NAMES, SMOKE_RUN, runBench, type BenchOptions, type BenchRun, type ScenarioName } from './harness.js';
 import { machineInfo, renderMarkdown, renderSvg, renderTable, type MachineInfo } from './report.js';
@@ -94,11 +95,11 @@ if (values.render !== undefined) {
 }
 
 /**
- * Each side of 10,000 sockets needs that many descriptors plus slack; (f) asks one gateway
+ * Each side of 10,000 sockets needs that many descriptors plus the reserve; (f) asks one gateway
  * process for holdConnections (it holds what the limit allows and the report says so).
  */
 function requiredNofile(dialogs: number, holdConnections: number | undefined): number {
-  return Math.max(dialogs * 2, holdConnections ?? 0) + 1024;
+  return openFileLimitFor(Math.max(dialogs * 2, holdConnections ?? 0));
 }
 
 function softNofile(): number {

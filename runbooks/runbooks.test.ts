@@ -137,6 +137,7 @@ describe('runbooks (live: every `bash local` command against a running local sta
     await slowConsumer(h.ports.gateway, h.secrets.publishKey, await adminTokenFor(h.secrets.jwtSecret));
     await postWhileRedisIsDown();
     await postWhilePostgresIsDown();
+    await unroutedLegacyHandshake(h.ports.backend);
     const checked: string[] = [];
     for (const name of RUNBOOKS) {
       for (const kind of ['local', 'docker'] as const) {
@@ -160,6 +161,13 @@ describe('runbooks (live: every `bash local` command against a running local sta
     const stale = await signWidgetToken(widgetTokenSecret, { dialogId: 123, assistantId: 3, origin: 'https://evil.example.org' }, DEFAULT_TOKEN_POLICY);
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/widget/dialogs/123`, tokenProtocols(stale.token));
     await new Promise<void>((resolve) => ws.on('close', () => resolve()).on('error', () => resolve()));
+  }
+
+  /** A /ws/ handshake that reaches the backend without nginx's backend-route mark (as a hand-routed /ws/ does): closed with 4102 and logged. */
+  async function unroutedLegacyHandshake(port: number): Promise<void> {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/dialogs/123`);
+    const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)).on('error', () => resolve(0)));
+    expect(code).toBe(4102);
   }
 
   /** A customer page whose origin its assistant does not allow: the backend refuses the widget session (403) and logs WEBSOCKET_4003_ERROR. */

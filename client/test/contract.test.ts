@@ -16,6 +16,7 @@ describe('closeClass', () => {
     [4099, 'terminal'],
     [4100, 'backoff'],
     [4101, 'backoff'],
+    [4102, 'backoff'],
     [4199, 'backoff'],
     [4200, 'soon'],
     [4299, 'soon'],

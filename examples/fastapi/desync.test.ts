@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import type { TopologyInput } from '../../infra/topology/index.js';
 import { startLocalStack, type LocalStackHandle } from '../../infra/targets/local/local-stack.js';
 import { createTestDatabase } from '../../test/services.js';
 import { openSocket, postMessage, widgetSession, type TestSocket } from '../../test/e2e/clients.js';
+import { CloseCodes } from '../../gateway/src/close-codes.js';
+import { WS_ROUTE_BACKEND, WS_ROUTE_HEADER } from '../backend/src/legacy-route.js';
 
 // The seed's bug in its own setting: FastAPI under uvicorn with 4 workers serving /ws/ itself
 // (wsRoute: backend). Each socket lives in one worker's memory, so a message reaches only the
@@ -98,6 +101,15 @@ scenario(
       await new Promise((r) => setTimeout(r, 300));
       expect(lost.frames.map((f) => f.type)).toEqual(['connected', 'resync']);
       lost.ws.close();
+    });
+
+    it('serves /ws/ only to handshakes nginx marks as routed here by the plan: an unmarked one is refused with 4102, as the reference backend does', async () => {
+      const direct = `ws://127.0.0.1:${stack().ports.backend}/ws/dialogs/123`;
+      const unmarked = await new Promise<[number, string]>((resolve) => new WebSocket(direct, ['replyx.v1']).on('close', (code, reason) => resolve([code, reason.toString()])));
+      expect(unmarked).toEqual([CloseCodes.NOT_ROUTED.code, CloseCodes.NOT_ROUTED.reason]);
+      const marked = await openSocket(direct, { token: stack().tokens.adminToken, headers: { [WS_ROUTE_HEADER]: WS_ROUTE_BACKEND } });
+      expect(marked.frames[0]).toMatchObject({ type: 'connected', server: 'backend' });
+      marked.ws.close();
     });
   },
 );

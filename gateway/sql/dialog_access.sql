@@ -4,6 +4,9 @@
 --   replyx_dialog_access         by dialog_id (handshakes, and many at once to re-authorize
 --                                open connections), by assistant_id (legacy widget handshake only)
 --   replyx_revoked_site_tokens   every row, every REAUTH_INTERVAL_MS
+-- and LISTENs on replyx_access_changes, so changes reach it at once where triggers notify them
+-- (examples/backend/migrations/007_access_changes.sql; docs/gateway.md, "Access changes");
+-- without them, changes take effect within ACCESS_CACHE_TTL_MS / REAUTH_INTERVAL_MS.
 -- so any schema works once it defines the view `replyx_dialog_access(dialog_id bigint,
 -- assistant_id bigint, user_id bigint, allowed_domains text[])`:
 --   dialog_id        the dialog a WebSocket attaches to

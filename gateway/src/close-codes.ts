@@ -1,5 +1,6 @@
-// The single registry of close codes the gateway sends. The range tells a client what to do,
-// so clients can act on a code they have never seen before.
+// The single registry of close codes the gateway sends (and the backend's legacy /ws/ mode, which
+// serves the same contract after a rollback). The range tells a client what to do, so clients can
+// act on a code they have never seen before.
 
 /** What a client should do after a close, by range. */
 export type CloseAction = 'stop' | 'backoff' | 'reconnect-now' | 'standard';
@@ -11,7 +12,7 @@ export interface CloseCodeInfo {
   readonly meaning: string;
 }
 
-/** Every close code the gateway sends, by name. */
+/** Every close code the gateway (or the backend's legacy /ws/) sends, by name. */
 export const CloseCodes = {
   /** Missing, malformed, expired or wrongly signed token. */
   UNAUTHORIZED: { code: 4001, reason: 'unauthorized', meaning: 'token missing, invalid, expired or revoked' },
@@ -29,6 +30,12 @@ export const CloseCodes = {
   OVER_LIMIT: { code: 4100, reason: 'over limits', meaning: 'too many connections, handshakes or frames' },
   /** The client did not read fast enough; its send buffer passed the cap. */
   SLOW_CONSUMER: { code: 4101, reason: 'slow consumer', meaning: 'send buffer cap exceeded' },
+  /**
+   * Sent by the backend's legacy /ws/ only: the handshake reached the backend over a route the
+   * stack plan does not send there (nginx.conf edited by hand). An operator must repair the
+   * route; until then clients back off, and resume with `since` once it is repaired.
+   */
+  NOT_ROUTED: { code: 4102, reason: '/ws/ is routed to the backend but the stack plan routes it to the gateway: run npm run check', meaning: '/ws/ reached the backend by a route the stack plan does not render' },
   /** The gateway is shutting down (restart, rollback); reconnect with jitter and `since`. */
   DRAINING: { code: 4200, reason: 'gateway draining', meaning: 'gateway restarting' },
   /** A client message exceeded the maximum payload (sent by the transport's frame parser). */

@@ -6,6 +6,7 @@ import { DEFAULT_IDEMPOTENCY_TTL_S } from './broker/publisher.js';
 import { envInt as int, envSecret } from './env-fields.js';
 import { gatewayErrorLine, type GatewayErrorCode } from './error-codes.js';
 import { DEFAULT_TRUSTED_PROXIES, TrustedProxies } from './limits/client-ip.js';
+import { DEFAULT_LISTEN_BACKLOG } from './limits/listen-backlog.js';
 
 // Gateway configuration from the environment. Every variable is optional except the secrets
 // the gateway cannot run without; defaults match infra/topology/schema.ts. A bad value stops
@@ -68,10 +69,7 @@ export const DEFAULTS = {
   MAX_PENDING_EVENTS: 10_000,
   MAX_PARSED_FRAME_BYTES: 256,
   SHUTDOWN_GRACE_MS: 2_000,
-  // Accept queue of the listening socket (the kernel caps it at net.core.somaxconn). A drained
-  // gateway's clients arrive within seconds; when the queue (Node's default: 511) is full the
-  // kernel drops SYNs, and each dropped one costs its client a 1 s, 3 s, 7 s... retransmit.
-  LISTEN_BACKLOG: 4096,
+  LISTEN_BACKLOG: DEFAULT_LISTEN_BACKLOG,
   REDIS_COMMAND_TIMEOUT_MS: 2_000,
   REDIS_START_TIMEOUT_MS: 5_000,
   DATABASE_POOL_SIZE: 4,

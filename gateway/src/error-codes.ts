@@ -6,7 +6,9 @@
 export const GATEWAY_ERROR_CODES = {
   RPX_GATEWAY_CONFIG: "the gateway's environment has a bad or missing value; the line names the variable",
   RPX_GATEWAY_START: 'the gateway could not start (port taken, unusable `JWT_PUBLIC_KEY`)',
-  RPX_GATEWAY_NOFILE: "warning at start: the gateway's open-file limit is below `MAX_CONNECTIONS` plus its reserve, so connections past the limit fail (EMFILE) instead of closing with 4100",
+  RPX_GATEWAY_NOFILE: "warning at start: the gateway's open-file limit is below `MAX_CONNECTIONS` plus its reserve, so it admits fewer connections: the ones past its capacity close with 4100 (without that bound their accepts would fail with EMFILE)",
+  RPX_GATEWAY_ACCESS_LISTENER:
+    'warning: the gateway lost (or could not open) its LISTEN connection to Postgres, so access changes are not signalled: until it is back they take effect within `ACCESS_CACHE_TTL_MS` (handshakes) and `REAUTH_INTERVAL_MS` (open sockets)',
 } as const satisfies Record<`RPX_${string}`, string>;
 
 /** A stable error code the gateway prints. */

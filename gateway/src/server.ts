@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
+import { AccessChangeListener, applyAccessChange, type AccessChange } from './access/access-changes.js';
 import { DialogAccessStore } from './access/dialog-access.js';
 import { RevokedSiteTokens } from './access/revoked-site-tokens.js';
 import { TokenVerifier } from './auth/tokens.js';
@@ -75,8 +76,10 @@ function createBroker(config: GatewayConfig, handlers: BrokerHandlers, log: Logg
 /** Creates a gateway from validated config; nothing listens until listen(). */
 export function createGateway(config: GatewayConfig, options: GatewayOptions = {}): Gateway {
   const log = options.logger ?? createLogger(config.logLevel, options.logStream, { instance: config.instanceId });
-  const admission = new Admission(config);
   const capacity = connectionCapacity(config.maxConnections, options.openFileLimits ?? readOpenFileLimits());
+  // Admission stops at the capacity, not at MAX_CONNECTIONS: past the open-file limit accept()
+  // fails with EMFILE and the client (through nginx: a 502) gets no 4100 to back off from.
+  const admission = new Admission({ ...config, maxConnections: capacity.connections });
   const tokens = new TokenVerifier(config, config.tokenPolicy);
   const access = new DialogAccessStore(config.databaseUrl, {
     cacheTtlMs: config.accessCacheTtlMs,
@@ -101,6 +104,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       connections: () => hub.members.counts(),
       dialogs: () => hub.members.dialogCount,
       connectionCapacity: () => capacity.connections,
+      accessListenerConnected: () => accessChanges.connected,
       dependencies: async () => ({ ...(broker.kind === 'redis' ? { redis: broker.isReady() } : {}), postgres: await access.healthy() }),
       ...(broker instanceof RedisBroker ? { redisRoundTrip: () => broker.roundTrip() } : {}),
     },
@@ -108,6 +112,22 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
   );
   const hub: DeliveryHub = new DeliveryHub(broker, config, metrics, log);
   const reauthorizer = new Reauthorizer(hub, { lookupMany: (ids) => access.lookupMany(ids), revoked }, config.reauthIntervalMs, log.child({ component: 'reauth' }));
+  const accessTargets = { access, revoked, reauthorizer };
+  // Access changes heard so far: a handshake whose authorization spans one may have read the old
+  // row after the re-check of its dialog was computed, so accept() has it checked once more.
+  let accessChangesHeard = 0;
+  const onAccessChange = (change: AccessChange): void => {
+    accessChangesHeard += 1;
+    applyAccessChange(change, accessTargets);
+  };
+  const accessChanges = new AccessChangeListener({
+    databaseUrl: config.databaseUrl,
+    connectTimeoutMs: config.databaseQueryTimeoutMs,
+    log: log.child({ component: 'access-changes' }),
+    onChange: onAccessChange,
+    onConnected: () => onAccessChange({ kind: 'all' }),
+    onNotification: () => metrics.accessNotified(),
+  });
   const startedAt = Date.now();
   // Expired handshake windows and cache rows are swept about ten times per heartbeat interval.
   const sweepEveryMs = Math.max(1, Math.floor(config.heartbeatMs / 10));
@@ -132,7 +152,12 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       legacyWidgetAuth: config.legacyWidgetAuth,
     },
     isDraining,
-    accept: (socket, head, auth, ip) => void hub.attach(socket, head, auth, ip),
+    accessChanges: () => accessChangesHeard,
+    accept: (socket, head, auth, ip, changesAtStart) => {
+      // attach() joins the dialog before its first await, so the re-check below sees the socket.
+      void hub.attach(socket, head, auth, ip);
+      if (changesAtStart !== accessChangesHeard) reauthorizer.request({ dialogs: [auth.dialogId] });
+    },
   });
   const handler = createHttpHandler({ config, metrics, log, members: hub.members, broker, database: access, startedAt, isDraining });
   const server = http.createServer((req: IncomingMessage, res: ServerResponse) => void handler(req, res));
@@ -162,7 +187,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     await hub.drain(windowMs);
     server.close();
     server.closeIdleConnections();
-    await Promise.allSettled([broker.close(), access.close(), new Promise<void>((resolve) => server.close(() => resolve()))]);
+    await Promise.allSettled([broker.close(), accessChanges.close(), reauthorizer.settled().then(() => access.close()), new Promise<void>((resolve) => server.close(() => resolve()))]);
     upgrade.close();
     log.info({ uptime_s: Math.round((Date.now() - startedAt) / 1000) }, 'gateway stopped');
   };
@@ -173,6 +198,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       // Best effort: without the list, the first site handshake reads it.
       await revoked.refresh().catch((err: unknown) => log.warn({ err: String(err) }, 'could not read replyx_revoked_site_tokens at start; retrying on the first site handshake'));
       await broker.start();
+      // In the background: the gateway serves without it (the TTL and the sweep bound every change).
+      accessChanges.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ port: config.port, host: config.host, backlog: config.listenBacklog }, () => {

@@ -73,7 +73,7 @@ async function fixture(hubOptions: Partial<DeliveryHubOptions> = {}, brokerOptio
   const handlers: BrokerHandlers = { onEvent: (event) => hub.deliver(event), onResync: (dialogId) => hub.resync(dialogId) };
   const broker = new GatedBroker({ historyLength: 100, historyTtlS: 600, maxDialogs: 100, ...brokerOptions }, handlers);
   const metrics: GatewayMetrics = new GatewayMetrics(
-    { connections: () => hub.members.counts(), dialogs: () => hub.members.dialogCount, connectionCapacity: () => 50_000, dependencies: async () => ({ postgres: true }) },
+    { connections: () => hub.members.counts(), dialogs: () => hub.members.dialogCount, connectionCapacity: () => 50_000, dependencies: async () => ({ postgres: true }), accessListenerConnected: () => false },
     false,
   );
   const hub: DeliveryHub = new DeliveryHub(broker, { ...HUB_DEFAULTS, ...hubOptions }, metrics, createLogger('info', stream));

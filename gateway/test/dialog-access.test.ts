@@ -159,3 +159,59 @@ describe('DialogAccessStore.lookup', () => {
     expect(await s.lookup(moved)).toMatchObject({ userId: db.b.userId, assistantId: db.b.assistantId });
   });
 });
+
+describe('DialogAccessStore invalidation (what an access change drops)', () => {
+  /** Moves `dialog` to `assistantId` through a connection of its own. */
+  async function move(dialog: number, assistantId: number): Promise<void> {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query('UPDATE dialogs SET assistant_id = $1 WHERE id = $2', [assistantId, dialog]);
+    await client.end();
+  }
+
+  it('forget(dialog) drops that row only: the next lookup reads the change, the others stay cached', async () => {
+    const s = store();
+    const [moved, kept] = [burst()[10]!, burst()[11]!];
+    await Promise.all([s.lookup(moved), s.lookup(kept)]);
+    await move(moved, db.b.assistantId);
+    s.forget(moved);
+    const queries = vi.spyOn(pg.Pool.prototype, 'query');
+    expect(await s.lookup(moved)).toMatchObject({ userId: db.b.userId, assistantId: db.b.assistantId });
+    expect(await s.lookup(kept)).toMatchObject({ userId: db.a.userId });
+    expect(queries).toHaveBeenCalledTimes(1);
+    await move(moved, db.a.assistantId);
+  });
+
+  it("forgetAssistant drops every row naming the assistant and its cached domains, and no other assistant's", async () => {
+    const s = store();
+    const ownRows = [burst()[20]!, burst()[21]!];
+    await Promise.all([...ownRows, db.b.dialogs[0]!].map((id) => s.lookup(id)));
+    await s.assistantDomains(db.a.assistantId);
+    expect(s.cacheSize).toBe(3);
+    s.forgetAssistant(db.a.assistantId);
+    expect(s.cacheSize).toBe(1);
+    const queries = vi.spyOn(pg.Pool.prototype, 'query');
+    await s.lookup(db.b.dialogs[0]!);
+    expect(queries).toHaveBeenCalledTimes(0);
+    await s.assistantDomains(db.a.assistantId);
+    expect(queries).toHaveBeenCalledTimes(1);
+  });
+
+  it('a read already out when the change comes is neither cached nor shared with later lookups', async () => {
+    const s = store();
+    const moved = burst()[30]!;
+    // A pool connection is open already, so the early read goes out at once.
+    await s.lookup(burst()[31]!);
+    const early = s.lookup(moved);
+    // The read is out (its query sent) before the change is committed and signalled.
+    await new Promise((r) => setImmediate(r));
+    await move(moved, db.b.assistantId);
+    s.forget(moved);
+    const late = s.lookup(moved);
+    expect(late).not.toBe(early);
+    expect(await late).toMatchObject({ userId: db.b.userId });
+    await early;
+    expect(await s.lookup(moved)).toMatchObject({ userId: db.b.userId });
+    await move(moved, db.a.assistantId);
+  });
+});

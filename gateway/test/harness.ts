@@ -59,11 +59,15 @@ export interface AccessDatabase {
   readonly b: Tenant;
 }
 
+/** The reference backend's migration whose triggers notify access changes (gateway/src/access/access-changes.ts). */
+export const ACCESS_CHANGES_MIGRATION = new URL('../../examples/backend/migrations/007_access_changes.sql', import.meta.url);
+
 /**
- * Creates a fresh database with gateway/sql/dialog_access.sql and two tenants. Dialog ids get a
- * random base because Redis pub/sub channels are shared by every test file on the shared Redis.
+ * Creates a fresh database with gateway/sql/dialog_access.sql and two tenants (and, with
+ * `accessChanges`, the triggers of ACCESS_CHANGES_MIGRATION). Dialog ids get a random base
+ * because Redis pub/sub channels are shared by every test file on the shared Redis.
  */
-export async function createAccessDatabase(): Promise<AccessDatabase> {
+export async function createAccessDatabase(options: { readonly accessChanges?: boolean } = {}): Promise<AccessDatabase> {
   const url = await createTestDatabase('gw');
   const base = (1 + Math.floor(Math.random() * 1_000_000)) * 1000;
   const TENANTS = {
@@ -75,6 +79,7 @@ export async function createAccessDatabase(): Promise<AccessDatabase> {
   await client.connect();
   try {
     await client.query(sql);
+    if (options.accessChanges) await client.query(await readFile(ACCESS_CHANGES_MIGRATION, 'utf8'));
     for (const t of Object.values(TENANTS)) {
       await client.query('INSERT INTO users (id, email) VALUES ($1, $2)', [t.userId, `u${t.userId}@example.com`]);
       await client.query('INSERT INTO assistants (id, user_id, name, allowed_domains) VALUES ($1, $2, $3, $4)', [t.assistantId, t.userId, `a${t.assistantId}`, t.domains]);

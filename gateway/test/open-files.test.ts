@@ -1,8 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sharedRedisUrl } from '../../test/services.js';
 import { createGateway, type Gateway } from '../src/server.js';
-import { connectionCapacity, OPEN_FILE_RESERVE, openFileWarning, parseOpenFileLimits, readOpenFileLimits, type OpenFileLimits } from '../src/limits/open-files.js';
-import { captureLogs, createAccessDatabase, testConfig, type AccessDatabase } from './harness.js';
+import { connectionCapacity, OPEN_FILE_RESERVE, openFileLimitFor, openFileWarning, parseOpenFileLimits, readOpenFileLimits, type OpenFileLimits } from '../src/limits/open-files.js';
+import { SECRETS_ENV, TestClient, adminToken, captureLogs, createAccessDatabase, testConfig, type AccessDatabase } from './harness.js';
 
 const PROC_LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -33,9 +37,17 @@ describe('open-file limit (pure)', () => {
     expect(connectionCapacity(50_000, { soft: 100 }).connections).toBe(0);
   });
 
+  it('sizes a limit as the connection descriptors plus the reserve, the inverse of the capacity', () => {
+    expect(openFileLimitFor(50_000)).toBe(51_000);
+    for (const max of [1, 500, 50_000]) {
+      expect(connectionCapacity(max, { soft: openFileLimitFor(max) })).toMatchObject({ connections: max, limitedByOpenFiles: false });
+      expect(connectionCapacity(max, { soft: openFileLimitFor(max) - 1 })).toMatchObject({ connections: max - 1, limitedByOpenFiles: true });
+    }
+  });
+
   it('warns with the code, the figures and both fixes only when the limit is the bound', () => {
     const line = openFileWarning(connectionCapacity(50_000, { soft: 20_000 }));
-    expect(line).toMatch(/^RPX_GATEWAY_NOFILE: open-file limit 20,000 is below MAX_CONNECTIONS 50,000 \+ 1,000 reserved descriptors, so this gateway holds at most 19,000 connections/);
+    expect(line).toMatch(/^RPX_GATEWAY_NOFILE: open-file limit 20,000 is below MAX_CONNECTIONS 50,000 \+ 1,000 reserved descriptors, so this gateway admits at most 19,000 connections \(more close with 4100\)/);
     expect(line).toMatch(/raise the limit to at least 51,000 \(ulimit -n, systemd LimitNOFILE=, the container's nofile ulimit\) or lower MAX_CONNECTIONS to 19,000$/);
     expect(line).not.toContain('\n');
     expect(openFileWarning(connectionCapacity(5000, { soft: 20_000 }))).toBeUndefined();
@@ -82,4 +94,91 @@ describe('gateway start with its open-file limit', () => {
     // An unlimited soft limit bounds nothing.
     expect(over).toMatchObject(soft === undefined ? { warnings: [], capacity: 10_000_000 } : { warnings: [expect.objectContaining({ open_file_limit: soft })], capacity: soft - OPEN_FILE_RESERVE });
   });
+});
+
+describe('gateway process under a low open-file limit', () => {
+  const repo = path.resolve(new URL('../..', import.meta.url).pathname);
+  // 1,100 descriptors: 100 connections after the reserve. 1,150 clients ask for more than the
+  // process could open at all, so without the bound the ones past ~1,050 would meet EMFILE (a reset).
+  const LIMIT = 1100;
+  const CLIENTS = 1150;
+  let db: AccessDatabase;
+  let child: ResultPromise | undefined;
+  beforeAll(async () => {
+    db = await createAccessDatabase();
+  });
+  afterAll(() => {
+    if (child?.exitCode === null) child.kill('SIGKILL');
+  });
+
+  it('admits its soft limit minus the reserve and closes every connection past it with 4100, never a reset', async () => {
+    // `ulimit -n` sets the soft and the hard limit; the gateway starts under it as it would from such a shell.
+    child = execa('bash', ['-c', 'ulimit -n "$1" && shift && exec "$@"', 'bash', String(LIMIT), process.execPath, '--import', 'tsx', 'gateway/src/main.ts'], {
+      cwd: repo,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        PORT: '0',
+        HOST: '127.0.0.1',
+        DATABASE_URL: db.url,
+        REDIS_URL: sharedRedisUrl(),
+        ...SECRETS_ENV,
+        // Every client comes from 127.0.0.1: only the open-file bound may refuse them.
+        MAX_CONNECTIONS_PER_IP: '100000',
+        HANDSHAKES_PER_IP_PER_SECOND: '100000',
+        // A short drain, so the SIGTERM at the end exits soon even on a loaded machine.
+        DRAIN_WINDOW_MS: '200',
+      },
+      extendEnv: false,
+      reject: false,
+      // The exit code after SIGTERM is checked: no SIGKILL from execa while the gateway drains.
+      forceKillAfterDelay: false,
+    });
+    type Line = { code?: string; port?: number; ready?: boolean; connection_capacity?: number; open_file_limit?: number };
+    const lines: Line[] = [];
+    // The warning follows the `ready` line; both must have come.
+    const port = await new Promise<number>((resolve, reject) => {
+      readline.createInterface({ input: child!.stdout! }).on('line', (text) => {
+        lines.push(JSON.parse(text) as Line);
+        const ready = lines.find((l) => l.ready);
+        if (ready?.port !== undefined && lines.some((l) => l.code === 'RPX_GATEWAY_NOFILE')) resolve(ready.port);
+      });
+      void child!.then((r) => reject(new Error(`gateway exited with ${r.exitCode} before listening: ${JSON.stringify(lines)} ${String(r.stderr)}`)));
+    });
+    expect(lines.find((l) => l.code === 'RPX_GATEWAY_NOFILE')).toMatchObject({ open_file_limit: LIMIT, connection_capacity: LIMIT - OPEN_FILE_RESERVE });
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(Number(/^replyx_gateway_connection_capacity (\d+)$/m.exec(metrics)?.[1])).toBe(LIMIT - OPEN_FILE_RESERVE);
+
+    const url = `ws://127.0.0.1:${port}/ws/dialogs/${db.a.dialogs[0]}?token=${await adminToken(db.a.userId)}`;
+    const held: TestClient[] = [];
+    const codes = new Map<number, number>();
+    const started = Date.now();
+    // In waves of 50, so the machine's other work does not turn slow handshakes into timeouts.
+    for (let i = 0; i < CLIENTS; i += 50) {
+      const wave = Array.from({ length: Math.min(50, CLIENTS - i) }, () => new TestClient(url));
+      await Promise.all(
+        wave.map(async (c) => {
+          // A held connection gets its `connected` frame; a refused one its close.
+          const outcome = await Promise.race([c.waitFor((f) => f.json.type === 'connected', 1, 20_000).then(() => 'held' as const), c.closed.then(() => 'closed' as const)]);
+          if (outcome === 'held' && c.closeCode === undefined) held.push(c);
+          else {
+            const { code } = await c.closed;
+            codes.set(code, (codes.get(code) ?? 0) + 1);
+          }
+        }),
+      );
+    }
+    console.log(`[nofile] ${CLIENTS} clients against a gateway under ulimit -n ${LIMIT}: ${held.length} held, closes ${JSON.stringify(Object.fromEntries(codes))} in ${Date.now() - started} ms`);
+    expect(held).toHaveLength(LIMIT - OPEN_FILE_RESERVE);
+    expect(Object.fromEntries(codes)).toEqual({ 4100: CLIENTS - (LIMIT - OPEN_FILE_RESERVE) });
+    // The held ones are still served after the refusals.
+    for (const c of held.slice(0, 3)) {
+      c.ws.send(JSON.stringify({ type: 'ping' }));
+      await c.waitFor((f) => f.json.type === 'pong');
+    }
+    for (const c of held) c.ws.close();
+    child.kill('SIGTERM');
+    const exited = await child;
+    expect(exited.exitCode, `${exited.signal ?? ''} ${String(exited.stderr)}`).toBe(0);
+  }, 120_000);
 });

@@ -19,6 +19,11 @@ import { checkGrant } from '../src/access/grant.js';
 import { revocationReason } from '../src/hub/reauthorizer.js';
 import { parsePublishBody } from '../src/http/publish-request.js';
 import { DialogHub } from '../src/hub/dialog-hub.js';
+import { ACCESS_CHANGES_CHANNEL, LISTENER_BACKOFF, applyAccessChange, listenerBackoffMs, parseAccessChange, type AccessChangeTargets, type ReauthScope } from '../src/access/access-changes.js';
+import { RevokedSiteTokens } from '../src/access/revoked-site-tokens.js';
+import { Reauthorizer, type ReauthMember } from '../src/hub/reauthorizer.js';
+import { createLogger } from '../src/log/logger.js';
+import type { DialogAccess } from '../src/access/dialog-access.js';
 import { CONFIG_BASE as base } from './harness.js';
 
 // The pure parts, exhaustively: config parsing, close-code ranges, token transport, origin
@@ -128,10 +133,11 @@ describe('close codes', () => {
     expect(closeAction(CloseCodes.BAD_REQUEST.code)).toBe('stop');
     expect(closeAction(CloseCodes.OVER_LIMIT.code)).toBe('backoff');
     expect(closeAction(CloseCodes.SLOW_CONSUMER.code)).toBe('backoff');
+    expect(closeAction(CloseCodes.NOT_ROUTED.code)).toBe('backoff');
     expect(closeAction(CloseCodes.DRAINING.code)).toBe('reconnect-now');
     expect(closeAction(1009)).toBe('standard');
     const codes = Object.values(CloseCodes).map((c) => c.code);
-    expect(codes.sort()).toEqual([1009, 1011, 4001, 4001, 4001, 4003, 4004, 4009, 4100, 4101, 4200]);
+    expect(codes.sort()).toEqual([1009, 1011, 4001, 4001, 4001, 4003, 4004, 4009, 4100, 4101, 4102, 4200]);
     expect([CloseCodes.TOKEN_EXPIRED.reason, CloseCodes.ACCESS_REVOKED.reason]).toEqual(['token expired', 'access revoked']);
     for (const c of Object.values(CloseCodes)) expect(Buffer.byteLength(c.reason)).toBeLessThanOrEqual(123);
   });
@@ -451,5 +457,192 @@ describe('event ids, idempotency keys and the memory broker (issue 13)', () => {
     expect(LIBRARY_SOURCE).toContain(`'${PUBLISH_FUNCTION}'`);
     expect(LIBRARY_SOURCE).toContain(`'${VERSION_FUNCTION}'`);
     expect(JSON.parse(eventFrame('1-0', 'message:new', 5, '{"a":"\\u00e9"}', 9))).toEqual({ id: '1-0', type: 'message:new', dialog_id: 5, data: { a: 'é' }, ts: 9 });
+  });
+});
+
+describe('access change notifications', () => {
+  it('parses the three payloads, and an empty one as "anything may have changed"', () => {
+    expect(parseAccessChange('{"dialog_id":123}')).toEqual({ kind: 'dialog', dialogId: 123 });
+    expect(parseAccessChange('{"dialog_id":"9007199254740991"}')).toEqual({ kind: 'dialog', dialogId: 9007199254740991 });
+    expect(parseAccessChange('{"assistant_id":10}')).toEqual({ kind: 'assistant', assistantId: 10 });
+    expect(parseAccessChange('{"site_token":"demo-site1-token"}')).toEqual({ kind: 'site-token', jti: 'demo-site1-token' });
+    for (const empty of [undefined, '', '  ']) expect(parseAccessChange(empty)).toEqual({ kind: 'all' });
+  });
+
+  it('refuses anything else: bad JSON, other keys, several keys, ids that are not positive safe integers, empty jti', () => {
+    for (const payload of ['{', '[]', 'null', '42', '"x"', '{}', '{"user_id":1}', '{"dialog_id":1,"assistant_id":2}', '{"dialog_id":0}', '{"dialog_id":-1}', '{"dialog_id":1.5}', '{"dialog_id":9007199254740993}', '{"dialog_id":"01"}', '{"dialog_id":"1e3"}', '{"assistant_id":null}', '{"site_token":""}', '{"site_token":7}']) {
+      expect(parseAccessChange(payload), payload).toBeUndefined();
+    }
+  });
+
+  it('names the channel once; the reconnect backoff doubles from 100 ms to at most 5 s plus up to 20 % jitter', () => {
+    expect(ACCESS_CHANGES_CHANNEL).toMatch(/^[a-z_]+$/);
+    expect([0, 1, 2, 5, 6, 50].map((n) => listenerBackoffMs(n, 0))).toEqual([100, 200, 400, 3200, LISTENER_BACKOFF.maxMs, LISTENER_BACKOFF.maxMs]);
+    expect(listenerBackoffMs(0, 1)).toBe(120);
+    expect(listenerBackoffMs(50, 1)).toBe(6000);
+  });
+
+  /** Targets that record what a change invalidated. */
+  function recorder(): { targets: AccessChangeTargets; calls: string[]; scopes: ReauthScope[] } {
+    const calls: string[] = [];
+    const scopes: ReauthScope[] = [];
+    const targets: AccessChangeTargets = {
+      access: { forget: (id) => calls.push(`forget ${id}`), forgetAssistant: (id) => calls.push(`forgetAssistant ${id}`), clear: () => calls.push('clear') },
+      revoked: { invalidate: () => calls.push('revoked stale') },
+      reauthorizer: { request: (scope) => scopes.push(scope) },
+    };
+    return { targets, calls, scopes };
+  }
+
+  it('a dialog drops its row and re-checks its sockets; an assistant its rows and every socket; a site token the revoked list and its sockets; all everything', () => {
+    const cases: [Parameters<typeof applyAccessChange>[0], string[], ReauthScope][] = [
+      [{ kind: 'dialog', dialogId: 5 }, ['forget 5'], { dialogs: [5] }],
+      [{ kind: 'assistant', assistantId: 10 }, ['forgetAssistant 10'], { all: true }],
+      [{ kind: 'site-token', jti: 'j1' }, ['revoked stale'], { siteTokens: ['j1'] }],
+      [{ kind: 'all' }, ['clear', 'revoked stale'], { all: true }],
+    ];
+    for (const [change, calls, scope] of cases) {
+      const r = recorder();
+      applyAccessChange(change, r.targets);
+      expect(r.calls, change.kind).toEqual(calls);
+      expect(r.scopes, change.kind).toEqual([scope]);
+    }
+  });
+});
+
+describe('RevokedSiteTokens', () => {
+  /** A load whose reads the test answers one by one. */
+  function controlledLoad(): { load: () => Promise<readonly string[]>; reads: ((ids: readonly string[]) => void)[] } {
+    const reads: ((ids: readonly string[]) => void)[] = [];
+    return { reads, load: () => new Promise((resolve) => reads.push(resolve)) };
+  }
+
+  it('trusts its copy for maxAgeMs, shares one read between concurrent checks', async () => {
+    const { load, reads } = controlledLoad();
+    const revoked = new RevokedSiteTokens(load, 60_000);
+    const checks = [revoked.isRevoked('a'), revoked.isRevoked('b')];
+    expect(reads).toHaveLength(1);
+    reads[0]!(['a']);
+    expect(await Promise.all(checks)).toEqual([true, false]);
+    expect(await revoked.isRevoked('a')).toBe(true);
+    expect(reads).toHaveLength(1);
+  });
+
+  it('invalidate(): the next check reads again, without sharing a read that began before the change, which cannot undo the newer one', async () => {
+    const { load, reads } = controlledLoad();
+    const revoked = new RevokedSiteTokens(load, 60_000);
+    const first = revoked.refresh();
+    revoked.invalidate();
+    const check = revoked.isRevoked('x');
+    expect(reads).toHaveLength(2);
+    reads[1]!(['x']);
+    expect(await check).toBe(true);
+    // The read from before the change comes back late, with the old list: it is ignored.
+    reads[0]!([]);
+    await first;
+    expect(revoked.has('x')).toBe(true);
+    expect(await revoked.isRevoked('x')).toBe(true);
+    expect(reads).toHaveLength(2);
+  });
+
+  it('a read that began before invalidate() does not count as fresh: the next check reads again', async () => {
+    const { load, reads } = controlledLoad();
+    const revoked = new RevokedSiteTokens(load, 60_000);
+    const before = revoked.refresh();
+    revoked.invalidate();
+    reads[0]!([]);
+    await before;
+    const check = revoked.isRevoked('y');
+    expect(reads).toHaveLength(2);
+    reads[1]!(['y']);
+    expect(await check).toBe(true);
+  });
+});
+
+describe('Reauthorizer.request (what an access change re-checks)', () => {
+  /** A hub with an admin on dialog 1, a site token j2 on dialog 2 and a widget on dialog 3; every dialog moved to user 9. */
+  function fixture() {
+    const members = new DialogHub<ReauthMember>();
+    const dialogOf = new Map<ReauthMember, number>();
+    const join = (dialogId: number, member: ReauthMember) => {
+      members.join(dialogId, member);
+      dialogOf.set(member, dialogId);
+    };
+    join(1, { kind: 'admin', grant: { kind: 'admin', userId: 1 } });
+    join(2, { kind: 'site', grant: { kind: 'site', userId: 1, assistantId: 10, jti: 'j2' } });
+    join(3, { kind: 'widget', grant: { kind: 'widget', assistantId: 10, originHost: 'example.com', dialogId: 3 } });
+    const reads: number[][] = [];
+    const revoked: string[] = [];
+    /** While set, reads wait for it: a check is running. */
+    let gate: Promise<void> | undefined;
+    const reauth = new Reauthorizer<ReauthMember>(
+      {
+        members,
+        revoke: (conn, why) => {
+          revoked.push(`${conn.kind}: ${why}`);
+          members.leave(dialogOf.get(conn)!, conn);
+          return true;
+        },
+      },
+      {
+        lookupMany: async (ids) => {
+          reads.push([...ids]);
+          await gate;
+          return new Map<number, DialogAccess | null>(ids.map((id) => [id, { dialogId: id, assistantId: 99, userId: 9, allowedDomains: [] }]));
+        },
+        revoked: { refresh: async () => undefined, has: () => false },
+      },
+      60_000,
+      createLogger('silent'),
+    );
+    const hold = (): (() => void) => {
+      let release!: () => void;
+      gate = new Promise((resolve) => (release = resolve));
+      return release;
+    };
+    return { reauth, reads, revoked, hold };
+  }
+
+  it('re-reads only the open dialogs a change names, and those with a socket of the named site token', async () => {
+    const f = fixture();
+    f.reauth.request({ dialogs: [1, 42] });
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[1]]);
+    expect(f.revoked).toEqual(['admin: dialog belongs to another owner now']);
+    f.reauth.request({ siteTokens: ['j2'] });
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[1], [2]]);
+    f.reauth.request({ siteTokens: ['other'], dialogs: [77] });
+    await f.reauth.settled();
+    expect(f.reads).toHaveLength(2);
+  });
+
+  it('merges the requests of one turn into one read; all means every open dialog', async () => {
+    const f = fixture();
+    f.reauth.request({ dialogs: [3] });
+    f.reauth.request({ siteTokens: ['j2'] });
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[2, 3]]);
+    const g = fixture();
+    g.reauth.request({ dialogs: [3] });
+    g.reauth.request({ all: true });
+    await g.reauth.settled();
+    expect(g.reads).toEqual([[1, 2, 3]]);
+    expect(g.revoked).toHaveLength(3);
+  });
+
+  it('requests made while a check runs are merged into one check right after it', async () => {
+    const f = fixture();
+    const release = f.hold();
+    f.reauth.request({ dialogs: [1] });
+    await new Promise((r) => setImmediate(r));
+    expect(f.reads).toEqual([[1]]);
+    f.reauth.request({ dialogs: [2] });
+    f.reauth.request({ dialogs: [3] });
+    await new Promise((r) => setImmediate(r));
+    expect(f.reads).toHaveLength(1);
+    release();
+    await f.reauth.settled();
+    expect(f.reads).toEqual([[1], [2, 3]]);
   });
 });

@@ -10,6 +10,7 @@ import { validateTopology, type TopologyInput, type WsRoute } from '../topology/
 import { freePort, waitUntil } from '../targets/local/ports.js';
 import { nginxOpenFileLimit, startNginx, type ServiceProcess } from '../targets/local/processes.js';
 import { reloadAndWait } from '../targets/local/nginx-workers.js';
+import { WS_ROUTE_HEADER } from '../../examples/backend/src/legacy-route.js';
 import { renderNginxConfig } from './nginx.js';
 
 // The local render, run by a real nginx in front of two tiny servers that stand in for the
@@ -35,7 +36,7 @@ async function startUpstream(name: Upstream['name']): Promise<Upstream> {
   server.on('upgrade', (req, socket, head) => {
     seen.push(req.url ?? '');
     wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.send(JSON.stringify({ server: name, url: req.url, realIp: req.headers['x-real-ip'] }));
+      ws.send(JSON.stringify({ server: name, url: req.url, realIp: req.headers['x-real-ip'], routeMark: req.headers[WS_ROUTE_HEADER.toLowerCase()] }));
       ws.on('message', (data) => ws.send(`echo:${data.toString()}`));
     });
   });
@@ -54,13 +55,13 @@ async function startUpstream(name: Upstream['name']): Promise<Upstream> {
 }
 
 interface WsReply {
-  readonly first: { server: string; url: string; realIp?: string };
+  readonly first: { server: string; url: string; realIp?: string; routeMark?: string };
   readonly echo: string;
 }
 
 /** Opens a WebSocket, reads the greeting, checks a round trip, then closes it cleanly. */
-async function wsRoundTrip(url: string): Promise<WsReply> {
-  const ws = new WebSocket(url);
+async function wsRoundTrip(url: string, headers: Record<string, string> = {}): Promise<WsReply> {
+  const ws = new WebSocket(url, { headers });
   const messages: string[] = [];
   ws.on('message', (data) => messages.push(data.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -146,7 +147,8 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
 
     const reply = await wsRoundTrip(`ws://${base}/ws/dialogs/123?token=secret-token-123`);
     // The query reaches the upstream (it authenticates with it); only the logs must not keep it.
-    expect(reply.first).toEqual({ server: wsServer.name, url: '/ws/dialogs/123?token=secret-token-123', realIp: '127.0.0.1' });
+    // The backend's legacy /ws/ needs the route mark; it is sent only when the plan routes /ws/ there.
+    expect(reply.first).toEqual({ server: wsServer.name, url: '/ws/dialogs/123?token=secret-token-123', realIp: '127.0.0.1', routeMark: wsRoute === 'backend' ? 'backend' : undefined });
     expect(reply.echo).toBe('echo:hi');
 
     const health = await fetch(`http://${base}/health`);
@@ -273,5 +275,24 @@ describe.each(['gateway', 'backend'] as const)('nginx (local render) in front of
     for (const text of [access, errors]) {
       expect(text).not.toMatch(/leak-|token=|\?/);
     }
+  });
+});
+
+describe('the /ws/ route mark (examples/backend/src/legacy-route.ts)', () => {
+  it("is absent after a hand edit points the gateway route's /ws/ at the backend, even when the client sends one itself", async () => {
+    const { base, configFile, nginxPid } = await stackFor('gateway');
+    const forged = { [WS_ROUTE_HEADER]: 'backend' };
+    expect((await wsRoundTrip(`ws://${base}/ws/dialogs/1`, forged)).first).toEqual({ server: 'gateway', url: '/ws/dialogs/1', realIp: '127.0.0.1' });
+
+    const rendered = await readFile(configFile, 'utf8');
+    const edited = rendered.replace(/(location \/ws\/ \{[^}]*?proxy_pass http:\/\/)replyx_ws_gateway;/, '$1replyx_backend;');
+    expect(edited).not.toBe(rendered);
+    await writeFile(configFile, edited);
+    expect((await reloadAndWait(nginxPid)).reloaded).toBe(true);
+
+    // Now on the backend: no mark, the client's own dropped, so the backend refuses it (4102).
+    const first = await waitUntil(async () => (await wsRoundTrip(`ws://${base}/ws/dialogs/1`, forged)).first.server === 'backend', 10_000, 100);
+    expect(first, 'the hand edit is live').toBe(true);
+    expect((await wsRoundTrip(`ws://${base}/ws/dialogs/1`, forged)).first).toEqual({ server: 'backend', url: '/ws/dialogs/1', realIp: '127.0.0.1' });
   });
 });

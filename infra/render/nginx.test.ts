@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { WS_ROUTE_BACKEND, WS_ROUTE_HEADER } from '../../examples/backend/src/legacy-route.js';
 import { ReplyxError } from '../errors.js';
 import { NGINX_RESOLVER_VALID_S } from './deploy-timing.js';
 import { topologyChecksum, validateTopology, type Target, type Topology, type TopologyInput, type WsRoute } from '../topology/index.js';
@@ -140,6 +141,16 @@ describe('planNginx', () => {
   it('routes /ws/ to the gateway upstream, or to the backend upstream on wsRoute=backend', () => {
     expect(planNginx(topo({ wsRoute: 'gateway' }), 'docker').ws.upstream).toBe('replyx_ws_gateway');
     expect(planNginx(topo({ wsRoute: 'backend' }), 'docker').ws.upstream).toBe('replyx_backend');
+  });
+
+  it('marks /ws/ handshakes for the backend only on wsRoute=backend, on every target', () => {
+    for (const target of ['local', 'docker', 'aws'] as const) {
+      expect(planNginx(topo({ wsRoute: 'backend' }), target).ws.routeMark, target).toEqual({ header: WS_ROUTE_HEADER, value: WS_ROUTE_BACKEND });
+      expect(planNginx(topo({ wsRoute: 'gateway' }), target).ws.routeMark, target).toEqual({ header: WS_ROUTE_HEADER, value: '' });
+    }
+  });
+
+  it('routes /api/ to the backend on either route', () => {
     for (const wsRoute of ROUTES) expect(planNginx(topo({ wsRoute }), 'docker').api.upstream).toBe('replyx_backend');
   });
 
@@ -155,7 +166,7 @@ describe('planNginx', () => {
     expect(plan.listen).toBe('127.0.0.1:9080');
     expect(plan.upstreams.backend.servers).toEqual([{ host: '127.0.0.1', port: 9100, address: '127.0.0.1:9100', resolve: false }]);
     expect(plan.upstreams.gateway.servers).toEqual([{ host: '127.0.0.1', port: 9101, address: '127.0.0.1:9101', resolve: false }]);
-    expect(plan.ws).toEqual({ path: '/ws/', upstream: 'replyx_ws_gateway', connectTimeoutS: 7, readTimeoutS: 300, sendTimeoutS: 300, bufferSize: 2048 });
+    expect(plan.ws).toEqual({ path: '/ws/', upstream: 'replyx_ws_gateway', connectTimeoutS: 7, readTimeoutS: 300, sendTimeoutS: 300, bufferSize: 2048, routeMark: { header: WS_ROUTE_HEADER, value: '' } });
     expect(plan.api).toEqual({ path: '/api/', upstream: 'replyx_backend', connectTimeoutS: 7, readTimeoutS: 45, sendTimeoutS: 45, clientMaxBodySize: '5m' });
     expect(plan.workerShutdownTimeoutS).toBe(12);
     expect(plan.workerConnections).toBe(2048);
@@ -413,6 +424,9 @@ describe.each(variants())('invariants: $label', ({ topology, target, options }) 
       expect(readTimeout * 1000).toBeGreaterThan(topology.gateway.heartbeatMs);
       const upstream = topology.wsRoute === 'gateway' ? 'replyx_ws_gateway' : 'replyx_backend';
       expect(ws.directives).toContain(`proxy_pass http://${upstream}`);
+      // The backend's legacy /ws/ serves only handshakes nginx marks from the plan's route; otherwise the mark is cleared.
+      const mark = ws.directives.filter((d) => d.startsWith(`proxy_set_header ${WS_ROUTE_HEADER} `));
+      expect(mark).toEqual([`proxy_set_header ${WS_ROUTE_HEADER} "${topology.wsRoute === 'backend' ? WS_ROUTE_BACKEND : ''}"`]);
     }
   });
 

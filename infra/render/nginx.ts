@@ -7,6 +7,7 @@ import { topologyChecksum, type Target, type Topology, type WsRoute } from '../t
 import { NGINX_RESOLVER_VALID_S, nginxClientKeepaliveS } from './deploy-timing.js';
 import { dnsResolverFor, upstreamHostsFor } from './service-hosts.js';
 import { gatewayReplicaPorts } from '../topology/service-names.js';
+import { WS_ROUTE_BACKEND, WS_ROUTE_HEADER } from '../../examples/backend/src/legacy-route.js';
 
 // The nginx config is a pure function of the topology: `planNginx` computes every value the
 // config needs (hosts, ports, timeouts, paths) and the templates in nginx-templates/ only lay
@@ -53,10 +54,11 @@ export interface NginxRenderOptions {
    */
   readonly gatewayServers?: readonly { readonly port: number; readonly down?: boolean }[];
   /**
-   * The hard open-file limit nginx's master runs with (local target: the limit of the process
-   * that starts it). worker_rlimit_nofile stays at or below it: above it the master's setrlimit
-   * fails, it logs an alert on every start and reload, and the workers keep the inherited limit
-   * anyway. Unset (docker, aws: the container's nofile is set to fit): no cap.
+   * The hard open-file limit nginx's master runs with (local target: a running master's from
+   * /proc/<pid>/limits, else the limit of the process that starts it). worker_rlimit_nofile stays
+   * at or below it: above it the master's setrlimit fails, it logs an alert on every start and
+   * reload, and the workers keep the inherited limit anyway. Unset (docker, aws: the container's
+   * nofile is set to fit, kernel-limits.ts): no cap.
    */
   readonly openFileLimit?: number;
 }
@@ -165,8 +167,12 @@ export interface NginxPlan {
    * and request_pool_size (nginx.requestPoolBytes); an open WebSocket holds both.
    */
   readonly request: { readonly headerBufferSize: string; readonly poolSize: number };
-  /** `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferBytes), per direction per WebSocket. */
-  readonly ws: NginxProxyLocationPlan & { readonly bufferSize: number };
+  /**
+   * `bufferSize`: proxy_buffer_size of /ws/ (nginx.wsProxyBufferBytes), per direction per WebSocket.
+   * `routeMark`: the header the backend's legacy /ws/ requires (examples/backend/src/legacy-route.ts);
+   * its value is empty (nginx then sends none, dropping a client's own) unless wsRoute is backend.
+   */
+  readonly ws: NginxProxyLocationPlan & { readonly bufferSize: number; readonly routeMark: { readonly header: string; readonly value: string } };
   readonly blocked: readonly NginxBlockedLocationPlan[];
   readonly healthPath: string;
   /** Per-client limits of /api/ and of /ws/ handshakes; refusals answer `limitStatus`. */
@@ -193,6 +199,11 @@ export interface RateLimitSettings {
  * a full queue drops costs its client a 1 s, 3 s, 7 s... retransmit (BENCHMARKS.md, (e)).
  */
 export const NGINX_LISTEN_BACKLOG = 4096;
+
+/** Descriptors an nginx worker's `workerConnections` proxied connections hold: a client and an upstream socket each (worker_rlimit_nofile, uncapped). */
+export function nginxConnectionDescriptors(workerConnections: number): number {
+  return workerConnections * 2;
+}
 
 /**
  * Per-client limit defaults. Deployed targets face the internet: a page's API calls and a
@@ -376,7 +387,7 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
     ...runtimePaths(target, prefixDir),
     workerShutdownTimeoutS: n.workerShutdownTimeoutS,
     workerConnections: n.workerConnections,
-    workerRlimitNofile: Math.min(n.workerConnections * 2, openFileLimit),
+    workerRlimitNofile: Math.min(nginxConnectionDescriptors(n.workerConnections), openFileLimit),
     // Kept even when overrides made every host an IP literal, so a test render is the same config.
     // valid= is as short as the Cloud Map TTL (deploy-timing.ts): a draining gateway leaves the upstream within seconds.
     ...(resolverAddress !== undefined ? { resolver: { address: resolverAddress, validS: NGINX_RESOLVER_VALID_S, timeoutS: 5 } } : {}),
@@ -407,6 +418,9 @@ export function planNginx(topology: Topology, target: Target = topology.target, 
       readTimeoutS: n.proxyReadTimeoutS,
       sendTimeoutS: n.proxyReadTimeoutS,
       bufferSize: n.wsProxyBufferBytes,
+      // Set from the plan, never by hand: a hand edit that points /ws/ at the backend keeps the
+      // empty value, so the backend refuses its handshakes (4102) instead of losing events.
+      routeMark: { header: WS_ROUTE_HEADER, value: topology.wsRoute === 'backend' ? WS_ROUTE_BACKEND : '' },
     },
     blocked: [
       { modifier: '^~', path: '/api/debug/' },

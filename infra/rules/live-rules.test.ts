@@ -128,6 +128,14 @@ describe('evaluateLiveRules', () => {
     expect(redisDown.find((r) => r.id === 'ws-handshake')!.fix).toMatch(/^npm run stack -- restart redis/);
   });
 
+  it('ws-handshake: the backend refusing /ws/ with 4102 names the hand route and re-applies the rendered config', () => {
+    const refused = evaluateLiveRules(topo(), { ...healthy, wsFirstFrame: bad('closed with 4102 /ws/ is routed to the backend but the stack plan routes it to the gateway: run npm run check') });
+    const ws = refused.find((r) => r.id === 'ws-handshake')!;
+    expect(ws.status).toBe('fail');
+    expect(ws.detail).toMatch(/^\/ws\/ reached the backend, which refused it with 4102: the running nginx sends \/ws\/ to the backend without the X-Replyx-Ws-Route mark .*wsRoute=gateway/);
+    expect(ws.fix).toMatch(/apply/);
+  });
+
   it('ws-handshake: a gateway that accepts but answers nothing (hung) is restarted, not re-applied', () => {
     const hung = evaluateLiveRules(topo(), { ...healthy, wsFirstFrame: bad('no frame within 3000 ms'), gatewayStatus: bad('GET http://127.0.0.1:8001/api/debug/websocket/status: The operation was aborted due to timeout') });
     const ws = hung.find((r) => r.id === 'ws-handshake')!;

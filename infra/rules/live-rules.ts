@@ -1,3 +1,5 @@
+import { CloseCodes } from '../../gateway/src/close-codes.js';
+import { WS_ROUTE_HEADER } from '../../examples/backend/src/legacy-route.js';
 import { directiveDiff, formatDirectiveDiff } from '../render/nginx-diff.js';
 import type { Topology } from '../topology/index.js';
 import { isGatewayProcess } from '../topology/service-names.js';
@@ -258,6 +260,13 @@ function handshakeDiagnosis(topology: Topology, error: string, live: LiveState, 
   }
   if (proc && !proc.running) return { detail: `/ws/ handshake through nginx: ${error}; ${proc.service} is not running`, fix: restartFix(ctx, isRestartable(proc.service) ? proc.service : server) };
   if (status === '502' || status === '504') return { detail: `handshake answered HTTP ${status}: nginx cannot reach the ${server}`, fix: restartFix(ctx, server) };
+  if (error.startsWith(`closed with ${CloseCodes.NOT_ROUTED.code} `)) {
+    // The backend's legacy /ws/ refuses handshakes nginx did not mark from the stack plan's route.
+    return {
+      detail: `/ws/ reached the backend, which refused it with ${CloseCodes.NOT_ROUTED.code}: the running nginx sends /ws/ to the backend without the ${WS_ROUTE_HEADER} mark the stack file renders for wsRoute=backend (wsRoute=${topology.wsRoute}; a hand edit, see running-config-drift); clients back off and resume once the rendered config is back`,
+      fix: applyFix(ctx),
+    };
+  }
   if (/4001/.test(error)) return { detail: `the ${server} rejected the stack's operator token (4001): it runs with another JWT secret than the stack's`, fix: applyFix(ctx) };
   // A 1011 or a timeout while a store is down is that store's outage (the gateway checks access in Postgres).
   const store = downStore(live);

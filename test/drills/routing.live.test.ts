@@ -10,14 +10,19 @@ import { REPO_DIR } from '../../infra/operate/stack.js';
 import { reloadAndWait } from '../../infra/targets/local/nginx-workers.js';
 import { waitUntil } from '../../infra/targets/local/ports.js';
 import { readPid } from '../../infra/targets/local/supervisor.js';
+import { CloseCodes } from '../../gateway/src/close-codes.js';
 import { expectNothingLost, startDrill, type Drill } from './drill.js';
 
 // Routing incident drills (issue 16): a customer's widget refused for its domain (4003), `/ws/`
-// hand-routed to the backend (nginx.conf edited and reloaded by hand), and nginx config drift.
+// hand-routed to the backend (nginx.conf edited and reloaded by hand; the backend refuses those
+// clients with 4102, so they back off and resume afterwards), and nginx config drift.
 // One live stack with traffic; each fault is injected behind the on-call side's back, who
 // follows runbooks/domain-4003.md, ws-desync.md and nginx-drift.md literally.
 
 const RUNBOOKS = ['domain-4003', 'ws-desync', 'nginx-drift'] as const;
+
+/** The close code the backend refuses a /ws/ handshake with when the stack plan does not route /ws/ to it. */
+const NOT_ROUTED = CloseCodes.NOT_ROUTED.code;
 
 /** The check table's rows of one rule (a rule judged against several configs has several). */
 function checkRows(text: string, rule: string): string[] {
@@ -105,51 +110,69 @@ describe('routing drills (live local stack under traffic)', () => {
     expectNothingLost(result);
   }, 400_000);
 
-  it('/ws/ hand-routed to the backend: the check sees it, apply restores the rendered config', async () => {
+  it('/ws/ hand-routed to the backend: the backend refuses its clients (4102), the check sees it, apply restores the rendered config, nothing is lost', async () => {
     const stackFile = await readFile(drill.run.stack.stackFile, 'utf8');
     const backendMetrics = `http://127.0.0.1:${drill.run.stack.handle.ports.backend}/metrics`;
-    const onBackend = async () => {
+    const metricSum = async (name: string) => {
       const text = await fetch(backendMetrics).then((r) => r.text(), () => '');
-      return [...text.matchAll(/^replyx_backend_ws_connections(?:\{[^}]*\})? (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+      return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
     };
-    let clientsOnBackend = 0;
+    const clients = drill.run.clients;
+    const closesBefore = clients.map((c) => c.closes.length);
+    const refusedBefore = await metricSum('replyx_backend_ws_not_routed_handshakes_total');
+    const refusedClients = () => clients.filter((c, i) => c.closes.slice(closesBefore[i]).includes(NOT_ROUTED)).length;
+    let maxOnBackend = 0;
     const at: Record<string, number> = {};
     const result = await drill.incident('/ws/ hand-routed to the backend', async () => {
       await handEditAndReload((conf) => conf.replace(/(location \/ws\/ \{[^}]*?proxy_pass http:\/\/)replyx_ws_gateway;/, '$1replyx_backend;'));
-      // The incident as users live it: clients move to the backend once nginx's old workers end
-      // their sockets (worker_shutdown_timeout), before anyone notices.
+      // The incident as users live it: clients reach the backend once nginx's old workers end
+      // their sockets (worker_shutdown_timeout), before anyone notices; the backend refuses them.
       at.edited = Date.now();
-      await waitUntil(async () => (clientsOnBackend = await onBackend()) >= drill.run.clients.length, 60_000, 500);
-      at.onBackend = Date.now();
+      await waitUntil(
+        async () => {
+          maxOnBackend = Math.max(maxOnBackend, await metricSum('replyx_backend_ws_connections'));
+          return refusedClients() === clients.length;
+        },
+        90_000,
+        250,
+      );
+      at.refused = Date.now();
 
       const diagnosis = await drill.follow('ws-desync', 'Diagnosis');
       keep('ws-desync Diagnosis', diagnosis.text);
       const handshake = checkRows(diagnosis.text, 'ws-handshake').join('\n');
       expect(handshake).toContain('FAIL');
-      expect(handshake).toContain('answered by backend');
+      expect(handshake).toContain(`refused it with ${NOT_ROUTED}`);
       const drift = checkRows(diagnosis.text, 'running-config-drift').join('\n');
       expect(drift).toContain('FAIL');
       expect(drift).toContain('replyx_backend');
-      expect(diagnosis.text).toMatch(/^replyx_backend_ws_connections(\{[^}]*\})? [1-9]/m);
+      expect(diagnosis.text).toMatch(/^replyx_backend_ws_not_routed_handshakes_total [1-9]/m);
+      expect(diagnosis.text).toMatch(/^replyx_backend_ws_connections\{type="admin"\} 0$/m);
+      expect(diagnosis.text, 'the backend log names the refusal and the fix').toMatch(/legacy \/ws\/ handshake refused with 4102 \(\d+ since the last such line\).*npm run check, then npm run stack -- apply/);
 
       const action = await drill.follow('ws-desync', 'Action', { tag: 'hand-routed' });
       keep('ws-desync Action', action.text);
       expect(action.text).toMatch(/new workers serving/);
-      expect(action.text).toMatch(/\/ws\/ answered by ws-gateway/);
+      expect(action.text).toMatch(/\/ws\/ served by the gateway/);
       at.applied = Date.now();
-      // Clients on the backend leave it at once: apply ends the old workers that held them.
-      expect(await waitUntil(async () => (await onBackend()) === 0, 20_000, 250), 'no client left on the backend').toBe(true);
-      at.offBackend = Date.now();
 
       const verified = await drill.follow('ws-desync', 'Verification');
       keep('ws-desync Verification', verified.text);
       expect(verified.text).toContain('check passed');
       expect(verified.text).toMatch(/via ws-gateway/);
     });
-    keep('ws-desync score', `${clientsOnBackend} clients on the backend ${at.onBackend! - at.edited!} ms after the edit; the runbook took ${at.applied! - at.onBackend!} ms to apply; clients off the backend ${at.offBackend! - at.applied!} ms after apply; ${JSON.stringify(result)}`);
-    expect(clientsOnBackend, 'clients were on the backend during the incident').toBeGreaterThan(0);
+    // Back on the gateway: the window waited for every client (backoff included) and every message.
+    const refused = (await metricSum('replyx_backend_ws_not_routed_handshakes_total')) - refusedBefore;
+    // When the last client was open again after apply (its backoff decides).
+    const lastBack = Math.max(...clients.map((c) => c.outages.at(-1)?.openedAt ?? 0));
+    keep(
+      'ws-desync score',
+      `every client refused (4102) ${at.refused! - at.edited!} ms after the edit; the runbook took ${at.applied! - at.refused!} ms from there to apply; the last client back ${lastBack - at.applied!} ms after apply; ${refused} handshakes refused in all; at most ${maxOnBackend} sockets on the backend; ${JSON.stringify({ ...result, examples: undefined })}`,
+    );
+    expect(refused, 'the backend counted the refusals').toBeGreaterThanOrEqual(clients.length);
+    expect(maxOnBackend, 'no client was ever served by the backend').toBe(0);
     expect(await readFile(drill.run.stack.stackFile, 'utf8'), 'the stack file is unchanged (no workers: 1 left behind)').toBe(stackFile);
-    expectNothingLost(result, { allowMissing: true });
+    expectNothingLost(result);
   }, 600_000);
 
   it('nginx config drift: the check names the directive, apply restores the rendered config', async () => {

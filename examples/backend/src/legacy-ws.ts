@@ -5,12 +5,14 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { presentedToken, selectProtocol } from '@replyx/gateway/auth/credentials';
+import { CloseCodes } from '@replyx/gateway/close-codes';
 import { LOG_TAG, type ConnectionKind, type KindCounts } from '@replyx/gateway/connection-kinds';
 import { readHistory } from '@replyx/gateway/broker/history';
 import { mergeReplay } from '@replyx/gateway/broker/merge-replay';
 import { eventIdProblem, RESYNC_FRAME, SINCE_AHEAD_REASON, type BrokerEvent } from '@replyx/gateway/broker/protocol';
 import { DialogHub } from '@replyx/gateway/hub/dialog-hub';
 import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCredentials, type Caller, type Denial } from './access.js';
+import { routedToBackendByPlan, WS_ROUTE_HEADER } from './legacy-route.js';
 
 // Legacy mode: the pre-migration design, kept on purpose. Each worker serves /ws/ itself and
 // keeps its sockets in its OWN in-memory hub, with no fan-out between workers: a message
@@ -24,9 +26,15 @@ import { authorise, callerFromToken, denied, legacyWidgetCaller, type BackendCre
 // and merged with live events by the gateway's own code, so a client moved between the gateway
 // and this mode (rollback, undo) resumes without a gap, or gets `resync` where continuity cannot
 // be proven (history trimmed or lost, or Redis unreachable during the read).
+// Only a route the stack plan renders reaches this mode (legacy-route.ts): a handshake without
+// nginx's mark is closed with 4102 before anything else, and clients back off until the route
+// is repaired.
 
 /** Close codes shared with the gateway's contract. */
 export const CLOSE = { UNAUTHORIZED: 4001, ORIGIN_FORBIDDEN: 4003, DIALOG_NOT_FOUND: 4004, BAD_REQUEST: 4009 } as const;
+
+/** At most one log line per this interval about refused unrouted handshakes (a misrouted fleet retries by the thousand). */
+export const NOT_ROUTED_LOG_INTERVAL_MS = 10_000;
 
 /** setTimeout's longest delay; longer token lifetimes re-arm the timer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -64,6 +72,8 @@ export interface LegacyDeps {
   readonly historyLength: number;
   readonly heartbeatMs?: number;
   readonly maxPayloadBytes?: number;
+  /** Called for each handshake refused because the stack plan does not route /ws/ here (counted on /metrics). */
+  readonly onNotRouted?: () => void;
 }
 
 /** This worker's legacy /ws/ endpoints. */
@@ -109,12 +119,35 @@ export function attachLegacyWebSockets(server: Server, deps: LegacyDeps): Legacy
   const hub = new DialogHub<Member>();
   const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxPayloadBytes ?? 64 * 1024, handleProtocols: selectProtocol });
   const alive = new WeakSet<WebSocket>();
+  let notRoutedLoggedAt = Number.NEGATIVE_INFINITY;
+  let notRoutedUnlogged = 0;
+
+  // Counted every time, logged at most every NOT_ROUTED_LOG_INTERVAL_MS with the count since.
+  const noteNotRouted = (kind: ConnectionKind): void => {
+    deps.onNotRouted?.();
+    notRoutedUnlogged += 1;
+    const now = Date.now();
+    if (now - notRoutedLoggedAt < NOT_ROUTED_LOG_INTERVAL_MS) return;
+    deps.log.warn(
+      { closeCode: CloseCodes.NOT_ROUTED.code, refused: notRoutedUnlogged },
+      `${LOG_TAG[kind]} legacy /ws/ handshake refused with ${CloseCodes.NOT_ROUTED.code} (${notRoutedUnlogged} since the last such line): nginx sent /ws/ to the backend without the ${WS_ROUTE_HEADER} header it sets only when the stack plan routes /ws/ here (wsRoute: backend): nginx.conf was edited by hand (or a client bypassed nginx); clients retry with backoff. Run npm run check, then npm run stack -- apply (runbooks/ws-desync.md)`,
+    );
+    notRoutedLoggedAt = now;
+    notRoutedUnlogged = 0;
+  };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://backend.invalid');
     const route = matchLegacyPath(url.pathname);
     if (!route) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (!routedToBackendByPlan(req.headers)) {
+      noteNotRouted(route.kind);
+      // Upgraded, then closed: a browser sees a close code and its reason, never a failed
+      // handshake's HTTP status. The 4100 range makes contract clients back off, not give up.
+      wss.handleUpgrade(req, socket, head, (ws) => ws.close(CloseCodes.NOT_ROUTED.code, CloseCodes.NOT_ROUTED.reason));
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

@@ -41,6 +41,7 @@ export class WorkerMetrics {
   readonly #duration: Histogram<'method' | 'route'>;
   readonly #published: Counter;
   readonly #publishFailures: Counter;
+  readonly #notRouted: Counter;
   #nextRequest = 1;
   readonly #pending = new Map<number, (r: MetricsResponse) => void>();
 
@@ -67,6 +68,11 @@ export class WorkerMetrics {
     this.#publishFailures = new Counter({
       name: 'replyx_backend_publish_failures_total',
       help: 'Publishes that failed (the message is stored but no event reached the gateways yet).',
+      registers,
+    });
+    this.#notRouted = new Counter({
+      name: 'replyx_backend_ws_not_routed_handshakes_total',
+      help: 'Legacy /ws/ handshakes refused with 4102 because they reached the backend by a route the stack plan does not render (nginx.conf edited by hand); rising while wsRoute is gateway: clients are kept off the backend and retry until the route is repaired.',
       registers,
     });
     const legacy = options.legacyConnections;
@@ -98,6 +104,11 @@ export class WorkerMetrics {
   /** Counts one published message. */
   published(): void {
     this.#published.inc();
+  }
+
+  /** Counts one legacy /ws/ handshake refused because the stack plan does not route /ws/ to the backend. */
+  notRouted(): void {
+    this.#notRouted.inc();
   }
 
   /** Counts one failed publish (the relay of a transactional outbox counts its failures here too). */

@@ -88,8 +88,9 @@ export async function startWorker(
     },
   };
   const server = http.createServer();
-  const legacy = attachLegacyWebSockets(server, { db, credentials, log, redis, historyLength: config.historyLength });
+  // Each reads the other: the gauge reads `legacy` only when scraped, after both exist.
   const metrics = new WorkerMetrics({ defaults: options.processMetrics ?? true, legacyConnections: () => legacy.counts() });
+  const legacy = attachLegacyWebSockets(server, { db, credentials, log, redis, historyLength: config.historyLength, onNotRouted: () => metrics.notRouted() });
 
   // One event per message: its data is the stored message, its idempotency key the message id.
   const relay = new OutboxRelay(

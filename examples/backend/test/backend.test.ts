@@ -17,12 +17,15 @@ import { freePort, waitUntil } from '../../../infra/targets/local/ports.js';
 import { configFromEnv } from '../src/config.js';
 import { DEFAULT_TOKEN_POLICY, demoSiteTokens, demoVisitorKey, PROBE_DIALOG_ID, signAdminToken } from '../src/demo.js';
 import { createLogger } from '../src/log.js';
-import { loadMigrations, migrate } from '../src/migrate.js';
+import { WS_ROUTE_BACKEND, WS_ROUTE_HEADER } from '../src/legacy-route.js';
+import pino from 'pino';
+import { GATEWAY_DATABASE_ROLE, loadMigrations, migrate } from '../src/migrate.js';
 import { messageIdempotencyKey, OutboxRelay } from '../src/outbox.js';
 import { seedDemoData } from '../src/seed.js';
 import { messageData } from '../src/store.js';
 import { startWorker, type BackendWorker } from '../src/worker.js';
 import { UPGRADE_REQUIRED_HINT } from '@replyx/gateway/access/endpoints';
+import { ACCESS_CHANGES_CHANNEL, parseAccessChange, type AccessChange } from '@replyx/gateway/access/access-changes';
 
 // The backend against the suite's real Postgres and Redis: one in-process worker for the API
 // and legacy /ws/ (and one with LEGACY_WIDGET_AUTH), and the real cluster entry point for health
@@ -80,8 +83,13 @@ async function session(body: Record<string, unknown>, headers: Record<string, st
   return post('/api/widget/sessions', body, headers);
 }
 
-function openSocket(path: string, opts: { headers?: Record<string, string>; token?: string; port?: number } = {}): Promise<{ ws: WebSocket; frames: Record<string, unknown>[]; closed: Promise<{ code: number; reason: string }> }> {
-  const ws = new WebSocket(`ws://127.0.0.1:${opts.port ?? worker.port}${path}`, opts.token ? tokenProtocols(opts.token) : [], { headers: opts.headers ?? {} });
+/** The header nginx's rendered /ws/ location adds when the stack plan routes /ws/ to the backend. */
+const ROUTED = { [WS_ROUTE_HEADER]: WS_ROUTE_BACKEND };
+
+/** Opens a legacy /ws/ socket as nginx's backend route would (with its mark), unless `routed` is false. */
+function openSocket(path: string, opts: { headers?: Record<string, string>; token?: string; port?: number; routed?: boolean } = {}): Promise<{ ws: WebSocket; frames: Record<string, unknown>[]; closed: Promise<{ code: number; reason: string }> }> {
+  const headers = { ...(opts.routed === false ? {} : ROUTED), ...opts.headers };
+  const ws = new WebSocket(`ws://127.0.0.1:${opts.port ?? worker.port}${path}`, opts.token ? tokenProtocols(opts.token) : [], { headers });
   const frames: Record<string, unknown>[] = [];
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   return new Promise((resolve, reject) => {
@@ -284,6 +292,44 @@ describe('site tokens: issue and revoke', () => {
     expect(view.rowCount).toBe(1);
     expect((await request('DELETE', '/api/site-tokens/no-such-token-id', undefined, bearer(await admin1()))).status).toBe(404);
     expect((await request('DELETE', '/api/site-tokens/%zz', undefined, bearer(await admin1()))).status).toBe(400);
+  });
+
+  it('every access change notifies the gateway’s channel, which the gateway’s role may LISTEN to (migration 007)', async () => {
+    const listener = new pg.Client({ connectionString: databaseUrl });
+    await listener.connect();
+    const changes: (AccessChange | undefined)[] = [];
+    listener.on('notification', (m) => {
+      if (m.channel === ACCESS_CHANGES_CHANNEL) changes.push(parseAccessChange(m.payload));
+    });
+    try {
+      // LISTEN runs with the gateway role's rights: it needs none beyond 005's.
+      await listener.query(`SET ROLE ${listener.escapeIdentifier(GATEWAY_DATABASE_ROLE)}`);
+      await listener.query(`LISTEN ${listener.escapeIdentifier(ACCESS_CHANGES_CHANNEL)}`);
+      const issued = (await post('/api/site-tokens', { assistant_id: 4 }, bearer(await admin1()))).json as { token: string; jti: string };
+      expect((await request('DELETE', `/api/site-tokens/${issued.jti}`, undefined, bearer(await admin1()))).status).toBe(204);
+      await sql.query("UPDATE assistants SET allowed_domains = array_append(allowed_domains, 'added.example.com') WHERE id = 4");
+      await sql.query("UPDATE assistants SET allowed_domains = array_remove(allowed_domains, 'added.example.com'), name = name || '' WHERE id = 4");
+      // A rename alone, and a new dialog, revoke nothing and send nothing.
+      await sql.query("UPDATE assistants SET name = name || '' WHERE id = 4");
+      const { rows } = await sql.query<{ id: string }>('INSERT INTO dialogs (assistant_id) VALUES (4) RETURNING id');
+      const dialog = Number(rows[0]!.id);
+      await sql.query('UPDATE dialogs SET assistant_id = 3 WHERE id = $1', [dialog]);
+      await sql.query('DELETE FROM dialogs WHERE id = $1', [dialog]);
+      // The last change: once it is in, everything before it is (notifications come in commit order).
+      const sentinel = `sentinel-${Date.now()}`;
+      await sql.query("INSERT INTO site_token_revocations (jti, expires_at) VALUES ($1, now() + interval '1 minute')", [sentinel]);
+      await waitUntil(async () => changes.some((c) => c?.kind === 'site-token' && c.jti === sentinel), 5000);
+      expect(changes).toEqual([
+        { kind: 'site-token', jti: issued.jti },
+        { kind: 'assistant', assistantId: 4 },
+        { kind: 'assistant', assistantId: 4 },
+        { kind: 'dialog', dialogId: dialog },
+        { kind: 'dialog', dialogId: dialog },
+        { kind: 'site-token', jti: sentinel },
+      ]);
+    } finally {
+      await listener.end();
+    }
   });
 
   it('refuses other users’ assistants and dialogs, lifetimes over the maximum, and non-operators', async () => {
@@ -542,6 +588,37 @@ describe('legacy /ws/ mode', () => {
     expect(await closeCode(openSocket('/ws/widget/dialogs/123', { token: widget100.token }))).toBe(4004);
   });
 
+  it('refuses /ws/ that did not come over the stack plan\'s backend route with 4102 (backoff) and the fix, counts it on /metrics and logs it once per interval', async () => {
+    const admin = await signAdminToken(SECRETS.JWT_SECRET);
+    const metric = async () => Number(/^replyx_backend_ws_not_routed_handshakes_total (\d+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]);
+    const before = await metric();
+    expect(before).toBeGreaterThanOrEqual(0);
+    // A valid token changes nothing, nor does a mark with another value: the route is wrong, not the client.
+    for (const headers of [{}, { [WS_ROUTE_HEADER]: 'gateway' }] as Record<string, string>[]) {
+      const s = await openSocket('/ws/dialogs/123', { token: admin, routed: false, headers });
+      expect(s.frames, 'no connected frame').toEqual([]);
+      expect(await s.closed).toEqual({ code: 4102, reason: '/ws/ is routed to the backend but the stack plan routes it to the gateway: run npm run check' });
+    }
+    expect(await metric()).toBe(before + 2);
+    const marked = await openSocket('/ws/dialogs/123', { token: admin });
+    expect(marked.frames[0]).toMatchObject({ type: 'connected', server: 'backend' });
+    marked.ws.close();
+    expect(await metric(), 'a marked handshake is not counted').toBe(before + 2);
+
+    const lines: string[] = [];
+    const logged = await startWorker(configFromEnv({ DATABASE_URL: databaseUrl, REDIS_URL: sharedRedisUrl(), ...SECRETS }), pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) }), 0);
+    try {
+      for (let i = 0; i < 3; i += 1) expect(await closeCode(openSocket('/ws/widget/dialogs/123', { port: logged.port, routed: false }))).toBe(4102);
+      const refusals = lines.map((l) => JSON.parse(l) as { msg: string; refused: number }).filter((l) => l.msg.includes('refused with 4102'));
+      expect(refusals.map((l) => l.refused), 'one line for the first refusal; the next two wait for the interval').toEqual([1]);
+      expect(refusals[0]!.msg).toContain('[Widget]');
+      expect(refusals[0]!.msg).toContain(`without the ${WS_ROUTE_HEADER} header`);
+      expect(refusals[0]!.msg).toContain('npm run check, then npm run stack -- apply');
+    } finally {
+      await logged.close(0);
+    }
+  });
+
   it('closes a socket with 4001 "token expired" when its token expires', async () => {
     const { SignJWT } = await import('jose');
     const now = Math.floor(Date.now() / 1000);
@@ -639,7 +716,7 @@ describe('cluster entry point', () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     const versions = await client.query('SELECT version FROM schema_migrations ORDER BY version');
-    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(versions.rows.map((r: { version: number }) => r.version)).toEqual((await loadMigrations()).map((m) => m.version));
     const access = await client.query('SELECT dialog_id::int, assistant_id::int, user_id::int FROM replyx_dialog_access ORDER BY dialog_id');
     expect(access.rows).toEqual([
       { dialog_id: 100, assistant_id: 3, user_id: 1 },

@@ -31,6 +31,15 @@ RESYNC_FRAME = '{"type":"resync"}'
 SINCE_AHEAD_REASON = "since is ahead of the dialog's newest event"
 EVENT_ID_PART_MAX = 2**64 - 1
 CLOSE = {"UNAUTHORIZED": 4001, "ORIGIN_FORBIDDEN": 4003, "DIALOG_NOT_FOUND": 4004, "BAD_REQUEST": 4009}
+#: nginx marks /ws/ handshakes with this header only when the stack plan routes /ws/ to the backend
+#: (examples/backend/src/legacy-route.ts); a hand-routed /ws/ carries no mark and is refused with
+#: NOT_ROUTED (gateway/src/close-codes.ts), which clients retry with backoff and then resume
+#: with since=, instead of landing in one worker's memory. examples/fastapi/desync.test.ts
+#: checks both against the TypeScript side.
+WS_ROUTE_HEADER = "x-replyx-ws-route"
+WS_ROUTE_BACKEND = "backend"
+NOT_ROUTED = (4102, "/ws/ is routed to the backend but the stack plan routes it to the gateway: run npm run check")
+NOT_ROUTED_LOG_INTERVAL_S = 10.0
 LOG_TAG = {"admin": "[Admin]", "widget": "[Widget]", "site": "[Site]"}
 QUERY_TOKEN = {"admin": "token", "site": "site_token", "widget": None}
 HEARTBEAT_MS = 25_000
@@ -82,6 +91,8 @@ class LegacyWebSockets:
         self._redis = redis_client
         self._history_length = history_length
         self._hub: Dict[int, Set[Member]] = {}
+        self._not_routed_unlogged = 0
+        self._not_routed_logged_at = float("-inf")
 
     async def deliver(self, dialog_id: int, event_id: str, frame: str) -> int:
         """Sends an event frame to this worker's sockets on the dialog (and no one else's)."""
@@ -101,11 +112,30 @@ class LegacyWebSockets:
             except Exception:  # a socket closing under us; its receive loop removes it
                 pass
 
+    def _note_not_routed(self, kind: str) -> None:
+        """Counts a refused unmarked handshake; logs at most every NOT_ROUTED_LOG_INTERVAL_S with the count since."""
+        self._not_routed_unlogged += 1
+        now = time.monotonic()
+        if now - self._not_routed_logged_at < NOT_ROUTED_LOG_INTERVAL_S:
+            return
+        log.warning(
+            f"{LOG_TAG[kind]} legacy /ws/ handshake refused with {NOT_ROUTED[0]} ({self._not_routed_unlogged} since the last such line): "
+            f"nginx sent /ws/ to the backend without the {WS_ROUTE_HEADER} header it sets only when the stack plan routes /ws/ here "
+            "(wsRoute: backend): nginx.conf was edited by hand (or a client bypassed nginx); clients retry with backoff. "
+            "Run npm run check, then npm run stack -- apply (runbooks/ws-desync.md)"
+        )
+        self._not_routed_logged_at = now
+        self._not_routed_unlogged = 0
+
     async def serve(self, ws: WebSocket, kind: str, dialog_id: int, check: Callable[[str, Optional[str], Optional[str]], Awaitable[int]]) -> None:
         """Accepts, checks (parameters, credentials, ownership, origin), then serves one socket."""
         offered = ws.scope.get("subprotocols", [])
         # Accepted first: a browser cannot read a refused handshake's status, only a close code.
         await ws.accept(subprotocol=REPLYX_PROTOCOL if REPLYX_PROTOCOL in offered else None)
+        if ws.headers.get(WS_ROUTE_HEADER) != WS_ROUTE_BACKEND:
+            self._note_not_routed(kind)
+            await ws.close(*NOT_ROUTED)
+            return
         since = ws.query_params.get("since")
         problem = None if since is None else event_id_problem(since)
         if problem:

@@ -16,7 +16,9 @@ import { ignoredDomainReporter, type DomainEntryProblem } from '../origin/allowe
 // reads many dialogs in one query too and refreshes the cache with what it read. The lookup
 // query runs as a named prepared statement: Postgres then parses and plans it once per pool
 // connection instead of once per handshake (a connect storm meets distinct dialogs, so batches
-// are mostly of one, and parse+plan was most of Postgres' CPU per connect).
+// are mostly of one, and parse+plan was most of Postgres' CPU per connect). A change signal
+// (access/access-changes.ts) drops the affected rows at once; a read that was out when the change
+// came is not cached, since it may carry the old row.
 
 /** One row of `replyx_dialog_access`. */
 export interface DialogAccess {
@@ -74,6 +76,9 @@ interface CacheEntry<T = DialogAccess | null> {
 
 /** A handshake lookup waiting for its batch, shared by concurrent lookups of the dialog. */
 interface PendingLookup {
+  readonly dialogId: number;
+  /** The cache generation its read began under (or it was queued under): later lookups share it only while that holds. */
+  generation: number;
   readonly promise: Promise<DialogAccess | null>;
   readonly resolve: (value: DialogAccess | null) => void;
   readonly reject: (err: Error) => void;
@@ -87,7 +92,7 @@ export class DialogAccessStore {
   readonly #cache = new Map<number, CacheEntry>();
   readonly #inflight = new Map<number, PendingLookup>();
   /** Dialogs to read at the end of this event-loop turn, or once the read in flight is done. */
-  #queued: number[] = [];
+  #queued: PendingLookup[] = [];
   /** True while a handshake read is out (see #readQueued). */
   #reading = false;
   readonly #batchMax: number;
@@ -98,6 +103,11 @@ export class DialogAccessStore {
   readonly #checkedDomains: (assistantId: number, domains: readonly string[]) => readonly string[];
   /** Bumped when a replaced view invalidates the prepared lookup (see #queryAccess). */
   #statementGeneration = 0;
+  /**
+   * Bumped by every invalidation (forget, forgetAssistant, clear): a read that began before a
+   * change may carry the old row, so it is not cached and later lookups do not share it.
+   */
+  #generation = 0;
 
   /** Creates the pool (lazy: no connection until the first query). */
   constructor(databaseUrl: string, options: DialogAccessOptions) {
@@ -126,15 +136,16 @@ export class DialogAccessStore {
     const hit = this.#cache.get(dialogId);
     if (hit && hit.expiresAt > now) return Promise.resolve(hit.value);
     const pending = this.#inflight.get(dialogId);
-    if (pending) return pending.promise;
+    if (pending && pending.generation === this.#generation) return pending.promise;
     let resolve!: PendingLookup['resolve'];
     let reject!: PendingLookup['reject'];
     const promise = new Promise<DialogAccess | null>((res, rej) => {
       resolve = res;
       reject = rej;
     });
-    this.#inflight.set(dialogId, { promise, resolve, reject });
-    this.#queued.push(dialogId);
+    const lookup: PendingLookup = { dialogId, generation: this.#generation, promise, resolve, reject };
+    this.#inflight.set(dialogId, lookup);
+    this.#queued.push(lookup);
     if (this.#queued.length === 1 && !this.#reading) this.#scheduleRead();
     return promise;
   }
@@ -157,6 +168,7 @@ export class DialogAccessStore {
     this.#queued = [];
     if (queued.length === 0) return;
     this.#lastReadAt = performance.now();
+    for (const lookup of queued) lookup.generation = this.#generation;
     const reads: Promise<void>[] = [];
     for (let i = 0; i < queued.length; i += this.#batchMax) reads.push(this.#readBatch(queued.slice(i, i + this.#batchMax)));
     this.#reading = true;
@@ -166,21 +178,22 @@ export class DialogAccessStore {
     });
   };
 
-  async #readBatch(ids: readonly number[]): Promise<void> {
+  async #readBatch(lookups: readonly PendingLookup[]): Promise<void> {
+    const generation = this.#generation;
     let rows: AccessRow[];
     try {
-      rows = await this.#queryAccess(ids);
+      rows = await this.#queryAccess(lookups.map((l) => l.dialogId));
     } catch (err) {
-      for (const id of ids) this.#settle(id, null, err ?? new Error('dialog access query failed'));
+      for (const lookup of lookups) this.#settle(lookup, null, err ?? new Error('dialog access query failed'));
       return;
     }
     const found = new Map<number, DialogAccess>();
     // The first row of a dialog wins, as with one row per query before (a view should have one).
     for (const row of rows) if (!found.has(Number(row.dialog_id))) found.set(Number(row.dialog_id), this.#toAccess(row));
-    for (const id of ids) {
-      const value = found.get(id) ?? null;
-      this.#remember(id, value);
-      this.#settle(id, value);
+    for (const lookup of lookups) {
+      const value = found.get(lookup.dialogId) ?? null;
+      if (generation === this.#generation) this.#remember(lookup.dialogId, value);
+      this.#settle(lookup, value);
     }
   }
 
@@ -200,11 +213,10 @@ export class DialogAccessStore {
     return rows;
   }
 
-  #settle(dialogId: number, value: DialogAccess | null, err?: unknown): void {
-    const pending = this.#inflight.get(dialogId);
-    this.#inflight.delete(dialogId);
-    if (err === undefined) pending?.resolve(value);
-    else pending?.reject(err as Error);
+  #settle(lookup: PendingLookup, value: DialogAccess | null, err?: unknown): void {
+    if (this.#inflight.get(lookup.dialogId) === lookup) this.#inflight.delete(lookup.dialogId);
+    if (err === undefined) lookup.resolve(value);
+    else lookup.reject(err as Error);
   }
 
   /**
@@ -215,11 +227,12 @@ export class DialogAccessStore {
     const found = new Map<number, DialogAccess | null>();
     for (let i = 0; i < dialogIds.length; i += ACCESS_BATCH_SIZE) {
       const batch = dialogIds.slice(i, i + ACCESS_BATCH_SIZE);
+      const generation = this.#generation;
       const rows = await this.#queryAccess(batch);
       for (const row of rows) found.set(Number(row.dialog_id), this.#toAccess(row));
       for (const id of batch) {
         if (!found.has(id)) found.set(id, null);
-        this.#remember(id, found.get(id)!);
+        if (generation === this.#generation) this.#remember(id, found.get(id)!);
       }
     }
     return found;
@@ -233,9 +246,10 @@ export class DialogAccessStore {
     const now = Date.now();
     const hit = this.#assistantDomains.get(assistantId);
     if (hit && hit.expiresAt > now) return hit.value;
+    const generation = this.#generation;
     const { rows } = await this.#pool.query<{ allowed_domains: string[] | null }>(ASSISTANT_DOMAINS_QUERY, [assistantId]);
     const value = rows[0] ? this.#checkedDomains(assistantId, rows[0].allowed_domains ?? []) : null;
-    if (this.#ttlMs > 0 && this.#max > 0) {
+    if (this.#ttlMs > 0 && this.#max > 0 && generation === this.#generation) {
       if (this.#assistantDomains.size >= this.#max) this.#assistantDomains.delete(this.#assistantDomains.keys().next().value!);
       this.#assistantDomains.set(assistantId, { value, expiresAt: now + this.#ttlMs });
     }
@@ -271,10 +285,27 @@ export class DialogAccessStore {
     for (const [id, entry] of this.#assistantDomains) if (entry.expiresAt <= now) this.#assistantDomains.delete(id);
   }
 
-  /** Forgets every cached row. */
+  /** Forgets every cached row; reads already out are neither cached nor shared. */
   clear(): void {
+    this.#generation += 1;
     this.#cache.clear();
     this.#assistantDomains.clear();
+  }
+
+  /** Forgets the cached row of one dialog (it moved or was deleted); reads already out are neither cached nor shared. */
+  forget(dialogId: number): void {
+    this.#generation += 1;
+    this.#cache.delete(dialogId);
+  }
+
+  /**
+   * Forgets the cached rows that name `assistantId` (its owner or allowed domains changed) and its
+   * cached domains; reads already out are neither cached nor shared.
+   */
+  forgetAssistant(assistantId: number): void {
+    this.#generation += 1;
+    this.#assistantDomains.delete(assistantId);
+    for (const [id, entry] of this.#cache) if (entry.value?.assistantId === assistantId) this.#cache.delete(id);
   }
 
   /** True when Postgres answers `SELECT 1` within the timeout. */

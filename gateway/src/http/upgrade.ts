@@ -33,8 +33,16 @@ export interface UpgradeDeps {
   readonly access: AuthorizeDeps;
   /** True once shutdown began: new upgrades get 503, late authorizations 4200. */
   isDraining(): boolean;
-  /** Takes over an upgraded, authorized socket and the bytes read past its request (the hub's attach). */
-  accept(socket: Socket, head: Buffer, auth: Authorized, ip: string): void;
+  /**
+   * How many access changes the gateway has heard so far (access/access-changes.ts); read when
+   * authorization begins and handed to accept, which re-checks a socket authorized across a change.
+   */
+  accessChanges(): number;
+  /**
+   * Takes over an upgraded, authorized socket and the bytes read past its request (the hub's
+   * attach); `changesAtStart` is accessChanges() when its authorization began.
+   */
+  accept(socket: Socket, head: Buffer, auth: Authorized, ip: string, changesAtStart: number): void;
 }
 
 /** The 'upgrade' listener for node:http, and a close() for shutdown. */
@@ -103,6 +111,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     // The slot is released when the TCP socket closes, whatever happened in between.
     (socket as AdmittedSocket)[ADMITTED_IP] = ip;
     socket.on('close', releaseAdmission);
+    const changesAtStart = deps.accessChanges();
     authorize(match, req, deps.access).then(
       (result) => {
         if (socket.destroyed) return;
@@ -125,7 +134,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         // a syscall per handshake saved, the largest share of a connect left after auth.
         socket.cork();
         const upgraded = upgrade(req, socket);
-        if (upgraded) deps.accept(upgraded, head, result, ip);
+        if (upgraded) deps.accept(upgraded, head, result, ip, changesAtStart);
         socket.uncork();
       },
       (err: unknown) => {

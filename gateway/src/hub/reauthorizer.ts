@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
+import type { ReauthScope } from '../access/access-changes.js';
 import type { DialogAccess } from '../access/dialog-access.js';
 import { checkGrant, type Grant } from '../access/grant.js';
 import type { ClientConnection } from '../connection/client-connection.js';
-import type { DialogHub } from './dialog-hub.js';
+import type { DialogHub, HubMember } from './dialog-hub.js';
 
 // Live re-authorization: every REAUTH_INTERVAL_MS the access rows of the dialogs that have open
 // connections are read again (in batches, one query per ACCESS_BATCH_SIZE dialogs, never one per
@@ -11,6 +12,8 @@ import type { DialogHub } from './dialog-hub.js';
 // site token was revoked, the widget's (or browser site's) origin left the allowed domains.
 // Expiry is the hub's (per second, from the heartbeat tick); this is the slower, database part.
 // A database outage keeps open connections as they are (logged) until the next sweep succeeds.
+// A change signal (access/access-changes.ts) asks for the same check at once, for the dialogs it
+// names only (request()); requests that come while one runs are merged and run right after it.
 
 /** What re-authorization reads. */
 export interface ReauthSources {
@@ -20,11 +23,23 @@ export interface ReauthSources {
   readonly revoked: { refresh(): Promise<void>; has(jti: string): boolean };
 }
 
+/** What re-authorization needs of a connection: its kind and what its credential granted. */
+export interface ReauthMember extends HubMember {
+  readonly grant: Grant;
+}
+
 /** Where connections live and how one is closed for lost access. */
-export interface ReauthTarget {
-  readonly members: DialogHub<ClientConnection>;
+export interface ReauthTarget<M extends ReauthMember = ClientConnection> {
+  readonly members: DialogHub<M>;
   /** Closes `conn` with 4001 "access revoked"; false when it was closing already. */
-  revoke(conn: ClientConnection, why: string): boolean;
+  revoke(conn: M, why: string): boolean;
+}
+
+/** Requests merged while a check runs. */
+interface PendingScope {
+  all: boolean;
+  readonly dialogs: Set<number>;
+  readonly siteTokens: Set<string>;
 }
 
 /** Why a grant no longer holds, or undefined when it still does. */
@@ -37,16 +52,19 @@ export function revocationReason(grant: Grant, dialogId: number, access: DialogA
 }
 
 /** Re-checks open connections every `intervalMs`, driven by the gateway's shared timer. */
-export class Reauthorizer {
-  readonly #target: ReauthTarget;
+export class Reauthorizer<M extends ReauthMember = ClientConnection> {
+  readonly #target: ReauthTarget<M>;
   readonly #sources: ReauthSources;
   readonly #intervalMs: number;
   readonly #log: Logger;
   #lastRunAt: number;
   #running = false;
+  /** What request() asked for since the running check began (undefined: nothing). */
+  #pending: PendingScope | undefined;
+  #rechecking = false;
 
   /** Sweeps every `intervalMs`, the first one `intervalMs` after `startMs`. */
-  constructor(target: ReauthTarget, sources: ReauthSources, intervalMs: number, log: Logger, startMs = Date.now()) {
+  constructor(target: ReauthTarget<M>, sources: ReauthSources, intervalMs: number, log: Logger, startMs = Date.now()) {
     this.#target = target;
     this.#sources = sources;
     this.#intervalMs = intervalMs;
@@ -58,14 +76,59 @@ export class Reauthorizer {
   tick(now = Date.now()): void {
     if (this.#running || now - this.#lastRunAt < this.#intervalMs) return;
     this.#lastRunAt = now;
-    void this.sweep();
+    this.#running = true;
+    void this.sweep().finally(() => {
+      this.#running = false;
+    });
   }
 
-  /** One sweep; resolves with how many connections it closed. Never rejects. */
-  async sweep(): Promise<number> {
-    this.#running = true;
+  /** One sweep of every open connection; resolves with how many it closed. Never rejects. */
+  sweep(): Promise<number> {
+    return this.#check(this.#target.members.dialogIds());
+  }
+
+  /** Re-authorizes the connections `scope` names on the next turn; requests made while a check runs are merged into one check after it. */
+  request(scope: ReauthScope): void {
+    const pending = (this.#pending ??= { all: false, dialogs: new Set(), siteTokens: new Set() });
+    if ('all' in scope) pending.all = true;
+    else {
+      for (const id of scope.dialogs ?? []) pending.dialogs.add(id);
+      for (const jti of scope.siteTokens ?? []) pending.siteTokens.add(jti);
+    }
+    if (this.#rechecking) return;
+    this.#rechecking = true;
+    setImmediate(() => void this.#runRequests());
+  }
+
+  /** Resolves once no requested check is waiting or running (for tests and shutdown). */
+  async settled(): Promise<void> {
+    while (this.#rechecking) await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  async #runRequests(): Promise<void> {
     try {
-      const dialogIds = this.#target.members.dialogIds();
+      while (this.#pending) {
+        const pending = this.#pending;
+        this.#pending = undefined;
+        const dialogIds = pending.all ? this.#target.members.dialogIds() : this.#dialogsOf(pending);
+        if (dialogIds.length > 0) await this.#check(dialogIds);
+      }
+    } finally {
+      this.#rechecking = false;
+    }
+  }
+
+  /** The open dialogs `pending` names, and those with a site connection whose token it names. */
+  #dialogsOf(pending: PendingScope): number[] {
+    const members = this.#target.members;
+    return members.dialogIds().filter(
+      (id) => pending.dialogs.has(id) || (pending.siteTokens.size > 0 && [...members.recipients(id, ['site'])].some((c) => c.grant.kind === 'site' && pending.siteTokens.has(c.grant.jti))),
+    );
+  }
+
+  /** Checks the connections of `dialogIds` against fresh rows and revoked ids; resolves with how many it closed. Never rejects. */
+  async #check(dialogIds: readonly number[]): Promise<number> {
+    try {
       const [revoked, rows] = await Promise.allSettled([this.#sources.revoked.refresh(), dialogIds.length > 0 ? this.#sources.lookupMany(dialogIds) : Promise.resolve(new Map<number, DialogAccess | null>())]);
       if (revoked.status === 'rejected') this.#log.warn({ err: String(revoked.reason) }, 're-authorization could not read replyx_revoked_site_tokens; using the last list read');
       if (rows.status === 'rejected') {
@@ -82,8 +145,9 @@ export class Reauthorizer {
         }
       }
       return closed;
-    } finally {
-      this.#running = false;
+    } catch (err) {
+      this.#log.error({ err: String(err) }, 're-authorization failed; open connections kept until the next sweep');
+      return 0;
     }
   }
 }

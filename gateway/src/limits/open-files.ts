@@ -3,14 +3,22 @@ import type { GatewayErrorCode } from '../error-codes.js';
 
 // Every WebSocket holds one file descriptor, so RLIMIT_NOFILE, not MAX_CONNECTIONS, is what a
 // process can really hold: past its soft limit accept() fails with EMFILE and the client sees a
-// reset instead of a 4100 it could back off from. Linux shows the limits in /proc/<pid>/limits;
-// the local target reads nginx's from there too.
+// reset instead of a 4100 it could back off from, so the gateway admits no more than its limit
+// minus the reserve. Linux shows the limits in /proc/<pid>/limits; the local target reads nginx's
+// from there too. This module is a leaf (node:fs only): infra imports the reserve and the formula
+// to size every target's nofile from them.
 
 /**
- * Descriptors a gateway needs besides its client sockets: Redis, the Postgres pool, the listening
- * socket, log files and the handshakes in flight.
+ * Descriptors a process needs besides its connection sockets: for the gateway Redis, the Postgres
+ * pool, the listening socket, log files and the handshakes in flight; for nginx its listeners,
+ * logs and the master's own. Every target's nofile is derived from it ({@link openFileLimitFor}).
  */
 export const OPEN_FILE_RESERVE = 1000;
+
+/** The open-file limit a process whose connections hold `descriptors` file descriptors needs: those plus {@link OPEN_FILE_RESERVE} (pure). */
+export function openFileLimitFor(descriptors: number): number {
+  return descriptors + OPEN_FILE_RESERVE;
+}
 
 /** The soft and hard "Max open files" of a process (a field is absent when unlimited). */
 export interface OpenFileLimits {
@@ -41,7 +49,7 @@ export interface ConnectionCapacity {
   readonly maxConnections: number;
   /** The soft RLIMIT_NOFILE (undefined: unlimited or unknown). */
   readonly openFileLimit: number | undefined;
-  /** MAX_CONNECTIONS, or the soft limit minus OPEN_FILE_RESERVE when that is lower. */
+  /** MAX_CONNECTIONS, or the soft limit minus OPEN_FILE_RESERVE when that is lower: the gateway admits no more. */
   readonly connections: number;
   /** True when the open-file limit, not MAX_CONNECTIONS, is the bound. */
   readonly limitedByOpenFiles: boolean;
@@ -63,7 +71,7 @@ export function openFileWarning(c: ConnectionCapacity): string | undefined {
   const n = (x: number) => x.toLocaleString('en-US');
   return (
     `${OPEN_FILE_WARNING_CODE}: open-file limit ${n(c.openFileLimit)} is below MAX_CONNECTIONS ${n(c.maxConnections)} + ${n(OPEN_FILE_RESERVE)} reserved descriptors, ` +
-    `so this gateway holds at most ${n(c.connections)} connections (past that, accepts fail with EMFILE instead of a 4100) — ` +
-    `raise the limit to at least ${n(c.maxConnections + OPEN_FILE_RESERVE)} (ulimit -n, systemd LimitNOFILE=, the container's nofile ulimit) or lower MAX_CONNECTIONS to ${n(c.connections)}`
+    `so this gateway admits at most ${n(c.connections)} connections (more close with 4100) — ` +
+    `raise the limit to at least ${n(openFileLimitFor(c.maxConnections))} (ulimit -n, systemd LimitNOFILE=, the container's nofile ulimit) or lower MAX_CONNECTIONS to ${n(c.connections)}`
   );
 }

@@ -19,10 +19,12 @@ export interface DependencyState {
 export interface MetricsSources {
   connections(): KindCounts;
   dialogs(): number;
-  /** Connections this process can hold: MAX_CONNECTIONS, or less when its open-file limit is lower (limits/open-files.ts). */
+  /** Connections this process admits: MAX_CONNECTIONS, or less when its open-file limit is lower (limits/open-files.ts). */
   connectionCapacity(): number;
   /** Whether Redis and Postgres answer right now. */
   dependencies(): Promise<DependencyState>;
+  /** Whether the access change listener's LISTEN connection is up (access/access-changes.ts). */
+  accessListenerConnected(): boolean;
   /** One Redis round trip in seconds; undefined when there is no Redis or it did not answer. */
   redisRoundTrip?(): Promise<number | undefined>;
 }
@@ -88,6 +90,7 @@ export class GatewayMetrics {
   readonly #resumes: Counter<'outcome'>;
   readonly #resyncs: Counter<'cause'>;
   readonly #reconnects: Counter;
+  readonly #accessNotifications: Counter;
 
   /** Registers every metric; `defaults` adds process metrics (off in tests). */
   constructor(sources: MetricsSources, defaults = true) {
@@ -113,7 +116,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'replyx_gateway_connection_capacity',
-      help: 'Connections this process can hold: MAX_CONNECTIONS, or its soft open-file limit minus the reserved descriptors when that is lower.',
+      help: 'Connections this process admits (more close with 4100): MAX_CONNECTIONS, or its soft open-file limit minus the reserved descriptors when that is lower.',
       registers,
       collect() {
         this.set(sources.connectionCapacity());
@@ -167,6 +170,15 @@ export class GatewayMetrics {
       registers,
     });
     this.#reconnects = new Counter({ name: 'replyx_gateway_broker_reconnects_total', help: 'Times the broker got its Redis subscription back after losing it.', registers });
+    this.#accessNotifications = new Counter({ name: 'replyx_gateway_access_notifications_total', help: 'Access change notifications received from Postgres (LISTEN replyx_access_changes).', registers });
+    new Gauge({
+      name: 'replyx_gateway_access_listener_connected',
+      help: "Whether the gateway's LISTEN connection for access changes is up (1) or not (0: changes take effect within ACCESS_CACHE_TTL_MS / REAUTH_INTERVAL_MS).",
+      registers,
+      collect() {
+        this.set(sources.accessListenerConnected() ? 1 : 0);
+      },
+    });
     this.#latency = new Histogram({
       name: 'replyx_gateway_publish_to_send_seconds',
       help: "Time from an event's ts (set when it was stored) to the gateway sending it to the last local recipient.",
@@ -231,6 +243,11 @@ export class GatewayMetrics {
   /** Counts one broker reconnect (Redis came back). */
   brokerReconnected(): void {
     this.#reconnects.inc();
+  }
+
+  /** Counts one access change notification. */
+  accessNotified(): void {
+    this.#accessNotifications.inc();
   }
 
   /** Counts one connection accepted with a deprecated credential (query-string token, legacy widget). */

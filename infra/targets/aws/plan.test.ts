@@ -240,8 +240,29 @@ describe('planTaskDefinitions', () => {
     }
     // ECS gives the backend's workers their whole drain (in-flight requests, nginx's idle keepalive) before SIGKILL.
     expect(stopTimeoutFor(topo(), 'backend') * 1000).toBeGreaterThan(DRAIN_GRACE_MS + 3000);
-    expect(tasks.gateway.containerDefinitions[0]!.ulimits[0]!.softLimit).toBeGreaterThan(200_000);
-    expect(tasks.nginx.containerDefinitions[0]!.ulimits[0]!.softLimit).toBeGreaterThanOrEqual(t.nginx.workerConnections * 2);
+  });
+
+  it("pins nofile from the gateway's reserve (containerKernelLimits) within Fargate's bounds, and somaxconn to each listener's backlog", () => {
+    const kernel = (t: Topology) => {
+      const tasks = planTaskDefinitions(t, refs(t));
+      return Object.fromEntries(
+        (['backend', 'gateway', 'nginx'] as const).map((s) => {
+          const c = tasks[s].containerDefinitions[0]!;
+          return [s, { ulimits: c.ulimits, systemControls: c.systemControls }];
+        }),
+      );
+    };
+    const pinned = (n: number) => [{ name: 'nofile', softLimit: n, hardLimit: n }];
+    const somaxconn = [{ namespace: 'net.core.somaxconn', value: '4096' }];
+    // 200,000 connections + the gateway's 1,000 reserved descriptors; nginx: 2 per connection + 1,000.
+    expect(kernel(topo({ limits: { maxConnections: 200_000 }, nginx: { workerConnections: 100_000 } }))).toEqual({
+      backend: { ulimits: pinned(65_536), systemControls: undefined },
+      gateway: { ulimits: pinned(201_000), systemControls: somaxconn },
+      nginx: { ulimits: pinned(201_000), systemControls: somaxconn },
+    });
+    // Below Fargate's floor every task keeps 65,536 (Fargate's own soft default is 1,024); above its ceiling, 1,048,576.
+    expect(kernel(topo())).toMatchObject({ gateway: { ulimits: pinned(65_536) }, nginx: { ulimits: pinned(65_536) } });
+    expect(kernel(topo({ limits: { maxConnections: 2_000_000 } })).gateway!.ulimits).toEqual(pinned(1_048_576));
   });
 
   it('sizes every task from aws.taskCpu and aws.taskMemoryMb', () => {

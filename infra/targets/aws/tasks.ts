@@ -1,5 +1,6 @@
 import { ReplyxError } from '../../errors.js';
 import { FARGATE_MAX_STOP_TIMEOUT_S, fargateStopCapOverruns, stopPlans } from '../../render/deploy-timing.js';
+import { containerKernelLimits, type KernelLimits } from '../../render/kernel-limits.js';
 import { renderServiceEnv, resolveServiceEnv, settingRefsOf, type SettingRef } from '../../render/service-env.js';
 import type { Topology } from '../../topology/index.js';
 
@@ -40,6 +41,8 @@ export interface ContainerDefinition {
   readonly logConfiguration: { readonly logDriver: 'awslogs'; readonly options: Readonly<Record<string, string>> };
   readonly stopTimeout: number;
   readonly ulimits: readonly { readonly name: 'nofile'; readonly softLimit: number; readonly hardLimit: number }[];
+  /** Namespaced sysctls (Fargate allows net.*): net.core.somaxconn for the services that take reconnect storms. */
+  readonly systemControls?: readonly { readonly namespace: 'net.core.somaxconn'; readonly value: string }[];
 }
 
 /** One task definition: Fargate size and its single container (the family comes from planNames). */
@@ -162,9 +165,21 @@ export const NGINX_START_SCRIPT = nginxStartScript();
 /** Fargate's per-task ceiling for open files. */
 const FARGATE_MAX_NOFILE = 1_048_576;
 
+/**
+ * The open-file limit every task gets at least: Fargate's own default is a soft limit of 1,024
+ * (hard 65,535), too low for a backend's pool and keepalive sockets; a service that needs more
+ * gets its {@link containerKernelLimits} figure.
+ */
+const MIN_TASK_NOFILE = 65_536;
+
 function nofile(limit: number): ContainerDefinition['ulimits'] {
-  const n = Math.min(FARGATE_MAX_NOFILE, Math.max(65_536, limit));
+  const n = Math.min(FARGATE_MAX_NOFILE, Math.max(MIN_TASK_NOFILE, limit));
   return [{ name: 'nofile', softLimit: n, hardLimit: n }];
+}
+
+/** A service's kernel limits as container-definition fields. */
+function kernelLimits(limits: KernelLimits): Pick<ContainerDefinition, 'ulimits' | 'systemControls'> {
+  return { ulimits: nofile(limits.nofile), systemControls: [{ namespace: 'net.core.somaxconn', value: String(limits.somaxconn) }] };
 }
 
 function env(vars: Readonly<Record<string, string>>): ContainerDefinition['environment'] {
@@ -225,7 +240,7 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
       healthCheck: healthCheck(service, port),
       logConfiguration: logs(service),
       stopTimeout: stopTimeoutFor(topology, service),
-      ulimits: nofile(0),
+      ulimits: nofile(MIN_TASK_NOFILE),
       ...extra,
     };
   };
@@ -234,10 +249,10 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
     memory: String(topology.aws.taskMemoryMb),
     containerDefinitions: [definition],
   });
+  const kernel = containerKernelLimits(topology);
   return {
     backend: task(container('backend', topology.backend.port, {}, {})),
-    // Each WebSocket is a file descriptor: leave room above the connection limit.
-    gateway: task(container('gateway', topology.gateway.port, {}, { ulimits: nofile(topology.limits.maxConnections + 4096) })),
+    gateway: task(container('gateway', topology.gateway.port, {}, kernelLimits(kernel.gateway))),
     nginx: task(
       container(
         'nginx',
@@ -247,8 +262,7 @@ export function planTaskDefinitions(topology: Topology, refs: TaskRefs): Readonl
           // Replaces the image's entrypoint so its template/envsubst scripts cannot touch our config.
           entryPoint: ['/bin/sh', '-c'],
           command: [NGINX_START_SCRIPT],
-          // Every proxied WebSocket holds two descriptors in nginx (client and upstream).
-          ulimits: nofile(topology.nginx.workerConnections * 2 + 4096),
+          ...kernelLimits(kernel.nginx),
         },
       ),
     ),

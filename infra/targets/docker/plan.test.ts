@@ -270,6 +270,13 @@ describe('planDockerStack: health, restart, stop', () => {
     expect(only(plan(), 'postgres').stopTimeoutS).toBe(30);
   });
 
+  it("pins the gateway's and nginx's nofile and somaxconn from the topology (containerKernelLimits), leaving the others to the daemon", () => {
+    const p = plan({ limits: { maxConnections: 20_000 }, nginx: { workerConnections: 4096 }, gateway: { replicas: 2 } });
+    for (const gateway of p.containers.filter((c) => c.service === 'gateway')) expect(gateway.kernelLimits).toEqual({ nofile: 21_000, somaxconn: 4096 });
+    expect(only(p, 'nginx').kernelLimits).toEqual({ nofile: 2 * 4096 + 1000, somaxconn: 4096 });
+    for (const service of ['backend', 'redis', 'postgres'] as const) expect(only(p, service).kernelLimits).toBeUndefined();
+  });
+
   it('chains replicas so a deploy replaces them one at a time', () => {
     const p = plan({ gateway: { replicas: 3 }, backend: { replicas: 2 } });
     expect(p.containers.filter((c) => c.service === 'gateway').map((c) => [c.name, c.replaceAfter])).toEqual([

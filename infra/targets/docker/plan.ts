@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { renderGrafanaProvisioning } from '../../render/grafana.js';
 import { readMonitoringArtefacts, renderPrometheusConfig, type MonitoringArtefacts } from '../../render/prometheus.js';
 import { dockerContainerNames } from '../../render/service-hosts.js';
+import { containerKernelLimits, type KernelLimits } from '../../render/kernel-limits.js';
 import { stopPlans, type StopSignal } from '../../render/deploy-timing.js';
 import { renderServiceEnv, resolveServiceEnv, type SettingResolver } from '../../render/service-env.js';
 import { REDIS_USERS } from '../../render/redis-acl.js';
@@ -102,6 +103,11 @@ export interface ContainerPlan {
   /** Files written into the container when it is created (rendered configuration). */
   readonly uploads?: readonly { readonly file: string; readonly content: UploadContent }[];
   readonly healthcheck: HealthcheckPlan;
+  /**
+   * The gateway's and nginx's open-file limit (soft = hard `nofile` ulimit) and net.core.somaxconn
+   * sysctl; unset: the Docker daemon's defaults.
+   */
+  readonly kernelLimits?: KernelLimits;
   readonly restart: 'unless-stopped';
   /**
    * Seconds between the stop signal and SIGKILL, for every stop: `docker stop` and daemon
@@ -253,6 +259,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
     }
   };
   const stops = stopPlans(topology);
+  const kernel = containerKernelLimits(topology);
   const envOf = (service: keyof typeof names, container: string) => resolveServiceEnv(renderServiceEnv(topology, service), resolver(container));
   const labels = (service: ServiceKey) => ({ [STACK_LABEL]: name, [SERVICE_LABEL]: service });
 
@@ -385,6 +392,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       retries: 6,
       startPeriodS: 20,
     },
+    kernelLimits: kernel.gateway,
     restart: 'unless-stopped',
     // SIGTERM starts the drain (4200 closes spread over drainWindowMs): that long plus a margin.
     stopTimeoutS: stops.gateway.graceS,
@@ -418,6 +426,7 @@ export function planDockerStack(topology: Topology, options: DockerPlanOptions =
       retries: 3,
       startPeriodS: 5,
     },
+    kernelLimits: kernel.nginx,
     restart: 'unless-stopped',
     // SIGQUIT is nginx's graceful stop: workers finish, WebSockets get worker_shutdown_timeout.
     stopTimeoutS: stops.nginx.graceS,

@@ -182,6 +182,17 @@ describe('ReplyxDockerStack containers', () => {
     expect(stop('replyx-redis')).toEqual({ stopSignal: 'SIGTERM', stopTimeout: 30, destroyGraceSeconds: 30 });
   });
 
+  it("sets the gateway's and nginx's nofile ulimit and net.core.somaxconn sysctl from the plan, and nothing on the others", async () => {
+    const { container } = await deploy({ limits: { maxConnections: 30_000 }, nginx: { workerConnections: 8192 } });
+    const kernel = (name: string) => {
+      const { ulimits, sysctls } = container(name).inputs;
+      return { ulimits: plain(ulimits), sysctls: plain(sysctls) };
+    };
+    expect(kernel('replyx-ws-gateway')).toEqual({ ulimits: [{ name: 'nofile', soft: 31_000, hard: 31_000 }], sysctls: { 'net.core.somaxconn': '4096' } });
+    expect(kernel('replyx-nginx')).toEqual({ ulimits: [{ name: 'nofile', soft: 17_384, hard: 17_384 }], sysctls: { 'net.core.somaxconn': '4096' } });
+    for (const name of ['replyx-backend', 'replyx-postgres', 'replyx-redis']) expect(kernel(name)).toEqual({ ulimits: undefined, sysctls: undefined });
+  });
+
   it('registers each gateway replica only once the previous one is finished, so a deploy replaces them one at a time', async () => {
     const { mine } = await deploy({ name: 'chain', gateway: { replicas: 3 } });
     const finishedBefore = (name: string) => mine.find((r) => r.name === name)!.finishedBefore;

@@ -166,6 +166,12 @@ export class ReplyxDockerStack extends pulumi.ComponentResource {
             retries: hc.retries,
             startPeriod: seconds(hc.startPeriodS),
           },
+          ...(c.kernelLimits
+            ? {
+                ulimits: [{ name: 'nofile', soft: c.kernelLimits.nofile, hard: c.kernelLimits.nofile }],
+                sysctls: { 'net.core.somaxconn': String(c.kernelLimits.somaxconn) },
+              }
+            : {}),
           restart: c.restart,
           stopSignal: c.stopSignal,
           stopTimeout: c.stopTimeoutS,

@@ -5,17 +5,29 @@ import { planLocalStack } from './plan.js';
 import { generateSecrets } from './secrets.js';
 
 describe('rollingRestartSteps', () => {
-  it('takes one replica out of the upstream at a time, in order, the others staying up; its old process drains to it alone', () => {
-    const steps = rollingRestartSteps([
-      { name: 'gateway-1', port: 9001 },
-      { name: 'gateway-2', port: 9002 },
-      { name: 'gateway-3', port: 9003 },
-    ]);
-    expect(steps).toEqual([
+  const replica = (i: number) => ({ name: `gateway-${i}` as const, port: 9000 + i });
+  const gateways = [1, 2, 3].map(replica);
+
+  it('takes one replica out at a time, in order; once one is new, new handshakes go to new processes only; each old process drains to its own new one', () => {
+    expect(rollingRestartSteps(gateways)).toEqual([
       { replica: 'gateway-1', servers: [{ port: 9001, down: true }, { port: 9002 }, { port: 9003 }], drainTo: [{ port: 9001 }, { port: 9002, down: true }, { port: 9003, down: true }] },
-      { replica: 'gateway-2', servers: [{ port: 9001 }, { port: 9002, down: true }, { port: 9003 }], drainTo: [{ port: 9001, down: true }, { port: 9002 }, { port: 9003, down: true }] },
+      { replica: 'gateway-2', servers: [{ port: 9001 }, { port: 9002, down: true }, { port: 9003, down: true }], drainTo: [{ port: 9001, down: true }, { port: 9002 }, { port: 9003, down: true }] },
       { replica: 'gateway-3', servers: [{ port: 9001 }, { port: 9002 }, { port: 9003, down: true }], drainTo: [{ port: 9001, down: true }, { port: 9002, down: true }, { port: 9003 }] },
     ]);
+  });
+
+  it('restarting one replica leaves the others up while it is replaced', () => {
+    expect(rollingRestartSteps(gateways, 'gateway-2')).toEqual([
+      { replica: 'gateway-2', servers: [{ port: 9001 }, { port: 9002, down: true }, { port: 9003 }], drainTo: [{ port: 9001, down: true }, { port: 9002 }, { port: 9003, down: true }] },
+    ]);
+    expect(rollingRestartSteps(gateways, 'gateway-9')).toEqual([]);
+  });
+
+  it('never leaves the upstream without a replica that takes handshakes', () => {
+    for (const n of [2, 3, 5]) {
+      const gs = Array.from({ length: n }, (_, i) => replica(i + 1));
+      for (const step of rollingRestartSteps(gs)) expect(step.servers.some((s) => !s.down)).toBe(true);
+    }
   });
 });
 

@@ -20,19 +20,29 @@ export function gatewaySpecs(plan: LocalStackPlan): ProcessSpec[] {
 /** One step of a rolling restart: the upstream while replica `replica` is replaced, and while its old process drains. */
 export interface RollingStep {
   readonly replica: string;
-  /** While it is replaced: the replica marked down, the others up. */
+  /**
+   * While it is replaced: the replica marked down, and so is every replica still to be replaced
+   * in this restart, once one is new. A client that reconnects late from the previous drain then
+   * lands on a new process, not on one that is replaced next (which would move it twice).
+   */
   readonly servers: readonly { readonly port: number; readonly down?: boolean }[];
   /** While its old process drains: only the replica (its new process) up, so each drained client moves once, to it. */
   readonly drainTo: readonly { readonly port: number; readonly down?: boolean }[];
 }
 
-/** The upstreams a rolling restart renders, in order, per replica (pure). */
-export function rollingRestartSteps(gateways: readonly Pick<ProcessSpec, 'name' | 'port'>[]): RollingStep[] {
-  return gateways.map((g) => ({
-    replica: g.name,
-    servers: gateways.map((o) => (o.name === g.name ? { port: o.port, down: true } : { port: o.port })),
-    drainTo: gateways.map((o) => (o.name === g.name ? { port: o.port } : { port: o.port, down: true })),
-  }));
+/** The upstreams a rolling restart of every replica, or of `only` that one, renders, in order (pure). */
+export function rollingRestartSteps(gateways: readonly Pick<ProcessSpec, 'name' | 'port'>[], only?: string): RollingStep[] {
+  const replaced = gateways.filter((g) => only === undefined || g.name === only);
+  return replaced.map((g, i) => {
+    const stillOld = new Set(replaced.slice(i).map((o) => o.name));
+    // The first replica of a full restart has no new process beside it: the old ones take new handshakes.
+    const takesHandshakes = (o: Pick<ProcessSpec, 'name'>) => o.name !== g.name && (i === 0 || !stillOld.has(o.name));
+    return {
+      replica: g.name,
+      servers: gateways.map((o) => (takesHandshakes(o) ? { port: o.port } : { port: o.port, down: true })),
+      drainTo: gateways.map((o) => (o.name === g.name ? { port: o.port } : { port: o.port, down: true })),
+    };
+  });
 }
 
 /** Renders the plan's nginx config with `servers` as the gateway upstream, swaps it in and reloads nginx (SIGHUP); resolves once new workers serve. */
@@ -104,23 +114,26 @@ async function replaceGatewayProcess(plan: LocalStackPlan, spec: ProcessSpec, r:
  * Restarts every gateway replica, one at a time, moving each client once: the replica leaves
  * nginx's upstream and is replaced (replaceGatewayProcess), and nginx sends new handshakes to it
  * alone while its old process drains (4200 + jitter), so its clients reconnect straight to the new
- * process rather than to a replica that is replaced next. Then every replica is up again and the
- * next one leaves. `only` restarts that one replica (`gateway-2`) the same way.
+ * process rather than to a replica that is replaced next. The next replica then leaves with the
+ * replicas still to be replaced, so new handshakes meet new processes only; at the end every
+ * replica is up again. `only` restarts that one replica (`gateway-2`) the same way.
  */
 export async function rollingRestartGateways(plan: LocalStackPlan, log: (line: string) => void, only?: string): Promise<number[]> {
   const gateways = gatewaySpecs(plan);
   if (gateways.length < 2) throw new ReplyxError('RPX_USAGE', 'a rolling restart needs at least 2 gateway replicas', 'set gateway.replicas to 2 or more in the stack file');
-  const steps = rollingRestartSteps(gateways).filter((s) => only === undefined || s.replica === only);
+  const steps = rollingRestartSteps(gateways, only);
   if (steps.length === 0) throw new ReplyxError('RPX_UNKNOWN_SERVICE', `no gateway replica "${only}" in this stack`, `use one of: gateway, ${gateways.map((g) => g.name).join(', ')}`);
   const pids: number[] = [];
-  for (const step of steps) {
+  for (const [i, step] of steps.entries()) {
     const spec = gateways.find((g) => g.name === step.replica)!;
     const fallback = "the other replicas took its clients and it stays out of nginx's upstream";
     pids.push(await replaceGatewayProcess(plan, spec, { away: step.servers, drainTo: step.drainTo, fallback }, log));
     const t0 = Date.now();
     const drained = await endLeftover(spec, 'handed-over');
-    await reloadWithGatewayServers(plan);
-    log(`  ${step.replica.padEnd(11)} ${drained !== undefined ? `old pid ${drained} drained to it in ${secs(Date.now() - t0)}; ` : ''}every replica back in the upstream`);
+    const last = i === steps.length - 1;
+    // Between replicas nginx goes straight to the next step's upstream, which holds new processes only.
+    if (last) await reloadWithGatewayServers(plan);
+    log(`  ${step.replica.padEnd(11)} ${drained !== undefined ? `old pid ${drained} drained to it in ${secs(Date.now() - t0)}; ` : ''}${last ? 'every replica back in the upstream' : 'the next replica leaves the upstream'}`);
   }
   return pids;
 }

@@ -13,6 +13,7 @@ import { freePortRange, freePorts } from './ports.js';
 import { blueGreenRestartGateway, gatewaySpecs, rollingRestartGateways } from './gateway-restart.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { startLogged } from '../../processes/run.js';
+import { forNginxStartedHere, planLocalStackForNginx } from './nginx-limit.js';
 import { nginxOpenFileLimit, stopPid } from './processes.js';
 import { assertPortFree, endLeftover, LEFTOVER_KINDS, handOverService, pidMatches, readPid, serviceState, startService, stopService, type ServiceState } from './supervisor.js';
 import { readRestarts, serviceCondition, superviseFile, type ServiceCondition, WATCHDOG_ENTRY, watchdogLogFile, watchdogPidFile, writeSuperviseFile, type RestartRecord } from './watchdog.js';
@@ -174,7 +175,8 @@ export async function restartPlanService(plan: LocalStackPlan, name: LocalServic
   const t0 = Date.now();
   const old = spec.handoverSignal ? await handOverService(spec, spec.handoverSignal) : await stopService(spec);
   log(`  ${pad(name, 11)} ${old !== undefined ? `${spec.handoverSignal ? 'handed over by' : 'stopped'} pid ${old} in ${secs(Date.now() - t0)}` : 'was not running'}`);
-  if (name === 'nginx') await writeNginxConfig(plan);
+  // The new master inherits this process's open-file limit, whatever the old one had.
+  if (name === 'nginx') await writeNginxConfig(forNginxStartedHere(plan));
   const t1 = Date.now();
   const pid = await startService(spec, startExtras(plan));
   log(`  ${pad(name, 11)} healthy in ${secs(Date.now() - t1)}  pid ${pid}`);
@@ -214,7 +216,7 @@ export async function loadDevPlan(opts: DevStackOptions, log?: ProgressLog): Pro
   const recorded = await readStateFile(stateDir);
   // A stack started with --monitoring keeps Prometheus in its plan (status, logs, stop) until it is stopped.
   const monitoring = opts.monitoring === true || recorded?.ports.prometheus !== undefined || topology.monitoring.enabled;
-  const plan = planLocalStack(topology, { stateDir, repoDir, secrets, ports: recorded?.ports, monitoring, nginxOpenFileLimit: nginxOpenFileLimit() });
+  const plan = await planLocalStackForNginx(topology, { stateDir, repoDir, secrets, ports: recorded?.ports, monitoring });
   return { plan, secrets, stackFile, running: recorded !== undefined };
 }
 

@@ -1,6 +1,6 @@
 import { DRAIN_GRACE_MS } from '../../../examples/backend/src/worker.js';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { validateTopology } from '../../topology/index.js';
 import { demoTokens, formatDemoTokens, PUBLISH_RECIPE_TITLE, shellQuote } from './demo-tokens.js';
 import { LOCAL_SERVICES, planLocalStack, startOrder, startWaves, withPorts } from './plan.js';
 import { describeOwner, parseProcNetTcp, parseSsListeners, portOwner } from './port-owner.js';
+import { forNginxStartedHere, planLocalStackForNginx, runningNginxOpenFileLimit } from './nginx-limit.js';
 import { nginxOpenFileLimit } from './processes.js';
 import { generateSecrets, loadOrCreateSecrets } from './secrets.js';
 import { assertPortFree, pidMatches } from './supervisor.js';
@@ -77,6 +78,25 @@ describe('planLocalStack', () => {
     // What the local target reads is this process's hard limit, the one nginx inherits.
     const hard = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
     expect(nginxOpenFileLimit()).toBe(hard === 'unlimited' ? undefined : Number(hard));
+  });
+
+  it('renders for this process its own limit when no nginx of the plan runs (nginx would be started from here), and for a restart here', async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'replyx-nofile-'));
+    try {
+      const options = { ...opts, stateDir };
+      const plan = await planLocalStackForNginx(local(), options);
+      expect(plan.nginxRender.openFileLimit).toBe(nginxOpenFileLimit());
+      expect(await runningNginxOpenFileLimit(plan)).toBeUndefined();
+      // A pid file naming a process that is not nginx (pid reuse) is no running master.
+      const pidFile = plan.services.find((s) => s.name === 'nginx')!.pidFile;
+      await mkdir(path.dirname(pidFile), { recursive: true });
+      await writeFile(pidFile, String(process.pid));
+      expect(await runningNginxOpenFileLimit(plan)).toBeUndefined();
+      const other = planLocalStack(local(), { ...options, nginxOpenFileLimit: 1234 });
+      expect(forNginxStartedHere(other).nginxRender).toEqual({ ...other.nginxRender, openFileLimit: nginxOpenFileLimit() });
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('adds Prometheus only with monitoring: Debian binary, rendered config scraping backend and gateway, the alert rules, its URL', () => {

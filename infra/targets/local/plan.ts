@@ -127,7 +127,8 @@ export interface PlanOptions {
   /** Run Prometheus whatever `monitoring.enabled` says (`npm start -- --monitoring`). Default: the topology's. */
   readonly monitoring?: boolean;
   /**
-   * The hard open-file limit nginx is started with (the starting process's: `readOpenFileLimits()?.hard`);
+   * The hard open-file limit of the nginx master the config is for: the running master's, else
+   * the starting process's (planLocalStackForNginx in nginx-limit.ts reads both);
    * worker_rlimit_nofile is rendered at or below it. Unset: unlimited.
    */
   readonly nginxOpenFileLimit?: number;

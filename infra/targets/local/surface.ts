@@ -9,8 +9,7 @@ import { renderNginxConfig } from '../../render/nginx.js';
 import type { Topology } from '../../topology/index.js';
 import { readStateFile } from './local-stack.js';
 import { observeLocalStack } from './observe.js';
-import { planLocalStack } from './plan.js';
-import { nginxOpenFileLimit } from './processes.js';
+import { planLocalStackForNginx } from './nginx-limit.js';
 import { applyLocalChange, localPlanFor, type RunningLocalStack } from './rollback.js';
 import { readLocalSecrets } from './secrets.js';
 
@@ -24,7 +23,7 @@ const PROBE_TOKEN_TTL_S = 3600;
 export async function localSurface(file: StackFile, stateDir: string): Promise<TargetSurface> {
   const secrets = await readLocalSecrets(stateDir);
   const recorded = await readStateFile(stateDir);
-  const plan = planLocalStack(file.fileTopology, { stateDir, repoDir: REPO_DIR, secrets, ...(recorded ? { ports: recorded.ports } : {}), nginxOpenFileLimit: nginxOpenFileLimit() });
+  const plan = await planLocalStackForNginx(file.fileTopology, { stateDir, repoDir: REPO_DIR, secrets, ...(recorded ? { ports: recorded.ports } : {}) });
   const local: RunningLocalStack = { stateDir, secrets, plan };
   const t = plan.topology;
   const description: TargetDescription = {
