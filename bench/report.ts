@@ -509,8 +509,9 @@ ${holdSection(run)}${run.storm ? `\n${stormSection(run.storm, markdownTable)}` :
   Fixed costs (nginx's connection arrays for \`worker_connections\`, which each worker fills at start,
   its shared rate-limit zones, Node's start-up heap) are in "RSS before", so only what each
   connection adds counts; BENCHMARKS.json splits it by process (\`bytesPerConnectionByProcess\`:
-  the gateway's \`node\`, \`nginx\`). The gateway keeps a socket, ws's WebSocket with its receiver and
-  sender, and a small connection record (about 2.9 KiB of heap after a GC). Just after connecting
+  the gateway's \`node\`, \`nginx\`). The gateway keeps a socket and one connection object that is its
+  own WebSocket (gateway/src/transport: about 1.3 KiB of heap per socket after a GC, 2.9 KiB while
+  ws's WebSocket, Receiver and Sender sat on each socket). Just after connecting
   its share is larger: every new connection's objects survive a scavenge, which makes V8 grow the
   young generation (up to Node 20's 16 MiB per semi-space), and old space keeps the burst's promoted
   garbage until the next full GC. V8's memory reducer gives both back once the process has been idle
@@ -546,7 +547,7 @@ ${holdSection(run)}${run.storm ? `\n${stormSection(run.storm, markdownTable)}` :
   query per few ms rather than one per few clients (waiting only for the query in flight left about
   four dialogs per query; the window took our server CPU per connect down by about 40 % and Redis
   + Postgres' by about 75 %). What remains is mostly Node's own per-socket work (accept, HTTP
-  parsing, the \`ws\` upgrade with its SHA-1 accept key, the 101 and the \`connected\` frame in one
+  parsing, the upgrade with its SHA-1 accept key, the 101 and the \`connected\` frame in one
   write) and the token check. Through nginx, the nginx column is nginx's part: accepting, parsing
   the request, connecting to the gateway and relaying the 101 (upstream keepalive does not apply to
   upgraded connections, and a WebSocket's access-log line is written when it closes, not during

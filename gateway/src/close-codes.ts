@@ -38,7 +38,7 @@ export const CloseCodes = {
   NOT_ROUTED: { code: 4102, reason: '/ws/ is routed to the backend but the stack plan routes it to the gateway: run npm run check', meaning: '/ws/ reached the backend by a route the stack plan does not render' },
   /** The gateway is shutting down (restart, rollback); reconnect with jitter and `since`. */
   DRAINING: { code: 4200, reason: 'gateway draining', meaning: 'gateway restarting' },
-  /** A client frame exceeded the maximum payload (sent by ws itself). */
+  /** A client message exceeded the maximum payload (sent by the transport's frame parser). */
   MESSAGE_TOO_BIG: { code: 1009, reason: 'message too big', meaning: 'client frame larger than MAX_PAYLOAD_BYTES' },
   /** The gateway failed while serving the connection (e.g. the database is unreachable). */
   INTERNAL_ERROR: { code: 1011, reason: 'internal error', meaning: 'gateway-side failure; retry with backoff' },

@@ -12,7 +12,6 @@ import { RedisBroker } from './broker/redis-broker.js';
 import type { GatewayConfig } from './config.js';
 import type { KindCounts } from './connection-kinds.js';
 import type { ClientConnection } from './connection/client-connection.js';
-import { assertFrameWriterSupport } from './connection/frame-writer.js';
 import { createUpgradeHandler } from './http/upgrade.js';
 import { createHttpHandler } from './http/routes.js';
 import { DeliveryHub } from './hub/delivery-hub.js';
@@ -76,7 +75,6 @@ function createBroker(config: GatewayConfig, handlers: BrokerHandlers, log: Logg
 
 /** Creates a gateway from validated config; nothing listens until listen(). */
 export function createGateway(config: GatewayConfig, options: GatewayOptions = {}): Gateway {
-  assertFrameWriterSupport();
   const log = options.logger ?? createLogger(config.logLevel, options.logStream, { instance: config.instanceId });
   const capacity = connectionCapacity(config.maxConnections, options.openFileLimits ?? readOpenFileLimits());
   // Admission stops at the capacity, not at MAX_CONNECTIONS: past the open-file limit accept()
@@ -155,9 +153,9 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
     },
     isDraining,
     accessChanges: () => accessChangesHeard,
-    accept: (ws, auth, ip, changesAtStart) => {
+    accept: (socket, head, auth, ip, changesAtStart) => {
       // attach() joins the dialog before its first await, so the re-check below sees the socket.
-      void hub.attach(ws, auth, ip);
+      void hub.attach(socket, head, auth, ip);
       if (changesAtStart !== accessChangesHeard) reauthorizer.request({ dialogs: [auth.dialogId] });
     },
   });

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
+import http from 'node:http';
 import type { Authorized } from '../src/access/authorize.js';
 import type { BrokerHandlers, HistoryResult } from '../src/broker/broker.js';
 import { MemoryBroker, type MemoryBrokerOptions } from '../src/broker/memory-broker.js';
@@ -8,9 +8,11 @@ import type { ConnectionKind } from '../src/connection-kinds.js';
 import { DeliveryHub, type DeliveryHubOptions } from '../src/hub/delivery-hub.js';
 import { createLogger } from '../src/log/logger.js';
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js';
+import { selectProtocol } from '../src/auth/credentials.js';
+import { answerHandshake } from '../src/transport/handshake.js';
 import { TestClient, captureLogs, eventually } from './harness.js';
 
-// The delivery hub on its own: a real ws server on port 0 hands every socket to hub.attach, a
+// The delivery hub on its own: a real HTTP server on port 0 answers each handshake and hands every socket to hub.attach, a
 // real memory broker feeds hub.deliver. The path of a test socket names what the gateway's
 // authorizer would have decided: /<kind>/<dialog>[?since=ID].
 
@@ -44,12 +46,15 @@ interface Fixture {
   readonly port: number;
 }
 
-const servers: WebSocketServer[] = [];
+const servers: http.Server[] = [];
 const clients: TestClient[] = [];
 
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
-  for (const s of servers.splice(0)) s.close();
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    s.close();
+  }
 });
 
 const HUB_DEFAULTS: DeliveryHubOptions = {
@@ -58,6 +63,7 @@ const HUB_DEFAULTS: DeliveryHubOptions = {
   sendBufferBytes: 1024 * 1024,
   clientFramesPerSecond: 20,
   maxParsedFrameBytes: 256,
+  maxPayloadBytes: 64 * 1024,
   maxPendingEvents: 10_000,
   shutdownGraceMs: 2000,
 };
@@ -71,17 +77,21 @@ async function fixture(hubOptions: Partial<DeliveryHubOptions> = {}, brokerOptio
     false,
   );
   const hub: DeliveryHub = new DeliveryHub(broker, { ...HUB_DEFAULTS, ...hubOptions }, metrics, createLogger('info', stream));
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
-  servers.push(wss);
-  wss.on('connection', (ws, req) => {
+  const server = http.createServer();
+  servers.push(server);
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const answer = answerHandshake(req, selectProtocol);
+    if (!answer.ok) return void socket.end(answer.response);
+    socket.write(answer.response);
     const url = new URL(req.url ?? '/', 'http://hub');
     const [, kind, dialog] = url.pathname.split('/');
     const expiresAt = Number(url.searchParams.get('exp') ?? 0);
     const auth: Authorized = { ok: true, kind: kind as ConnectionKind, dialogId: Number(dialog), since: url.searchParams.get('since') ?? undefined, grant: { kind: 'admin', userId: 1 }, expiresAt, via: 'protocol', who: {} };
-    void hub.attach(ws, auth, '127.0.0.1');
+    void hub.attach(socket, head, auth, '127.0.0.1');
   });
-  await new Promise((resolve) => wss.once('listening', resolve));
-  const port = (wss.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
   return { hub, broker, metrics, logs, port, url: (kind, dialog, since, exp) => `ws://127.0.0.1:${port}/${kind}/${dialog}?${new URLSearchParams({ ...(since ? { since } : {}), ...(exp ? { exp: String(exp) } : {}) }).toString()}` };
 }
 

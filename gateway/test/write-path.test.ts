@@ -1,10 +1,8 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as wsModule from 'ws';
-import { WebSocket, WebSocketServer } from 'ws';
-import { encodeTextFrame, writeEncodedFrame, writePing, type CorkState } from '../src/connection/frame-writer.js';
+import { encodeTextFrame, writeEncodedFrame, type CorkState } from '../src/connection/frame-writer.js';
 import { HEARTBEAT_TICK_MS, HeartbeatWheel, MAX_HEARTBEAT_SLICES, heartbeatSlices } from '../src/connection/heartbeat-wheel.js';
+import { openClient, transportServer, until, type RecordingWebSocket, type TransportServer } from './ws-pair.js';
 
 // The broadcast write path (frame once, cork per tick) and the heartbeat wheel.
 
@@ -41,24 +39,17 @@ describe('encodeTextFrame and ws agree', () => {
 });
 
 describe('writeEncodedFrame', () => {
-  let server: http.Server | undefined;
+  let server: TransportServer | undefined;
   afterEach(async () => {
-    server?.closeAllConnections();
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await server?.close();
     server = undefined;
   });
 
-  /** A ws server on port 0 whose one client counts TCP reads and collects messages. */
-  async function pair(): Promise<{ serverSide: WebSocket; messages: string[]; pings: Buffer[]; reads: () => number; close: () => void }> {
-    server = http.createServer();
-    const wss = new WebSocketServer({ server, perMessageDeflate: false });
-    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-    const accepted = new Promise<WebSocket>((resolve) => wss.once('connection', resolve));
-    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`, { perMessageDeflate: false });
-    await new Promise<void>((resolve, reject) => {
-      client.once('open', () => resolve());
-      client.once('error', reject);
-    });
+  /** A transport server on port 0 whose one ws client counts TCP reads and collects messages. */
+  async function pair(): Promise<{ serverSide: RecordingWebSocket; messages: string[]; pings: Buffer[]; reads: () => number; close: () => void }> {
+    server = await transportServer();
+    const accepted = server.next();
+    const client = await openClient(server.url);
     const serverSide = await accepted;
     let reads = 0;
     (client as unknown as { _socket: NodeJS.ReadableStream })._socket.on('data', () => (reads += 1));
@@ -66,31 +57,14 @@ describe('writeEncodedFrame', () => {
     client.on('message', (data: Buffer) => messages.push(data.toString()));
     const pings: Buffer[] = [];
     client.on('ping', (data: Buffer) => pings.push(data));
-    return {
-      serverSide,
-      messages,
-      pings,
-      reads: () => reads,
-      close: () => {
-        client.terminate();
-        wss.close();
-      },
-    };
-  }
-
-  async function until(check: () => boolean): Promise<void> {
-    const deadline = Date.now() + 5000;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error('timed out');
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    return { serverSide, messages, pings, reads: () => reads, close: () => client.terminate() };
   }
 
   it('frames written in one tick reach the client intact, in order, in one batch', async () => {
     const p = await pair();
     const state: CorkState = { writeBatch: -1 };
     const sent = Array.from({ length: 200 }, (_, i) => JSON.stringify({ type: 'message:new', seq: i }));
-    for (const text of sent) writeEncodedFrame(p.serverSide, encodeTextFrame(text), state);
+    for (const text of sent) writeEncodedFrame(p.serverSide.socket, encodeTextFrame(text), state);
     // The first frame left at once; the other 199 wait, corked, until the tick ends.
     expect(p.serverSide.bufferedAmount).toBeGreaterThan(199 * sent[1]!.length);
     await until(() => p.messages.length === sent.length);
@@ -104,7 +78,7 @@ describe('writeEncodedFrame', () => {
     const p = await pair();
     const state: CorkState = { writeBatch: -1 };
     for (let i = 0; i < 5; i++) {
-      writeEncodedFrame(p.serverSide, encodeTextFrame(`"tick ${i}"`), state);
+      writeEncodedFrame(p.serverSide.socket, encodeTextFrame(`"tick ${i}"`), state);
       // A lone frame in its tick is written at once, not corked.
       expect(p.serverSide.bufferedAmount).toBe(0);
       await until(() => p.messages.length === i + 1);
@@ -113,39 +87,34 @@ describe('writeEncodedFrame', () => {
     p.close();
   });
 
-  it('writePing sends an empty protocol ping that the client answers, as ws.ping() does', async () => {
+  it('ping() sends an empty protocol ping that the client answers, in order with corked frames', async () => {
     const p = await pair();
-    let pongs = 0;
-    p.serverSide.on('pong', (data: Buffer) => {
-      expect(data.length).toBe(0);
-      pongs += 1;
-    });
-    writePing(p.serverSide);
-    writePing(p.serverSide);
-    await until(() => pongs === 2);
+    p.serverSide.ping();
+    p.serverSide.ping();
+    await until(() => p.serverSide.controls === 2);
     expect(p.pings.map((d) => d.length)).toEqual([0, 0]);
     // A ping between corked event frames leaves in order with them and disturbs none.
     const state: CorkState = { writeBatch: -1 };
-    writeEncodedFrame(p.serverSide, encodeTextFrame('"a"'), state);
-    writeEncodedFrame(p.serverSide, encodeTextFrame('"b"'), state);
-    writePing(p.serverSide);
-    writeEncodedFrame(p.serverSide, encodeTextFrame('"c"'), state);
-    await until(() => p.messages.length === 3 && pongs === 3);
+    writeEncodedFrame(p.serverSide.socket, encodeTextFrame('"a"'), state);
+    writeEncodedFrame(p.serverSide.socket, encodeTextFrame('"b"'), state);
+    p.serverSide.ping();
+    writeEncodedFrame(p.serverSide.socket, encodeTextFrame('"c"'), state);
+    await until(() => p.messages.length === 3 && p.serverSide.controls === 3);
     expect(p.messages).toEqual(['"a"', '"b"', '"c"']);
     // No frame may follow a close frame: a closing socket is not pinged.
-    p.serverSide.close(1000);
-    writePing(p.serverSide);
+    p.serverSide.startClose(1000);
+    p.serverSide.ping();
     await new Promise((r) => setTimeout(r, 50));
     expect(p.pings).toHaveLength(3);
     p.close();
   });
 
-  it('interleaves with ws.send in call order', async () => {
+  it('interleaves with sendText in call order', async () => {
     const p = await pair();
     const state: CorkState = { writeBatch: -1 };
-    writeEncodedFrame(p.serverSide, encodeTextFrame('"a"'), state);
-    p.serverSide.send('"b"');
-    writeEncodedFrame(p.serverSide, encodeTextFrame('"c"'), state);
+    writeEncodedFrame(p.serverSide.socket, encodeTextFrame('"a"'), state);
+    p.serverSide.sendText(Buffer.from('"b"'));
+    writeEncodedFrame(p.serverSide.socket, encodeTextFrame('"c"'), state);
     await until(() => p.messages.length === 3);
     expect(p.messages).toEqual(['"a"', '"b"', '"c"']);
     p.close();

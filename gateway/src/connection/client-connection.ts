@@ -1,12 +1,15 @@
-import type { WebSocket } from 'ws';
+import type { Socket } from 'node:net';
 import type { Grant } from '../access/grant.js';
 import type { BrokerEvent } from '../broker/protocol.js';
 import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
 import type { ConnectionKind } from '../connection-kinds.js';
-import { writeEncodedFrame, writePing, type CorkState, type EncodedFrame } from './frame-writer.js';
+import { ABNORMAL_CLOSURE, WebSocketTransport } from '../transport/web-socket.js';
+import type { FrameError } from '../transport/frame-parser.js';
+import { writeEncodedFrame, type CorkState, type EncodedFrame } from './frame-writer.js';
 
-// Per-socket state, kept small: idle connections are the gateway's main memory cost. Socket
-// events are handled by shared functions, not per-socket closures; what a connection does on its
+// Per-socket state, kept small: idle connections are the gateway's main memory cost. The
+// connection is its own WebSocket (transport/web-socket.ts): one object per socket, socket
+// events handled by shared functions, not per-socket closures. What a connection does on its
 // own (frame-rate accounting, answering pings, the heartbeat, the send-buffer cap) lives here,
 // with the limits read from its owner (one object shared by every connection), and what
 // concerns the gateway (logs, metrics, leaving the hub) is reported to the owner.
@@ -19,6 +22,8 @@ export interface ConnectionLimits {
   readonly clientFramesPerSecond: number;
   /** Client frames larger than this are never parsed (only pings are understood). */
   readonly maxParsedFrameBytes: number;
+  /** Largest client message; a bigger one closes the connection with 1009. */
+  readonly maxPayloadBytes: number;
 }
 
 /** What a connection needs from the hub that owns it. */
@@ -30,38 +35,14 @@ export interface ConnectionOwner {
   onServerClose(conn: ClientConnection, code: number): void;
 }
 
-const CONN = Symbol('replyx.connection');
-type TaggedSocket = WebSocket & { [CONN]?: ClientConnection };
-
 const PING_FRAME = Buffer.from('{"type":"ping"}');
 const PONG_FRAME = Buffer.from('{"type":"pong"}');
 const NO_DATA = Buffer.alloc(0);
 /** The close code recorded for a peer cut by the heartbeat (no close frame is exchanged). */
-const DEAD_PEER = 1006;
-
-function onMessage(this: TaggedSocket, data: Buffer, isBinary: boolean): void {
-  this[CONN]?.receive(data, isBinary);
-}
-
-function onControlFrame(this: TaggedSocket): void {
-  // ws answers protocol pings itself; pings and pongs (solicited or not) still count toward the
-  // client's frame rate, and any of them proves the peer alive.
-  this[CONN]?.receive(NO_DATA, true);
-}
-
-function onClose(this: TaggedSocket, code: number): void {
-  const conn = this[CONN];
-  if (!conn) return;
-  this[CONN] = undefined;
-  conn.owner.onConnectionClosed(conn, conn.closeCode ?? code);
-}
-
-function onError(this: TaggedSocket): void {
-  // ws emits 'close' after 'error' (including 1009 for oversized frames); nothing to do here.
-}
+const DEAD_PEER = ABNORMAL_CLOSURE;
 
 /** One attached WebSocket: dialog, kind, liveness, flood window, replay state. */
-export class ClientConnection implements CorkState {
+export class ClientConnection extends WebSocketTransport implements CorkState {
   /** False once a heartbeat ping went unanswered for a whole interval. */
   alive = true;
   /** Frames received in the current one-second window, and when that window began. */
@@ -83,12 +64,12 @@ export class ClientConnection implements CorkState {
   writeBatch = -1;
 
   /**
-   * Wires the socket's events to this connection through shared handlers. `grant` is what the
-   * credential allowed (re-checked while open) and `expiresAt` its expiry in epoch seconds (0:
-   * none), the two things re-authorization adds to a connection.
+   * Takes over an upgraded socket (101 already written; call start() with the upgrade's head).
+   * `grant` is what the credential allowed (re-checked while open) and `expiresAt` its expiry
+   * in epoch seconds (0: none), the two things re-authorization adds to a connection.
    */
   constructor(
-    readonly ws: WebSocket,
+    socket: Socket,
     readonly kind: ConnectionKind,
     readonly dialogId: number,
     readonly ip: string,
@@ -97,17 +78,38 @@ export class ClientConnection implements CorkState {
     readonly grant: Grant,
     readonly expiresAt: number,
   ) {
-    (ws as TaggedSocket)[CONN] = this;
-    ws.on('message', onMessage);
-    ws.on('pong', onControlFrame);
-    ws.on('ping', onControlFrame);
-    ws.on('close', onClose);
-    ws.on('error', onError);
+    super(socket);
   }
 
   /** True while frames can be sent. */
   get open(): boolean {
-    return this.ws.readyState === 1;
+    return this.readyState === 1;
+  }
+
+  protected get maxPayload(): number {
+    return this.owner.limits.maxPayloadBytes;
+  }
+
+  /** A client message (FrameSink). */
+  onMessage(data: Buffer, binary: boolean): void {
+    this.receive(data, binary);
+  }
+
+  protected onPingOrPong(): void {
+    // Pings are answered by the transport; pings and pongs (solicited or not) still count toward
+    // the client's frame rate, and any of them proves the peer alive.
+    this.receive(NO_DATA, true);
+  }
+
+  protected onProtocolError(error: FrameError): void {
+    // Counted and logged like the gateway's own closes (the transport sends the close frame).
+    if (this.closeCode !== undefined) return;
+    this.closeCode = error.code;
+    this.owner.onServerClose(this, error.code);
+  }
+
+  protected onClosed(code: number): void {
+    this.owner.onConnectionClosed(this, this.closeCode ?? code);
   }
 
   /**
@@ -136,12 +138,12 @@ export class ClientConnection implements CorkState {
   heartbeat(): void {
     if (this.alive) {
       this.alive = false;
-      writePing(this.ws);
+      this.ping();
       return;
     }
     this.closeCode = DEAD_PEER;
     this.owner.onServerClose(this, DEAD_PEER);
-    this.ws.terminate();
+    this.terminate();
   }
 
   /**
@@ -150,14 +152,13 @@ export class ClientConnection implements CorkState {
    */
   send(frame: Buffer): boolean {
     if (!admits(this, frame.length)) return false;
-    this.ws.send(frame, SEND_TEXT);
-    return true;
+    return this.sendText(frame);
   }
 
   /** Like send, for a frame encoded once and shared by every recipient of an event. */
   sendEncoded(frame: EncodedFrame): boolean {
     if (!admits(this, frame.length)) return false;
-    writeEncodedFrame(this.ws, frame, this);
+    writeEncodedFrame(this.socket, frame, this);
     return true;
   }
 
@@ -166,20 +167,14 @@ export class ClientConnection implements CorkState {
     if (this.closeCode !== undefined) return;
     this.closeCode = info.code;
     this.owner.onServerClose(this, info.code);
-    this.ws.close(info.code, info.reason);
-  }
-
-  /** Cuts the TCP connection without a close handshake (a peer that ignored our close). */
-  terminate(): void {
-    this.ws.terminate();
+    this.startClose(info.code, info.reason);
   }
 }
 
 /** True when the socket is open and `bytes` more stay under the cap; else closes it as slow. */
 function admits(conn: ClientConnection, bytes: number): boolean {
-  const ws = conn.ws;
-  if (ws.readyState !== 1) return false;
-  if (ws.bufferedAmount + bytes <= conn.owner.limits.sendBufferBytes) return true;
+  if (conn.readyState !== 1) return false;
+  if (conn.bufferedAmount + bytes <= conn.owner.limits.sendBufferBytes) return true;
   conn.close(CloseCodes.SLOW_CONSUMER);
   return false;
 }
@@ -192,6 +187,3 @@ function isPing(data: Buffer): boolean {
     return false;
   }
 }
-
-// Event frames are pre-encoded Buffers of JSON text: send them as text frames, uncompressed.
-const SEND_TEXT = { binary: false, compress: false } as const;

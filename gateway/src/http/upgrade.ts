@@ -1,7 +1,7 @@
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { authorize, type AuthorizeDeps, type Authorized, type Refused } from '../access/authorize.js';
 import { selectProtocol } from '../auth/credentials.js';
 import { CloseCodes, type CloseCodeInfo } from '../close-codes.js';
@@ -11,9 +11,12 @@ import { clientAddress, type TrustedProxies } from '../limits/client-ip.js';
 import { sanitizeUrl } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { matchEndpoint } from '../access/endpoints.js';
+import { answerHandshake, refusal } from '../transport/handshake.js';
+import { WebSocketTransport } from '../transport/web-socket.js';
 
-// The WebSocket handshake: `ws` in noServer mode behind node:http's 'upgrade' event. Requests
-// that are not WebSockets on a known path are refused before upgrading (HTTP status); everything
+// The WebSocket handshake behind node:http's 'upgrade' event (transport/handshake.ts answers it).
+// Requests that are not WebSockets on a known path are refused before upgrading (HTTP status),
+// as are malformed handshakes (after authorization, as when ws answered them); everything
 // a client must act on (auth, origin, limits) is accepted and closed with a registry code,
 // because a browser never sees the HTTP status of a failed handshake. A client that offers the
 // `replyx.v1` subprotocol (with its token as `replyx.token.<JWT>`) gets `replyx.v1` back, never
@@ -35,8 +38,11 @@ export interface UpgradeDeps {
    * authorization begins and handed to accept, which re-checks a socket authorized across a change.
    */
   accessChanges(): number;
-  /** Takes over an accepted, authorized socket (the hub's attach); `changesAtStart` is accessChanges() when its authorization began. */
-  accept(ws: WebSocket, auth: Authorized, ip: string, changesAtStart: number): void;
+  /**
+   * Takes over an upgraded, authorized socket and the bytes read past its request (the hub's
+   * attach); `changesAtStart` is accessChanges() when its authorization began.
+   */
+  accept(socket: Socket, head: Buffer, auth: Authorized, ip: string, changesAtStart: number): void;
 }
 
 /** The 'upgrade' listener for node:http, and a close() for shutdown. */
@@ -48,23 +54,36 @@ export interface UpgradeHandler {
 /** Builds the upgrade handler: limits, then authorization, then hand-over to `accept`. */
 export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
   const { log, metrics, admission } = deps;
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: deps.maxPayloadBytes,
-    // Compression costs ~300 KB per socket in zlib contexts and CPU per frame; chat frames are small.
-    perMessageDeflate: false,
-    clientTracking: false,
-    handleProtocols: selectProtocol,
-  });
+  let closed = false;
+
+  /** Writes the 101 answer; undefined when the handshake was refused with an HTTP status instead. */
+  const upgrade = (req: IncomingMessage, socket: Duplex): Socket | undefined => {
+    let answer = answerHandshake(req, selectProtocol);
+    if (answer.ok) {
+      // A client that already sent its FIN, or a socket already broken, is not upgraded.
+      if (!socket.readable || !socket.writable) return void socket.destroy();
+      if (closed) answer = refusal(503, STATUS_CODES[503]!);
+    }
+    if (!answer.ok) {
+      socket.once('finish', destroySocket);
+      socket.end(answer.response);
+      return undefined;
+    }
+    socket.write(answer.response);
+    return socket as Socket;
+  };
 
   const refuseUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, kind: ConnectionKind, close: CloseCodeInfo): void => {
     metrics.handshake(kind, close.code);
     // As for accepted sockets: the 101 response and the close frame leave in one write.
     socket.cork();
-    wss.handleUpgrade(req, socket, head, (ws) => {
+    const upgraded = upgrade(req, socket);
+    if (upgraded) {
       metrics.closed(close.code);
-      ws.close(close.code, close.reason);
-    });
+      const ws = new RefusedWebSocket(upgraded, deps.maxPayloadBytes);
+      ws.start(head);
+      ws.startClose(close.code, close.reason);
+    }
     socket.uncork();
   };
 
@@ -114,7 +133,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         // The 101 response and the `connected` frame (sent by accept) leave in one write, not two:
         // a syscall per handshake saved, the largest share of a connect left after auth.
         socket.cork();
-        wss.handleUpgrade(req, socket, head, (ws) => deps.accept(ws, result, ip, changesAtStart));
+        const upgraded = upgrade(req, socket);
+        if (upgraded) deps.accept(upgraded, head, result, ip, changesAtStart);
         socket.uncork();
       },
       (err: unknown) => {
@@ -124,7 +144,28 @@ export function createUpgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     );
   };
 
-  return { handle, close: () => wss.close() };
+  return {
+    handle,
+    close: () => {
+      closed = true;
+    },
+  };
+}
+
+/** A WebSocket opened only to be closed with a registry code (a browser sees no HTTP status). */
+class RefusedWebSocket extends WebSocketTransport {
+  constructor(
+    socket: Socket,
+    readonly maxPayload: number,
+  ) {
+    super(socket);
+  }
+
+  // The close handshake is all that is awaited: what the client sends meanwhile is read and dropped.
+  onMessage(): void {}
+  protected onPingOrPong(): void {}
+  protected onProtocolError(): void {}
+  protected onClosed(): void {}
 }
 
 /** The address whose admission slot a socket holds until it closes. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { WebSocket } from 'ws';
+import type { Socket } from 'node:net';
 import type { Authorized } from '../access/authorize.js';
 import type { Broker } from '../broker/broker.js';
 import { mergeReplay } from '../broker/merge-replay.js';
@@ -58,7 +58,12 @@ export class DeliveryHub implements ConnectionOwner {
     this.#broker = broker;
     this.#metrics = metrics;
     this.#log = log;
-    this.limits = { sendBufferBytes: options.sendBufferBytes, clientFramesPerSecond: options.clientFramesPerSecond, maxParsedFrameBytes: options.maxParsedFrameBytes };
+    this.limits = {
+      sendBufferBytes: options.sendBufferBytes,
+      clientFramesPerSecond: options.clientFramesPerSecond,
+      maxParsedFrameBytes: options.maxParsedFrameBytes,
+      maxPayloadBytes: options.maxPayloadBytes,
+    };
     this.#maxPending = options.maxPendingEvents;
     this.#graceMs = options.shutdownGraceMs;
     this.#connections = new HeartbeatWheel(heartbeatSlices(options.heartbeatMs));
@@ -116,16 +121,18 @@ export class DeliveryHub implements ConnectionOwner {
   }
 
   /**
-   * Takes over an authorized socket: sends `connected`, joins the dialog (subscribing on the
+   * Takes over an upgraded, authorized socket (and `head`, the bytes read past its request): sends `connected`, joins the dialog (subscribing on the
    * first local join) and, with `since`, replays the history after it merged with the live
    * events that arrive meanwhile; `resync` when `since` is older than the retained history.
    */
-  async attach(ws: WebSocket, auth: Authorized, ip: string): Promise<void> {
-    const conn = new ClientConnection(ws, auth.kind, auth.dialogId, ip, this.#nextId++, this, auth.grant, auth.expiresAt);
+  async attach(socket: Socket, head: Buffer, auth: Authorized, ip: string): Promise<void> {
+    const conn = new ClientConnection(socket, auth.kind, auth.dialogId, ip, this.#nextId++, this, auth.grant, auth.expiresAt);
     this.#connections.add(conn);
     // Expired between the handshake's check and now (a slow database): no event may reach it.
     if (!this.#expiry.add(conn)) return void conn.close(CloseCodes.TOKEN_EXPIRED);
     conn.send(this.#connectedFrame);
+    // Frames the client sent right behind its handshake are read only after `connected` is out.
+    conn.start(head);
     // The fields and the line are built only when they are written (a connect storm at "warn").
     if (this.#log.isLevelEnabled('info')) this.#log.info({ conn: conn.id, dialog_id: auth.dialogId, kind: auth.kind, ip, since: auth.since, ...auth.who }, `${LOG_TAG[auth.kind]} connected dialog=${auth.dialogId}`);
     // Buffer live events from the moment of joining, so nothing published during the replay is lost.
@@ -238,7 +245,7 @@ export class DeliveryHub implements ConnectionOwner {
     const fields = { conn: conn.id, dialog_id: conn.dialogId, kind: conn.kind, ip: conn.ip };
     const tag = LOG_TAG[conn.kind];
     if (code === CloseCodes.SLOW_CONSUMER.code) {
-      this.#log.warn({ ...fields, buffered: conn.ws.bufferedAmount, code }, `${tag} slow consumer: more than ${this.limits.sendBufferBytes} bytes unsent; closing with 4101`);
+      this.#log.warn({ ...fields, buffered: conn.bufferedAmount, code }, `${tag} slow consumer: more than ${this.limits.sendBufferBytes} bytes unsent; closing with 4101`);
     } else if (code === CloseCodes.OVER_LIMIT.code) {
       this.#log.warn(fields, `${tag} client frame flood; closing with 4100`);
     } else if (code === 1006) {
