@@ -515,7 +515,10 @@ ${holdSection(run)}${run.storm ? `\n${stormSection(run.storm, markdownTable)}` :
   its share is larger: every new connection's objects survive a scavenge, which makes V8 grow the
   young generation (up to Node 20's 16 MiB per semi-space), and old space keeps the burst's promoted
   garbage until the next full GC. V8's memory reducer gives both back once the process has been idle
-  a while (in traced runs 45-55 s after the burst), which is why the figure is read after the window.
+  a while, but not at a fixed time (45-100 s after the burst in traced runs), so at the 60 s reading
+  one gateway process may have given it back (about 2.3 KiB per socket left, as in (f)) and another
+  not yet (about 4 KiB): compare the rows of one run. Through nginx, whose 12.7 KiB does not move,
+  aim (c) is met only when the gateway's reducer has run by the reading.
   The other Node systems (Socket.IO, bare ws) are read the same way. Through nginx 1.22, each WebSocket keeps its whole
   upgraded request until it closes (nginx's debug log of one connection lists every block): the
   request (1.5 KB), upstream (1.1 KB) and two 20-entry header lists (0.9 KB each) that nginx sizes
