@@ -11,14 +11,17 @@
 CREATE FUNCTION replyx_notify_access_change(payload text) RETURNS void
 LANGUAGE sql AS $$ SELECT pg_notify('replyx_access_changes', payload) $$;
 
--- A dialog moved to another assistant, renumbered or deleted. New dialogs send nothing: they
--- revoke nothing, and NOTIFY serialises the commits that send one.
-CREATE FUNCTION replyx_dialogs_access_changed() RETURNS trigger
+-- A row behind replyx_dialog_access changed: its id is sent under the key the trigger names
+-- (TG_ARGV[0]), and its new id too when it was renumbered. Dialogs: moved to another assistant,
+-- renumbered or deleted; new dialogs send nothing (they revoke nothing, and NOTIFY serialises
+-- the commits that send one). Assistants: owner or allowed domains changed, renumbered or
+-- deleted (its dialogs' cascaded deletes notify for themselves too).
+CREATE FUNCTION replyx_access_row_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM replyx_notify_access_change(json_build_object('dialog_id', OLD.id)::text);
+  PERFORM replyx_notify_access_change(json_build_object(TG_ARGV[0], OLD.id)::text);
   IF TG_OP = 'UPDATE' AND NEW.id IS DISTINCT FROM OLD.id THEN
-    PERFORM replyx_notify_access_change(json_build_object('dialog_id', NEW.id)::text);
+    PERFORM replyx_notify_access_change(json_build_object(TG_ARGV[0], NEW.id)::text);
   END IF;
   RETURN NULL;
 END
@@ -26,28 +29,15 @@ $$;
 
 CREATE TRIGGER replyx_dialogs_access_update AFTER UPDATE ON dialogs
 FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id OR OLD.assistant_id IS DISTINCT FROM NEW.assistant_id)
-EXECUTE FUNCTION replyx_dialogs_access_changed();
+EXECUTE FUNCTION replyx_access_row_changed('dialog_id');
 CREATE TRIGGER replyx_dialogs_access_delete AFTER DELETE ON dialogs
-FOR EACH ROW EXECUTE FUNCTION replyx_dialogs_access_changed();
-
--- An assistant changed owner or allowed domains, was renumbered or deleted (its dialogs'
--- cascaded deletes notify for themselves too).
-CREATE FUNCTION replyx_assistants_access_changed() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM replyx_notify_access_change(json_build_object('assistant_id', OLD.id)::text);
-  IF TG_OP = 'UPDATE' AND NEW.id IS DISTINCT FROM OLD.id THEN
-    PERFORM replyx_notify_access_change(json_build_object('assistant_id', NEW.id)::text);
-  END IF;
-  RETURN NULL;
-END
-$$;
+FOR EACH ROW EXECUTE FUNCTION replyx_access_row_changed('dialog_id');
 
 CREATE TRIGGER replyx_assistants_access_update AFTER UPDATE ON assistants
 FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id OR OLD.user_id IS DISTINCT FROM NEW.user_id OR OLD.allowed_domains IS DISTINCT FROM NEW.allowed_domains)
-EXECUTE FUNCTION replyx_assistants_access_changed();
+EXECUTE FUNCTION replyx_access_row_changed('assistant_id');
 CREATE TRIGGER replyx_assistants_access_delete AFTER DELETE ON assistants
-FOR EACH ROW EXECUTE FUNCTION replyx_assistants_access_changed();
+FOR EACH ROW EXECUTE FUNCTION replyx_access_row_changed('assistant_id');
 
 -- A site token revoked (insert), or a revocation changed or removed.
 CREATE FUNCTION replyx_site_token_revocations_changed() RETURNS trigger
