@@ -23,13 +23,17 @@ export async function runningNginxOpenFileLimit(plan: LocalStackPlan): Promise<{
 
 /** Plans a local stack for the nginx its config goes to: the running master's open-file limit, else this process's (an nginx started now inherits it). */
 export async function planLocalStackForNginx(topology: Topology, options: Omit<PlanOptions, 'nginxOpenFileLimit'>): Promise<LocalStackPlan> {
-  const starting = planLocalStack(topology, { ...options, nginxOpenFileLimit: nginxOpenFileLimit() });
-  const running = await runningNginxOpenFileLimit(starting);
-  if (running === undefined || running.limit === starting.nginxRender.openFileLimit) return starting;
-  return planLocalStack(topology, { ...options, nginxOpenFileLimit: running.limit });
+  const plan = planLocalStack(topology, { ...options, nginxOpenFileLimit: nginxOpenFileLimit() });
+  const running = await runningNginxOpenFileLimit(plan);
+  return running === undefined ? plan : withNginxOpenFileLimit(plan, running.limit);
 }
 
 /** The plan rendered for an nginx this process starts (a restart): capped at this process's hard limit, which the new master inherits. */
 export function forNginxStartedHere(plan: LocalStackPlan): LocalStackPlan {
-  return { ...plan, nginxRender: { ...plan.nginxRender, openFileLimit: nginxOpenFileLimit() } };
+  return withNginxOpenFileLimit(plan, nginxOpenFileLimit());
+}
+
+/** `plan` with nginx's config rendered for a master whose hard open-file limit is `limit` (the only part of a plan that depends on it). */
+function withNginxOpenFileLimit(plan: LocalStackPlan, limit: number | undefined): LocalStackPlan {
+  return limit === plan.nginxRender.openFileLimit ? plan : { ...plan, nginxRender: { ...plan.nginxRender, openFileLimit: limit } };
 }
