@@ -107,9 +107,10 @@ export interface BenchOptions {
   readonly settleMs: number;
   /**
    * (c)'s figure is read after the connections have been idle this long, and its baseline after
-   * the fresh system has been idle this long: V8's memory reducer gives back the heap a burst grew
-   * (for Node about 45-55 s after it), so the reading is what idle connections hold, the same
-   * window (f) holds its connections for. 0: only the reading after `settleMs` (smoke).
+   * the fresh system has been idle this long, the same window (f) holds its connections for. V8's
+   * memory reducer gives back the heap a burst grew some time in it (45-100 s after the burst in
+   * traced runs), so a process may still hold that heap at the reading; the report says so.
+   * 0: only the reading after `settleMs` (smoke).
    */
   readonly idleSettleMs: number;
   /**
